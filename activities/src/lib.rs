@@ -1,0 +1,12 @@
+//! Activities of the delivery-order service. Everything that touches the outside world runs here,
+//! never in workflow code.
+
+pub mod breaker;
+pub mod metrics;
+pub mod partner;
+pub mod partner_activities;
+
+pub use breaker::{BreakerConfig, CircuitBreaker};
+pub use metrics::PartnerMetrics;
+pub use partner::{PartnerClient, PartnerConfig, PartnerError};
+pub use partner_activities::PartnerActivities;

@@ -1,0 +1,196 @@
+//! HTTP client of the delivery partner API (see docs/partner-contract.md).
+//!
+//! The line between retryable and final is drawn here, where the failure happens: transport
+//! errors, timeouts, 408, 429 and 5xx are retryable `PartnerError`s and count against the
+//! circuit breaker; any other 4xx is the partner's business answer (an outcome, not an error).
+
+use std::time::{Duration, Instant};
+
+use delivery_workflows::activities::{
+    CancelPickupOutcome, CancelPickupRequest, PickupOutcome, PickupRequest,
+};
+use reqwest::StatusCode;
+use serde::Deserialize;
+
+use crate::breaker::{BreakerConfig, CircuitBreaker, CircuitOpen};
+use crate::metrics::PartnerMetrics;
+
+#[derive(Debug, Clone)]
+pub struct PartnerConfig {
+    /// Base URL, e.g. `http://127.0.0.1:8090`.
+    pub base_url: String,
+    /// Bound on one HTTP call, connect included.
+    pub request_timeout: Duration,
+    pub breaker: BreakerConfig,
+}
+
+impl PartnerConfig {
+    pub fn new(base_url: impl Into<String>) -> Self {
+        Self {
+            base_url: base_url.into().trim_end_matches('/').to_owned(),
+            request_timeout: Duration::from_secs(10),
+            breaker: BreakerConfig::default(),
+        }
+    }
+}
+
+/// A failed partner call worth retrying later.
+#[derive(Debug, thiserror::Error)]
+pub enum PartnerError {
+    #[error(transparent)]
+    CircuitOpen(#[from] CircuitOpen),
+    #[error("partner request failed: {0}")]
+    Transport(#[source] reqwest::Error),
+    #[error("partner answered {status}: {body}")]
+    Server { status: StatusCode, body: String },
+    #[error("partner answered {status} with a body that does not parse: {body}")]
+    BadAnswer { status: StatusCode, body: String },
+}
+
+pub struct PartnerClient {
+    http: reqwest::Client,
+    base_url: String,
+    breaker: CircuitBreaker,
+    metrics: PartnerMetrics,
+}
+
+#[derive(Deserialize)]
+struct PickupAccepted {
+    pickup_id: String,
+}
+
+#[derive(Deserialize)]
+struct PartnerProblem {
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+impl PartnerClient {
+    pub fn new(config: PartnerConfig, metrics: PartnerMetrics) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            .connect_timeout(config.request_timeout.min(Duration::from_secs(3)))
+            .build()?;
+        Ok(Self {
+            http,
+            base_url: config.base_url,
+            breaker: CircuitBreaker::new(config.breaker),
+            metrics,
+        })
+    }
+
+    pub fn breaker(&self) -> &CircuitBreaker {
+        &self.breaker
+    }
+
+    /// `POST /v1/pickups`, idempotent on the delivery order id.
+    pub async fn request_pickup(&self, request: &PickupRequest) -> Result<PickupOutcome, PartnerError> {
+        let url = format!("{}/v1/pickups", self.base_url);
+        let call = self
+            .http
+            .post(url)
+            .header("Idempotency-Key", &request.delivery_order_id)
+            .json(request);
+        let (status, body) = self.send("request_pickup", call).await?;
+        if status.is_success() {
+            let accepted: PickupAccepted = serde_json::from_str(&body)
+                .map_err(|_| PartnerError::BadAnswer { status, body: clip(&body) })?;
+            self.count("request_pickup", "ok");
+            return Ok(PickupOutcome::Accepted {
+                pickup_id: accepted.pickup_id,
+            });
+        }
+        let problem: PartnerProblem = serde_json::from_str(&body).unwrap_or(PartnerProblem {
+            code: None,
+            message: None,
+        });
+        self.count("request_pickup", "rejected");
+        Ok(PickupOutcome::Rejected {
+            code: problem.code.unwrap_or_else(|| format!("HTTP_{}", status.as_u16())),
+            message: problem.message.unwrap_or_else(|| clip(&body)),
+        })
+    }
+
+    /// `POST /v1/pickups/{id}/cancel`.
+    pub async fn cancel_pickup(
+        &self,
+        request: &CancelPickupRequest,
+    ) -> Result<CancelPickupOutcome, PartnerError> {
+        let url = format!("{}/v1/pickups/{}/cancel", self.base_url, request.pickup_id);
+        let call = self
+            .http
+            .post(url)
+            .json(&serde_json::json!({ "reason": request.reason }));
+        let (status, body) = self.send("cancel_pickup", call).await?;
+        let outcome = match status {
+            s if s.is_success() => CancelPickupOutcome::Cancelled,
+            StatusCode::NOT_FOUND => CancelPickupOutcome::Unknown,
+            StatusCode::CONFLICT => CancelPickupOutcome::AlreadyCompleted,
+            status => {
+                self.count("cancel_pickup", "error");
+                return Err(PartnerError::BadAnswer { status, body: clip(&body) });
+            }
+        };
+        self.count("cancel_pickup", "ok");
+        Ok(outcome)
+    }
+
+    /// Sends through the breaker; returns status and body of any non-retryable answer.
+    async fn send(
+        &self,
+        operation: &'static str,
+        call: reqwest::RequestBuilder,
+    ) -> Result<(StatusCode, String), PartnerError> {
+        if let Err(open) = self.breaker.acquire() {
+            self.count(operation, "circuit_open");
+            return Err(open.into());
+        }
+        let started = Instant::now();
+        let result = async {
+            let response = call.send().await.map_err(PartnerError::Transport)?;
+            let status = response.status();
+            let body = response.text().await.map_err(PartnerError::Transport)?;
+            if status.is_server_error()
+                || status == StatusCode::REQUEST_TIMEOUT
+                || status == StatusCode::TOO_MANY_REQUESTS
+            {
+                return Err(PartnerError::Server { status, body: clip(&body) });
+            }
+            Ok((status, body))
+        }
+        .await;
+        self.metrics
+            .latency
+            .with_label_values(&[operation])
+            .observe(started.elapsed().as_secs_f64());
+        match &result {
+            Ok(_) => self.breaker.on_success(),
+            Err(_) => {
+                self.breaker.on_failure();
+                self.count(operation, "error");
+            }
+        }
+        self.metrics.circuit_open.set(i64::from(self.breaker.is_open()));
+        result
+    }
+
+    fn count(&self, operation: &str, outcome: &str) {
+        self.metrics
+            .requests
+            .with_label_values(&[operation, outcome])
+            .inc();
+    }
+}
+
+/// Partner bodies end up in errors and history: keep them short.
+fn clip(body: &str) -> String {
+    const MAX: usize = 500;
+    if body.len() <= MAX {
+        body.to_owned()
+    } else {
+        let cut = (0..=MAX).rev().find(|i| body.is_char_boundary(*i)).unwrap_or(0);
+        format!("{}…", &body[..cut])
+    }
+}

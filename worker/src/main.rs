@@ -1,0 +1,73 @@
+//! Worker binary: configuration, logs, metrics, then the Temporal worker until SIGINT/SIGTERM.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use delivery_worker::metrics_server::MetricsServer;
+use delivery_worker::{WorkerConfig, build_worker, connect, telemetry};
+use prometheus::Registry;
+use temporalio_sdk::Runtime;
+use tokio::sync::watch;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    telemetry::init();
+    if let Err(error) = run().await {
+        tracing::error!(error = format!("{error:#}"), "worker stopped");
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+async fn run() -> anyhow::Result<()> {
+    let config = WorkerConfig::from_env()?;
+    let registry = Registry::new_custom(Some("delivery_worker".into()), None)?;
+    let runtime = Runtime::from_current_tokio(Default::default()).context("starting the Temporal runtime")?;
+    let client = connect(&config, Duration::from_secs(60)).await?;
+    let mut worker = build_worker(&runtime, client, &config, &registry)?;
+
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let metrics = MetricsServer::bind(&config.metrics_bind, config.metrics_port, registry)
+        .await
+        .with_context(|| format!("binding the metrics port {}", config.metrics_port))?;
+    let metrics_addr = metrics.addr();
+    let metrics_task = tokio::spawn(metrics.run_until(async move {
+        let _ = stop_rx.wait_for(|stop| *stop).await;
+    }));
+
+    let shutdown = worker.shutdown_handle();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: finishing in-flight tasks");
+        shutdown();
+    });
+
+    tracing::info!(
+        task_queue = %config.task_queue,
+        namespace = %config.namespace,
+        temporal = %config.temporal_address,
+        partner = %config.partner.base_url,
+        metrics = ?metrics_addr,
+        "worker started"
+    );
+    let result = worker.run().await.context("worker run");
+    let _ = stop_tx.send(true);
+    let _ = metrics_task.await;
+    tracing::info!("worker stopped");
+    result
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,57 @@
+//! `/metrics` (Prometheus text) and `/healthz` for the worker process.
+
+use std::net::SocketAddr;
+
+use poem::listener::{Acceptor, Listener, TcpListener};
+use poem::web::Data;
+use poem::{EndpointExt, Response, Route, Server, get, handler, http::StatusCode};
+use prometheus::{Encoder, Registry, TextEncoder};
+
+#[handler]
+fn metrics(Data(registry): Data<&Registry>) -> Response {
+    let mut body = Vec::new();
+    match TextEncoder::new().encode(&registry.gather(), &mut body) {
+        Ok(()) => Response::builder()
+            .content_type("text/plain; version=0.0.4")
+            .body(body),
+        Err(error) => {
+            tracing::error!(%error, "encoding metrics failed");
+            Response::builder().status(StatusCode::INTERNAL_SERVER_ERROR).finish()
+        }
+    }
+}
+
+#[handler]
+fn healthz() -> &'static str {
+    "ok"
+}
+
+/// A bound metrics server; `addr` is known before it runs (port 0 picks a free one).
+pub struct MetricsServer {
+    acceptor: poem::listener::TcpAcceptor,
+    registry: Registry,
+}
+
+impl MetricsServer {
+    pub async fn bind(host: &str, port: u16, registry: Registry) -> std::io::Result<Self> {
+        let acceptor = TcpListener::bind(format!("{host}:{port}")).into_acceptor().await?;
+        Ok(Self { acceptor, registry })
+    }
+
+    pub fn addr(&self) -> Option<SocketAddr> {
+        self.acceptor
+            .local_addr()
+            .first()
+            .and_then(|a| a.as_socket_addr().copied())
+    }
+
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> std::io::Result<()> {
+        let app = Route::new()
+            .at("/metrics", get(metrics))
+            .at("/healthz", get(healthz))
+            .data(self.registry);
+        Server::new_with_acceptor(self.acceptor)
+            .run_with_graceful_shutdown(app, shutdown, None)
+            .await
+    }
+}

@@ -1,0 +1,495 @@
+//! The versioned state graph, loaded from `resources/delivery-order.v1.yaml`.
+//!
+//! The YAML is compiled into the binary so a worker always runs the graph it was built with, and
+//! replaying an old history on the same build sees the same graph. Unknown states, events, actors
+//! or reasons in the YAML fail to parse, so the file and the Rust enums cannot drift apart.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::domain::{ActorKind, DisputeReason, EventType, FailureReason, State};
+
+/// The graph source as shipped.
+pub const DELIVERY_ORDER_V1_YAML: &str = include_str!("../../resources/delivery-order.v1.yaml");
+
+/// The delivery-order graph v1, parsed once per process.
+pub static DELIVERY_ORDER_V1: LazyLock<StateGraph> = LazyLock::new(|| {
+    StateGraph::from_yaml(DELIVERY_ORDER_V1_YAML).expect("the shipped delivery-order graph parses")
+});
+
+/// A state graph: states, events with their payload schema, transitions and deadline timers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateGraph {
+    pub graph: String,
+    pub version: u32,
+    pub initial: State,
+    pub happy_path: Vec<State>,
+    pub states: BTreeMap<State, StateSpec>,
+    pub actors: Vec<ActorKind>,
+    pub failure_reasons: BTreeMap<FailureReason, ReasonSpec>,
+    pub dispute_reasons: BTreeMap<DisputeReason, ReasonSpec>,
+    pub events: BTreeMap<EventType, EventSpec>,
+    pub transitions: Vec<Transition>,
+    pub timers: BTreeMap<String, TimerSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateSpec {
+    pub description: String,
+    #[serde(default)]
+    pub terminal: bool,
+    /// Entering this state needs a failure reason on the order.
+    #[serde(default)]
+    pub requires_reason: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReasonSpec {
+    #[serde(default)]
+    pub detail_required: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventSpec {
+    /// Temporal signal carrying this event; `None` for events only the workflow itself sends.
+    #[serde(default)]
+    pub signal: Option<String>,
+    pub fields: BTreeMap<String, FieldSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldSpec {
+    #[serde(rename = "type")]
+    pub kind: FieldKind,
+    #[serde(default)]
+    pub required: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldKind {
+    String,
+    FailureReason,
+    DisputeReason,
+    Object,
+    Datetime,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Transition {
+    pub from: State,
+    pub event: EventType,
+    pub to: State,
+    pub sent_by: Vec<ActorKind>,
+    /// Applied by the workflow as soon as `from` is entered.
+    #[serde(default)]
+    pub automatic: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimerSpec {
+    pub state: State,
+    #[serde(with = "duration_text")]
+    pub default: Duration,
+    pub event: EventType,
+    pub data: Map<String, Value>,
+}
+
+/// Longest accepted free-text field, in characters.
+pub const MAX_TEXT_LEN: usize = 2000;
+/// Largest accepted object field, in bytes of JSON.
+pub const MAX_OBJECT_BYTES: usize = 8 * 1024;
+
+/// Why a payload does not fit an event's schema.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PayloadError {
+    #[error("data must be a JSON object, got {0}")]
+    NotAnObject(&'static str),
+    #[error("unknown field `{field}` for {event}; allowed: {allowed}")]
+    UnknownField {
+        event: EventType,
+        field: String,
+        allowed: String,
+    },
+    #[error("field `{field}` is required for {event}")]
+    Missing { event: EventType, field: String },
+    #[error("field `{field}` {problem}")]
+    Invalid { field: String, problem: String },
+}
+
+impl StateGraph {
+    pub fn from_yaml(text: &str) -> Result<Self, serde_yaml::Error> {
+        serde_yaml::from_str(text)
+    }
+
+    pub fn transition(&self, from: State, event: EventType) -> Option<&Transition> {
+        self.transitions
+            .iter()
+            .find(|t| t.from == from && t.event == event)
+    }
+
+    /// Events an outside caller may send in `state` (automatic steps excluded).
+    pub fn allowed_events(&self, state: State) -> Vec<EventType> {
+        self.transitions
+            .iter()
+            .filter(|t| t.from == state && !t.automatic)
+            .map(|t| t.event)
+            .collect()
+    }
+
+    pub fn automatic_transition(&self, state: State) -> Option<&Transition> {
+        self.transitions
+            .iter()
+            .find(|t| t.from == state && t.automatic)
+    }
+
+    pub fn is_terminal(&self, state: State) -> bool {
+        self.states.get(&state).is_some_and(|s| s.terminal)
+    }
+
+    /// The deadline timer that runs while an order is in `state`, if any.
+    pub fn timer_for(&self, state: State) -> Option<(&str, &TimerSpec)> {
+        self.timers
+            .iter()
+            .find(|(_, t)| t.state == state)
+            .map(|(name, t)| (name.as_str(), t))
+    }
+
+    /// Events carried by a signal name, e.g. `operator_action` carries the three operator events.
+    pub fn events_of_signal(&self, signal: &str) -> Vec<EventType> {
+        self.events
+            .iter()
+            .filter(|(_, spec)| spec.signal.as_deref() == Some(signal))
+            .map(|(event, _)| *event)
+            .collect()
+    }
+
+    /// Checks `data` against the event's field schema and returns it as an object.
+    pub fn validate_payload(
+        &self,
+        event: EventType,
+        data: &Value,
+    ) -> Result<Map<String, Value>, PayloadError> {
+        let object = match data {
+            Value::Null => Map::new(),
+            Value::Object(map) => map.clone(),
+            other => return Err(PayloadError::NotAnObject(json_kind(other))),
+        };
+        let fields = self
+            .events
+            .get(&event)
+            .map(|spec| &spec.fields)
+            .ok_or_else(|| PayloadError::Invalid {
+                field: "type".into(),
+                problem: format!("names an event without a schema: {event}"),
+            })?;
+        for (name, value) in &object {
+            let Some(spec) = fields.get(name) else {
+                return Err(PayloadError::UnknownField {
+                    event,
+                    field: name.clone(),
+                    allowed: if fields.is_empty() {
+                        "none".into()
+                    } else {
+                        fields.keys().cloned().collect::<Vec<_>>().join(", ")
+                    },
+                });
+            };
+            if !(value.is_null() && !spec.required) {
+                self.check_field(name, spec.kind, value)?;
+            }
+        }
+        for (name, spec) in fields {
+            if spec.required && object.get(name).is_none_or(Value::is_null) {
+                return Err(PayloadError::Missing {
+                    event,
+                    field: name.clone(),
+                });
+            }
+        }
+        if let Some(Value::String(reason)) = object.get("reason")
+            && fields.get("reason").map(|f| f.kind) == Some(FieldKind::FailureReason)
+        {
+            let reason: FailureReason = serde_json::from_value(Value::String(reason.clone()))
+                .expect("checked by check_field");
+            let needs_detail = self
+                .failure_reasons
+                .get(&reason)
+                .is_some_and(|r| r.detail_required);
+            let has_detail = object
+                .get("detail")
+                .and_then(Value::as_str)
+                .is_some_and(|d| !d.trim().is_empty());
+            if needs_detail && !has_detail {
+                return Err(PayloadError::Missing {
+                    event,
+                    field: format!("detail (reason {reason} needs one)"),
+                });
+            }
+        }
+        Ok(object)
+    }
+
+    fn check_field(&self, name: &str, kind: FieldKind, value: &Value) -> Result<(), PayloadError> {
+        let invalid = |problem: String| PayloadError::Invalid {
+            field: name.to_owned(),
+            problem,
+        };
+        match kind {
+            FieldKind::String => match value.as_str() {
+                Some(s) if s.trim().is_empty() => Err(invalid("must not be empty".into())),
+                Some(s) if s.chars().count() > MAX_TEXT_LEN => {
+                    Err(invalid(format!("is longer than {MAX_TEXT_LEN} characters")))
+                }
+                Some(_) => Ok(()),
+                None => Err(invalid(format!("must be a string, got {}", json_kind(value)))),
+            },
+            FieldKind::FailureReason => {
+                let known: Vec<String> = self.failure_reasons.keys().map(|r| r.to_string()).collect();
+                check_enum(value, &known).map_err(invalid)
+            }
+            FieldKind::DisputeReason => {
+                let known: Vec<String> = self.dispute_reasons.keys().map(|r| r.to_string()).collect();
+                check_enum(value, &known).map_err(invalid)
+            }
+            FieldKind::Object => match value {
+                Value::Object(_) if value.to_string().len() > MAX_OBJECT_BYTES => {
+                    Err(invalid(format!("is larger than {MAX_OBJECT_BYTES} bytes")))
+                }
+                Value::Object(_) => Ok(()),
+                other => Err(invalid(format!("must be an object, got {}", json_kind(other)))),
+            },
+            FieldKind::Datetime => match value.as_str() {
+                Some(s) if chrono::DateTime::parse_from_rfc3339(s).is_ok() => Ok(()),
+                Some(s) => Err(invalid(format!("must be an RFC 3339 time, got {s:?}"))),
+                None => Err(invalid(format!(
+                    "must be an RFC 3339 time string, got {}",
+                    json_kind(value)
+                ))),
+            },
+        }
+    }
+
+    /// Structural checks every released graph must pass. Returns every defect found.
+    pub fn defects(&self) -> Vec<String> {
+        let mut defects = Vec::new();
+        for t in &self.transitions {
+            for state in [t.from, t.to] {
+                if !self.states.contains_key(&state) {
+                    defects.push(format!("transition uses undeclared state {state}"));
+                }
+            }
+            if !self.events.contains_key(&t.event) {
+                defects.push(format!("transition uses undeclared event {}", t.event));
+            }
+            if t.sent_by.is_empty() {
+                defects.push(format!("{} --{}--> {} has no sender", t.from, t.event, t.to));
+            }
+            if self.is_terminal(t.from) {
+                defects.push(format!("terminal state {} has an outgoing transition", t.from));
+            }
+        }
+        let mut seen = BTreeSet::new();
+        for t in &self.transitions {
+            if !seen.insert((t.from, t.event)) {
+                defects.push(format!("{} has two transitions on {}", t.from, t.event));
+            }
+        }
+        for pair in self.happy_path.windows(2) {
+            if !self.transitions.iter().any(|t| t.from == pair[0] && t.to == pair[1]) {
+                defects.push(format!("happy path step {} -> {} has no transition", pair[0], pair[1]));
+            }
+        }
+        if self.happy_path.first() != Some(&self.initial) {
+            defects.push("the happy path must start at the initial state".into());
+        }
+        if let Some(cycle) = self.find_cycle() {
+            defects.push(format!("the graph has a cycle: {cycle}"));
+        }
+        let reachable = self.reachable_from(self.initial);
+        for state in self.states.keys() {
+            if !reachable.contains(state) {
+                defects.push(format!("{state} is not reachable from {}", self.initial));
+            }
+            let exits = self.transitions.iter().any(|t| t.from == *state);
+            if !self.is_terminal(*state) && !exits {
+                defects.push(format!("non-terminal state {state} has no way out"));
+            }
+        }
+        // A state that needs a reason must only be entered by events that carry a required
+        // failure reason: then DELIVERY_FAILED can never exist without one.
+        for t in &self.transitions {
+            let needs_reason = self.states.get(&t.to).is_some_and(|s| s.requires_reason);
+            let carries = self.events.get(&t.event).is_some_and(|e| {
+                e.fields
+                    .get("reason")
+                    .is_some_and(|f| f.required && f.kind == FieldKind::FailureReason)
+            });
+            if needs_reason && !carries {
+                defects.push(format!(
+                    "{} --{}--> {} enters a state that needs a failure reason without one",
+                    t.from, t.event, t.to
+                ));
+            }
+        }
+        for (name, timer) in &self.timers {
+            match self.transition(timer.state, timer.event) {
+                None => defects.push(format!(
+                    "timer {name} sends {} which {} does not allow",
+                    timer.event, timer.state
+                )),
+                Some(t) if !t.sent_by.contains(&ActorKind::System) => defects.push(format!(
+                    "timer {name} sends {} but system may not send it",
+                    timer.event
+                )),
+                Some(_) => {
+                    if let Err(e) = self.validate_payload(timer.event, &Value::Object(timer.data.clone())) {
+                        defects.push(format!("timer {name} data is invalid: {e}"));
+                    }
+                }
+            }
+        }
+        defects
+    }
+
+    fn reachable_from(&self, start: State) -> BTreeSet<State> {
+        let mut seen = BTreeSet::from([start]);
+        let mut queue = VecDeque::from([start]);
+        while let Some(state) = queue.pop_front() {
+            for t in self.transitions.iter().filter(|t| t.from == state) {
+                if seen.insert(t.to) {
+                    queue.push_back(t.to);
+                }
+            }
+        }
+        seen
+    }
+
+    /// A cycle as `A -> B -> A`, if any (depth-first search with colours).
+    fn find_cycle(&self) -> Option<String> {
+        fn visit(
+            graph: &StateGraph,
+            state: State,
+            path: &mut Vec<State>,
+            done: &mut BTreeSet<State>,
+        ) -> Option<String> {
+            if let Some(pos) = path.iter().position(|s| *s == state) {
+                let mut cycle: Vec<String> = path[pos..].iter().map(ToString::to_string).collect();
+                cycle.push(state.to_string());
+                return Some(cycle.join(" -> "));
+            }
+            if done.contains(&state) {
+                return None;
+            }
+            path.push(state);
+            for t in graph.transitions.iter().filter(|t| t.from == state) {
+                if let Some(cycle) = visit(graph, t.to, path, done) {
+                    return Some(cycle);
+                }
+            }
+            path.pop();
+            done.insert(state);
+            None
+        }
+        let mut done = BTreeSet::new();
+        self.states
+            .keys()
+            .find_map(|s| visit(self, *s, &mut Vec::new(), &mut done))
+    }
+}
+
+fn check_enum(value: &Value, known: &[String]) -> Result<(), String> {
+    match value.as_str() {
+        Some(s) if known.iter().any(|k| k == s) => Ok(()),
+        Some(s) => Err(format!("must be one of {}, got {s:?}", known.join(", "))),
+        None => Err(format!("must be one of {}, got {}", known.join(", "), json_kind(value))),
+    }
+}
+
+pub(crate) fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Durations written as `30s`, `15m`, `48h` or `7d` in the graph and in workflow input.
+pub mod duration_text {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn parse(text: &str) -> Result<Duration, String> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(|| format!("duration {text:?} needs a unit (ms, s, m, h, d)"))?;
+        let (number, unit) = text.split_at(split);
+        let n: u64 = number
+            .parse()
+            .map_err(|_| format!("duration {text:?} must start with a whole number"))?;
+        let secs = match unit {
+            "ms" => return Ok(Duration::from_millis(n)),
+            "s" => n,
+            "m" => n * 60,
+            "h" => n * 3600,
+            "d" => n * 86_400,
+            _ => return Err(format!("duration {text:?} has unknown unit {unit:?}")),
+        };
+        Ok(Duration::from_secs(secs))
+    }
+
+    pub fn format(d: Duration) -> String {
+        let ms = d.as_millis();
+        if ms % 1000 != 0 {
+            return format!("{ms}ms");
+        }
+        let s = d.as_secs();
+        match s {
+            s if s != 0 && s % 86_400 == 0 => format!("{}d", s / 86_400),
+            s if s != 0 && s % 3600 == 0 => format!("{}h", s / 3600),
+            s if s != 0 && s % 60 == 0 => format!("{}m", s / 60),
+            s => format!("{s}s"),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        parse(&text).map_err(serde::de::Error::custom)
+    }
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format(*d))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_round_trip() {
+        for text in ["250ms", "30s", "15m", "36h", "7d"] {
+            assert_eq!(duration_text::format(duration_text::parse(text).unwrap()), text);
+        }
+        assert_eq!(duration_text::parse("48h").unwrap(), Duration::from_secs(2 * 86_400));
+        assert!(duration_text::parse("10").is_err());
+        assert!(duration_text::parse("10y").is_err());
+        assert!(duration_text::parse("h").is_err());
+    }
+}

@@ -1,0 +1,524 @@
+//! `DeliveryOrderWorkflow`: one durable workflow per delivery order.
+//!
+//! The pure state machine (`machine`) decides; this file only adds what needs Temporal: deadline
+//! timers, the partner activities, search attributes, the reshipment child workflow, and the
+//! signal / update / query surface. Everything here is deterministic: SDK timers and `select!`
+//! only, all I/O in activities.
+
+use std::error::Error;
+use std::pin::pin;
+use std::time::{Duration, SystemTime};
+
+use futures::future::FusedFuture;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Value};
+use temporalio_common::data_converters::RawValue;
+use temporalio_common::{ActivityCloseTimeouts, RetryPolicy};
+use temporalio_common::error::ApplicationFailure;
+use temporalio_common::search_attributes::{SearchAttributeKey, SearchAttributeUpdate};
+use temporalio_macros::{workflow, workflow_methods};
+use temporalio_sdk::workflows::select;
+use temporalio_sdk::{
+    ActivityOptions, CancellableFuture, ChildWorkflowOptions, ParentClosePolicy,
+    SyncWorkflowContext, TimerResult, WorkflowContext, WorkflowContextView, WorkflowResult,
+    WorkflowTermination,
+};
+
+use crate::activities::{CancelPickup, CancelPickupRequest, PickupOutcome, PickupRequest, RequestPickup};
+use crate::domain::{
+    Actor, ActorKind, ApplyOutcome, DeliveryOrderInput, EventEnvelope, EventType, FailureReason,
+    RejectedEvent, State,
+};
+use crate::graph::{DELIVERY_ORDER_V1, StateGraph};
+use crate::machine::{DeliveryOrder, Rejection};
+use crate::signals::parse_signal;
+use crate::validation::check_input;
+
+/// Task queue every delivery-order worker polls.
+pub const TASK_QUEUE: &str = "delivery-orders";
+/// Workflow type name (the struct name) as other-language clients use it.
+pub const WORKFLOW_TYPE: &str = "DeliveryOrderWorkflow";
+
+/// The Temporal workflow id of a delivery order.
+pub fn workflow_id(delivery_order_id: &str) -> String {
+    format!("delivery-order-{delivery_order_id}")
+}
+
+pub const DELIVERY_STATE: SearchAttributeKey<String> = SearchAttributeKey::keyword("DeliveryState");
+pub const ORDERING_ID: SearchAttributeKey<String> = SearchAttributeKey::keyword("OrderingId");
+pub const CUSTOMER_ID: SearchAttributeKey<String> = SearchAttributeKey::keyword("CustomerId");
+pub const PARTNER_ORDER_NUMBER: SearchAttributeKey<String> =
+    SearchAttributeKey::keyword("PartnerOrderNumber");
+pub const FAILURE_REASON: SearchAttributeKey<String> = SearchAttributeKey::keyword("FailureReason");
+
+/// Start input as received. Parsing never fails: a start payload that is not a valid delivery
+/// order becomes `Invalid`, and the workflow fails at once with that message instead of failing
+/// its first task over and over.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StartInput {
+    Valid(Box<DeliveryOrderInput>),
+    Invalid(String),
+}
+
+impl From<DeliveryOrderInput> for StartInput {
+    fn from(input: DeliveryOrderInput) -> Self {
+        StartInput::Valid(Box::new(input))
+    }
+}
+
+impl Serialize for StartInput {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            StartInput::Valid(input) => input.serialize(s),
+            StartInput::Invalid(_) => Err(serde::ser::Error::custom(
+                "an invalid delivery order input cannot start a workflow",
+            )),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for StartInput {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(d)?;
+        Ok(match serde_json::from_value::<DeliveryOrderInput>(value) {
+            Ok(input) => match check_input(&input) {
+                Ok(()) => StartInput::Valid(Box::new(input)),
+                Err(e) => StartInput::Invalid(format!("INVALID_INPUT: {e}")),
+            },
+            Err(e) => StartInput::Invalid(format!("INVALID_INPUT: {e}")),
+        })
+    }
+}
+
+/// What the `state` query and the workflow result carry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryOrderView {
+    #[serde(flatten)]
+    pub order: DeliveryOrder,
+    pub allowed_events: Vec<EventType>,
+    pub terminal: bool,
+    /// Set while the run is waiting on the partner's pickup acceptance.
+    pub pickup_pending: bool,
+}
+
+#[workflow]
+pub struct DeliveryOrderWorkflow {
+    /// `None` only when the start input was invalid (see `start_error`).
+    order: Option<DeliveryOrder>,
+    start_error: Option<String>,
+    pickup_pending: bool,
+}
+
+#[workflow_methods]
+impl DeliveryOrderWorkflow {
+    #[init]
+    pub fn new(ctx: &WorkflowContextView, input: StartInput) -> Self {
+        let graph: &StateGraph = &DELIVERY_ORDER_V1;
+        let checked = match input {
+            StartInput::Valid(input) if ctx.workflow_id() != workflow_id(&input.delivery_order_id) => {
+                Err(format!(
+                    "INVALID_INPUT: workflow id must be {:?} for this delivery order, got {:?}",
+                    workflow_id(&input.delivery_order_id),
+                    ctx.workflow_id()
+                ))
+            }
+            StartInput::Valid(input) => Ok(*input),
+            StartInput::Invalid(error) => Err(error),
+        };
+        match checked {
+            Ok(input) => Self {
+                order: Some(DeliveryOrder::new(graph, input, rfc3339(ctx.start_time()))),
+                start_error: None,
+                pickup_pending: false,
+            },
+            Err(error) => Self {
+                order: None,
+                start_error: Some(error),
+                pickup_pending: false,
+            },
+        }
+    }
+
+    #[run]
+    pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<DeliveryOrderView> {
+        if let Some(error) = ctx.state(|s| s.start_error.clone()) {
+            return Err(ApplicationFailure::non_retryable(error).into());
+        }
+        let graph: &StateGraph = &DELIVERY_ORDER_V1;
+        let mut published = None;
+        loop {
+            let (state, version) = ctx.state(|s| (s.order().state, s.order().version));
+            if published != Some(version) {
+                ctx.upsert_search_attributes(ctx.state(|s| search_attributes(s.order())));
+                published = Some(version);
+            }
+            if graph.is_terminal(state) {
+                break;
+            }
+            if state == State::Created {
+                await_pickup(ctx, version).await?;
+            } else {
+                await_next_event(ctx, state, version).await?;
+            }
+        }
+        if ctx.state(|s| s.order().state) == State::Reshipped {
+            start_replacement(ctx).await;
+        }
+        Ok(ctx.state(|s| s.view()))
+    }
+
+    #[signal(name = "picked_up")]
+    pub fn picked_up(&mut self, ctx: &mut SyncWorkflowContext<Self>, payload: RawValue) {
+        self.on_signal(ctx, "picked_up", payload);
+    }
+
+    #[signal(name = "delivered")]
+    pub fn delivered(&mut self, ctx: &mut SyncWorkflowContext<Self>, payload: RawValue) {
+        self.on_signal(ctx, "delivered", payload);
+    }
+
+    #[signal(name = "failed")]
+    pub fn failed(&mut self, ctx: &mut SyncWorkflowContext<Self>, payload: RawValue) {
+        self.on_signal(ctx, "failed", payload);
+    }
+
+    #[signal(name = "confirmed")]
+    pub fn confirmed(&mut self, ctx: &mut SyncWorkflowContext<Self>, payload: RawValue) {
+        self.on_signal(ctx, "confirmed", payload);
+    }
+
+    #[signal(name = "disputed")]
+    pub fn disputed(&mut self, ctx: &mut SyncWorkflowContext<Self>, payload: RawValue) {
+        self.on_signal(ctx, "disputed", payload);
+    }
+
+    #[signal(name = "operator_action")]
+    pub fn operator_action(&mut self, ctx: &mut SyncWorkflowContext<Self>, payload: RawValue) {
+        self.on_signal(ctx, "operator_action", payload);
+    }
+
+    #[signal(name = "cancel")]
+    pub fn cancel(&mut self, ctx: &mut SyncWorkflowContext<Self>, payload: RawValue) {
+        self.on_signal(ctx, "cancel", payload);
+    }
+
+    #[update_validator(apply_event)]
+    fn validate_apply_event(
+        &self,
+        _ctx: &WorkflowContextView,
+        event: &EventEnvelope,
+    ) -> Result<(), Box<dyn Error + Send + Sync>> {
+        let Some(order) = &self.order else {
+            return Err(self.start_error.clone().unwrap_or_default().into());
+        };
+        if event.actor.kind == ActorKind::System {
+            return Err("FORBIDDEN_ACTOR: actor kind system is reserved for the workflow itself".into());
+        }
+        order.check(&DELIVERY_ORDER_V1, event)?;
+        Ok(())
+    }
+
+    /// Applies one event. The validator has already refused anything not allowed now, so a
+    /// refused update leaves no trace in history.
+    #[update(name = "apply_event")]
+    pub fn apply_event(
+        &mut self,
+        ctx: &mut SyncWorkflowContext<Self>,
+        event: EventEnvelope,
+    ) -> ApplyOutcome {
+        let graph: &StateGraph = &DELIVERY_ORDER_V1;
+        let now = rfc3339(ctx.workflow_time());
+        let order = self.order.as_mut().expect("the validator refuses updates without an order");
+        match order.apply(graph, event.clone(), &now) {
+            Ok(outcome) => outcome,
+            // Unreachable while validator and handler see the same state; kept total so a
+            // future change cannot panic a workflow task.
+            Err(rejection) => {
+                order.record_rejection(rejected("apply_event", Some(&event), &rejection, &now));
+                order.outcome(graph, false)
+            }
+        }
+    }
+
+    #[query(name = "state")]
+    pub fn state(&self, _ctx: &WorkflowContextView) -> Option<DeliveryOrderView> {
+        self.order.as_ref().map(|_| self.view())
+    }
+}
+
+impl DeliveryOrderWorkflow {
+    fn order(&self) -> &DeliveryOrder {
+        self.order.as_ref().expect("run only continues with a valid order")
+    }
+
+    fn order_mut(&mut self) -> &mut DeliveryOrder {
+        self.order.as_mut().expect("run only continues with a valid order")
+    }
+
+    fn view(&self) -> DeliveryOrderView {
+        let graph: &StateGraph = &DELIVERY_ORDER_V1;
+        let order = self.order().clone();
+        DeliveryOrderView {
+            allowed_events: graph.allowed_events(order.state),
+            terminal: graph.is_terminal(order.state),
+            pickup_pending: self.pickup_pending,
+            order,
+        }
+    }
+
+    /// Every signal lands here. Nothing a sender puts in a signal can fail the workflow task:
+    /// what does not parse or is not allowed now is recorded as rejected and ignored.
+    fn on_signal(&mut self, ctx: &mut SyncWorkflowContext<Self>, signal: &str, payload: RawValue) {
+        let graph: &StateGraph = &DELIVERY_ORDER_V1;
+        let now = rfc3339(ctx.workflow_time());
+        let Some(order) = self.order.as_mut() else {
+            return;
+        };
+        let bytes = payload.payloads.first().map(|p| p.data.as_slice()).unwrap_or_default();
+        let fresh_id = || format!("{}:{signal}:{}", order_id_prefix(ctx), ctx.uuid4());
+        let parsed = parse_signal(graph, signal, bytes, fresh_id);
+        let (event, rejection) = match parsed {
+            Ok(event) => match order.apply(graph, event.clone(), &now) {
+                Ok(_) => return,
+                Err(rejection) => (Some(event), rejection),
+            },
+            Err(rejection) => (None, rejection),
+        };
+        if !ctx.is_replaying() {
+            tracing::warn!(signal, reason = %rejection, "signal rejected");
+        }
+        order.record_rejection(rejected(signal, event.as_ref(), &rejection, &now));
+    }
+}
+
+fn order_id_prefix<W>(ctx: &SyncWorkflowContext<W>) -> String {
+    ctx.workflow_id().trim_start_matches("delivery-order-").to_owned()
+}
+
+fn rejected(signal: &str, event: Option<&EventEnvelope>, why: &Rejection, now: &str) -> RejectedEvent {
+    RejectedEvent {
+        signal: signal.to_owned(),
+        event_id: event.map(|e| e.event_id.clone()),
+        event_type: event.map(|e| e.event_type),
+        reason: why.to_string(),
+        received_at: now.to_owned(),
+    }
+}
+
+fn search_attributes(order: &DeliveryOrder) -> Vec<SearchAttributeUpdate> {
+    let mut updates = vec![
+        DELIVERY_STATE.value_set(order.state.to_string()),
+        ORDERING_ID.value_set(order.ordering_id.clone()),
+        CUSTOMER_ID.value_set(order.customer_id.clone()),
+    ];
+    if let Some(number) = &order.partner.partner_order_number {
+        updates.push(PARTNER_ORDER_NUMBER.value_set(number.clone()));
+    }
+    if let Some(reason) = order.failure_reason {
+        updates.push(FAILURE_REASON.value_set(reason.to_string()));
+    }
+    updates
+}
+
+/// Applies an event the workflow itself raises (timer, partner refusal).
+fn apply_own_event(
+    ctx: &WorkflowContext<DeliveryOrderWorkflow>,
+    event_type: EventType,
+    data: Map<String, Value>,
+    actor: Actor,
+    tag: &str,
+) {
+    let graph: &StateGraph = &DELIVERY_ORDER_V1;
+    let now = rfc3339(ctx.workflow_time());
+    ctx.state_mut(|s| {
+        let order = s.order_mut();
+        let event = EventEnvelope {
+            event_id: format!("{}:{tag}:{}", order.delivery_order_id, order.version + 1),
+            event_type,
+            data: Value::Object(data),
+            actor,
+            correlation_id: None,
+        };
+        if let Err(rejection) = order.apply(graph, event.clone(), &now) {
+            // The graph check (`defects`) guarantees timers send allowed events; record rather
+            // than panic if that ever breaks.
+            order.record_rejection(rejected(tag, Some(&event), &rejection, &now));
+        }
+    });
+}
+
+/// Timer length for `timer` on this order: the input's override or the graph default.
+fn timer_length(ctx: &WorkflowContext<DeliveryOrderWorkflow>, timer: &str, default: Duration) -> Duration {
+    ctx.state(|s| s.order().input.deadlines.get(timer)).unwrap_or(default)
+}
+
+/// CREATED: ask the partner for a pickup while waiting for the next event or the pickup deadline.
+async fn await_pickup(ctx: &mut WorkflowContext<DeliveryOrderWorkflow>, version: u64) -> WorkflowResult<()> {
+    let graph: &StateGraph = &DELIVERY_ORDER_V1;
+    let (timer_name, timer) = graph.timer_for(State::Created).expect("the graph has a pickup deadline");
+    let deadline = timer_length(ctx, timer_name, timer.default);
+    let request = ctx.state(|s| {
+        let order = s.order();
+        PickupRequest {
+            delivery_order_id: order.delivery_order_id.clone(),
+            ordering_id: order.ordering_id.clone(),
+            shipping_address: order.input.shipping_address.clone(),
+            items: order.input.items.clone(),
+            notes: order.input.notes.clone(),
+        }
+    });
+    ctx.state_mut(|s| s.pickup_pending = true);
+    let mut deadline_timer = pin!(ctx.timer(deadline));
+    let mut pickup = pin!(ctx.execute_activity(RequestPickup, request, pickup_options(deadline)));
+    loop {
+        let mut changed = pin!(ctx.wait_condition(move |s| s.order().version != version));
+        select! {
+            changed = changed.as_mut() => {
+                changed?;
+                break;
+            }
+            outcome = pickup.as_mut() => {
+                ctx.state_mut(|s| s.pickup_pending = false);
+                match outcome {
+                    Ok(PickupOutcome::Accepted { pickup_id }) => {
+                        ctx.state_mut(|s| s.order_mut().partner.pickup_id = Some(pickup_id));
+                    }
+                    Ok(PickupOutcome::Rejected { code, message }) => {
+                        ctx.state_mut(|s| s.order_mut().partner.rejected = Some(format!("{code}: {message}")));
+                        let mut data = Map::new();
+                        data.insert("reason".into(), FailureReason::PartnerRejected.as_str().into());
+                        data.insert("detail".into(), format!("{code}: {message}").into());
+                        apply_own_event(ctx, EventType::DeliveryFailed, data, Actor::new(ActorKind::Partner, "partner-api"), "partner_rejected");
+                    }
+                    // Only the schedule-to-close limit ends the retries, and it equals the
+                    // pickup deadline: the deadline timer decides what happens next.
+                    Err(error) => tracing::warn!(%error, "pickup request gave up"),
+                }
+            }
+            fired = deadline_timer.as_mut() => {
+                if fired == TimerResult::Cancelled {
+                    return Err(WorkflowTermination::cancelled());
+                }
+                apply_own_event(ctx, timer.event, timer.data.clone(), Actor::system(timer_name), timer_name);
+                break;
+            }
+        }
+    }
+    if !deadline_timer.is_terminated() {
+        deadline_timer.cancel();
+    }
+    if !pickup.is_terminated() {
+        pickup.cancel();
+    }
+    ctx.state_mut(|s| s.pickup_pending = false);
+
+    // Leaving CREATED any way but PICKED_UP: withdraw the job the partner accepted.
+    let (state, pickup_id, order_id) = ctx.state(|s| {
+        let o = s.order();
+        (o.state, o.partner.pickup_id.clone(), o.delivery_order_id.clone())
+    });
+    if state != State::PickedUp
+        && let Some(pickup_id) = pickup_id
+    {
+        let request = CancelPickupRequest {
+            delivery_order_id: order_id,
+            pickup_id,
+            reason: format!("delivery order is {state}"),
+        };
+        match ctx.execute_activity(CancelPickup, request, cancel_options()).await {
+            Ok(_) => ctx.state_mut(|s| s.order_mut().partner.cancelled = true),
+            Err(error) => tracing::warn!(%error, "could not withdraw the partner pickup"),
+        }
+    }
+    Ok(())
+}
+
+/// Any other non-terminal state: wait for the next event, or this state's deadline timer.
+async fn await_next_event(
+    ctx: &mut WorkflowContext<DeliveryOrderWorkflow>,
+    state: State,
+    version: u64,
+) -> WorkflowResult<()> {
+    let graph: &StateGraph = &DELIVERY_ORDER_V1;
+    let mut changed = pin!(ctx.wait_condition(move |s| s.order().version != version));
+    let Some((timer_name, timer)) = graph.timer_for(state) else {
+        changed.await?;
+        return Ok(());
+    };
+    let length = timer_length(ctx, timer_name, timer.default);
+    let mut deadline = pin!(ctx.timer(length));
+    select! {
+        changed = changed.as_mut() => {
+            deadline.cancel();
+            changed?;
+        }
+        fired = deadline.as_mut() => {
+            if fired == TimerResult::Cancelled {
+                return Err(WorkflowTermination::cancelled());
+            }
+            apply_own_event(ctx, timer.event, timer.data.clone(), Actor::system(timer_name), timer_name);
+        }
+    }
+    Ok(())
+}
+
+/// RESHIPPED: start the replacement delivery order for the same ordering. Its id derives from
+/// this order's id, and it outlives this workflow (parent close policy: abandon).
+async fn start_replacement(ctx: &mut WorkflowContext<DeliveryOrderWorkflow>) {
+    let input = ctx.state(|s| {
+        let order = s.order();
+        let reship_event = order.events.last();
+        DeliveryOrderInput {
+            delivery_order_id: order.replaced_by_id.clone().expect("set by OPERATOR_RESHIP"),
+            replaces_id: Some(order.delivery_order_id.clone()),
+            created_by: reship_event.map(|e| e.actor.clone()),
+            correlation_id: reship_event.and_then(|e| e.correlation_id.clone()),
+            ..order.input.clone()
+        }
+    });
+    let options = ChildWorkflowOptions::builder()
+        .workflow_id(workflow_id(&input.delivery_order_id))
+        .parent_close_policy(ParentClosePolicy::Abandon)
+        .static_summary(format!("Reshipment of delivery order {}", ctx.state(|s| s.order().delivery_order_id.clone())))
+        .build();
+    if let Err(error) = ctx
+        .start_child_workflow(DeliveryOrderWorkflow::run, StartInput::from(input), options)
+        .await
+    {
+        tracing::error!(%error, "could not start the replacement delivery order");
+    }
+}
+
+fn pickup_options(deadline: Duration) -> ActivityOptions {
+    ActivityOptions::with_close_timeouts(ActivityCloseTimeouts::ScheduleAndStartToClose {
+        schedule_to_close: deadline,
+        start_to_close: Duration::from_secs(30),
+    })
+        .retry_policy(
+            RetryPolicy::builder()
+                .initial_interval(Duration::from_secs(1))
+                .backoff_coefficient(2.0)
+                .maximum_interval(Duration::from_secs(60))
+                .build(),
+        )
+        .build()
+}
+
+fn cancel_options() -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(30))
+        .retry_policy(
+            RetryPolicy::builder()
+                .initial_interval(Duration::from_secs(1))
+                .backoff_coefficient(2.0)
+                .maximum_interval(Duration::from_secs(30))
+                .maximum_attempts(10)
+                .build(),
+        )
+        .build()
+}
+
+/// Workflow time as RFC 3339 (milliseconds, UTC). Deterministic: it is the task's start time.
+fn rfc3339(time: Option<SystemTime>) -> String {
+    let time = time.unwrap_or(SystemTime::UNIX_EPOCH);
+    chrono::DateTime::<chrono::Utc>::from(time).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
