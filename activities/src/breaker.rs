@@ -24,8 +24,12 @@ impl Default for BreakerConfig {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
-    Closed { consecutive_failures: u32 },
-    Open { until: Instant },
+    Closed {
+        consecutive_failures: u32,
+    },
+    Open {
+        until: Instant,
+    },
     /// One trial call is in flight; everyone else waits for its verdict.
     HalfOpen,
 }
@@ -99,7 +103,10 @@ impl CircuitBreaker {
     }
 
     pub fn is_open(&self) -> bool {
-        !matches!(*self.phase.lock().expect("breaker lock"), Phase::Closed { .. })
+        !matches!(
+            *self.phase.lock().expect("breaker lock"),
+            Phase::Closed { .. }
+        )
     }
 }
 
@@ -121,7 +128,10 @@ mod tests {
             b.acquire().unwrap();
             b.on_failure();
         }
-        assert!(b.acquire().is_ok(), "two failures must not open a threshold-3 breaker");
+        assert!(
+            b.acquire().is_ok(),
+            "two failures must not open a threshold-3 breaker"
+        );
         b.on_failure();
         assert!(b.acquire().is_err());
         assert!(b.is_open());

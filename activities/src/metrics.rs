@@ -29,7 +29,10 @@ impl PartnerMetrics {
             )
             .expect("valid metric"),
             latency: HistogramVec::new(
-                HistogramOpts::new("partner_request_seconds", "Delivery partner API call latency"),
+                HistogramOpts::new(
+                    "partner_request_seconds",
+                    "Delivery partner API call latency",
+                ),
                 &["operation"],
             )
             .expect("valid metric"),

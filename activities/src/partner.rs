@@ -86,7 +86,10 @@ impl PartnerClient {
     }
 
     /// `POST /v1/pickups`, idempotent on the delivery order id.
-    pub async fn request_pickup(&self, request: &PickupRequest) -> Result<PickupOutcome, PartnerError> {
+    pub async fn request_pickup(
+        &self,
+        request: &PickupRequest,
+    ) -> Result<PickupOutcome, PartnerError> {
         let url = format!("{}/v1/pickups", self.base_url);
         let call = self
             .http
@@ -95,8 +98,11 @@ impl PartnerClient {
             .json(request);
         let (status, body) = self.send("request_pickup", call).await?;
         if status.is_success() {
-            let accepted: PickupAccepted = serde_json::from_str(&body)
-                .map_err(|_| PartnerError::BadAnswer { status, body: clip(&body) })?;
+            let accepted: PickupAccepted =
+                serde_json::from_str(&body).map_err(|_| PartnerError::BadAnswer {
+                    status,
+                    body: clip(&body),
+                })?;
             self.count("request_pickup", "ok");
             return Ok(PickupOutcome::Accepted {
                 pickup_id: accepted.pickup_id,
@@ -108,7 +114,9 @@ impl PartnerClient {
         });
         self.count("request_pickup", "rejected");
         Ok(PickupOutcome::Rejected {
-            code: problem.code.unwrap_or_else(|| format!("HTTP_{}", status.as_u16())),
+            code: problem
+                .code
+                .unwrap_or_else(|| format!("HTTP_{}", status.as_u16())),
             message: problem.message.unwrap_or_else(|| clip(&body)),
         })
     }
@@ -130,7 +138,10 @@ impl PartnerClient {
             StatusCode::CONFLICT => CancelPickupOutcome::AlreadyCompleted,
             status => {
                 self.count("cancel_pickup", "error");
-                return Err(PartnerError::BadAnswer { status, body: clip(&body) });
+                return Err(PartnerError::BadAnswer {
+                    status,
+                    body: clip(&body),
+                });
             }
         };
         self.count("cancel_pickup", "ok");
@@ -156,7 +167,10 @@ impl PartnerClient {
                 || status == StatusCode::REQUEST_TIMEOUT
                 || status == StatusCode::TOO_MANY_REQUESTS
             {
-                return Err(PartnerError::Server { status, body: clip(&body) });
+                return Err(PartnerError::Server {
+                    status,
+                    body: clip(&body),
+                });
             }
             Ok((status, body))
         }
@@ -172,7 +186,9 @@ impl PartnerClient {
                 self.count(operation, "error");
             }
         }
-        self.metrics.circuit_open.set(i64::from(self.breaker.is_open()));
+        self.metrics
+            .circuit_open
+            .set(i64::from(self.breaker.is_open()));
         result
     }
 
@@ -190,7 +206,10 @@ fn clip(body: &str) -> String {
     if body.len() <= MAX {
         body.to_owned()
     } else {
-        let cut = (0..=MAX).rev().find(|i| body.is_char_boundary(*i)).unwrap_or(0);
+        let cut = (0..=MAX)
+            .rev()
+            .find(|i| body.is_char_boundary(*i))
+            .unwrap_or(0);
         format!("{}…", &body[..cut])
     }
 }

@@ -39,34 +39,56 @@ impl WorkerConfig {
     /// Reads configuration through `lookup`, so tests pass values without touching the process
     /// environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |key: &str, default: &str| lookup(key).filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_owned());
-        let number = |var: &'static str, default: u64| -> Result<u64, ConfigError> {
-            get(var, &default.to_string()).parse().map_err(|_| ConfigError {
-                var,
-                problem: "must be a whole number".into(),
-            })
+        let get = |key: &str, default: &str| {
+            lookup(key)
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| default.to_owned())
         };
-        let mut partner = PartnerConfig::new(parse_url("PARTNER_API_URL", &get("PARTNER_API_URL", "http://127.0.0.1:8090"))?.as_str());
+        let number = |var: &'static str, default: u64| -> Result<u64, ConfigError> {
+            get(var, &default.to_string())
+                .parse()
+                .map_err(|_| ConfigError {
+                    var,
+                    problem: "must be a whole number".into(),
+                })
+        };
+        let mut partner = PartnerConfig::new(
+            parse_url(
+                "PARTNER_API_URL",
+                &get("PARTNER_API_URL", "http://127.0.0.1:8090"),
+            )?
+            .as_str(),
+        );
         partner.request_timeout = Duration::from_millis(number("PARTNER_TIMEOUT_MS", 10_000)?);
         partner.breaker = BreakerConfig {
             failure_threshold: u32::try_from(number("PARTNER_BREAKER_FAILURES", 5)?)
                 .ok()
                 .filter(|n| *n > 0)
-                .ok_or(ConfigError { var: "PARTNER_BREAKER_FAILURES", problem: "must be 1 or more".into() })?,
+                .ok_or(ConfigError {
+                    var: "PARTNER_BREAKER_FAILURES",
+                    problem: "must be 1 or more".into(),
+                })?,
             open_for: Duration::from_millis(number("PARTNER_BREAKER_OPEN_MS", 30_000)?),
         };
-        let metrics_port = u16::try_from(number("WORKER_METRICS_PORT", 9464)?).map_err(|_| ConfigError {
-            var: "WORKER_METRICS_PORT",
-            problem: "must be a port number".into(),
-        })?;
+        let metrics_port =
+            u16::try_from(number("WORKER_METRICS_PORT", 9464)?).map_err(|_| ConfigError {
+                var: "WORKER_METRICS_PORT",
+                problem: "must be a port number".into(),
+            })?;
         Ok(Self {
-            temporal_address: parse_url("TEMPORAL_ADDRESS", &get("TEMPORAL_ADDRESS", "http://127.0.0.1:7233"))?,
+            temporal_address: parse_url(
+                "TEMPORAL_ADDRESS",
+                &get("TEMPORAL_ADDRESS", "http://127.0.0.1:7233"),
+            )?,
             namespace: get("TEMPORAL_NAMESPACE", "default"),
             task_queue: get("TASK_QUEUE", delivery_workflows::TASK_QUEUE),
             partner,
             metrics_port,
             metrics_bind: get("WORKER_METRICS_BIND", "127.0.0.1"),
-            identity: get("WORKER_IDENTITY", &format!("delivery-worker@{}", std::process::id())),
+            identity: get(
+                "WORKER_IDENTITY",
+                &format!("delivery-worker@{}", std::process::id()),
+            ),
         })
     }
 }
@@ -91,7 +113,10 @@ mod tests {
     use super::*;
 
     fn config(pairs: &[(&str, &str)]) -> Result<WorkerConfig, ConfigError> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         WorkerConfig::from_lookup(|k| map.get(k).cloned())
     }
 
@@ -112,11 +137,17 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_variable() {
-        let err = config(&[("WORKER_METRICS_PORT", "99999")]).unwrap_err().to_string();
+        let err = config(&[("WORKER_METRICS_PORT", "99999")])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("WORKER_METRICS_PORT"), "{err}");
-        let err = config(&[("PARTNER_BREAKER_FAILURES", "0")]).unwrap_err().to_string();
+        let err = config(&[("PARTNER_BREAKER_FAILURES", "0")])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("PARTNER_BREAKER_FAILURES"), "{err}");
-        let err = config(&[("PARTNER_TIMEOUT_MS", "soon")]).unwrap_err().to_string();
+        let err = config(&[("PARTNER_TIMEOUT_MS", "soon")])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("PARTNER_TIMEOUT_MS"), "{err}");
     }
 }

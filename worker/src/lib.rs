@@ -32,12 +32,17 @@ pub async fn connect(config: &WorkerConfig, patience: Duration) -> anyhow::Resul
                 wait = (wait * 2).min(Duration::from_secs(5));
             }
             Err(error) => {
-                return Err(error).with_context(|| format!("connecting to Temporal at {}", config.temporal_address));
+                return Err(error).with_context(|| {
+                    format!("connecting to Temporal at {}", config.temporal_address)
+                });
             }
         }
     };
-    Client::new(connection, ClientOptions::new(config.namespace.clone()).build())
-        .context("creating the Temporal client")
+    Client::new(
+        connection,
+        ClientOptions::new(config.namespace.clone()).build(),
+    )
+    .context("creating the Temporal client")
 }
 
 /// A worker with the delivery-order workflow and its activities registered.
@@ -48,7 +53,8 @@ pub fn build_worker(
     registry: &Registry,
 ) -> anyhow::Result<Worker> {
     let metrics = PartnerMetrics::register(registry).context("registering partner metrics")?;
-    let partner = PartnerClient::new(config.partner.clone(), metrics).context("building the partner HTTP client")?;
+    let partner = PartnerClient::new(config.partner.clone(), metrics)
+        .context("building the partner HTTP client")?;
     let options = WorkerOptions::new(config.task_queue.clone())
         .register_workflow::<DeliveryOrderWorkflow>()
         .context("registering DeliveryOrderWorkflow")?

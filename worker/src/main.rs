@@ -22,7 +22,8 @@ async fn main() -> anyhow::Result<()> {
 async fn run() -> anyhow::Result<()> {
     let config = WorkerConfig::from_env()?;
     let registry = Registry::new_custom(Some("delivery_worker".into()), None)?;
-    let runtime = Runtime::from_current_tokio(Default::default()).context("starting the Temporal runtime")?;
+    let runtime =
+        Runtime::from_current_tokio(Default::default()).context("starting the Temporal runtime")?;
     let client = connect(&config, Duration::from_secs(60)).await?;
     let mut worker = build_worker(&runtime, client, &config, &registry)?;
 

@@ -16,7 +16,9 @@ fn metrics(Data(registry): Data<&Registry>) -> Response {
             .body(body),
         Err(error) => {
             tracing::error!(%error, "encoding metrics failed");
-            Response::builder().status(StatusCode::INTERNAL_SERVER_ERROR).finish()
+            Response::builder()
+                .status(StatusCode::INTERNAL_SERVER_ERROR)
+                .finish()
         }
     }
 }
@@ -34,7 +36,9 @@ pub struct MetricsServer {
 
 impl MetricsServer {
     pub async fn bind(host: &str, port: u16, registry: Registry) -> std::io::Result<Self> {
-        let acceptor = TcpListener::bind(format!("{host}:{port}")).into_acceptor().await?;
+        let acceptor = TcpListener::bind(format!("{host}:{port}"))
+            .into_acceptor()
+            .await?;
         Ok(Self { acceptor, registry })
     }
 

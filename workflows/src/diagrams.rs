@@ -15,11 +15,17 @@ pub const EXCEPTION_FILE: &str = "delivery_order_state_machine_exception.puml";
 pub const ERD_FILE: &str = "entity_relationship_model.puml";
 
 /// Every generated diagram as (file name, contents).
-pub fn all(graph: &StateGraph, data_model_yaml: &str) -> Result<Vec<(&'static str, String)>, serde_yaml::Error> {
+pub fn all(
+    graph: &StateGraph,
+    data_model_yaml: &str,
+) -> Result<Vec<(&'static str, String)>, serde_yaml::Error> {
     Ok(vec![
         (HAPPY_PATH_FILE, happy_path(graph)),
         (EXCEPTION_FILE, exceptions(graph)),
-        (ERD_FILE, entity_relationships(&serde_yaml::from_str(data_model_yaml)?)),
+        (
+            ERD_FILE,
+            entity_relationships(&serde_yaml::from_str(data_model_yaml)?),
+        ),
     ])
 }
 
@@ -37,7 +43,10 @@ fn label(t: &Transition) -> String {
 }
 
 fn on_happy_path(graph: &StateGraph, t: &Transition) -> bool {
-    graph.happy_path.windows(2).any(|w| w[0] == t.from && w[1] == t.to)
+    graph
+        .happy_path
+        .windows(2)
+        .any(|w| w[0] == t.from && w[1] == t.to)
 }
 
 fn state_line(out: &mut String, graph: &StateGraph, state: State) {
@@ -85,7 +94,11 @@ pub fn exceptions(graph: &StateGraph) -> String {
         state_line(&mut out, graph, *state);
     }
     for t in &graph.transitions {
-        let arrow = if on_happy_path(graph, t) { "-[#gray,dotted]->" } else { "-[#red]->" };
+        let arrow = if on_happy_path(graph, t) {
+            "-[#gray,dotted]->"
+        } else {
+            "-[#red]->"
+        };
         let _ = writeln!(out, "{} {arrow} {} : {}", t.from, t.to, label(t));
     }
     timer_notes(&mut out, graph, |_| true);
@@ -144,8 +157,10 @@ pub fn entity_relationships(model: &DataModel) -> String {
     for (name, entity) in &model.entities {
         let _ = writeln!(out, "entity {name} {{");
         let _ = writeln!(out, "  ' {}", entity.description);
-        let (keys, rest): (Vec<&Column>, Vec<&Column>) =
-            entity.columns.iter().partition(|c| c.key.as_deref() == Some("primary"));
+        let (keys, rest): (Vec<&Column>, Vec<&Column>) = entity
+            .columns
+            .iter()
+            .partition(|c| c.key.as_deref() == Some("primary"));
         for c in &keys {
             let _ = writeln!(out, "  * {} : {}{}", c.name, c.column_type, suffix(c));
         }

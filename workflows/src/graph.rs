@@ -206,7 +206,7 @@ impl StateGraph {
                     },
                 });
             };
-            if !(value.is_null() && !spec.required) {
+            if !value.is_null() || spec.required {
                 self.check_field(name, spec.kind, value)?;
             }
         }
@@ -253,14 +253,19 @@ impl StateGraph {
                     Err(invalid(format!("is longer than {MAX_TEXT_LEN} characters")))
                 }
                 Some(_) => Ok(()),
-                None => Err(invalid(format!("must be a string, got {}", json_kind(value)))),
+                None => Err(invalid(format!(
+                    "must be a string, got {}",
+                    json_kind(value)
+                ))),
             },
             FieldKind::FailureReason => {
-                let known: Vec<String> = self.failure_reasons.keys().map(|r| r.to_string()).collect();
+                let known: Vec<String> =
+                    self.failure_reasons.keys().map(|r| r.to_string()).collect();
                 check_enum(value, &known).map_err(invalid)
             }
             FieldKind::DisputeReason => {
-                let known: Vec<String> = self.dispute_reasons.keys().map(|r| r.to_string()).collect();
+                let known: Vec<String> =
+                    self.dispute_reasons.keys().map(|r| r.to_string()).collect();
                 check_enum(value, &known).map_err(invalid)
             }
             FieldKind::Object => match value {
@@ -268,7 +273,10 @@ impl StateGraph {
                     Err(invalid(format!("is larger than {MAX_OBJECT_BYTES} bytes")))
                 }
                 Value::Object(_) => Ok(()),
-                other => Err(invalid(format!("must be an object, got {}", json_kind(other)))),
+                other => Err(invalid(format!(
+                    "must be an object, got {}",
+                    json_kind(other)
+                ))),
             },
             FieldKind::Datetime => match value.as_str() {
                 Some(s) if chrono::DateTime::parse_from_rfc3339(s).is_ok() => Ok(()),
@@ -294,10 +302,16 @@ impl StateGraph {
                 defects.push(format!("transition uses undeclared event {}", t.event));
             }
             if t.sent_by.is_empty() {
-                defects.push(format!("{} --{}--> {} has no sender", t.from, t.event, t.to));
+                defects.push(format!(
+                    "{} --{}--> {} has no sender",
+                    t.from, t.event, t.to
+                ));
             }
             if self.is_terminal(t.from) {
-                defects.push(format!("terminal state {} has an outgoing transition", t.from));
+                defects.push(format!(
+                    "terminal state {} has an outgoing transition",
+                    t.from
+                ));
             }
         }
         let mut seen = BTreeSet::new();
@@ -307,8 +321,15 @@ impl StateGraph {
             }
         }
         for pair in self.happy_path.windows(2) {
-            if !self.transitions.iter().any(|t| t.from == pair[0] && t.to == pair[1]) {
-                defects.push(format!("happy path step {} -> {} has no transition", pair[0], pair[1]));
+            if !self
+                .transitions
+                .iter()
+                .any(|t| t.from == pair[0] && t.to == pair[1])
+            {
+                defects.push(format!(
+                    "happy path step {} -> {} has no transition",
+                    pair[0], pair[1]
+                ));
             }
         }
         if self.happy_path.first() != Some(&self.initial) {
@@ -354,7 +375,9 @@ impl StateGraph {
                     timer.event
                 )),
                 Some(_) => {
-                    if let Err(e) = self.validate_payload(timer.event, &Value::Object(timer.data.clone())) {
+                    if let Err(e) =
+                        self.validate_payload(timer.event, &Value::Object(timer.data.clone()))
+                    {
                         defects.push(format!("timer {name} data is invalid: {e}"));
                     }
                 }
@@ -413,7 +436,11 @@ fn check_enum(value: &Value, known: &[String]) -> Result<(), String> {
     match value.as_str() {
         Some(s) if known.iter().any(|k| k == s) => Ok(()),
         Some(s) => Err(format!("must be one of {}, got {s:?}", known.join(", "))),
-        None => Err(format!("must be one of {}, got {}", known.join(", "), json_kind(value))),
+        None => Err(format!(
+            "must be one of {}, got {}",
+            known.join(", "),
+            json_kind(value)
+        )),
     }
 }
 
@@ -456,7 +483,7 @@ pub mod duration_text {
 
     pub fn format(d: Duration) -> String {
         let ms = d.as_millis();
-        if ms % 1000 != 0 {
+        if !ms.is_multiple_of(1000) {
             return format!("{ms}ms");
         }
         let s = d.as_secs();
@@ -485,9 +512,15 @@ mod tests {
     #[test]
     fn durations_round_trip() {
         for text in ["250ms", "30s", "15m", "36h", "7d"] {
-            assert_eq!(duration_text::format(duration_text::parse(text).unwrap()), text);
+            assert_eq!(
+                duration_text::format(duration_text::parse(text).unwrap()),
+                text
+            );
         }
-        assert_eq!(duration_text::parse("48h").unwrap(), Duration::from_secs(2 * 86_400));
+        assert_eq!(
+            duration_text::parse("48h").unwrap(),
+            Duration::from_secs(2 * 86_400)
+        );
         assert!(duration_text::parse("10").is_err());
         assert!(duration_text::parse("10y").is_err());
         assert!(duration_text::parse("h").is_err());

@@ -14,4 +14,6 @@ pub mod workflow;
 pub use domain::*;
 pub use graph::{DELIVERY_ORDER_V1, StateGraph};
 pub use machine::{DeliveryOrder, Rejection};
-pub use workflow::{DeliveryOrderView, DeliveryOrderWorkflow, StartInput, TASK_QUEUE, WORKFLOW_TYPE, workflow_id};
+pub use workflow::{
+    DeliveryOrderView, DeliveryOrderWorkflow, StartInput, TASK_QUEUE, WORKFLOW_TYPE, workflow_id,
+};

@@ -39,7 +39,10 @@ pub enum Rejection {
         allowed: Vec<ActorKind>,
     },
     #[error("INVALID_PAYLOAD: {event}: {error}")]
-    InvalidPayload { event: EventType, error: PayloadError },
+    InvalidPayload {
+        event: EventType,
+        error: PayloadError,
+    },
     #[error("INVALID_SIGNAL: {0}")]
     InvalidSignal(String),
 }
@@ -48,7 +51,11 @@ fn list_or_none(events: &[EventType]) -> String {
     if events.is_empty() {
         "none (the delivery order is finished)".into()
     } else {
-        events.iter().map(|e| e.as_str()).collect::<Vec<_>>().join(", ")
+        events
+            .iter()
+            .map(|e| e.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -189,7 +196,12 @@ impl DeliveryOrder {
         self.record(event, to, data, now);
         while let Some(auto) = graph.automatic_transition(self.state) {
             let automatic = EventEnvelope {
-                event_id: format!("{}:{}:{}", self.delivery_order_id, auto.event, self.version + 1),
+                event_id: format!(
+                    "{}:{}:{}",
+                    self.delivery_order_id,
+                    auto.event,
+                    self.version + 1
+                ),
                 event_type: auto.event,
                 data: Value::Object(Map::new()),
                 actor: Actor::system("workflow"),

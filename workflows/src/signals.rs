@@ -41,7 +41,12 @@ pub fn parse_signal(
     let event_id = match fields.remove("event_id") {
         None | Some(Value::Null) => fresh_event_id(),
         Some(Value::String(id)) => id,
-        Some(other) => return Err(invalid(format!("event_id must be a string, got {}", json_kind(&other)))),
+        Some(other) => {
+            return Err(invalid(format!(
+                "event_id must be a string, got {}",
+                json_kind(&other)
+            )));
+        }
     };
     let correlation_id = match fields.remove("correlation_id") {
         None | Some(Value::Null) => None,
@@ -62,7 +67,9 @@ pub fn parse_signal(
             .map_err(|e| invalid(format!("actor must be {{kind, id?}}: {e}")))?,
     };
     if actor.kind == ActorKind::System {
-        return Err(invalid("actor kind system is reserved for the workflow itself".into()));
+        return Err(invalid(
+            "actor kind system is reserved for the workflow itself".into(),
+        ));
     }
     debug_assert!(ENVELOPE_FIELDS.iter().all(|f| !fields.contains_key(*f)));
     Ok(EventEnvelope {
@@ -105,7 +112,12 @@ fn event_of_signal(
                 .zip(&actions)
                 .find(|(_, name)| **name == action)
                 .map(|(event, _)| *event)
-                .ok_or_else(|| format!("action must be one of {}, got {action:?}", actions.join(", ")))
+                .ok_or_else(|| {
+                    format!(
+                        "action must be one of {}, got {action:?}",
+                        actions.join(", ")
+                    )
+                })
         }
     }
 }
@@ -127,26 +139,45 @@ mod tests {
     use crate::graph::DELIVERY_ORDER_V1;
 
     fn parse(signal: &str, payload: &str) -> Result<EventEnvelope, Rejection> {
-        parse_signal(&DELIVERY_ORDER_V1, signal, payload.as_bytes(), || "generated".into())
+        parse_signal(&DELIVERY_ORDER_V1, signal, payload.as_bytes(), || {
+            "generated".into()
+        })
     }
 
     #[test]
     fn operator_action_maps_to_operator_events() {
-        let e = parse("operator_action", r#"{"action":"RESHIP","note":"again","event_id":"e1"}"#).unwrap();
+        let e = parse(
+            "operator_action",
+            r#"{"action":"RESHIP","note":"again","event_id":"e1"}"#,
+        )
+        .unwrap();
         assert_eq!(e.event_type, EventType::OperatorReship);
         assert_eq!(e.event_id, "e1");
         assert_eq!(e.actor.kind, ActorKind::Operator);
         assert_eq!(e.data, serde_json::json!({"note": "again"}));
-        let e = parse("operator_action", r#"{"action":"CONFIRM_DELIVERED","note":"ok"}"#).unwrap();
+        let e = parse(
+            "operator_action",
+            r#"{"action":"CONFIRM_DELIVERED","note":"ok"}"#,
+        )
+        .unwrap();
         assert_eq!(e.event_type, EventType::OperatorConfirmDelivered);
         assert_eq!(e.event_id, "generated");
     }
 
     #[test]
     fn defaults_the_sender_from_the_graph() {
-        assert_eq!(parse("picked_up", "{}").unwrap().actor.kind, ActorKind::Partner);
-        assert_eq!(parse("confirmed", "").unwrap().actor.kind, ActorKind::Customer);
-        assert_eq!(parse("cancel", "{}").unwrap().actor.kind, ActorKind::Operator);
+        assert_eq!(
+            parse("picked_up", "{}").unwrap().actor.kind,
+            ActorKind::Partner
+        );
+        assert_eq!(
+            parse("confirmed", "").unwrap().actor.kind,
+            ActorKind::Customer
+        );
+        assert_eq!(
+            parse("cancel", "{}").unwrap().actor.kind,
+            ActorKind::Operator
+        );
     }
 
     #[test]
@@ -163,7 +194,10 @@ mod tests {
             ("no_such_signal", "{}"),
         ] {
             let err = parse(signal, payload).unwrap_err();
-            assert!(matches!(err, Rejection::InvalidSignal(_)), "{signal} {payload}: {err}");
+            assert!(
+                matches!(err, Rejection::InvalidSignal(_)),
+                "{signal} {payload}: {err}"
+            );
         }
     }
 }

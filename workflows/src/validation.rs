@@ -1,6 +1,8 @@
 //! Input checks shared by the workflow and (later) the gateway: one strict format per id, bounded
 //! sizes, so nothing odd reaches history, SQL or partner calls.
 
+use std::time::Duration;
+
 use crate::domain::{Address, DeliveryOrderInput, ItemFormat};
 
 /// Longest accepted reference id (ordering, customer, payment, event, correlation, actor).
@@ -9,6 +11,9 @@ pub const MAX_REF_LEN: usize = 128;
 pub const MAX_ITEMS: usize = 200;
 /// Most units of one line item.
 pub const MAX_QUANTITY: u32 = 10_000;
+/// Shortest and longest accepted deadline override.
+pub const MIN_DEADLINE: Duration = Duration::from_secs(1);
+pub const MAX_DEADLINE: Duration = Duration::from_secs(365 * 86_400);
 
 /// Delivery order ids are canonical lower-case hyphenated UUIDs.
 pub fn check_delivery_order_id(id: &str) -> Result<(), String> {
@@ -80,7 +85,8 @@ pub fn check_input(input: &DeliveryOrderInput) -> Result<(), String> {
         check_ref_id("payment_id", payment_id)?;
     }
     if let Some(replaces) = &input.replaces_id {
-        check_delivery_order_id(replaces).map_err(|e| e.replace("delivery_order_id", "replaces_id"))?;
+        check_delivery_order_id(replaces)
+            .map_err(|e| e.replace("delivery_order_id", "replaces_id"))?;
     }
     if let Some(correlation_id) = &input.correlation_id {
         check_ref_id("correlation_id", correlation_id)?;
@@ -101,6 +107,17 @@ pub fn check_input(input: &DeliveryOrderInput) -> Result<(), String> {
     check_address(&input.shipping_address)?;
     if let Some(notes) = &input.notes {
         check_text("notes", notes, 2000)?;
+    }
+    for (name, value) in [
+        ("pickup_deadline", input.deadlines.pickup_deadline),
+        ("delivery_deadline", input.deadlines.delivery_deadline),
+        ("auto_confirm", input.deadlines.auto_confirm),
+    ] {
+        if let Some(d) = value
+            && !(MIN_DEADLINE..=MAX_DEADLINE).contains(&d)
+        {
+            return Err(format!("deadlines.{name} must be between 1s and 365d"));
+        }
     }
     Ok(())
 }
@@ -131,7 +148,10 @@ mod tests {
     fn ref_ids_reject_odd_characters_and_length() {
         assert!(check_ref_id("ordering_id", "ord-2026.11:42_a").is_ok());
         for bad in ["", "a b", "x'; --", "ü", &"a".repeat(MAX_REF_LEN + 1)] {
-            assert!(check_ref_id("ordering_id", bad).is_err(), "{bad:?} accepted");
+            assert!(
+                check_ref_id("ordering_id", bad).is_err(),
+                "{bad:?} accepted"
+            );
         }
     }
 }

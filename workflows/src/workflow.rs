@@ -13,9 +13,9 @@ use futures::future::FusedFuture;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 use temporalio_common::data_converters::RawValue;
-use temporalio_common::{ActivityCloseTimeouts, RetryPolicy};
 use temporalio_common::error::ApplicationFailure;
 use temporalio_common::search_attributes::{SearchAttributeKey, SearchAttributeUpdate};
+use temporalio_common::{ActivityCloseTimeouts, RetryPolicy};
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::select;
 use temporalio_sdk::{
@@ -24,7 +24,9 @@ use temporalio_sdk::{
     WorkflowTermination,
 };
 
-use crate::activities::{CancelPickup, CancelPickupRequest, PickupOutcome, PickupRequest, RequestPickup};
+use crate::activities::{
+    CancelPickup, CancelPickupRequest, PickupOutcome, PickupRequest, RequestPickup,
+};
 use crate::domain::{
     Actor, ActorKind, ApplyOutcome, DeliveryOrderInput, EventEnvelope, EventType, FailureReason,
     RejectedEvent, State,
@@ -115,7 +117,9 @@ impl DeliveryOrderWorkflow {
     pub fn new(ctx: &WorkflowContextView, input: StartInput) -> Self {
         let graph: &StateGraph = &DELIVERY_ORDER_V1;
         let checked = match input {
-            StartInput::Valid(input) if ctx.workflow_id() != workflow_id(&input.delivery_order_id) => {
+            StartInput::Valid(input)
+                if ctx.workflow_id() != workflow_id(&input.delivery_order_id) =>
+            {
                 Err(format!(
                     "INVALID_INPUT: workflow id must be {:?} for this delivery order, got {:?}",
                     workflow_id(&input.delivery_order_id),
@@ -212,7 +216,9 @@ impl DeliveryOrderWorkflow {
             return Err(self.start_error.clone().unwrap_or_default().into());
         };
         if event.actor.kind == ActorKind::System {
-            return Err("FORBIDDEN_ACTOR: actor kind system is reserved for the workflow itself".into());
+            return Err(
+                "FORBIDDEN_ACTOR: actor kind system is reserved for the workflow itself".into(),
+            );
         }
         order.check(&DELIVERY_ORDER_V1, event)?;
         Ok(())
@@ -228,7 +234,10 @@ impl DeliveryOrderWorkflow {
     ) -> ApplyOutcome {
         let graph: &StateGraph = &DELIVERY_ORDER_V1;
         let now = rfc3339(ctx.workflow_time());
-        let order = self.order.as_mut().expect("the validator refuses updates without an order");
+        let order = self
+            .order
+            .as_mut()
+            .expect("the validator refuses updates without an order");
         match order.apply(graph, event.clone(), &now) {
             Ok(outcome) => outcome,
             // Unreachable while validator and handler see the same state; kept total so a
@@ -248,11 +257,15 @@ impl DeliveryOrderWorkflow {
 
 impl DeliveryOrderWorkflow {
     fn order(&self) -> &DeliveryOrder {
-        self.order.as_ref().expect("run only continues with a valid order")
+        self.order
+            .as_ref()
+            .expect("run only continues with a valid order")
     }
 
     fn order_mut(&mut self) -> &mut DeliveryOrder {
-        self.order.as_mut().expect("run only continues with a valid order")
+        self.order
+            .as_mut()
+            .expect("run only continues with a valid order")
     }
 
     fn view(&self) -> DeliveryOrderView {
@@ -274,7 +287,11 @@ impl DeliveryOrderWorkflow {
         let Some(order) = self.order.as_mut() else {
             return;
         };
-        let bytes = payload.payloads.first().map(|p| p.data.as_slice()).unwrap_or_default();
+        let bytes = payload
+            .payloads
+            .first()
+            .map(|p| p.data.as_slice())
+            .unwrap_or_default();
         let fresh_id = || format!("{}:{signal}:{}", order_id_prefix(ctx), ctx.uuid4());
         let parsed = parse_signal(graph, signal, bytes, fresh_id);
         let (event, rejection) = match parsed {
@@ -292,10 +309,17 @@ impl DeliveryOrderWorkflow {
 }
 
 fn order_id_prefix<W>(ctx: &SyncWorkflowContext<W>) -> String {
-    ctx.workflow_id().trim_start_matches("delivery-order-").to_owned()
+    ctx.workflow_id()
+        .trim_start_matches("delivery-order-")
+        .to_owned()
 }
 
-fn rejected(signal: &str, event: Option<&EventEnvelope>, why: &Rejection, now: &str) -> RejectedEvent {
+fn rejected(
+    signal: &str,
+    event: Option<&EventEnvelope>,
+    why: &Rejection,
+    now: &str,
+) -> RejectedEvent {
     RejectedEvent {
         signal: signal.to_owned(),
         event_id: event.map(|e| e.event_id.clone()),
@@ -348,14 +372,24 @@ fn apply_own_event(
 }
 
 /// Timer length for `timer` on this order: the input's override or the graph default.
-fn timer_length(ctx: &WorkflowContext<DeliveryOrderWorkflow>, timer: &str, default: Duration) -> Duration {
-    ctx.state(|s| s.order().input.deadlines.get(timer)).unwrap_or(default)
+fn timer_length(
+    ctx: &WorkflowContext<DeliveryOrderWorkflow>,
+    timer: &str,
+    default: Duration,
+) -> Duration {
+    ctx.state(|s| s.order().input.deadlines.get(timer))
+        .unwrap_or(default)
 }
 
 /// CREATED: ask the partner for a pickup while waiting for the next event or the pickup deadline.
-async fn await_pickup(ctx: &mut WorkflowContext<DeliveryOrderWorkflow>, version: u64) -> WorkflowResult<()> {
+async fn await_pickup(
+    ctx: &mut WorkflowContext<DeliveryOrderWorkflow>,
+    version: u64,
+) -> WorkflowResult<()> {
     let graph: &StateGraph = &DELIVERY_ORDER_V1;
-    let (timer_name, timer) = graph.timer_for(State::Created).expect("the graph has a pickup deadline");
+    let (timer_name, timer) = graph
+        .timer_for(State::Created)
+        .expect("the graph has a pickup deadline");
     let deadline = timer_length(ctx, timer_name, timer.default);
     let request = ctx.state(|s| {
         let order = s.order();
@@ -415,7 +449,11 @@ async fn await_pickup(ctx: &mut WorkflowContext<DeliveryOrderWorkflow>, version:
     // Leaving CREATED any way but PICKED_UP: withdraw the job the partner accepted.
     let (state, pickup_id, order_id) = ctx.state(|s| {
         let o = s.order();
-        (o.state, o.partner.pickup_id.clone(), o.delivery_order_id.clone())
+        (
+            o.state,
+            o.partner.pickup_id.clone(),
+            o.delivery_order_id.clone(),
+        )
     });
     if state != State::PickedUp
         && let Some(pickup_id) = pickup_id
@@ -425,7 +463,10 @@ async fn await_pickup(ctx: &mut WorkflowContext<DeliveryOrderWorkflow>, version:
             pickup_id,
             reason: format!("delivery order is {state}"),
         };
-        match ctx.execute_activity(CancelPickup, request, cancel_options()).await {
+        match ctx
+            .execute_activity(CancelPickup, request, cancel_options())
+            .await
+        {
             Ok(_) => ctx.state_mut(|s| s.order_mut().partner.cancelled = true),
             Err(error) => tracing::warn!(%error, "could not withdraw the partner pickup"),
         }
@@ -469,7 +510,10 @@ async fn start_replacement(ctx: &mut WorkflowContext<DeliveryOrderWorkflow>) {
         let order = s.order();
         let reship_event = order.events.last();
         DeliveryOrderInput {
-            delivery_order_id: order.replaced_by_id.clone().expect("set by OPERATOR_RESHIP"),
+            delivery_order_id: order
+                .replaced_by_id
+                .clone()
+                .expect("set by OPERATOR_RESHIP"),
             replaces_id: Some(order.delivery_order_id.clone()),
             created_by: reship_event.map(|e| e.actor.clone()),
             correlation_id: reship_event.and_then(|e| e.correlation_id.clone()),
@@ -479,7 +523,10 @@ async fn start_replacement(ctx: &mut WorkflowContext<DeliveryOrderWorkflow>) {
     let options = ChildWorkflowOptions::builder()
         .workflow_id(workflow_id(&input.delivery_order_id))
         .parent_close_policy(ParentClosePolicy::Abandon)
-        .static_summary(format!("Reshipment of delivery order {}", ctx.state(|s| s.order().delivery_order_id.clone())))
+        .static_summary(format!(
+            "Reshipment of delivery order {}",
+            ctx.state(|s| s.order().delivery_order_id.clone())
+        ))
         .build();
     if let Err(error) = ctx
         .start_child_workflow(DeliveryOrderWorkflow::run, StartInput::from(input), options)
@@ -494,14 +541,14 @@ fn pickup_options(deadline: Duration) -> ActivityOptions {
         schedule_to_close: deadline,
         start_to_close: Duration::from_secs(30),
     })
-        .retry_policy(
-            RetryPolicy::builder()
-                .initial_interval(Duration::from_secs(1))
-                .backoff_coefficient(2.0)
-                .maximum_interval(Duration::from_secs(60))
-                .build(),
-        )
-        .build()
+    .retry_policy(
+        RetryPolicy::builder()
+            .initial_interval(Duration::from_secs(1))
+            .backoff_coefficient(2.0)
+            .maximum_interval(Duration::from_secs(60))
+            .build(),
+    )
+    .build()
 }
 
 fn cancel_options() -> ActivityOptions {

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use delivery_workflows::graph::{DELIVERY_ORDER_V1, DELIVERY_ORDER_V1_YAML, StateGraph};
 use delivery_workflows::machine::{DeliveryOrder, Rejection};
 use delivery_workflows::{
-    Actor, ActorKind, Address, Deadlines, DeliveryOrderInput, DisputeReason, EventEnvelope, EventType,
-    FailureReason, Item, ItemFormat, State, diagrams,
+    Actor, ActorKind, Address, Deadlines, DeliveryOrderInput, DisputeReason, EventEnvelope,
+    EventType, FailureReason, Item, ItemFormat, State, diagrams,
 };
 use serde_json::{Value, json};
 
@@ -19,15 +19,45 @@ use State as S;
 fn expected() -> BTreeMap<(State, EventType), (State, Vec<ActorKind>)> {
     BTreeMap::from([
         ((S::Created, E::PickedUp), (S::PickedUp, vec![A::Partner])),
-        ((S::Created, E::DeliveryFailed), (S::DeliveryFailed, vec![A::Partner, A::System])),
-        ((S::Created, E::Cancel), (S::Cancelled, vec![A::Operator, A::OrderManagement, A::Admin])),
-        ((S::PickedUp, E::Delivered), (S::Delivered, vec![A::Partner])),
-        ((S::PickedUp, E::DeliveryFailed), (S::DeliveryFailed, vec![A::Partner, A::System])),
-        ((S::DeliveryFailed, E::EscalateToOperator), (S::PendingByOperator, vec![A::System])),
-        ((S::Delivered, E::Confirmed), (S::DeliveryConfirmed, vec![A::Customer, A::System])),
-        ((S::Delivered, E::Disputed), (S::PendingByOperator, vec![A::Customer])),
-        ((S::PendingByOperator, E::OperatorReship), (S::Reshipped, vec![A::Operator, A::Admin])),
-        ((S::PendingByOperator, E::OperatorCancel), (S::Cancelled, vec![A::Operator, A::Admin])),
+        (
+            (S::Created, E::DeliveryFailed),
+            (S::DeliveryFailed, vec![A::Partner, A::System]),
+        ),
+        (
+            (S::Created, E::Cancel),
+            (
+                S::Cancelled,
+                vec![A::Operator, A::OrderManagement, A::Admin],
+            ),
+        ),
+        (
+            (S::PickedUp, E::Delivered),
+            (S::Delivered, vec![A::Partner]),
+        ),
+        (
+            (S::PickedUp, E::DeliveryFailed),
+            (S::DeliveryFailed, vec![A::Partner, A::System]),
+        ),
+        (
+            (S::DeliveryFailed, E::EscalateToOperator),
+            (S::PendingByOperator, vec![A::System]),
+        ),
+        (
+            (S::Delivered, E::Confirmed),
+            (S::DeliveryConfirmed, vec![A::Customer, A::System]),
+        ),
+        (
+            (S::Delivered, E::Disputed),
+            (S::PendingByOperator, vec![A::Customer]),
+        ),
+        (
+            (S::PendingByOperator, E::OperatorReship),
+            (S::Reshipped, vec![A::Operator, A::Admin]),
+        ),
+        (
+            (S::PendingByOperator, E::OperatorCancel),
+            (S::Cancelled, vec![A::Operator, A::Admin]),
+        ),
         (
             (S::PendingByOperator, E::OperatorConfirmDelivered),
             (S::DeliveryConfirmed, vec![A::Operator, A::Admin]),
@@ -37,12 +67,16 @@ fn expected() -> BTreeMap<(State, EventType), (State, Vec<ActorKind>)> {
 
 fn sample_data(event: EventType) -> Value {
     match event {
-        E::PickedUp => json!({"partner_order_number": "PN-1", "driver": {"name": "Sam"}, "eta": "2026-11-23T10:00:00Z"}),
+        E::PickedUp => {
+            json!({"partner_order_number": "PN-1", "driver": {"name": "Sam"}, "eta": "2026-11-23T10:00:00Z"})
+        }
         E::Delivered => json!({"proof": {"signed_by": "Ada"}}),
         E::DeliveryFailed => json!({"reason": "RECIPIENT_UNAVAILABLE"}),
         E::Disputed => json!({"reason": "DAMAGED", "detail": "torn cover"}),
         E::Cancel => json!({"reason": "customer changed their mind"}),
-        E::OperatorReship | E::OperatorCancel | E::OperatorConfirmDelivered => json!({"note": "checked"}),
+        E::OperatorReship | E::OperatorCancel | E::OperatorConfirmDelivered => {
+            json!({"note": "checked"})
+        }
         E::Confirmed | E::EscalateToOperator => json!({}),
     }
 }
@@ -53,7 +87,12 @@ fn input() -> DeliveryOrderInput {
         ordering_id: "ord-1".into(),
         customer_id: "cust-1".into(),
         payment_id: Some("pay-1".into()),
-        items: vec![Item { sku: "isbn-1".into(), title: "A Book".into(), format: ItemFormat::Physical, quantity: 1 }],
+        items: vec![Item {
+            sku: "isbn-1".into(),
+            title: "A Book".into(),
+            format: ItemFormat::Physical,
+            quantity: 1,
+        }],
         shipping_address: Address {
             name: "Ada".into(),
             line1: "1 Main St".into(),
@@ -89,15 +128,28 @@ fn order_in(state: State) -> Option<DeliveryOrder> {
         S::Created => &[],
         S::PickedUp => &[(E::PickedUp, A::Partner)],
         S::Delivered => &[(E::PickedUp, A::Partner), (E::Delivered, A::Partner)],
-        S::DeliveryConfirmed => &[(E::PickedUp, A::Partner), (E::Delivered, A::Partner), (E::Confirmed, A::Customer)],
+        S::DeliveryConfirmed => &[
+            (E::PickedUp, A::Partner),
+            (E::Delivered, A::Partner),
+            (E::Confirmed, A::Customer),
+        ],
         S::PendingByOperator => &[(E::DeliveryFailed, A::Partner)],
-        S::Reshipped => &[(E::DeliveryFailed, A::Partner), (E::OperatorReship, A::Operator)],
+        S::Reshipped => &[
+            (E::DeliveryFailed, A::Partner),
+            (E::OperatorReship, A::Operator),
+        ],
         S::Cancelled => &[(E::Cancel, A::Operator)],
         S::DeliveryFailed => return None,
     };
-    let mut order = DeliveryOrder::new(&DELIVERY_ORDER_V1, input(), "2026-11-22T00:00:00.000Z".into());
+    let mut order = DeliveryOrder::new(
+        &DELIVERY_ORDER_V1,
+        input(),
+        "2026-11-22T00:00:00.000Z".into(),
+    );
     for (i, (e, a)) in path.iter().enumerate() {
-        order.apply(&DELIVERY_ORDER_V1, event(*e, *a, &format!("path-{i}")), "t").unwrap();
+        order
+            .apply(&DELIVERY_ORDER_V1, event(*e, *a, &format!("path-{i}")), "t")
+            .unwrap();
     }
     assert_eq!(order.state, state);
     Some(order)
@@ -111,7 +163,11 @@ fn every_state_event_pair_matches_the_architecture() {
             let actual = DELIVERY_ORDER_V1
                 .transition(*state, *ev)
                 .map(|t| (t.to, t.sent_by.clone()));
-            assert_eq!(actual, expected.get(&(*state, *ev)).cloned(), "{state} --{ev}-->");
+            assert_eq!(
+                actual,
+                expected.get(&(*state, *ev)).cloned(),
+                "{state} --{ev}-->"
+            );
         }
     }
 }
@@ -121,27 +177,44 @@ fn every_pair_and_sender_is_enforced_by_the_state_machine() {
     let expected = expected();
     let mut allowed_applied = 0;
     for state in State::ALL {
-        let Some(order) = order_in(*state) else { continue };
+        let Some(order) = order_in(*state) else {
+            continue;
+        };
         for ev in EventType::ALL {
             for actor in ActorKind::ALL {
                 let mut o = order.clone();
                 let result = o.apply(&DELIVERY_ORDER_V1, event(*ev, *actor, "probe"), "t");
                 match expected.get(&(*state, *ev)) {
                     Some((to, senders)) if senders.contains(actor) => {
-                        let outcome = result.unwrap_or_else(|e| panic!("{state} {ev} by {actor}: {e}"));
+                        let outcome =
+                            result.unwrap_or_else(|e| panic!("{state} {ev} by {actor}: {e}"));
                         assert!(outcome.applied);
-                        let final_state = if *to == S::DeliveryFailed { S::PendingByOperator } else { *to };
+                        let final_state = if *to == S::DeliveryFailed {
+                            S::PendingByOperator
+                        } else {
+                            *to
+                        };
                         assert_eq!(o.state, final_state, "{state} {ev} by {actor}");
                         assert_eq!(o.events[order.events.len()].to_state, *to);
                         allowed_applied += 1;
                     }
                     Some(_) => {
-                        assert!(matches!(result, Err(Rejection::ForbiddenActor { .. })), "{state} {ev} by {actor}: {result:?}");
+                        assert!(
+                            matches!(result, Err(Rejection::ForbiddenActor { .. })),
+                            "{state} {ev} by {actor}: {result:?}"
+                        );
                         assert_eq!(o, order, "a refused event must change nothing");
                     }
                     None => {
-                        let Err(Rejection::InvalidTransition { current_state, allowed_events, .. }) = result else {
-                            panic!("{state} {ev} by {actor}: expected INVALID_TRANSITION, got {result:?}");
+                        let Err(Rejection::InvalidTransition {
+                            current_state,
+                            allowed_events,
+                            ..
+                        }) = result
+                        else {
+                            panic!(
+                                "{state} {ev} by {actor}: expected INVALID_TRANSITION, got {result:?}"
+                            );
                         };
                         assert_eq!(current_state, *state);
                         assert_eq!(allowed_events, DELIVERY_ORDER_V1.allowed_events(*state));
@@ -151,7 +224,10 @@ fn every_pair_and_sender_is_enforced_by_the_state_machine() {
             }
         }
     }
-    assert!(allowed_applied >= 15, "only {allowed_applied} allowed combinations exercised");
+    assert!(
+        allowed_applied >= 15,
+        "only {allowed_applied} allowed combinations exercised"
+    );
 }
 
 #[test]
@@ -165,7 +241,10 @@ fn the_shipped_graph_has_no_defects() {
 }
 
 fn broken(find: &str, replace: &str) -> Vec<String> {
-    assert!(DELIVERY_ORDER_V1_YAML.contains(find), "fixture text {find:?} not in the YAML");
+    assert!(
+        DELIVERY_ORDER_V1_YAML.contains(find),
+        "fixture text {find:?} not in the YAML"
+    );
     StateGraph::from_yaml(&DELIVERY_ORDER_V1_YAML.replacen(find, replace, 1))
         .expect("still parses")
         .defects()
@@ -183,46 +262,112 @@ fn the_checks_catch_broken_graphs() {
         "  - {from: PENDING_BY_OPERATOR, event: OPERATOR_RESHIP, to: RESHIPPED, sent_by: [operator, admin]}\n",
         "",
     );
-    assert!(unreachable.iter().any(|d| d.contains("RESHIPPED is not reachable")), "{unreachable:?}");
+    assert!(
+        unreachable
+            .iter()
+            .any(|d| d.contains("RESHIPPED is not reachable")),
+        "{unreachable:?}"
+    );
 
     let dead_end = broken(
         "  - {from: DELIVERED, event: CONFIRMED, to: DELIVERY_CONFIRMED, sent_by: [customer, system]}\n  - {from: DELIVERED, event: DISPUTED, to: PENDING_BY_OPERATOR, sent_by: [customer]}\n",
         "",
     );
-    assert!(dead_end.iter().any(|d| d.contains("DELIVERED has no way out")), "{dead_end:?}");
+    assert!(
+        dead_end
+            .iter()
+            .any(|d| d.contains("DELIVERED has no way out")),
+        "{dead_end:?}"
+    );
 
-    let no_reason = broken("      reason: {type: failure_reason, required: true}", "      reason: {type: failure_reason}");
-    assert!(no_reason.iter().any(|d| d.contains("needs a failure reason")), "{no_reason:?}");
+    let no_reason = broken(
+        "      reason: {type: failure_reason, required: true}",
+        "      reason: {type: failure_reason}",
+    );
+    assert!(
+        no_reason
+            .iter()
+            .any(|d| d.contains("needs a failure reason")),
+        "{no_reason:?}"
+    );
 
     let bad_timer = broken("event: CONFIRMED, data: {}}", "event: DISPUTED, data: {}}");
-    assert!(bad_timer.iter().any(|d| d.contains("timer auto_confirm")), "{bad_timer:?}");
+    assert!(
+        bad_timer.iter().any(|d| d.contains("timer auto_confirm")),
+        "{bad_timer:?}"
+    );
 }
 
 #[test]
 fn yaml_and_code_name_the_same_things() {
     let g = &*DELIVERY_ORDER_V1;
-    assert_eq!(g.states.keys().copied().collect::<Vec<_>>(), State::ALL.to_vec());
-    assert_eq!(g.events.keys().copied().collect::<Vec<_>>(), EventType::ALL.to_vec());
-    assert_eq!(g.failure_reasons.keys().copied().collect::<Vec<_>>(), FailureReason::ALL.to_vec());
-    assert_eq!(g.dispute_reasons.keys().copied().collect::<Vec<_>>(), DisputeReason::ALL.to_vec());
+    assert_eq!(
+        g.states.keys().copied().collect::<Vec<_>>(),
+        State::ALL.to_vec()
+    );
+    assert_eq!(
+        g.events.keys().copied().collect::<Vec<_>>(),
+        EventType::ALL.to_vec()
+    );
+    assert_eq!(
+        g.failure_reasons.keys().copied().collect::<Vec<_>>(),
+        FailureReason::ALL.to_vec()
+    );
+    assert_eq!(
+        g.dispute_reasons.keys().copied().collect::<Vec<_>>(),
+        DisputeReason::ALL.to_vec()
+    );
     let mut actors = g.actors.clone();
     actors.sort();
     assert_eq!(actors, ActorKind::ALL.to_vec());
-    assert!(StateGraph::from_yaml(&DELIVERY_ORDER_V1_YAML.replace("PICKED_UP:", "PICKED_UPP:")).is_err());
+    assert!(
+        StateGraph::from_yaml(&DELIVERY_ORDER_V1_YAML.replace("PICKED_UP:", "PICKED_UPP:"))
+            .is_err()
+    );
 }
 
 #[test]
 fn delivery_failed_always_carries_a_reason() {
     let g = &*DELIVERY_ORDER_V1;
-    for data in [json!({}), json!({"detail": "x"}), json!({"reason": null}), json!({"reason": "LATE"}), json!({"reason": 3})] {
-        assert!(g.validate_payload(E::DeliveryFailed, &data).is_err(), "{data}");
+    for data in [
+        json!({}),
+        json!({"detail": "x"}),
+        json!({"reason": null}),
+        json!({"reason": "LATE"}),
+        json!({"reason": 3}),
+    ] {
+        assert!(
+            g.validate_payload(E::DeliveryFailed, &data).is_err(),
+            "{data}"
+        );
     }
-    assert!(g.validate_payload(E::DeliveryFailed, &json!({"reason": "OTHER"})).is_err(), "OTHER needs detail");
-    assert!(g.validate_payload(E::DeliveryFailed, &json!({"reason": "OTHER", "detail": "  "})).is_err());
-    assert!(g.validate_payload(E::DeliveryFailed, &json!({"reason": "OTHER", "detail": "fell in a river"})).is_ok());
+    assert!(
+        g.validate_payload(E::DeliveryFailed, &json!({"reason": "OTHER"}))
+            .is_err(),
+        "OTHER needs detail"
+    );
+    assert!(
+        g.validate_payload(
+            E::DeliveryFailed,
+            &json!({"reason": "OTHER", "detail": "  "})
+        )
+        .is_err()
+    );
+    assert!(
+        g.validate_payload(
+            E::DeliveryFailed,
+            &json!({"reason": "OTHER", "detail": "fell in a river"})
+        )
+        .is_ok()
+    );
     let mut order = order_in(S::PickedUp).unwrap();
-    order.apply(g, event(E::DeliveryFailed, A::Partner, "f1"), "t").unwrap();
-    assert_eq!(order.failure_reason, Some(FailureReason::RecipientUnavailable));
+    order
+        .apply(g, event(E::DeliveryFailed, A::Partner, "f1"), "t")
+        .unwrap();
+    assert_eq!(
+        order.failure_reason,
+        Some(FailureReason::RecipientUnavailable)
+    );
 }
 
 #[test]
@@ -230,10 +375,28 @@ fn payloads_are_checked_field_by_field() {
     let g = &*DELIVERY_ORDER_V1;
     let err = |e: EventType, data: Value| g.validate_payload(e, &data).unwrap_err().to_string();
     assert!(err(E::PickedUp, json!({})).contains("partner_order_number"));
-    assert!(err(E::PickedUp, json!({"partner_order_number": "P", "colour": "red"})).contains("unknown field `colour`"));
+    assert!(
+        err(
+            E::PickedUp,
+            json!({"partner_order_number": "P", "colour": "red"})
+        )
+        .contains("unknown field `colour`")
+    );
     assert!(err(E::PickedUp, json!({"partner_order_number": 7})).contains("must be a string"));
-    assert!(err(E::PickedUp, json!({"partner_order_number": "P", "eta": "tomorrow"})).contains("RFC 3339"));
-    assert!(err(E::PickedUp, json!({"partner_order_number": "P", "driver": "Sam"})).contains("object"));
+    assert!(
+        err(
+            E::PickedUp,
+            json!({"partner_order_number": "P", "eta": "tomorrow"})
+        )
+        .contains("RFC 3339")
+    );
+    assert!(
+        err(
+            E::PickedUp,
+            json!({"partner_order_number": "P", "driver": "Sam"})
+        )
+        .contains("object")
+    );
     assert!(err(E::Confirmed, json!({"x": 1})).contains("allowed: none"));
     assert!(err(E::Confirmed, json!([1])).contains("JSON object"));
     assert!(err(E::Cancel, json!({"reason": "x".repeat(5000)})).contains("longer"));
@@ -245,8 +408,12 @@ fn payloads_are_checked_field_by_field() {
 fn event_ids_make_retries_idempotent() {
     let g = &*DELIVERY_ORDER_V1;
     let mut order = order_in(S::Created).unwrap();
-    let first = order.apply(g, event(E::PickedUp, A::Partner, "same"), "t").unwrap();
-    let again = order.apply(g, event(E::PickedUp, A::Partner, "same"), "t").unwrap();
+    let first = order
+        .apply(g, event(E::PickedUp, A::Partner, "same"), "t")
+        .unwrap();
+    let again = order
+        .apply(g, event(E::PickedUp, A::Partner, "same"), "t")
+        .unwrap();
     assert!(first.applied && !again.applied);
     assert_eq!((again.state, again.version), (S::PickedUp, 1));
     // Even an event that would be invalid now is answered as a duplicate, not an error.
@@ -262,20 +429,37 @@ fn event_ids_make_retries_idempotent() {
 fn failure_escalates_at_once_and_operator_decisions_are_recorded() {
     let g = &*DELIVERY_ORDER_V1;
     let mut order = order_in(S::PickedUp).unwrap();
-    let outcome = order.apply(g, event(E::DeliveryFailed, A::Partner, "f"), "t").unwrap();
+    let outcome = order
+        .apply(g, event(E::DeliveryFailed, A::Partner, "f"), "t")
+        .unwrap();
     assert_eq!((outcome.state, outcome.version), (S::PendingByOperator, 3));
     let escalation = order.events.last().unwrap();
     assert_eq!(escalation.event_type, E::EscalateToOperator);
     assert_eq!(escalation.actor.kind, A::System);
-    assert_eq!(outcome.allowed_events, vec![E::OperatorReship, E::OperatorCancel, E::OperatorConfirmDelivered]);
+    assert_eq!(
+        outcome.allowed_events,
+        vec![
+            E::OperatorReship,
+            E::OperatorCancel,
+            E::OperatorConfirmDelivered
+        ]
+    );
 
     let mut cancelled = order.clone();
-    cancelled.apply(g, event(E::OperatorCancel, A::Operator, "c"), "t").unwrap();
+    cancelled
+        .apply(g, event(E::OperatorCancel, A::Operator, "c"), "t")
+        .unwrap();
     assert!(cancelled.refund_needed);
 
-    order.apply(g, event(E::OperatorReship, A::Admin, "r"), "t").unwrap();
+    order
+        .apply(g, event(E::OperatorReship, A::Admin, "r"), "t")
+        .unwrap();
     let replacement = order.replaced_by_id.clone().unwrap();
-    assert_eq!(replacement, order.reship_id(), "derived, so replays never create two");
+    assert_eq!(
+        replacement,
+        order.reship_id(),
+        "derived, so replays never create two"
+    );
     assert_ne!(replacement, order.delivery_order_id);
     assert!(delivery_workflows::validation::check_delivery_order_id(&replacement).is_ok());
 }
@@ -286,6 +470,9 @@ fn diagrams_are_up_to_date() {
     let model = std::fs::read_to_string(format!("{resources}/data-model.yaml")).unwrap();
     for (name, generated) in diagrams::all(&DELIVERY_ORDER_V1, &model).unwrap() {
         let committed = std::fs::read_to_string(format!("{resources}/{name}")).unwrap_or_default();
-        assert!(committed == generated, "resources/{name} is out of date: run `make diagrams`");
+        assert!(
+            committed == generated,
+            "resources/{name} is out of date: run `make diagrams`"
+        );
     }
 }

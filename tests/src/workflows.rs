@@ -1,0 +1,280 @@
+//! Typed helpers to drive `DeliveryOrderWorkflow` the way other services do.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use delivery_workflows::{
+    Actor, ActorKind, Address, ApplyOutcome, Deadlines, DeliveryOrderInput, DeliveryOrderView,
+    DeliveryOrderWorkflow, EventEnvelope, EventType, Item, ItemFormat, StartInput, workflow_id,
+};
+use serde_json::Value;
+use temporalio_client::{
+    Client, WorkflowExecuteUpdateOptions, WorkflowFetchHistoryOptions, WorkflowHandle,
+    WorkflowQueryOptions, WorkflowSignalOptions, WorkflowStartOptions,
+};
+use temporalio_common::data_converters::RawValue;
+use temporalio_common::protos::temporal::api::common::v1::Payload;
+
+pub type OrderHandle = WorkflowHandle<Client, DeliveryOrderWorkflow>;
+
+/// How long a test waits for something that should happen in well under a second.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+pub fn new_order_id() -> String {
+    uuid::Uuid::new_v4().hyphenated().to_string()
+}
+
+/// A valid order with short deadlines (tests never wait days).
+pub fn order_input(delivery_order_id: &str, deadlines: Deadlines) -> DeliveryOrderInput {
+    DeliveryOrderInput {
+        delivery_order_id: delivery_order_id.to_owned(),
+        ordering_id: format!("ord-{}", &delivery_order_id[..8]),
+        customer_id: "cust-7".into(),
+        payment_id: Some(format!("pay-{}", &delivery_order_id[..8])),
+        items: vec![
+            Item {
+                sku: "isbn-9780141439518".into(),
+                title: "Pride and Prejudice".into(),
+                format: ItemFormat::Physical,
+                quantity: 2,
+            },
+            Item {
+                sku: "isbn-9780553213690".into(),
+                title: "The Metamorphosis".into(),
+                format: ItemFormat::Ebook,
+                quantity: 1,
+            },
+        ],
+        shipping_address: Address {
+            name: "Ada Lovelace".into(),
+            line1: "12 St James's Square".into(),
+            line2: None,
+            city: "London".into(),
+            postal_code: "SW1Y 4JH".into(),
+            country: "GB".into(),
+            phone: Some("+44 20 7946 0000".into()),
+        },
+        notes: None,
+        budget: Some(1500),
+        replaces_id: None,
+        deadlines,
+        created_by: Some(Actor::new(ActorKind::PaymentService, "payments")),
+        correlation_id: None,
+    }
+}
+
+pub fn deadlines(pickup: Duration, delivery: Duration, auto_confirm: Duration) -> Deadlines {
+    Deadlines {
+        pickup_deadline: Some(pickup),
+        delivery_deadline: Some(delivery),
+        auto_confirm: Some(auto_confirm),
+    }
+}
+
+/// Deadlines long enough never to fire during a test.
+pub fn far_deadlines() -> Deadlines {
+    let hour = Duration::from_secs(3600);
+    deadlines(hour, hour, hour)
+}
+
+pub async fn start_order(
+    client: &Client,
+    task_queue: &str,
+    input: DeliveryOrderInput,
+) -> OrderHandle {
+    let id = workflow_id(&input.delivery_order_id);
+    client
+        .start_workflow(
+            DeliveryOrderWorkflow::run,
+            StartInput::from(input),
+            WorkflowStartOptions::new(task_queue, id.clone()).build(),
+        )
+        .await
+        .expect("starting the workflow");
+    client.get_workflow_handle::<DeliveryOrderWorkflow>(id)
+}
+
+pub fn handle(client: &Client, delivery_order_id: &str) -> OrderHandle {
+    client.get_workflow_handle::<DeliveryOrderWorkflow>(workflow_id(delivery_order_id))
+}
+
+pub async fn query_state(handle: &OrderHandle) -> Option<DeliveryOrderView> {
+    handle
+        .query(
+            DeliveryOrderWorkflow::state,
+            (),
+            WorkflowQueryOptions::default(),
+        )
+        .await
+        .expect("state query")
+}
+
+/// Polls the `state` query until `done` holds (bounded by [`PATIENCE`]).
+pub async fn wait_for(
+    handle: &OrderHandle,
+    what: &str,
+    done: impl Fn(&DeliveryOrderView) -> bool,
+) -> DeliveryOrderView {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let mut last = None;
+    while tokio::time::Instant::now() < deadline {
+        if let Ok(Some(view)) = handle
+            .query(
+                DeliveryOrderWorkflow::state,
+                (),
+                WorkflowQueryOptions::default(),
+            )
+            .await
+        {
+            if done(&view) {
+                return view;
+            }
+            last = Some(view);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "timed out waiting for {what}; last state: {:?}",
+        last.map(|v| (v.order.state, v.order.version, v.order.rejected))
+    );
+}
+
+/// A signal payload as another-language client sends it: plain JSON bytes.
+pub fn json_payload(value: &Value) -> RawValue {
+    RawValue::new(vec![Payload {
+        metadata: HashMap::from([("encoding".to_owned(), b"json/plain".to_vec())]),
+        data: serde_json::to_vec(value).expect("json"),
+        ..Default::default()
+    }])
+}
+
+pub async fn signal(handle: &OrderHandle, name: &str, payload: Value) {
+    let raw = json_payload(&payload);
+    match name {
+        "picked_up" => {
+            handle
+                .signal(
+                    DeliveryOrderWorkflow::picked_up,
+                    raw,
+                    WorkflowSignalOptions::default(),
+                )
+                .await
+        }
+        "delivered" => {
+            handle
+                .signal(
+                    DeliveryOrderWorkflow::delivered,
+                    raw,
+                    WorkflowSignalOptions::default(),
+                )
+                .await
+        }
+        "failed" => {
+            handle
+                .signal(
+                    DeliveryOrderWorkflow::failed,
+                    raw,
+                    WorkflowSignalOptions::default(),
+                )
+                .await
+        }
+        "confirmed" => {
+            handle
+                .signal(
+                    DeliveryOrderWorkflow::confirmed,
+                    raw,
+                    WorkflowSignalOptions::default(),
+                )
+                .await
+        }
+        "disputed" => {
+            handle
+                .signal(
+                    DeliveryOrderWorkflow::disputed,
+                    raw,
+                    WorkflowSignalOptions::default(),
+                )
+                .await
+        }
+        "operator_action" => {
+            handle
+                .signal(
+                    DeliveryOrderWorkflow::operator_action,
+                    raw,
+                    WorkflowSignalOptions::default(),
+                )
+                .await
+        }
+        "cancel" => {
+            handle
+                .signal(
+                    DeliveryOrderWorkflow::cancel,
+                    raw,
+                    WorkflowSignalOptions::default(),
+                )
+                .await
+        }
+        other => panic!("no signal {other}"),
+    }
+    .expect("signal delivered");
+}
+
+pub fn envelope(
+    event_id: &str,
+    event_type: EventType,
+    data: Value,
+    actor: ActorKind,
+) -> EventEnvelope {
+    EventEnvelope {
+        event_id: event_id.into(),
+        event_type,
+        data,
+        actor: Actor::new(actor, "tester"),
+        correlation_id: None,
+    }
+}
+
+/// The `apply_event` update; `Err` carries the server's rejection text.
+pub async fn apply_event(
+    handle: &OrderHandle,
+    event: EventEnvelope,
+) -> Result<ApplyOutcome, String> {
+    handle
+        .execute_update(
+            DeliveryOrderWorkflow::apply_event,
+            event,
+            WorkflowExecuteUpdateOptions::default(),
+        )
+        .await
+        .map_err(|e| format!("{e:#}"))
+}
+
+/// The run's history in the SDK's own JSON export.
+pub async fn history_json(handle: &OrderHandle) -> Vec<u8> {
+    handle
+        .fetch_history(WorkflowFetchHistoryOptions::default())
+        .to_json()
+        .await
+        .expect("history export")
+}
+
+pub async fn history_len(handle: &OrderHandle) -> usize {
+    handle
+        .fetch_history(WorkflowFetchHistoryOptions::default())
+        .into_events()
+        .await
+        .expect("history")
+        .len()
+}
+
+/// With `CAPTURE_HISTORIES=1`, saves the finished run's history as `tests/histories/<name>.json`
+/// for the replay test (`make capture-histories`).
+pub async fn capture_history(handle: &OrderHandle, name: &str) {
+    if std::env::var("CAPTURE_HISTORIES").is_ok_and(|v| v == "1") {
+        let path = crate::workspace_root()
+            .join("tests/histories")
+            .join(format!("{name}.json"));
+        std::fs::create_dir_all(path.parent().expect("dir")).expect("histories dir");
+        std::fs::write(&path, history_json(handle).await).expect("writing history");
+    }
+}

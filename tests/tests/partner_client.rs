@@ -1,0 +1,114 @@
+//! The partner client against the real simulator: idempotent bookings, business refusals as
+//! outcomes, and a circuit breaker that stops calling a partner that keeps failing.
+
+use std::time::Duration;
+
+use delivery_activities::{
+    BreakerConfig, PartnerClient, PartnerConfig, PartnerError, PartnerMetrics,
+};
+use delivery_tests::*;
+use delivery_workflows::activities::{
+    CancelPickupOutcome, CancelPickupRequest, PickupOutcome, PickupRequest,
+};
+
+fn request(id: &str) -> PickupRequest {
+    let input = order_input(id, far_deadlines());
+    PickupRequest {
+        delivery_order_id: input.delivery_order_id,
+        ordering_id: input.ordering_id,
+        shipping_address: input.shipping_address,
+        items: input.items,
+        notes: None,
+    }
+}
+
+fn client(sim: &SimProcess, breaker: BreakerConfig) -> PartnerClient {
+    let mut config = PartnerConfig::new(&sim.url);
+    config.breaker = breaker;
+    config.request_timeout = Duration::from_secs(5);
+    PartnerClient::new(config, PartnerMetrics::unregistered()).unwrap()
+}
+
+async fn quiet_sim() -> SimProcess {
+    SimProcess::start(
+        temporal_server().await,
+        &[("PARTNER_AUTO_PROGRESS", "false")],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn bookings_are_idempotent_and_refusals_are_outcomes() {
+    let sim = quiet_sim().await;
+    let partner = client(&sim, BreakerConfig::default());
+    let id = new_order_id();
+    let first = partner.request_pickup(&request(&id)).await.unwrap();
+    let again = partner.request_pickup(&request(&id)).await.unwrap();
+    assert_eq!(first, again, "same delivery order, same pickup");
+    let PickupOutcome::Accepted { pickup_id } = first else {
+        panic!("{first:?}")
+    };
+    assert_eq!(sim.stats().await["pickups_created"], 1);
+
+    let mut refused = request(&new_order_id());
+    refused.shipping_address.postal_code = "00000".into();
+    let outcome = partner.request_pickup(&refused).await.unwrap();
+    assert!(
+        matches!(&outcome, PickupOutcome::Rejected { code, .. } if code == "UNSERVICEABLE_ADDRESS"),
+        "{outcome:?}"
+    );
+
+    let cancel = CancelPickupRequest {
+        delivery_order_id: id.clone(),
+        pickup_id: pickup_id.clone(),
+        reason: "test".into(),
+    };
+    assert_eq!(
+        partner.cancel_pickup(&cancel).await.unwrap(),
+        CancelPickupOutcome::Cancelled
+    );
+    let unknown = CancelPickupRequest {
+        pickup_id: "no-such-pickup".into(),
+        ..cancel
+    };
+    assert_eq!(
+        partner.cancel_pickup(&unknown).await.unwrap(),
+        CancelPickupOutcome::Unknown
+    );
+}
+
+#[tokio::test]
+async fn the_circuit_opens_after_repeated_failures_and_stops_calling_the_partner() {
+    let sim = quiet_sim().await;
+    let partner = client(
+        &sim,
+        BreakerConfig {
+            failure_threshold: 3,
+            open_for: Duration::from_millis(300),
+        },
+    );
+    sim.fail_next(100).await;
+    let id = new_order_id();
+    for _ in 0..3 {
+        let error = partner.request_pickup(&request(&id)).await.unwrap_err();
+        assert!(matches!(error, PartnerError::Server { .. }), "{error}");
+    }
+    let seen = sim.stats().await["requests_total"].clone();
+    for _ in 0..5 {
+        let error = partner.request_pickup(&request(&id)).await.unwrap_err();
+        assert!(matches!(error, PartnerError::CircuitOpen(_)), "{error}");
+    }
+    assert_eq!(
+        sim.stats().await["requests_total"],
+        seen,
+        "an open circuit sends nothing"
+    );
+    assert!(partner.breaker().is_open());
+
+    // After the pause one trial goes through; with the partner healthy again the circuit closes.
+    sim.fail_next(0).await;
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let outcome = partner.request_pickup(&request(&id)).await;
+    assert!(outcome.is_ok(), "{outcome:?}");
+    assert!(!partner.breaker().is_open());
+}

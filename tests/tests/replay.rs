@@ -1,0 +1,87 @@
+//! Replays every saved history in `tests/histories/` (the SDK's own JSON export, written by
+//! `make capture-histories`) against today's workflow code. A change that is not deterministic
+//! for running workflows fails here, before it reaches a worker.
+
+use std::path::PathBuf;
+
+use delivery_tests::workspace_root;
+use delivery_workflows::DeliveryOrderWorkflow;
+use temporalio_client::WorkflowHistory;
+use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
+
+fn saved_histories() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(workspace_root().join("tests/histories"))
+        .expect("tests/histories exists")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[tokio::test]
+async fn saved_histories_replay_without_nondeterminism() {
+    let files = saved_histories();
+    assert!(
+        files.len() >= 5,
+        "expected the saved scenario histories, found {files:?}"
+    );
+    let replayer = WorkflowReplayer::new(
+        WorkflowReplayerOptions::new()
+            .register_workflow::<DeliveryOrderWorkflow>()
+            .expect("register")
+            .build(),
+    )
+    .expect("replayer");
+    for file in files {
+        let bytes = std::fs::read(&file).unwrap();
+        let history = WorkflowHistory::from_json(&bytes)
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        if let Err(error) = replayer.replay_workflow(history).await {
+            panic!("{} no longer replays: {error}", file.display());
+        }
+    }
+}
+
+/// The same workflow type with a different first step (a timer where the real code books the
+/// pickup): replay must call that out, which proves the test above can fail.
+mod changed {
+    #![allow(unreachable_pub)]
+    use std::time::Duration;
+
+    use delivery_workflows::StartInput;
+    use temporalio_macros::{workflow, workflow_methods};
+    use temporalio_sdk::{WorkflowContext, WorkflowContextView, WorkflowResult};
+
+    #[workflow]
+    pub struct DeliveryOrderWorkflow;
+
+    #[workflow_methods]
+    impl DeliveryOrderWorkflow {
+        #[init]
+        pub fn new(_ctx: &WorkflowContextView, _input: StartInput) -> Self {
+            Self
+        }
+
+        #[run]
+        pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<()> {
+            ctx.timer(Duration::from_secs(1)).await;
+            Ok(())
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_nondeterministic_change_is_detected() {
+    let file = saved_histories().into_iter().find(|f| f.ends_with("happy_path.json")).expect("happy_path.json saved");
+    let replayer = WorkflowReplayer::new(
+        WorkflowReplayerOptions::new()
+            .register_workflow::<changed::DeliveryOrderWorkflow>()
+            .expect("register")
+            .build(),
+    )
+    .expect("replayer");
+    let history = WorkflowHistory::from_json(&std::fs::read(file).unwrap()).unwrap();
+    let error = replayer.replay_workflow(history).await.expect_err("a changed first step must not replay");
+    assert!(format!("{error}").to_lowercase().contains("nondetermin"), "{error}");
+}
