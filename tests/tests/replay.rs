@@ -73,7 +73,10 @@ mod changed {
 
 #[tokio::test]
 async fn a_nondeterministic_change_is_detected() {
-    let file = saved_histories().into_iter().find(|f| f.ends_with("happy_path.json")).expect("happy_path.json saved");
+    let file = saved_histories()
+        .into_iter()
+        .find(|f| f.ends_with("happy_path.json"))
+        .expect("happy_path.json saved");
     let replayer = WorkflowReplayer::new(
         WorkflowReplayerOptions::new()
             .register_workflow::<changed::DeliveryOrderWorkflow>()
@@ -82,6 +85,12 @@ async fn a_nondeterministic_change_is_detected() {
     )
     .expect("replayer");
     let history = WorkflowHistory::from_json(&std::fs::read(file).unwrap()).unwrap();
-    let error = replayer.replay_workflow(history).await.expect_err("a changed first step must not replay");
-    assert!(format!("{error}").to_lowercase().contains("nondetermin"), "{error}");
+    let error = replayer
+        .replay_workflow(history)
+        .await
+        .expect_err("a changed first step must not replay");
+    assert!(
+        format!("{error}").to_lowercase().contains("nondetermin"),
+        "{error}"
+    );
 }
