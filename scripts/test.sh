@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# `make test`: every test, against a fresh Temporal dev server on free ports, the machine's
+# PostgreSQL and Redis (or private ones), a fresh database and a unique Redis key prefix.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/delivery-test.XXXXXX")
+TEST_DB=""
+cleanup() {
+  local status=$?
+  if [ -n "$TEST_DB" ] && command -v psql >/dev/null; then
+    psql -q "${DATABASE_URL}" -c "DROP DATABASE IF EXISTS \"$TEST_DB\" WITH (FORCE)" >/dev/null 2>&1 || true
+  fi
+  stop_started
+  if [ $status -ne 0 ] && [ -f "$RUN_DIR/temporal.log" ]; then
+    echo "--- Temporal log (tail) ---" >&2; tail -n 20 "$RUN_DIR/temporal.log" >&2
+  fi
+  rm -rf "$RUN_DIR"
+  exit $status
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+ensure_temporal_cli
+port=$(free_port)
+say "starting a fresh Temporal dev server on 127.0.0.1:$port"
+start_temporal "$RUN_DIR/temporal.db" "$port" 0 "$RUN_DIR/temporal.log" headless
+export TEMPORAL_ADDRESS="http://127.0.0.1:$port"
+export TEMPORAL_CLI
+
+ensure_postgres "$RUN_DIR"
+ensure_redis "$RUN_DIR"
+if command -v psql >/dev/null; then
+  TEST_DB="delivery_test_$(date +%s)_$$"
+  psql -q "$DATABASE_URL" -c "CREATE DATABASE \"$TEST_DB\"" >/dev/null
+  export DATABASE_URL="${DATABASE_URL%/*}/$TEST_DB"
+fi
+export TEST_REDIS_PREFIX="delivery-test-$$-$(date +%s):"
+say "PostgreSQL $DATABASE_URL, Redis $REDIS_URL (prefix $TEST_REDIS_PREFIX)"
+
+say "building"
+cargo build --workspace --all-targets
+export DELIVERY_WORKER_BIN="$(target_dir)/debug/delivery-worker"
+export PARTNER_SIM_BIN="$(target_dir)/debug/partner-sim"
+
+say "running tests"
+# shellcheck disable=SC2086 # TEST_ARGS is split on purpose
+cargo test --no-fail-fast ${TEST_ARGS:---workspace}

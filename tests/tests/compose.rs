@@ -1,0 +1,89 @@
+//! docker-compose.yml describes the same stack as `make run` and the README: the same services,
+//! and exactly the host ports the README's table lists.
+
+use std::collections::BTreeSet;
+
+use delivery_tests::workspace_root;
+use serde_yaml::Value;
+
+const SERVICES: [&str; 5] = ["temporal", "postgres", "redis", "partner-sim", "worker"];
+
+fn compose() -> Value {
+    let text = std::fs::read_to_string(workspace_root().join("docker-compose.yml"))
+        .expect("docker-compose.yml");
+    serde_yaml::from_str(&text).expect("docker-compose.yml is YAML")
+}
+
+/// Host ports published by the compose services (`"7233:7233"` or `"127.0.0.1:7233:7233"`).
+fn published_ports(compose: &Value) -> BTreeSet<u16> {
+    let services = compose["services"].as_mapping().expect("services");
+    let mut ports = BTreeSet::new();
+    for (_, service) in services {
+        for entry in service["ports"].as_sequence().into_iter().flatten() {
+            let text = match entry {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                other => panic!("unsupported ports entry {other:?}"),
+            };
+            let parts: Vec<&str> = text.split(':').collect();
+            // HOST:CONTAINER or IP:HOST:CONTAINER: the host port is second from the end.
+            let host = if parts.len() >= 2 {
+                parts[parts.len() - 2]
+            } else {
+                parts[0]
+            };
+            ports.insert(host.parse().unwrap_or_else(|_| panic!("port in {text:?}")));
+        }
+    }
+    ports
+}
+
+/// Ports of the README table whose header has `service` and `port` columns.
+fn readme_ports() -> BTreeSet<u16> {
+    let readme = std::fs::read_to_string(workspace_root().join("README.md")).expect("README.md");
+    let mut lines = readme.lines();
+    let header = lines
+        .by_ref()
+        .find(|l| {
+            let l = l.to_lowercase();
+            l.starts_with('|') && l.contains("| service") && l.contains("| port")
+        })
+        .expect("README.md has a `| service | port | ... |` table");
+    let columns: Vec<String> = header.split('|').map(|c| c.trim().to_lowercase()).collect();
+    let port_column = columns
+        .iter()
+        .position(|c| c == "port")
+        .expect("port column");
+    lines
+        .skip(1) // the |---| row
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| {
+            let cell = l.split('|').nth(port_column).unwrap_or_default().trim();
+            cell.parse()
+                .unwrap_or_else(|_| panic!("README port cell {cell:?} is not a port"))
+        })
+        .collect()
+}
+
+#[test]
+fn compose_has_every_service_of_the_local_stack() {
+    let compose = compose();
+    for service in SERVICES {
+        assert!(
+            !compose["services"][service].is_null(),
+            "docker-compose.yml lacks service {service}"
+        );
+    }
+}
+
+#[test]
+fn compose_ports_match_the_readme_table() {
+    let compose = published_ports(&compose());
+    let readme = readme_ports();
+    let only_compose: Vec<_> = compose.difference(&readme).collect();
+    let only_readme: Vec<_> = readme.difference(&compose).collect();
+    assert!(
+        only_compose.is_empty() && only_readme.is_empty(),
+        "ports differ: published by docker-compose.yml only {only_compose:?}; in README.md's table only {only_readme:?}"
+    );
+}
