@@ -10,7 +10,7 @@ use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use tracing::Instrument;
 
-use crate::partner::PartnerClient;
+use crate::partner::{PartnerClient, PartnerError};
 
 pub struct PartnerActivities {
     partner: PartnerClient,
@@ -37,16 +37,7 @@ impl PartnerActivities {
             delivery_order_id = %request.delivery_order_id,
             attempt = ctx.info().attempt,
         );
-        async move {
-            let outcome = self.partner.request_pickup(&request).await;
-            match &outcome {
-                Ok(outcome) => tracing::info!(?outcome, "partner answered"),
-                Err(error) => tracing::warn!(%error, "partner call failed; will retry"),
-            }
-            Ok(outcome?)
-        }
-        .instrument(span)
-        .await
+        logged(span, self.partner.request_pickup(&request)).await
     }
 
     /// Withdraws an accepted pickup. Unknown or already finished pickups are answers, not errors.
@@ -62,15 +53,24 @@ impl PartnerActivities {
             pickup_id = %request.pickup_id,
             attempt = ctx.info().attempt,
         );
-        async move {
-            let outcome = self.partner.cancel_pickup(&request).await;
-            match &outcome {
-                Ok(outcome) => tracing::info!(?outcome, "partner answered"),
-                Err(error) => tracing::warn!(%error, "partner call failed; will retry"),
-            }
-            Ok(outcome?)
-        }
-        .instrument(span)
-        .await
+        logged(span, self.partner.cancel_pickup(&request)).await
     }
+}
+
+/// Runs a partner call inside its span and logs the answer once; a failed call becomes a
+/// retryable activity error.
+async fn logged<T: std::fmt::Debug>(
+    span: tracing::Span,
+    call: impl Future<Output = Result<T, PartnerError>>,
+) -> Result<T, ActivityError> {
+    async move {
+        let outcome = call.await;
+        match &outcome {
+            Ok(outcome) => tracing::info!(?outcome, "partner answered"),
+            Err(error) => tracing::warn!(%error, "partner call failed; will retry"),
+        }
+        Ok(outcome?)
+    }
+    .instrument(span)
+    .await
 }

@@ -115,6 +115,21 @@ impl WorkerProcess {
         let _ = self.child.wait();
     }
 
+    /// SIGTERM, then waits (bounded) for the process to finish its in-flight work and exit.
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        assert!(sent.is_ok_and(|s| s.success()), "sending SIGTERM");
+        for _ in 0..300 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the worker did not stop within 30 s of SIGTERM");
+    }
+
     /// A fresh process with the same configuration.
     pub async fn restart(&mut self) {
         self.kill_hard();
@@ -237,6 +252,15 @@ pub struct Stack {
 impl Stack {
     pub async fn start() -> Self {
         Self::start_with(StackOptions::default()).await
+    }
+
+    /// A stack whose partner accepts pickups and then stays quiet, so the test sends every event.
+    pub async fn quiet() -> Self {
+        Self::start_with(StackOptions {
+            sim_env: vec![("PARTNER_AUTO_PROGRESS", "false")],
+            ..Default::default()
+        })
+        .await
     }
 
     pub async fn start_with(options: StackOptions) -> Self {

@@ -10,15 +10,6 @@ use futures::StreamExt;
 use serde_json::json;
 use temporalio_client::{WorkflowGetResultOptions, WorkflowListOptions};
 
-/// A stack whose partner accepts pickups and then stays quiet, so the test drives every event.
-async fn quiet_stack() -> Stack {
-    Stack::start_with(StackOptions {
-        sim_env: vec![("PARTNER_AUTO_PROGRESS", "false")],
-        ..Default::default()
-    })
-    .await
-}
-
 async fn started(stack: &Stack) -> (String, OrderHandle) {
     let id = new_order_id();
     let order = start_order(
@@ -37,7 +28,7 @@ async fn started(stack: &Stack) -> (String, OrderHandle) {
 
 #[tokio::test]
 async fn an_invalid_transition_is_refused_to_the_caller_and_leaves_no_trace() {
-    let stack = quiet_stack().await;
+    let stack = Stack::quiet().await;
     let (_, order) = started(&stack).await;
     let before = history_len(&order).await;
 
@@ -114,7 +105,7 @@ async fn an_invalid_transition_is_refused_to_the_caller_and_leaves_no_trace() {
 
 #[tokio::test]
 async fn the_same_event_id_applies_once_even_when_sent_concurrently() {
-    let stack = quiet_stack().await;
+    let stack = Stack::quiet().await;
     let (_, order) = started(&stack).await;
     let picked_up = envelope(
         "partner-evt-1",
@@ -155,7 +146,7 @@ async fn the_same_event_id_applies_once_even_when_sent_concurrently() {
 
 #[tokio::test]
 async fn malformed_and_out_of_place_signals_from_the_cli_leave_the_workflow_healthy() {
-    let stack = quiet_stack().await;
+    let stack = Stack::quiet().await;
     let (id, order) = started(&stack).await;
     let wf = workflow_id(&id);
     let sends: [(&str, &str); 7] = [
@@ -248,7 +239,7 @@ fn example_input(id: &str) -> String {
 
 #[tokio::test]
 async fn a_workflow_started_with_the_cli_from_plain_json_runs_to_the_end() {
-    let stack = quiet_stack().await;
+    let stack = Stack::quiet().await;
     let id = new_order_id();
     let wf = workflow_id(&id);
     let input = example_input(&id);
@@ -310,7 +301,7 @@ async fn a_workflow_started_with_the_cli_from_plain_json_runs_to_the_end() {
 
 #[tokio::test]
 async fn an_invalid_start_fails_at_once_with_a_clear_message() {
-    let stack = quiet_stack().await;
+    let stack = Stack::quiet().await;
     for (id, input) in [
         (
             new_order_id(),
@@ -343,7 +334,7 @@ async fn an_invalid_start_fails_at_once_with_a_clear_message() {
 
 #[tokio::test]
 async fn operators_find_pending_orders_by_search_attribute() {
-    let stack = quiet_stack().await;
+    let stack = Stack::quiet().await;
     let (failing_id, failing) = started(&stack).await;
     let (_, healthy) = started(&stack).await;
     signal(

@@ -10,11 +10,7 @@ use temporalio_client::WorkflowGetResultOptions;
 
 #[tokio::test]
 async fn a_killed_worker_is_replaced_and_the_delivery_finishes_correctly() {
-    let mut stack = Stack::start_with(StackOptions {
-        sim_env: vec![("PARTNER_AUTO_PROGRESS", "false")],
-        ..Default::default()
-    })
-    .await;
+    let mut stack = Stack::quiet().await;
     let id = new_order_id();
     let hour = Duration::from_secs(3600);
     let order = start_order(
@@ -79,11 +75,7 @@ async fn a_killed_worker_is_replaced_and_the_delivery_finishes_correctly() {
 
 #[tokio::test]
 async fn a_worker_killed_before_the_pickup_request_books_it_exactly_once_after_restart() {
-    let mut stack = Stack::start_with(StackOptions {
-        sim_env: vec![("PARTNER_AUTO_PROGRESS", "false")],
-        ..Default::default()
-    })
-    .await;
+    let mut stack = Stack::quiet().await;
     stack.worker.kill_hard();
     let id = new_order_id();
     let order = start_order(
@@ -108,4 +100,25 @@ async fn a_worker_killed_before_the_pickup_request_books_it_exactly_once_after_r
         stats["pickups_created"].as_u64().unwrap_or(0) <= 1,
         "{stats}"
     );
+}
+
+#[tokio::test]
+async fn the_worker_shuts_down_cleanly_on_sigterm_and_a_new_one_takes_over() {
+    let mut stack = Stack::quiet().await;
+    let id = new_order_id();
+    let order = start_order(
+        &stack.client,
+        &stack.task_queue,
+        order_input(&id, far_deadlines()),
+    )
+    .await;
+    wait_for(&order, "pickup accepted", |v| {
+        v.order.partner.pickup_id.is_some()
+    })
+    .await;
+    let status = stack.worker.terminate().await;
+    assert!(status.success(), "graceful exit, got {status}");
+    signal(&order, "picked_up", json!({"partner_order_number": "PN-T"})).await;
+    stack.worker.restart().await;
+    wait_for(&order, "PICKED_UP", |v| v.order.state == State::PickedUp).await;
 }

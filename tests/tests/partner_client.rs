@@ -112,3 +112,29 @@ async fn the_circuit_opens_after_repeated_failures_and_stops_calling_the_partner
     assert!(outcome.is_ok(), "{outcome:?}");
     assert!(!partner.breaker().is_open());
 }
+
+#[tokio::test]
+async fn a_slow_partner_times_out_and_counts_against_the_circuit() {
+    let sim = SimProcess::start(
+        temporal_server().await,
+        &[
+            ("PARTNER_AUTO_PROGRESS", "false"),
+            ("PARTNER_LATENCY_MS", "1500"),
+        ],
+    )
+    .await;
+    let mut config = PartnerConfig::new(&sim.url);
+    config.request_timeout = Duration::from_millis(200);
+    config.breaker = BreakerConfig {
+        failure_threshold: 2,
+        open_for: Duration::from_secs(60),
+    };
+    let partner = PartnerClient::new(config, PartnerMetrics::unregistered()).unwrap();
+    let id = new_order_id();
+    for _ in 0..2 {
+        let error = partner.request_pickup(&request(&id)).await.unwrap_err();
+        assert!(matches!(error, PartnerError::Transport(_)), "{error}");
+    }
+    let error = partner.request_pickup(&request(&id)).await.unwrap_err();
+    assert!(matches!(error, PartnerError::CircuitOpen(_)), "{error}");
+}
