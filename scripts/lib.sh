@@ -65,16 +65,17 @@ start_temporal() {
   die "Temporal dev server did not become healthy on port $port (log: $log)"
 }
 
-# Exports DATABASE_URL: the machine's PostgreSQL on 5432, else a private cluster from installed binaries.
+# Exports DATABASE_URL: the machine's PostgreSQL on 5432, else (or with PRIVATE_SERVICES=1) a
+# private cluster from installed binaries.
 ensure_postgres() {
   local run_dir=$1
-  if command -v pg_isready >/dev/null && pg_isready -q -h 127.0.0.1 -p 5432; then
+  if [ "${PRIVATE_SERVICES:-0}" != 1 ] && command -v pg_isready >/dev/null && pg_isready -q -h 127.0.0.1 -p 5432; then
     export DATABASE_URL="postgres://postgres@127.0.0.1:5432/postgres"
     return 0
   fi
   local bin
-  bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
-  [ -n "$bin" ] && [ -x "$bin/initdb" ] || die "no PostgreSQL on 127.0.0.1:5432 and no installed server binaries to start one (apt-get install postgresql)"
+  bin=$(find /usr/lib/postgresql -maxdepth 2 -name bin -type d 2>/dev/null | sort -V | tail -n 1)
+  if [ -z "$bin" ] || [ ! -x "$bin/initdb" ]; then die "no PostgreSQL on 127.0.0.1:5432 and no installed server binaries to start one (apt-get install postgresql)"; fi
   local port dir as_user=()
   port=$(free_port); dir="$run_dir/postgres"
   mkdir -p "$dir"
@@ -91,7 +92,7 @@ ensure_postgres() {
 
 # Exports REDIS_URL: the machine's Redis on 6379, else a private one.
 ensure_redis() {
-  if command -v redis-cli >/dev/null && [ "$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = PONG ]; then
+  if [ "${PRIVATE_SERVICES:-0}" != 1 ] && command -v redis-cli >/dev/null && [ "$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = PONG ]; then
     export REDIS_URL="redis://127.0.0.1:6379"
     return 0
   fi

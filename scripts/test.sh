@@ -6,6 +6,7 @@ source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
 RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/delivery-test.XXXXXX")
+chmod 755 "$RUN_DIR" # a private PostgreSQL runs as the postgres user and must reach its data dir
 TEST_DB=""
 cleanup() {
   local status=$?
@@ -36,13 +37,14 @@ if command -v psql >/dev/null; then
   psql -q "$DATABASE_URL" -c "CREATE DATABASE \"$TEST_DB\"" >/dev/null
   export DATABASE_URL="${DATABASE_URL%/*}/$TEST_DB"
 fi
-export TEST_REDIS_PREFIX="delivery-test-$$-$(date +%s):"
+TEST_REDIS_PREFIX="delivery-test-$$-$(date +%s):"
+export TEST_REDIS_PREFIX
 say "PostgreSQL $DATABASE_URL, Redis $REDIS_URL (prefix $TEST_REDIS_PREFIX)"
 
 say "building"
 cargo build --workspace --all-targets
-export DELIVERY_WORKER_BIN="$(target_dir)/debug/delivery-worker"
-export PARTNER_SIM_BIN="$(target_dir)/debug/partner-sim"
+BIN_DIR="$(target_dir)/debug"
+export DELIVERY_WORKER_BIN="$BIN_DIR/delivery-worker" PARTNER_SIM_BIN="$BIN_DIR/partner-sim"
 
 say "running tests"
 # shellcheck disable=SC2086 # TEST_ARGS is split on purpose
