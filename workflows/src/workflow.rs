@@ -426,7 +426,8 @@ async fn await_pickup(
                     }
                     // Only the schedule-to-close limit ends the retries, and it equals the
                     // pickup deadline: the deadline timer decides what happens next.
-                    Err(error) => tracing::warn!(%error, "pickup request gave up"),
+                    Err(error) if !ctx.is_replaying() => tracing::warn!(%error, "pickup request gave up"),
+                    Err(_) => {}
                 }
             }
             fired = deadline_timer.as_mut() => {
@@ -468,7 +469,10 @@ async fn await_pickup(
             .await
         {
             Ok(_) => ctx.state_mut(|s| s.order_mut().partner.cancelled = true),
-            Err(error) => tracing::warn!(%error, "could not withdraw the partner pickup"),
+            Err(error) if !ctx.is_replaying() => {
+                tracing::warn!(%error, "could not withdraw the partner pickup")
+            }
+            Err(_) => {}
         }
     }
     Ok(())
@@ -531,6 +535,7 @@ async fn start_replacement(ctx: &mut WorkflowContext<DeliveryOrderWorkflow>) {
     if let Err(error) = ctx
         .start_child_workflow(DeliveryOrderWorkflow::run, StartInput::from(input), options)
         .await
+        && !ctx.is_replaying()
     {
         tracing::error!(%error, "could not start the replacement delivery order");
     }
