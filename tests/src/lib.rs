@@ -2,10 +2,12 @@
 //! the worker and partner simulator as real processes on free ports, each test on its own task
 //! queue. Nothing here mocks Temporal or the partner.
 
+pub mod database;
 pub mod processes;
 pub mod temporal;
 pub mod workflows;
 
+pub use database::{database_url, read_model};
 pub use processes::{SimProcess, Stack, StackOptions, WorkerProcess};
 pub use temporal::{TemporalServer, temporal_server};
 pub use workflows::*;

@@ -77,6 +77,10 @@ impl WorkerProcess {
             ("TASK_QUEUE".into(), task_queue.into()),
             ("PARTNER_API_URL".into(), partner_url.into()),
             ("WORKER_METRICS_PORT".into(), metrics_port.to_string()),
+            (
+                "DATABASE_URL".into(),
+                crate::database_url().await.to_owned(),
+            ),
             ("RUST_LOG".into(), "info".into()),
         ];
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));

@@ -22,6 +22,24 @@ pub struct WorkerConfig {
     pub metrics_bind: String,
     /// `WORKER_IDENTITY`: shown in Temporal Web UI next to each task this worker ran.
     pub identity: String,
+    /// `DATABASE_URL`: the read model (PostgreSQL). Never printed: it may hold a password.
+    pub database_url: Secret,
+}
+
+/// A value that must not reach logs.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +107,10 @@ impl WorkerConfig {
                 "WORKER_IDENTITY",
                 &format!("delivery-worker@{}", std::process::id()),
             ),
+            database_url: Secret(get(
+                "DATABASE_URL",
+                "postgres://postgres@127.0.0.1:5432/postgres",
+            )),
         })
     }
 }
@@ -127,6 +149,11 @@ mod tests {
         assert_eq!(c.namespace, "default");
         assert_eq!(c.temporal_address.as_str(), "http://127.0.0.1:7233/");
         assert_eq!(c.metrics_port, 9464);
+        assert!(c.database_url.expose().starts_with("postgres://"));
+        assert!(
+            !format!("{c:?}").contains("postgres://"),
+            "the database URL never prints"
+        );
     }
 
     #[test]

@@ -7,9 +7,13 @@ pub mod telemetry;
 use std::time::Duration;
 
 use anyhow::Context;
-use delivery_activities::{PartnerActivities, PartnerClient, PartnerMetrics};
+use delivery_activities::{
+    MIGRATOR, PartnerActivities, PartnerClient, PartnerMetrics, ReadModelActivities,
+};
 use delivery_workflows::DeliveryOrderWorkflow;
 use prometheus::Registry;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
 use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 
@@ -45,12 +49,42 @@ pub async fn connect(config: &WorkerConfig, patience: Duration) -> anyhow::Resul
     .context("creating the Temporal client")
 }
 
+/// Connects to the read model and brings its schema up to date, waiting up to `patience` for
+/// PostgreSQL. Several workers may start at once: sqlx serialises migrations with a lock.
+pub async fn connect_read_model(
+    config: &WorkerConfig,
+    patience: Duration,
+) -> anyhow::Result<PgPool> {
+    let deadline = tokio::time::Instant::now() + patience;
+    let pool = loop {
+        let attempt = PgPoolOptions::new()
+            .max_connections(10)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(config.database_url.expose())
+            .await;
+        match attempt {
+            Ok(pool) => break pool,
+            Err(error) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(%error, "PostgreSQL not reachable yet; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(error) => return Err(error).context("connecting to PostgreSQL (DATABASE_URL)"),
+        }
+    };
+    MIGRATOR
+        .run(&pool)
+        .await
+        .context("applying the read-model migrations")?;
+    Ok(pool)
+}
+
 /// A worker with the delivery-order workflow and its activities registered.
 pub fn build_worker(
     runtime: &Runtime,
     client: Client,
     config: &WorkerConfig,
     registry: &Registry,
+    read_model: PgPool,
 ) -> anyhow::Result<Worker> {
     let metrics = PartnerMetrics::register(registry).context("registering partner metrics")?;
     let partner = PartnerClient::new(config.partner.clone(), metrics)
@@ -59,6 +93,7 @@ pub fn build_worker(
         .register_workflow::<DeliveryOrderWorkflow>()
         .context("registering DeliveryOrderWorkflow")?
         .register_activities(PartnerActivities::new(partner))
+        .register_activities(ReadModelActivities::new(read_model))
         .build();
     Worker::new(runtime, client, options).context("creating the worker")
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use delivery_worker::metrics_server::MetricsServer;
-use delivery_worker::{WorkerConfig, build_worker, connect, telemetry};
+use delivery_worker::{WorkerConfig, build_worker, connect, connect_read_model, telemetry};
 use prometheus::Registry;
 use temporalio_sdk::Runtime;
 use tokio::sync::watch;
@@ -25,7 +25,8 @@ async fn run() -> anyhow::Result<()> {
     let runtime =
         Runtime::from_current_tokio(Default::default()).context("starting the Temporal runtime")?;
     let client = connect(&config, Duration::from_secs(60)).await?;
-    let mut worker = build_worker(&runtime, client, &config, &registry)?;
+    let read_model = connect_read_model(&config, Duration::from_secs(60)).await?;
+    let mut worker = build_worker(&runtime, client, &config, &registry, read_model)?;
 
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let metrics = MetricsServer::bind(&config.metrics_bind, config.metrics_port, registry)

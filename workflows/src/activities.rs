@@ -5,7 +5,8 @@
 use serde::{Deserialize, Serialize};
 use temporalio_common::ActivityDefinition;
 
-use crate::domain::{Address, Item};
+use crate::domain::{Address, AppliedEvent, FailureReason, Item, State};
+use crate::machine::DeliveryOrder;
 
 /// Activity type name of [`RequestPickup`].
 pub const REQUEST_PICKUP: &str = "request_pickup";
@@ -68,4 +69,86 @@ pub enum CancelPickupOutcome {
     AlreadyCompleted,
     /// The partner does not know the pickup (never created or already purged).
     Unknown,
+}
+
+/// Activity type name of [`ProjectEvents`].
+pub const PROJECT_EVENTS: &str = "project_events";
+
+/// Write the order's current row and its new audit events to the read model, in one
+/// transaction, idempotently (replaying a projection changes nothing).
+pub struct ProjectEvents;
+
+impl ActivityDefinition for ProjectEvents {
+    type Input = Projection;
+    type Output = ProjectionOutcome;
+    fn name(&self) -> &str {
+        PROJECT_EVENTS
+    }
+}
+
+/// The read-model row of a delivery order at `version`, and the events applied since the last
+/// projection (`events` is ordered by `seq`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Projection {
+    pub delivery_order_id: String,
+    pub ordering_id: String,
+    pub customer_id: String,
+    pub payment_id: Option<String>,
+    pub state: State,
+    pub version: u64,
+    pub graph_version: u32,
+    pub partner_order_number: Option<String>,
+    pub failure_reason: Option<FailureReason>,
+    pub failure_detail: Option<String>,
+    pub replaces_id: Option<String>,
+    pub replaced_by_id: Option<String>,
+    pub shipping_address: Address,
+    pub items: Vec<Item>,
+    pub notes: Option<String>,
+    pub budget: Option<u64>,
+    pub driver: Option<serde_json::Value>,
+    pub eta: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub events: Vec<AppliedEvent>,
+}
+
+impl Projection {
+    /// The order as it stands, with the events after `after_seq`.
+    pub fn of(order: &DeliveryOrder, after_seq: u64) -> Self {
+        Self {
+            delivery_order_id: order.delivery_order_id.clone(),
+            ordering_id: order.ordering_id.clone(),
+            customer_id: order.customer_id.clone(),
+            payment_id: order.payment_id.clone(),
+            state: order.state,
+            version: order.version,
+            graph_version: order.graph_version,
+            partner_order_number: order.partner.partner_order_number.clone(),
+            failure_reason: order.failure_reason,
+            failure_detail: order.failure_detail.clone(),
+            replaces_id: order.replaces_id.clone(),
+            replaced_by_id: order.replaced_by_id.clone(),
+            shipping_address: order.input.shipping_address.clone(),
+            items: order.input.items.clone(),
+            notes: order.input.notes.clone(),
+            budget: order.input.budget,
+            driver: order.partner.driver.clone(),
+            eta: order.partner.eta.clone(),
+            created_at: order.created_at.clone(),
+            updated_at: order.updated_at.clone(),
+            events: order
+                .events
+                .iter()
+                .filter(|e| e.seq > after_seq)
+                .cloned()
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProjectionOutcome {
+    /// The version the read model holds after this projection.
+    pub version: u64,
 }

@@ -17,7 +17,7 @@ use temporalio_common::error::ApplicationFailure;
 use temporalio_common::search_attributes::{SearchAttributeKey, SearchAttributeUpdate};
 use temporalio_common::{ActivityCloseTimeouts, RetryPolicy};
 use temporalio_macros::{workflow, workflow_methods};
-use temporalio_sdk::workflows::select;
+use temporalio_sdk::workflows::{join, select};
 use temporalio_sdk::{
     ActivityOptions, CancellableFuture, ChildWorkflowOptions, ParentClosePolicy,
     SyncWorkflowContext, TimerResult, WorkflowContext, WorkflowContextView, WorkflowResult,
@@ -25,7 +25,8 @@ use temporalio_sdk::{
 };
 
 use crate::activities::{
-    CancelPickup, CancelPickupRequest, PickupOutcome, PickupRequest, RequestPickup,
+    CancelPickup, CancelPickupRequest, PickupOutcome, PickupRequest, ProjectEvents, Projection,
+    RequestPickup,
 };
 use crate::domain::{
     Actor, ActorKind, ApplyOutcome, DeliveryOrderInput, EventEnvelope, EventType, FailureReason,
@@ -109,6 +110,8 @@ pub struct DeliveryOrderWorkflow {
     order: Option<DeliveryOrder>,
     start_error: Option<String>,
     pickup_pending: bool,
+    /// The lifecycle reached its end; the projector may finish once it caught up.
+    lifecycle_done: bool,
 }
 
 #[workflow_methods]
@@ -134,11 +137,13 @@ impl DeliveryOrderWorkflow {
                 order: Some(DeliveryOrder::new(graph, input, rfc3339(ctx.start_time()))),
                 start_error: None,
                 pickup_pending: false,
+                lifecycle_done: false,
             },
             Err(error) => Self {
                 order: None,
                 start_error: Some(error),
                 pickup_pending: false,
+                lifecycle_done: false,
             },
         }
     }
@@ -148,25 +153,18 @@ impl DeliveryOrderWorkflow {
         if let Some(error) = ctx.state(|s| s.start_error.clone()) {
             return Err(ApplicationFailure::non_retryable(error).into());
         }
-        let graph: &StateGraph = &DELIVERY_ORDER_V1;
-        let mut published = None;
-        loop {
-            let (state, version) = ctx.state(|s| (s.order().state, s.order().version));
-            if published != Some(version) {
-                ctx.upsert_search_attributes(ctx.state(|s| search_attributes(s.order())));
-                published = Some(version);
-            }
-            if graph.is_terminal(state) {
-                break;
-            }
-            if state == State::Created {
-                await_pickup(ctx, version).await?;
-            } else {
-                await_next_event(ctx, state, version).await?;
-            }
-        }
-        if ctx.state(|s| s.order().state) == State::Reshipped {
-            start_replacement(ctx).await;
+        // Runs started before the read model existed replay without projections.
+        if ctx.patched(READ_MODEL_PATCH) {
+            let mut lifecycle_ctx = ctx.clone();
+            let mut projector_ctx = ctx.clone();
+            let (lifecycle, projection) = join!(
+                drive_lifecycle(&mut lifecycle_ctx),
+                project_read_model(&mut projector_ctx)
+            );
+            lifecycle?;
+            projection?;
+        } else {
+            drive_lifecycle(ctx).await?;
         }
         Ok(ctx.state(|s| s.view()))
     }
@@ -252,6 +250,70 @@ impl DeliveryOrderWorkflow {
     #[query(name = "state")]
     pub fn state(&self, _ctx: &WorkflowContextView) -> Option<DeliveryOrderView> {
         self.order.as_ref().map(|_| self.view())
+    }
+}
+
+/// Patch id of the read-model projection (added after the first histories were recorded).
+pub const READ_MODEL_PATCH: &str = "read-model-projection-v1";
+
+/// Moves the order through the graph until a terminal state, then starts a replacement if it was
+/// reshipped.
+async fn drive_lifecycle(ctx: &mut WorkflowContext<DeliveryOrderWorkflow>) -> WorkflowResult<()> {
+    let graph: &StateGraph = &DELIVERY_ORDER_V1;
+    let mut published = None;
+    loop {
+        let (state, version) = ctx.state(|s| (s.order().state, s.order().version));
+        if published != Some(version) {
+            ctx.upsert_search_attributes(ctx.state(|s| search_attributes(s.order())));
+            published = Some(version);
+        }
+        if graph.is_terminal(state) {
+            break;
+        }
+        if state == State::Created {
+            await_pickup(ctx, version).await?;
+        } else {
+            await_next_event(ctx, state, version).await?;
+        }
+    }
+    if ctx.state(|s| s.order().state) == State::Reshipped {
+        start_replacement(ctx).await;
+    }
+    ctx.state_mut(|s| s.lifecycle_done = true);
+    Ok(())
+}
+
+/// Writes every version of the order to the read model, in order, alongside the lifecycle: a
+/// read model that is down delays only the read side, never a deadline or a partner call. The
+/// run ends once the read model holds the final version.
+async fn project_read_model(
+    ctx: &mut WorkflowContext<DeliveryOrderWorkflow>,
+) -> WorkflowResult<()> {
+    let mut projected: Option<u64> = None;
+    loop {
+        ctx.wait_condition(move |s| Some(s.order().version) != projected || s.lifecycle_done)
+            .await?;
+        let (version, done) = ctx.state(|s| (s.order().version, s.lifecycle_done));
+        if Some(version) == projected {
+            if done {
+                return Ok(());
+            }
+            continue;
+        }
+        let batch = ctx.state(|s| Projection::of(s.order(), projected.unwrap_or(0)));
+        match ctx
+            .execute_activity(ProjectEvents, batch, projection_options())
+            .await
+        {
+            Ok(outcome) => projected = Some(outcome.version),
+            // Retries are unlimited, so only cancellation of the run ends them.
+            Err(error) => {
+                if !ctx.is_replaying() {
+                    tracing::warn!(%error, "read model projection stopped");
+                }
+                return Err(WorkflowTermination::cancelled());
+            }
+        }
     }
 }
 
@@ -554,6 +616,18 @@ fn pickup_options(deadline: Duration) -> ActivityOptions {
             .build(),
     )
     .build()
+}
+
+fn projection_options() -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(10))
+        .retry_policy(
+            RetryPolicy::builder()
+                .initial_interval(Duration::from_millis(200))
+                .backoff_coefficient(2.0)
+                .maximum_interval(Duration::from_secs(10))
+                .build(),
+        )
+        .build()
 }
 
 fn cancel_options() -> ActivityOptions {

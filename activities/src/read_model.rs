@@ -1,0 +1,158 @@
+//! The read-model projection: one PostgreSQL transaction per projection, idempotent on
+//! `(delivery_order_id, seq)` and guarded by `version`, so retries and replays change nothing and
+//! an older snapshot never overwrites a newer one.
+
+use std::sync::Arc;
+
+use delivery_workflows::activities::{ProjectEvents, Projection, ProjectionOutcome};
+use sqlx::PgPool;
+use sqlx::types::Json;
+use temporalio_macros::activities;
+use temporalio_sdk::activities::{ActivityContext, ActivityError};
+use tracing::Instrument;
+
+/// The sqlx migrations of the read model, embedded at build time.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+pub struct ReadModelActivities {
+    pool: PgPool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error("{field} is not a UUID: {value:?}")]
+    BadId { field: &'static str, value: String },
+    #[error("writing the read model failed: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+fn uuid(field: &'static str, value: &str) -> Result<uuid::Uuid, ProjectionError> {
+    uuid::Uuid::parse_str(value).map_err(|_| ProjectionError::BadId {
+        field,
+        value: value.to_owned(),
+    })
+}
+
+impl ReadModelActivities {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Applies one projection in a single transaction.
+    pub async fn project(&self, p: &Projection) -> Result<ProjectionOutcome, ProjectionError> {
+        let id = uuid("delivery_order_id", &p.delivery_order_id)?;
+        let replaces = p
+            .replaces_id
+            .as_deref()
+            .map(|v| uuid("replaces_id", v))
+            .transpose()?;
+        let replaced_by = p
+            .replaced_by_id
+            .as_deref()
+            .map(|v| uuid("replaced_by_id", v))
+            .transpose()?;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO orderings (ordering_id, customer_id, payment_id, created_at, updated_at)
+             VALUES ($1, $2, $3, $4::timestamptz, $4::timestamptz)
+             ON CONFLICT (ordering_id) DO UPDATE SET updated_at = GREATEST(orderings.updated_at, EXCLUDED.updated_at)",
+        )
+        .bind(&p.ordering_id)
+        .bind(&p.customer_id)
+        .bind(&p.payment_id)
+        .bind(&p.created_at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO delivery_orders (id, ordering_id, customer_id, payment_id, state, version,
+                 partner_order_number, failure_reason, failure_detail, replaces_id, replaced_by_id,
+                 shipping_address, items, notes, budget, driver, eta, graph_version, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17::timestamptz, $18,
+                     $19::timestamptz, $20::timestamptz)
+             ON CONFLICT (id) DO UPDATE SET
+                 state = EXCLUDED.state, version = EXCLUDED.version,
+                 partner_order_number = EXCLUDED.partner_order_number,
+                 failure_reason = EXCLUDED.failure_reason, failure_detail = EXCLUDED.failure_detail,
+                 replaced_by_id = EXCLUDED.replaced_by_id, driver = EXCLUDED.driver, eta = EXCLUDED.eta,
+                 updated_at = EXCLUDED.updated_at
+             WHERE delivery_orders.version < EXCLUDED.version",
+        )
+        .bind(id)
+        .bind(&p.ordering_id)
+        .bind(&p.customer_id)
+        .bind(&p.payment_id)
+        .bind(p.state.as_str())
+        .bind(p.version as i64)
+        .bind(&p.partner_order_number)
+        .bind(p.failure_reason.map(|r| r.as_str()))
+        .bind(&p.failure_detail)
+        .bind(replaces)
+        .bind(replaced_by)
+        .bind(Json(&p.shipping_address))
+        .bind(Json(&p.items))
+        .bind(&p.notes)
+        .bind(p.budget.map(|b| b as i64))
+        .bind(p.driver.as_ref().map(Json))
+        .bind(&p.eta)
+        .bind(p.graph_version as i32)
+        .bind(&p.created_at)
+        .bind(&p.updated_at)
+        .execute(&mut *tx)
+        .await?;
+        for e in &p.events {
+            sqlx::query(
+                "INSERT INTO delivery_order_events (delivery_order_id, seq, event_id, type, from_state, to_state,
+                     data, actor_kind, actor_id, correlation_id, occurred_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::timestamptz)
+                 ON CONFLICT (delivery_order_id, seq) DO NOTHING",
+            )
+            .bind(id)
+            .bind(e.seq as i64)
+            .bind(&e.event_id)
+            .bind(e.event_type.as_str())
+            .bind(e.from_state.as_str())
+            .bind(e.to_state.as_str())
+            .bind(Json(&e.data))
+            .bind(e.actor.kind.as_str())
+            .bind(&e.actor.id)
+            .bind(&e.correlation_id)
+            .bind(&e.occurred_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(ProjectionOutcome { version: p.version })
+    }
+}
+
+#[activities]
+impl ReadModelActivities {
+    /// Projects a delivery order's new state and events. Database errors are retried by the
+    /// activity's retry policy until PostgreSQL is back; nothing is lost meanwhile because the
+    /// workflow keeps the events and resends everything after the last confirmed version.
+    #[activity(definition = ProjectEvents)]
+    pub async fn project_events(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        projection: Projection,
+    ) -> Result<ProjectionOutcome, ActivityError> {
+        let span = tracing::info_span!(
+            "read model projection",
+            delivery_order_id = %projection.delivery_order_id,
+            version = projection.version,
+            events = projection.events.len(),
+            attempt = ctx.info().attempt,
+        );
+        async move {
+            match self.project(&projection).await {
+                Ok(outcome) => Ok(outcome),
+                Err(error) => {
+                    tracing::warn!(%error, "projection failed; will retry");
+                    Err(error.into())
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+}

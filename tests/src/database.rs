@@ -1,0 +1,49 @@
+//! The read-model database for a test binary: `DATABASE_URL` when `make test` made a fresh one,
+//! otherwise a fresh database created here on the local PostgreSQL.
+
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use tokio::sync::OnceCell;
+
+static URL: OnceCell<String> = OnceCell::const_new();
+
+pub async fn database_url() -> &'static str {
+    URL.get_or_init(|| async {
+        if let Ok(url) = std::env::var("DATABASE_URL") {
+            return url;
+        }
+        let admin = "postgres://postgres@127.0.0.1:5432/postgres";
+        let name = format!(
+            "delivery_test_{}_{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(admin)
+            .await
+            .expect("no DATABASE_URL and no PostgreSQL on 127.0.0.1:5432: run `make test`");
+        // The name is made here from a pid and a UUID: nothing outside reaches this SQL.
+        let create = sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""));
+        sqlx::query(create)
+            .execute(&pool)
+            .await
+            .expect("creating the test database");
+        format!("postgres://postgres@127.0.0.1:5432/{name}")
+    })
+    .await
+}
+
+/// A pool on the test database with the read-model schema applied.
+pub async fn read_model() -> PgPool {
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .connect(database_url().await)
+        .await
+        .expect("test database");
+    delivery_activities::MIGRATOR
+        .run(&pool)
+        .await
+        .expect("migrations");
+    pool
+}

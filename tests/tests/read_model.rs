@@ -1,0 +1,289 @@
+//! The read model in PostgreSQL: what deliveries leave behind, links on reshipment, idempotent
+//! and ordered projections, and a schema that matches `resources/data-model.yaml`.
+
+use std::collections::BTreeMap;
+
+use delivery_activities::ReadModelActivities;
+use delivery_tests::*;
+use delivery_workflows::activities::Projection;
+use delivery_workflows::machine::DeliveryOrder;
+use delivery_workflows::{ActorKind, DELIVERY_ORDER_V1, EventType, State};
+use serde_json::json;
+use sqlx::{PgPool, Row};
+use temporalio_client::WorkflowGetResultOptions;
+
+async fn row(
+    pool: &PgPool,
+    id: &str,
+) -> Option<(
+    String,
+    i64,
+    Option<String>,
+    Option<uuid::Uuid>,
+    Option<uuid::Uuid>,
+    String,
+)> {
+    sqlx::query("SELECT state, version, partner_order_number, replaces_id, replaced_by_id, ordering_id FROM delivery_orders WHERE id = $1::uuid")
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+        .unwrap()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
+}
+
+async fn audit(pool: &PgPool, id: &str) -> Vec<(i64, String, String, String, String)> {
+    sqlx::query("SELECT seq, type, from_state, to_state, actor_kind FROM delivery_order_events WHERE delivery_order_id = $1::uuid ORDER BY seq")
+        .bind(id)
+        .fetch_all(pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_finished_delivery_leaves_its_row_and_audit_trail() {
+    let stack = Stack::start().await;
+    let pool = read_model().await;
+    let id = new_order_id();
+    let order = start_order(
+        &stack.client,
+        &stack.task_queue,
+        order_input(&id, far_deadlines()),
+    )
+    .await;
+    wait_for(&order, "DELIVERED", |v| v.order.state == State::Delivered).await;
+    apply_event(
+        &order,
+        envelope(
+            "rm-confirm",
+            EventType::Confirmed,
+            json!({}),
+            ActorKind::Customer,
+        ),
+    )
+    .await
+    .unwrap();
+    let result = order
+        .get_result(WorkflowGetResultOptions::default())
+        .await
+        .unwrap();
+
+    // The run ends only after the read model holds its final version.
+    let (state, version, number, ..) = row(&pool, &id).await.expect("projected");
+    assert_eq!((state.as_str(), version), ("DELIVERY_CONFIRMED", 3));
+    assert_eq!(number, result.order.partner.partner_order_number);
+    let trail = audit(&pool, &id).await;
+    let expected: Vec<(i64, String, String, String, String)> = result
+        .order
+        .events
+        .iter()
+        .map(|e| {
+            (
+                e.seq as i64,
+                e.event_type.to_string(),
+                e.from_state.to_string(),
+                e.to_state.to_string(),
+                e.actor.kind.to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(trail, expected);
+    let ordering: i64 = sqlx::query_scalar("SELECT count(*) FROM orderings WHERE ordering_id = $1")
+        .bind(&result.order.ordering_id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(ordering, 1);
+}
+
+#[tokio::test]
+async fn a_reshipment_is_a_second_row_of_the_same_ordering_linked_both_ways() {
+    let stack = Stack::start().await;
+    let pool = read_model().await;
+    let id = new_order_id();
+    stack
+        .sim
+        .scenario(
+            &id,
+            json!({"outcome": "fail", "failure_reason": "PACKAGE_DAMAGED"}),
+        )
+        .await;
+    let order = start_order(
+        &stack.client,
+        &stack.task_queue,
+        order_input(&id, far_deadlines()),
+    )
+    .await;
+    wait_for(&order, "PENDING_BY_OPERATOR", |v| {
+        v.order.state == State::PendingByOperator
+    })
+    .await;
+    signal(
+        &order,
+        "operator_action",
+        json!({"action": "RESHIP", "note": "again"}),
+    )
+    .await;
+    let result = order
+        .get_result(WorkflowGetResultOptions::default())
+        .await
+        .unwrap();
+    let new_id = result.order.replaced_by_id.unwrap();
+    let replacement = handle(&stack.client, &new_id);
+    wait_for(&replacement, "replacement delivered", |v| {
+        v.order.state == State::Delivered
+    })
+    .await;
+
+    let (state, _, _, _, replaced_by, ordering) = row(&pool, &id).await.unwrap();
+    assert_eq!(state, "RESHIPPED");
+    assert_eq!(replaced_by.map(|u| u.to_string()), Some(new_id.clone()));
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let replacement_row = loop {
+        if let Some(r) = row(&pool, &new_id).await.filter(|r| r.0 == "DELIVERED") {
+            break r;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "replacement never projected as DELIVERED"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        replacement_row.3.map(|u| u.to_string()),
+        Some(id.clone()),
+        "linked back"
+    );
+    assert_eq!(replacement_row.5, ordering, "same ordering");
+    let count: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM delivery_orders WHERE ordering_id = $1")
+            .bind(&ordering)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(count, 2, "one ordering, two delivery orders");
+}
+
+fn event(
+    id: &str,
+    event_type: EventType,
+    data: serde_json::Value,
+    actor: ActorKind,
+) -> delivery_workflows::EventEnvelope {
+    envelope(id, event_type, data, actor)
+}
+
+#[tokio::test]
+async fn projections_are_idempotent_and_never_go_back() {
+    let pool = read_model().await;
+    let activities = ReadModelActivities::new(pool.clone());
+    let id = new_order_id();
+    let mut order = DeliveryOrder::new(
+        &DELIVERY_ORDER_V1,
+        order_input(&id, far_deadlines()),
+        "2026-11-22T10:00:00.000Z".into(),
+    );
+    activities
+        .project(&Projection::of(&order, 0))
+        .await
+        .unwrap();
+    order
+        .apply(
+            &DELIVERY_ORDER_V1,
+            event(
+                "e1",
+                EventType::PickedUp,
+                json!({"partner_order_number": "PN-1"}),
+                ActorKind::Partner,
+            ),
+            "2026-11-22T10:01:00.000Z",
+        )
+        .unwrap();
+    let at_1 = Projection::of(&order, 0);
+    order
+        .apply(
+            &DELIVERY_ORDER_V1,
+            event(
+                "e2",
+                EventType::DeliveryFailed,
+                json!({"reason": "WRONG_ADDRESS"}),
+                ActorKind::Partner,
+            ),
+            "2026-11-22T10:02:00.000Z",
+        )
+        .unwrap();
+    let at_3 = Projection::of(&order, 1);
+
+    activities.project(&at_1).await.unwrap();
+    activities.project(&at_3).await.unwrap();
+    // A retry of each, and a late duplicate of an older one.
+    activities.project(&at_3).await.unwrap();
+    activities.project(&at_1).await.unwrap();
+
+    let (state, version, number, ..) = row(&pool, &id).await.unwrap();
+    assert_eq!(
+        (state.as_str(), version, number.as_deref()),
+        ("PENDING_BY_OPERATOR", 3, Some("PN-1"))
+    );
+    let seqs: Vec<i64> = audit(&pool, &id).await.into_iter().map(|e| e.0).collect();
+    assert_eq!(seqs, vec![1, 2, 3], "no gap, no duplicate");
+    let failure: Option<String> =
+        sqlx::query_scalar("SELECT failure_reason FROM delivery_orders WHERE id = $1::uuid")
+            .bind(&id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(failure.as_deref(), Some("WRONG_ADDRESS"));
+}
+
+#[tokio::test]
+async fn the_migrated_schema_matches_the_data_model() {
+    let pool = read_model().await;
+    let model: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(workspace_root().join("resources/data-model.yaml")).unwrap(),
+    )
+    .unwrap();
+    for (table, entity) in model["entities"].as_mapping().unwrap() {
+        let table = table.as_str().unwrap();
+        let expected: BTreeMap<String, (String, bool)> = entity["columns"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                let name = c["name"].as_str().unwrap().to_owned();
+                (
+                    name,
+                    (
+                        c["type"].as_str().unwrap().to_owned(),
+                        c["nullable"].as_bool().unwrap_or(false),
+                    ),
+                )
+            })
+            .collect();
+        let actual: BTreeMap<String, (String, bool)> = sqlx::query(
+            "SELECT column_name, udt_name, is_nullable FROM information_schema.columns WHERE table_schema = 'public' AND table_name = $1",
+        )
+        .bind(table)
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            let udt: String = r.get(1);
+            let kind = match udt.as_str() {
+                "int8" => "bigint",
+                "int4" => "integer",
+                other => other,
+            }
+            .to_owned();
+            (r.get::<String, _>(0), (kind, r.get::<String, _>(2) == "YES"))
+        })
+        .collect();
+        assert_eq!(
+            actual, expected,
+            "table {table} differs from resources/data-model.yaml"
+        );
+    }
+}
