@@ -4,11 +4,13 @@
 
 pub mod database;
 pub mod processes;
+pub mod proxy;
 pub mod temporal;
 pub mod workflows;
 
 pub use database::{database_url, read_model};
 pub use processes::{SimProcess, Stack, StackOptions, WorkerProcess};
+pub use proxy::TcpProxy;
 pub use temporal::{TemporalServer, temporal_server};
 pub use workflows::*;
 

@@ -287,3 +287,83 @@ async fn the_migrated_schema_matches_the_data_model() {
         );
     }
 }
+
+#[tokio::test]
+async fn while_postgres_is_down_deliveries_go_on_and_the_read_model_catches_up_after() {
+    let pool = read_model().await;
+    let mut url = url::Url::parse(database_url().await).unwrap();
+    let upstream: std::net::SocketAddr =
+        format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432))
+            .parse()
+            .unwrap();
+    let proxy = TcpProxy::start(upstream).await;
+    url.set_port(Some(proxy.port)).unwrap();
+
+    let temporal = temporal_server().await;
+    let client = temporal.client().await;
+    let task_queue = format!("test-{}", uuid::Uuid::new_v4());
+    let sim = SimProcess::start(temporal, &[("PARTNER_AUTO_PROGRESS", "false")]).await;
+    let _worker = WorkerProcess::start(
+        temporal,
+        &task_queue,
+        &sim.url,
+        &[("DATABASE_URL", url.as_str())],
+    )
+    .await;
+
+    let id = new_order_id();
+    let order = start_order(&client, &task_queue, order_input(&id, far_deadlines())).await;
+    wait_for(&order, "pickup accepted", |v| {
+        v.order.partner.pickup_id.is_some()
+    })
+    .await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while row(&pool, &id).await.is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "first projection never landed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    proxy.cut();
+    signal(
+        &order,
+        "picked_up",
+        json!({"event_id": "pd-1", "partner_order_number": "PN-PG"}),
+    )
+    .await;
+    signal(&order, "delivered", json!({"event_id": "pd-2"})).await;
+    wait_for(&order, "DELIVERED while PostgreSQL is down", |v| {
+        v.order.state == State::Delivered
+    })
+    .await;
+    assert_eq!(
+        row(&pool, &id).await.unwrap().1,
+        0,
+        "nothing reached the read model during the outage"
+    );
+
+    proxy.restore();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while row(&pool, &id).await.unwrap().1 < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the read model never caught up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    apply_event(
+        &order,
+        envelope("pd-3", EventType::Confirmed, json!({}), ActorKind::Customer),
+    )
+    .await
+    .unwrap();
+    order
+        .get_result(WorkflowGetResultOptions::default())
+        .await
+        .unwrap();
+    let seqs: Vec<i64> = audit(&pool, &id).await.into_iter().map(|e| e.0).collect();
+    assert_eq!(seqs, vec![1, 2, 3], "no gap, no duplicate");
+    assert_eq!(row(&pool, &id).await.unwrap().0, "DELIVERY_CONFIRMED");
+}
