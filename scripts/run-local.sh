@@ -32,6 +32,12 @@ fi
 # PostgreSQL and Redis are used by the read side; checked here so the stack is complete.
 ensure_postgres "$ROOT/.run"
 ensure_redis "$ROOT/.run"
+# The read model lives in its own database (the worker applies the migrations).
+LOCAL_DB=${LOCAL_DB:-delivery}
+if ! psql -q "$DATABASE_URL" -tAc "SELECT 1 FROM pg_database WHERE datname = '$LOCAL_DB'" | grep -q 1; then
+  psql -q "$DATABASE_URL" -c "CREATE DATABASE \"$LOCAL_DB\"" >/dev/null || die "could not create database $LOCAL_DB"
+fi
+export DATABASE_URL="${DATABASE_URL%/*}/$LOCAL_DB"
 
 say "starting partner simulator"
 PARTNER_SIM_PORT=$PARTNER_SIM_PORT PARTNER_CALLBACK_MODE=temporal TEMPORAL_ADDRESS="http://$TEMPORAL_ADDRESS" \
