@@ -3,12 +3,14 @@
 
 pub mod breaker;
 pub mod metrics;
+pub mod outbox;
 pub mod partner;
 pub mod partner_activities;
 pub mod read_model;
 
 pub use breaker::{BreakerConfig, CircuitBreaker};
 pub use metrics::PartnerMetrics;
+pub use outbox::{OutboxRelay, RedisKeys};
 pub use partner::{PartnerClient, PartnerConfig, PartnerError};
 pub use partner_activities::PartnerActivities;
 pub use read_model::{MIGRATOR, ReadModelActivities};

@@ -4,12 +4,80 @@
 
 use std::sync::Arc;
 
+use delivery_workflows::EventType;
 use delivery_workflows::activities::{ProjectEvents, Projection, ProjectionOutcome};
 use sqlx::PgPool;
 use sqlx::types::Json;
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use tracing::Instrument;
+
+/// PostgreSQL notification channel that wakes the outbox relay.
+pub const OUTBOX_CHANNEL: &str = "read_model_outbox";
+
+/// The outbox rows of one projection: one domain event per applied event (plus `DeliveryCreated`
+/// for the first version), then the order's status at this version. The status goes last, so once
+/// the cache or a live update shows version N, the stream already holds every event up to N.
+fn outbox_rows(p: &Projection) -> Vec<(String, &'static str, serde_json::Value)> {
+    let status = serde_json::json!({
+        "delivery_order_id": p.delivery_order_id,
+        "ordering_id": p.ordering_id,
+        "customer_id": p.customer_id,
+        "state": p.state,
+        "version": p.version,
+        "partner_order_number": p.partner_order_number,
+        "failure_reason": p.failure_reason,
+        "replaces_id": p.replaces_id,
+        "replaced_by_id": p.replaced_by_id,
+        "updated_at": p.updated_at,
+    });
+    let mut rows = Vec::with_capacity(p.events.len() + 2);
+    let domain = |name: &str, event: Option<&delivery_workflows::AppliedEvent>| {
+        serde_json::json!({
+            "type": name,
+            "delivery_order_id": p.delivery_order_id,
+            "ordering_id": p.ordering_id,
+            "customer_id": p.customer_id,
+            "event_id": event.map(|e| e.event_id.clone()),
+            "seq": event.map_or(0, |e| e.seq),
+            "to_state": event.map_or(p.state, |e| e.to_state),
+            "data": event.map(|e| e.data.clone()),
+            "correlation_id": event.and_then(|e| e.correlation_id.clone()),
+            "occurred_at": event.map_or(p.created_at.clone(), |e| e.occurred_at.clone()),
+            "refund_needed": event.is_some_and(|e| e.event_type == EventType::OperatorCancel),
+        })
+    };
+    if p.version == 0 || p.events.first().is_some_and(|e| e.seq == 1) {
+        rows.push((
+            format!("created:{}", p.delivery_order_id),
+            "domain_event",
+            domain("DeliveryCreated", None),
+        ));
+    }
+    for event in &p.events {
+        let name = match event.event_type {
+            EventType::PickedUp => "DeliveryPickedUp",
+            EventType::Delivered => "DeliveryDelivered",
+            EventType::DeliveryFailed => "DeliveryFailed",
+            EventType::EscalateToOperator => "DeliveryNeedsOperator",
+            EventType::Confirmed | EventType::OperatorConfirmDelivered => "DeliveryConfirmed",
+            EventType::Disputed => "DeliveryDisputed",
+            EventType::Cancel | EventType::OperatorCancel => "DeliveryCancelled",
+            EventType::OperatorReship => "DeliveryReshipped",
+        };
+        rows.push((
+            format!("event:{}", event.event_id),
+            "domain_event",
+            domain(name, Some(event)),
+        ));
+    }
+    rows.push((
+        format!("status:{}:{}", p.delivery_order_id, p.version),
+        "status",
+        status,
+    ));
+    rows
+}
 
 /// The sqlx migrations of the read model, embedded at build time.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
@@ -120,6 +188,24 @@ impl ReadModelActivities {
             .execute(&mut *tx)
             .await?;
         }
+        for (dedup_key, kind, payload) in outbox_rows(p) {
+            sqlx::query(
+                "INSERT INTO read_model_outbox (dedup_key, delivery_order_id, version, kind, payload)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (dedup_key) DO NOTHING",
+            )
+            .bind(dedup_key)
+            .bind(id)
+            .bind(p.version as i64)
+            .bind(kind)
+            .bind(Json(payload))
+            .execute(&mut *tx)
+            .await?;
+        }
+        // Wakes the relay as soon as this commits (NOTIFY is delivered on commit).
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(OUTBOX_CHANNEL)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(ProjectionOutcome { version: p.version })
     }

@@ -1,4 +1,4 @@
-//! The read-model database for a test binary: `DATABASE_URL` when `make test` made a fresh one,
+//! The read-model stores for a test binary. PostgreSQL: `DATABASE_URL` when `make test` made a fresh one,
 //! otherwise a fresh database created here on the local PostgreSQL.
 
 use sqlx::PgPool;
@@ -46,4 +46,21 @@ pub async fn read_model() -> PgPool {
         .await
         .expect("migrations");
     pool
+}
+
+/// Redis for tests: `REDIS_URL` from `make test`, else the local server. Tests isolate themselves
+/// with key prefixes, never by flushing.
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// The Redis key prefix of this test binary. The outbox relay publishes every change in its
+/// database, so the prefix follows the database: workers sharing one database share one prefix.
+pub async fn redis_prefix() -> String {
+    let url = database_url().await;
+    let database = url.rsplit('/').next().unwrap_or("delivery");
+    format!(
+        "{}{database}:",
+        std::env::var("TEST_REDIS_PREFIX").unwrap_or_default()
+    )
 }

@@ -8,7 +8,7 @@ pub mod proxy;
 pub mod temporal;
 pub mod workflows;
 
-pub use database::{database_url, read_model};
+pub use database::{database_url, read_model, redis_prefix, redis_url};
 pub use processes::{SimProcess, Stack, StackOptions, WorkerProcess};
 pub use proxy::TcpProxy;
 pub use temporal::{TemporalServer, temporal_server};

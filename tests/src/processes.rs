@@ -61,6 +61,8 @@ async fn wait_http_ok(url: &str, what: &str, child: &mut Child) {
 pub struct WorkerProcess {
     child: Child,
     pub metrics_url: String,
+    /// Prefix of every Redis key and channel this worker writes.
+    pub redis_prefix: String,
     env: Vec<(String, String)>,
 }
 
@@ -81,6 +83,8 @@ impl WorkerProcess {
                 "DATABASE_URL".into(),
                 crate::database_url().await.to_owned(),
             ),
+            ("REDIS_URL".into(), crate::redis_url()),
+            ("REDIS_KEY_PREFIX".into(), crate::redis_prefix().await),
             ("RUST_LOG".into(), "info".into()),
         ];
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
@@ -94,11 +98,16 @@ impl WorkerProcess {
             .stderr(Stdio::null())
             .spawn()
             .expect("starting delivery-worker");
-        let port = &env
-            .iter()
-            .find(|(k, _)| k == "WORKER_METRICS_PORT")
-            .expect("set")
-            .1;
+        // The last entry of a key wins, as it does for the child's environment.
+        let setting = |key: &str| {
+            env.iter()
+                .rev()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        let port = setting("WORKER_METRICS_PORT");
+        let redis_prefix = setting("REDIS_KEY_PREFIX");
         let metrics_url = format!("http://127.0.0.1:{port}/metrics");
         wait_http_ok(
             &format!("http://127.0.0.1:{port}/healthz"),
@@ -109,6 +118,7 @@ impl WorkerProcess {
         Self {
             child,
             metrics_url,
+            redis_prefix,
             env,
         }
     }

@@ -24,6 +24,10 @@ pub struct WorkerConfig {
     pub identity: String,
     /// `DATABASE_URL`: the read model (PostgreSQL). Never printed: it may hold a password.
     pub database_url: Secret,
+    /// `REDIS_URL`: status cache, live updates and the delivery-events stream.
+    pub redis_url: Secret,
+    /// `REDIS_KEY_PREFIX`: put before every Redis key and channel (empty in production).
+    pub redis_key_prefix: String,
 }
 
 /// A value that must not reach logs.
@@ -111,6 +115,8 @@ impl WorkerConfig {
                 "DATABASE_URL",
                 "postgres://postgres@127.0.0.1:5432/postgres",
             )),
+            redis_url: Secret(get("REDIS_URL", "redis://127.0.0.1:6379")),
+            redis_key_prefix: get("REDIS_KEY_PREFIX", ""),
         })
     }
 }

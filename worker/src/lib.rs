@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use delivery_activities::{
-    MIGRATOR, PartnerActivities, PartnerClient, PartnerMetrics, ReadModelActivities,
+    MIGRATOR, OutboxRelay, PartnerActivities, PartnerClient, PartnerMetrics, ReadModelActivities,
+    RedisKeys,
 };
 use delivery_workflows::DeliveryOrderWorkflow;
 use prometheus::Registry;
@@ -76,6 +77,20 @@ pub async fn connect_read_model(
         .await
         .context("applying the read-model migrations")?;
     Ok(pool)
+}
+
+/// The relay that publishes read-model changes to Redis. Redis need not be up yet: the relay
+/// retries, and the outbox keeps everything meanwhile.
+pub fn outbox_relay(config: &WorkerConfig, read_model: PgPool) -> anyhow::Result<OutboxRelay> {
+    let redis =
+        redis::Client::open(config.redis_url.expose()).context("REDIS_URL is not a Redis URL")?;
+    Ok(OutboxRelay::new(
+        read_model,
+        redis,
+        RedisKeys {
+            prefix: config.redis_key_prefix.clone(),
+        },
+    ))
 }
 
 /// A worker with the delivery-order workflow and its activities registered.

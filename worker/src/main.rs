@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use delivery_worker::metrics_server::MetricsServer;
-use delivery_worker::{WorkerConfig, build_worker, connect, connect_read_model, telemetry};
+use delivery_worker::{
+    WorkerConfig, build_worker, connect, connect_read_model, outbox_relay, telemetry,
+};
 use prometheus::Registry;
 use temporalio_sdk::Runtime;
 use tokio::sync::watch;
@@ -26,6 +28,7 @@ async fn run() -> anyhow::Result<()> {
         Runtime::from_current_tokio(Default::default()).context("starting the Temporal runtime")?;
     let client = connect(&config, Duration::from_secs(60)).await?;
     let read_model = connect_read_model(&config, Duration::from_secs(60)).await?;
+    let relay = outbox_relay(&config, read_model.clone())?;
     let mut worker = build_worker(&runtime, client, &config, &registry, read_model)?;
 
     let (stop_tx, mut stop_rx) = watch::channel(false);
@@ -33,6 +36,7 @@ async fn run() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the metrics port {}", config.metrics_port))?;
     let metrics_addr = metrics.addr();
+    let relay_task = tokio::spawn(relay.run(stop_rx.clone()));
     let metrics_task = tokio::spawn(metrics.run_until(async move {
         let _ = stop_rx.wait_for(|stop| *stop).await;
     }));
@@ -55,6 +59,7 @@ async fn run() -> anyhow::Result<()> {
     let result = worker.run().await.context("worker run");
     let _ = stop_tx.send(true);
     let _ = metrics_task.await;
+    let _ = relay_task.await;
     tracing::info!("worker stopped");
     result
 }
