@@ -10,11 +10,26 @@ use temporalio_client::Client;
 use crate::free_port;
 use crate::temporal::{TemporalServer, temporal_server};
 
-/// Where cargo put the workspace binaries: `*_BIN` from `make test`, else next to this test.
+/// Where cargo put the workspace binaries: `*_BIN` from `make test` (which built them), else
+/// next to this test, built here first: `cargo test -p delivery-tests` alone does not rebuild
+/// other packages' binaries, and a stale worker would test old code.
 fn binary(name: &str, env: &str) -> PathBuf {
     if let Some(path) = std::env::var_os(env) {
         return PathBuf::from(path);
     }
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-q", "-p", "delivery-worker", "-p", "partner-sim"])
+            .current_dir(crate::workspace_root())
+            .status()
+            .expect("running cargo build");
+        assert!(
+            status.success(),
+            "building delivery-worker and partner-sim failed"
+        );
+    });
     let exe = std::env::current_exe().expect("test executable path");
     let dir = exe
         .parent()
