@@ -263,10 +263,28 @@ impl Drop for SimProcess {
     }
 }
 
+/// Settings for the simulator and the worker of one stack (later entries win).
 #[derive(Debug, Clone, Default)]
 pub struct StackOptions {
-    pub sim_env: Vec<(&'static str, &'static str)>,
-    pub worker_env: Vec<(&'static str, &'static str)>,
+    pub sim_env: Vec<(String, String)>,
+    pub worker_env: Vec<(String, String)>,
+}
+
+impl StackOptions {
+    /// A partner that accepts pickups and then stays quiet, so the test sends every event.
+    pub fn quiet() -> Self {
+        Self::default().sim("PARTNER_AUTO_PROGRESS", "false")
+    }
+
+    pub fn sim(mut self, key: &str, value: &str) -> Self {
+        self.sim_env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn worker(mut self, key: &str, value: &str) -> Self {
+        self.worker_env.push((key.to_owned(), value.to_owned()));
+        self
+    }
 }
 
 /// Everything one test needs: Temporal, its own task queue, a simulator and a worker.
@@ -278,26 +296,26 @@ pub struct Stack {
     pub worker: WorkerProcess,
 }
 
+fn pairs(env: &[(String, String)]) -> Vec<(&str, &str)> {
+    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
 impl Stack {
     pub async fn start() -> Self {
         Self::start_with(StackOptions::default()).await
     }
 
-    /// A stack whose partner accepts pickups and then stays quiet, so the test sends every event.
     pub async fn quiet() -> Self {
-        Self::start_with(StackOptions {
-            sim_env: vec![("PARTNER_AUTO_PROGRESS", "false")],
-            ..Default::default()
-        })
-        .await
+        Self::start_with(StackOptions::quiet()).await
     }
 
     pub async fn start_with(options: StackOptions) -> Self {
         let temporal = temporal_server().await;
         let task_queue = format!("test-{}", uuid::Uuid::new_v4());
-        let sim = SimProcess::start(temporal, &options.sim_env).await;
+        let sim = SimProcess::start(temporal, &pairs(&options.sim_env)).await;
         let worker =
-            WorkerProcess::start(temporal, &task_queue, &sim.url, &options.worker_env).await;
+            WorkerProcess::start(temporal, &task_queue, &sim.url, &pairs(&options.worker_env))
+                .await;
         Self {
             temporal,
             client: temporal.client().await,

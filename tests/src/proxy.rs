@@ -45,6 +45,20 @@ impl TcpProxy {
         }
     }
 
+    /// A proxy in front of the server a `scheme://host:port/...` URL names, and the same URL
+    /// pointed at the proxy.
+    pub async fn in_front_of(url: &str, default_port: u16) -> (Self, String) {
+        let mut url = url::Url::parse(url).expect("a URL");
+        let host = url.host_str().expect("a host").to_owned();
+        let upstream: SocketAddr = format!("{host}:{}", url.port().unwrap_or(default_port))
+            .parse()
+            .expect("an IP address and port");
+        let proxy = Self::start(upstream).await;
+        url.set_host(Some("127.0.0.1")).expect("settable host");
+        url.set_port(Some(proxy.port)).expect("settable port");
+        (proxy, url.to_string())
+    }
+
     /// Cuts every open connection and refuses new ones.
     pub fn cut(&self) {
         self.up.store(false, Ordering::SeqCst);

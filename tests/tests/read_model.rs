@@ -291,28 +291,16 @@ async fn the_migrated_schema_matches_the_data_model() {
 #[tokio::test]
 async fn while_postgres_is_down_deliveries_go_on_and_the_read_model_catches_up_after() {
     let pool = read_model().await;
-    let mut url = url::Url::parse(database_url().await).unwrap();
-    let upstream: std::net::SocketAddr =
-        format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432))
-            .parse()
-            .unwrap();
-    let proxy = TcpProxy::start(upstream).await;
-    url.set_port(Some(proxy.port)).unwrap();
-
-    let temporal = temporal_server().await;
-    let client = temporal.client().await;
-    let task_queue = format!("test-{}", uuid::Uuid::new_v4());
-    let sim = SimProcess::start(temporal, &[("PARTNER_AUTO_PROGRESS", "false")]).await;
-    let _worker = WorkerProcess::start(
-        temporal,
-        &task_queue,
-        &sim.url,
-        &[("DATABASE_URL", url.as_str())],
-    )
-    .await;
+    let (proxy, proxied) = TcpProxy::in_front_of(database_url().await, 5432).await;
+    let stack = Stack::start_with(StackOptions::quiet().worker("DATABASE_URL", &proxied)).await;
 
     let id = new_order_id();
-    let order = start_order(&client, &task_queue, order_input(&id, far_deadlines())).await;
+    let order = start_order(
+        &stack.client,
+        &stack.task_queue,
+        order_input(&id, far_deadlines()),
+    )
+    .await;
     wait_for(&order, "pickup accepted", |v| {
         v.order.partner.pickup_id.is_some()
     })

@@ -179,31 +179,19 @@ async fn rows_sent_again_publish_nothing_twice() {
 
 #[tokio::test]
 async fn while_redis_is_down_postgres_gets_everything_and_redis_catches_up_after() {
-    let mut url = url::Url::parse(&redis_url()).unwrap();
-    let upstream: std::net::SocketAddr =
-        format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(6379))
-            .parse()
-            .unwrap();
-    let proxy = TcpProxy::start(upstream).await;
-    url.set_port(Some(proxy.port)).unwrap();
+    let (proxy, proxied) = TcpProxy::in_front_of(&redis_url(), 6379).await;
     proxy.cut();
-
-    let temporal = temporal_server().await;
-    let client = temporal.client().await;
-    let task_queue = format!("test-{}", uuid::Uuid::new_v4());
-    let sim = SimProcess::start(temporal, &[("PARTNER_AUTO_PROGRESS", "false")]).await;
-    let worker = WorkerProcess::start(
-        temporal,
-        &task_queue,
-        &sim.url,
-        &[("REDIS_URL", url.as_str())],
-    )
-    .await;
-    let prefix = worker.redis_prefix.clone();
+    let stack = Stack::start_with(StackOptions::quiet().worker("REDIS_URL", &proxied)).await;
+    let prefix = stack.worker.redis_prefix.clone();
     let pool = read_model().await;
 
     let id = new_order_id();
-    let order = start_order(&client, &task_queue, order_input(&id, far_deadlines())).await;
+    let order = start_order(
+        &stack.client,
+        &stack.task_queue,
+        order_input(&id, far_deadlines()),
+    )
+    .await;
     signal(&order, "picked_up", json!({"partner_order_number": "PN-R"})).await;
     signal(&order, "delivered", json!({})).await;
     wait_for(&order, "DELIVERED", |v| v.order.state == State::Delivered).await;
