@@ -10,38 +10,64 @@ use temporalio_client::Client;
 use crate::free_port;
 use crate::temporal::{TemporalServer, temporal_server};
 
-/// Where cargo put the workspace binaries: `*_BIN` from `make test` (which built them), else
-/// next to this test, built here first: `cargo test -p delivery-tests` alone does not rebuild
-/// other packages' binaries, and a stale worker would test old code.
+/// Where cargo put the workspace binaries: `*_BIN` from `make test` (which built them just
+/// before), else next to this test. `cargo test -p delivery-tests` alone does not rebuild other
+/// packages' binaries, so a binary older than the sources it is built from is refused rather
+/// than tested.
 fn binary(name: &str, env: &str) -> PathBuf {
     if let Some(path) = std::env::var_os(env) {
         return PathBuf::from(path);
     }
-    static BUILT: std::sync::Once = std::sync::Once::new();
-    BUILT.call_once(|| {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-q", "-p", "delivery-worker", "-p", "partner-sim"])
-            .current_dir(crate::workspace_root())
-            .status()
-            .expect("running cargo build");
-        assert!(
-            status.success(),
-            "building delivery-worker and partner-sim failed"
-        );
-    });
     let exe = std::env::current_exe().expect("test executable path");
     let dir = exe
         .parent()
         .and_then(|deps| deps.parent())
         .expect("target/<profile>");
     let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} not built: run `make test` or `cargo build --workspace`",
-        path.display()
-    );
+    let built = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| {
+            panic!(
+                "{} not built: run `make test` or `cargo build --workspace`",
+                path.display()
+            )
+        });
+    let root = crate::workspace_root();
+    let sources: &[&str] = match name {
+        "partner-sim" => &["partner-sim"],
+        _ => &[
+            "workflows",
+            "activities",
+            "worker",
+            "migrations",
+            "resources",
+        ],
+    };
+    if let Some(newer) = sources.iter().find_map(|dir| {
+        newest_change(&root.join(dir))
+            .filter(|t| *t > built)
+            .map(|_| dir)
+    }) {
+        panic!(
+            "{} is older than {newer}/: run `make test` or `cargo build --workspace` first",
+            path.display()
+        );
+    }
     path
+}
+
+fn newest_change(dir: &std::path::Path) -> Option<std::time::SystemTime> {
+    let mut newest = None;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let time = if path.is_dir() {
+            newest_change(&path)
+        } else {
+            entry.metadata().and_then(|m| m.modified()).ok()
+        };
+        newest = newest.max(time);
+    }
+    newest
 }
 
 fn log_file(name: &str) -> Stdio {

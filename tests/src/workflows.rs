@@ -109,6 +109,27 @@ pub async fn query_state(handle: &OrderHandle) -> Option<DeliveryOrderView> {
         .expect("state query")
 }
 
+/// Polls `check` every 100 ms until it gives `Some`, for at most [`PATIENCE`]; panics naming
+/// `what`. For state kept outside the workflow (read model, Redis, visibility), which only
+/// converges.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Polls the `state` query until `done` holds (bounded by [`PATIENCE`]).
 pub async fn wait_for(
     handle: &OrderHandle,

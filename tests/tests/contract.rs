@@ -2,8 +2,6 @@
 //! event-id idempotency, signals that never wedge a workflow, starts from plain JSON with the
 //! `temporal` CLI, and search attributes for operators.
 
-use std::time::Duration;
-
 use delivery_tests::*;
 use delivery_workflows::{ActorKind, EventType, State, workflow_id};
 use futures::StreamExt;
@@ -359,23 +357,21 @@ async fn operators_find_pending_orders_by_search_attribute() {
         "DeliveryState = \"PENDING_BY_OPERATOR\" AND TaskQueue = \"{}\"",
         stack.task_queue
     );
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let found: Vec<String> = stack
-            .client
-            .list_workflows(query.clone(), WorkflowListOptions::default())
-            .filter_map(|r| async move { r.ok().map(|w| w.id().to_owned()) })
-            .collect()
-            .await;
-        if found == vec![workflow_id(&failing_id)] {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "visibility never showed exactly the pending order: {found:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let (client, expected) = (&stack.client, vec![workflow_id(&failing_id)]);
+    let expected = &expected;
+    let query = &query;
+    eventually(
+        "visibility to show exactly the pending order",
+        || async move {
+            let found: Vec<String> = client
+                .list_workflows(query.clone(), WorkflowListOptions::default())
+                .filter_map(|r| async move { r.ok().map(|w| w.id().to_owned()) })
+                .collect()
+                .await;
+            (found == *expected).then_some(())
+        },
+    )
+    .await;
     let (ok, out, err) = stack.temporal.cli(&[
         "workflow",
         "list",

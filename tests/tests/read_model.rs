@@ -140,17 +140,11 @@ async fn a_reshipment_is_a_second_row_of_the_same_ordering_linked_both_ways() {
     let (state, _, _, _, replaced_by, ordering) = row(&pool, &id).await.unwrap();
     assert_eq!(state, "RESHIPPED");
     assert_eq!(replaced_by.map(|u| u.to_string()), Some(new_id.clone()));
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    let replacement_row = loop {
-        if let Some(r) = row(&pool, &new_id).await.filter(|r| r.0 == "DELIVERED") {
-            break r;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "replacement never projected as DELIVERED"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
+    let (pool_ref, new_ref) = (&pool, &new_id);
+    let replacement_row = eventually("the replacement projected as DELIVERED", || async move {
+        row(pool_ref, new_ref).await.filter(|r| r.0 == "DELIVERED")
+    })
+    .await;
     assert_eq!(
         replacement_row.3.map(|u| u.to_string()),
         Some(id.clone()),
@@ -305,14 +299,11 @@ async fn while_postgres_is_down_deliveries_go_on_and_the_read_model_catches_up_a
         v.order.partner.pickup_id.is_some()
     })
     .await;
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while row(&pool, &id).await.is_none() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "first projection never landed"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let (pool_ref, id_ref) = (&pool, &id);
+    eventually("the first projection", || async move {
+        row(pool_ref, id_ref).await
+    })
+    .await;
 
     proxy.cut();
     signal(
@@ -333,14 +324,10 @@ async fn while_postgres_is_down_deliveries_go_on_and_the_read_model_catches_up_a
     );
 
     proxy.restore();
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while row(&pool, &id).await.unwrap().1 < 2 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the read model never caught up"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    eventually("the read model to catch up", || async move {
+        row(pool_ref, id_ref).await.filter(|r| r.1 >= 2)
+    })
+    .await;
     apply_event(
         &order,
         envelope("pd-3", EventType::Confirmed, json!({}), ActorKind::Customer),

@@ -1,8 +1,6 @@
 //! Redis side of the read model: status cache, live-update channels and the delivery-events
 //! stream, each exactly once and in order, catching up after a Redis outage.
 
-use std::time::Duration;
-
 use delivery_tests::*;
 use delivery_workflows::{ActorKind, EventType, State};
 use futures::StreamExt;
@@ -47,18 +45,11 @@ async fn stream_types(prefix: &str, id: &str) -> Vec<String> {
 }
 
 async fn wait_status_version(prefix: &str, id: &str, version: u64) -> Value {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        if let Some(s) = status(prefix, id).await.filter(|s| s["version"] == version) {
-            return s;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "Redis status never reached version {version}: {:?}",
-            status(prefix, id).await
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        &format!("the Redis status at version {version}"),
+        || async move { status(prefix, id).await.filter(|s| s["version"] == version) },
+    )
+    .await
 }
 
 const HAPPY: [&str; 4] = [
@@ -154,22 +145,18 @@ async fn rows_sent_again_publish_nothing_twice() {
         .execute(&pool)
         .await
         .unwrap();
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM read_model_outbox WHERE delivery_order_id = $1::uuid AND published_at IS NULL")
-            .bind(&id)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        if pending == 0 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "rows never re-relayed"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (pool_ref, id_ref) = (&pool, &id);
+    eventually("the rows to be relayed again", || async move {
+        let pending: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM read_model_outbox WHERE delivery_order_id = $1::uuid AND published_at IS NULL",
+        )
+        .bind(id_ref)
+        .fetch_one(pool_ref)
+        .await
+        .unwrap();
+        (pending == 0).then_some(())
+    })
+    .await;
     assert_eq!(
         stream_types(&prefix, &id).await,
         before,
