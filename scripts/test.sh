@@ -44,7 +44,7 @@ say "PostgreSQL $DATABASE_URL, Redis $REDIS_URL (prefix $TEST_REDIS_PREFIX)"
 say "building"
 cargo build --workspace --all-targets
 BIN_DIR="$(target_dir)/debug"
-export DELIVERY_WORKER_BIN="$BIN_DIR/delivery-worker" PARTNER_SIM_BIN="$BIN_DIR/partner-sim"
+export DELIVERY_WORKER_BIN="$BIN_DIR/delivery-worker" PARTNER_SIM_BIN="$BIN_DIR/partner-sim" DELIVERY_API_BIN="$BIN_DIR/delivery-api"
 
 say "running tests"
 # shellcheck disable=SC2086 # TEST_ARGS is split on purpose

@@ -1,5 +1,5 @@
 //! Publishes committed read-model changes from the PostgreSQL outbox to Redis: the status cache
-//! `{prefix}delivery:{id}`, the live-update channels `{prefix}delivery-updates` and
+//! `{prefix}delivery:{id}`, tracking data `{prefix}delivery-tracking:{id}`, the live-update channels `{prefix}delivery-updates` and
 //! `{prefix}delivery-updates:{id}`, and the `{prefix}delivery-events` stream for order management.
 //!
 //! Delivery is at least once from the outbox (a row is marked published only after Redis took
@@ -23,11 +23,15 @@ const BATCH: i64 = 200;
 const STREAM_MAX_LEN: u64 = 1_000_000;
 
 const PUBLISH_SCRIPT: &str = r#"
--- KEYS: dedup, status, stream. ARGV: kind, payload, version, channel_all, channel_one, ttl, maxlen, type
+-- KEYS: dedup, status, stream, tracking. ARGV: kind, payload, version, channel_all, channel_one, ttl, maxlen, type
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[6]) then
   return 0
 end
-if ARGV[1] == 'status' then
+if ARGV[1] == 'tracking' then
+  redis.call('SET', KEYS[4], ARGV[2])
+  redis.call('PUBLISH', ARGV[4], ARGV[2])
+  redis.call('PUBLISH', ARGV[5], ARGV[2])
+elseif ARGV[1] == 'status' then
   local current = redis.call('GET', KEYS[2])
   if (not current) or tonumber(cjson.decode(current)['version']) < tonumber(ARGV[3]) then
     redis.call('SET', KEYS[2], ARGV[2])
@@ -52,6 +56,10 @@ impl RedisKeys {
     }
     pub fn stream(&self) -> String {
         format!("{}delivery-events", self.prefix)
+    }
+    /// Latest tracking data (location) of a delivery order, written apart from its status.
+    pub fn tracking(&self, delivery_order_id: &str) -> String {
+        format!("{}delivery-tracking:{delivery_order_id}", self.prefix)
     }
     pub fn updates(&self) -> String {
         format!("{}delivery-updates", self.prefix)
@@ -183,6 +191,7 @@ impl OutboxRelay {
                 .key(self.keys.dedup(row.get::<&str, _>("dedup_key")))
                 .key(self.keys.status(&order_id))
                 .key(self.keys.stream())
+                .key(self.keys.tracking(&order_id))
                 .arg(&kind)
                 .arg(&payload)
                 .arg(row.get::<i64, _>("version"))

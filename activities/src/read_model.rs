@@ -19,16 +19,28 @@ pub const OUTBOX_CHANNEL: &str = "read_model_outbox";
 /// for the first version), then the order's status at this version. The status goes last, so once
 /// the cache or a live update shows version N, the stream already holds every event up to N.
 fn outbox_rows(p: &Projection) -> Vec<(String, &'static str, serde_json::Value)> {
+    // The whole row as the read model holds it (tracking data apart), so a read served from the
+    // cache answers exactly what PostgreSQL would.
     let status = serde_json::json!({
         "delivery_order_id": p.delivery_order_id,
         "ordering_id": p.ordering_id,
         "customer_id": p.customer_id,
+        "payment_id": p.payment_id,
         "state": p.state,
         "version": p.version,
         "partner_order_number": p.partner_order_number,
         "failure_reason": p.failure_reason,
+        "failure_detail": p.failure_detail,
         "replaces_id": p.replaces_id,
         "replaced_by_id": p.replaced_by_id,
+        "shipping_address": p.shipping_address,
+        "items": p.items,
+        "notes": p.notes,
+        "budget": p.budget,
+        "driver": p.driver,
+        "eta": p.eta,
+        "graph_version": p.graph_version,
+        "created_at": p.created_at,
         "updated_at": p.updated_at,
     });
     let mut rows = Vec::with_capacity(p.events.len() + 2);
@@ -66,7 +78,8 @@ fn outbox_rows(p: &Projection) -> Vec<(String, &'static str, serde_json::Value)>
             EventType::OperatorReship => "DeliveryReshipped",
         };
         rows.push((
-            format!("event:{}", event.event_id),
+            // Event ids are unique per delivery order only.
+            format!("event:{}:{}", p.delivery_order_id, event.event_id),
             "domain_event",
             domain(name, Some(event)),
         ));

@@ -3,12 +3,16 @@
 //! queue. Nothing here mocks Temporal or the partner.
 
 pub mod database;
+pub mod gateway;
 pub mod processes;
 pub mod proxy;
 pub mod temporal;
 pub mod workflows;
 
 pub use database::{database_url, read_model, redis_prefix, redis_url};
+pub use gateway::{
+    Answer, GatewayProcess, TEST_JWT_SECRET, TEST_PARTNER_SECRET, new_payment_id, payment_event,
+};
 pub use processes::{SimProcess, Stack, StackOptions, WorkerProcess};
 pub use proxy::TcpProxy;
 pub use temporal::{TemporalServer, temporal_server};

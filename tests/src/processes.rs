@@ -8,13 +8,14 @@ use serde_json::Value;
 use temporalio_client::Client;
 
 use crate::free_port;
+use crate::gateway::GatewayProcess;
 use crate::temporal::{TemporalServer, temporal_server};
 
 /// Where cargo put the workspace binaries: `*_BIN` from `make test` (which built them just
 /// before), else next to this test. `cargo test -p delivery-tests` alone does not rebuild other
 /// packages' binaries, so a binary older than the sources it is built from is refused rather
 /// than tested.
-fn binary(name: &str, env: &str) -> PathBuf {
+pub(crate) fn binary(name: &str, env: &str) -> PathBuf {
     if let Some(path) = std::env::var_os(env) {
         return PathBuf::from(path);
     }
@@ -35,7 +36,16 @@ fn binary(name: &str, env: &str) -> PathBuf {
     let root = crate::workspace_root();
     let sources: &[&str] = match name {
         "partner-sim" => &["partner-sim"],
+        "delivery-api" => &[
+            "workflows",
+            "activities",
+            "platform",
+            "api",
+            "migrations",
+            "resources",
+        ],
         _ => &[
+            "platform",
             "workflows",
             "activities",
             "worker",
@@ -70,7 +80,7 @@ fn newest_change(dir: &std::path::Path) -> Option<std::time::SystemTime> {
     newest
 }
 
-fn log_file(name: &str) -> Stdio {
+pub(crate) fn log_file(name: &str) -> Stdio {
     let dir = std::env::temp_dir().join("delivery-tests-logs");
     let _ = std::fs::create_dir_all(&dir);
     match std::fs::File::create(dir.join(format!("{name}.log"))) {
@@ -79,7 +89,7 @@ fn log_file(name: &str) -> Stdio {
     }
 }
 
-async fn wait_http_ok(url: &str, what: &str, child: &mut Child) {
+pub(crate) async fn wait_http_ok(url: &str, what: &str, child: &mut Child) {
     let http = reqwest::Client::new();
     for _ in 0..300 {
         if let Ok(Some(status)) = child.try_wait() {
@@ -294,6 +304,7 @@ impl Drop for SimProcess {
 pub struct StackOptions {
     pub sim_env: Vec<(String, String)>,
     pub worker_env: Vec<(String, String)>,
+    pub gateway_env: Option<Vec<(String, String)>>,
 }
 
 impl StackOptions {
@@ -311,6 +322,20 @@ impl StackOptions {
         self.worker_env.push((key.to_owned(), value.to_owned()));
         self
     }
+
+    /// Adds the gateway, with the simulator calling back through its webhooks.
+    pub fn with_gateway(mut self) -> Self {
+        self.gateway_env.get_or_insert_with(Vec::new);
+        self
+    }
+
+    /// A gateway setting (implies the gateway).
+    pub fn gateway(mut self, key: &str, value: &str) -> Self {
+        self.gateway_env
+            .get_or_insert_with(Vec::new)
+            .push((key.to_owned(), value.to_owned()));
+        self
+    }
 }
 
 /// Everything one test needs: Temporal, its own task queue, a simulator and a worker.
@@ -320,6 +345,9 @@ pub struct Stack {
     pub task_queue: String,
     pub sim: SimProcess,
     pub worker: WorkerProcess,
+    /// The gateway, when the options asked for one; the simulator then calls back through its
+    /// signed webhooks instead of signalling Temporal.
+    pub gateway: Option<GatewayProcess>,
 }
 
 fn pairs(env: &[(String, String)]) -> Vec<(&str, &str)> {
@@ -327,6 +355,13 @@ fn pairs(env: &[(String, String)]) -> Vec<(&str, &str)> {
 }
 
 impl Stack {
+    /// The gateway of a stack started `with_gateway`.
+    pub fn api(&self) -> &GatewayProcess {
+        self.gateway
+            .as_ref()
+            .expect("this stack was started with_gateway()")
+    }
+
     pub async fn start() -> Self {
         Self::start_with(StackOptions::default()).await
     }
@@ -338,16 +373,39 @@ impl Stack {
     pub async fn start_with(options: StackOptions) -> Self {
         let temporal = temporal_server().await;
         let task_queue = format!("test-{}", uuid::Uuid::new_v4());
-        let sim = SimProcess::start(temporal, &pairs(&options.sim_env)).await;
+        let gateway_port = crate::free_port();
+        let mut sim_env = Vec::new();
+        if options.gateway_env.is_some() {
+            sim_env.extend([
+                ("PARTNER_CALLBACK_MODE".to_owned(), "webhook".to_owned()),
+                (
+                    "PARTNER_WEBHOOK_URL".to_owned(),
+                    format!("http://127.0.0.1:{gateway_port}/api/v1/partner-webhooks/sim"),
+                ),
+                (
+                    "PARTNER_WEBHOOK_SECRET".to_owned(),
+                    crate::gateway::TEST_PARTNER_SECRET.to_owned(),
+                ),
+            ]);
+        }
+        sim_env.extend(options.sim_env.iter().cloned());
+        let sim = SimProcess::start(temporal, &pairs(&sim_env)).await;
         let worker =
             WorkerProcess::start(temporal, &task_queue, &sim.url, &pairs(&options.worker_env))
                 .await;
+        let gateway = match &options.gateway_env {
+            Some(env) => {
+                Some(GatewayProcess::start(temporal, &task_queue, gateway_port, &pairs(env)).await)
+            }
+            None => None,
+        };
         Self {
             temporal,
             client: temporal.client().await,
             task_queue,
             sim,
             worker,
+            gateway,
         }
     }
 }

@@ -1,9 +1,9 @@
-//! Typed worker configuration, read from the environment once at start-up. A bad value stops the
-//! worker with a message naming the variable, never a panic on first use.
+//! Typed worker configuration, read from the environment once at start-up.
 
 use std::time::Duration;
 
 use delivery_activities::{BreakerConfig, PartnerConfig};
+use delivery_platform::{ConfigError, Env, Secret};
 use url::Url;
 
 #[derive(Debug, Clone)]
@@ -30,29 +30,6 @@ pub struct WorkerConfig {
     pub redis_key_prefix: String,
 }
 
-/// A value that must not reach logs.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(..)")
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("configuration: {var} {problem}")]
-pub struct ConfigError {
-    var: &'static str,
-    problem: String,
-}
-
 impl WorkerConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|key| std::env::var(key).ok())
@@ -61,77 +38,41 @@ impl WorkerConfig {
     /// Reads configuration through `lookup`, so tests pass values without touching the process
     /// environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |key: &str, default: &str| {
-            lookup(key)
-                .filter(|v| !v.is_empty())
-                .unwrap_or_else(|| default.to_owned())
-        };
-        let number = |var: &'static str, default: u64| -> Result<u64, ConfigError> {
-            get(var, &default.to_string())
-                .parse()
-                .map_err(|_| ConfigError {
-                    var,
-                    problem: "must be a whole number".into(),
-                })
-        };
+        let env = Env::new(lookup);
         let mut partner = PartnerConfig::new(
-            parse_url(
-                "PARTNER_API_URL",
-                &get("PARTNER_API_URL", "http://127.0.0.1:8090"),
-            )?
-            .as_str(),
+            env.url("PARTNER_API_URL", "http://127.0.0.1:8090")?
+                .as_str(),
         );
-        partner.request_timeout = Duration::from_millis(number("PARTNER_TIMEOUT_MS", 10_000)?);
+        partner.request_timeout = Duration::from_millis(env.number("PARTNER_TIMEOUT_MS", 10_000)?);
         partner.breaker = BreakerConfig {
-            failure_threshold: u32::try_from(number("PARTNER_BREAKER_FAILURES", 5)?)
+            failure_threshold: u32::try_from(env.number("PARTNER_BREAKER_FAILURES", 5)?)
                 .ok()
                 .filter(|n| *n > 0)
-                .ok_or(ConfigError {
-                    var: "PARTNER_BREAKER_FAILURES",
-                    problem: "must be 1 or more".into(),
-                })?,
-            open_for: Duration::from_millis(number("PARTNER_BREAKER_OPEN_MS", 30_000)?),
+                .ok_or(ConfigError::new(
+                    "PARTNER_BREAKER_FAILURES",
+                    "must be 1 or more",
+                ))?,
+            open_for: Duration::from_millis(env.number("PARTNER_BREAKER_OPEN_MS", 30_000)?),
         };
-        let metrics_port =
-            u16::try_from(number("WORKER_METRICS_PORT", 9464)?).map_err(|_| ConfigError {
-                var: "WORKER_METRICS_PORT",
-                problem: "must be a port number".into(),
-            })?;
         Ok(Self {
-            temporal_address: parse_url(
-                "TEMPORAL_ADDRESS",
-                &get("TEMPORAL_ADDRESS", "http://127.0.0.1:7233"),
-            )?,
-            namespace: get("TEMPORAL_NAMESPACE", "default"),
-            task_queue: get("TASK_QUEUE", delivery_workflows::TASK_QUEUE),
+            temporal_address: env.url("TEMPORAL_ADDRESS", "http://127.0.0.1:7233")?,
+            namespace: env.get("TEMPORAL_NAMESPACE", "default"),
+            task_queue: env.get("TASK_QUEUE", delivery_workflows::TASK_QUEUE),
             partner,
-            metrics_port,
-            metrics_bind: get("WORKER_METRICS_BIND", "127.0.0.1"),
-            identity: get(
+            metrics_port: env.port("WORKER_METRICS_PORT", 9464)?,
+            metrics_bind: env.get("WORKER_METRICS_BIND", "127.0.0.1"),
+            identity: env.get(
                 "WORKER_IDENTITY",
                 &format!("delivery-worker@{}", std::process::id()),
             ),
-            database_url: Secret(get(
+            database_url: env.secret(
                 "DATABASE_URL",
                 "postgres://postgres@127.0.0.1:5432/postgres",
-            )),
-            redis_url: Secret(get("REDIS_URL", "redis://127.0.0.1:6379")),
-            redis_key_prefix: get("REDIS_KEY_PREFIX", ""),
+            ),
+            redis_url: env.secret("REDIS_URL", "redis://127.0.0.1:6379"),
+            redis_key_prefix: env.get("REDIS_KEY_PREFIX", ""),
         })
     }
-}
-
-/// Accepts `http://host:port` or bare `host:port` (what the `temporal` CLI takes).
-fn parse_url(var: &'static str, value: &str) -> Result<Url, ConfigError> {
-    let with_scheme = if value.contains("://") {
-        value.to_owned()
-    } else {
-        format!("http://{value}")
-    };
-    Url::parse(&with_scheme).map_err(|e| ConfigError {
-        var,
-        problem: format!("is not a URL ({e}): {value:?}"),
-    })
 }
 
 #[cfg(test)]

@@ -2,81 +2,39 @@
 
 pub mod config;
 pub mod metrics_server;
-pub mod telemetry;
 
 use std::time::Duration;
 
 use anyhow::Context;
 use delivery_activities::{
-    MIGRATOR, OutboxRelay, PartnerActivities, PartnerClient, PartnerMetrics, ReadModelActivities,
-    RedisKeys,
+    OutboxRelay, PartnerActivities, PartnerClient, PartnerMetrics, ReadModelActivities, RedisKeys,
 };
+use delivery_platform::connect_temporal;
 use delivery_workflows::DeliveryOrderWorkflow;
 use prometheus::Registry;
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
-use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions};
+use temporalio_client::Client;
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 
 pub use config::WorkerConfig;
 
-/// Connects to Temporal, retrying for up to `patience` so a worker started together with the
-/// server (as `make run` does) waits for it instead of dying.
+/// Connects to Temporal, waiting up to `patience` for a server still starting.
 pub async fn connect(config: &WorkerConfig, patience: Duration) -> anyhow::Result<Client> {
-    let deadline = tokio::time::Instant::now() + patience;
-    let mut wait = Duration::from_millis(200);
-    let connection = loop {
-        let options = ConnectionOptions::new(config.temporal_address.clone())
-            .identity(config.identity.clone())
-            .build();
-        match Connection::connect(options).await {
-            Ok(connection) => break connection,
-            Err(error) if tokio::time::Instant::now() + wait < deadline => {
-                tracing::warn!(%error, address = %config.temporal_address, "Temporal not reachable yet; retrying");
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(5));
-            }
-            Err(error) => {
-                return Err(error).with_context(|| {
-                    format!("connecting to Temporal at {}", config.temporal_address)
-                });
-            }
-        }
-    };
-    Client::new(
-        connection,
-        ClientOptions::new(config.namespace.clone()).build(),
+    connect_temporal(
+        &config.temporal_address,
+        &config.namespace,
+        &config.identity,
+        patience,
     )
-    .context("creating the Temporal client")
+    .await
 }
 
-/// Connects to the read model and brings its schema up to date, waiting up to `patience` for
-/// PostgreSQL. Several workers may start at once: sqlx serialises migrations with a lock.
+/// Connects to the read model and applies its migrations.
 pub async fn connect_read_model(
     config: &WorkerConfig,
     patience: Duration,
 ) -> anyhow::Result<PgPool> {
-    let deadline = tokio::time::Instant::now() + patience;
-    let pool = loop {
-        let attempt = PgPoolOptions::new()
-            .max_connections(10)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect(config.database_url.expose())
-            .await;
-        match attempt {
-            Ok(pool) => break pool,
-            Err(error) if tokio::time::Instant::now() < deadline => {
-                tracing::warn!(%error, "PostgreSQL not reachable yet; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            Err(error) => return Err(error).context("connecting to PostgreSQL (DATABASE_URL)"),
-        }
-    };
-    MIGRATOR
-        .run(&pool)
-        .await
-        .context("applying the read-model migrations")?;
-    Ok(pool)
+    delivery_platform::connect_read_model(config.database_url.expose(), 10, patience).await
 }
 
 /// The relay that publishes read-model changes to Redis. Redis need not be up yet: the relay

@@ -3,10 +3,9 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use delivery_platform::telemetry;
 use delivery_worker::metrics_server::MetricsServer;
-use delivery_worker::{
-    WorkerConfig, build_worker, connect, connect_read_model, outbox_relay, telemetry,
-};
+use delivery_worker::{WorkerConfig, build_worker, connect, connect_read_model, outbox_relay};
 use prometheus::Registry;
 use temporalio_sdk::Runtime;
 use tokio::sync::watch;
@@ -43,7 +42,7 @@ async fn run() -> anyhow::Result<()> {
 
     let shutdown = worker.shutdown_handle();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        delivery_platform::shutdown_signal().await;
         tracing::info!("shutting down: finishing in-flight tasks");
         shutdown();
     });
@@ -62,19 +61,4 @@ async fn run() -> anyhow::Result<()> {
     let _ = relay_task.await;
     tracing::info!("worker stopped");
     result
-}
-
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing the SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

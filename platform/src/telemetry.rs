@@ -1,4 +1,4 @@
-//! One log setup for the worker: `RUST_LOG` filter (default `info`), `LOG_FORMAT=json` for
+//! One log setup for every process: `RUST_LOG` filter (default `info`), `LOG_FORMAT=json` for
 //! machine-readable lines.
 
 use tracing_subscriber::EnvFilter;

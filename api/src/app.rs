@@ -1,0 +1,79 @@
+//! The gateway as one poem endpoint: the OpenAPI routes, the spec, Swagger UI, and the
+//! middleware around them.
+
+use std::sync::Arc;
+
+use poem::{EndpointExt, IntoEndpoint, Route};
+use poem_openapi::OpenApiService;
+
+use crate::middleware;
+use crate::routes::commands::CommandsApi;
+use crate::routes::delivery_orders::DeliveryOrdersApi;
+use crate::routes::partners::PartnersApi;
+use crate::routes::queries::QueriesApi;
+use crate::routes::system::SystemApi;
+use crate::state::AppState;
+
+pub type Apis = (
+    CommandsApi,
+    DeliveryOrdersApi,
+    QueriesApi,
+    PartnersApi,
+    SystemApi,
+);
+
+/// The OpenAPI service (its spec is what `/openapi.json` serves).
+pub fn openapi() -> OpenApiService<Apis, ()> {
+    OpenApiService::new(
+        (
+            CommandsApi,
+            DeliveryOrdersApi,
+            QueriesApi,
+            PartnersApi,
+            SystemApi,
+        ),
+        "Delivery orders",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(
+        "Durable delivery orders of the bookstore: payment intake, events through each order's \
+         Temporal workflow, queries from the read model. Errors are application/problem+json.",
+    )
+}
+
+/// The OpenAPI document as JSON.
+pub fn spec_json() -> String {
+    openapi().spec()
+}
+
+/// Route templates the gateway serves (for metrics labels).
+const ROUTES: &[&str] = &[
+    "/api/v1/payment-events",
+    "/api/v1/delivery-orders",
+    "/api/v1/delivery-orders/{id}",
+    "/api/v1/delivery-orders/{id}/events",
+    "/api/v1/orderings/{ordering_id}/delivery-orders",
+    "/api/v1/operator/queue",
+    "/api/v1/partner-webhooks/{partner_id}",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/openapi.json",
+    "/docs",
+];
+
+pub fn is_known_route(route: &str) -> bool {
+    ROUTES.contains(&route)
+}
+
+pub fn app(state: Arc<AppState>) -> impl poem::Endpoint {
+    let api = openapi();
+    let docs = api.swagger_ui();
+    let spec = api.spec_endpoint();
+    Route::new()
+        .nest("/docs", docs)
+        .at("/openapi.json", spec)
+        .nest("/", api.into_endpoint())
+        .around(middleware::around)
+        .data(state)
+}

@@ -1,0 +1,118 @@
+//! Sending one event to a delivery order and turning the workflow's answer into HTTP: shared by
+//! the event command and partner webhooks.
+
+use delivery_workflows::{ActorKind, DELIVERY_ORDER_V1, EventEnvelope, EventType, StateGraph};
+use uuid::Uuid;
+
+use crate::auth::{Caller, Role};
+use crate::commands::CommandError;
+use crate::model::EventApplied;
+use crate::problem::ApiError;
+use crate::read::external_events;
+use crate::state::AppState;
+
+/// Who may send `event`, from the graph.
+pub fn senders(event: EventType) -> Vec<ActorKind> {
+    let graph: &StateGraph = &DELIVERY_ORDER_V1;
+    let mut kinds: Vec<ActorKind> = graph
+        .transitions
+        .iter()
+        .filter(|t| t.event == event)
+        .flat_map(|t| t.sent_by.iter().copied())
+        .filter(|k| *k != ActorKind::System)
+        .collect();
+    kinds.sort();
+    kinds.dedup();
+    kinds
+}
+
+/// The role a caller sends `event` under: the first of its roles the graph lets send it.
+pub fn sending_role(caller: &Caller, event: EventType) -> Result<Role, ApiError> {
+    let allowed = senders(event);
+    caller
+        .roles
+        .iter()
+        .copied()
+        .find(|r| allowed.contains(&r.actor_kind()))
+        .ok_or_else(|| {
+            let names: Vec<String> = allowed.iter().map(|k| k.as_str().to_owned()).collect();
+            let detail = if names.is_empty() {
+                format!("{event} is raised by the delivery order itself and cannot be sent")
+            } else {
+                format!("{event} may be sent by: {}", names.join(", "))
+            };
+            ApiError::forbidden_sender(detail, names)
+        })
+}
+
+/// Applies `event` and answers as the API does: 200 with the new state, or the problem that
+/// says why not.
+pub async fn apply(
+    state: &AppState,
+    id: Uuid,
+    event: EventEnvelope,
+) -> Result<EventApplied, ApiError> {
+    let order_id = id.to_string();
+    let event_id = event.event_id.clone();
+    match state.commands.apply(&order_id, event).await {
+        Ok(outcome) => Ok(EventApplied {
+            delivery_order_id: outcome.delivery_order_id,
+            state: outcome.state.into(),
+            version: outcome.version,
+            applied: outcome.applied,
+            event_id,
+            allowed_events: outcome
+                .allowed_events
+                .into_iter()
+                .filter(|e| *e != EventType::EscalateToOperator)
+                .map(Into::into)
+                .collect(),
+        }),
+        Err(CommandError::NotFound) => Err(ApiError::delivery_order_not_found(&order_id)),
+        Err(CommandError::Completed) => {
+            let current = state
+                .read_model
+                .order(id)
+                .await
+                .ok()
+                .flatten()
+                .map(|o| o.state.as_str().to_owned())
+                .unwrap_or_else(|| "finished".to_owned());
+            Err(ApiError::invalid_transition(
+                format!("the delivery order is finished ({current}) and takes no more events"),
+                &current,
+                Vec::new(),
+            ))
+        }
+        Err(CommandError::Rejected(message)) => Err(rejection(state, &order_id, message).await),
+        Err(CommandError::Unavailable(cause)) => Err(ApiError::unavailable(
+            "the workflow engine did not answer",
+            &cause,
+        )),
+    }
+}
+
+/// The workflow's refusal as a problem; the message starts with a stable code.
+async fn rejection(state: &AppState, order_id: &str, message: String) -> ApiError {
+    let code = message.split(':').next().unwrap_or_default();
+    match code {
+        "INVALID_TRANSITION" => {
+            // The current state and what is allowed now, from the workflow itself.
+            match state.commands.state(order_id).await {
+                Ok(Some(view)) => ApiError::invalid_transition(
+                    message.clone(),
+                    view.order.state.as_str(),
+                    external_events(&DELIVERY_ORDER_V1, view.order.state)
+                        .into_iter()
+                        .map(|e| delivery_workflows::EventType::from(e).as_str().to_owned())
+                        .collect(),
+                ),
+                _ => ApiError::conflict("invalid-transition", message),
+            }
+        }
+        "FORBIDDEN_ACTOR" => ApiError::forbidden(message),
+        "INVALID_PAYLOAD" => ApiError::unprocessable("invalid-payload", message),
+        "INVALID_EVENT_ID" => ApiError::unprocessable("invalid-event-id", message),
+        _ => ApiError::unprocessable("rejected", message),
+    }
+}

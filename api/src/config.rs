@@ -1,0 +1,167 @@
+//! Typed gateway configuration, read from the environment once at start-up.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use delivery_platform::{ConfigError, Env, Secret};
+use url::Url;
+
+/// Shortest `JWT_SECRET` accepted: HS256 keys shorter than the hash are guessable.
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+/// The secret `make run` and the tests use unless told otherwise. Never accepted in production
+/// because `JWT_SECRET` has no default: it must be set.
+pub const DEV_JWT_SECRET: &str = "dev-only-secret-change-me-0123456789abcdef";
+
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// `API_BIND` and `API_PORT` (8080; 0 picks a free port).
+    pub bind: String,
+    pub port: u16,
+    pub temporal_address: Url,
+    pub namespace: String,
+    pub task_queue: String,
+    pub database_url: Secret,
+    pub redis_url: Secret,
+    pub redis_key_prefix: String,
+    /// `JWT_SECRET`: HS256 key of bearer tokens; required, at least 32 bytes.
+    pub jwt_secret: Secret,
+    /// `PARTNER_WEBHOOK_SECRETS`: `partner_id=secret` pairs, comma separated.
+    pub partner_secrets: BTreeMap<String, Secret>,
+    /// `RATE_LIMIT_PER_SECOND` and `RATE_LIMIT_BURST`, per caller (token subject, else client IP).
+    pub rate_per_second: u32,
+    pub rate_burst: u32,
+    /// `MAX_BODY_BYTES`: larger request bodies get 413.
+    pub max_body_bytes: usize,
+    /// `MIN_VERSION_WAIT_MS`: longest a read with `min_version` waits for the projection.
+    pub min_version_wait: Duration,
+    /// `TEMPORAL_RPC_TIMEOUT_MS`: bound on each command sent to Temporal.
+    pub temporal_timeout: Duration,
+}
+
+impl ApiConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|key| std::env::var(key).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env::new(lookup);
+        let jwt_secret = env.optional("JWT_SECRET").ok_or(ConfigError::new(
+            "JWT_SECRET",
+            "is required (HS256 key, 32 bytes or more)",
+        ))?;
+        if jwt_secret.len() < MIN_JWT_SECRET_BYTES {
+            return Err(ConfigError::new(
+                "JWT_SECRET",
+                format!("must be at least {MIN_JWT_SECRET_BYTES} bytes long"),
+            ));
+        }
+        let rate_per_second = positive(&env, "RATE_LIMIT_PER_SECOND", 50)?;
+        let rate_burst = positive(&env, "RATE_LIMIT_BURST", 100)?;
+        Ok(Self {
+            bind: env.get("API_BIND", "127.0.0.1"),
+            port: env.port("API_PORT", 8080)?,
+            temporal_address: env.url("TEMPORAL_ADDRESS", "http://127.0.0.1:7233")?,
+            namespace: env.get("TEMPORAL_NAMESPACE", "default"),
+            task_queue: env.get("TASK_QUEUE", delivery_workflows::TASK_QUEUE),
+            database_url: env.secret(
+                "DATABASE_URL",
+                "postgres://postgres@127.0.0.1:5432/postgres",
+            ),
+            redis_url: env.secret("REDIS_URL", "redis://127.0.0.1:6379"),
+            redis_key_prefix: env.get("REDIS_KEY_PREFIX", ""),
+            jwt_secret: Secret::new(jwt_secret),
+            partner_secrets: partner_secrets(
+                &env.get("PARTNER_WEBHOOK_SECRETS", "sim=dev-partner-secret"),
+            )?,
+            rate_per_second,
+            rate_burst,
+            max_body_bytes: env.number("MAX_BODY_BYTES", 64 * 1024)? as usize,
+            min_version_wait: Duration::from_millis(env.number("MIN_VERSION_WAIT_MS", 5_000)?),
+            temporal_timeout: Duration::from_millis(env.number("TEMPORAL_RPC_TIMEOUT_MS", 10_000)?),
+        })
+    }
+}
+
+fn positive<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+    var: &'static str,
+    default: u64,
+) -> Result<u32, ConfigError> {
+    u32::try_from(env.number(var, default)?)
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or(ConfigError::new(var, "must be between 1 and 4294967295"))
+}
+
+fn partner_secrets(text: &str) -> Result<BTreeMap<String, Secret>, ConfigError> {
+    let mut secrets = BTreeMap::new();
+    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (partner, secret) = pair
+            .split_once('=')
+            .filter(|(p, s)| !p.is_empty() && !s.is_empty())
+            .ok_or(ConfigError::new(
+                "PARTNER_WEBHOOK_SECRETS",
+                "must be partner_id=secret pairs separated by commas",
+            ))?;
+        delivery_workflows::validation::check_ref_id("partner_id", partner)
+            .map_err(|e| ConfigError::new("PARTNER_WEBHOOK_SECRETS", e))?;
+        secrets.insert(partner.to_owned(), Secret::new(secret));
+    }
+    Ok(secrets)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<ApiConfig, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        ApiConfig::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn jwt_secret_is_required_and_long_enough() {
+        let err = config(&[]).unwrap_err().to_string();
+        assert!(err.contains("JWT_SECRET is required"), "{err}");
+        let err = config(&[("JWT_SECRET", "short")]).unwrap_err().to_string();
+        assert!(err.contains("at least 32 bytes"), "{err}");
+        let c = config(&[("JWT_SECRET", DEV_JWT_SECRET)]).unwrap();
+        assert_eq!(c.port, 8080);
+        assert!(
+            !format!("{c:?}").contains(DEV_JWT_SECRET),
+            "secrets never print"
+        );
+    }
+
+    #[test]
+    fn partner_secrets_are_pairs() {
+        let c = config(&[
+            ("JWT_SECRET", DEV_JWT_SECRET),
+            ("PARTNER_WEBHOOK_SECRETS", "sim=a, fastship=b"),
+        ])
+        .unwrap();
+        assert_eq!(c.partner_secrets["fastship"].expose(), "b");
+        for bad in ["sim", "=x", "sim=", "bad id=x"] {
+            let err = config(&[
+                ("JWT_SECRET", DEV_JWT_SECRET),
+                ("PARTNER_WEBHOOK_SECRETS", bad),
+            ])
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("PARTNER_WEBHOOK_SECRETS"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn limits_must_be_positive() {
+        let err = config(&[("JWT_SECRET", DEV_JWT_SECRET), ("RATE_LIMIT_BURST", "0")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("RATE_LIMIT_BURST"), "{err}");
+    }
+}

@@ -1,0 +1,95 @@
+//! The REST gateway of the delivery-order service (poem + poem-openapi).
+//!
+//! Commands go to each delivery order's Temporal workflow; queries read the read model (Redis,
+//! then PostgreSQL); partners call back through signed webhooks. Every error is
+//! `application/problem+json`.
+
+pub mod app;
+pub mod apply;
+pub mod auth;
+pub mod commands;
+pub mod config;
+pub mod metrics;
+pub mod middleware;
+pub mod model;
+pub mod problem;
+pub mod read;
+pub mod request_id;
+pub mod routes;
+pub mod state;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use delivery_activities::RedisKeys;
+use poem::listener::{Acceptor, Listener, TcpListener};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+pub use config::ApiConfig;
+
+use crate::commands::Commands;
+use crate::metrics::ApiMetrics;
+use crate::read::ReadModel;
+use crate::state::AppState;
+
+/// Connects to Temporal, PostgreSQL (applying migrations) and Redis. Waits up to `patience` for
+/// Temporal and PostgreSQL; Redis may come later (reads fall back to PostgreSQL meanwhile).
+pub async fn connect(config: ApiConfig, patience: Duration) -> anyhow::Result<Arc<AppState>> {
+    let client = delivery_platform::connect_temporal(
+        &config.temporal_address,
+        &config.namespace,
+        &format!("delivery-api@{}", std::process::id()),
+        patience,
+    )
+    .await?;
+    let pool =
+        delivery_platform::connect_read_model(config.database_url.expose(), 20, patience).await?;
+    let redis_client =
+        redis::Client::open(config.redis_url.expose()).context("REDIS_URL is not a Redis URL")?;
+    let redis = ConnectionManager::new_lazy_with_config(
+        redis_client,
+        ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_millis(250)))
+            .set_response_timeout(Some(Duration::from_millis(250)))
+            .set_number_of_retries(1),
+    )
+    .context("creating the Redis connection")?;
+    let read_model = ReadModel::new(
+        pool,
+        redis,
+        RedisKeys {
+            prefix: config.redis_key_prefix.clone(),
+        },
+    );
+    let commands = Commands::new(client, config.task_queue.clone(), config.temporal_timeout);
+    let metrics = ApiMetrics::new().context("registering metrics")?;
+    Ok(AppState::new(config, commands, read_model, metrics))
+}
+
+/// Serves until `shutdown` resolves; in-flight requests get up to 10 s to finish.
+pub async fn serve(
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let address = format!("{}:{}", state.config.bind, state.config.port);
+    let acceptor = TcpListener::bind(&address)
+        .into_acceptor()
+        .await
+        .with_context(|| format!("binding {address}"))?;
+    let local = acceptor
+        .local_addr()
+        .first()
+        .and_then(|a| a.as_socket_addr().copied());
+    tracing::info!(
+        address = ?local,
+        temporal = %state.config.temporal_address,
+        task_queue = %state.config.task_queue,
+        "gateway listening"
+    );
+    tokio::spawn(state.clone().prune_rate_limits());
+    poem::Server::new_with_acceptor(acceptor)
+        .run_with_graceful_shutdown(app::app(state), shutdown, Some(Duration::from_secs(10)))
+        .await
+        .context("serving HTTP")
+}

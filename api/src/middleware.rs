@@ -1,0 +1,191 @@
+//! Around every request: ids, a log span, rate limiting per caller, the body size limit,
+//! problem+json for every error, metrics.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::StreamExt;
+use governor::clock::{Clock, DefaultClock};
+use poem::http::StatusCode;
+use poem::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use poem::{Body, Endpoint, IntoResponse, Request, Response};
+use tracing::Instrument;
+
+use crate::metrics::route_label;
+use crate::problem::{ApiError, PROBLEM_JSON, from_poem_error};
+use crate::request_id::{self, REQUEST_ID};
+use crate::state::AppState;
+
+/// Routes probes and scrapers use; never rate limited.
+const UNLIMITED: &[&str] = &["/healthz", "/readyz", "/metrics"];
+
+pub async fn around<E: Endpoint>(next: Arc<E>, mut req: Request) -> poem::Result<Response> {
+    let state = req
+        .data::<Arc<AppState>>()
+        .cloned()
+        .expect("the app state is attached outside this middleware");
+    let ids = request_id::assign(&req);
+    req.extensions_mut().insert(ids.clone());
+    let method = req.method().to_string();
+    let route = route_label(req.uri().path());
+    let span = tracing::info_span!(
+        "request",
+        %method,
+        route = %route,
+        request_id = %ids.request_id,
+        correlation_id = %ids.correlation_id,
+        status = tracing::field::Empty,
+    );
+    let started = Instant::now();
+    let response = request_id::scope(
+        ids.request_id.clone(),
+        async {
+            if let Some(limited) = rate_limit(&state, &req, &route) {
+                return limited;
+            }
+            if let Err(too_large) = limit_body(&mut req, state.config.max_body_bytes).await {
+                return too_large;
+            }
+            match next.call(req).await {
+                Ok(response) => response.into_response(),
+                Err(error) => error_response(error),
+            }
+        }
+        .instrument(span.clone()),
+    )
+    .await;
+    let mut response = response;
+    let status = response.status();
+    span.record("status", status.as_u16());
+    let route = if status == StatusCode::NOT_FOUND && !crate::app::is_known_route(&route) {
+        "unmatched".to_owned()
+    } else {
+        route
+    };
+    state
+        .metrics
+        .requests
+        .with_label_values(&[&method, &route, status.as_str()])
+        .inc();
+    state
+        .metrics
+        .latency
+        .with_label_values(&[&method, &route])
+        .observe(started.elapsed().as_secs_f64());
+    span.in_scope(|| {
+        if status.is_server_error() {
+            tracing::warn!(
+                status = status.as_u16(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "request failed"
+            );
+        } else {
+            tracing::info!(
+                status = status.as_u16(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "request"
+            );
+        }
+    });
+    if let Ok(value) = ids.request_id.parse() {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    Ok(response)
+}
+
+/// A response for an error raised by the framework or a handler; already problem+json when it
+/// comes from the typed API.
+fn error_response(error: poem::Error) -> Response {
+    if error.is::<poem_openapi::error::AuthorizationError>() {
+        // Raised before the checker runs: no or a malformed Authorization header.
+        return ApiError::unauthorized("this needs a bearer token: Authorization: Bearer <JWT>")
+            .into_response();
+    }
+    let text = error.to_string();
+    let status = error.status();
+    let response = error.into_response();
+    let is_problem = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    if is_problem {
+        response
+    } else {
+        from_poem_error(status, &text)
+    }
+}
+
+fn rate_limit(state: &AppState, req: &Request, route: &str) -> Option<Response> {
+    if UNLIMITED.contains(&route) {
+        return None;
+    }
+    let key = caller_key(state, req);
+    match state.limiter.check_key(&key) {
+        Ok(()) => None,
+        Err(not_until) => {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            tracing::info!(caller = %key, retry_after = seconds, "rate limited");
+            Some(ApiError::too_many_requests(seconds.max(1)).into_response())
+        }
+    }
+}
+
+/// Who is asking: the verified token subject, else the partner of a webhook, else the client
+/// address. An invalid token never picks someone else's bucket.
+fn caller_key(state: &AppState, req: &Request) -> String {
+    let bearer = req
+        .header("authorization")
+        .and_then(|h| h.strip_prefix("Bearer "));
+    if let Some(caller) = bearer.and_then(|t| state.tokens.verify(t).ok()) {
+        return format!("sub:{}", caller.sub);
+    }
+    let peer = req
+        .remote_addr()
+        .as_socket_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
+    if req.uri().path().contains("/partner-webhooks/") {
+        return format!("webhook:{}:{peer}", route_label(req.uri().path()));
+    }
+    format!("ip:{peer}")
+}
+
+/// Reads the body up to `max` bytes; a larger one is refused with 413 before it is parsed.
+async fn limit_body(req: &mut Request, max: usize) -> Result<(), Response> {
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
+    let mut stream = req.take_body().into_bytes_stream();
+    let mut body = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| {
+            from_poem_error(
+                StatusCode::BAD_REQUEST,
+                "the request body could not be read",
+            )
+        })?;
+        if body.len() + chunk.len() > max {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    req.set_body(Body::from(body));
+    Ok(())
+}
+
+/// 413, closing the connection: the rest of the body is never read, so the connection cannot
+/// carry another request.
+fn too_large() -> Response {
+    let mut response = from_poem_error(StatusCode::PAYLOAD_TOO_LARGE, "");
+    response.headers_mut().insert(
+        poem::http::header::CONNECTION,
+        poem::http::HeaderValue::from_static("close"),
+    );
+    response
+}

@@ -1,0 +1,369 @@
+//! The gateway's request and response documents. They mirror the domain types of
+//! `delivery-workflows` with OpenAPI schemas (formats, bounds) so the spec documents exactly
+//! what is accepted; conversions are exhaustive matches, so the two cannot drift apart.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use delivery_workflows::{
+    Address as DomainAddress, DisputeReason as DomainDisputeReason, EventType as DomainEventType,
+    FailureReason as DomainFailureReason, Item as DomainItem, ItemFormat as DomainItemFormat,
+    State as DomainState,
+};
+use poem_openapi::types::Any;
+use poem_openapi::{Enum, Object};
+use serde_json::Value;
+
+macro_rules! mirror_enum {
+    ($(#[$meta:meta])* $name:ident <=> $domain:ident { $($variant:ident),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+        #[oai(rename_all = "SCREAMING_SNAKE_CASE")]
+        pub enum $name { $($variant),+ }
+
+        impl From<$domain> for $name {
+            fn from(value: $domain) -> Self {
+                match value { $($domain::$variant => Self::$variant),+ }
+            }
+        }
+
+        impl From<$name> for $domain {
+            fn from(value: $name) -> Self {
+                match value { $($name::$variant => $domain::$variant),+ }
+            }
+        }
+    };
+}
+
+mirror_enum!(
+    /// States of the delivery-order graph.
+    State <=> DomainState {
+        Created, PickedUp, Delivered, DeliveryConfirmed, DeliveryFailed, PendingByOperator,
+        Reshipped, Cancelled,
+    }
+);
+
+mirror_enum!(
+    /// Events of the delivery-order graph.
+    EventType <=> DomainEventType {
+        PickedUp, Delivered, DeliveryFailed, Confirmed, Disputed, Cancel, OperatorReship,
+        OperatorCancel, OperatorConfirmDelivered, EscalateToOperator,
+    }
+);
+
+mirror_enum!(
+    FailureReason <=> DomainFailureReason {
+        WrongAddress, RecipientUnavailable, RefusedByRecipient, PackageDamaged, PackageLost,
+        PartnerRejected, PickupTimeout, DeliveryTimeout, Other,
+    }
+);
+
+mirror_enum!(
+    DisputeReason <=> DomainDisputeReason { NotReceived, Damaged, Incomplete }
+);
+
+mirror_enum!(
+    /// `PHYSICAL` items are delivered; `EBOOK` items are not.
+    ItemFormat <=> DomainItemFormat { Physical, Ebook }
+);
+
+/// A postal address.
+#[derive(Debug, Clone, PartialEq, Object)]
+#[oai(deny_unknown_fields)]
+pub struct Address {
+    #[oai(validator(min_length = 1, max_length = 200))]
+    pub name: String,
+    #[oai(validator(min_length = 1, max_length = 200))]
+    pub line1: String,
+    #[oai(validator(min_length = 1, max_length = 200))]
+    pub line2: Option<String>,
+    #[oai(validator(min_length = 1, max_length = 100))]
+    pub city: String,
+    #[oai(validator(min_length = 1, max_length = 20))]
+    pub postal_code: String,
+    /// ISO 3166-1 alpha-2, upper case.
+    #[oai(validator(pattern = "^[A-Z]{2}$"))]
+    pub country: String,
+    #[oai(validator(min_length = 1, max_length = 40))]
+    pub phone: Option<String>,
+}
+
+/// One line of an order.
+#[derive(Debug, Clone, PartialEq, Object)]
+#[oai(deny_unknown_fields)]
+pub struct Item {
+    #[oai(validator(pattern = "^[A-Za-z0-9._:-]{1,128}$"))]
+    pub sku: String,
+    #[oai(validator(min_length = 1, max_length = 300))]
+    pub title: String,
+    pub format: ItemFormat,
+    #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
+    pub quantity: u32,
+}
+
+impl From<Address> for DomainAddress {
+    fn from(a: Address) -> Self {
+        DomainAddress {
+            name: a.name,
+            line1: a.line1,
+            line2: a.line2,
+            city: a.city,
+            postal_code: a.postal_code,
+            country: a.country,
+            phone: a.phone,
+        }
+    }
+}
+
+impl From<DomainAddress> for Address {
+    fn from(a: DomainAddress) -> Self {
+        Address {
+            name: a.name,
+            line1: a.line1,
+            line2: a.line2,
+            city: a.city,
+            postal_code: a.postal_code,
+            country: a.country,
+            phone: a.phone,
+        }
+    }
+}
+
+impl From<Item> for DomainItem {
+    fn from(i: Item) -> Self {
+        DomainItem {
+            sku: i.sku,
+            title: i.title,
+            format: i.format.into(),
+            quantity: i.quantity,
+        }
+    }
+}
+
+impl From<DomainItem> for Item {
+    fn from(i: DomainItem) -> Self {
+        Item {
+            sku: i.sku,
+            title: i.title,
+            format: i.format.into(),
+            quantity: i.quantity,
+        }
+    }
+}
+
+/// `PaymentSucceeded`, as the payment service sends it.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct PaymentSucceeded {
+    #[oai(validator(pattern = "^[A-Za-z0-9._:-]{1,128}$"))]
+    pub event_id: String,
+    #[oai(validator(pattern = "^[A-Za-z0-9._:-]{1,128}$"))]
+    pub payment_id: String,
+    #[oai(validator(pattern = "^[A-Za-z0-9._:-]{1,128}$"))]
+    pub ordering_id: String,
+    #[oai(validator(pattern = "^[A-Za-z0-9._:-]{1,128}$"))]
+    pub customer_id: String,
+    #[oai(validator(min_items = 1, max_items = 100))]
+    pub items: Vec<Item>,
+    pub shipping_address: Address,
+    #[oai(validator(max_length = 2000))]
+    pub notes: Option<String>,
+    /// Delivery budget in minor currency units (cents).
+    #[oai(validator(maximum(value = "1000000000000")))]
+    pub budget: Option<u64>,
+}
+
+/// A delivery order created by hand (operators, order management): the payment fields less
+/// `event_id`. `payment_id` is optional; when given, creation is idempotent on it.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct ManualDeliveryOrder {
+    #[oai(validator(pattern = "^[A-Za-z0-9._:-]{1,128}$"))]
+    pub payment_id: Option<String>,
+    #[oai(validator(pattern = "^[A-Za-z0-9._:-]{1,128}$"))]
+    pub ordering_id: String,
+    #[oai(validator(pattern = "^[A-Za-z0-9._:-]{1,128}$"))]
+    pub customer_id: String,
+    #[oai(validator(min_items = 1, max_items = 100))]
+    pub items: Vec<Item>,
+    pub shipping_address: Address,
+    #[oai(validator(max_length = 2000))]
+    pub notes: Option<String>,
+    #[oai(validator(maximum(value = "1000000000000")))]
+    pub budget: Option<u64>,
+}
+
+/// What creation answers (the same body for a repeated `payment_id`).
+#[derive(Debug, Clone, PartialEq, Object)]
+pub struct DeliveryOrderCreated {
+    pub delivery_order_id: String,
+    pub ordering_id: String,
+    pub customer_id: String,
+    pub payment_id: Option<String>,
+    /// `CREATED`: every delivery order starts there.
+    pub state: State,
+    /// 0 at creation; read with `?min_version=0` to wait until the read model holds it.
+    pub version: u64,
+    /// The Temporal workflow id (search it in Temporal Web UI).
+    pub workflow_id: String,
+    /// Where to read the delivery order.
+    pub href: String,
+}
+
+/// A payment without physical items: nothing to deliver.
+#[derive(Debug, Clone, Object)]
+pub struct NoDeliveryRequired {
+    pub delivery_required: bool,
+    pub payment_id: String,
+    pub ordering_id: String,
+}
+
+/// An event for one delivery order.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct EventCommand {
+    #[oai(rename = "type")]
+    pub event_type: EventType,
+    /// The event's fields, as the state graph defines them (`resources/delivery-order.v1.yaml`).
+    pub data: Option<Any<Value>>,
+    /// Makes retries idempotent; the `Idempotency-Key` header does the same.
+    #[oai(validator(pattern = "^[A-Za-z0-9._:-]{1,128}$"))]
+    pub event_id: Option<String>,
+}
+
+/// What an applied (or already applied) event answers.
+#[derive(Debug, Clone, Object)]
+pub struct EventApplied {
+    pub delivery_order_id: String,
+    pub state: State,
+    pub version: u64,
+    /// True when this event id moved the order. A retry gets the original answer while
+    /// Temporal still holds it, later `false` with the current state: either way, nothing is
+    /// applied twice.
+    pub applied: bool,
+    pub event_id: String,
+    pub allowed_events: Vec<EventType>,
+}
+
+/// A delivery order as the read model holds it.
+#[derive(Debug, Clone, Object)]
+pub struct DeliveryOrder {
+    pub delivery_order_id: String,
+    pub ordering_id: String,
+    pub customer_id: String,
+    pub payment_id: Option<String>,
+    pub state: State,
+    pub version: u64,
+    /// Events that may be sent now.
+    pub allowed_events: Vec<EventType>,
+    pub partner_order_number: Option<String>,
+    pub failure_reason: Option<FailureReason>,
+    pub failure_detail: Option<String>,
+    /// The delivery order this one replaces (after a failed delivery).
+    pub replaces_id: Option<String>,
+    /// The delivery order that replaced this one.
+    pub replaced_by_id: Option<String>,
+    pub shipping_address: Address,
+    pub items: Vec<Item>,
+    pub notes: Option<String>,
+    pub budget: Option<u64>,
+    pub driver: Option<Any<Value>>,
+    /// Last location reported by the partner.
+    pub location: Option<Any<Value>>,
+    pub location_at: Option<String>,
+    pub eta: Option<String>,
+    pub graph_version: u32,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// An actor: who sent an event.
+#[derive(Debug, Clone, Object)]
+pub struct Actor {
+    pub kind: String,
+    pub id: Option<String>,
+}
+
+/// One entry of a delivery order's audit trail.
+#[derive(Debug, Clone, Object)]
+pub struct AuditEvent {
+    pub seq: u64,
+    pub event_id: String,
+    #[oai(rename = "type")]
+    pub event_type: EventType,
+    pub from_state: State,
+    pub to_state: State,
+    pub data: Any<Value>,
+    pub actor: Actor,
+    pub correlation_id: Option<String>,
+    pub occurred_at: String,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct AuditTrail {
+    pub delivery_order_id: String,
+    pub events: Vec<AuditEvent>,
+}
+
+/// One page of a list.
+#[derive(Debug, Clone, Object)]
+pub struct DeliveryOrderPage {
+    pub items: Vec<DeliveryOrder>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct OrderingDeliveries {
+    pub ordering_id: String,
+    /// Oldest first.
+    pub delivery_orders: Vec<DeliveryOrder>,
+}
+
+/// Why an order waits for an operator.
+#[derive(Debug, Clone, Object)]
+pub struct QueueReason {
+    /// `DELIVERY_FAILED` or `DISPUTED`.
+    pub kind: String,
+    /// The failure or dispute reason code.
+    pub code: Option<String>,
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct QueueEntry {
+    pub delivery_order: DeliveryOrder,
+    pub reason: QueueReason,
+    /// When the order entered the queue.
+    pub waiting_since: String,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct OperatorQueue {
+    /// Oldest first.
+    pub entries: Vec<QueueEntry>,
+}
+
+/// What a partner webhook answers.
+#[derive(Debug, Clone, Object)]
+pub struct WebhookAccepted {
+    pub delivery_order_id: String,
+    /// `applied`, `duplicate` or `tracking_updated`.
+    pub outcome: String,
+    pub state: Option<State>,
+    pub version: Option<u64>,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct Health {
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct Readiness {
+    pub status: String,
+    pub checks: Any<serde_json::Map<String, Value>>,
+}
+
+/// Timestamps as the API shows them: RFC 3339, UTC, milliseconds.
+pub fn timestamp(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}

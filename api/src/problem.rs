@@ -1,0 +1,270 @@
+//! Every error the gateway answers is `application/problem+json` (RFC 9457): a stable `type`, a
+//! `title`, the `status`, a `detail` that says what was wrong, and extension members where a
+//! client can act on them (`current_state`, `allowed_events`, `current_version`, ...). Internal
+//! error text never reaches a client: it is logged once, with the request id, and the client gets
+//! that id to quote.
+
+use poem::http::StatusCode;
+use poem_openapi::payload::Json;
+use poem_openapi::types::Any;
+use poem_openapi::{ApiResponse, Object};
+use serde_json::{Map, Value};
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+const TYPE_BASE: &str = "https://delivery.example/problems/";
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Clone, Object)]
+pub struct Problem {
+    /// A URI naming the kind of problem; stable, safe to switch on.
+    #[oai(rename = "type")]
+    pub problem_type: String,
+    pub title: String,
+    pub status: u16,
+    /// What was wrong with this request, in words.
+    #[oai(skip_serializing_if_is_none)]
+    pub detail: Option<String>,
+    /// The request this answers (also in the `X-Request-Id` header and the gateway's logs).
+    #[oai(skip_serializing_if_is_none)]
+    pub request_id: Option<String>,
+    /// Members a client can act on: `current_state`, `allowed_events`, `current_version`, ...
+    #[oai(flatten)]
+    pub extensions: ProblemExtensions,
+}
+
+/// Extension members of a problem; only the ones that apply are present.
+#[derive(Debug, Clone, Default, Object)]
+pub struct ProblemExtensions {
+    #[oai(skip_serializing_if_is_none)]
+    pub current_state: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
+    pub allowed_events: Option<Vec<String>>,
+    #[oai(skip_serializing_if_is_none)]
+    pub current_version: Option<u64>,
+    #[oai(skip_serializing_if_is_none)]
+    pub min_version: Option<u64>,
+    /// Who may send the refused event.
+    #[oai(skip_serializing_if_is_none)]
+    pub allowed_senders: Option<Vec<String>>,
+    /// For readiness: which dependency is down and why.
+    #[oai(skip_serializing_if_is_none)]
+    pub checks: Option<Any<Map<String, Value>>>,
+    #[oai(skip_serializing_if_is_none)]
+    pub retry_after_seconds: Option<u64>,
+}
+
+/// The errors of the gateway's HTTP boundary.
+#[derive(Debug, Clone, ApiResponse)]
+#[oai(bad_request_handler = "bad_request")]
+pub enum ApiError {
+    /// The request is malformed: syntax, types, unknown fields, ids in the wrong format.
+    #[oai(status = 400, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// No or invalid bearer token / webhook signature.
+    #[oai(status = 401, content_type = "application/problem+json")]
+    Unauthorized(
+        Json<Problem>,
+        #[oai(header = "WWW-Authenticate")] Option<String>,
+    ),
+    /// The caller's roles do not allow this.
+    #[oai(status = 403, content_type = "application/problem+json")]
+    Forbidden(Json<Problem>),
+    /// Unknown, or not visible to this caller.
+    #[oai(status = 404, content_type = "application/problem+json")]
+    NotFound(Json<Problem>),
+    /// Not allowed in the current state, or a reused id with different content.
+    #[oai(status = 409, content_type = "application/problem+json")]
+    Conflict(Json<Problem>),
+    /// Well-formed, but the content is not valid for this operation.
+    #[oai(status = 422, content_type = "application/problem+json")]
+    Unprocessable(Json<Problem>),
+    /// Too many requests from this caller.
+    #[oai(status = 429, content_type = "application/problem+json")]
+    TooManyRequests(Json<Problem>, #[oai(header = "Retry-After")] u64),
+    /// A dependency (Temporal, PostgreSQL, Redis) cannot serve the request now.
+    #[oai(status = 503, content_type = "application/problem+json")]
+    Unavailable(Json<Problem>, #[oai(header = "Retry-After")] u64),
+}
+
+fn problem(status: StatusCode, code: &str, detail: impl Into<String>) -> Problem {
+    Problem {
+        problem_type: format!("{TYPE_BASE}{code}"),
+        title: status.canonical_reason().unwrap_or("Error").to_owned(),
+        status: status.as_u16(),
+        detail: Some(detail.into()),
+        request_id: crate::request_id::current(),
+        extensions: ProblemExtensions::default(),
+    }
+}
+
+fn bad_request(error: poem::Error) -> ApiError {
+    ApiError::bad_request("malformed-request", error.to_string())
+}
+
+impl ApiError {
+    pub fn bad_request(code: &str, detail: impl Into<String>) -> Self {
+        Self::BadRequest(Json(problem(StatusCode::BAD_REQUEST, code, detail)))
+    }
+
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::Unauthorized(
+            Json(problem(StatusCode::UNAUTHORIZED, "unauthorized", detail)),
+            Some("Bearer".into()),
+        )
+    }
+
+    pub fn bad_signature(detail: impl Into<String>) -> Self {
+        Self::Unauthorized(
+            Json(problem(StatusCode::UNAUTHORIZED, "bad-signature", detail)),
+            None,
+        )
+    }
+
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::Forbidden(Json(problem(StatusCode::FORBIDDEN, "forbidden", detail)))
+    }
+
+    pub fn forbidden_sender(detail: impl Into<String>, senders: Vec<String>) -> Self {
+        let mut p = problem(StatusCode::FORBIDDEN, "forbidden-actor", detail);
+        p.extensions.allowed_senders = Some(senders);
+        Self::Forbidden(Json(p))
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::NotFound(Json(problem(StatusCode::NOT_FOUND, "not-found", detail)))
+    }
+
+    pub fn delivery_order_not_found(id: &str) -> Self {
+        Self::not_found(format!("no delivery order {id}"))
+    }
+
+    pub fn invalid_transition(
+        detail: impl Into<String>,
+        current_state: &str,
+        allowed: Vec<String>,
+    ) -> Self {
+        let mut p = problem(StatusCode::CONFLICT, "invalid-transition", detail);
+        p.extensions.current_state = Some(current_state.to_owned());
+        p.extensions.allowed_events = Some(allowed);
+        Self::Conflict(Json(p))
+    }
+
+    pub fn conflict(code: &str, detail: impl Into<String>) -> Self {
+        Self::Conflict(Json(problem(StatusCode::CONFLICT, code, detail)))
+    }
+
+    pub fn projection_behind(min_version: u64, current: Option<u64>, waited_ms: u128) -> Self {
+        let where_it_is = match current {
+            Some(v) => format!("it is at version {v}"),
+            None => "it does not hold this delivery order yet".to_owned(),
+        };
+        let mut p = problem(
+            StatusCode::CONFLICT,
+            "projection-behind",
+            format!(
+                "the read model has not reached version {min_version} after waiting {waited_ms} ms; {where_it_is}. Retry later."
+            ),
+        );
+        p.extensions.min_version = Some(min_version);
+        p.extensions.current_version = current;
+        p.extensions.retry_after_seconds = Some(1);
+        Self::Conflict(Json(p))
+    }
+
+    pub fn unprocessable(code: &str, detail: impl Into<String>) -> Self {
+        Self::Unprocessable(Json(problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            code,
+            detail,
+        )))
+    }
+
+    pub fn too_many_requests(retry_after: u64) -> Self {
+        let mut p = problem(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            format!("too many requests from this caller; retry in {retry_after} s"),
+        );
+        p.extensions.retry_after_seconds = Some(retry_after);
+        Self::TooManyRequests(Json(p), retry_after)
+    }
+
+    /// A dependency failed. `cause` is logged here, once; the client sees only `what`.
+    pub fn unavailable(what: &str, cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(cause = %cause, "{what}");
+        Self::Unavailable(
+            Json(problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "dependency-unavailable",
+                format!("{what}; retry shortly"),
+            )),
+            1,
+        )
+    }
+
+    pub fn not_ready(checks: Map<String, Value>) -> Self {
+        let down: Vec<&str> = checks
+            .iter()
+            .filter(|(_, v)| v.get("ok") != Some(&Value::Bool(true)))
+            .map(|(k, _)| k.as_str())
+            .collect();
+        let mut p = problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not-ready",
+            format!("not ready: {} down", down.join(", ")),
+        );
+        p.extensions.checks = Some(Any(checks));
+        Self::Unavailable(Json(p), 5)
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::BadRequest(p)
+            | Self::Unauthorized(p, _)
+            | Self::Forbidden(p)
+            | Self::NotFound(p)
+            | Self::Conflict(p)
+            | Self::Unprocessable(p)
+            | Self::TooManyRequests(p, _)
+            | Self::Unavailable(p, _) => p.status,
+        }
+    }
+}
+
+/// A problem response for errors raised outside the typed API (unknown route, wrong method,
+/// body too large, a panic caught by the server): same shape, never internal text.
+pub fn from_poem_error(status: StatusCode, message: &str) -> poem::Response {
+    let (code, detail) = match status {
+        StatusCode::NOT_FOUND => ("not-found", "no such resource".to_owned()),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method-not-allowed",
+            "this method is not allowed on this resource".to_owned(),
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "payload-too-large",
+            "the request body is larger than this gateway accepts".to_owned(),
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            "unsupported-media-type",
+            "send the body as application/json".to_owned(),
+        ),
+        s if s.is_client_error() => ("malformed-request", message.to_owned()),
+        _ => {
+            tracing::error!(error = %message, "request failed");
+            (
+                "internal-error",
+                "the request failed; quote the request id when reporting it".to_owned(),
+            )
+        }
+    };
+    let body = problem(status, code, detail);
+    poem::Response::builder()
+        .status(status)
+        .content_type(PROBLEM_JSON)
+        .body(serde_json::to_vec(&problem_json(&body)).unwrap_or_default())
+}
+
+fn problem_json(p: &Problem) -> Value {
+    use poem_openapi::types::ToJSON;
+    p.to_json().unwrap_or(Value::Null)
+}

@@ -1,0 +1,39 @@
+//! The HTTP surface, one module per concern. Each is a poem-openapi API, so the OpenAPI
+//! document is generated from the same code that serves the requests.
+
+pub mod commands;
+pub mod delivery_orders;
+pub mod partners;
+pub mod queries;
+pub mod system;
+
+use poem_openapi::Tags;
+use uuid::Uuid;
+
+use crate::problem::ApiError;
+
+#[derive(Tags)]
+pub enum Tag {
+    /// Creating delivery orders and sending them events.
+    Commands,
+    /// Reading delivery orders from the read model.
+    Queries,
+    /// Callbacks from delivery partners.
+    Partners,
+    /// Health, readiness, metrics.
+    System,
+}
+
+/// Delivery order ids have one format: a lower-case hyphenated UUID. Anything else is refused
+/// here, before it reaches SQL or Temporal.
+pub fn delivery_order_id(text: &str) -> Result<Uuid, ApiError> {
+    delivery_workflows::validation::check_delivery_order_id(text)
+        .map_err(|e| ApiError::bad_request("invalid-id", e))?;
+    Uuid::parse_str(text).map_err(|e| ApiError::bad_request("invalid-id", e.to_string()))
+}
+
+/// Other reference ids (orderings, payments, events): 1-128 of `A-Z a-z 0-9 . _ : -`.
+pub fn ref_id(field: &str, text: &str) -> Result<(), ApiError> {
+    delivery_workflows::validation::check_ref_id(field, text)
+        .map_err(|e| ApiError::bad_request("invalid-id", e))
+}

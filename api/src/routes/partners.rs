@@ -1,0 +1,264 @@
+//! Partner callbacks. The partner signs the raw body with its shared secret
+//! (`X-Partner-Signature: sha256=<hex HMAC-SHA256>`); the signature is checked before the body
+//! is parsed. Pickup, delivery and failure become workflow events sent as the partner; location
+//! pings are tracking data and only update the read model.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use delivery_workflows::{Actor, ActorKind, EventEnvelope, EventType as DomainEventType};
+use hmac::{Hmac, Mac};
+use poem::web::Data;
+use poem::{Request, RequestBody};
+use poem_openapi::param::{Header, Path};
+use poem_openapi::payload::Json;
+use poem_openapi::registry::{MetaMediaType, MetaRequest, Registry};
+use poem_openapi::types::{Any, ParseFromJSON, Type};
+use poem_openapi::{ApiExtractor, ApiExtractorType, Enum, ExtractParamOptions, Object, OpenApi};
+use serde_json::Value;
+use sha2::Sha256;
+
+use crate::apply::apply;
+use crate::model::WebhookAccepted;
+use crate::problem::ApiError;
+use crate::routes::{Tag, delivery_order_id, ref_id};
+use crate::state::AppState;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CallbackType {
+    PickedUp,
+    Delivered,
+    DeliveryFailed,
+    /// A location ping: tracking only, never a state change.
+    Location,
+}
+
+/// A partner callback.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct PartnerCallback {
+    #[oai(validator(pattern = "^[A-Za-z0-9._:-]{1,128}$"))]
+    pub event_id: String,
+    #[oai(rename = "type")]
+    pub callback_type: CallbackType,
+    pub delivery_order_id: String,
+    #[oai(validator(pattern = "^[A-Za-z0-9._:-]{1,128}$"))]
+    pub pickup_id: Option<String>,
+    #[oai(validator(pattern = "^[A-Za-z0-9._:-]{1,128}$"))]
+    pub partner_order_number: Option<String>,
+    pub occurred_at: Option<DateTime<Utc>>,
+    /// The event's fields (`PICKED_UP`: partner_order_number, driver, eta; `DELIVERED`: proof;
+    /// `DELIVERY_FAILED`: reason, detail; `LOCATION`: lat, lon).
+    pub data: Option<Any<Value>>,
+}
+
+/// The raw JSON body, kept as bytes so its signature can be checked before it is parsed.
+pub struct SignedBody(Vec<u8>);
+
+impl<'a> ApiExtractor<'a> for SignedBody {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        PartnerCallback::register(registry);
+    }
+
+    fn request_meta() -> Option<MetaRequest> {
+        Some(MetaRequest {
+            description: Some("A partner callback, signed in X-Partner-Signature"),
+            content: vec![MetaMediaType {
+                content_type: "application/json",
+                schema: PartnerCallback::schema_ref(),
+            }],
+            required: true,
+        })
+    }
+
+    async fn from_request(
+        request: &'a Request,
+        body: &mut RequestBody,
+        _options: ExtractParamOptions<Self::ParamType>,
+    ) -> poem::Result<Self> {
+        let is_json = request
+            .content_type()
+            .and_then(|c| c.parse::<mime::Mime>().ok())
+            .is_some_and(|m| m.type_() == "application" && m.subtype() == "json");
+        if !is_json {
+            return Err(ApiError::bad_request(
+                "unsupported-media-type",
+                "send the callback as application/json",
+            )
+            .into());
+        }
+        Ok(Self(body.take()?.into_vec().await?))
+    }
+}
+
+pub struct PartnersApi;
+
+#[OpenApi(prefix_path = "/api/v1", tag = "Tag::Partners")]
+impl PartnersApi {
+    /// A delivery partner's callback, authenticated by its HMAC signature (no bearer token).
+    #[oai(
+        path = "/partner-webhooks/:partner_id",
+        method = "post",
+        operation_id = "partner_webhook"
+    )]
+    async fn webhook(
+        &self,
+        state: Data<&Arc<AppState>>,
+        partner_id: Path<String>,
+        #[oai(name = "X-Partner-Signature")] signature: Header<Option<String>>,
+        body: SignedBody,
+    ) -> Result<Json<WebhookAccepted>, ApiError> {
+        let partner = partner_id.0;
+        let count = |outcome: &str| {
+            state
+                .metrics
+                .webhooks
+                .with_label_values(&[
+                    if state.config.partner_secrets.contains_key(&partner) {
+                        &partner
+                    } else {
+                        "unknown"
+                    },
+                    outcome,
+                ])
+                .inc();
+        };
+        if let Err(e) = verify(&state, &partner, signature.0.as_deref(), &body.0) {
+            count("bad_signature");
+            return Err(e);
+        }
+        let result = handle(&state, &partner, &body.0).await;
+        count(match &result {
+            Ok(accepted) => accepted.outcome.as_str(),
+            Err(e) if e.status() >= 500 => "failed",
+            Err(_) => "refused",
+        });
+        result.map(Json)
+    }
+}
+
+fn verify(
+    state: &AppState,
+    partner: &str,
+    signature: Option<&str>,
+    body: &[u8],
+) -> Result<(), ApiError> {
+    ref_id("partner_id", partner)?;
+    let secret = state
+        .config
+        .partner_secrets
+        .get(partner)
+        .ok_or_else(|| ApiError::bad_signature(format!("unknown partner {partner:?}")))?;
+    let given = signature
+        .and_then(|s| s.strip_prefix("sha256="))
+        .and_then(|hex_text| hex::decode(hex_text).ok())
+        .ok_or_else(|| {
+            ApiError::bad_signature(
+                "X-Partner-Signature must be sha256=<hex HMAC-SHA256 of the body>",
+            )
+        })?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes())
+        .map_err(|e| ApiError::unavailable("the partner secret is unusable", &e))?;
+    mac.update(body);
+    // Constant-time comparison.
+    mac.verify_slice(&given)
+        .map_err(|_| ApiError::bad_signature("the signature does not match the body"))
+}
+
+async fn handle(state: &AppState, partner: &str, body: &[u8]) -> Result<WebhookAccepted, ApiError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request("malformed-request", format!("the body is not JSON: {e}"))
+    })?;
+    let callback = PartnerCallback::parse_from_json(Some(value))
+        .map_err(|e| ApiError::bad_request("malformed-request", e.into_message()))?;
+    let id = delivery_order_id(&callback.delivery_order_id)?;
+    let data = callback.data.map(|d| d.0).unwrap_or(Value::Null);
+    let event_type = match callback.callback_type {
+        CallbackType::Location => {
+            let location = location(&data)?;
+            let at = callback.occurred_at.unwrap_or_else(Utc::now);
+            return match state
+                .read_model
+                .record_location(id, &callback.event_id, &location, at)
+                .await
+                .map_err(|e| ApiError::unavailable("the read model is unavailable", &e))?
+            {
+                None => Err(ApiError::delivery_order_not_found(
+                    &callback.delivery_order_id,
+                )),
+                Some(newer) => Ok(WebhookAccepted {
+                    delivery_order_id: callback.delivery_order_id,
+                    outcome: if newer {
+                        "tracking_updated"
+                    } else {
+                        "tracking_stale"
+                    }
+                    .into(),
+                    state: None,
+                    version: None,
+                }),
+            };
+        }
+        CallbackType::PickedUp => DomainEventType::PickedUp,
+        CallbackType::Delivered => DomainEventType::Delivered,
+        CallbackType::DeliveryFailed => DomainEventType::DeliveryFailed,
+    };
+    let envelope = EventEnvelope {
+        event_id: callback.event_id,
+        event_type,
+        data,
+        actor: Actor::new(ActorKind::Partner, partner),
+        correlation_id: crate::request_id::current(),
+    };
+    let applied = apply(state, id, envelope).await?;
+    Ok(WebhookAccepted {
+        delivery_order_id: applied.delivery_order_id,
+        outcome: if applied.applied {
+            "applied"
+        } else {
+            "duplicate"
+        }
+        .into(),
+        state: Some(applied.state),
+        version: Some(applied.version),
+    })
+}
+
+/// A location ping: `{lat, lon}` in degrees, optionally `accuracy_m`.
+fn location(data: &Value) -> Result<Value, ApiError> {
+    let bad = |why: &str| ApiError::unprocessable("invalid-location", why.to_owned());
+    let object = data
+        .as_object()
+        .ok_or_else(|| bad("LOCATION data must be an object {lat, lon}"))?;
+    if let Some(unknown) = object
+        .keys()
+        .find(|k| !["lat", "lon", "accuracy_m"].contains(&k.as_str()))
+    {
+        return Err(bad(&format!(
+            "unknown field `{unknown}` in LOCATION data; allowed: lat, lon, accuracy_m"
+        )));
+    }
+    let number = |key: &str, range: std::ops::RangeInclusive<f64>| {
+        object
+            .get(key)
+            .and_then(Value::as_f64)
+            .filter(|v| range.contains(v))
+            .ok_or_else(|| {
+                bad(&format!(
+                    "LOCATION data needs `{key}` as a number in {range:?}"
+                ))
+            })
+    };
+    let lat = number("lat", -90.0..=90.0)?;
+    let lon = number("lon", -180.0..=180.0)?;
+    let mut location = serde_json::json!({"lat": lat, "lon": lon});
+    if object.contains_key("accuracy_m") {
+        location["accuracy_m"] = number("accuracy_m", 0.0..=100_000.0)?.into();
+    }
+    Ok(location)
+}

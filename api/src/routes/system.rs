@@ -1,0 +1,104 @@
+//! Liveness, readiness and metrics.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use poem::web::Data;
+use poem_openapi::payload::{Json, PlainText};
+use poem_openapi::types::Any;
+use poem_openapi::{ApiResponse, OpenApi};
+use serde_json::{Map, Value, json};
+
+use crate::model::{Health, Readiness};
+use crate::problem::ApiError;
+use crate::routes::Tag;
+use crate::state::AppState;
+
+/// Bound on each readiness check, so a hung dependency shows as down instead of hanging the probe.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(ApiResponse)]
+pub enum MetricsResponse {
+    /// Prometheus text exposition.
+    #[oai(status = 200, content_type = "text/plain; version=0.0.4")]
+    Ok(PlainText<String>),
+}
+
+pub struct SystemApi;
+
+#[OpenApi(tag = "Tag::System")]
+impl SystemApi {
+    /// Liveness: the process serves requests.
+    #[oai(path = "/healthz", method = "get", operation_id = "healthz")]
+    async fn healthz(&self) -> Json<Health> {
+        Json(Health {
+            status: "ok".into(),
+        })
+    }
+
+    /// Readiness: Temporal, PostgreSQL and Redis all answer. 503 names what is down.
+    #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
+    async fn readyz(&self, state: Data<&Arc<AppState>>) -> Result<Json<Readiness>, ApiError> {
+        let (temporal, postgres, redis) = tokio::join!(
+            check(async {
+                let mut service = state.commands.client().connection().workflow_service();
+                service
+                    .get_system_info(temporalio_client::tonic::Request::new(Default::default()))
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.message().to_owned())
+            }),
+            check(async {
+                sqlx::query("SELECT 1")
+                    .execute(state.read_model.pool())
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }),
+            check(async {
+                let mut redis = state.read_model.redis();
+                redis::cmd("PING")
+                    .query_async::<String>(&mut redis)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }),
+        );
+        let mut checks = Map::new();
+        checks.insert("temporal".into(), temporal);
+        checks.insert("postgres".into(), postgres);
+        checks.insert("redis".into(), redis);
+        if checks.values().all(|c| c["ok"] == Value::Bool(true)) {
+            Ok(Json(Readiness {
+                status: "ready".into(),
+                checks: Any(checks),
+            }))
+        } else {
+            Err(ApiError::not_ready(checks))
+        }
+    }
+
+    /// Prometheus metrics: requests and latency per route, partner webhooks, read-your-writes
+    /// waits, the read model's publishing backlog.
+    #[oai(path = "/metrics", method = "get", operation_id = "metrics")]
+    async fn metrics(&self, state: Data<&Arc<AppState>>) -> MetricsResponse {
+        MetricsResponse::Ok(PlainText(
+            state.metrics.render(state.read_model.pool()).await,
+        ))
+    }
+}
+
+/// One dependency's state. The cause is logged; the probe shows it only in short.
+async fn check(probe: impl Future<Output = Result<(), String>>) -> Value {
+    let started = std::time::Instant::now();
+    match tokio::time::timeout(CHECK_TIMEOUT, probe).await {
+        Ok(Ok(())) => json!({"ok": true, "latency_ms": started.elapsed().as_millis() as u64}),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "readiness check failed");
+            json!({"ok": false, "error": "not reachable"})
+        }
+        Err(_) => {
+            json!({"ok": false, "error": format!("no answer within {} s", CHECK_TIMEOUT.as_secs())})
+        }
+    }
+}

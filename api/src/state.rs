@@ -1,0 +1,52 @@
+//! What every request handler shares.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::auth::TokenKeys;
+use crate::commands::Commands;
+use crate::config::ApiConfig;
+use crate::metrics::ApiMetrics;
+use crate::read::ReadModel;
+
+pub struct AppState {
+    pub config: ApiConfig,
+    pub tokens: TokenKeys,
+    pub commands: Commands,
+    pub read_model: ReadModel,
+    pub metrics: ApiMetrics,
+    pub limiter: DefaultKeyedRateLimiter<String>,
+}
+
+impl AppState {
+    pub fn new(
+        config: ApiConfig,
+        commands: Commands,
+        read_model: ReadModel,
+        metrics: ApiMetrics,
+    ) -> Arc<Self> {
+        let quota =
+            Quota::per_second(NonZeroU32::new(config.rate_per_second).unwrap_or(NonZeroU32::MIN))
+                .allow_burst(NonZeroU32::new(config.rate_burst).unwrap_or(NonZeroU32::MIN));
+        Arc::new(Self {
+            tokens: TokenKeys::new(config.jwt_secret.expose().as_bytes()),
+            config,
+            commands,
+            read_model,
+            metrics,
+            limiter: RateLimiter::keyed(quota),
+        })
+    }
+
+    /// Forgets rate-limit buckets of callers gone quiet, so the map does not grow for ever.
+    pub async fn prune_rate_limits(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            self.limiter.retain_recent();
+            self.limiter.shrink_to_fit();
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! Connections that wait for a server still starting (as under `make run`, where everything
+//! starts at once) instead of dying on the first refusal.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use delivery_activities::MIGRATOR;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions};
+use url::Url;
+
+/// Connects to Temporal, retrying for up to `patience`.
+pub async fn connect_temporal(
+    address: &Url,
+    namespace: &str,
+    identity: &str,
+    patience: Duration,
+) -> anyhow::Result<Client> {
+    let deadline = tokio::time::Instant::now() + patience;
+    let mut wait = Duration::from_millis(200);
+    let connection = loop {
+        let options = ConnectionOptions::new(address.clone())
+            .identity(identity.to_owned())
+            .build();
+        match Connection::connect(options).await {
+            Ok(connection) => break connection,
+            Err(error) if tokio::time::Instant::now() + wait < deadline => {
+                tracing::warn!(%error, %address, "Temporal not reachable yet; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            Err(error) => {
+                return Err(error).with_context(|| format!("connecting to Temporal at {address}"));
+            }
+        }
+    };
+    Client::new(connection, ClientOptions::new(namespace.to_owned()).build())
+        .context("creating the Temporal client")
+}
+
+/// Connects to the read model and brings its schema up to date, waiting up to `patience` for
+/// PostgreSQL. Several processes may start at once: sqlx serialises migrations with a lock.
+pub async fn connect_read_model(
+    database_url: &str,
+    max_connections: u32,
+    patience: Duration,
+) -> anyhow::Result<PgPool> {
+    let deadline = tokio::time::Instant::now() + patience;
+    let pool = loop {
+        let attempt = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(database_url)
+            .await;
+        match attempt {
+            Ok(pool) => break pool,
+            Err(error) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(%error, "PostgreSQL not reachable yet; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(error) => return Err(error).context("connecting to PostgreSQL (DATABASE_URL)"),
+        }
+    };
+    MIGRATOR
+        .run(&pool)
+        .await
+        .context("applying the read-model migrations")?;
+    Ok(pool)
+}

@@ -1,0 +1,257 @@
+//! The gateway (`delivery-api`) as a real process in front of a test stack, and a small HTTP
+//! client that speaks to it with minted tokens.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use delivery_api::auth::{Role, TokenKeys};
+use hmac::{Hmac, Mac};
+use reqwest::header::HeaderMap;
+use serde_json::Value;
+use sha2::Sha256;
+
+use crate::processes::{binary, log_file, wait_http_ok};
+use crate::temporal::TemporalServer;
+
+/// The HS256 key of the test gateways.
+pub const TEST_JWT_SECRET: &str = "test-secret-0123456789abcdef0123456789";
+/// The shared secret of the simulator's signed webhooks.
+pub const TEST_PARTNER_SECRET: &str = "test-partner-secret";
+
+pub struct GatewayProcess {
+    child: Child,
+    pub url: String,
+    pub port: u16,
+    http: reqwest::Client,
+    keys: TokenKeys,
+    env: Vec<(String, String)>,
+}
+
+/// One HTTP answer: status, headers, body as JSON (`Value::Null` when empty or not JSON) and
+/// the raw text.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub json: Value,
+    pub text: String,
+}
+
+impl Answer {
+    pub fn content_type(&self) -> &str {
+        self.headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+
+    /// Asserts a problem+json answer with `status` and returns its body.
+    pub fn problem(&self, status: u16) -> &Value {
+        assert_eq!(self.status, status, "{}", self.text);
+        assert!(
+            self.content_type().starts_with("application/problem+json"),
+            "not problem+json: {} {}",
+            self.content_type(),
+            self.text
+        );
+        assert_eq!(self.json["status"], status, "{}", self.text);
+        assert!(
+            self.json["type"].is_string() && self.json["detail"].is_string(),
+            "{}",
+            self.text
+        );
+        &self.json
+    }
+}
+
+impl GatewayProcess {
+    /// Starts the gateway on `port` for `task_queue`; `extra` settings win.
+    pub async fn start(
+        temporal: &TemporalServer,
+        task_queue: &str,
+        port: u16,
+        extra: &[(&str, &str)],
+    ) -> Self {
+        let mut env: Vec<(String, String)> = vec![
+            ("API_PORT".into(), port.to_string()),
+            ("TEMPORAL_ADDRESS".into(), temporal.url()),
+            ("TASK_QUEUE".into(), task_queue.into()),
+            (
+                "DATABASE_URL".into(),
+                crate::database_url().await.to_owned(),
+            ),
+            ("REDIS_URL".into(), crate::redis_url()),
+            ("REDIS_KEY_PREFIX".into(), crate::redis_prefix().await),
+            ("JWT_SECRET".into(), TEST_JWT_SECRET.into()),
+            (
+                "PARTNER_WEBHOOK_SECRETS".into(),
+                format!("sim={TEST_PARTNER_SECRET}"),
+            ),
+            ("RATE_LIMIT_PER_SECOND".into(), "10000".into()),
+            ("RATE_LIMIT_BURST".into(), "10000".into()),
+            ("MIN_VERSION_WAIT_MS".into(), "3000".into()),
+            ("RUST_LOG".into(), "info".into()),
+        ];
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let child = Self::spawn(&env, port);
+        let mut gateway = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("http client"),
+            keys: TokenKeys::new(TEST_JWT_SECRET.as_bytes()),
+            env,
+        };
+        gateway.wait_ready().await;
+        gateway
+    }
+
+    fn spawn(env: &[(String, String)], port: u16) -> Child {
+        Command::new(binary("delivery-api", "DELIVERY_API_BIN"))
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdout(log_file(&format!("gateway-{port}")))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting delivery-api")
+    }
+
+    async fn wait_ready(&mut self) {
+        wait_http_ok(
+            &format!("{}/healthz", self.url),
+            "delivery-api",
+            &mut self.child,
+        )
+        .await;
+    }
+
+    /// Stops and starts the process with the same settings.
+    pub async fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Self::spawn(&self.env, self.port);
+        self.wait_ready().await;
+    }
+
+    /// A token for `sub` with `roles`, valid for an hour.
+    pub fn token(&self, sub: &str, roles: &[Role]) -> String {
+        self.keys
+            .mint(sub, roles, Duration::from_secs(3600))
+            .expect("minting a token")
+    }
+
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let mut request = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        answer(request.send().await.expect("gateway reachable")).await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Answer {
+        self.send(reqwest::Method::GET, path, Some(token), None, &[])
+            .await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: &Value) -> Answer {
+        self.send(reqwest::Method::POST, path, Some(token), Some(body), &[])
+            .await
+    }
+
+    /// Sends raw bytes (for malformed bodies).
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Answer {
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .header("content-type", content_type)
+            .body(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        answer(request.send().await.expect("gateway reachable")).await
+    }
+
+    /// A partner callback signed with `secret`.
+    pub async fn webhook(&self, partner: &str, secret: &str, body: &Value) -> Answer {
+        let bytes = serde_json::to_vec(body).unwrap();
+        let request = self
+            .http
+            .post(format!("{}/api/v1/partner-webhooks/{partner}", self.url))
+            .header("content-type", "application/json")
+            .header("X-Partner-Signature", sign(secret, &bytes))
+            .body(bytes);
+        answer(request.send().await.expect("gateway reachable")).await
+    }
+}
+
+/// `sha256=<hex HMAC-SHA256>` of `body`.
+pub fn sign(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+async fn answer(response: reqwest::Response) -> Answer {
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap_or_default();
+    Answer {
+        status,
+        headers,
+        json: serde_json::from_str(&text).unwrap_or(Value::Null),
+        text,
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A PaymentSucceeded body with one physical book and one e-book.
+pub fn payment_event(payment_id: &str, customer_id: &str) -> Value {
+    serde_json::json!({
+        "event_id": format!("evt-{payment_id}"),
+        "payment_id": payment_id,
+        "ordering_id": format!("ord-{payment_id}"),
+        "customer_id": customer_id,
+        "items": [
+            {"sku": "bk-9780441013593", "title": "Dune", "format": "PHYSICAL", "quantity": 1},
+            {"sku": "eb-9780441013593", "title": "Dune (e-book)", "format": "EBOOK", "quantity": 1}
+        ],
+        "shipping_address": {
+            "name": "Ada Lovelace", "line1": "12 St James's Square", "city": "London",
+            "postal_code": "SW1Y 4JH", "country": "GB", "phone": "+44 20 7946 0000"
+        },
+        "notes": "leave with the porter",
+        "budget": 1500
+    })
+}
+
+/// A payment id no other test uses.
+pub fn new_payment_id() -> String {
+    format!("pay-{}", uuid::Uuid::new_v4().simple())
+}

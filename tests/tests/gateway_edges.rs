@@ -1,0 +1,565 @@
+//! The gateway at its edges: malformed input never yields a 5xx, rate limits, readiness and
+//! outages of Redis and PostgreSQL, read-your-writes bounds, the OpenAPI document, metrics and
+//! the token command.
+
+use std::process::Command;
+
+use delivery_api::auth::Role;
+use delivery_tests::*;
+use serde_json::{Value, json};
+
+async fn created_order(api: &GatewayProcess) -> String {
+    let payer = api.token("payments", &[Role::PaymentService]);
+    let answer = api
+        .post(
+            "/api/v1/payment-events",
+            &payer,
+            &payment_event(&new_payment_id(), "cust-edge"),
+        )
+        .await;
+    assert_eq!(answer.status, 201, "{}", answer.text);
+    answer.json["delivery_order_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn malformed_input_is_refused_clearly_and_never_with_a_5xx() {
+    let stack = Stack::start_with(StackOptions::quiet().with_gateway()).await;
+    let api = stack.api();
+    let id = created_order(api).await;
+    let payer = api.token("payments", &[Role::PaymentService]);
+    let operator = api.token("olga", &[Role::Operator, Role::Admin]);
+    let valid = payment_event(&new_payment_id(), "cust-sweep");
+    let mutate = |f: &dyn Fn(&mut Value)| {
+        let mut body = valid.clone();
+        f(&mut body);
+        body
+    };
+    let injection = "'; DROP TABLE delivery_orders; --";
+    let bodies = [
+        mutate(&|b| b["items"] = json!("many")),
+        mutate(&|b| b["items"] = json!([])),
+        mutate(&|b| b["items"][0]["quantity"] = json!(-1)),
+        mutate(&|b| b["items"][0]["quantity"] = json!(1e30)),
+        mutate(&|b| b["items"][0]["format"] = json!("VINYL")),
+        mutate(&|b| b["budget"] = json!("lots")),
+        mutate(&|b| b["payment_id"] = json!(injection)),
+        mutate(&|b| b["customer_id"] = json!("<script>alert(1)</script>")),
+        mutate(&|b| b["ordering_id"] = json!("x".repeat(500))),
+        mutate(&|b| b["shipping_address"]["country"] = json!("Germany")),
+        mutate(&|b| b["shipping_address"]["name"] = json!("")),
+        mutate(&|b| b["shipping_address"]["line1"] = json!("x\u{0000}y")),
+        mutate(&|b| b["unexpected"] = json!(true)),
+        mutate(&|b| b["shipping_address"]["floor"] = json!(3)),
+        mutate(&|b| {
+            b.as_object_mut().unwrap().remove("payment_id");
+        }),
+        json!(null),
+        json!([1, 2, 3]),
+        json!("a string"),
+    ];
+    for body in &bodies {
+        let answer = api.post("/api/v1/payment-events", &payer, body).await;
+        assert!(
+            answer.status == 400 || answer.status == 422,
+            "{body}: {} {}",
+            answer.status,
+            answer.text
+        );
+        answer.problem(answer.status);
+        assert!(
+            !answer.text.contains("sqlx") && !answer.text.contains("tonic"),
+            "{}",
+            answer.text
+        );
+    }
+    let unknown = api
+        .post("/api/v1/payment-events", &payer, &bodies[12])
+        .await;
+    assert!(
+        unknown.json["detail"]
+            .as_str()
+            .unwrap()
+            .contains("unexpected"),
+        "{}",
+        unknown.text
+    );
+
+    let raw = [
+        ("application/json", b"{".to_vec()),
+        ("application/json", b"{\"event_id\": \"x\",}".to_vec()),
+        ("application/json", vec![0xff, 0xfe, 0x00]),
+        ("text/plain", b"hello".to_vec()),
+        (
+            "application/json",
+            format!("{{\"notes\": \"{}\"}}", "x".repeat(100 * 1024)).into_bytes(),
+        ),
+    ];
+    for (content_type, body) in raw {
+        let answer = api
+            .post_raw("/api/v1/payment-events", Some(&payer), content_type, body)
+            .await;
+        assert!(
+            (400..500).contains(&answer.status),
+            "{content_type}: {} {}",
+            answer.status,
+            answer.text
+        );
+        answer.problem(answer.status);
+    }
+    let huge = api
+        .post_raw(
+            "/api/v1/payment-events",
+            Some(&payer),
+            "application/json",
+            vec![b' '; 1024 * 1024],
+        )
+        .await;
+    huge.problem(413);
+
+    for odd in [
+        "not-a-uuid",
+        "0196A3B0-7C1E-7CC0-9D1E-2F3A4B5C6D7E",
+        "0196a3b07c1e7cc09d1e2f3a4b5c6d7e",
+        "%27%3B%20DROP%20TABLE%20x%3B--",
+        "..%2F..%2Fetc%2Fpasswd",
+        &"9".repeat(300),
+    ] {
+        for path in [
+            format!("/api/v1/delivery-orders/{odd}"),
+            format!("/api/v1/delivery-orders/{odd}/events"),
+        ] {
+            let answer = api.get(&path, &operator).await;
+            assert!(
+                answer.status == 400 || answer.status == 404,
+                "{path}: {} {}",
+                answer.status,
+                answer.text
+            );
+            answer.problem(answer.status);
+        }
+        let answer = api
+            .post(
+                &format!("/api/v1/delivery-orders/{odd}/events"),
+                &operator,
+                &json!({"type": "CANCEL", "data": {"reason": "x"}}),
+            )
+            .await;
+        assert!(
+            answer.status == 400 || answer.status == 404,
+            "{odd}: {}",
+            answer.text
+        );
+    }
+    let events = format!("/api/v1/delivery-orders/{id}/events");
+    for body in [
+        json!({"type": "TELEPORTED"}),
+        json!({"type": "CANCEL", "data": "reason"}),
+        json!({"type": "CANCEL", "data": {"reason": 42}}),
+        json!({"type": "CANCEL", "data": {"reason": "x"}, "event_id": injection}),
+        json!({"type": "CANCEL", "data": {"reason": "x".repeat(5000)}}),
+        json!({"kind": "CANCEL"}),
+    ] {
+        let answer = api.post(&events, &operator, &body).await;
+        assert!(
+            answer.status == 400 || answer.status == 422,
+            "{body}: {} {}",
+            answer.status,
+            answer.text
+        );
+        answer.problem(answer.status);
+    }
+    for query in [
+        "state=LOST",
+        "limit=0",
+        "limit=100000",
+        "limit=ten",
+        "ordering_id=%27%20OR%201%3D1",
+        "cursor=1.2",
+    ] {
+        let answer = api
+            .get(&format!("/api/v1/delivery-orders?{query}"), &operator)
+            .await;
+        answer.problem(400);
+    }
+    api.get(
+        &format!("/api/v1/delivery-orders/{id}?min_version=-1"),
+        &operator,
+    )
+    .await
+    .problem(400);
+    api.get("/api/v1/orderings/a%20b/delivery-orders", &operator)
+        .await
+        .problem(400);
+    let nowhere = api.get("/api/v1/nowhere", &operator).await;
+    nowhere.problem(404);
+    let wrong_method = api
+        .send(
+            reqwest::Method::DELETE,
+            "/api/v1/payment-events",
+            Some(&operator),
+            None,
+            &[],
+        )
+        .await;
+    wrong_method.problem(405);
+
+    // After all that, the order is untouched and the gateway serves on.
+    let read = api
+        .get(
+            &format!("/api/v1/delivery-orders/{id}?min_version=0"),
+            &operator,
+        )
+        .await;
+    assert_eq!(read.json["state"], "CREATED", "{}", read.text);
+    assert_eq!(read.json["version"], 0);
+}
+
+#[tokio::test]
+async fn callers_over_their_rate_get_429_with_retry_after() {
+    let stack = Stack::start_with(
+        StackOptions::quiet()
+            .gateway("RATE_LIMIT_PER_SECOND", "1")
+            .gateway("RATE_LIMIT_BURST", "3"),
+    )
+    .await;
+    let api = stack.api();
+    let greedy = api.token("greedy", &[Role::Operator]);
+    let other = api.token("patient", &[Role::Operator]);
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(api.get("/api/v1/operator/queue", &greedy).await);
+    }
+    let limited = statuses
+        .iter()
+        .find(|a| a.status == 429)
+        .expect("the burst runs out");
+    let retry_after: u64 = limited.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    limited.problem(429);
+    assert_eq!(statuses.iter().filter(|a| a.status == 200).count(), 3);
+    assert_eq!(
+        api.get("/api/v1/operator/queue", &other).await.status,
+        200,
+        "per caller"
+    );
+    assert_eq!(
+        api.send(reqwest::Method::GET, "/healthz", None, None, &[])
+            .await
+            .status,
+        200,
+        "probes are never limited"
+    );
+}
+
+#[tokio::test]
+async fn readiness_names_what_is_down_and_reads_survive_a_redis_outage() {
+    let (redis_proxy, redis_url) = TcpProxy::in_front_of(&redis_url(), 6379).await;
+    let (pg_proxy, pg_url) = TcpProxy::in_front_of(database_url().await, 5432).await;
+    let stack = Stack::start_with(
+        StackOptions::quiet()
+            .gateway("REDIS_URL", &redis_url)
+            .gateway("DATABASE_URL", &pg_url),
+    )
+    .await;
+    let api = stack.api();
+    let ready = api
+        .send(reqwest::Method::GET, "/readyz", None, None, &[])
+        .await;
+    assert_eq!(ready.status, 200, "{}", ready.text);
+    let id = created_order(api).await;
+    let operator = api.token("olga", &[Role::Operator]);
+    let path = format!("/api/v1/delivery-orders/{id}");
+    assert_eq!(
+        api.get(&format!("{path}?min_version=0"), &operator)
+            .await
+            .status,
+        200
+    );
+
+    redis_proxy.cut();
+    let ready = api
+        .send(reqwest::Method::GET, "/readyz", None, None, &[])
+        .await;
+    let problem = ready.problem(503);
+    assert_eq!(problem["checks"]["redis"]["ok"], false, "{}", ready.text);
+    assert_eq!(problem["checks"]["postgres"]["ok"], true);
+    assert!(problem["detail"].as_str().unwrap().contains("redis"));
+    let read = api.get(&path, &operator).await;
+    assert_eq!(
+        read.status, 200,
+        "reads fall back to PostgreSQL: {}",
+        read.text
+    );
+    assert_eq!(read.json["delivery_order_id"], id.as_str());
+    let cancel = api
+        .post(
+            &format!("{path}/events"),
+            &operator,
+            &json!({"type": "CANCEL", "data": {"reason": "duplicate"}}),
+        )
+        .await;
+    assert_eq!(
+        cancel.status, 200,
+        "commands do not need Redis: {}",
+        cancel.text
+    );
+    let read = api.get(&format!("{path}?min_version=1"), &operator).await;
+    assert_eq!(
+        read.json["state"], "CANCELLED",
+        "read-your-writes from PostgreSQL: {}",
+        read.text
+    );
+    redis_proxy.restore();
+
+    pg_proxy.cut();
+    let ready = api
+        .send(reqwest::Method::GET, "/readyz", None, None, &[])
+        .await;
+    assert_eq!(
+        ready.problem(503)["checks"]["postgres"]["ok"],
+        false,
+        "{}",
+        ready.text
+    );
+    let list = api.get("/api/v1/delivery-orders", &operator).await;
+    let problem = list.problem(503);
+    assert!(list.headers.contains_key("retry-after"));
+    assert!(
+        !list.text.contains("5432") && !list.text.contains("sqlx"),
+        "no internals leak: {}",
+        list.text
+    );
+    assert!(problem["request_id"].is_string());
+    pg_proxy.restore();
+    eventually("ready again", || async {
+        let ready = api
+            .send(reqwest::Method::GET, "/readyz", None, None, &[])
+            .await;
+        (ready.status == 200).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn min_version_waits_a_bounded_time_then_says_where_the_projection_is() {
+    let stack =
+        Stack::start_with(StackOptions::quiet().gateway("MIN_VERSION_WAIT_MS", "400")).await;
+    let api = stack.api();
+    let id = created_order(api).await;
+    let operator = api.token("olga", &[Role::Operator]);
+    let path = format!("/api/v1/delivery-orders/{id}");
+    api.get(&format!("{path}?min_version=0"), &operator).await;
+    let behind = api.get(&format!("{path}?min_version=5"), &operator).await;
+    let problem = behind.problem(409);
+    assert_eq!(problem["current_version"], 0);
+    assert_eq!(problem["min_version"], 5);
+    assert!(
+        problem["detail"].as_str().unwrap().contains("version 0"),
+        "{}",
+        behind.text
+    );
+    let unknown = api
+        .get(
+            &format!("/api/v1/delivery-orders/{}?min_version=0", new_order_id()),
+            &operator,
+        )
+        .await;
+    assert!(
+        unknown.problem(409)["detail"]
+            .as_str()
+            .unwrap()
+            .contains("does not hold"),
+        "{}",
+        unknown.text
+    );
+}
+
+#[tokio::test]
+async fn the_openapi_document_is_valid_and_matches_the_routes() {
+    let stack = Stack::start_with(StackOptions::quiet().with_gateway()).await;
+    let api = stack.api();
+    let spec = api
+        .send(reqwest::Method::GET, "/openapi.json", None, None, &[])
+        .await;
+    assert_eq!(spec.status, 200);
+    let doc = spec.json;
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let mut paths: Vec<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, ops)| {
+            ops.as_object()
+                .unwrap()
+                .keys()
+                .map(move |m| (m.to_uppercase(), path.clone()))
+        })
+        .collect();
+    paths.sort();
+    let mut expected: Vec<(String, String)> = [
+        ("POST", "/api/v1/payment-events"),
+        ("POST", "/api/v1/delivery-orders"),
+        ("GET", "/api/v1/delivery-orders"),
+        ("GET", "/api/v1/delivery-orders/{id}"),
+        ("POST", "/api/v1/delivery-orders/{id}/events"),
+        ("GET", "/api/v1/delivery-orders/{id}/events"),
+        ("GET", "/api/v1/orderings/{ordering_id}/delivery-orders"),
+        ("GET", "/api/v1/operator/queue"),
+        ("POST", "/api/v1/partner-webhooks/{partner_id}"),
+        ("GET", "/healthz"),
+        ("GET", "/readyz"),
+        ("GET", "/metrics"),
+    ]
+    .iter()
+    .map(|(m, p)| (m.to_string(), p.to_string()))
+    .collect();
+    expected.sort();
+    assert_eq!(paths, expected, "the spec lists exactly the routes");
+
+    // Every operation is served: nothing in the spec answers 404 from the router.
+    let operator = api.token("olga", &[Role::Operator]);
+    for (method, path) in &expected {
+        let concrete = path
+            .replace("{id}", &new_order_id())
+            .replace("{ordering_id}", "ord-x")
+            .replace("{partner_id}", "sim");
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let answer = api
+            .send(method, &concrete, Some(&operator), Some(&json!({})), &[])
+            .await;
+        assert!(answer.status < 500, "{concrete}: {}", answer.text);
+        if answer.status == 404 {
+            assert!(
+                !answer.json["type"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .ends_with("/not-found")
+                    || answer.json["detail"] != "no such resource",
+                "{concrete} is not routed"
+            );
+        }
+    }
+
+    // Every $ref resolves, and every operation documents its problem answers.
+    let text = doc.to_string();
+    for reference in text.split("\"$ref\":\"").skip(1) {
+        let target = reference.split('"').next().unwrap();
+        let name = target.trim_start_matches("#/components/schemas/");
+        assert!(
+            doc["components"]["schemas"][name].is_object(),
+            "dangling {target}"
+        );
+    }
+    let problem_statuses = doc["paths"]["/api/v1/delivery-orders/{id}/events"]["post"]["responses"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect::<Vec<_>>();
+    for status in [
+        "200", "400", "401", "403", "404", "409", "422", "429", "503",
+    ] {
+        assert!(
+            problem_statuses.contains(&status.to_owned()),
+            "{status} undocumented: {problem_statuses:?}"
+        );
+    }
+    assert_eq!(
+        doc["paths"]["/api/v1/delivery-orders/{id}/events"]["post"]["responses"]["409"]["content"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        ["application/problem+json"]
+    );
+    assert!(doc["components"]["securitySchemes"]["BearerAuth"]["scheme"] == "bearer");
+
+    let docs = api
+        .send(reqwest::Method::GET, "/docs", None, None, &[])
+        .await;
+    assert_eq!(docs.status, 200);
+    assert!(docs.text.contains("swagger"), "Swagger UI");
+
+    // The binary prints the same document.
+    let printed = Command::new(
+        std::env::var("DELIVERY_API_BIN").unwrap_or_else(|_| workspace_binary("delivery-api")),
+    )
+    .arg("openapi")
+    .output()
+    .unwrap();
+    let printed: Value = serde_json::from_slice(&printed.stdout).unwrap();
+    assert_eq!(printed, doc);
+}
+
+fn workspace_binary(name: &str) -> String {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join(name)
+        .display()
+        .to_string()
+}
+
+#[tokio::test]
+async fn metrics_count_requests_per_route_and_the_token_command_mints_working_tokens() {
+    let stack = Stack::start_with(StackOptions::quiet().with_gateway()).await;
+    let api = stack.api();
+    let id = created_order(api).await;
+
+    let minted = Command::new(
+        std::env::var("DELIVERY_API_BIN").unwrap_or_else(|_| workspace_binary("delivery-api")),
+    )
+    .args([
+        "token", "--role", "operator", "--sub", "alice", "--ttl", "10m",
+    ])
+    .env("JWT_SECRET", TEST_JWT_SECRET)
+    .output()
+    .unwrap();
+    assert!(
+        minted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&minted.stderr)
+    );
+    let token = String::from_utf8(minted.stdout).unwrap().trim().to_owned();
+    let read = api
+        .get(
+            &format!("/api/v1/delivery-orders/{id}?min_version=0"),
+            &token,
+        )
+        .await;
+    assert_eq!(read.status, 200, "{}", read.text);
+    let bad = Command::new(
+        std::env::var("DELIVERY_API_BIN").unwrap_or_else(|_| workspace_binary("delivery-api")),
+    )
+    .args(["token", "--role", "wizard", "--sub", "alice"])
+    .output()
+    .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown role"));
+
+    let metrics = api
+        .send(reqwest::Method::GET, "/metrics", None, None, &[])
+        .await;
+    assert_eq!(metrics.status, 200);
+    let text = metrics.text;
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("delivery_api_http_requests_total")
+                && l.contains("route=\"/api/v1/delivery-orders/{id}\"")
+                && l.contains("status=\"200\"")),
+        "{text}"
+    );
+    assert!(text.contains("delivery_api_http_request_duration_seconds_bucket"));
+    assert!(text.contains("delivery_api_read_model_outbox_pending"));
+    assert!(text.contains("delivery_api_read_your_writes_wait_seconds"));
+    assert!(!text.contains(&id), "no series per id");
+}
