@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make run`: the whole local stack — Temporal dev server with Web UI, partner simulator, worker.
+# `make run`: the whole local stack — Temporal dev server with Web UI, partner simulator, worker,
+# REST gateway.
 # Ctrl-C stops everything this script started (and nothing else).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -9,14 +10,18 @@ TEMPORAL_PORT=${TEMPORAL_PORT:-7233}
 TEMPORAL_UI_PORT=${TEMPORAL_UI_PORT:-8233}
 PARTNER_SIM_PORT=${PARTNER_SIM_PORT:-8090}
 WORKER_METRICS_PORT=${WORKER_METRICS_PORT:-9464}
+API_PORT=${API_PORT:-8080}
+# Development secrets; set your own in the environment for anything shared.
+export JWT_SECRET=${JWT_SECRET:-dev-only-secret-change-me-0123456789abcdef}
+PARTNER_WEBHOOK_SECRET=${PARTNER_WEBHOOK_SECRET:-dev-partner-secret}
 LOGS="$ROOT/.run/logs"
 mkdir -p "$LOGS" "$ROOT/.data"
 trap 'echo; say "stopping"; stop_started; exit 0' INT TERM
 trap 'stop_started' EXIT
 
 ensure_temporal_cli
-say "building the worker and the partner simulator"
-cargo build -q -p delivery-worker -p partner-sim
+say "building the worker, the gateway and the partner simulator"
+cargo build -q -p delivery-worker -p delivery-api -p partner-sim
 BIN="$(target_dir)/debug"
 
 TEMPORAL_ADDRESS="127.0.0.1:$TEMPORAL_PORT"
@@ -32,15 +37,17 @@ fi
 # PostgreSQL and Redis are used by the read side; checked here so the stack is complete.
 ensure_postgres "$ROOT/.run"
 ensure_redis "$ROOT/.run"
-# The read model lives in its own database (the worker applies the migrations).
+# The read model lives in its own database (the worker and the gateway apply the migrations).
 LOCAL_DB=${LOCAL_DB:-delivery}
 if ! psql -q "$DATABASE_URL" -tAc "SELECT 1 FROM pg_database WHERE datname = '$LOCAL_DB'" | grep -q 1; then
   psql -q "$DATABASE_URL" -c "CREATE DATABASE \"$LOCAL_DB\"" >/dev/null || die "could not create database $LOCAL_DB"
 fi
 export DATABASE_URL="${DATABASE_URL%/*}/$LOCAL_DB"
 
-say "starting partner simulator"
-PARTNER_SIM_PORT=$PARTNER_SIM_PORT PARTNER_CALLBACK_MODE=temporal TEMPORAL_ADDRESS="http://$TEMPORAL_ADDRESS" \
+say "starting partner simulator (calls back through the gateway's signed webhook)"
+PARTNER_SIM_PORT=$PARTNER_SIM_PORT PARTNER_CALLBACK_MODE=webhook \
+  PARTNER_WEBHOOK_URL="http://127.0.0.1:$API_PORT/api/v1/partner-webhooks/sim" \
+  PARTNER_WEBHOOK_SECRET="$PARTNER_WEBHOOK_SECRET" \
   "$BIN/partner-sim" >"$LOGS/partner-sim.log" 2>&1 &
 sim_pid=$!; track $sim_pid "partner simulator"
 wait_http "http://127.0.0.1:$PARTNER_SIM_PORT/_sim/config" "partner simulator" $sim_pid "$LOGS/partner-sim.log"
@@ -51,11 +58,19 @@ TEMPORAL_ADDRESS="http://$TEMPORAL_ADDRESS" PARTNER_API_URL="http://127.0.0.1:$P
 worker_pid=$!; track $worker_pid "worker"
 wait_http "http://127.0.0.1:$WORKER_METRICS_PORT/healthz" "worker" $worker_pid "$LOGS/worker.log"
 
+say "starting gateway"
+TEMPORAL_ADDRESS="http://$TEMPORAL_ADDRESS" API_PORT=$API_PORT \
+  PARTNER_WEBHOOK_SECRETS="sim=$PARTNER_WEBHOOK_SECRET" "$BIN/delivery-api" >"$LOGS/gateway.log" 2>&1 &
+api_pid=$!; track $api_pid "gateway"
+wait_http "http://127.0.0.1:$API_PORT/readyz" "gateway" $api_pid "$LOGS/gateway.log"
+
 cat <<TABLE
 
   Delivery-order stack is up.
 
   Temporal frontend   $TEMPORAL_ADDRESS   $temporal_note
+  gateway (REST)      http://127.0.0.1:$API_PORT/api/v1   (log .run/logs/gateway.log)
+  API docs            http://127.0.0.1:$API_PORT/docs   (spec: /openapi.json)
   Temporal Web UI     http://localhost:$TEMPORAL_UI_PORT
   partner simulator   http://127.0.0.1:$PARTNER_SIM_PORT   (log .run/logs/partner-sim.log)
   worker metrics      http://127.0.0.1:$WORKER_METRICS_PORT/metrics   (log .run/logs/worker.log)
@@ -63,6 +78,7 @@ cat <<TABLE
   Redis               $REDIS_URL
 
   Start a delivery:   make demo        (in another terminal)
+  A token:            make token ROLE=operator SUB=alice
   Stop everything:    Ctrl-C
 
 TABLE
@@ -75,6 +91,7 @@ while true; do
       echo "error: $name stopped unexpectedly" >&2
       case $name in
         worker) tail -n 20 "$LOGS/worker.log" >&2 ;;
+        gateway) tail -n 20 "$LOGS/gateway.log" >&2 ;;
         "partner simulator") tail -n 20 "$LOGS/partner-sim.log" >&2 ;;
         "Temporal dev server") tail -n 20 "$LOGS/temporal.log" >&2 ;;
       esac

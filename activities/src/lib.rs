@@ -9,7 +9,7 @@ pub mod partner_activities;
 pub mod read_model;
 
 pub use breaker::{BreakerConfig, CircuitBreaker};
-pub use metrics::PartnerMetrics;
+pub use metrics::{PartnerMetrics, ProjectionMetrics};
 pub use outbox::{OutboxRelay, RedisKeys};
 pub use partner::{PartnerClient, PartnerConfig, PartnerError};
 pub use partner_activities::PartnerActivities;

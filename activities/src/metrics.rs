@@ -44,3 +44,35 @@ impl PartnerMetrics {
         }
     }
 }
+
+/// Prometheus metrics of the read-model projection.
+#[derive(Clone)]
+pub struct ProjectionMetrics {
+    /// From an event's `occurred_at` in the workflow to its commit in the read model.
+    pub lag: prometheus::Histogram,
+    /// Projection attempts that failed (and will be retried).
+    pub failures: prometheus::IntCounter,
+}
+
+impl ProjectionMetrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let metrics = Self {
+            lag: prometheus::Histogram::with_opts(
+                HistogramOpts::new(
+                    "read_model_projection_lag_seconds",
+                    "Time from an applied event to its commit in the read model",
+                )
+                .buckets(vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                ]),
+            )?,
+            failures: prometheus::IntCounter::new(
+                "read_model_projection_failures_total",
+                "Read-model projection attempts that failed and are retried",
+            )?,
+        };
+        registry.register(Box::new(metrics.lag.clone()))?;
+        registry.register(Box::new(metrics.failures.clone()))?;
+        Ok(metrics)
+    }
+}

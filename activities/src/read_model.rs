@@ -12,6 +12,8 @@ use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use tracing::Instrument;
 
+use crate::metrics::ProjectionMetrics;
+
 /// PostgreSQL notification channel that wakes the outbox relay.
 pub const OUTBOX_CHANNEL: &str = "read_model_outbox";
 
@@ -97,6 +99,7 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
 pub struct ReadModelActivities {
     pool: PgPool,
+    metrics: Option<ProjectionMetrics>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,7 +119,16 @@ fn uuid(field: &'static str, value: &str) -> Result<uuid::Uuid, ProjectionError>
 
 impl ReadModelActivities {
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            metrics: None,
+        }
+    }
+
+    /// Records projection lag and failures in `metrics`.
+    pub fn with_metrics(mut self, metrics: ProjectionMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Applies one projection in a single transaction.
@@ -220,6 +232,15 @@ impl ReadModelActivities {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        if let Some(metrics) = &self.metrics {
+            let now = chrono::Utc::now();
+            for event in &p.events {
+                if let Ok(at) = chrono::DateTime::parse_from_rfc3339(&event.occurred_at) {
+                    let lag = (now - at.with_timezone(&chrono::Utc)).num_microseconds();
+                    metrics.lag.observe(lag.unwrap_or(0).max(0) as f64 / 1e6);
+                }
+            }
+        }
         Ok(ProjectionOutcome { version: p.version })
     }
 }
@@ -246,6 +267,9 @@ impl ReadModelActivities {
             match self.project(&projection).await {
                 Ok(outcome) => Ok(outcome),
                 Err(error) => {
+                    if let Some(metrics) = &self.metrics {
+                        metrics.failures.inc();
+                    }
                     tracing::warn!(%error, "projection failed; will retry");
                     Err(error.into())
                 }

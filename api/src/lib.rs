@@ -4,6 +4,11 @@
 //! then PostgreSQL); partners call back through signed webhooks. Every error is
 //! `application/problem+json`.
 
+// `ApiError` carries its problem document inline because poem-openapi's response derive needs
+// the payload by value; it is built at most once per refused request, so its size costs nothing
+// that matters.
+#![allow(clippy::result_large_err)]
+
 pub mod app;
 pub mod apply;
 pub mod auth;

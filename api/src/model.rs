@@ -172,7 +172,8 @@ pub struct PaymentSucceeded {
 }
 
 /// A delivery order created by hand (operators, order management): the payment fields less
-/// `event_id`. `payment_id` is optional; when given, creation is idempotent on it.
+/// `event_id`. (Spelled out again rather than flattened: poem-openapi cannot flatten into an
+/// object that refuses unknown fields.) `payment_id` is optional; when given, creation is idempotent on it.
 #[derive(Debug, Clone, Object)]
 #[oai(deny_unknown_fields)]
 pub struct ManualDeliveryOrder {

@@ -6,7 +6,14 @@ use std::collections::BTreeSet;
 use delivery_tests::workspace_root;
 use serde_yaml::Value;
 
-const SERVICES: [&str; 5] = ["temporal", "postgres", "redis", "partner-sim", "worker"];
+const SERVICES: [&str; 6] = [
+    "temporal",
+    "postgres",
+    "redis",
+    "partner-sim",
+    "worker",
+    "api",
+];
 
 fn compose() -> Value {
     let text = std::fs::read_to_string(workspace_root().join("docker-compose.yml"))

@@ -488,25 +488,18 @@ async fn the_openapi_document_is_valid_and_matches_the_routes() {
     assert!(docs.text.contains("swagger"), "Swagger UI");
 
     // The binary prints the same document.
-    let printed = Command::new(
-        std::env::var("DELIVERY_API_BIN").unwrap_or_else(|_| workspace_binary("delivery-api")),
-    )
-    .arg("openapi")
-    .output()
-    .unwrap();
+    let printed = Command::new(api_binary()).arg("openapi").output().unwrap();
     let printed: Value = serde_json::from_slice(&printed.stdout).unwrap();
     assert_eq!(printed, doc);
 }
 
-fn workspace_binary(name: &str) -> String {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join(name)
-        .display()
-        .to_string()
+/// The gateway binary the tests run (as `make test` exported it, else next to this test).
+fn api_binary() -> String {
+    std::env::var("DELIVERY_API_BIN").unwrap_or_else(|_| {
+        let exe = std::env::current_exe().unwrap();
+        let dir = exe.parent().unwrap().parent().unwrap();
+        dir.join("delivery-api").display().to_string()
+    })
 }
 
 #[tokio::test]
@@ -515,15 +508,13 @@ async fn metrics_count_requests_per_route_and_the_token_command_mints_working_to
     let api = stack.api();
     let id = created_order(api).await;
 
-    let minted = Command::new(
-        std::env::var("DELIVERY_API_BIN").unwrap_or_else(|_| workspace_binary("delivery-api")),
-    )
-    .args([
-        "token", "--role", "operator", "--sub", "alice", "--ttl", "10m",
-    ])
-    .env("JWT_SECRET", TEST_JWT_SECRET)
-    .output()
-    .unwrap();
+    let minted = Command::new(api_binary())
+        .args([
+            "token", "--role", "operator", "--sub", "alice", "--ttl", "10m",
+        ])
+        .env("JWT_SECRET", TEST_JWT_SECRET)
+        .output()
+        .unwrap();
     assert!(
         minted.status.success(),
         "{}",
@@ -537,12 +528,10 @@ async fn metrics_count_requests_per_route_and_the_token_command_mints_working_to
         )
         .await;
     assert_eq!(read.status, 200, "{}", read.text);
-    let bad = Command::new(
-        std::env::var("DELIVERY_API_BIN").unwrap_or_else(|_| workspace_binary("delivery-api")),
-    )
-    .args(["token", "--role", "wizard", "--sub", "alice"])
-    .output()
-    .unwrap();
+    let bad = Command::new(api_binary())
+        .args(["token", "--role", "wizard", "--sub", "alice"])
+        .output()
+        .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown role"));
 

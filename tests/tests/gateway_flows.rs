@@ -158,6 +158,26 @@ async fn a_paid_order_is_delivered_tracked_and_confirmed_through_the_gateway() {
         id.as_str()
     );
 
+    // The worker measured how far the read model trailed the events, and the partner calls.
+    let metrics = reqwest::get(&stack.worker.metrics_url)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let projected: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("delivery_worker_read_model_projection_lag_seconds_count "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no projection lag in {metrics}"));
+    assert!(projected >= 3, "{projected}");
+    assert!(
+        metrics.contains(
+            "delivery_worker_partner_requests_total{operation=\"request_pickup\",outcome=\"ok\"}"
+        ),
+        "{metrics}"
+    );
+
     let operator = api.token("olga", &[Role::Operator]);
     let listed = api
         .get(

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use delivery_activities::{
-    OutboxRelay, PartnerActivities, PartnerClient, PartnerMetrics, ReadModelActivities, RedisKeys,
+    OutboxRelay, PartnerActivities, PartnerClient, PartnerMetrics, ProjectionMetrics,
+    ReadModelActivities, RedisKeys,
 };
 use delivery_platform::connect_temporal;
 use delivery_workflows::DeliveryOrderWorkflow;
@@ -66,7 +67,9 @@ pub fn build_worker(
         .register_workflow::<DeliveryOrderWorkflow>()
         .context("registering DeliveryOrderWorkflow")?
         .register_activities(PartnerActivities::new(partner))
-        .register_activities(ReadModelActivities::new(read_model))
+        .register_activities(ReadModelActivities::new(read_model).with_metrics(
+            ProjectionMetrics::register(registry).context("registering projection metrics")?,
+        ))
         .build();
     Worker::new(runtime, client, options).context("creating the worker")
 }
