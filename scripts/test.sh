@@ -24,6 +24,8 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 ensure_temporal_cli
+ensure_openapi_validator
+export OPENAPI_SPEC_VALIDATOR
 port=$(free_port)
 say "starting a fresh Temporal dev server on 127.0.0.1:$port"
 start_temporal "$RUN_DIR/temporal.db" "$port" 0 "$RUN_DIR/temporal.log" headless

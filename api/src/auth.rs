@@ -210,13 +210,43 @@ async fn check_bearer(
     req: &poem::Request,
     bearer: poem_openapi::auth::Bearer,
 ) -> poem::Result<Caller> {
-    let state = req
-        .data::<Arc<AppState>>()
-        .expect("the app state is attached to every route");
-    state
-        .tokens
-        .verify(&bearer.token)
-        .map_err(|why| ApiError::unauthorized(why).into())
+    let checked = req
+        .extensions()
+        .get::<CheckedToken>()
+        .filter(|c| c.token == bearer.token)
+        .map(|c| c.caller.clone());
+    let caller = match checked {
+        Some(caller) => caller,
+        None => req
+            .data::<Arc<AppState>>()
+            .expect("the app state is attached to every route")
+            .tokens
+            .verify(&bearer.token),
+    };
+    caller.map_err(|why| ApiError::unauthorized(why).into())
+}
+
+/// A request's bearer token, verified once: the rate limiter needs the caller before routing,
+/// and the handlers reuse the verdict.
+#[derive(Clone)]
+pub struct CheckedToken {
+    token: String,
+    caller: Result<Caller, String>,
+}
+
+/// Verifies the request's bearer token, if any, and keeps the verdict on the request.
+pub fn check_request(keys: &TokenKeys, req: &mut poem::Request) -> Option<Caller> {
+    let token = req
+        .header("authorization")?
+        .strip_prefix("Bearer ")?
+        .trim()
+        .to_owned();
+    let caller = keys.verify(&token);
+    req.extensions_mut().insert(CheckedToken {
+        token,
+        caller: caller.clone(),
+    });
+    caller.ok()
 }
 
 #[cfg(test)]

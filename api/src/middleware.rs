@@ -11,6 +11,7 @@ use poem::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use poem::{Body, Endpoint, IntoResponse, Request, Response};
 use tracing::Instrument;
 
+use crate::auth::Caller;
 use crate::metrics::route_label;
 use crate::problem::{ApiError, PROBLEM_JSON, from_poem_error};
 use crate::request_id::{self, REQUEST_ID};
@@ -40,7 +41,8 @@ pub async fn around<E: Endpoint>(next: Arc<E>, mut req: Request) -> poem::Result
     let response = request_id::scope(
         ids.request_id.clone(),
         async {
-            if let Some(limited) = rate_limit(&state, &req, &route) {
+            let caller = crate::auth::check_request(&state.tokens, &mut req);
+            if let Some(limited) = rate_limit(&state, &req, &route, caller.as_ref()) {
                 return limited;
             }
             if let Err(too_large) = limit_body(&mut req, state.config.max_body_bytes).await {
@@ -115,11 +117,16 @@ fn error_response(error: poem::Error) -> Response {
     }
 }
 
-fn rate_limit(state: &AppState, req: &Request, route: &str) -> Option<Response> {
+fn rate_limit(
+    state: &AppState,
+    req: &Request,
+    route: &str,
+    caller: Option<&Caller>,
+) -> Option<Response> {
     if UNLIMITED.contains(&route) {
         return None;
     }
-    let key = caller_key(state, req);
+    let key = caller_key(req, caller);
     match state.limiter.check_key(&key) {
         Ok(()) => None,
         Err(not_until) => {
@@ -133,11 +140,8 @@ fn rate_limit(state: &AppState, req: &Request, route: &str) -> Option<Response> 
 
 /// Who is asking: the verified token subject, else the partner of a webhook, else the client
 /// address. An invalid token never picks someone else's bucket.
-fn caller_key(state: &AppState, req: &Request) -> String {
-    let bearer = req
-        .header("authorization")
-        .and_then(|h| h.strip_prefix("Bearer "));
-    if let Some(caller) = bearer.and_then(|t| state.tokens.verify(t).ok()) {
+fn caller_key(req: &Request, caller: Option<&Caller>) -> String {
+    if let Some(caller) = caller {
         return format!("sub:{}", caller.sub);
     }
     let peer = req
