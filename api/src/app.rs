@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use poem::{EndpointExt, IntoEndpoint, Route};
+use poem::{EndpointExt, IntoEndpoint, Route, get};
 use poem_openapi::OpenApiService;
 
 use crate::middleware;
@@ -12,14 +12,19 @@ use crate::routes::delivery_orders::DeliveryOrdersApi;
 use crate::routes::partners::PartnersApi;
 use crate::routes::queries::QueriesApi;
 use crate::routes::system::SystemApi;
+use crate::routes::system_state::StateApi;
+use crate::routes::tracking::TrackingApi;
+use crate::routes::ws;
 use crate::state::AppState;
 
 pub type Apis = (
     CommandsApi,
     DeliveryOrdersApi,
     QueriesApi,
+    TrackingApi,
     PartnersApi,
     SystemApi,
+    StateApi,
 );
 
 /// The OpenAPI service (its spec is what `/openapi.json` serves).
@@ -29,8 +34,10 @@ pub fn openapi() -> OpenApiService<Apis, ()> {
             CommandsApi,
             DeliveryOrdersApi,
             QueriesApi,
+            TrackingApi,
             PartnersApi,
             SystemApi,
+            StateApi,
         ),
         "Delivery orders",
         env!("CARGO_PKG_VERSION"),
@@ -54,7 +61,11 @@ const ROUTES: &[&str] = &[
     "/api/v1/delivery-orders/{id}/events",
     "/api/v1/orderings/{ordering_id}/delivery-orders",
     "/api/v1/operator/queue",
+    "/api/v1/tracking/{id}",
+    "/api/v1/ws/delivery-orders/{id}",
+    "/api/v1/ws/events",
     "/api/v1/partner-webhooks/{partner_id}",
+    "/api/state",
     "/healthz",
     "/readyz",
     "/metrics",
@@ -73,6 +84,8 @@ pub fn app(state: Arc<AppState>) -> impl poem::Endpoint {
     Route::new()
         .nest("/docs", docs)
         .at("/openapi.json", spec)
+        .at("/api/v1/ws/delivery-orders/:id", get(ws::delivery_order))
+        .at("/api/v1/ws/events", get(ws::events))
         .nest("/", api.into_endpoint())
         .around(middleware::around)
         .data(state)

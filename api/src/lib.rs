@@ -14,6 +14,7 @@ pub mod apply;
 pub mod auth;
 pub mod commands;
 pub mod config;
+pub mod live;
 pub mod metrics;
 pub mod middleware;
 pub mod model;
@@ -34,6 +35,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 pub use config::ApiConfig;
 
 use crate::commands::Commands;
+use crate::live::LiveHub;
 use crate::metrics::ApiMetrics;
 use crate::read::ReadModel;
 use crate::state::AppState;
@@ -52,6 +54,13 @@ pub async fn connect(config: ApiConfig, patience: Duration) -> anyhow::Result<Ar
         delivery_platform::connect_read_model(config.database_url.expose(), 20, patience).await?;
     let redis_client =
         redis::Client::open(config.redis_url.expose()).context("REDIS_URL is not a Redis URL")?;
+    let live = LiveHub::start(
+        redis_client.clone(),
+        RedisKeys {
+            prefix: config.redis_key_prefix.clone(),
+        }
+        .updates(),
+    );
     let redis = ConnectionManager::new_lazy_with_config(
         redis_client,
         ConnectionManagerConfig::new()
@@ -69,7 +78,7 @@ pub async fn connect(config: ApiConfig, patience: Duration) -> anyhow::Result<Ar
     );
     let commands = Commands::new(client, config.task_queue.clone(), config.temporal_timeout);
     let metrics = ApiMetrics::new().context("registering metrics")?;
-    Ok(AppState::new(config, commands, read_model, metrics))
+    Ok(AppState::new(config, commands, read_model, metrics, live))
 }
 
 /// Serves until `shutdown` resolves; in-flight requests get up to 10 s to finish.

@@ -100,6 +100,7 @@ pub fn route_label(path: &str) -> String {
     for segment in path.split('/').filter(|s| !s.is_empty()) {
         let templated = match previous {
             "delivery-orders" if segment != "events" => "{id}",
+            "tracking" => "{id}",
             "orderings" => "{ordering_id}",
             "partner-webhooks" => "{partner_id}",
             _ => segment,

@@ -426,16 +426,16 @@ impl ReadModel {
         at: DateTime<Utc>,
     ) -> Result<Option<bool>, ReadError> {
         let mut tx = self.pool.begin().await?;
-        let updated: Option<i64> = sqlx::query_scalar(
+        let updated: Option<(i64, String)> = sqlx::query_as(
             "UPDATE delivery_orders SET location = $2, location_at = $3
-             WHERE id = $1 AND (location_at IS NULL OR location_at < $3) RETURNING version",
+             WHERE id = $1 AND (location_at IS NULL OR location_at < $3) RETURNING version, customer_id",
         )
         .bind(id)
         .bind(sqlx::types::Json(location))
         .bind(at)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(version) = updated else {
+        let Some((version, customer_id)) = updated else {
             let exists: bool =
                 sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM delivery_orders WHERE id = $1)")
                     .bind(id)
@@ -446,6 +446,7 @@ impl ReadModel {
         let payload = serde_json::json!({
             "type": "tracking",
             "delivery_order_id": id.to_string(),
+            "customer_id": customer_id,
             "version": version,
             "location": location,
             "location_at": timestamp(&at),

@@ -9,8 +9,10 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use crate::auth::TokenKeys;
 use crate::commands::Commands;
 use crate::config::ApiConfig;
+use crate::live::LiveHub;
 use crate::metrics::ApiMetrics;
 use crate::read::ReadModel;
+use crate::routes::system_state::StateCache;
 
 pub struct AppState {
     pub config: ApiConfig,
@@ -19,6 +21,8 @@ pub struct AppState {
     pub read_model: ReadModel,
     pub metrics: ApiMetrics,
     pub limiter: DefaultKeyedRateLimiter<String>,
+    pub live: LiveHub,
+    pub state_cache: StateCache,
 }
 
 impl AppState {
@@ -27,6 +31,7 @@ impl AppState {
         commands: Commands,
         read_model: ReadModel,
         metrics: ApiMetrics,
+        live: LiveHub,
     ) -> Arc<Self> {
         let quota =
             Quota::per_second(NonZeroU32::new(config.rate_per_second).unwrap_or(NonZeroU32::MIN))
@@ -38,6 +43,8 @@ impl AppState {
             read_model,
             metrics,
             limiter: RateLimiter::keyed(quota),
+            live,
+            state_cache: StateCache::default(),
         })
     }
 

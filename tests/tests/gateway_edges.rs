@@ -412,6 +412,8 @@ async fn the_openapi_document_is_valid_and_matches_the_routes() {
         ("GET", "/api/v1/delivery-orders/{id}/events"),
         ("GET", "/api/v1/orderings/{ordering_id}/delivery-orders"),
         ("GET", "/api/v1/operator/queue"),
+        ("GET", "/api/v1/tracking/{id}"),
+        ("GET", "/api/state"),
         ("POST", "/api/v1/partner-webhooks/{partner_id}"),
         ("GET", "/healthz"),
         ("GET", "/readyz"),

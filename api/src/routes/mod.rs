@@ -6,6 +6,9 @@ pub mod delivery_orders;
 pub mod partners;
 pub mod queries;
 pub mod system;
+pub mod system_state;
+pub mod tracking;
+pub mod ws;
 
 use poem_openapi::Tags;
 use uuid::Uuid;

@@ -1,0 +1,300 @@
+//! `GET /api/state`: the whole system at a glance for dashboards — delivery orders by state,
+//! today's confirmations and failures, the operator queue, drivers on the road, the latest
+//! events, and the health of Temporal (with the task queue's pollers and backlog), PostgreSQL and
+//! Redis. Computed at most once per 5 seconds: shared through Redis between gateways, and one
+//! refresh at a time within a gateway, so a crowd of dashboards never stampedes the database.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use poem::web::Data;
+use poem_openapi::payload::Json;
+use poem_openapi::types::{Any, ToJSON};
+use poem_openapi::{Object, OpenApi};
+use serde_json::{Map, Value, json};
+use sqlx::Row;
+use temporalio_common::protos::temporal::api::enums::v1::{TaskQueueKind, TaskQueueType};
+use temporalio_common::protos::temporal::api::taskqueue::v1::TaskQueue;
+use temporalio_common::protos::temporal::api::workflowservice::v1::DescribeTaskQueueRequest;
+use tokio::sync::Mutex;
+
+use crate::auth::{BearerAuth, Role};
+use crate::model::timestamp;
+use crate::problem::ApiError;
+use crate::routes::Tag;
+use crate::state::AppState;
+
+/// How long one computed state is served.
+pub const STATE_TTL: Duration = Duration::from_secs(5);
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone, Object)]
+pub struct Totals {
+    pub delivery_orders: i64,
+    /// Created, picked up or delivered and not yet confirmed.
+    pub active: i64,
+    pub confirmed_today: i64,
+    pub failed_today: i64,
+    pub waiting_for_operator: i64,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct DriverAssignment {
+    pub driver: String,
+    pub delivery_order_ids: Vec<String>,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct LatestEvent {
+    pub delivery_order_id: String,
+    pub seq: u64,
+    #[oai(rename = "type")]
+    pub event_type: String,
+    pub to_state: String,
+    pub actor_kind: String,
+    pub occurred_at: String,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct SystemState {
+    /// When this state was computed (it is served for up to 5 s).
+    pub generated_at: String,
+    /// Delivery orders per state (every state of the graph, zeros included).
+    pub by_state: Any<Map<String, Value>>,
+    pub totals: Totals,
+    /// Drivers with a parcel on board, and which.
+    pub active_drivers: Vec<DriverAssignment>,
+    /// The 20 most recent events, newest first.
+    pub latest_events: Vec<LatestEvent>,
+    /// Temporal (with the workers polling the task queue and its backlog), PostgreSQL, Redis.
+    pub health: Any<Map<String, Value>>,
+}
+
+/// The last computed state, and the lock that lets one request at a time compute it.
+#[derive(Default)]
+pub struct StateCache {
+    last: std::sync::Mutex<Option<(Instant, Arc<Value>)>>,
+    refresh: Mutex<()>,
+}
+
+impl StateCache {
+    fn fresh(&self) -> Option<Arc<Value>> {
+        let last = self.last.lock().expect("state cache lock");
+        last.as_ref()
+            .filter(|(at, _)| at.elapsed() < STATE_TTL)
+            .map(|(_, v)| Arc::clone(v))
+    }
+
+    fn store(&self, value: Arc<Value>) {
+        *self.last.lock().expect("state cache lock") = Some((Instant::now(), value));
+    }
+}
+
+pub struct StateApi;
+
+#[OpenApi(tag = "Tag::System")]
+impl StateApi {
+    /// The system at a glance (operators, admins); cached for 5 s.
+    #[oai(path = "/api/state", method = "get", operation_id = "system_state")]
+    async fn system_state(
+        &self,
+        auth: BearerAuth,
+        state: Data<&Arc<AppState>>,
+    ) -> Result<Json<Any<Value>>, ApiError> {
+        auth.0.require(&[Role::Operator, Role::Admin])?;
+        Ok(Json(Any((*current(&state).await?).clone())))
+    }
+}
+
+async fn current(state: &AppState) -> Result<Arc<Value>, ApiError> {
+    if let Some(value) = state.state_cache.fresh() {
+        return Ok(value);
+    }
+    let _one_at_a_time = state.state_cache.refresh.lock().await;
+    // Whoever held the lock before may have just refreshed it.
+    if let Some(value) = state.state_cache.fresh() {
+        return Ok(value);
+    }
+    let key = format!("{}api-state", state.config.redis_key_prefix);
+    let mut redis = state.read_model.redis();
+    let shared: Option<String> = tokio::time::timeout(
+        CHECK_TIMEOUT,
+        redis::cmd("GET").arg(&key).query_async(&mut redis),
+    )
+    .await
+    .ok()
+    .and_then(Result::ok)
+    .flatten();
+    if let Some(value) = shared.and_then(|text| serde_json::from_str::<Value>(&text).ok()) {
+        let value = Arc::new(value);
+        state.state_cache.store(Arc::clone(&value));
+        return Ok(value);
+    }
+    let value = Arc::new(
+        compute(state)
+            .await
+            .map_err(|e| ApiError::unavailable("the read model is unavailable", &e))?
+            .to_json()
+            .unwrap_or(Value::Null),
+    );
+    let _: Result<Result<(), _>, _> = tokio::time::timeout(
+        CHECK_TIMEOUT,
+        redis::cmd("SET")
+            .arg(&key)
+            .arg(value.to_string())
+            .arg("PX")
+            .arg(STATE_TTL.as_millis() as u64)
+            .query_async(&mut redis),
+    )
+    .await;
+    state.state_cache.store(Arc::clone(&value));
+    Ok(value)
+}
+
+async fn compute(state: &AppState) -> Result<SystemState, sqlx::Error> {
+    let pool = state.read_model.pool();
+    let mut by_state = Map::new();
+    for s in delivery_workflows::State::ALL {
+        by_state.insert(s.as_str().to_owned(), json!(0));
+    }
+    let rows = sqlx::query("SELECT state, count(*) AS n FROM delivery_orders GROUP BY state")
+        .fetch_all(pool)
+        .await?;
+    let mut total = 0;
+    for row in &rows {
+        let n: i64 = row.get("n");
+        total += n;
+        by_state.insert(row.get::<String, _>("state"), json!(n));
+    }
+    let count = |state: &str| by_state.get(state).and_then(Value::as_i64).unwrap_or(0);
+    let (confirmed_today, failed_today): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE to_state = 'DELIVERY_CONFIRMED'),
+                count(*) FILTER (WHERE type = 'DELIVERY_FAILED')
+         FROM delivery_order_events WHERE occurred_at >= date_trunc('day', now())",
+    )
+    .fetch_one(pool)
+    .await?;
+    let drivers = sqlx::query(
+        "SELECT COALESCE(driver->>'name', 'unnamed driver') AS name,
+                array_agg(id::text ORDER BY updated_at) AS ids
+         FROM delivery_orders WHERE state = 'PICKED_UP' GROUP BY 1 ORDER BY 1 LIMIT 200",
+    )
+    .fetch_all(pool)
+    .await?;
+    let latest = sqlx::query(
+        "SELECT delivery_order_id::text AS id, seq, type, to_state, actor_kind, occurred_at
+         FROM delivery_order_events ORDER BY occurred_at DESC, seq DESC LIMIT 20",
+    )
+    .fetch_all(pool)
+    .await?;
+    let totals = Totals {
+        delivery_orders: total,
+        active: count("CREATED") + count("PICKED_UP") + count("DELIVERED"),
+        confirmed_today,
+        failed_today,
+        waiting_for_operator: count("PENDING_BY_OPERATOR"),
+    };
+    Ok(SystemState {
+        generated_at: timestamp(&Utc::now()),
+        by_state: Any(by_state),
+        totals,
+        active_drivers: drivers
+            .iter()
+            .map(|r| DriverAssignment {
+                driver: r.get("name"),
+                delivery_order_ids: r.get("ids"),
+            })
+            .collect(),
+        latest_events: latest
+            .iter()
+            .map(|r| LatestEvent {
+                delivery_order_id: r.get("id"),
+                seq: r.get::<i64, _>("seq") as u64,
+                event_type: r.get("type"),
+                to_state: r.get("to_state"),
+                actor_kind: r.get("actor_kind"),
+                occurred_at: timestamp(&r.get::<DateTime<Utc>, _>("occurred_at")),
+            })
+            .collect(),
+        health: Any(health(state).await),
+    })
+}
+
+/// Temporal with the workers on the task queue, PostgreSQL and Redis.
+async fn health(state: &AppState) -> Map<String, Value> {
+    let mut health = Map::new();
+    health.insert("temporal".into(), workers(state).await);
+    let postgres = tokio::time::timeout(
+        CHECK_TIMEOUT,
+        sqlx::query("SELECT 1").execute(state.read_model.pool()),
+    )
+    .await;
+    health.insert(
+        "postgres".into(),
+        json!({"ok": matches!(postgres, Ok(Ok(_)))}),
+    );
+    let mut redis = state.read_model.redis();
+    let pong = tokio::time::timeout(
+        CHECK_TIMEOUT,
+        redis::cmd("PING").query_async::<String>(&mut redis),
+    )
+    .await;
+    health.insert("redis".into(), json!({"ok": matches!(pong, Ok(Ok(_)))}));
+    health
+}
+
+/// Pollers and backlog of the workflow and activity task queues.
+async fn workers(state: &AppState) -> Value {
+    let mut report = Map::new();
+    let mut ok = true;
+    for (name, kind) in [
+        ("workflow_tasks", TaskQueueType::Workflow),
+        ("activity_tasks", TaskQueueType::Activity),
+    ] {
+        let request = DescribeTaskQueueRequest {
+            namespace: state.config.namespace.clone(),
+            task_queue: Some(TaskQueue {
+                name: state.config.task_queue.clone(),
+                kind: TaskQueueKind::Normal as i32,
+                ..Default::default()
+            }),
+            task_queue_type: kind as i32,
+            report_stats: true,
+            ..Default::default()
+        };
+        let mut service = state.commands.client().connection().workflow_service();
+        let answer = tokio::time::timeout(
+            CHECK_TIMEOUT,
+            service.describe_task_queue(temporalio_client::tonic::Request::new(request)),
+        )
+        .await;
+        match answer {
+            Ok(Ok(response)) => {
+                let response = response.into_inner();
+                report.insert(
+                    name.into(),
+                    json!({
+                        "pollers": response.pollers.len(),
+                        "backlog": response.stats.map(|s| s.approximate_backlog_count),
+                    }),
+                );
+            }
+            _ => {
+                ok = false;
+                report.insert(name.into(), json!({"error": "Temporal did not answer"}));
+            }
+        }
+    }
+    let workers_polling = report
+        .get("workflow_tasks")
+        .and_then(|w| w.get("pollers"))
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    json!({
+        "ok": ok,
+        "task_queue": state.config.task_queue,
+        "workers_polling": workers_polling > 0,
+        "queues": report,
+    })
+}

@@ -1,0 +1,198 @@
+//! Delivery tracking for customers and operators: where the parcel is, who brings it, when it
+//! arrives, and how far along the delivery is — from the read model.
+
+use std::sync::Arc;
+
+use delivery_workflows::{DELIVERY_ORDER_V1, State as DomainState, StateGraph};
+use poem::web::Data;
+use poem_openapi::param::Path;
+use poem_openapi::payload::Json;
+use poem_openapi::types::Any;
+use poem_openapi::{Object, OpenApi};
+use serde_json::Value;
+
+use crate::auth::{BearerAuth, Role};
+use crate::model::{AuditEvent, Item, State};
+use crate::problem::ApiError;
+use crate::read::ReadError;
+use crate::routes::{Tag, delivery_order_id};
+use crate::state::AppState;
+
+/// One stage of the delivery.
+#[derive(Debug, Clone, Object)]
+pub struct ProgressStep {
+    pub state: State,
+    /// When the delivery reached this stage; absent while it has not.
+    pub reached_at: Option<String>,
+    /// True for the stage the delivery is in now.
+    pub current: bool,
+}
+
+/// The driver, with the phone number masked.
+#[derive(Debug, Clone, Object)]
+pub struct Driver {
+    pub name: Option<String>,
+    /// Only the last three digits are shown.
+    pub phone: Option<String>,
+    pub vehicle: Option<String>,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct Tracking {
+    pub delivery_order_id: String,
+    pub state: State,
+    pub version: u64,
+    /// The happy path (created, picked up, delivered, confirmed) with the time each stage was
+    /// reached, then the state the delivery left it for, if it did.
+    pub steps: Vec<ProgressStep>,
+    pub partner_order_number: Option<String>,
+    pub driver: Option<Driver>,
+    pub location: Option<Any<Value>>,
+    pub location_at: Option<String>,
+    pub eta: Option<String>,
+    /// Why the delivery failed, if it did.
+    pub failure_reason: Option<String>,
+    pub ordering_id: String,
+    pub items: Vec<Item>,
+    /// Where it goes: recipient name and city (the full address stays on the delivery order).
+    pub recipient: String,
+    pub city: String,
+    pub replaces_id: Option<String>,
+    pub replaced_by_id: Option<String>,
+}
+
+pub struct TrackingApi;
+
+#[OpenApi(prefix_path = "/api/v1", tag = "Tag::Queries")]
+impl TrackingApi {
+    /// Track a delivery (customers: their own; operators, admins: any).
+    ///
+    /// 404 for an unknown order, 400 while it has not been dispatched (still `CREATED`).
+    #[oai(
+        path = "/tracking/:id",
+        method = "get",
+        operation_id = "track_delivery"
+    )]
+    async fn track(
+        &self,
+        auth: BearerAuth,
+        state: Data<&Arc<AppState>>,
+        id: Path<String>,
+    ) -> Result<Json<Tracking>, ApiError> {
+        let caller = auth.0;
+        caller.require(&[Role::Customer, Role::Operator, Role::Admin])?;
+        let uuid = delivery_order_id(&id.0)?;
+        let failed = |e: ReadError| ApiError::unavailable("the read model is unavailable", &e);
+        let order = state
+            .read_model
+            .order(uuid)
+            .await
+            .map_err(failed)?
+            .filter(|o| caller.may_see(&o.customer_id))
+            .ok_or_else(|| ApiError::delivery_order_not_found(&id.0))?;
+        if order.state == DomainState::Created {
+            return Err(ApiError::bad_request(
+                "not-dispatched",
+                "the delivery has not been dispatched yet: the partner has not picked it up",
+            ));
+        }
+        let trail = state.read_model.audit_trail(uuid).await.map_err(failed)?;
+        let record = order.to_resource();
+        Ok(Json(Tracking {
+            steps: steps(order.state, &record.created_at, &trail),
+            delivery_order_id: record.delivery_order_id,
+            state: record.state,
+            version: record.version,
+            partner_order_number: record.partner_order_number,
+            driver: order.driver.as_ref().map(driver),
+            location: record.location,
+            location_at: record.location_at,
+            eta: record.eta,
+            failure_reason: order.failure_reason.map(|r| r.as_str().to_owned()),
+            ordering_id: record.ordering_id,
+            items: record.items,
+            recipient: record.shipping_address.name,
+            city: record.shipping_address.city,
+            replaces_id: record.replaces_id,
+            replaced_by_id: record.replaced_by_id,
+        }))
+    }
+}
+
+/// The happy path with times from the audit trail, then where the delivery went instead.
+fn steps(current: DomainState, created_at: &str, trail: &[AuditEvent]) -> Vec<ProgressStep> {
+    let graph: &StateGraph = &DELIVERY_ORDER_V1;
+    let reached = |state: DomainState| -> Option<String> {
+        if state == graph.initial {
+            return Some(created_at.to_owned());
+        }
+        trail
+            .iter()
+            .find(|e| DomainState::from(e.to_state) == state)
+            .map(|e| e.occurred_at.clone())
+    };
+    let mut steps: Vec<ProgressStep> = graph
+        .happy_path
+        .iter()
+        .map(|s| ProgressStep {
+            state: (*s).into(),
+            reached_at: reached(*s),
+            current: *s == current,
+        })
+        .collect();
+    if !graph.happy_path.contains(&current) {
+        // Off the happy path: the stages it passed through instead, in order.
+        for event in trail {
+            let to = DomainState::from(event.to_state);
+            if !graph.happy_path.contains(&to) {
+                steps.push(ProgressStep {
+                    state: event.to_state,
+                    reached_at: Some(event.occurred_at.clone()),
+                    current: to == current,
+                });
+            }
+        }
+    }
+    steps
+}
+
+/// The driver as the partner reported it, phone masked.
+fn driver(value: &Value) -> Driver {
+    let text = |key: &str| value.get(key).and_then(Value::as_str).map(str::to_owned);
+    Driver {
+        name: text("name"),
+        phone: text("phone").map(|p| mask_phone(&p)),
+        vehicle: text("vehicle"),
+    }
+}
+
+/// Keeps the last three digits: `+44 7700 900123` → `*** *** **123`.
+pub fn mask_phone(phone: &str) -> String {
+    let digits = phone.chars().filter(char::is_ascii_digit).count();
+    let mut seen = 0;
+    phone
+        .chars()
+        .map(|c| {
+            if c.is_ascii_digit() {
+                seen += 1;
+                if digits - seen < 3 { c } else { '*' }
+            } else if c == '+' {
+                '*'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mask_phone;
+
+    #[test]
+    fn phones_keep_only_their_last_three_digits() {
+        assert_eq!(mask_phone("+44 7700 900123"), "*** **** ***123");
+        assert_eq!(mask_phone("12"), "12");
+        assert_eq!(mask_phone(""), "");
+    }
+}

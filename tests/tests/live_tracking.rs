@@ -1,0 +1,434 @@
+//! Tracking, live updates over WebSocket and the system state, through the gateway against the
+//! real stack. The partner events are sent as signed webhooks by the test, so each step is
+//! known.
+
+use std::time::Duration;
+
+use delivery_api::auth::Role;
+use delivery_tests::*;
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn paid_order(api: &GatewayProcess, customer: &str) -> String {
+    let payer = api.token("payments", &[Role::PaymentService]);
+    let created = api
+        .post(
+            "/api/v1/payment-events",
+            &payer,
+            &payment_event(&new_payment_id(), customer),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let id = created.json["delivery_order_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let read = api
+        .get(
+            &format!("/api/v1/delivery-orders/{id}?min_version=0"),
+            &payer_or_ops(api),
+        )
+        .await;
+    assert_eq!(read.status, 200, "{}", read.text);
+    id
+}
+
+fn payer_or_ops(api: &GatewayProcess) -> String {
+    api.token("olga", &[Role::Operator])
+}
+
+async fn partner(
+    api: &GatewayProcess,
+    id: &str,
+    event_id: &str,
+    kind: &str,
+    data: Value,
+) -> Answer {
+    let answer = api
+        .webhook(
+            "sim",
+            TEST_PARTNER_SECRET,
+            &json!({"event_id": event_id, "type": kind, "delivery_order_id": id, "data": data}),
+        )
+        .await;
+    assert!(answer.status == 200, "{kind}: {}", answer.text);
+    answer
+}
+
+async fn connect(api: &GatewayProcess, path: &str, token: &str) -> Socket {
+    let url = format!("ws://127.0.0.1:{}{path}?access_token={token}", api.port);
+    tokio_tungstenite::connect_async(url)
+        .await
+        .expect("websocket handshake")
+        .0
+}
+
+/// The next JSON message, within 10 s.
+async fn next(socket: &mut Socket) -> Value {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("a message within 10 s")
+            .expect("the socket stays open")
+            .expect("a frame");
+        if let Message::Text(text) = frame {
+            return serde_json::from_str(&text).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn tracking_shows_progress_driver_and_location_to_the_owner_only() {
+    let stack = Stack::start_with(StackOptions::quiet().with_gateway()).await;
+    let api = stack.api();
+    let id = paid_order(api, "cust-track").await;
+    let owner = api.token("cust-track", &[Role::Customer]);
+    let path = format!("/api/v1/tracking/{id}");
+
+    let early = api.get(&path, &owner).await;
+    assert!(
+        early.problem(400)["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not been dispatched")
+    );
+
+    partner(
+        api,
+        &id,
+        "t-pu",
+        "PICKED_UP",
+        json!({"partner_order_number": "PN-T1", "eta": "2026-12-01T10:00:00Z",
+               "driver": {"name": "Sam Carter", "phone": "+44 7700 900123", "vehicle": "cargo bike"}}),
+    )
+    .await;
+    partner(
+        api,
+        &id,
+        "t-loc",
+        "LOCATION",
+        json!({"lat": 51.5, "lon": -0.12}),
+    )
+    .await;
+    let tracking = eventually("tracking with a location", || async {
+        let t = api.get(&path, &owner).await;
+        (t.status == 200 && t.json["location"]["lat"] == json!(51.5)).then_some(t.json)
+    })
+    .await;
+    assert_eq!(tracking["state"], "PICKED_UP");
+    assert_eq!(tracking["partner_order_number"], "PN-T1");
+    assert_eq!(tracking["driver"]["name"], "Sam Carter");
+    assert_eq!(
+        tracking["driver"]["phone"], "*** **** ***123",
+        "the phone is masked"
+    );
+    assert_eq!(tracking["eta"], "2026-12-01T10:00:00.000Z");
+    assert_eq!(tracking["recipient"], "Ada Lovelace");
+    let steps = tracking["steps"].as_array().unwrap();
+    let names: Vec<&str> = steps.iter().map(|s| s["state"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["CREATED", "PICKED_UP", "DELIVERED", "DELIVERY_CONFIRMED"]
+    );
+    assert!(steps[0]["reached_at"].is_string() && steps[1]["reached_at"].is_string());
+    assert!(steps[2]["reached_at"].is_null());
+    assert_eq!(steps[1]["current"], true);
+
+    partner(
+        api,
+        &id,
+        "t-f",
+        "DELIVERY_FAILED",
+        json!({"reason": "PACKAGE_LOST"}),
+    )
+    .await;
+    let failed = eventually("tracking after the failure", || async {
+        let t = api.get(&path, &owner).await;
+        (t.json["state"] == "PENDING_BY_OPERATOR").then_some(t.json)
+    })
+    .await;
+    let names: Vec<&str> = failed["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "CREATED",
+            "PICKED_UP",
+            "DELIVERED",
+            "DELIVERY_CONFIRMED",
+            "DELIVERY_FAILED",
+            "PENDING_BY_OPERATOR"
+        ]
+    );
+    assert_eq!(failed["failure_reason"], "PACKAGE_LOST");
+
+    api.get(&path, &api.token("cust-other", &[Role::Customer]))
+        .await
+        .problem(404);
+    api.get(&format!("/api/v1/tracking/{}", new_order_id()), &owner)
+        .await
+        .problem(404);
+    api.get(&path, &api.token("fastship", &[Role::Partner]))
+        .await
+        .problem(403);
+    assert_eq!(api.get(&path, &payer_or_ops(api)).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_websocket_gets_a_snapshot_then_every_change_in_order() {
+    let stack = Stack::start_with(StackOptions::quiet().with_gateway()).await;
+    let api = stack.api();
+    let id = paid_order(api, "cust-ws").await;
+    let owner = api.token("cust-ws", &[Role::Customer]);
+    let mut socket = connect(api, &format!("/api/v1/ws/delivery-orders/{id}"), &owner).await;
+    let snapshot = next(&mut socket).await;
+    assert_eq!(snapshot["type"], "snapshot");
+    assert_eq!(snapshot["delivery_order"]["state"], "CREATED");
+    assert_eq!(snapshot["delivery_order"]["version"], 0);
+
+    // A dashboard watching everything sees the same changes.
+    let mut dashboard = connect(api, "/api/v1/ws/events", &payer_or_ops(api)).await;
+
+    partner(
+        api,
+        &id,
+        "w-pu",
+        "PICKED_UP",
+        json!({"partner_order_number": "PN-W"}),
+    )
+    .await;
+    let picked = next(&mut socket).await;
+    assert_eq!(picked["type"], "update", "{picked}");
+    assert_eq!(picked["delivery_order"]["state"], "PICKED_UP");
+    assert_eq!(picked["delivery_order"]["version"], 1);
+    partner(
+        api,
+        &id,
+        "w-loc",
+        "LOCATION",
+        json!({"lat": 48.85, "lon": 2.35}),
+    )
+    .await;
+    let ping = next(&mut socket).await;
+    assert_eq!(ping["type"], "tracking");
+    assert_eq!(ping["location"]["lat"], json!(48.85));
+    partner(api, &id, "w-de", "DELIVERED", json!({})).await;
+    let delivered = next(&mut socket).await;
+    assert_eq!(delivered["delivery_order"]["state"], "DELIVERED");
+    assert_eq!(delivered["delivery_order"]["version"], 2);
+    assert_eq!(
+        delivered["delivery_order"]["allowed_events"],
+        json!(["CONFIRMED", "DISPUTED"])
+    );
+
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let message = next(&mut dashboard).await;
+        if message["delivery_order"]["delivery_order_id"] == id.as_str()
+            || message["delivery_order_id"] == id.as_str()
+        {
+            seen.push(message["type"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(seen, ["update", "tracking", "update"]);
+    socket.close(None).await.unwrap();
+}
+
+#[tokio::test]
+async fn websockets_check_who_is_asking() {
+    let stack = Stack::start_with(StackOptions::quiet().with_gateway()).await;
+    let api = stack.api();
+    let id = paid_order(api, "cust-ws-own").await;
+    let url =
+        |path: &str, token: &str| format!("ws://127.0.0.1:{}{path}?access_token={token}", api.port);
+    let refused = |url: String| async move {
+        match tokio_tungstenite::connect_async(url).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                response.status().as_u16()
+            }
+            other => panic!("the handshake should be refused: {other:?}"),
+        }
+    };
+    let other = api.token("cust-someone-else", &[Role::Customer]);
+    assert_eq!(
+        refused(url(&format!("/api/v1/ws/delivery-orders/{id}"), &other)).await,
+        404
+    );
+    assert_eq!(
+        refused(url(&format!("/api/v1/ws/delivery-orders/{id}"), "forged")).await,
+        401
+    );
+    assert_eq!(
+        refused(format!("ws://127.0.0.1:{}/api/v1/ws/events", api.port)).await,
+        401
+    );
+    assert_eq!(
+        refused(url("/api/v1/ws/delivery-orders/not-a-uuid", &other)).await,
+        400
+    );
+    let partner_token = api.token("fastship", &[Role::Partner]);
+    assert_eq!(refused(url("/api/v1/ws/events", &partner_token)).await, 403);
+
+    // A customer's event stream carries only its own deliveries.
+    let mine = paid_order(api, "cust-ws-stream").await;
+    let mut own = connect(
+        api,
+        "/api/v1/ws/events",
+        &api.token("cust-ws-stream", &[Role::Customer]),
+    )
+    .await;
+    partner(
+        api,
+        &id,
+        "o-pu",
+        "PICKED_UP",
+        json!({"partner_order_number": "PN-O"}),
+    )
+    .await;
+    partner(
+        api,
+        &mine,
+        "m-pu",
+        "PICKED_UP",
+        json!({"partner_order_number": "PN-M"}),
+    )
+    .await;
+    let first = next(&mut own).await;
+    assert_eq!(
+        first["delivery_order"]["delivery_order_id"],
+        mine.as_str(),
+        "{first}"
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_does_not_hold_up_the_others() {
+    let stack = Stack::start_with(StackOptions::quiet().with_gateway()).await;
+    let api = stack.api();
+    let id = paid_order(api, "cust-slow").await;
+    let ops = payer_or_ops(api);
+    // Connected and never read from again.
+    let _stalled = connect(api, "/api/v1/ws/events", &ops).await;
+    let mut reader = connect(api, &format!("/api/v1/ws/delivery-orders/{id}"), &ops).await;
+    assert_eq!(next(&mut reader).await["type"], "snapshot");
+    partner(
+        api,
+        &id,
+        "s-pu",
+        "PICKED_UP",
+        json!({"partner_order_number": "PN-S"}),
+    )
+    .await;
+    for n in 0..200u32 {
+        let at = format!("2026-11-22T10:{:02}:{:02}Z", n / 60, n % 60);
+        api.webhook(
+            "sim",
+            TEST_PARTNER_SECRET,
+            &json!({"event_id": format!("s-loc-{n}"), "type": "LOCATION", "delivery_order_id": id,
+                    "occurred_at": at, "data": {"lat": 10.0 + f64::from(n) / 1000.0, "lon": 0.0}}),
+        )
+        .await;
+    }
+    let mut pings = 0;
+    let mut saw_update = false;
+    while pings < 200 {
+        let message = next(&mut reader).await;
+        match message["type"].as_str() {
+            Some("tracking") => pings += 1,
+            Some("update") => saw_update = true,
+            other => panic!("unexpected {other:?}: {message}"),
+        }
+    }
+    assert!(saw_update);
+}
+
+#[tokio::test]
+async fn the_system_state_counts_and_is_served_from_a_short_cache() {
+    let stack = Stack::start_with(StackOptions::quiet().with_gateway()).await;
+    let api = stack.api();
+    let ops = payer_or_ops(api);
+    let picked = paid_order(api, "cust-state").await;
+    partner(
+        api,
+        &picked,
+        "st-pu",
+        "PICKED_UP",
+        json!({"partner_order_number": "PN-ST", "driver": {"name": "Dana Driver"}}),
+    )
+    .await;
+    let failed = paid_order(api, "cust-state").await;
+    partner(
+        api,
+        &failed,
+        "st-f",
+        "DELIVERY_FAILED",
+        json!({"reason": "WRONG_ADDRESS", "detail": "no such street"}),
+    )
+    .await;
+    // The projection lands within moments; the state is cached for 5 s, so wait it out once.
+    api.get(
+        &format!("/api/v1/delivery-orders/{failed}?min_version=2"),
+        &ops,
+    )
+    .await;
+    api.get(
+        &format!("/api/v1/delivery-orders/{picked}?min_version=1"),
+        &ops,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(5200)).await;
+
+    let first = api.get("/api/state", &ops).await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    let s = &first.json;
+    assert!(
+        s["by_state"]["PENDING_BY_OPERATOR"].as_i64().unwrap() >= 1,
+        "{s}"
+    );
+    assert!(s["by_state"]["PICKED_UP"].as_i64().unwrap() >= 1);
+    assert!(s["totals"]["failed_today"].as_i64().unwrap() >= 1);
+    assert!(s["totals"]["waiting_for_operator"].as_i64().unwrap() >= 1);
+    let dana = s["active_drivers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["driver"] == "Dana Driver")
+        .expect("the driver on the road");
+    assert!(
+        dana["delivery_order_ids"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(picked))
+    );
+    assert!(
+        s["latest_events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["delivery_order_id"] == failed.as_str())
+    );
+    assert_eq!(s["health"]["postgres"]["ok"], true);
+    assert_eq!(s["health"]["redis"]["ok"], true);
+    assert_eq!(s["health"]["temporal"]["ok"], true);
+    assert_eq!(
+        s["health"]["temporal"]["workers_polling"], true,
+        "the worker polls: {s}"
+    );
+
+    let second = api.get("/api/state", &ops).await;
+    assert_eq!(
+        second.json["generated_at"], s["generated_at"],
+        "served from the cache"
+    );
+    api.get("/api/state", &api.token("cust-state", &[Role::Customer]))
+        .await
+        .problem(403);
+}
