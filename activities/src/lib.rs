@@ -2,6 +2,7 @@
 //! never in workflow code.
 
 pub mod breaker;
+pub mod compat;
 pub mod metrics;
 pub mod outbox;
 pub mod partner;
@@ -9,6 +10,7 @@ pub mod partner_activities;
 pub mod read_model;
 
 pub use breaker::{BreakerConfig, CircuitBreaker};
+pub use compat::CompatActivities;
 pub use metrics::{PartnerMetrics, ProjectionMetrics};
 pub use outbox::{OutboxRelay, RedisKeys};
 pub use partner::{PartnerClient, PartnerConfig, PartnerError};

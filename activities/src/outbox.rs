@@ -31,13 +31,15 @@ if ARGV[1] == 'tracking' then
   redis.call('SET', KEYS[4], ARGV[2])
   redis.call('PUBLISH', ARGV[4], ARGV[2])
   redis.call('PUBLISH', ARGV[5], ARGV[2])
-elseif ARGV[1] == 'status' then
+elseif ARGV[1] == 'status' or ARGV[1] == 'compat_status' then
   local current = redis.call('GET', KEYS[2])
   if (not current) or tonumber(cjson.decode(current)['version']) < tonumber(ARGV[3]) then
     redis.call('SET', KEYS[2], ARGV[2])
   end
-  redis.call('PUBLISH', ARGV[4], ARGV[2])
-  redis.call('PUBLISH', ARGV[5], ARGV[2])
+  if ARGV[1] == 'status' then
+    redis.call('PUBLISH', ARGV[4], ARGV[2])
+    redis.call('PUBLISH', ARGV[5], ARGV[2])
+  end
 else
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*', 'type', ARGV[8], 'payload', ARGV[2])
 end
@@ -56,6 +58,10 @@ impl RedisKeys {
     }
     pub fn stream(&self) -> String {
         format!("{}delivery-events", self.prefix)
+    }
+    /// Status of a delivery of the compatible API (`GET /deliveries/{pk}/status`).
+    pub fn compat_status(&self, delivery_id: &str) -> String {
+        format!("{}compat-delivery:{delivery_id}", self.prefix)
     }
     /// Latest tracking data (location) of a delivery order, written apart from its status.
     pub fn tracking(&self, delivery_order_id: &str) -> String {
@@ -189,7 +195,11 @@ impl OutboxRelay {
             let _: i64 = self
                 .script
                 .key(self.keys.dedup(row.get::<&str, _>("dedup_key")))
-                .key(self.keys.status(&order_id))
+                .key(if kind == "compat_status" {
+                    self.keys.compat_status(&order_id)
+                } else {
+                    self.keys.status(&order_id)
+                })
                 .key(self.keys.stream())
                 .key(self.keys.tracking(&order_id))
                 .arg(&kind)

@@ -8,6 +8,7 @@ use poem_openapi::OpenApiService;
 
 use crate::middleware;
 use crate::routes::commands::CommandsApi;
+use crate::routes::compat::CompatApi;
 use crate::routes::delivery_orders::DeliveryOrdersApi;
 use crate::routes::partners::PartnersApi;
 use crate::routes::queries::QueriesApi;
@@ -25,6 +26,7 @@ pub type Apis = (
     PartnersApi,
     SystemApi,
     StateApi,
+    CompatApi,
 );
 
 /// The OpenAPI service (its spec is what `/openapi.json` serves).
@@ -38,6 +40,7 @@ pub fn openapi() -> OpenApiService<Apis, ()> {
             PartnersApi,
             SystemApi,
             StateApi,
+            CompatApi,
         ),
         "Delivery orders",
         env!("CARGO_PKG_VERSION"),
@@ -66,6 +69,9 @@ const ROUTES: &[&str] = &[
     "/api/v1/ws/events",
     "/api/v1/partner-webhooks/{partner_id}",
     "/api/state",
+    "/deliveries/create",
+    "/deliveries/{pk}/status",
+    "/event",
     "/healthz",
     "/readyz",
     "/metrics",

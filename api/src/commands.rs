@@ -5,6 +5,10 @@
 
 use std::time::Duration;
 
+use delivery_workflows::compat::CompatDelivery;
+use delivery_workflows::compat_workflow::{
+    CompatCommand, CompatDeliveryWorkflow, compat_workflow_id,
+};
 use delivery_workflows::{
     ApplyOutcome, DeliveryOrderInput, DeliveryOrderView, DeliveryOrderWorkflow, EventEnvelope,
     StartInput, workflow_id,
@@ -132,17 +136,7 @@ impl Commands {
             .get_workflow_handle::<DeliveryOrderWorkflow>(workflow_id(delivery_order_id))
             .execute_update(DeliveryOrderWorkflow::apply_event, event, options)
             .await
-            .map_err(|error| match error {
-                WorkflowUpdateError::NotFound(status) if is_completed(status.message()) => {
-                    CommandError::Completed
-                }
-                WorkflowUpdateError::NotFound(_) => CommandError::NotFound,
-                WorkflowUpdateError::Failed(failure) => CommandError::Rejected(failure.message),
-                WorkflowUpdateError::Rpc(status) if is_completed(status.message()) => {
-                    CommandError::Completed
-                }
-                other => CommandError::Unavailable(other.to_string()),
-            })
+            .map_err(update_error)
     }
 
     /// The workflow's own view of the order (used to explain a refused event).
@@ -164,6 +158,60 @@ impl Commands {
                 WorkflowQueryError::NotFound(_) => CommandError::NotFound,
                 other => CommandError::Unavailable(other.to_string()),
             })
+    }
+}
+
+impl Commands {
+    /// Starts a compatible-API delivery's workflow.
+    pub async fn start_compat(
+        &self,
+        id: &str,
+        data: serde_json::Value,
+    ) -> Result<(), CommandError> {
+        let options = WorkflowStartOptions::new(self.task_queue.clone(), compat_workflow_id(id))
+            .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
+            .rpc_options(self.rpc())
+            .build();
+        self.client
+            .start_workflow(
+                CompatDeliveryWorkflow::run,
+                serde_json::json!({"id": id, "data": data}),
+                options,
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| CommandError::Unavailable(e.to_string()))
+    }
+
+    /// Sends one event to a compatible-API delivery.
+    pub async fn apply_compat(
+        &self,
+        id: &str,
+        command: CompatCommand,
+    ) -> Result<CompatDelivery, CommandError> {
+        let options = WorkflowExecuteUpdateOptions::builder()
+            .update_id(format!("compat:{}", command.event_id))
+            .rpc_options(self.rpc())
+            .build();
+        self.client
+            .get_workflow_handle::<CompatDeliveryWorkflow>(compat_workflow_id(id))
+            .execute_update(CompatDeliveryWorkflow::apply, command, options)
+            .await
+            .map_err(update_error)
+    }
+}
+
+fn update_error(error: WorkflowUpdateError) -> CommandError {
+    match error {
+        WorkflowUpdateError::NotFound(status) if is_completed(status.message()) => {
+            CommandError::Completed
+        }
+        WorkflowUpdateError::NotFound(_) => CommandError::NotFound,
+        WorkflowUpdateError::Failed(failure) => CommandError::Rejected(failure.message),
+        WorkflowUpdateError::Rpc(status) if is_completed(status.message()) => {
+            CommandError::Completed
+        }
+        other => CommandError::Unavailable(other.to_string()),
     }
 }
 

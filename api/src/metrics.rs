@@ -101,6 +101,7 @@ pub fn route_label(path: &str) -> String {
         let templated = match previous {
             "delivery-orders" if segment != "events" => "{id}",
             "tracking" => "{id}",
+            "deliveries" if segment != "create" => "{pk}",
             "orderings" => "{ordering_id}",
             "partner-webhooks" => "{partner_id}",
             _ => segment,

@@ -13,7 +13,7 @@ use tracing::Instrument;
 
 use crate::auth::Caller;
 use crate::metrics::route_label;
-use crate::problem::{ApiError, PROBLEM_JSON, from_poem_error};
+use crate::problem::{ApiError, from_poem_error};
 use crate::request_id::{self, REQUEST_ID};
 use crate::state::AppState;
 
@@ -106,11 +106,13 @@ fn error_response(error: poem::Error) -> Response {
     let text = error.to_string();
     let status = error.status();
     let response = error.into_response();
-    let is_problem = response
+    // Typed answers (problem+json, or the compatible API's `{detail}`) pass as they are; the
+    // framework's own plain-text errors become problems.
+    let typed = response
         .headers()
         .get(CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
-    if is_problem {
+        .is_some_and(|v| !v.as_bytes().starts_with(b"text/plain"));
+    if typed {
         response
     } else {
         from_poem_error(status, &text)

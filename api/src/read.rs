@@ -191,6 +191,10 @@ impl ReadModel {
         &self.pool
     }
 
+    pub fn keys(&self) -> &RedisKeys {
+        &self.keys
+    }
+
     pub fn redis(&self) -> ConnectionManager {
         self.redis.clone()
     }

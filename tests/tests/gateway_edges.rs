@@ -414,6 +414,9 @@ async fn the_openapi_document_is_valid_and_matches_the_routes() {
         ("GET", "/api/v1/operator/queue"),
         ("GET", "/api/v1/tracking/{id}"),
         ("GET", "/api/state"),
+        ("POST", "/deliveries/create"),
+        ("POST", "/event"),
+        ("GET", "/deliveries/{pk}/status"),
         ("POST", "/api/v1/partner-webhooks/{partner_id}"),
         ("GET", "/healthz"),
         ("GET", "/readyz"),
@@ -431,6 +434,7 @@ async fn the_openapi_document_is_valid_and_matches_the_routes() {
         let concrete = path
             .replace("{id}", &new_order_id())
             .replace("{ordering_id}", "ord-x")
+            .replace("{pk}", &new_order_id())
             .replace("{partner_id}", "sim");
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let answer = api

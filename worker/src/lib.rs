@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use delivery_activities::{
-    OutboxRelay, PartnerActivities, PartnerClient, PartnerMetrics, ProjectionMetrics,
-    ReadModelActivities, RedisKeys,
+    CompatActivities, OutboxRelay, PartnerActivities, PartnerClient, PartnerMetrics,
+    ProjectionMetrics, ReadModelActivities, RedisKeys,
 };
 use delivery_platform::connect_temporal;
 use delivery_workflows::DeliveryOrderWorkflow;
+use delivery_workflows::compat_workflow::CompatDeliveryWorkflow;
 use prometheus::Registry;
 use sqlx::PgPool;
 use temporalio_client::Client;
@@ -66,7 +67,10 @@ pub fn build_worker(
     let options = WorkerOptions::new(config.task_queue.clone())
         .register_workflow::<DeliveryOrderWorkflow>()
         .context("registering DeliveryOrderWorkflow")?
+        .register_workflow::<CompatDeliveryWorkflow>()
+        .context("registering CompatDeliveryWorkflow")?
         .register_activities(PartnerActivities::new(partner))
+        .register_activities(CompatActivities::new(read_model.clone()))
         .register_activities(ReadModelActivities::new(read_model).with_metrics(
             ProjectionMetrics::register(registry).context("registering projection metrics")?,
         ))

@@ -152,3 +152,29 @@ pub struct ProjectionOutcome {
     /// The version the read model holds after this projection.
     pub version: u64,
 }
+
+/// Activity type name of [`ProjectCompat`].
+pub const PROJECT_COMPAT: &str = "project_compat";
+
+/// Store a compatible-API delivery's new events and publish its state to the status cache,
+/// idempotently.
+pub struct ProjectCompat;
+
+impl ActivityDefinition for ProjectCompat {
+    type Input = CompatProjection;
+    type Output = ProjectionOutcome;
+    fn name(&self) -> &str {
+        PROJECT_COMPAT
+    }
+}
+
+/// A compatible-API delivery at `state.version`, with its creation data and the events after the
+/// last projection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompatProjection {
+    pub delivery_id: String,
+    pub created: serde_json::Value,
+    pub created_at: String,
+    pub state: crate::compat::CompatDelivery,
+    pub events: Vec<crate::compat::CompatEvent>,
+}

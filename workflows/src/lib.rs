@@ -3,6 +3,8 @@
 //! activities are referenced through the typed contracts in [`activities`].
 
 pub mod activities;
+pub mod compat;
+pub mod compat_workflow;
 pub mod diagrams;
 pub mod domain;
 pub mod graph;

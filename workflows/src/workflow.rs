@@ -618,7 +618,7 @@ fn pickup_options(deadline: Duration) -> ActivityOptions {
     .build()
 }
 
-fn projection_options() -> ActivityOptions {
+pub(crate) fn projection_options() -> ActivityOptions {
     ActivityOptions::with_start_to_close_timeout(Duration::from_secs(10))
         .retry_policy(
             RetryPolicy::builder()
@@ -644,7 +644,7 @@ fn cancel_options() -> ActivityOptions {
 }
 
 /// Workflow time as RFC 3339 (milliseconds, UTC). Deterministic: it is the task's start time.
-fn rfc3339(time: Option<SystemTime>) -> String {
+pub(crate) fn rfc3339(time: Option<SystemTime>) -> String {
     let time = time.unwrap_or(SystemTime::UNIX_EPOCH);
     chrono::DateTime::<chrono::Utc>::from(time).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }

@@ -2,6 +2,7 @@
 //! document is generated from the same code that serves the requests.
 
 pub mod commands;
+pub mod compat;
 pub mod delivery_orders;
 pub mod partners;
 pub mod queries;
@@ -25,6 +26,8 @@ pub enum Tag {
     Partners,
     /// Health, readiness, metrics.
     System,
+    /// The delivery API of the original Redis event-sourcing app, kept for its clients.
+    Compat,
 }
 
 /// Delivery order ids have one format: a lower-case hyphenated UUID. Anything else is refused

@@ -1,0 +1,299 @@
+//! The delivery API of the original Redis event-sourcing delivery app, kept for its clients:
+//! `POST /deliveries/create`, `POST /event`, `GET /deliveries/{pk}/status`, with that app's
+//! events, rules and JSON shapes (`{id, budget, notes, status}`; refusals are 400 `{detail}`).
+//! Each delivery is a durable workflow (`CompatDeliveryWorkflow`); its status is served from the
+//! Redis cache and rebuilt from the stored events when the cache is empty.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use delivery_workflows::compat::{CompatDelivery, CompatEvent, CompatEventType, normalize_data};
+use delivery_workflows::compat_workflow::CompatCommand;
+use poem::web::Data;
+use poem_openapi::param::{Header, Path};
+use poem_openapi::payload::Json;
+use poem_openapi::types::Any;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use serde_json::Value;
+use sqlx::Row;
+use uuid::Uuid;
+
+use crate::auth::{BearerAuth, Role};
+use crate::commands::CommandError;
+use crate::routes::Tag;
+use crate::state::AppState;
+
+const CACHE_TIMEOUT: Duration = Duration::from_millis(250);
+/// Sets the cached status unless a newer version is there already.
+const CACHE_SCRIPT: &str = r#"
+local current = redis.call('GET', KEYS[1])
+if (not current) or tonumber(cjson.decode(current)['version']) < tonumber(ARGV[2]) then
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+return 1
+"#;
+
+/// The original app's error body.
+#[derive(Debug, Clone, Object)]
+pub struct Detail {
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, ApiResponse)]
+#[oai(bad_request_handler = "malformed")]
+pub enum CompatFailure {
+    /// Refused by the rules (not enough budget or quantity, already started, ...) or malformed.
+    #[oai(status = 400)]
+    BadRequest(Json<Detail>),
+    /// The token's roles do not allow it (operator, admin or order_management needed).
+    #[oai(status = 403)]
+    Forbidden(Json<Detail>),
+    #[oai(status = 404)]
+    NotFound(Json<Detail>),
+    #[oai(status = 503)]
+    Unavailable(Json<Detail>),
+}
+
+fn malformed(error: poem::Error) -> CompatFailure {
+    refused(error.to_string())
+}
+
+fn refused(detail: impl Into<String>) -> CompatFailure {
+    CompatFailure::BadRequest(Json(Detail {
+        detail: detail.into(),
+    }))
+}
+
+fn not_found() -> CompatFailure {
+    CompatFailure::NotFound(Json(Detail {
+        detail: "Delivery not found".into(),
+    }))
+}
+
+fn unavailable(what: &str, cause: &dyn std::fmt::Display) -> CompatFailure {
+    tracing::error!(cause = %cause, "{what}");
+    CompatFailure::Unavailable(Json(Detail {
+        detail: format!("{what}; retry shortly"),
+    }))
+}
+
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct CreateDelivery {
+    /// `CREATE_DELIVERY`.
+    #[oai(rename = "type")]
+    pub event_type: String,
+    /// `{budget, notes}` (an object, or a JSON string of one as the original clients sent it).
+    pub data: Any<Value>,
+}
+
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct DeliveryEvent {
+    pub delivery_id: String,
+    /// `START_DELIVERY`, `PICKUP_PRODUCTS {purchase_price, quantity}`,
+    /// `DELIVER_PRODUCTS {sell_price, quantity}`, `INCREASE_BUDGET {budget}`.
+    #[oai(rename = "type")]
+    pub event_type: String,
+    pub data: Option<Any<Value>>,
+}
+
+pub struct CompatApi;
+
+const ROLES: &[Role] = &[Role::Operator, Role::Admin, Role::OrderManagement];
+
+#[OpenApi(tag = "Tag::Compat")]
+impl CompatApi {
+    /// Create a delivery (`CREATE_DELIVERY {budget, notes}`): status `ready`.
+    #[oai(
+        path = "/deliveries/create",
+        method = "post",
+        operation_id = "compat_create_delivery"
+    )]
+    async fn create(
+        &self,
+        auth: BearerAuth,
+        state: Data<&Arc<AppState>>,
+        body: Json<CreateDelivery>,
+    ) -> Result<Json<Any<Value>>, CompatFailure> {
+        allowed(&auth)?;
+        if CompatEventType::parse(&body.0.event_type) != Some(CompatEventType::CreateDelivery) {
+            return Err(refused("type must be CREATE_DELIVERY"));
+        }
+        let data = normalize_data(body.0.data.0).map_err(|e| refused(e.0))?;
+        let id = Uuid::now_v7().to_string();
+        let delivery = CompatDelivery::create(&id, &data).map_err(|e| refused(e.0))?;
+        state
+            .commands
+            .start_compat(&id, data)
+            .await
+            .map_err(|e| unavailable("the workflow engine did not answer", &e))?;
+        cache(&state, &delivery).await;
+        Ok(Json(Any(shape(&delivery))))
+    }
+
+    /// Apply an event to a delivery; answers its new status.
+    #[oai(path = "/event", method = "post", operation_id = "compat_event")]
+    async fn event(
+        &self,
+        auth: BearerAuth,
+        state: Data<&Arc<AppState>>,
+        body: Json<DeliveryEvent>,
+        #[oai(
+            name = "Idempotency-Key",
+            validator(pattern = "^[A-Za-z0-9._:-]{1,128}$")
+        )]
+        idempotency_key: Header<Option<String>>,
+    ) -> Result<Json<Any<Value>>, CompatFailure> {
+        allowed(&auth)?;
+        let event = body.0;
+        let id = parse_id(&event.delivery_id)?;
+        let event_type = match CompatEventType::parse(&event.event_type) {
+            Some(CompatEventType::CreateDelivery) => {
+                return Err(refused("create deliveries with POST /deliveries/create"));
+            }
+            Some(kind) => kind,
+            None => {
+                return Err(refused(format!(
+                    "unknown event type {:?}",
+                    event.event_type
+                )));
+            }
+        };
+        let data = normalize_data(event.data.map(|d| d.0).unwrap_or(Value::Null))
+            .map_err(|e| refused(e.0))?;
+        let command = CompatCommand {
+            event_id: idempotency_key
+                .0
+                .unwrap_or_else(|| Uuid::new_v4().to_string()),
+            event_type,
+            data,
+        };
+        match state.commands.apply_compat(&id.to_string(), command).await {
+            Ok(delivery) => {
+                cache(&state, &delivery).await;
+                Ok(Json(Any(shape(&delivery))))
+            }
+            Err(CommandError::Rejected(detail)) => Err(refused(detail)),
+            Err(CommandError::Completed) => Err(refused("Delivery already completed")),
+            Err(CommandError::NotFound) => Err(not_found()),
+            Err(e @ CommandError::Unavailable(_)) => {
+                Err(unavailable("the workflow engine did not answer", &e))
+            }
+        }
+    }
+
+    /// A delivery's status: from the cache, else rebuilt from its stored events.
+    #[oai(
+        path = "/deliveries/:pk/status",
+        method = "get",
+        operation_id = "compat_status"
+    )]
+    async fn status(
+        &self,
+        auth: BearerAuth,
+        state: Data<&Arc<AppState>>,
+        pk: Path<String>,
+    ) -> Result<Json<Any<Value>>, CompatFailure> {
+        allowed(&auth)?;
+        let id = parse_id(&pk.0)?;
+        let key = state.read_model.keys().compat_status(&id.to_string());
+        let mut redis = state.read_model.redis();
+        let cached = tokio::time::timeout(
+            CACHE_TIMEOUT,
+            redis::cmd("GET")
+                .arg(&key)
+                .query_async::<Option<String>>(&mut redis),
+        )
+        .await;
+        if let Ok(Ok(Some(text))) = cached
+            && let Ok(delivery) = serde_json::from_str::<CompatDelivery>(&text)
+        {
+            return Ok(Json(Any(shape(&delivery))));
+        }
+        let delivery = rebuild(&state, id)
+            .await
+            .map_err(|e| unavailable("the event store is unavailable", &e))?
+            .ok_or_else(not_found)?;
+        cache(&state, &delivery).await;
+        Ok(Json(Any(shape(&delivery))))
+    }
+}
+
+fn allowed(auth: &BearerAuth) -> Result<(), CompatFailure> {
+    if auth.0.has_any(ROLES) {
+        Ok(())
+    } else {
+        Err(CompatFailure::Forbidden(Json(Detail {
+            detail: "this needs one of the roles: operator, admin, order_management".into(),
+        })))
+    }
+}
+
+/// Delivery ids are UUIDs; anything else names no delivery.
+fn parse_id(text: &str) -> Result<Uuid, CompatFailure> {
+    delivery_workflows::validation::check_delivery_order_id(text).map_err(|_| not_found())?;
+    Uuid::parse_str(text).map_err(|_| not_found())
+}
+
+/// The original app's shape: `{id, budget, notes, status}` plus the pickup and delivery fields
+/// once set.
+fn shape(delivery: &CompatDelivery) -> Value {
+    let mut value = serde_json::to_value(delivery).unwrap_or(Value::Null);
+    if let Some(map) = value.as_object_mut() {
+        map.remove("version");
+    }
+    value
+}
+
+/// Replays the stored events (the projection's PostgreSQL tables).
+async fn rebuild(state: &AppState, id: Uuid) -> anyhow::Result<Option<CompatDelivery>> {
+    let pool = state.read_model.pool();
+    let created: Option<sqlx::types::Json<Value>> =
+        sqlx::query_scalar("SELECT created FROM compat_deliveries WHERE id = $1")
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+    let Some(created) = created else {
+        return Ok(None);
+    };
+    let rows = sqlx::query(
+        "SELECT seq, event_id, type, data::text AS data, occurred_at::text AS occurred_at
+         FROM compat_delivery_events WHERE delivery_id = $1 ORDER BY seq",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await?;
+    let mut events = Vec::with_capacity(rows.len());
+    for row in &rows {
+        events.push(CompatEvent {
+            seq: row.get::<i64, _>("seq") as u64,
+            event_id: row.get("event_id"),
+            event_type: serde_json::from_value(Value::String(row.get("type")))?,
+            data: serde_json::from_str(row.get("data"))?,
+            occurred_at: row.get("occurred_at"),
+        });
+    }
+    Ok(Some(CompatDelivery::replay(
+        &id.to_string(),
+        &created.0,
+        &events,
+    )?))
+}
+
+/// Best effort: the relay writes the same status from the outbox anyway; this makes a client's
+/// next read see its own write at once.
+async fn cache(state: &AppState, delivery: &CompatDelivery) {
+    let key = state.read_model.keys().compat_status(&delivery.id);
+    let mut redis = state.read_model.redis();
+    let script = redis::Script::new(CACHE_SCRIPT);
+    let mut invocation = script.key(key);
+    invocation
+        .arg(serde_json::to_string(delivery).unwrap_or_default())
+        .arg(delivery.version);
+    let written =
+        tokio::time::timeout(CACHE_TIMEOUT, invocation.invoke_async::<i64>(&mut redis)).await;
+    if !matches!(written, Ok(Ok(_))) {
+        tracing::debug!(id = %delivery.id, "status cache not written; the relay will");
+    }
+}

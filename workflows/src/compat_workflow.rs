@@ -1,0 +1,194 @@
+//! `CompatDeliveryWorkflow`: one durable workflow per delivery of the compatible API. Events
+//! arrive through the `apply` update, whose validator applies the original app's rules, so a
+//! refused event leaves no trace; every change is projected (PostgreSQL events, Redis status).
+
+use std::error::Error;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use temporalio_common::error::ApplicationFailure;
+use temporalio_macros::{workflow, workflow_methods};
+use temporalio_sdk::{
+    SyncWorkflowContext, WorkflowContext, WorkflowContextView, WorkflowResult, WorkflowTermination,
+};
+
+use crate::activities::{CompatProjection, ProjectCompat};
+use crate::compat::{CompatDelivery, CompatEvent, CompatEventType};
+use crate::validation::{check_delivery_order_id, check_ref_id};
+use crate::workflow::{projection_options, rfc3339};
+
+/// The Temporal workflow id of a compatible-API delivery.
+pub fn compat_workflow_id(delivery_id: &str) -> String {
+    format!("compat-delivery-{delivery_id}")
+}
+
+/// Start input: the new delivery's id and its `CREATE_DELIVERY` data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompatStart {
+    pub id: String,
+    pub data: Value,
+}
+
+/// One event for an existing delivery.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompatCommand {
+    pub event_id: String,
+    #[serde(rename = "type")]
+    pub event_type: CompatEventType,
+    #[serde(default)]
+    pub data: Value,
+}
+
+#[workflow]
+pub struct CompatDeliveryWorkflow {
+    id: String,
+    created: Value,
+    created_at: String,
+    delivery: Option<CompatDelivery>,
+    start_error: Option<String>,
+    events: Vec<CompatEvent>,
+}
+
+#[workflow_methods]
+impl CompatDeliveryWorkflow {
+    /// Takes the input as plain JSON so a bad start can never fail the workflow task: it fails
+    /// the run at once instead.
+    #[init]
+    pub fn new(ctx: &WorkflowContextView, input: Value) -> Self {
+        let created_at = rfc3339(ctx.start_time());
+        let parsed = serde_json::from_value::<CompatStart>(input)
+            .map_err(|e| format!("INVALID_INPUT: {e}"))
+            .and_then(|start| {
+                check_delivery_order_id(&start.id).map_err(|e| format!("INVALID_INPUT: {e}"))?;
+                if ctx.workflow_id() != compat_workflow_id(&start.id) {
+                    return Err(
+                        "INVALID_INPUT: the workflow id must be compat-delivery-{id}".into(),
+                    );
+                }
+                CompatDelivery::create(&start.id, &start.data)
+                    .map(|d| (start, d))
+                    .map_err(|e| format!("INVALID_INPUT: {e}"))
+            });
+        match parsed {
+            Ok((start, delivery)) => Self {
+                id: start.id,
+                created: start.data,
+                created_at,
+                delivery: Some(delivery),
+                start_error: None,
+                events: Vec::new(),
+            },
+            Err(error) => Self {
+                id: String::new(),
+                created: Value::Null,
+                created_at,
+                delivery: None,
+                start_error: Some(error),
+                events: Vec::new(),
+            },
+        }
+    }
+
+    #[run]
+    pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<CompatDelivery> {
+        if let Some(error) = ctx.state(|s| s.start_error.clone()) {
+            return Err(ApplicationFailure::non_retryable(error).into());
+        }
+        let mut projected: Option<u64> = None;
+        loop {
+            let (version, finished) = ctx.state(|s| {
+                let d = s.delivery();
+                (d.version, d.is_finished())
+            });
+            if projected != Some(version) {
+                let batch = ctx.state(|s| s.projection(projected.unwrap_or(0)));
+                match ctx
+                    .execute_activity(ProjectCompat, batch, projection_options())
+                    .await
+                {
+                    Ok(outcome) => projected = Some(outcome.version),
+                    Err(_) => return Err(WorkflowTermination::cancelled()),
+                }
+                continue;
+            }
+            if finished {
+                return Ok(ctx.state(|s| s.delivery().clone()));
+            }
+            ctx.wait_condition(move |s| Some(s.delivery().version) != projected)
+                .await?;
+        }
+    }
+
+    #[update_validator(apply)]
+    fn validate_apply(
+        &self,
+        _ctx: &WorkflowContextView,
+        command: &CompatCommand,
+    ) -> Result<(), Box<dyn Error + Send + Sync>> {
+        let Some(delivery) = &self.delivery else {
+            return Err(self.start_error.clone().unwrap_or_default().into());
+        };
+        check_ref_id("event_id", &command.event_id)?;
+        if self.events.iter().any(|e| e.event_id == command.event_id) {
+            return Ok(()); // a retry: answered with the current state
+        }
+        delivery.apply(command.event_type, &command.data)?;
+        Ok(())
+    }
+
+    /// Applies one event; the validator has refused anything the rules do not allow.
+    #[update(name = "apply")]
+    pub fn apply(
+        &mut self,
+        ctx: &mut SyncWorkflowContext<Self>,
+        command: CompatCommand,
+    ) -> CompatDelivery {
+        let current = self.delivery().clone();
+        if self.events.iter().any(|e| e.event_id == command.event_id) {
+            return current;
+        }
+        match current.apply(command.event_type, &command.data) {
+            Ok(next) => {
+                self.events.push(CompatEvent {
+                    seq: next.version,
+                    event_id: command.event_id,
+                    event_type: command.event_type,
+                    data: command.data,
+                    occurred_at: rfc3339(ctx.workflow_time()),
+                });
+                self.delivery = Some(next.clone());
+                next
+            }
+            // Unreachable while validator and handler see the same state.
+            Err(_) => current,
+        }
+    }
+
+    #[query(name = "state")]
+    pub fn state(&self, _ctx: &WorkflowContextView) -> Option<CompatDelivery> {
+        self.delivery.clone()
+    }
+}
+
+impl CompatDeliveryWorkflow {
+    fn delivery(&self) -> &CompatDelivery {
+        self.delivery
+            .as_ref()
+            .expect("run only continues with a valid delivery")
+    }
+
+    fn projection(&self, after_seq: u64) -> CompatProjection {
+        CompatProjection {
+            delivery_id: self.id.clone(),
+            created: self.created.clone(),
+            created_at: self.created_at.clone(),
+            state: self.delivery().clone(),
+            events: self
+                .events
+                .iter()
+                .filter(|e| e.seq > after_seq)
+                .cloned()
+                .collect(),
+        }
+    }
+}
