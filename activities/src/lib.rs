@@ -1,6 +1,7 @@
 //! Activities of the delivery-order service. Everything that touches the outside world runs here,
 //! never in workflow code.
 
+pub mod batches;
 pub mod breaker;
 pub mod compat;
 pub mod metrics;
@@ -9,6 +10,7 @@ pub mod partner;
 pub mod partner_activities;
 pub mod read_model;
 
+pub use batches::BatchActivities;
 pub use breaker::{BreakerConfig, CircuitBreaker};
 pub use compat::CompatActivities;
 pub use metrics::{PartnerMetrics, ProjectionMetrics};

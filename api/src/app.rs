@@ -7,6 +7,7 @@ use poem::{EndpointExt, IntoEndpoint, Route, get};
 use poem_openapi::OpenApiService;
 
 use crate::middleware;
+use crate::routes::batches::BatchesApi;
 use crate::routes::commands::CommandsApi;
 use crate::routes::compat::CompatApi;
 use crate::routes::delivery_orders::DeliveryOrdersApi;
@@ -20,6 +21,7 @@ use crate::state::AppState;
 
 pub type Apis = (
     CommandsApi,
+    BatchesApi,
     DeliveryOrdersApi,
     QueriesApi,
     TrackingApi,
@@ -34,6 +36,7 @@ pub fn openapi() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
         (
             CommandsApi,
+            BatchesApi,
             DeliveryOrdersApi,
             QueriesApi,
             TrackingApi,
@@ -64,6 +67,7 @@ const ROUTES: &[&str] = &[
     "/api/v1/delivery-orders/{id}/events",
     "/api/v1/orderings/{ordering_id}/delivery-orders",
     "/api/v1/operator/queue",
+    "/api/v1/event-batches",
     "/api/v1/tracking/{id}",
     "/api/v1/ws/delivery-orders/{id}",
     "/api/v1/ws/events",

@@ -110,6 +110,8 @@ async fn rejection(state: &AppState, order_id: &str, message: String) -> ApiErro
                 _ => ApiError::conflict("invalid-transition", message),
             }
         }
+        // A batch holds the order for a moment: the caller may retry.
+        "LOCKED_BY_BATCH" => ApiError::conflict("locked-by-batch", message),
         "FORBIDDEN_ACTOR" => ApiError::forbidden(message),
         "INVALID_PAYLOAD" => ApiError::unprocessable("invalid-payload", message),
         "INVALID_EVENT_ID" => ApiError::unprocessable("invalid-event-id", message),

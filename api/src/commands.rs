@@ -5,6 +5,9 @@
 
 use std::time::Duration;
 
+use delivery_workflows::batch_workflow::{
+    BatchInput, BatchResult, EventBatchWorkflow, batch_workflow_id,
+};
 use delivery_workflows::compat::CompatDelivery;
 use delivery_workflows::compat_workflow::{
     CompatCommand, CompatDeliveryWorkflow, compat_workflow_id,
@@ -16,7 +19,8 @@ use delivery_workflows::{
 use temporalio_client::errors::{WorkflowQueryError, WorkflowStartError, WorkflowUpdateError};
 use temporalio_client::{
     Client, RpcOptions, WorkflowDescribeOptions, WorkflowExecuteUpdateOptions,
-    WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowQueryOptions, WorkflowStartOptions,
+    WorkflowGetResultOptions, WorkflowIdConflictPolicy, WorkflowIdReusePolicy,
+    WorkflowQueryOptions, WorkflowStartOptions,
 };
 use temporalio_common::MemoValues;
 
@@ -198,6 +202,41 @@ impl Commands {
             .execute_update(CompatDeliveryWorkflow::apply, command, options)
             .await
             .map_err(update_error)
+    }
+}
+
+impl Commands {
+    /// Runs an atomic batch through its coordinator workflow and waits (bounded) for its end.
+    /// A repeated batch id joins the batch already running instead of starting another.
+    pub async fn run_batch(
+        &self,
+        input: BatchInput,
+        wait: Duration,
+    ) -> Result<BatchResult, CommandError> {
+        let id = batch_workflow_id(&input.batch_id);
+        let options = WorkflowStartOptions::new(self.task_queue.clone(), id.clone())
+            .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
+            .rpc_options(self.rpc())
+            .build();
+        match self
+            .client
+            .start_workflow(EventBatchWorkflow::run, input, options)
+            .await
+        {
+            Ok(_) | Err(WorkflowStartError::AlreadyStarted { .. }) => {}
+            Err(error) => return Err(CommandError::Unavailable(error.to_string())),
+        }
+        let handle = self.client.get_workflow_handle::<EventBatchWorkflow>(id);
+        match tokio::time::timeout(wait, handle.get_result(WorkflowGetResultOptions::default()))
+            .await
+        {
+            Ok(Ok(result)) => Ok(result),
+            Ok(Err(error)) => Err(CommandError::Unavailable(error.to_string())),
+            Err(_) => Err(CommandError::Unavailable(format!(
+                "the batch did not finish within {} s",
+                wait.as_secs()
+            ))),
+        }
     }
 }
 

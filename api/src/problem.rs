@@ -51,6 +51,13 @@ pub struct ProblemExtensions {
     pub checks: Option<Any<Map<String, Value>>>,
     #[oai(skip_serializing_if_is_none)]
     pub retry_after_seconds: Option<u64>,
+    /// The position of the event a batch failed on (0-based).
+    #[oai(skip_serializing_if_is_none)]
+    pub failed_event_index: Option<u64>,
+    #[oai(skip_serializing_if_is_none)]
+    pub delivery_order_id: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
+    pub batch_id: Option<String>,
 }
 
 /// The errors of the gateway's HTTP boundary.
@@ -171,6 +178,40 @@ impl ApiError {
         Self::Conflict(Json(p))
     }
 
+    pub fn batch_rolled_back(index: usize, order: &str, batch_id: &str, reason: &str) -> Self {
+        let mut p = problem(
+            StatusCode::CONFLICT,
+            "batch-rolled-back",
+            format!(
+                "event {index} of the batch cannot apply to delivery order {order}: {reason}; nothing was applied"
+            ),
+        );
+        p.extensions.failed_event_index = Some(index as u64);
+        p.extensions.delivery_order_id = Some(order.to_owned());
+        p.extensions.batch_id = Some(batch_id.to_owned());
+        Self::Conflict(Json(p))
+    }
+
+    /// Names the batch event a refusal is about.
+    pub fn with_event_index(mut self, index: usize) -> Self {
+        let Json(p) = self.document_mut();
+        p.extensions.failed_event_index = Some(index as u64);
+        p.detail = p.detail.take().map(|d| format!("event {index}: {d}"));
+        self
+    }
+
+    fn document_mut(&mut self) -> &mut Json<Problem> {
+        let (Self::BadRequest(p)
+        | Self::Unauthorized(p, _)
+        | Self::Forbidden(p)
+        | Self::NotFound(p)
+        | Self::Conflict(p)
+        | Self::Unprocessable(p)
+        | Self::TooManyRequests(p, _)
+        | Self::Unavailable(p, _)) = self;
+        p
+    }
+
     pub fn unprocessable(code: &str, detail: impl Into<String>) -> Self {
         Self::Unprocessable(Json(problem(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -218,16 +259,15 @@ impl ApiError {
     }
 
     pub fn status(&self) -> u16 {
-        match self {
-            Self::BadRequest(p)
-            | Self::Unauthorized(p, _)
-            | Self::Forbidden(p)
-            | Self::NotFound(p)
-            | Self::Conflict(p)
-            | Self::Unprocessable(p)
-            | Self::TooManyRequests(p, _)
-            | Self::Unavailable(p, _) => p.status,
-        }
+        let (Self::BadRequest(p)
+        | Self::Unauthorized(p, _)
+        | Self::Forbidden(p)
+        | Self::NotFound(p)
+        | Self::Conflict(p)
+        | Self::Unprocessable(p)
+        | Self::TooManyRequests(p, _)
+        | Self::Unavailable(p, _)) = self;
+        p.status
     }
 }
 

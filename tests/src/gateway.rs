@@ -255,3 +255,30 @@ pub fn payment_event(payment_id: &str, customer_id: &str) -> Value {
 pub fn new_payment_id() -> String {
     format!("pay-{}", uuid::Uuid::new_v4().simple())
 }
+
+impl GatewayProcess {
+    /// A paid order for `customer`, once the read model holds it; returns its id.
+    pub async fn paid_order(&self, customer: &str) -> String {
+        let payer = self.token("payments", &[Role::PaymentService]);
+        let created = self
+            .post(
+                "/api/v1/payment-events",
+                &payer,
+                &payment_event(&new_payment_id(), customer),
+            )
+            .await;
+        assert_eq!(created.status, 201, "{}", created.text);
+        let id = created.json["delivery_order_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let read = self
+            .get(
+                &format!("/api/v1/delivery-orders/{id}?min_version=0"),
+                &payer,
+            )
+            .await;
+        assert_eq!(read.status, 200, "{}", read.text);
+        id
+    }
+}

@@ -8,27 +8,11 @@ use delivery_api::auth::Role;
 use delivery_tests::*;
 use serde_json::{Value, json};
 
-async fn created_order(api: &GatewayProcess) -> String {
-    let payer = api.token("payments", &[Role::PaymentService]);
-    let answer = api
-        .post(
-            "/api/v1/payment-events",
-            &payer,
-            &payment_event(&new_payment_id(), "cust-edge"),
-        )
-        .await;
-    assert_eq!(answer.status, 201, "{}", answer.text);
-    answer.json["delivery_order_id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 #[tokio::test]
 async fn malformed_input_is_refused_clearly_and_never_with_a_5xx() {
     let stack = Stack::start_with(StackOptions::quiet().with_gateway()).await;
     let api = stack.api();
-    let id = created_order(api).await;
+    let id = api.paid_order("cust-edge").await;
     let payer = api.token("payments", &[Role::PaymentService]);
     let operator = api.token("olga", &[Role::Operator, Role::Admin]);
     let valid = payment_event(&new_payment_id(), "cust-sweep");
@@ -273,7 +257,7 @@ async fn readiness_names_what_is_down_and_reads_survive_a_redis_outage() {
         .send(reqwest::Method::GET, "/readyz", None, None, &[])
         .await;
     assert_eq!(ready.status, 200, "{}", ready.text);
-    let id = created_order(api).await;
+    let id = api.paid_order("cust-edge").await;
     let operator = api.token("olga", &[Role::Operator]);
     let path = format!("/api/v1/delivery-orders/{id}");
     assert_eq!(
@@ -352,7 +336,7 @@ async fn min_version_waits_a_bounded_time_then_says_where_the_projection_is() {
     let stack =
         Stack::start_with(StackOptions::quiet().gateway("MIN_VERSION_WAIT_MS", "400")).await;
     let api = stack.api();
-    let id = created_order(api).await;
+    let id = api.paid_order("cust-edge").await;
     let operator = api.token("olga", &[Role::Operator]);
     let path = format!("/api/v1/delivery-orders/{id}");
     api.get(&format!("{path}?min_version=0"), &operator).await;
@@ -414,6 +398,7 @@ async fn the_openapi_document_is_valid_and_matches_the_routes() {
         ("GET", "/api/v1/operator/queue"),
         ("GET", "/api/v1/tracking/{id}"),
         ("GET", "/api/state"),
+        ("POST", "/api/v1/event-batches"),
         ("POST", "/deliveries/create"),
         ("POST", "/event"),
         ("GET", "/deliveries/{pk}/status"),
@@ -532,7 +517,7 @@ fn api_binary() -> String {
 async fn metrics_count_requests_per_route_and_the_token_command_mints_working_tokens() {
     let stack = Stack::start_with(StackOptions::quiet().with_gateway()).await;
     let api = stack.api();
-    let id = created_order(api).await;
+    let id = api.paid_order("cust-edge").await;
 
     let minted = Command::new(api_binary())
         .args([

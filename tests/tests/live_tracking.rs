@@ -13,30 +13,6 @@ use tokio_tungstenite::tungstenite::Message;
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn paid_order(api: &GatewayProcess, customer: &str) -> String {
-    let payer = api.token("payments", &[Role::PaymentService]);
-    let created = api
-        .post(
-            "/api/v1/payment-events",
-            &payer,
-            &payment_event(&new_payment_id(), customer),
-        )
-        .await;
-    assert_eq!(created.status, 201, "{}", created.text);
-    let id = created.json["delivery_order_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let read = api
-        .get(
-            &format!("/api/v1/delivery-orders/{id}?min_version=0"),
-            &payer_or_ops(api),
-        )
-        .await;
-    assert_eq!(read.status, 200, "{}", read.text);
-    id
-}
-
 fn payer_or_ops(api: &GatewayProcess) -> String {
     api.token("olga", &[Role::Operator])
 }
@@ -85,7 +61,7 @@ async fn next(socket: &mut Socket) -> Value {
 async fn tracking_shows_progress_driver_and_location_to_the_owner_only() {
     let stack = Stack::start_with(StackOptions::quiet().with_gateway()).await;
     let api = stack.api();
-    let id = paid_order(api, "cust-track").await;
+    let id = api.paid_order("cust-track").await;
     let owner = api.token("cust-track", &[Role::Customer]);
     let path = format!("/api/v1/tracking/{id}");
 
@@ -186,7 +162,7 @@ async fn tracking_shows_progress_driver_and_location_to_the_owner_only() {
 async fn a_websocket_gets_a_snapshot_then_every_change_in_order() {
     let stack = Stack::start_with(StackOptions::quiet().with_gateway()).await;
     let api = stack.api();
-    let id = paid_order(api, "cust-ws").await;
+    let id = api.paid_order("cust-ws").await;
     let owner = api.token("cust-ws", &[Role::Customer]);
     let mut socket = connect(api, &format!("/api/v1/ws/delivery-orders/{id}"), &owner).await;
     let snapshot = next(&mut socket).await;
@@ -246,7 +222,7 @@ async fn a_websocket_gets_a_snapshot_then_every_change_in_order() {
 async fn websockets_check_who_is_asking() {
     let stack = Stack::start_with(StackOptions::quiet().with_gateway()).await;
     let api = stack.api();
-    let id = paid_order(api, "cust-ws-own").await;
+    let id = api.paid_order("cust-ws-own").await;
     let url =
         |path: &str, token: &str| format!("ws://127.0.0.1:{}{path}?access_token={token}", api.port);
     let refused = |url: String| async move {
@@ -278,7 +254,7 @@ async fn websockets_check_who_is_asking() {
     assert_eq!(refused(url("/api/v1/ws/events", &partner_token)).await, 403);
 
     // A customer's event stream carries only its own deliveries.
-    let mine = paid_order(api, "cust-ws-stream").await;
+    let mine = api.paid_order("cust-ws-stream").await;
     let mut own = connect(
         api,
         "/api/v1/ws/events",
@@ -313,7 +289,7 @@ async fn websockets_check_who_is_asking() {
 async fn a_client_that_stops_reading_does_not_hold_up_the_others() {
     let stack = Stack::start_with(StackOptions::quiet().with_gateway()).await;
     let api = stack.api();
-    let id = paid_order(api, "cust-slow").await;
+    let id = api.paid_order("cust-slow").await;
     let ops = payer_or_ops(api);
     // Connected and never read from again.
     let _stalled = connect(api, "/api/v1/ws/events", &ops).await;
@@ -355,7 +331,7 @@ async fn the_system_state_counts_and_is_served_from_a_short_cache() {
     let stack = Stack::start_with(StackOptions::quiet().with_gateway()).await;
     let api = stack.api();
     let ops = payer_or_ops(api);
-    let picked = paid_order(api, "cust-state").await;
+    let picked = api.paid_order("cust-state").await;
     partner(
         api,
         &picked,
@@ -364,7 +340,7 @@ async fn the_system_state_counts_and_is_served_from_a_short_cache() {
         json!({"partner_order_number": "PN-ST", "driver": {"name": "Dana Driver"}}),
     )
     .await;
-    let failed = paid_order(api, "cust-state").await;
+    let failed = api.paid_order("cust-state").await;
     partner(
         api,
         &failed,

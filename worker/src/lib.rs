@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use delivery_activities::{
-    CompatActivities, OutboxRelay, PartnerActivities, PartnerClient, PartnerMetrics,
-    ProjectionMetrics, ReadModelActivities, RedisKeys,
+    BatchActivities, CompatActivities, OutboxRelay, PartnerActivities, PartnerClient,
+    PartnerMetrics, ProjectionMetrics, ReadModelActivities, RedisKeys,
 };
 use delivery_platform::connect_temporal;
 use delivery_workflows::DeliveryOrderWorkflow;
+use delivery_workflows::batch_workflow::EventBatchWorkflow;
 use delivery_workflows::compat_workflow::CompatDeliveryWorkflow;
 use prometheus::Registry;
 use sqlx::PgPool;
@@ -69,8 +70,11 @@ pub fn build_worker(
         .context("registering DeliveryOrderWorkflow")?
         .register_workflow::<CompatDeliveryWorkflow>()
         .context("registering CompatDeliveryWorkflow")?
+        .register_workflow::<EventBatchWorkflow>()
+        .context("registering EventBatchWorkflow")?
         .register_activities(PartnerActivities::new(partner))
         .register_activities(CompatActivities::new(read_model.clone()))
+        .register_activities(BatchActivities::new(client.clone(), read_model.clone()))
         .register_activities(ReadModelActivities::new(read_model).with_metrics(
             ProjectionMetrics::register(registry).context("registering projection metrics")?,
         ))

@@ -178,3 +178,83 @@ pub struct CompatProjection {
     pub state: crate::compat::CompatDelivery,
     pub events: Vec<crate::compat::CompatEvent>,
 }
+
+/// Activity type names of the batch coordinator's steps.
+pub const BATCH_PREPARE: &str = "batch_prepare";
+pub const BATCH_COMMIT: &str = "batch_commit";
+pub const BATCH_ABORT: &str = "batch_abort";
+pub const BATCH_ROLLED_BACK: &str = "batch_rolled_back";
+
+/// Ask one delivery order to hold a batch's events (its `prepare_batch` update).
+pub struct BatchPrepareStep;
+/// Apply a prepared batch on one order (`commit_batch`).
+pub struct BatchCommitStep;
+/// Release one order without applying anything (`abort_batch`).
+pub struct BatchAbortStep;
+/// Publish `BatchRolledBack` on the delivery-events stream (through the outbox).
+pub struct PublishBatchRolledBack;
+
+impl ActivityDefinition for BatchPrepareStep {
+    type Input = BatchStepRequest;
+    type Output = PrepareOutcome;
+    fn name(&self) -> &str {
+        BATCH_PREPARE
+    }
+}
+
+impl ActivityDefinition for BatchCommitStep {
+    type Input = BatchStepRequest;
+    type Output = crate::domain::ApplyOutcome;
+    fn name(&self) -> &str {
+        BATCH_COMMIT
+    }
+}
+
+impl ActivityDefinition for BatchAbortStep {
+    type Input = BatchStepRequest;
+    type Output = ();
+    fn name(&self) -> &str {
+        BATCH_ABORT
+    }
+}
+
+impl ActivityDefinition for PublishBatchRolledBack {
+    type Input = BatchRolledBack;
+    type Output = ();
+    fn name(&self) -> &str {
+        BATCH_ROLLED_BACK
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchStepRequest {
+    pub delivery_order_id: String,
+    pub batch_id: String,
+    /// The order's events, for prepare; empty for commit and abort.
+    #[serde(default)]
+    pub events: Vec<crate::domain::EventEnvelope>,
+}
+
+/// What an order answered to prepare. Business refusals are outcomes; only transport failures
+/// are activity errors (retried).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PrepareOutcome {
+    Prepared,
+    /// The order's `index`-th event of this batch cannot apply (or the order is held).
+    Rejected {
+        index: usize,
+        reason: String,
+    },
+    NotFound,
+}
+
+/// The domain event a rolled-back batch publishes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchRolledBack {
+    pub batch_id: String,
+    pub correlation_id: String,
+    pub reason: String,
+    pub failed_event_index: usize,
+    pub delivery_order_id: String,
+}

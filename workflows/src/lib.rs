@@ -3,6 +3,7 @@
 //! activities are referenced through the typed contracts in [`activities`].
 
 pub mod activities;
+pub mod batch_workflow;
 pub mod compat;
 pub mod compat_workflow;
 pub mod diagrams;

@@ -5,6 +5,7 @@
 //! signal / update / query surface. Everything here is deterministic: SDK timers and `select!`
 //! only, all I/O in activities.
 
+use std::collections::VecDeque;
 use std::error::Error;
 use std::pin::pin;
 use std::time::{Duration, SystemTime};
@@ -35,7 +36,7 @@ use crate::domain::{
 use crate::graph::{DELIVERY_ORDER_V1, StateGraph};
 use crate::machine::{DeliveryOrder, Rejection};
 use crate::signals::parse_signal;
-use crate::validation::check_input;
+use crate::validation::{check_input, check_ref_id};
 
 /// Task queue every delivery-order worker polls.
 pub const TASK_QUEUE: &str = "delivery-orders";
@@ -104,6 +105,38 @@ pub struct DeliveryOrderView {
     pub pickup_pending: bool,
 }
 
+/// The events of an atomic batch for this order: checked together at prepare, applied together
+/// at commit. While prepared, the order takes nothing else (see [`DeliveryOrderWorkflow`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchPrepare {
+    pub batch_id: String,
+    pub events: Vec<EventEnvelope>,
+}
+
+/// Commit or abort of a prepared batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchDecision {
+    pub batch_id: String,
+}
+
+/// Something that arrived while a batch held the order, applied once it is released.
+#[derive(Debug, Clone)]
+enum Deferred {
+    Signal {
+        name: String,
+        bytes: Vec<u8>,
+    },
+    Own {
+        event_type: EventType,
+        data: Map<String, Value>,
+        actor: Actor,
+        tag: String,
+    },
+}
+
+/// How many finished batch ids an order remembers (for idempotent commits and aborts).
+const BATCHES_KEPT: usize = 20;
+
 #[workflow]
 pub struct DeliveryOrderWorkflow {
     /// `None` only when the start input was invalid (see `start_error`).
@@ -112,6 +145,11 @@ pub struct DeliveryOrderWorkflow {
     pickup_pending: bool,
     /// The lifecycle reached its end; the projector may finish once it caught up.
     lifecycle_done: bool,
+    /// The batch holding this order between prepare and commit/abort. Meanwhile `apply_event`
+    /// is refused and signals and the workflow's own events wait in `deferred`.
+    batch: Option<BatchPrepare>,
+    deferred: Vec<Deferred>,
+    finished_batches: VecDeque<String>,
 }
 
 #[workflow_methods]
@@ -138,12 +176,18 @@ impl DeliveryOrderWorkflow {
                 start_error: None,
                 pickup_pending: false,
                 lifecycle_done: false,
+                batch: None,
+                deferred: Vec::new(),
+                finished_batches: VecDeque::new(),
             },
             Err(error) => Self {
                 order: None,
                 start_error: Some(error),
                 pickup_pending: false,
                 lifecycle_done: false,
+                batch: None,
+                deferred: Vec::new(),
+                finished_batches: VecDeque::new(),
             },
         }
     }
@@ -218,8 +262,138 @@ impl DeliveryOrderWorkflow {
                 "FORBIDDEN_ACTOR: actor kind system is reserved for the workflow itself".into(),
             );
         }
+        if let Some(batch) = &self.batch {
+            return Err(format!(
+                "LOCKED_BY_BATCH: batch {} holds this delivery order until it commits or aborts; retry shortly",
+                batch.batch_id
+            )
+            .into());
+        }
         order.check(&DELIVERY_ORDER_V1, event)?;
         Ok(())
+    }
+
+    #[update_validator(prepare_batch)]
+    fn validate_prepare_batch(
+        &self,
+        _ctx: &WorkflowContextView,
+        prepare: &BatchPrepare,
+    ) -> Result<(), Box<dyn Error + Send + Sync>> {
+        let Some(order) = &self.order else {
+            return Err(self.start_error.clone().unwrap_or_default().into());
+        };
+        check_ref_id("batch_id", &prepare.batch_id)?;
+        match &self.batch {
+            Some(held) if held.batch_id == prepare.batch_id => return Ok(()),
+            Some(held) => {
+                return Err(format!(
+                    "LOCKED_BY_BATCH: batch {} holds this delivery order",
+                    held.batch_id
+                )
+                .into());
+            }
+            None => {}
+        }
+        if self.finished_batches.contains(&prepare.batch_id) {
+            return Err(format!("BATCH_FINISHED: batch {} is over", prepare.batch_id).into());
+        }
+        if prepare.events.is_empty() {
+            return Err("BATCH_REJECTED:0: a batch needs at least one event".into());
+        }
+        // Apply them to a copy, in order: all must go through.
+        let mut trial = order.clone();
+        for (index, event) in prepare.events.iter().enumerate() {
+            if event.actor.kind == ActorKind::System {
+                return Err(format!(
+                    "BATCH_REJECTED:{index}: FORBIDDEN_ACTOR: actor kind system is reserved for the workflow itself"
+                )
+                .into());
+            }
+            trial
+                .apply(&DELIVERY_ORDER_V1, event.clone(), "")
+                .map_err(|rejection| format!("BATCH_REJECTED:{index}: {rejection}"))?;
+        }
+        Ok(())
+    }
+
+    /// Holds the order for a batch whose events all apply (the validator checked them).
+    #[update(name = "prepare_batch")]
+    pub fn prepare_batch(
+        &mut self,
+        _ctx: &mut SyncWorkflowContext<Self>,
+        prepare: BatchPrepare,
+    ) -> ApplyOutcome {
+        if self.batch.is_none() {
+            self.batch = Some(prepare);
+        }
+        self.order().outcome(&DELIVERY_ORDER_V1, false)
+    }
+
+    #[update_validator(commit_batch)]
+    fn validate_commit_batch(
+        &self,
+        _ctx: &WorkflowContextView,
+        decision: &BatchDecision,
+    ) -> Result<(), Box<dyn Error + Send + Sync>> {
+        let held = self
+            .batch
+            .as_ref()
+            .is_some_and(|b| b.batch_id == decision.batch_id);
+        if held || self.finished_batches.contains(&decision.batch_id) {
+            Ok(())
+        } else {
+            Err(format!(
+                "NO_SUCH_BATCH: batch {} is not prepared here",
+                decision.batch_id
+            )
+            .into())
+        }
+    }
+
+    /// Applies the prepared events, in order, then releases the order. Committing again
+    /// answers the current state.
+    #[update(name = "commit_batch")]
+    pub fn commit_batch(
+        &mut self,
+        ctx: &mut SyncWorkflowContext<Self>,
+        decision: BatchDecision,
+    ) -> ApplyOutcome {
+        let graph: &StateGraph = &DELIVERY_ORDER_V1;
+        if let Some(batch) = self.batch.take_if(|b| b.batch_id == decision.batch_id) {
+            let now = rfc3339(ctx.workflow_time());
+            let order = self.order_mut();
+            for event in batch.events {
+                // Nothing could change the order while it was held, so this cannot fail; record
+                // rather than panic if it ever did.
+                if let Err(rejection) = order.apply(graph, event.clone(), &now) {
+                    order.record_rejection(rejected(
+                        "commit_batch",
+                        Some(&event),
+                        &rejection,
+                        &now,
+                    ));
+                }
+            }
+            self.finish_batch(ctx, decision.batch_id);
+        }
+        self.order().outcome(graph, true)
+    }
+
+    /// Releases the order without applying anything (idempotent).
+    #[update(name = "abort_batch")]
+    pub fn abort_batch(
+        &mut self,
+        ctx: &mut SyncWorkflowContext<Self>,
+        decision: BatchDecision,
+    ) -> ApplyOutcome {
+        if self
+            .batch
+            .take_if(|b| b.batch_id == decision.batch_id)
+            .is_some()
+        {
+            self.finish_batch(ctx, decision.batch_id);
+        }
+        self.order().outcome(&DELIVERY_ORDER_V1, false)
     }
 
     /// Applies one event. The validator has already refused anything not allowed now, so a
@@ -318,6 +492,51 @@ async fn project_read_model(
 }
 
 impl DeliveryOrderWorkflow {
+    /// A batch ended: remember its id, release the order, apply what waited.
+    fn finish_batch(&mut self, ctx: &mut SyncWorkflowContext<Self>, batch_id: String) {
+        if self.finished_batches.len() == BATCHES_KEPT {
+            self.finished_batches.pop_front();
+        }
+        self.finished_batches.push_back(batch_id);
+        let now = rfc3339(ctx.workflow_time());
+        for deferred in std::mem::take(&mut self.deferred) {
+            match deferred {
+                Deferred::Signal { name, bytes } => self.apply_signal(ctx, &name, &bytes),
+                Deferred::Own {
+                    event_type,
+                    data,
+                    actor,
+                    tag,
+                } => self.apply_own(event_type, data, actor, &tag, &now),
+            }
+        }
+    }
+
+    /// Applies an event the workflow itself raises (timer, partner refusal).
+    fn apply_own(
+        &mut self,
+        event_type: EventType,
+        data: Map<String, Value>,
+        actor: Actor,
+        tag: &str,
+        now: &str,
+    ) {
+        let graph: &StateGraph = &DELIVERY_ORDER_V1;
+        let order = self.order_mut();
+        let event = EventEnvelope {
+            event_id: format!("{}:{tag}:{}", order.delivery_order_id, order.version + 1),
+            event_type,
+            data: Value::Object(data),
+            actor,
+            correlation_id: None,
+        };
+        if let Err(rejection) = order.apply(graph, event.clone(), now) {
+            // The graph check (`defects`) guarantees timers send allowed events, and a deferred
+            // one may have been overtaken by the batch; record rather than panic.
+            order.record_rejection(rejected(tag, Some(&event), &rejection, now));
+        }
+    }
+
     fn order(&self) -> &DeliveryOrder {
         self.order
             .as_ref()
@@ -342,18 +561,30 @@ impl DeliveryOrderWorkflow {
     }
 
     /// Every signal lands here. Nothing a sender puts in a signal can fail the workflow task:
-    /// what does not parse or is not allowed now is recorded as rejected and ignored.
+    /// what does not parse or is not allowed now is recorded as rejected and ignored. While a
+    /// batch holds the order, signals wait and are applied, in order, once it is released.
     fn on_signal(&mut self, ctx: &mut SyncWorkflowContext<Self>, signal: &str, payload: RawValue) {
+        let bytes = payload
+            .payloads
+            .first()
+            .map(|p| p.data.clone())
+            .unwrap_or_default();
+        if self.batch.is_some() {
+            self.deferred.push(Deferred::Signal {
+                name: signal.to_owned(),
+                bytes,
+            });
+            return;
+        }
+        self.apply_signal(ctx, signal, &bytes);
+    }
+
+    fn apply_signal(&mut self, ctx: &mut SyncWorkflowContext<Self>, signal: &str, bytes: &[u8]) {
         let graph: &StateGraph = &DELIVERY_ORDER_V1;
         let now = rfc3339(ctx.workflow_time());
         let Some(order) = self.order.as_mut() else {
             return;
         };
-        let bytes = payload
-            .payloads
-            .first()
-            .map(|p| p.data.as_slice())
-            .unwrap_or_default();
         let fresh_id = || format!("{}:{signal}:{}", order_id_prefix(ctx), ctx.uuid4());
         let parsed = parse_signal(graph, signal, bytes, fresh_id);
         let (event, rejection) = match parsed {
@@ -414,21 +645,18 @@ fn apply_own_event(
     actor: Actor,
     tag: &str,
 ) {
-    let graph: &StateGraph = &DELIVERY_ORDER_V1;
     let now = rfc3339(ctx.workflow_time());
     ctx.state_mut(|s| {
-        let order = s.order_mut();
-        let event = EventEnvelope {
-            event_id: format!("{}:{tag}:{}", order.delivery_order_id, order.version + 1),
-            event_type,
-            data: Value::Object(data),
-            actor,
-            correlation_id: None,
-        };
-        if let Err(rejection) = order.apply(graph, event.clone(), &now) {
-            // The graph check (`defects`) guarantees timers send allowed events; record rather
-            // than panic if that ever breaks.
-            order.record_rejection(rejected(tag, Some(&event), &rejection, &now));
+        if s.batch.is_some() {
+            // A batch holds the order: the event waits until it is released.
+            s.deferred.push(Deferred::Own {
+                event_type,
+                data,
+                actor,
+                tag: tag.to_owned(),
+            });
+        } else {
+            s.apply_own(event_type, data, actor, tag, &now);
         }
     });
 }
@@ -518,7 +746,10 @@ async fn await_pickup(
             o.delivery_order_id.clone(),
         )
     });
+    // (Still CREATED only when a deadline fired while a batch held the order: the event waits,
+    // and so does the pickup.)
     if state != State::PickedUp
+        && state != State::Created
         && let Some(pickup_id) = pickup_id
     {
         let request = CancelPickupRequest {

@@ -1,6 +1,7 @@
 //! The HTTP surface, one module per concern. Each is a poem-openapi API, so the OpenAPI
 //! document is generated from the same code that serves the requests.
 
+pub mod batches;
 pub mod commands;
 pub mod compat;
 pub mod delivery_orders;

@@ -1,0 +1,170 @@
+//! The batch coordinator's steps: each is one update on a delivery order's workflow, sent with
+//! the Temporal client (a workflow cannot send updates itself), and the `BatchRolledBack` domain
+//! event, written to the outbox so it reaches the `delivery-events` stream exactly once.
+
+use std::sync::Arc;
+
+use delivery_workflows::activities::{
+    BatchAbortStep, BatchCommitStep, BatchPrepareStep, BatchRolledBack, BatchStepRequest,
+    PrepareOutcome, PublishBatchRolledBack,
+};
+use delivery_workflows::workflow::{BatchDecision, BatchPrepare};
+use delivery_workflows::{ApplyOutcome, DeliveryOrderWorkflow, workflow_id};
+use sqlx::PgPool;
+use sqlx::types::Json;
+use temporalio_client::errors::WorkflowUpdateError;
+use temporalio_client::{Client, WorkflowExecuteUpdateOptions};
+use temporalio_macros::activities;
+use temporalio_sdk::activities::{ActivityContext, ActivityError};
+
+use crate::read_model::OUTBOX_CHANNEL;
+
+pub struct BatchActivities {
+    client: Client,
+    pool: PgPool,
+}
+
+impl BatchActivities {
+    pub fn new(client: Client, pool: PgPool) -> Self {
+        Self { client, pool }
+    }
+
+    fn options(&self, step: &str, request: &BatchStepRequest) -> WorkflowExecuteUpdateOptions {
+        WorkflowExecuteUpdateOptions::builder()
+            .update_id(format!("batch:{}:{step}", request.batch_id))
+            .build()
+    }
+}
+
+fn finished(error: &WorkflowUpdateError) -> bool {
+    match error {
+        WorkflowUpdateError::NotFound(status) | WorkflowUpdateError::Rpc(status) => {
+            status.message().contains("already completed")
+        }
+        _ => false,
+    }
+}
+
+#[activities]
+impl BatchActivities {
+    #[activity(definition = BatchPrepareStep)]
+    pub async fn batch_prepare(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        request: BatchStepRequest,
+    ) -> Result<PrepareOutcome, ActivityError> {
+        let prepare = BatchPrepare {
+            batch_id: request.batch_id.clone(),
+            events: request.events.clone(),
+        };
+        let answer = self
+            .client
+            .get_workflow_handle::<DeliveryOrderWorkflow>(workflow_id(&request.delivery_order_id))
+            .execute_update(
+                DeliveryOrderWorkflow::prepare_batch,
+                prepare,
+                self.options("prepare", &request),
+            )
+            .await;
+        match answer {
+            Ok(_) => Ok(PrepareOutcome::Prepared),
+            Err(WorkflowUpdateError::Failed(failure)) => {
+                let message = failure.message;
+                let (index, reason) = match message.strip_prefix("BATCH_REJECTED:") {
+                    Some(rest) => {
+                        let (index, reason) = rest.split_once(": ").unwrap_or(("0", rest));
+                        (index.parse().unwrap_or(0), reason.to_owned())
+                    }
+                    None => (0, message),
+                };
+                Ok(PrepareOutcome::Rejected { index, reason })
+            }
+            Err(error) if finished(&error) => Ok(PrepareOutcome::Rejected {
+                index: 0,
+                reason: "the delivery order is finished and takes no more events".into(),
+            }),
+            Err(WorkflowUpdateError::NotFound(_)) => Ok(PrepareOutcome::NotFound),
+            Err(error) => Err(anyhow::anyhow!("prepare_batch: {error}").into()),
+        }
+    }
+
+    #[activity(definition = BatchCommitStep)]
+    pub async fn batch_commit(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        request: BatchStepRequest,
+    ) -> Result<ApplyOutcome, ActivityError> {
+        self.client
+            .get_workflow_handle::<DeliveryOrderWorkflow>(workflow_id(&request.delivery_order_id))
+            .execute_update(
+                DeliveryOrderWorkflow::commit_batch,
+                BatchDecision {
+                    batch_id: request.batch_id.clone(),
+                },
+                self.options("commit", &request),
+            )
+            .await
+            .map_err(|error| anyhow::anyhow!("commit_batch: {error}").into())
+    }
+
+    #[activity(definition = BatchAbortStep)]
+    pub async fn batch_abort(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        request: BatchStepRequest,
+    ) -> Result<(), ActivityError> {
+        let answer = self
+            .client
+            .get_workflow_handle::<DeliveryOrderWorkflow>(workflow_id(&request.delivery_order_id))
+            .execute_update(
+                DeliveryOrderWorkflow::abort_batch,
+                BatchDecision {
+                    batch_id: request.batch_id.clone(),
+                },
+                self.options("abort", &request),
+            )
+            .await;
+        match answer {
+            Ok(_) => Ok(()),
+            // Nothing to release on an order that is gone or finished.
+            Err(WorkflowUpdateError::NotFound(_)) => Ok(()),
+            Err(error) if finished(&error) => Ok(()),
+            Err(error) => Err(anyhow::anyhow!("abort_batch: {error}").into()),
+        }
+    }
+
+    #[activity(definition = PublishBatchRolledBack)]
+    pub async fn batch_rolled_back(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        event: BatchRolledBack,
+    ) -> Result<(), ActivityError> {
+        let order = uuid::Uuid::parse_str(&event.delivery_order_id).unwrap_or_default();
+        let payload = serde_json::json!({
+            "type": "BatchRolledBack",
+            "batch_id": event.batch_id,
+            "correlation_id": event.correlation_id,
+            "reason": event.reason,
+            "failed_event_index": event.failed_event_index,
+            "delivery_order_id": event.delivery_order_id,
+        });
+        let mut tx = self.pool.begin().await.map_err(anyhow::Error::from)?;
+        sqlx::query(
+            "INSERT INTO read_model_outbox (dedup_key, delivery_order_id, version, kind, payload)
+             VALUES ($1, $2, 0, 'domain_event', $3) ON CONFLICT (dedup_key) DO NOTHING",
+        )
+        .bind(format!("batch-rolled-back:{}", event.batch_id))
+        .bind(order)
+        .bind(Json(payload))
+        .execute(&mut *tx)
+        .await
+        .map_err(anyhow::Error::from)?;
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(OUTBOX_CHANNEL)
+            .execute(&mut *tx)
+            .await
+            .map_err(anyhow::Error::from)?;
+        tx.commit().await.map_err(anyhow::Error::from)?;
+        Ok(())
+    }
+}

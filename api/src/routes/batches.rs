@@ -1,0 +1,172 @@
+//! `POST /api/v1/event-batches`: events for one or several delivery orders, applied in order,
+//! all or none, under one correlation id (see `EventBatchWorkflow`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use delivery_workflows::batch_workflow::{BatchInput, BatchItem, BatchResult};
+use delivery_workflows::{Actor, EventEnvelope, EventType as DomainEventType};
+use poem::Request;
+use poem::web::Data;
+use poem_openapi::param::Header;
+use poem_openapi::payload::Json;
+use poem_openapi::types::Any;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::apply::sending_role;
+use crate::auth::{BearerAuth, Role};
+use crate::model::{EventType, State};
+use crate::problem::ApiError;
+use crate::request_id::explicit_correlation_id;
+use crate::routes::{Tag, delivery_order_id, ref_id};
+use crate::state::AppState;
+
+/// Longest a caller waits for a batch to finish.
+const BATCH_WAIT: Duration = Duration::from_secs(60);
+const BATCH_NAMESPACE: Uuid = Uuid::from_u128(0x0b7c_52f1_93d4_4a6e_8c21_5e0f_d2a9_7b13);
+
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct BatchEvent {
+    pub delivery_order_id: String,
+    #[oai(rename = "type")]
+    pub event_type: EventType,
+    pub data: Option<Any<Value>>,
+    #[oai(validator(pattern = "^[A-Za-z0-9._:-]{1,128}$"))]
+    pub event_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct EventBatch {
+    /// Carried into every audit row of the batch (and `BatchRolledBack`); default: the
+    /// `X-Correlation-Id` header, else the batch id.
+    #[oai(validator(pattern = "^[A-Za-z0-9._:-]{1,128}$"))]
+    pub correlation_id: Option<String>,
+    #[oai(validator(min_items = 1, max_items = 100))]
+    pub events: Vec<BatchEvent>,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct BatchOrderResult {
+    pub delivery_order_id: String,
+    pub state: State,
+    pub version: u64,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct BatchApplied {
+    pub batch_id: String,
+    pub correlation_id: String,
+    /// Each delivery order of the batch after it, in order of first appearance.
+    pub results: Vec<BatchOrderResult>,
+}
+
+#[derive(ApiResponse)]
+pub enum BatchResponse {
+    /// Every event applied.
+    #[oai(status = 200)]
+    Applied(Json<BatchApplied>),
+}
+
+pub struct BatchesApi;
+
+#[OpenApi(prefix_path = "/api/v1", tag = "Tag::Commands")]
+impl BatchesApi {
+    /// Apply events atomically: all in order, or none (409 names the failing event by its
+    /// position, and `BatchRolledBack` is published). While a batch runs, its orders refuse
+    /// other commands (409 `LOCKED_BY_BATCH`) and keep partner callbacks until it ends.
+    /// `Idempotency-Key` makes a retry join the same batch.
+    #[oai(
+        path = "/event-batches",
+        method = "post",
+        operation_id = "apply_event_batch"
+    )]
+    async fn apply_batch(
+        &self,
+        auth: BearerAuth,
+        state: Data<&Arc<AppState>>,
+        req: &Request,
+        body: Json<EventBatch>,
+        #[oai(
+            name = "Idempotency-Key",
+            validator(pattern = "^[A-Za-z0-9._:-]{1,128}$")
+        )]
+        idempotency_key: Header<Option<String>>,
+    ) -> Result<BatchResponse, ApiError> {
+        let caller = auth.0;
+        caller.require(&[Role::Operator, Role::Partner, Role::Admin])?;
+        let batch_id = match &idempotency_key.0 {
+            Some(key) => Uuid::new_v5(&BATCH_NAMESPACE, format!("{}:{key}", caller.sub).as_bytes()),
+            None => Uuid::new_v4(),
+        }
+        .to_string();
+        let correlation_id = body
+            .0
+            .correlation_id
+            .clone()
+            .or_else(|| explicit_correlation_id(req))
+            .unwrap_or_else(|| batch_id.clone());
+        let mut items = Vec::with_capacity(body.0.events.len());
+        for (index, event) in body.0.events.into_iter().enumerate() {
+            let id = delivery_order_id(&event.delivery_order_id)
+                .map_err(|e| at(index, e))?
+                .to_string();
+            let event_type = DomainEventType::from(event.event_type);
+            let role = sending_role(&caller, event_type).map_err(|e| at(index, e))?;
+            let event_id = event
+                .event_id
+                .unwrap_or_else(|| format!("{batch_id}:{index}"));
+            ref_id("event_id", &event_id).map_err(|e| at(index, e))?;
+            items.push(BatchItem {
+                delivery_order_id: id,
+                event: EventEnvelope {
+                    event_id,
+                    event_type,
+                    data: event.data.map(|d| d.0).unwrap_or(Value::Null),
+                    actor: Actor::new(role.actor_kind(), caller.sub.clone()),
+                    correlation_id: Some(correlation_id.clone()),
+                },
+            });
+        }
+        let input = BatchInput {
+            batch_id: batch_id.clone(),
+            correlation_id: correlation_id.clone(),
+            items,
+        };
+        match state.commands.run_batch(input, BATCH_WAIT).await {
+            Ok(BatchResult::Committed { results }) => {
+                Ok(BatchResponse::Applied(Json(BatchApplied {
+                    batch_id,
+                    correlation_id,
+                    results: results
+                        .into_iter()
+                        .map(|r| BatchOrderResult {
+                            delivery_order_id: r.delivery_order_id,
+                            state: r.state.into(),
+                            version: r.version,
+                        })
+                        .collect(),
+                })))
+            }
+            Ok(BatchResult::RolledBack {
+                failed_event_index,
+                delivery_order_id,
+                reason,
+            }) => Err(ApiError::batch_rolled_back(
+                failed_event_index,
+                &delivery_order_id,
+                &batch_id,
+                &reason,
+            )),
+            Err(error) => Err(ApiError::unavailable("the batch did not finish", &error)),
+        }
+    }
+}
+
+/// A refusal of one event, saying which.
+fn at(index: usize, error: ApiError) -> ApiError {
+    error.with_event_index(index)
+}

@@ -1,0 +1,224 @@
+//! `EventBatchWorkflow`: applies events for one or several delivery orders all or none, in
+//! order, under one correlation id. Two phases over the orders' own workflows: each order checks
+//! its share of the events and holds itself for the batch (`prepare_batch`, refusing other
+//! commands meanwhile); if every order agreed, each applies its share (`commit_batch`),
+//! otherwise each is released (`abort_batch`) and `BatchRolledBack` is published. Being a
+//! workflow itself, the coordinator finishes what it started even across worker crashes.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use temporalio_common::{ActivityCloseTimeouts, RetryPolicy};
+use temporalio_macros::{workflow, workflow_methods};
+use temporalio_sdk::{ActivityOptions, WorkflowContext, WorkflowContextView, WorkflowResult};
+
+use crate::activities::{
+    BatchAbortStep, BatchCommitStep, BatchPrepareStep, BatchRolledBack, BatchStepRequest,
+    PrepareOutcome, PublishBatchRolledBack,
+};
+use crate::domain::{EventEnvelope, State};
+
+/// The Temporal workflow id of a batch.
+pub fn batch_workflow_id(batch_id: &str) -> String {
+    format!("event-batch-{batch_id}")
+}
+
+/// How long one order may take to prepare before the batch is aborted.
+pub const PREPARE_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchItem {
+    pub delivery_order_id: String,
+    pub event: EventEnvelope,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchInput {
+    pub batch_id: String,
+    pub correlation_id: String,
+    pub items: Vec<BatchItem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderResult {
+    pub delivery_order_id: String,
+    pub state: State,
+    pub version: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum BatchResult {
+    Committed {
+        results: Vec<OrderResult>,
+    },
+    RolledBack {
+        failed_event_index: usize,
+        delivery_order_id: String,
+        reason: String,
+    },
+}
+
+#[workflow]
+pub struct EventBatchWorkflow {
+    input: BatchInput,
+}
+
+#[workflow_methods]
+impl EventBatchWorkflow {
+    #[init]
+    pub fn new(_ctx: &WorkflowContextView, input: BatchInput) -> Self {
+        Self { input }
+    }
+
+    #[run]
+    pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<BatchResult> {
+        let input = ctx.state(|s| s.input.clone());
+        let groups = group_by_order(&input.items);
+        let step = |order: &str, events: Vec<EventEnvelope>| BatchStepRequest {
+            delivery_order_id: order.to_owned(),
+            batch_id: input.batch_id.clone(),
+            events,
+        };
+
+        let mut touched: Vec<&str> = Vec::new();
+        let mut failure = None;
+        for (order, indexed) in &groups {
+            touched.push(order);
+            let events = indexed.iter().map(|(_, e)| e.clone()).collect();
+            let outcome = ctx
+                .execute_activity(BatchPrepareStep, step(order, events), prepare_options())
+                .await;
+            let first = indexed[0].0;
+            match outcome {
+                Ok(PrepareOutcome::Prepared) => {}
+                Ok(PrepareOutcome::Rejected { index, reason }) => {
+                    let global = indexed.get(index).map_or(first, |(i, _)| *i);
+                    failure = Some((global, order.clone(), reason));
+                    break;
+                }
+                Ok(PrepareOutcome::NotFound) => {
+                    failure = Some((first, order.clone(), format!("no delivery order {order}")));
+                    break;
+                }
+                Err(_) => {
+                    failure = Some((
+                        first,
+                        order.clone(),
+                        format!("delivery order {order} did not answer in time"),
+                    ));
+                    break;
+                }
+            }
+        }
+
+        if let Some((failed_event_index, delivery_order_id, reason)) = failure {
+            // Release every order asked so far (the last may hold itself even if its answer
+            // was lost; aborting an order that does not hold the batch changes nothing).
+            for order in touched {
+                ctx.execute_activity(BatchAbortStep, step(order, Vec::new()), decision_options())
+                    .await?;
+            }
+            let event = BatchRolledBack {
+                batch_id: input.batch_id.clone(),
+                correlation_id: input.correlation_id.clone(),
+                reason: reason.clone(),
+                failed_event_index,
+                delivery_order_id: delivery_order_id.clone(),
+            };
+            ctx.execute_activity(PublishBatchRolledBack, event, decision_options())
+                .await?;
+            return Ok(BatchResult::RolledBack {
+                failed_event_index,
+                delivery_order_id,
+                reason,
+            });
+        }
+
+        let mut results = Vec::with_capacity(groups.len());
+        for (order, _) in &groups {
+            let outcome = ctx
+                .execute_activity(BatchCommitStep, step(order, Vec::new()), decision_options())
+                .await?;
+            results.push(OrderResult {
+                delivery_order_id: order.clone(),
+                state: outcome.state,
+                version: outcome.version,
+            });
+        }
+        Ok(BatchResult::Committed { results })
+    }
+}
+
+/// The events per order, orders in order of first appearance, each event with its position in
+/// the batch.
+fn group_by_order(items: &[BatchItem]) -> Vec<(String, Vec<(usize, EventEnvelope)>)> {
+    let mut groups: Vec<(String, Vec<(usize, EventEnvelope)>)> = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        match groups
+            .iter_mut()
+            .find(|(o, _)| *o == item.delivery_order_id)
+        {
+            Some((_, events)) => events.push((index, item.event.clone())),
+            None => groups.push((
+                item.delivery_order_id.clone(),
+                vec![(index, item.event.clone())],
+            )),
+        }
+    }
+    groups
+}
+
+fn prepare_options() -> ActivityOptions {
+    ActivityOptions::with_close_timeouts(ActivityCloseTimeouts::ScheduleAndStartToClose {
+        schedule_to_close: PREPARE_TIMEOUT,
+        start_to_close: Duration::from_secs(10),
+    })
+    .retry_policy(
+        RetryPolicy::builder()
+            .initial_interval(Duration::from_millis(200))
+            .backoff_coefficient(2.0)
+            .maximum_interval(Duration::from_secs(2))
+            .build(),
+    )
+    .build()
+}
+
+/// Commit and abort must land: retried until they do.
+fn decision_options() -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(10))
+        .retry_policy(
+            RetryPolicy::builder()
+                .initial_interval(Duration::from_millis(200))
+                .backoff_coefficient(2.0)
+                .maximum_interval(Duration::from_secs(10))
+                .build(),
+        )
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Actor, ActorKind, EventType};
+
+    #[test]
+    fn events_are_grouped_per_order_keeping_their_positions() {
+        let item = |order: &str, id: &str| BatchItem {
+            delivery_order_id: order.into(),
+            event: EventEnvelope {
+                event_id: id.into(),
+                event_type: EventType::PickedUp,
+                data: serde_json::Value::Null,
+                actor: Actor::new(ActorKind::Partner, "p"),
+                correlation_id: None,
+            },
+        };
+        let groups = group_by_order(&[item("a", "1"), item("b", "2"), item("a", "3")]);
+        let shape: Vec<(String, Vec<usize>)> = groups
+            .into_iter()
+            .map(|(o, e)| (o, e.into_iter().map(|(i, _)| i).collect()))
+            .collect();
+        assert_eq!(shape, [("a".into(), vec![0, 2]), ("b".into(), vec![1])]);
+    }
+}
