@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 
 .DEFAULT_GOAL := help
-.PHONY: help run test build lint demo token diagrams capture-histories clean-data
+.PHONY: help run test build lint bench demo token diagrams capture-histories clean-data
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -25,6 +25,9 @@ demo: ## Pay for a book through the running gateway; watch the partner deliver i
 
 token: ## Print a development token: make token ROLE=operator SUB=alice (JWT_SECRET as make run)
 	@JWT_SECRET=$${JWT_SECRET:-dev-only-secret-change-me-0123456789abcdef} cargo run -q -p delivery-api -- token --role $(or $(ROLE),operator) --sub $(or $(SUB),alice)
+
+bench: ## Start the stack from release builds and print throughput / latency figures (docs/performance.md)
+	@scripts/bench.sh
 
 diagrams: ## Regenerate the PlantUML diagrams from the graph and the data model
 	cargo run -q -p delivery-workflows --bin graphgen -- resources

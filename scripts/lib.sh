@@ -129,3 +129,32 @@ wait_http() {
 }
 
 target_dir() { echo "${CARGO_TARGET_DIR:-$ROOT/target}"; }
+
+# A fresh, isolated set of services for one run: a headless Temporal dev server on a free port,
+# PostgreSQL and Redis (the machine's or private ones), a new database and a unique Redis key
+# prefix. Sets TEMPORAL_ADDRESS, DATABASE_URL, REDIS_URL, TEST_DB, TEST_REDIS_PREFIX.
+fresh_services() {
+  local run_dir=$1 kind=$2 port
+  port=$(free_port)
+  say "starting a fresh Temporal dev server on 127.0.0.1:$port"
+  start_temporal "$run_dir/temporal.db" "$port" 0 "$run_dir/temporal.log" headless
+  export TEMPORAL_ADDRESS="http://127.0.0.1:$port"
+  export TEMPORAL_CLI
+  ensure_postgres "$run_dir"
+  ensure_redis "$run_dir"
+  if command -v psql >/dev/null; then
+    TEST_DB="delivery_${kind}_$(date +%s)_$$"
+    psql -q "$DATABASE_URL" -c "CREATE DATABASE \"$TEST_DB\"" >/dev/null
+    export DATABASE_URL="${DATABASE_URL%/*}/$TEST_DB"
+  fi
+  TEST_REDIS_PREFIX="delivery-$kind-$$-$(date +%s):"
+  export TEST_REDIS_PREFIX
+  say "PostgreSQL $DATABASE_URL, Redis $REDIS_URL (prefix $TEST_REDIS_PREFIX)"
+}
+
+# Drops the run's database (connected to the server's maintenance database, not to it).
+drop_fresh_database() {
+  if [ -n "${TEST_DB:-}" ] && command -v psql >/dev/null; then
+    psql -q "${DATABASE_URL%/*}/postgres" -c "DROP DATABASE IF EXISTS \"$TEST_DB\" WITH (FORCE)" >/dev/null 2>&1 || true
+  fi
+}

@@ -10,9 +10,7 @@ chmod 755 "$RUN_DIR" # a private PostgreSQL runs as the postgres user and must r
 TEST_DB=""
 cleanup() {
   local status=$?
-  if [ -n "$TEST_DB" ] && command -v psql >/dev/null; then
-    psql -q "${DATABASE_URL}" -c "DROP DATABASE IF EXISTS \"$TEST_DB\" WITH (FORCE)" >/dev/null 2>&1 || true
-  fi
+  drop_fresh_database
   stop_started
   if [ $status -ne 0 ] && [ -f "$RUN_DIR/temporal.log" ]; then
     echo "--- Temporal log (tail) ---" >&2; tail -n 20 "$RUN_DIR/temporal.log" >&2
@@ -26,22 +24,7 @@ trap 'exit 130' INT TERM
 ensure_temporal_cli
 ensure_openapi_validator
 export OPENAPI_SPEC_VALIDATOR
-port=$(free_port)
-say "starting a fresh Temporal dev server on 127.0.0.1:$port"
-start_temporal "$RUN_DIR/temporal.db" "$port" 0 "$RUN_DIR/temporal.log" headless
-export TEMPORAL_ADDRESS="http://127.0.0.1:$port"
-export TEMPORAL_CLI
-
-ensure_postgres "$RUN_DIR"
-ensure_redis "$RUN_DIR"
-if command -v psql >/dev/null; then
-  TEST_DB="delivery_test_$(date +%s)_$$"
-  psql -q "$DATABASE_URL" -c "CREATE DATABASE \"$TEST_DB\"" >/dev/null
-  export DATABASE_URL="${DATABASE_URL%/*}/$TEST_DB"
-fi
-TEST_REDIS_PREFIX="delivery-test-$$-$(date +%s):"
-export TEST_REDIS_PREFIX
-say "PostgreSQL $DATABASE_URL, Redis $REDIS_URL (prefix $TEST_REDIS_PREFIX)"
+fresh_services "$RUN_DIR" test
 
 say "building"
 cargo build --workspace --all-targets

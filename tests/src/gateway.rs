@@ -127,6 +127,11 @@ impl GatewayProcess {
         .await;
     }
 
+    /// The process id (for resource figures).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Stops and starts the process with the same settings.
     pub async fn restart(&mut self) {
         let _ = self.child.kill();

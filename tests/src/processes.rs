@@ -174,6 +174,11 @@ impl WorkerProcess {
         }
     }
 
+    /// The process id (for resource figures).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// `kill -9`: no shutdown, no goodbye to the server.
     pub fn kill_hard(&mut self) {
         let _ = self.child.kill();

@@ -7,7 +7,7 @@ use delivery_tests::*;
 use delivery_workflows::workflow::{BatchDecision, BatchPrepare};
 use delivery_workflows::{ActorKind, DeliveryOrderWorkflow, EventType, State};
 use serde_json::{Value, json};
-use temporalio_client::WorkflowExecuteUpdateOptions;
+use temporalio_client::{WorkflowExecuteUpdateOptions, WorkflowGetResultOptions};
 
 fn event(order: &str, kind: &str, data: Value) -> Value {
     json!({"delivery_order_id": order, "type": kind, "data": data})
@@ -244,6 +244,19 @@ async fn a_held_order_refuses_commands_and_keeps_callbacks_until_the_batch_ends(
         .map(|e| e.event_id.as_str())
         .collect();
     assert_eq!(ids, ["b3-pu", "b3-de"]);
+    let confirm = api
+        .post(
+            &format!("/api/v1/delivery-orders/{a}/events"),
+            &api.token("cust-b3", &[Role::Customer]),
+            &json!({"type": "CONFIRMED"}),
+        )
+        .await;
+    assert_eq!(confirm.status, 200, "{}", confirm.text);
+    order
+        .get_result(WorkflowGetResultOptions::default())
+        .await
+        .expect("the order finishes");
+    capture_history(&order, "batch_commit_with_deferred_callback").await;
 
     // Abort releases without applying.
     let b = api.paid_order("cust-b3").await;
@@ -299,6 +312,11 @@ async fn a_held_order_refuses_commands_and_keeps_callbacks_until_the_batch_ends(
         )
         .await;
     assert_eq!(cancel.status, 200, "released: {}", cancel.text);
+    other
+        .get_result(WorkflowGetResultOptions::default())
+        .await
+        .expect("the order finishes");
+    capture_history(&other, "batch_abort_then_cancel").await;
 }
 
 #[tokio::test]
