@@ -129,10 +129,12 @@ async fn main() -> anyhow::Result<()> {
             &customer,
             &order_paths,
             read_for,
-            "GET delivery order",
+            "GET delivery order (64 in flight)",
         )
         .await,
     );
+    let paced_rate = env_number("BENCH_PACED_RATE", 5000);
+    rows.push(paced_reads(&http, api, &customer, &order_paths, paced_rate, read_for).await);
     let tracking_paths: Vec<String> = picked
         .iter()
         .map(|id| format!("/api/v1/tracking/{id}"))
@@ -170,13 +172,9 @@ async fn main() -> anyhow::Result<()> {
     let (_, mut row) = create_orders(&http, api, &payer, open_workflows, 32).await;
     row.name = format!("creation of {open_workflows} more (all held open)");
     rows.push(row);
-    let open: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM delivery_orders WHERE state = 'CREATED'")
-            .fetch_one(&pool)
-            .await?;
     rows.push(Row::figure(
-        "open delivery workflows held (CREATED, read model)",
-        format!("{open}"),
+        "open delivery workflows held (Temporal visibility)",
+        format!("{}", open_workflows_count(&stack).await?),
     ));
     rows.push(Row::figure(
         "memory (RSS): worker / gateway",
@@ -189,6 +187,23 @@ async fn main() -> anyhow::Result<()> {
 
     println!("\n{}", measure::table(&rows));
     Ok(())
+}
+
+/// Running `DeliveryOrderWorkflow`s on the stack's task queue, as Temporal counts them.
+async fn open_workflows_count(stack: &Stack) -> anyhow::Result<i64> {
+    use temporalio_common::protos::temporal::api::workflowservice::v1::CountWorkflowExecutionsRequest;
+    let request = CountWorkflowExecutionsRequest {
+        namespace: "default".into(),
+        query: format!(
+            "ExecutionStatus = 'Running' AND WorkflowType = 'DeliveryOrderWorkflow' AND TaskQueue = '{}'",
+            stack.task_queue
+        ),
+    };
+    let mut service = stack.client.connection().workflow_service();
+    let answer = service
+        .count_workflow_executions(temporalio_client::tonic::Request::new(request))
+        .await?;
+    Ok(answer.into_inner().count)
 }
 
 /// Runs `work` over `items` with `concurrency` in flight; keeps the successful samples.
@@ -289,6 +304,52 @@ async fn read_load(
     }
     let all = std::mem::take(&mut *samples.lock().unwrap());
     Row::throughput(name, &Samples::new(all, started.elapsed()))
+}
+
+/// GETs sent at a fixed `rate` (open loop) for `duration`; each latency counts from the moment
+/// its request was due, so a stalled server shows up instead of slowing the load down.
+async fn paced_reads(
+    http: &reqwest::Client,
+    api: &GatewayProcess,
+    token: &str,
+    paths: &[String],
+    rate: usize,
+    duration: Duration,
+) -> Row {
+    let per_tick = (rate / 100).max(1);
+    let mut ticker = tokio::time::interval(Duration::from_millis(10));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let started = Instant::now();
+    let mut requests = Vec::new();
+    let mut n = 0usize;
+    while started.elapsed() < duration {
+        let due = ticker.tick().await;
+        for _ in 0..per_tick {
+            let (http, url, token) = (http.clone(), api.url.clone(), token.to_owned());
+            let path = paths[n % paths.len()].clone();
+            n += 1;
+            requests.push(tokio::spawn(async move {
+                let ok = match http
+                    .get(format!("{url}{path}"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                {
+                    Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                    Err(_) => false,
+                };
+                ok.then(|| due.elapsed())
+            }));
+        }
+    }
+    let mut results = Vec::with_capacity(requests.len());
+    for request in requests {
+        results.push(request.await.ok().flatten());
+    }
+    Row::throughput(
+        &format!("GET delivery order at a fixed {rate} req/s"),
+        &Samples::new(results, started.elapsed()),
+    )
 }
 
 /// `clients` sockets on `/ws/events`; each confirmation's update timed from the moment the
