@@ -1,9 +1,17 @@
-# Builds the worker, the gateway and the partner simulator; one runtime image per binary (targets
+# Builds the worker, the gateway (with the web UI) and the partner simulator; one runtime image per binary (targets
 # `worker`, `api` and `partner-sim`), used by docker-compose.yml.
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
 RUN cargo build --release -p delivery-worker -p delivery-api -p partner-sim
+
+# The web UI the gateway serves at /.
+FROM node:22-bookworm-slim AS web
+WORKDIR /web
+COPY web/package.json web/package-lock.json ./
+RUN PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund
+COPY web/ ./
+RUN npm run build
 
 FROM debian:bookworm-slim AS runtime-base
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl && rm -rf /var/lib/apt/lists/*
@@ -24,6 +32,7 @@ ENTRYPOINT ["partner-sim"]
 
 FROM runtime-base AS api
 COPY --from=build /src/target/release/delivery-api /usr/local/bin/delivery-api
-ENV API_BIND=0.0.0.0 API_PORT=8080
+COPY --from=web /web/dist /usr/share/delivery-web
+ENV API_BIND=0.0.0.0 API_PORT=8080 WEB_DIST=/usr/share/delivery-web
 EXPOSE 8080
 ENTRYPOINT ["delivery-api"]

@@ -40,6 +40,44 @@ ensure_openapi_validator() {
     || die "pip install openapi-spec-validator failed"
 }
 
+# The web UI's npm packages (web/node_modules), installed from package-lock.json when missing or
+# older than it. No browser is downloaded: the browser tests use Debian's Chromium.
+ensure_web_packages() {
+  command -v npm >/dev/null || die "npm is needed for the web UI (web/): install Node.js 20.19 or later with npm"
+  local stamp="$ROOT/web/node_modules/.package-lock.json"
+  if [ -f "$stamp" ] && [ ! "$ROOT/web/package-lock.json" -nt "$stamp" ]; then
+    return 0
+  fi
+  say "installing the web UI's packages (npm ci in web/)"
+  (cd "$ROOT/web" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error) \
+    || die "npm ci in web/ failed"
+}
+
+# Builds web/dist (what the gateway serves at /) when it is missing or older than its sources.
+ensure_web_build() {
+  ensure_web_packages
+  local index="$ROOT/web/dist/index.html"
+  if [ -f "$index" ] && [ -z "$(find "$ROOT/web/src" "$ROOT/web/index.html" "$ROOT/web/public" \
+      "$ROOT/web/package-lock.json" -newer "$index" -print -quit)" ]; then
+    return 0
+  fi
+  say "building the web UI (npm run build in web/)"
+  (cd "$ROOT/web" && npm run --silent build) || die "building the web UI failed"
+}
+
+# Debian's Chromium for the browser tests: installed with apt-get when missing and possible.
+CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
+ensure_chromium() {
+  [ -x "$CHROMIUM" ] && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing Debian's chromium for the browser tests"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null \
+      || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; } \
+      || die "apt-get install chromium failed"
+  fi
+  [ -x "$CHROMIUM" ] || die "the browser tests need Chromium at $CHROMIUM: install Debian's package (sudo apt-get install chromium) or set CHROMIUM to a Chromium binary"
+}
+
 # Records a background process so stop_started ends it.
 track() { STARTED_PIDS+=("$1"); STARTED_NAMES+=("$2"); }
 

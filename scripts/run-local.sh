@@ -20,6 +20,7 @@ trap 'echo; say "stopping"; stop_started; exit 0' INT TERM
 trap 'stop_started' EXIT
 
 ensure_temporal_cli
+ensure_web_build
 say "building the worker, the gateway and the partner simulator"
 cargo build -q -p delivery-worker -p delivery-api -p partner-sim
 BIN="$(target_dir)/debug"
@@ -59,8 +60,8 @@ worker_pid=$!; track $worker_pid "worker"
 wait_http "http://127.0.0.1:$WORKER_METRICS_PORT/healthz" "worker" $worker_pid "$LOGS/worker.log"
 
 say "starting gateway"
-TEMPORAL_ADDRESS="http://$TEMPORAL_ADDRESS" API_PORT=$API_PORT \
-  PARTNER_WEBHOOK_SECRETS="sim=$PARTNER_WEBHOOK_SECRET" "$BIN/delivery-api" >"$LOGS/gateway.log" 2>&1 &
+TEMPORAL_ADDRESS="http://$TEMPORAL_ADDRESS" API_PORT=$API_PORT WEB_DIST="$ROOT/web/dist" \
+  TEMPORAL_WEB_UI_URL="http://localhost:$TEMPORAL_UI_PORT" PARTNER_WEBHOOK_SECRETS="sim=$PARTNER_WEBHOOK_SECRET" "$BIN/delivery-api" >"$LOGS/gateway.log" 2>&1 &
 api_pid=$!; track $api_pid "gateway"
 wait_http "http://127.0.0.1:$API_PORT/readyz" "gateway" $api_pid "$LOGS/gateway.log"
 
@@ -69,6 +70,7 @@ cat <<TABLE
   Delivery-order stack is up.
 
   Temporal frontend   $TEMPORAL_ADDRESS   $temporal_note
+  web UI              http://127.0.0.1:$API_PORT/   (sign in with: make token ROLE=operator SUB=alice)
   gateway (REST)      http://127.0.0.1:$API_PORT/api/v1   (log .run/logs/gateway.log)
   API docs            http://127.0.0.1:$API_PORT/docs   (spec: /openapi.json)
   Temporal Web UI     http://localhost:$TEMPORAL_UI_PORT

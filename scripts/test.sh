@@ -24,6 +24,12 @@ trap 'exit 130' INT TERM
 ensure_temporal_cli
 ensure_openapi_validator
 export OPENAPI_SPEC_VALIDATOR
+ensure_web_build
+ensure_chromium
+export CHROMIUM
+
+say "web UI: type check and component tests (vitest)"
+(cd web && npx --no-install tsc --noEmit && npx --no-install vitest run)
 fresh_services "$RUN_DIR" test
 
 say "building"

@@ -81,6 +81,8 @@ const ROUTES: &[&str] = &[
     "/metrics",
     "/openapi.json",
     "/docs",
+    "/api/v1/ui-config",
+    crate::web::ROUTE_LABEL,
 ];
 
 pub fn is_known_route(route: &str) -> bool {
@@ -91,12 +93,14 @@ pub fn app(state: Arc<AppState>) -> impl poem::Endpoint {
     let api = openapi();
     let docs = api.swagger_ui();
     let spec = api.spec_endpoint();
-    Route::new()
+    let dist = &state.config.web_dist;
+    let api = crate::web::with_start_page(api.into_endpoint(), dist);
+    crate::web::mount(Route::new(), dist)
         .nest("/docs", docs)
         .at("/openapi.json", spec)
         .at("/api/v1/ws/delivery-orders/:id", get(ws::delivery_order))
         .at("/api/v1/ws/events", get(ws::events))
-        .nest("/", api.into_endpoint())
+        .nest("/", api)
         .around(middleware::around)
         .data(state)
 }

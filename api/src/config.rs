@@ -1,6 +1,7 @@
 //! Typed gateway configuration, read from the environment once at start-up.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use delivery_platform::{ConfigError, Env, Secret};
@@ -36,6 +37,11 @@ pub struct ApiConfig {
     pub min_version_wait: Duration,
     /// `TEMPORAL_RPC_TIMEOUT_MS`: bound on each command sent to Temporal.
     pub temporal_timeout: Duration,
+    /// `WEB_DIST`: the built web UI (`web/dist`, made by `npm run build` in `web/`).
+    pub web_dist: PathBuf,
+    /// `TEMPORAL_WEB_UI_URL`: where operators open a delivery order's workflow (default
+    /// http://localhost:8233); `off` hides the links.
+    pub temporal_web_ui: Option<String>,
 }
 
 impl ApiConfig {
@@ -78,6 +84,10 @@ impl ApiConfig {
             max_body_bytes: env.number("MAX_BODY_BYTES", 64 * 1024)? as usize,
             min_version_wait: Duration::from_millis(env.number("MIN_VERSION_WAIT_MS", 5_000)?),
             temporal_timeout: Duration::from_millis(env.number("TEMPORAL_RPC_TIMEOUT_MS", 10_000)?),
+            web_dist: PathBuf::from(env.get("WEB_DIST", "web/dist")),
+            temporal_web_ui: Some(env.get("TEMPORAL_WEB_UI_URL", "http://localhost:8233"))
+                .filter(|url| url != "off")
+                .map(|url| url.trim_end_matches('/').to_owned()),
         })
     }
 }

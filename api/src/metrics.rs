@@ -95,6 +95,9 @@ impl ApiMetrics {
 
 /// The route template of a path, so metrics do not get one series per id.
 pub fn route_label(path: &str) -> String {
+    if crate::web::is_ui_path(path) {
+        return crate::web::ROUTE_LABEL.to_owned();
+    }
     let mut out = Vec::new();
     let mut previous = "";
     for segment in path.split('/').filter(|s| !s.is_empty()) {

@@ -358,6 +358,14 @@ pub struct Health {
     pub status: String,
 }
 
+/// What the web UI needs to know about this deployment.
+#[derive(Debug, Clone, Object)]
+pub struct UiConfig {
+    /// A link to one delivery order's workflow in Temporal Web UI, with `{delivery_order_id}`
+    /// to fill in; absent when the gateway was not told where that UI is.
+    pub workflow_url_template: Option<String>,
+}
+
 #[derive(Debug, Clone, Object)]
 pub struct Readiness {
     pub status: String,

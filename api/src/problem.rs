@@ -297,6 +297,15 @@ pub fn from_poem_error(status: StatusCode, message: &str) -> poem::Response {
             )
         }
     };
+    problem_response(status, code, detail)
+}
+
+/// A problem response with this status, code and detail, for plain (non-OpenAPI) endpoints.
+pub fn problem_response(
+    status: StatusCode,
+    code: &str,
+    detail: impl Into<String>,
+) -> poem::Response {
     let body = problem(status, code, detail);
     poem::Response::builder()
         .status(status)

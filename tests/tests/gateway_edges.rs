@@ -398,6 +398,7 @@ async fn the_openapi_document_is_valid_and_matches_the_routes() {
         ("GET", "/api/v1/operator/queue"),
         ("GET", "/api/v1/tracking/{id}"),
         ("GET", "/api/state"),
+        ("GET", "/api/v1/ui-config"),
         ("POST", "/api/v1/event-batches"),
         ("POST", "/deliveries/create"),
         ("POST", "/event"),

@@ -9,7 +9,7 @@ use poem_openapi::types::Any;
 use poem_openapi::{ApiResponse, OpenApi};
 use serde_json::{Map, Value, json};
 
-use crate::model::{Health, Readiness};
+use crate::model::{Health, Readiness, UiConfig};
 use crate::problem::ApiError;
 use crate::routes::Tag;
 use crate::state::AppState;
@@ -33,6 +33,21 @@ impl SystemApi {
     async fn healthz(&self) -> Json<Health> {
         Json(Health {
             status: "ok".into(),
+        })
+    }
+
+    /// Settings of this deployment for the web UI (no token needed: nothing secret).
+    #[oai(path = "/api/v1/ui-config", method = "get", operation_id = "ui_config")]
+    async fn ui_config(&self, state: Data<&Arc<AppState>>) -> Json<UiConfig> {
+        let config = &state.config;
+        Json(UiConfig {
+            workflow_url_template: config.temporal_web_ui.as_ref().map(|ui| {
+                format!(
+                    "{ui}/namespaces/{}/workflows/{}",
+                    config.namespace,
+                    delivery_workflows::workflow_id("{delivery_order_id}")
+                )
+            }),
         })
     }
 

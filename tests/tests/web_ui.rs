@@ -1,0 +1,194 @@
+//! The web UI in a real browser: Playwright (`web/e2e/`) drives Debian's Chromium against the
+//! real stack — Temporal, the worker, a quiet partner and the gateway serving `web/dist` — that
+//! this test starts. The browser tests restart the gateway through a small control endpoint
+//! here, since this test owns the process. Screenshots land in `web/test-results/`.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use delivery_api::auth::Role;
+use delivery_tests::{
+    GatewayProcess, Stack, StackOptions, free_port, temporal_server, workspace_root,
+};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+fn chromium() -> PathBuf {
+    PathBuf::from(std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()))
+}
+
+/// What the browser tests need before anything starts, with what to do when it is missing.
+fn check_prerequisites(web: &Path) {
+    assert!(
+        web.join("dist/index.html").is_file(),
+        "web/dist is not built: `make test` builds it (npm ci && npm run build in web/)"
+    );
+    assert!(
+        web.join("node_modules/.bin/playwright").is_file(),
+        "Playwright is not installed: `make test` runs npm ci in web/"
+    );
+    assert!(
+        chromium().is_file(),
+        "no Chromium at {}: `make test` installs Debian's chromium (apt-get install chromium), \
+         or point CHROMIUM at one",
+        chromium().display()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn browser_flows() {
+    let web = workspace_root().join("web");
+    check_prerequisites(&web);
+    let dist = web.join("dist");
+    let mut stack = Stack::start_with(
+        StackOptions::quiet()
+            .gateway("WEB_DIST", dist.to_str().expect("a UTF-8 path"))
+            .gateway("TEMPORAL_WEB_UI_URL", "http://127.0.0.1:8233")
+            // Browsers open many requests per page; the per-caller limit is not under test.
+            .gateway("RATE_LIMIT_PER_SECOND", "100000"),
+    )
+    .await;
+    let api = stack.api();
+    let customer = format!("cust-{}", uuid::Uuid::new_v4().simple());
+    let tokens = json!({
+        "customer": api.token(&customer, &[Role::Customer]),
+        "customer_sub": customer,
+        "operator": api.token("olivia", &[Role::Operator]),
+        "payment_service": api.token("payments", &[Role::PaymentService]),
+        "partner": api.token("sim", &[Role::Partner]),
+    });
+    let control = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+    let control_url = format!("http://{}", control.local_addr().expect("bound"));
+
+    let mut playwright = tokio::process::Command::new(web.join("node_modules/.bin/playwright"))
+        .arg("test")
+        .current_dir(&web)
+        .env("E2E_BASE_URL", &api.url)
+        .env("E2E_TOKENS", tokens.to_string())
+        .env("E2E_CONTROL_URL", &control_url)
+        .env("CHROMIUM", chromium())
+        .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starting Playwright");
+
+    let status = loop {
+        tokio::select! {
+            status = playwright.wait() => break status.expect("Playwright ran"),
+            connection = control.accept() => {
+                let (mut socket, _) = connection.expect("a control connection");
+                // One small request: read its head, act, answer.
+                let mut head = [0u8; 1024];
+                let n = socket.read(&mut head).await.unwrap_or(0);
+                let request = String::from_utf8_lossy(&head[..n]);
+                let answer = if request.starts_with("POST /restart-gateway ") {
+                    stack.gateway.as_mut().expect("the gateway").restart().await;
+                    "HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                } else {
+                    "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                };
+                let _ = socket.write_all(answer.as_bytes()).await;
+            }
+        }
+    };
+    assert!(
+        status.success(),
+        "the browser tests failed ({status}); screenshots and traces are in web/test-results/"
+    );
+}
+
+/// The gateway's side of the UI, without a browser: pages, assets, headers, and what happens
+/// when the UI is not built.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_gateway_serves_the_app_and_keeps_the_api_apart() {
+    let dist = std::env::temp_dir().join(format!("delivery-web-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(dist.join("assets")).unwrap();
+    std::fs::write(dist.join("index.html"), "<!doctype html><title>app</title>").unwrap();
+    std::fs::write(dist.join("assets/index-abc.js"), "console.log(1)").unwrap();
+    let temporal = temporal_server().await;
+    let queue = format!("web-{}", uuid::Uuid::new_v4());
+    let dist_setting = dist.to_str().unwrap();
+    let api = GatewayProcess::start(
+        temporal,
+        &queue,
+        free_port(),
+        &[
+            ("WEB_DIST", dist_setting),
+            ("TEMPORAL_WEB_UI_URL", "http://ui.example:8233/"),
+        ],
+    )
+    .await;
+    let get = |path: &'static str| api.send(reqwest::Method::GET, path, None, None, &[]);
+
+    for page in [
+        "/",
+        "/track/0196a3b0-7c1e-7cc0-9d1e-2f3a4b5c6d7e",
+        "/ops",
+        "/ops/queue",
+    ] {
+        let answer = get(page).await;
+        assert_eq!(answer.status, 200, "{page}: {}", answer.text);
+        assert!(answer.content_type().starts_with("text/html"), "{page}");
+        assert!(answer.text.contains("<title>app</title>"), "{page}");
+        assert_eq!(answer.headers["cache-control"], "no-cache", "{page}");
+        let csp = answer.headers["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"),
+            "{csp}"
+        );
+    }
+    let asset = get("/assets/index-abc.js").await;
+    assert_eq!(asset.status, 200);
+    assert!(
+        asset.headers["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("immutable")
+    );
+    assert_eq!(get("/assets/missing.js").await.status, 404);
+
+    // The API keeps its own answers: JSON problems, never the app's HTML.
+    get("/api/v1/no-such-thing").await.problem(404);
+    get("/opsx").await.problem(404);
+    let config = get("/api/v1/ui-config").await;
+    assert_eq!(config.status, 200, "{}", config.text);
+    assert_eq!(
+        config.json["workflow_url_template"],
+        "http://ui.example:8233/namespaces/default/workflows/delivery-order-{delivery_order_id}"
+    );
+    drop(api);
+
+    // Not built: the pages say so as a problem, and the API goes on.
+    let api = GatewayProcess::start(
+        temporal,
+        &queue,
+        free_port(),
+        &[
+            ("WEB_DIST", "/nonexistent/web/dist"),
+            ("TEMPORAL_WEB_UI_URL", "off"),
+        ],
+    )
+    .await;
+    let page = api
+        .send(reqwest::Method::GET, "/ops", None, None, &[])
+        .await;
+    assert_eq!(
+        page.problem(503)["type"]
+            .as_str()
+            .unwrap()
+            .rsplit('/')
+            .next(),
+        Some("web-ui-not-built")
+    );
+    let config = api
+        .send(reqwest::Method::GET, "/api/v1/ui-config", None, None, &[])
+        .await;
+    assert!(
+        config.status == 200 && config.json["workflow_url_template"].is_null(),
+        "{}",
+        config.text
+    );
+    let _ = std::fs::remove_dir_all(&dist);
+}

@@ -1,0 +1,56 @@
+import { useEffect, useRef, useState } from "react";
+import { LiveSocket, type Connection } from "./live";
+import type { LiveMessage } from "./types";
+
+/** A live socket on `path` for as long as the component shows (and `path` is set). */
+export function useLiveSocket(
+  path: string | null,
+  socketUrl: (path: string) => string,
+  onMessage: (message: LiveMessage) => void,
+): Connection {
+  const [connection, setConnection] = useState<Connection>({ status: "connecting", attempt: 1 });
+  const handler = useRef(onMessage);
+  handler.current = onMessage;
+  useEffect(() => {
+    if (!path) return;
+    const socket = new LiveSocket({
+      url: () => socketUrl(path),
+      onMessage: (message) => handler.current(message),
+      onConnection: setConnection,
+    });
+    socket.start();
+    const online = () => socket.retryNow();
+    window.addEventListener("online", online);
+    return () => {
+      window.removeEventListener("online", online);
+      socket.stop();
+    };
+    // socketUrl changes with the token; a new token opens a new socket.
+  }, [path, socketUrl]);
+  return connection;
+}
+
+/** Calls `fn` every `ms`, and never twice at once. */
+export function useInterval(fn: () => void, ms: number) {
+  const saved = useRef(fn);
+  saved.current = fn;
+  useEffect(() => {
+    const id = setInterval(() => saved.current(), ms);
+    return () => clearInterval(id);
+  }, [ms]);
+}
+
+/** A function that runs `fn` once, `ms` after the last of a burst of calls. */
+export function useDebounced(fn: () => void, ms: number): () => void {
+  const saved = useRef(fn);
+  saved.current = fn;
+  const timer = useRef<ReturnType<typeof setTimeout> | null>(null);
+  useEffect(() => () => {
+    if (timer.current) clearTimeout(timer.current);
+  }, []);
+  const [debounced] = useState(() => () => {
+    if (timer.current) clearTimeout(timer.current);
+    timer.current = setTimeout(() => saved.current(), ms);
+  });
+  return debounced;
+}
