@@ -9,7 +9,7 @@ RUN cargo build --release -p delivery-worker -p delivery-api -p partner-sim
 FROM node:22-bookworm-slim AS web
 WORKDIR /web
 COPY web/package.json web/package-lock.json ./
-RUN PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund
+RUN PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --no-save --no-audit --no-fund
 COPY web/ ./
 RUN npm run build
 

@@ -48,9 +48,12 @@ ensure_web_packages() {
   if [ -f "$stamp" ] && [ ! "$ROOT/web/package-lock.json" -nt "$stamp" ]; then
     return 0
   fi
-  say "installing the web UI's packages (npm ci in web/)"
-  (cd "$ROOT/web" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error) \
-    || die "npm ci in web/ failed"
+  say "installing the web UI's packages (npm install in web/, versions from package-lock.json)"
+  # Not `npm ci`: it refuses a lock file without the optional per-platform packages a registry
+  # mirror may lack (rollup's, for other systems), while `npm install --no-save` installs exactly
+  # the locked versions and leaves the lock file as it is.
+  (cd "$ROOT/web" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --no-save --no-audit --no-fund --loglevel=error) \
+    || die "npm install in web/ failed"
 }
 
 # Builds web/dist (what the gateway serves at /) when it is missing or older than its sources.

@@ -42,7 +42,7 @@ pub fn mount(route: Route, dist: &Path) -> Route {
     } else {
         tracing::warn!(
             dist = %dist.display(),
-            "the web UI is not built (npm ci && npm run build in web/); its pages answer 503"
+            "the web UI is not built (npm install && npm run build in web/); its pages answer 503"
         );
     }
     let index = || {
@@ -119,7 +119,7 @@ impl Endpoint for AppPage {
             Err(_) => problem_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "web-ui-not-built",
-                "the web UI is not built: run `npm ci && npm run build` in web/ (make run does)",
+                "the web UI is not built: run `npm install && npm run build` in web/ (make run does)",
             ),
         })
     }

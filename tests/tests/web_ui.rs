@@ -22,11 +22,11 @@ fn chromium() -> PathBuf {
 fn check_prerequisites(web: &Path) {
     assert!(
         web.join("dist/index.html").is_file(),
-        "web/dist is not built: `make test` builds it (npm ci && npm run build in web/)"
+        "web/dist is not built: `make test` builds it (npm install && npm run build in web/)"
     );
     assert!(
         web.join("node_modules/.bin/playwright").is_file(),
-        "Playwright is not installed: `make test` runs npm ci in web/"
+        "Playwright is not installed: `make test` runs npm install in web/"
     );
     assert!(
         chromium().is_file(),

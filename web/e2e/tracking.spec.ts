@@ -67,3 +67,35 @@ test("customers cannot open operator pages or other customers' deliveries", asyn
   await page.goto("/track/0196a3b0-7c1e-7cc0-9d1e-2f3a4b5c6d7e");
   await expect(page.getByRole("alert")).toContainText("0196a3b0-7c1e-7cc0-9d1e-2f3a4b5c6d7e");
 });
+
+test("on a phone, from the keyboard alone: sign in, track, confirm", async ({ page, request }) => {
+  await page.setViewportSize({ width: 390, height: 844 });
+  const id = await paidOrder(request);
+  await partnerEvent(request, id, "PICKED_UP", {
+    partner_order_number: "PN-E2E-6",
+    driver: { name: "Mary Bennet", phone: "+44 7700 900789" },
+  });
+  await partnerEvent(request, id, "DELIVERED", {});
+
+  await page.goto(`/track/${id}`);
+  await page.getByLabel("Access token").focus();
+  await page.keyboard.insertText(tokens.customer);
+  await page.keyboard.press("Tab");
+  await expect(page.getByRole("button", { name: "Sign in" })).toBeFocused();
+  await page.keyboard.press("Enter");
+
+  // Deep link kept: the page asked for is the page shown after signing in.
+  await expect(page.getByRole("button", { name: "Confirm receipt" })).toBeVisible();
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  expect(overflow, "no sideways scrolling on a phone").toBeLessThanOrEqual(0);
+  await snapshot(page, "tracking-6-phone");
+
+  for (let i = 0; i < 30; i++) {
+    const focused = await page.evaluate(() => document.activeElement?.textContent ?? "");
+    if (focused === "Confirm receipt") break;
+    await page.keyboard.press("Tab");
+  }
+  await expect(page.getByRole("button", { name: "Confirm receipt" })).toBeFocused();
+  await page.keyboard.press("Enter");
+  await expect(page.locator(".status-line")).toContainText("Received");
+});
