@@ -121,6 +121,31 @@ describe("App", () => {
     expect((await screen.findByText(/Offline: live updates are interrupted/)).textContent).toMatch(/Reconnecting in/);
   });
 
+  it("keeps a pushed version when an older read answers after it", async () => {
+    let answerRead: (() => void) | null = null;
+    const fetch = vi.fn(async (input: RequestInfo | URL) => {
+      const path = String(input);
+      const json = (body: unknown) => new Response(JSON.stringify(body), { headers: { "Content-Type": "application/json" } });
+      if (path.startsWith("/api/v1/ui-config")) return json({});
+      if (path.startsWith(`/api/v1/tracking/${ID}`)) return json(tracking(5, "DELIVERED"));
+      // The first read is slow and answers with what was true when it was sent.
+      await new Promise<void>((resolve) => (answerRead = resolve));
+      return json(order(4, "PICKED_UP"));
+    });
+    vi.stubGlobal("fetch", fetch);
+    signIn("cust-1", ["customer"]);
+    window.history.pushState(null, "", `/track/${ID}`);
+    render(<App />);
+    const socket = FakeSocket.latest();
+    act(() => socket.open());
+    act(() => socket.receive({ type: "snapshot", delivery_order: order(5, "DELIVERED") }));
+    await screen.findByRole("button", { name: "Confirm receipt" });
+    await waitFor(() => expect(answerRead).not.toBeNull());
+    await act(async () => answerRead!());
+    expect(screen.getByRole("button", { name: "Confirm receipt" })).toBeTruthy();
+    expect(screen.queryByText("On the way")).toBeNull();
+  });
+
   it("sends the customer's receipt and shows the gateway's refusal in words", async () => {
     const current = order(4, "DELIVERED");
     stubFetch({

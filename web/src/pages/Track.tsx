@@ -63,6 +63,8 @@ export function Track({ id }: { id: string }) {
 
   const show = useCallback(
     (next: DeliveryOrder) => {
+      // Answers can cross: a read sent before a pushed update may arrive after it.
+      if (version.current !== null && next.version < version.current) return;
       version.current = next.version;
       setOrder(next);
       void loadDetails(next);
@@ -70,9 +72,11 @@ export function Track({ id }: { id: string }) {
     [loadDetails],
   );
 
-  const reload = useCallback(async () => {
+  /** Reads the order again; after our own command, at least the version it produced. */
+  const reload = useCallback(async (minVersion?: number) => {
+    const wait = minVersion === undefined ? "" : `?min_version=${minVersion}`;
     try {
-      show(await api.get<DeliveryOrder>(`/api/v1/delivery-orders/${id}`));
+      show(await api.get<DeliveryOrder>(`/api/v1/delivery-orders/${id}${wait}`));
     } catch (e) {
       setError(e);
     }
@@ -173,7 +177,7 @@ export function Track({ id }: { id: string }) {
         </div>
       </div>
       {order.state === "DELIVERED" && isCustomer(session) && (
-        <ReceiptActions id={order.delivery_order_id} onDone={reload} />
+        <ReceiptActions id={order.delivery_order_id} onDone={(applied) => void reload(applied)} />
       )}
       {workflow && (
         <p>
@@ -232,7 +236,7 @@ function Explanation({ order, trail }: { order: DeliveryOrder; trail: AuditEvent
   );
 }
 
-function ReceiptActions({ id, onDone }: { id: string; onDone: () => void }) {
+function ReceiptActions({ id, onDone }: { id: string; onDone: (appliedVersion: number) => void }) {
   const { api } = useApp();
   const [reporting, setReporting] = useState(false);
   const [reason, setReason] = useState("NOT_RECEIVED");
@@ -244,8 +248,8 @@ function ReceiptActions({ id, onDone }: { id: string; onDone: () => void }) {
     setBusy(true);
     setError(null);
     try {
-      await api.post<EventApplied>(`/api/v1/delivery-orders/${id}/events`, { type, data });
-      onDone();
+      const applied = await api.post<EventApplied>(`/api/v1/delivery-orders/${id}/events`, { type, data });
+      onDone(applied.version);
     } catch (e) {
       setError(e);
     } finally {
