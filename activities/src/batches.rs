@@ -11,13 +11,12 @@ use delivery_workflows::activities::{
 use delivery_workflows::workflow::{BatchDecision, BatchPrepare};
 use delivery_workflows::{ApplyOutcome, DeliveryOrderWorkflow, workflow_id};
 use sqlx::PgPool;
-use sqlx::types::Json;
 use temporalio_client::errors::WorkflowUpdateError;
 use temporalio_client::{Client, WorkflowExecuteUpdateOptions};
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
-use crate::read_model::OUTBOX_CHANNEL;
+use crate::outbox::{self, OutboxRow};
 
 pub struct BatchActivities {
     client: Client,
@@ -149,19 +148,14 @@ impl BatchActivities {
             "delivery_order_id": event.delivery_order_id,
         });
         let mut tx = self.pool.begin().await.map_err(anyhow::Error::from)?;
-        sqlx::query(
-            "INSERT INTO read_model_outbox (dedup_key, delivery_order_id, version, kind, payload)
-             VALUES ($1, $2, 0, 'domain_event', $3) ON CONFLICT (dedup_key) DO NOTHING",
-        )
-        .bind(format!("batch-rolled-back:{}", event.batch_id))
-        .bind(order)
-        .bind(Json(payload))
-        .execute(&mut *tx)
-        .await
-        .map_err(anyhow::Error::from)?;
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(OUTBOX_CHANNEL)
-            .execute(&mut *tx)
+        let row = OutboxRow {
+            dedup_key: format!("batch-rolled-back:{}", event.batch_id),
+            delivery_order_id: order,
+            version: 0,
+            kind: "domain_event",
+            payload,
+        };
+        outbox::enqueue(&mut tx, [row])
             .await
             .map_err(anyhow::Error::from)?;
         tx.commit().await.map_err(anyhow::Error::from)?;

@@ -11,7 +11,7 @@ use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use tracing::Instrument;
 
-use crate::read_model::OUTBOX_CHANNEL;
+use crate::outbox::{self, OutboxRow};
 
 pub struct CompatActivities {
     pool: PgPool,
@@ -52,20 +52,14 @@ impl CompatActivities {
             .execute(&mut *tx)
             .await?;
         }
-        sqlx::query(
-            "INSERT INTO read_model_outbox (dedup_key, delivery_order_id, version, kind, payload)
-             VALUES ($1, $2, $3, 'compat_status', $4) ON CONFLICT (dedup_key) DO NOTHING",
-        )
-        .bind(format!("compat:{id}:{version}"))
-        .bind(id)
-        .bind(version)
-        .bind(Json(&p.state))
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(OUTBOX_CHANNEL)
-            .execute(&mut *tx)
-            .await?;
+        let status = OutboxRow {
+            dedup_key: format!("compat:{id}:{version}"),
+            delivery_order_id: id,
+            version,
+            kind: "compat_status",
+            payload: serde_json::to_value(&p.state)?,
+        };
+        outbox::enqueue(&mut tx, [status]).await?;
         tx.commit().await?;
         Ok(ProjectionOutcome {
             version: p.state.version,

@@ -16,6 +16,44 @@ use tokio::sync::watch;
 
 use crate::read_model::OUTBOX_CHANNEL;
 
+/// One change for the relay to publish, written in the transaction that makes the change.
+#[derive(Debug)]
+pub struct OutboxRow {
+    /// Unique per change: a row written again (a retried projection) is skipped.
+    pub dedup_key: String,
+    pub delivery_order_id: uuid::Uuid,
+    pub version: i64,
+    /// `status`, `domain_event`, `tracking` or `compat_status`.
+    pub kind: &'static str,
+    pub payload: serde_json::Value,
+}
+
+/// Adds `rows` to the outbox inside `tx` and wakes the relay, which sees them once `tx` commits
+/// (NOTIFY is delivered on commit).
+pub async fn enqueue(
+    tx: &mut sqlx::PgConnection,
+    rows: impl IntoIterator<Item = OutboxRow>,
+) -> Result<(), sqlx::Error> {
+    for row in rows {
+        sqlx::query(
+            "INSERT INTO read_model_outbox (dedup_key, delivery_order_id, version, kind, payload)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (dedup_key) DO NOTHING",
+        )
+        .bind(row.dedup_key)
+        .bind(row.delivery_order_id)
+        .bind(row.version)
+        .bind(row.kind)
+        .bind(sqlx::types::Json(row.payload))
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(OUTBOX_CHANNEL)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
 /// How long Redis remembers a published row (a row re-sent later than this would publish again).
 const DEDUP_TTL_SECS: u64 = 7 * 24 * 3600;
 const BATCH: i64 = 200;

@@ -13,6 +13,7 @@ use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use tracing::Instrument;
 
 use crate::metrics::ProjectionMetrics;
+use crate::outbox::{self, OutboxRow};
 
 /// PostgreSQL notification channel that wakes the outbox relay.
 pub const OUTBOX_CHANNEL: &str = "read_model_outbox";
@@ -213,24 +214,17 @@ impl ReadModelActivities {
             .execute(&mut *tx)
             .await?;
         }
-        for (dedup_key, kind, payload) in outbox_rows(p) {
-            sqlx::query(
-                "INSERT INTO read_model_outbox (dedup_key, delivery_order_id, version, kind, payload)
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (dedup_key) DO NOTHING",
-            )
-            .bind(dedup_key)
-            .bind(id)
-            .bind(p.version as i64)
-            .bind(kind)
-            .bind(Json(payload))
-            .execute(&mut *tx)
-            .await?;
-        }
-        // Wakes the relay as soon as this commits (NOTIFY is delivered on commit).
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(OUTBOX_CHANNEL)
-            .execute(&mut *tx)
-            .await?;
+        let rows: Vec<OutboxRow> = outbox_rows(p)
+            .into_iter()
+            .map(|(dedup_key, kind, payload)| OutboxRow {
+                dedup_key,
+                delivery_order_id: id,
+                version: p.version as i64,
+                kind,
+                payload,
+            })
+            .collect();
+        outbox::enqueue(&mut tx, rows).await?;
         tx.commit().await?;
         if let Some(metrics) = &self.metrics {
             let now = chrono::Utc::now();

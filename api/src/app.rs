@@ -34,17 +34,7 @@ pub type Apis = (
 /// The OpenAPI service (its spec is what `/openapi.json` serves).
 pub fn openapi() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (
-            CommandsApi,
-            BatchesApi,
-            DeliveryOrdersApi,
-            QueriesApi,
-            TrackingApi,
-            PartnersApi,
-            SystemApi,
-            StateApi,
-            CompatApi,
-        ),
+        Apis::default(),
         "Delivery orders",
         env!("CARGO_PKG_VERSION"),
     )

@@ -7,19 +7,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use serde_json::Value;
+use poem_openapi::types::ToJSON;
+use serde_json::{Value, json};
 use tokio::sync::broadcast;
+
+use crate::read::OrderRecord;
 
 /// How many changes a socket may fall behind before it is told to resync.
 const BACKLOG: usize = 1024;
 
-/// One change as published: the read-model status document, or `{"type":"tracking",...}`.
+/// One change as published (the read-model status document, or `{"type":"tracking",...}`),
+/// with the text sockets are sent, rendered once here rather than once per socket.
 #[derive(Debug)]
 pub struct Change {
     pub delivery_order_id: String,
     pub customer_id: Option<String>,
     pub version: u64,
-    pub document: Value,
+    /// A new version of the order (not a tracking update).
+    pub is_status: bool,
+    /// The WebSocket message: `{"type":"update","delivery_order":…}` in the shape GET answers,
+    /// or the tracking document as published.
+    pub message: String,
 }
 
 /// What sockets receive from the hub.
@@ -90,6 +98,12 @@ async fn subscribe_forever(redis: redis::Client, channel: String, sender: broadc
 
 fn parse(payload: &str) -> Option<Change> {
     let document: Value = serde_json::from_str(payload).ok()?;
+    let is_status = document.get("type").is_none();
+    let resource = is_status
+        .then(|| serde_json::from_value::<OrderRecord>(document.clone()).ok())
+        .flatten()
+        .map(|record| json!({"type": "update", "delivery_order": record.to_resource().to_json()}));
+    let message = resource.map_or_else(|| payload.to_owned(), |m| m.to_string());
     Some(Change {
         delivery_order_id: document.get("delivery_order_id")?.as_str()?.to_owned(),
         customer_id: document
@@ -97,6 +111,7 @@ fn parse(payload: &str) -> Option<Change> {
             .and_then(Value::as_str)
             .map(str::to_owned),
         version: document.get("version").and_then(Value::as_u64).unwrap_or(0),
-        document,
+        is_status,
+        message,
     })
 }

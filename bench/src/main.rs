@@ -146,7 +146,7 @@ async fn main() -> anyhow::Result<()> {
             &customer,
             &tracking_paths,
             read_for,
-            "GET tracking",
+            "GET tracking (64 in flight)",
         )
         .await,
     );
@@ -158,7 +158,7 @@ async fn main() -> anyhow::Result<()> {
             &operator,
             &state_paths,
             read_for,
-            "GET /api/state",
+            "GET /api/state (64 in flight)",
         )
         .await,
     );

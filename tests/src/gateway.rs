@@ -262,8 +262,8 @@ pub fn new_payment_id() -> String {
 }
 
 impl GatewayProcess {
-    /// A paid order for `customer`, once the read model holds it; returns its id.
-    pub async fn paid_order(&self, customer: &str) -> String {
+    /// A new payment for `customer` through the payment intake: the order's id and the 201 body.
+    pub async fn pay(&self, customer: &str) -> (String, Value) {
         let payer = self.token("payments", &[Role::PaymentService]);
         let created = self
             .post(
@@ -277,6 +277,13 @@ impl GatewayProcess {
             .as_str()
             .unwrap()
             .to_owned();
+        (id, created.json)
+    }
+
+    /// A paid order for `customer`, once the read model holds it; returns its id.
+    pub async fn paid_order(&self, customer: &str) -> String {
+        let payer = self.token("payments", &[Role::PaymentService]);
+        let (id, _) = self.pay(customer).await;
         let read = self
             .get(
                 &format!("/api/v1/delivery-orders/{id}?min_version=0"),

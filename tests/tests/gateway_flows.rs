@@ -10,21 +10,7 @@ use serde_json::{Value, json};
 const CUSTOMER: &[Role] = &[Role::Customer];
 
 async fn create(stack: &Stack, customer: &str) -> (String, Value) {
-    let api = stack.api();
-    let payer = api.token("payments", &[Role::PaymentService]);
-    let created = api
-        .post(
-            "/api/v1/payment-events",
-            &payer,
-            &payment_event(&new_payment_id(), customer),
-        )
-        .await;
-    assert_eq!(created.status, 201, "{}", created.text);
-    let id = created.json["delivery_order_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    (id, created.json)
+    stack.api().pay(customer).await
 }
 
 /// Reads the order until `state` holds it (the simulator drives it meanwhile).

@@ -1,20 +1,17 @@
 import { useEffect, useRef, useState } from "react";
+import { useApp } from "./context";
 import { LiveSocket, type Connection } from "./live";
 import type { LiveMessage } from "./types";
 
-/** A live socket on `path` for as long as the component shows (and `path` is set). */
-export function useLiveSocket(
-  path: string | null,
-  socketUrl: (path: string) => string,
-  onMessage: (message: LiveMessage) => void,
-): Connection {
+/** A live socket on `path`, authenticated as the signed-in user, while the component shows. */
+export function useLiveSocket(path: string, onMessage: (message: LiveMessage) => void): Connection {
+  const { api } = useApp();
   const [connection, setConnection] = useState<Connection>({ status: "connecting", attempt: 1 });
   const handler = useRef(onMessage);
   handler.current = onMessage;
   useEffect(() => {
-    if (!path) return;
     const socket = new LiveSocket({
-      url: () => socketUrl(path),
+      url: () => api.socketUrl(path),
       onMessage: (message) => handler.current(message),
       onConnection: setConnection,
     });
@@ -25,8 +22,8 @@ export function useLiveSocket(
       window.removeEventListener("online", online);
       socket.stop();
     };
-    // socketUrl changes with the token; a new token opens a new socket.
-  }, [path, socketUrl]);
+    // The client changes with the token; a new token opens a new socket.
+  }, [path, api]);
   return connection;
 }
 

@@ -17,6 +17,7 @@ use crate::activities::{
     PrepareOutcome, PublishBatchRolledBack,
 };
 use crate::domain::{EventEnvelope, State};
+use crate::workflow::retried_until_done;
 
 /// The Temporal workflow id of a batch.
 pub fn batch_workflow_id(batch_id: &str) -> String {
@@ -116,8 +117,12 @@ impl EventBatchWorkflow {
             // Release every order asked so far (the last may hold itself even if its answer
             // was lost; aborting an order that does not hold the batch changes nothing).
             for order in touched {
-                ctx.execute_activity(BatchAbortStep, step(order, Vec::new()), decision_options())
-                    .await?;
+                ctx.execute_activity(
+                    BatchAbortStep,
+                    step(order, Vec::new()),
+                    retried_until_done(),
+                )
+                .await?;
             }
             let event = BatchRolledBack {
                 batch_id: input.batch_id.clone(),
@@ -126,7 +131,7 @@ impl EventBatchWorkflow {
                 failed_event_index,
                 delivery_order_id: delivery_order_id.clone(),
             };
-            ctx.execute_activity(PublishBatchRolledBack, event, decision_options())
+            ctx.execute_activity(PublishBatchRolledBack, event, retried_until_done())
                 .await?;
             return Ok(BatchResult::RolledBack {
                 failed_event_index,
@@ -138,7 +143,11 @@ impl EventBatchWorkflow {
         let mut results = Vec::with_capacity(groups.len());
         for (order, _) in &groups {
             let outcome = ctx
-                .execute_activity(BatchCommitStep, step(order, Vec::new()), decision_options())
+                .execute_activity(
+                    BatchCommitStep,
+                    step(order, Vec::new()),
+                    retried_until_done(),
+                )
                 .await?;
             results.push(OrderResult {
                 delivery_order_id: order.clone(),
@@ -182,19 +191,6 @@ fn prepare_options() -> ActivityOptions {
             .build(),
     )
     .build()
-}
-
-/// Commit and abort must land: retried until they do.
-fn decision_options() -> ActivityOptions {
-    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(10))
-        .retry_policy(
-            RetryPolicy::builder()
-                .initial_interval(Duration::from_millis(200))
-                .backoff_coefficient(2.0)
-                .maximum_interval(Duration::from_secs(10))
-                .build(),
-        )
-        .build()
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use temporalio_sdk::{
 use crate::activities::{CompatProjection, ProjectCompat};
 use crate::compat::{CompatDelivery, CompatEvent, CompatEventType};
 use crate::validation::{check_delivery_order_id, check_ref_id};
-use crate::workflow::{projection_options, rfc3339};
+use crate::workflow::{retried_until_done, rfc3339};
 
 /// The Temporal workflow id of a compatible-API delivery.
 pub fn compat_workflow_id(delivery_id: &str) -> String {
@@ -103,7 +103,7 @@ impl CompatDeliveryWorkflow {
             if projected != Some(version) {
                 let batch = ctx.state(|s| s.projection(projected.unwrap_or(0)));
                 match ctx
-                    .execute_activity(ProjectCompat, batch, projection_options())
+                    .execute_activity(ProjectCompat, batch, retried_until_done())
                     .await
                 {
                     Ok(outcome) => projected = Some(outcome.version),

@@ -476,7 +476,7 @@ async fn project_read_model(
         }
         let batch = ctx.state(|s| Projection::of(s.order(), projected.unwrap_or(0)));
         match ctx
-            .execute_activity(ProjectEvents, batch, projection_options())
+            .execute_activity(ProjectEvents, batch, retried_until_done())
             .await
         {
             Ok(outcome) => projected = Some(outcome.version),
@@ -849,7 +849,9 @@ fn pickup_options(deadline: Duration) -> ActivityOptions {
     .build()
 }
 
-pub(crate) fn projection_options() -> ActivityOptions {
+/// Activities that must land (read-model projections, batch decisions): retried without limit,
+/// backing off to every 10 s, until they do.
+pub(crate) fn retried_until_done() -> ActivityOptions {
     ActivityOptions::with_start_to_close_timeout(Duration::from_secs(10))
         .retry_policy(
             RetryPolicy::builder()

@@ -71,6 +71,7 @@ pub enum BatchResponse {
     Applied(Json<BatchApplied>),
 }
 
+#[derive(Default)]
 pub struct BatchesApi;
 
 #[OpenApi(prefix_path = "/api/v1", tag = "Tag::Commands")]

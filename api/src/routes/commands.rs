@@ -53,6 +53,7 @@ pub enum EventResponse {
     Ok(Json<EventApplied>),
 }
 
+#[derive(Default)]
 pub struct CommandsApi;
 
 /// The fields creation needs, from either entry point.

@@ -98,6 +98,7 @@ pub struct DeliveryEvent {
     pub data: Option<Any<Value>>,
 }
 
+#[derive(Default)]
 pub struct CompatApi;
 
 const ROLES: &[Role] = &[Role::Operator, Role::Admin, Role::OrderManagement];

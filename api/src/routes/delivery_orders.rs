@@ -20,6 +20,7 @@ use crate::routes::commands::{self, CreateResponse, EventResponse};
 use crate::routes::{Tag, queries};
 use crate::state::AppState;
 
+#[derive(Default)]
 pub struct DeliveryOrdersApi;
 
 #[OpenApi(prefix_path = "/api/v1")]

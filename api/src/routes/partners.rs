@@ -96,6 +96,7 @@ impl<'a> ApiExtractor<'a> for SignedBody {
     }
 }
 
+#[derive(Default)]
 pub struct PartnersApi;
 
 #[OpenApi(prefix_path = "/api/v1", tag = "Tag::Partners")]

@@ -17,6 +17,7 @@ use crate::read::{AtLeast, Cursor, ListFilter, MAX_PAGE, OrderRecord, ReadError}
 use crate::routes::{Tag, delivery_order_id, ref_id};
 use crate::state::AppState;
 
+#[derive(Default)]
 pub struct QueriesApi;
 
 fn read_failed(error: ReadError) -> ApiError {

@@ -24,6 +24,7 @@ pub enum MetricsResponse {
     Ok(PlainText<String>),
 }
 
+#[derive(Default)]
 pub struct SystemApi;
 
 #[OpenApi(tag = "Tag::System")]

@@ -91,6 +91,7 @@ impl StateCache {
     }
 }
 
+#[derive(Default)]
 pub struct StateApi;
 
 #[OpenApi(tag = "Tag::System")]

@@ -13,11 +13,11 @@ use poem::web::{Data, Path, Query};
 use poem::{IntoResponse, Request, handler};
 use poem_openapi::types::ToJSON;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::auth::{Caller, Role};
-use crate::live::{Change, Live};
+use crate::live::Live;
 use crate::problem::ApiError;
 use crate::read::OrderRecord;
 use crate::routes::delivery_order_id;
@@ -107,20 +107,20 @@ async fn watch_one(
             update = updates.recv() => {
                 let message = match update {
                     Ok(Live::Change(change)) if change.delivery_order_id == id => {
-                        if is_status(&change) && change.version <= sent_version {
+                        if change.is_status && change.version <= sent_version {
                             continue; // already in the snapshot
                         }
-                        if is_status(&change) {
+                        if change.is_status {
                             sent_version = change.version;
                         }
-                        change_message(&change)
+                        change.message.clone()
                     }
                     Ok(Live::Change(_)) => continue,
                     Ok(Live::Resubscribed) | Err(RecvError::Lagged(_)) => {
                         // Something may be missed: send the order as it stands.
                         let Ok(Some(order)) = state.read_model.order(snapshot_id(&id)).await else { continue };
                         sent_version = order.version;
-                        let _ = send(&mut sink, json!({"type": "resync"})).await;
+                        let _ = send(&mut sink, json!({"type": "resync"}).to_string()).await;
                         snapshot_message(&order)
                     }
                     Err(RecvError::Closed) => break,
@@ -153,10 +153,10 @@ async fn watch_all(
                         {
                             continue;
                         }
-                        change_message(&change)
+                        change.message.clone()
                     }
-                    Ok(Live::Resubscribed) => json!({"type": "resync", "reason": "live updates were interrupted; reread what you show"}),
-                    Err(RecvError::Lagged(missed)) => json!({"type": "resync", "missed": missed}),
+                    Ok(Live::Resubscribed) => json!({"type": "resync", "reason": "live updates were interrupted; reread what you show"}).to_string(),
+                    Err(RecvError::Lagged(missed)) => json!({"type": "resync", "missed": missed}).to_string(),
                     Err(RecvError::Closed) => break,
                 };
                 if !send(&mut sink, message).await {
@@ -175,30 +175,16 @@ fn snapshot_id(id: &str) -> uuid::Uuid {
     uuid::Uuid::parse_str(id).unwrap_or_default()
 }
 
-fn is_status(change: &Change) -> bool {
-    change.document.get("type").is_none()
+fn snapshot_message(order: &OrderRecord) -> String {
+    json!({"type": "snapshot", "delivery_order": order.to_resource().to_json()}).to_string()
 }
 
-fn snapshot_message(order: &OrderRecord) -> Value {
-    json!({"type": "snapshot", "delivery_order": order.to_resource().to_json()})
-}
-
-/// A status change as the delivery order's resource (the shape GET answers); tracking as is.
-fn change_message(change: &Change) -> Value {
-    if is_status(change)
-        && let Ok(record) = serde_json::from_value::<OrderRecord>(change.document.clone())
-    {
-        return json!({"type": "update", "delivery_order": record.to_resource().to_json()});
-    }
-    change.document.clone()
-}
-
-async fn send<S>(sink: &mut S, message: Value) -> bool
+async fn send<S>(sink: &mut S, message: String) -> bool
 where
     S: futures::Sink<Message> + Unpin,
 {
     matches!(
-        tokio::time::timeout(SEND_TIMEOUT, sink.send(Message::Text(message.to_string()))).await,
+        tokio::time::timeout(SEND_TIMEOUT, sink.send(Message::Text(message))).await,
         Ok(Ok(()))
     )
 }

@@ -79,8 +79,7 @@ export function Dashboard() {
     },
     [refreshSoon],
   );
-  const socketUrl = useCallback((path: string) => api.socketUrl(path), [api]);
-  const connection = useLiveSocket("/api/v1/ws/events", socketUrl, onMessage);
+  const connection = useLiveSocket("/api/v1/ws/events", onMessage);
 
   return (
     <section className="dashboard">

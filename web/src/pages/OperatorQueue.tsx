@@ -49,8 +49,7 @@ export function OperatorQueue() {
     },
     [refreshSoon],
   );
-  const socketUrl = useCallback((path: string) => api.socketUrl(path), [api]);
-  const connection = useLiveSocket("/api/v1/ws/events", socketUrl, onMessage);
+  const connection = useLiveSocket("/api/v1/ws/events", onMessage);
 
   const onResolved = (done: Resolved) => {
     setResolved((list) => [done, ...list.filter((r) => r.id !== done.id)]);

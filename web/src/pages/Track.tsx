@@ -102,8 +102,7 @@ export function Track({ id }: { id: string }) {
     },
     [reload, show],
   );
-  const socketUrl = useCallback((path: string) => api.socketUrl(path), [api]);
-  const connection = useLiveSocket(`/api/v1/ws/delivery-orders/${encodeURIComponent(id)}`, socketUrl, onMessage);
+  const connection = useLiveSocket(`/api/v1/ws/delivery-orders/${encodeURIComponent(id)}`, onMessage);
 
   if (!order) {
     return (
