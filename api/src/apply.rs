@@ -68,21 +68,27 @@ pub async fn apply(
                 .map(Into::into)
                 .collect(),
         }),
-        Err(CommandError::NotFound) => Err(ApiError::delivery_order_not_found(&order_id)),
-        Err(CommandError::Completed) => {
-            let current = state
-                .read_model
-                .order(id)
-                .await
-                .ok()
-                .flatten()
-                .map(|o| o.state.as_str().to_owned())
-                .unwrap_or_else(|| "finished".to_owned());
-            Err(ApiError::invalid_transition(
-                format!("the delivery order is finished ({current}) and takes no more events"),
-                &current,
-                Vec::new(),
-            ))
+        // Temporal may say "not found" rather than "completed" for a run that has just closed;
+        // an order the read model knows is finished either way.
+        Err(error @ (CommandError::NotFound | CommandError::Completed)) => {
+            let known = state.read_model.order(id).await.ok().flatten();
+            match (error, known) {
+                (CommandError::NotFound, None) => {
+                    Err(ApiError::delivery_order_not_found(&order_id))
+                }
+                (_, known) => {
+                    let current = known
+                        .map(|o| o.state.as_str().to_owned())
+                        .unwrap_or_else(|| "finished".to_owned());
+                    Err(ApiError::invalid_transition(
+                        format!(
+                            "the delivery order is finished ({current}) and takes no more events"
+                        ),
+                        &current,
+                        Vec::new(),
+                    ))
+                }
+            }
         }
         Err(CommandError::Rejected(message)) => Err(rejection(state, &order_id, message).await),
         Err(CommandError::Unavailable(cause)) => Err(ApiError::unavailable(

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use delivery_activities::RedisKeys;
+use delivery_activities::outbox::{self, OutboxRow};
 use delivery_workflows::{
     Address, DELIVERY_ORDER_V1, EventType, FailureReason, Item, State, StateGraph,
 };
@@ -280,13 +281,25 @@ impl ReadModel {
     }
 
     async fn stored(&self, id: Uuid) -> Result<Option<OrderRecord>, ReadError> {
-        let row: Option<String> = sqlx::query_scalar(AssertSqlSafe(format!(
-            "SELECT {ORDER_JSON} FROM delivery_orders d WHERE d.id = $1"
-        )))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|text| serde_json::from_str(&text)).transpose()?)
+        stored_order(&self.pool, id).await
+    }
+
+    /// The order and its audit trail from one PostgreSQL snapshot, so the two always agree
+    /// (the cache may be a version behind the trail for a moment).
+    pub async fn order_with_trail(
+        &self,
+        id: Uuid,
+    ) -> Result<Option<(OrderRecord, Vec<model::AuditEvent>)>, ReadError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        let Some(order) = stored_order(&mut *tx, id).await? else {
+            return Ok(None);
+        };
+        let trail = audit_trail(&mut *tx, id).await?;
+        tx.commit().await?;
+        Ok(Some((order, trail)))
     }
 
     /// A page of delivery orders, newest first.
@@ -341,37 +354,7 @@ impl ReadModel {
 
     /// The audit trail of one delivery order, in order.
     pub async fn audit_trail(&self, id: Uuid) -> Result<Vec<model::AuditEvent>, ReadError> {
-        let rows = sqlx::query(
-            "SELECT seq, event_id, type, from_state, to_state, data::text AS data, actor_kind,
-                    actor_id, correlation_id, occurred_at
-             FROM delivery_order_events WHERE delivery_order_id = $1 ORDER BY seq LIMIT $2",
-        )
-        .bind(id)
-        .bind(MAX_AUDIT)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let text = |column: &str| Value::String(row.get(column));
-                let event_type: EventType = serde_json::from_value(text("type"))?;
-                let from_state: State = serde_json::from_value(text("from_state"))?;
-                let to_state: State = serde_json::from_value(text("to_state"))?;
-                Ok(model::AuditEvent {
-                    seq: row.get::<i64, _>("seq") as u64,
-                    event_id: row.get("event_id"),
-                    event_type: event_type.into(),
-                    from_state: from_state.into(),
-                    to_state: to_state.into(),
-                    data: poem_openapi::types::Any(serde_json::from_str(row.get("data"))?),
-                    actor: model::Actor {
-                        kind: row.get("actor_kind"),
-                        id: row.get("actor_id"),
-                    },
-                    correlation_id: row.get("correlation_id"),
-                    occurred_at: timestamp(&row.get::<DateTime<Utc>, _>("occurred_at")),
-                })
-            })
-            .collect()
+        audit_trail(&self.pool, id).await
     }
 
     /// Delivery orders waiting for an operator, the longest waiting first, with the reason
@@ -455,23 +438,68 @@ impl ReadModel {
             "location": location,
             "location_at": timestamp(&at),
         });
-        sqlx::query(
-            "INSERT INTO read_model_outbox (dedup_key, delivery_order_id, version, kind, payload)
-             VALUES ($1, $2, $3, 'tracking', $4) ON CONFLICT (dedup_key) DO NOTHING",
-        )
-        .bind(format!("tracking:{id}:{event_id}"))
-        .bind(id)
-        .bind(version)
-        .bind(sqlx::types::Json(&payload))
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(delivery_activities::read_model::OUTBOX_CHANNEL)
-            .execute(&mut *tx)
-            .await?;
+        let row = OutboxRow {
+            dedup_key: format!("tracking:{id}:{event_id}"),
+            delivery_order_id: id,
+            version,
+            kind: "tracking",
+            payload,
+        };
+        outbox::enqueue(&mut tx, [row]).await?;
         tx.commit().await?;
         Ok(Some(true))
     }
+}
+
+async fn stored_order(
+    db: impl sqlx::PgExecutor<'_>,
+    id: Uuid,
+) -> Result<Option<OrderRecord>, ReadError> {
+    let row: Option<String> = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT {ORDER_JSON} FROM delivery_orders d WHERE d.id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|text| serde_json::from_str(&text)).transpose()?)
+}
+
+/// The audit trail of one delivery order, in order.
+async fn audit_trail(
+    db: impl sqlx::PgExecutor<'_>,
+    id: Uuid,
+) -> Result<Vec<model::AuditEvent>, ReadError> {
+    let rows = sqlx::query(
+        "SELECT seq, event_id, type, from_state, to_state, data::text AS data, actor_kind,
+                    actor_id, correlation_id, occurred_at
+             FROM delivery_order_events WHERE delivery_order_id = $1 ORDER BY seq LIMIT $2",
+    )
+    .bind(id)
+    .bind(MAX_AUDIT)
+    .fetch_all(db)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let text = |column: &str| Value::String(row.get(column));
+            let event_type: EventType = serde_json::from_value(text("type"))?;
+            let from_state: State = serde_json::from_value(text("from_state"))?;
+            let to_state: State = serde_json::from_value(text("to_state"))?;
+            Ok(model::AuditEvent {
+                seq: row.get::<i64, _>("seq") as u64,
+                event_id: row.get("event_id"),
+                event_type: event_type.into(),
+                from_state: from_state.into(),
+                to_state: to_state.into(),
+                data: poem_openapi::types::Any(serde_json::from_str(row.get("data"))?),
+                actor: model::Actor {
+                    kind: row.get("actor_kind"),
+                    id: row.get("actor_id"),
+                },
+                correlation_id: row.get("correlation_id"),
+                occurred_at: timestamp(&row.get::<DateTime<Utc>, _>("occurred_at")),
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

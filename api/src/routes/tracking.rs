@@ -61,6 +61,7 @@ pub struct Tracking {
     pub replaced_by_id: Option<String>,
 }
 
+#[derive(Default)]
 pub struct TrackingApi;
 
 #[OpenApi(prefix_path = "/api/v1", tag = "Tag::Queries")]
@@ -83,12 +84,13 @@ impl TrackingApi {
         caller.require(&[Role::Customer, Role::Operator, Role::Admin])?;
         let uuid = delivery_order_id(&id.0)?;
         let failed = |e: ReadError| ApiError::unavailable("the read model is unavailable", &e);
-        let order = state
+        // The stages' times come from the trail: read it with the order from one snapshot.
+        let (order, trail) = state
             .read_model
-            .order(uuid)
+            .order_with_trail(uuid)
             .await
             .map_err(failed)?
-            .filter(|o| caller.may_see(&o.customer_id))
+            .filter(|(o, _)| caller.may_see(&o.customer_id))
             .ok_or_else(|| ApiError::delivery_order_not_found(&id.0))?;
         if order.state == DomainState::Created {
             return Err(ApiError::bad_request(
@@ -96,7 +98,6 @@ impl TrackingApi {
                 "the delivery has not been dispatched yet: the partner has not picked it up",
             ));
         }
-        let trail = state.read_model.audit_trail(uuid).await.map_err(failed)?;
         let record = order.to_resource();
         Ok(Json(Tracking {
             steps: steps(order.state, &record.created_at, &trail),
