@@ -281,25 +281,36 @@ impl ReadModel {
     }
 
     async fn stored(&self, id: Uuid) -> Result<Option<OrderRecord>, ReadError> {
-        stored_order(&self.pool, id).await
+        let row: Option<String> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT {ORDER_JSON} FROM delivery_orders d WHERE d.id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|text| serde_json::from_str(&text)).transpose()?)
     }
 
-    /// The order and its audit trail from one PostgreSQL snapshot, so the two always agree
-    /// (the cache may be a version behind the trail for a moment).
+    /// The order and its audit trail, agreeing on the version (an event's `seq` is the version
+    /// it produced). The trail comes from PostgreSQL; the order from the cache unless the cache
+    /// is behind the trail (it is written after PostgreSQL commits), then from PostgreSQL too.
     pub async fn order_with_trail(
         &self,
         id: Uuid,
     ) -> Result<Option<(OrderRecord, Vec<model::AuditEvent>)>, ReadError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .execute(&mut *tx)
-            .await?;
-        let Some(order) = stored_order(&mut *tx, id).await? else {
-            return Ok(None);
+        let trail = self.audit_trail(id).await?;
+        let trail_version = trail.last().map_or(0, |e| e.seq);
+        let order = match self.cached(id).await {
+            Some(order) if order.version >= trail_version => Some(order),
+            _ => self.stored(id).await?,
         };
-        let trail = audit_trail(&mut *tx, id).await?;
-        tx.commit().await?;
-        Ok(Some((order, trail)))
+        match order {
+            // A change committed between the two reads: the trail is the one behind now.
+            Some(order) if order.version > trail_version => {
+                let trail = self.audit_trail(id).await?;
+                Ok(Some((order, trail)))
+            }
+            order => Ok(order.map(|o| (o, trail))),
+        }
     }
 
     /// A page of delivery orders, newest first.
@@ -354,7 +365,37 @@ impl ReadModel {
 
     /// The audit trail of one delivery order, in order.
     pub async fn audit_trail(&self, id: Uuid) -> Result<Vec<model::AuditEvent>, ReadError> {
-        audit_trail(&self.pool, id).await
+        let rows = sqlx::query(
+            "SELECT seq, event_id, type, from_state, to_state, data::text AS data, actor_kind,
+                    actor_id, correlation_id, occurred_at
+             FROM delivery_order_events WHERE delivery_order_id = $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(id)
+        .bind(MAX_AUDIT)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let text = |column: &str| Value::String(row.get(column));
+                let event_type: EventType = serde_json::from_value(text("type"))?;
+                let from_state: State = serde_json::from_value(text("from_state"))?;
+                let to_state: State = serde_json::from_value(text("to_state"))?;
+                Ok(model::AuditEvent {
+                    seq: row.get::<i64, _>("seq") as u64,
+                    event_id: row.get("event_id"),
+                    event_type: event_type.into(),
+                    from_state: from_state.into(),
+                    to_state: to_state.into(),
+                    data: poem_openapi::types::Any(serde_json::from_str(row.get("data"))?),
+                    actor: model::Actor {
+                        kind: row.get("actor_kind"),
+                        id: row.get("actor_id"),
+                    },
+                    correlation_id: row.get("correlation_id"),
+                    occurred_at: timestamp(&row.get::<DateTime<Utc>, _>("occurred_at")),
+                })
+            })
+            .collect()
     }
 
     /// Delivery orders waiting for an operator, the longest waiting first, with the reason
@@ -449,57 +490,6 @@ impl ReadModel {
         tx.commit().await?;
         Ok(Some(true))
     }
-}
-
-async fn stored_order(
-    db: impl sqlx::PgExecutor<'_>,
-    id: Uuid,
-) -> Result<Option<OrderRecord>, ReadError> {
-    let row: Option<String> = sqlx::query_scalar(AssertSqlSafe(format!(
-        "SELECT {ORDER_JSON} FROM delivery_orders d WHERE d.id = $1"
-    )))
-    .bind(id)
-    .fetch_optional(db)
-    .await?;
-    Ok(row.map(|text| serde_json::from_str(&text)).transpose()?)
-}
-
-/// The audit trail of one delivery order, in order.
-async fn audit_trail(
-    db: impl sqlx::PgExecutor<'_>,
-    id: Uuid,
-) -> Result<Vec<model::AuditEvent>, ReadError> {
-    let rows = sqlx::query(
-        "SELECT seq, event_id, type, from_state, to_state, data::text AS data, actor_kind,
-                    actor_id, correlation_id, occurred_at
-             FROM delivery_order_events WHERE delivery_order_id = $1 ORDER BY seq LIMIT $2",
-    )
-    .bind(id)
-    .bind(MAX_AUDIT)
-    .fetch_all(db)
-    .await?;
-    rows.iter()
-        .map(|row| {
-            let text = |column: &str| Value::String(row.get(column));
-            let event_type: EventType = serde_json::from_value(text("type"))?;
-            let from_state: State = serde_json::from_value(text("from_state"))?;
-            let to_state: State = serde_json::from_value(text("to_state"))?;
-            Ok(model::AuditEvent {
-                seq: row.get::<i64, _>("seq") as u64,
-                event_id: row.get("event_id"),
-                event_type: event_type.into(),
-                from_state: from_state.into(),
-                to_state: to_state.into(),
-                data: poem_openapi::types::Any(serde_json::from_str(row.get("data"))?),
-                actor: model::Actor {
-                    kind: row.get("actor_kind"),
-                    id: row.get("actor_id"),
-                },
-                correlation_id: row.get("correlation_id"),
-                occurred_at: timestamp(&row.get::<DateTime<Utc>, _>("occurred_at")),
-            })
-        })
-        .collect()
 }
 
 #[cfg(test)]
