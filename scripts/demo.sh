@@ -39,4 +39,5 @@ curl -fsS -X POST "$API/api/v1/delivery-orders/$id/events" -H "Authorization: Be
 echo
 say "audit trail: GET /api/v1/delivery-orders/$id/events"
 curl -fsS "$API/api/v1/delivery-orders/$id/events" -H "Authorization: Bearer $CUSTOMER" | python3 -m json.tool
-echo "Web UI: http://localhost:${TEMPORAL_UI_PORT:-8233}/namespaces/default/workflows/delivery-order-$id"
+echo "Its workflow in Temporal Web UI: http://localhost:${TEMPORAL_UI_PORT:-8233}/namespaces/default/workflows/delivery-order-$id"
+echo "Its page in the web UI (sign in as the customer, make token ROLE=customer SUB=cust-42): $API/track/$id"
