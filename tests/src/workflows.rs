@@ -284,6 +284,14 @@ pub async fn apply_event(
         let message = match answer {
             Ok(outcome) => return Ok(outcome),
             Err(WorkflowUpdateError::Failed(failure)) => failure.message,
+            // Not admitted: the task that carried it failed (the run continued as new while it
+            // was in flight) or too many updates are in flight. Sent again, as a client would.
+            Err(other)
+                if transient(&format!("{other:#}")) && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
             Err(other) => return Err(format!("{other:#}")),
         };
         if let Some(original) = refusal::as_duplicate(&message) {
@@ -296,6 +304,13 @@ pub async fn apply_event(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Answers of the server that say an update was not admitted and may be sent again.
+fn transient(error: &str) -> bool {
+    error.contains("unexpected workflow task failure")
+        || error.contains("resource has been exhausted")
+        || error.contains("in-flight updates")
 }
 
 /// The run's history in the SDK's own JSON export.

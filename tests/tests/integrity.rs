@@ -374,9 +374,17 @@ async fn repeats_and_refusals_add_nothing_to_the_history() {
         api.post(&events_of(&id), &partner, &picked).await.status,
         200
     );
-    // Let the projection and the task that follows the event settle.
+    // Let the projection and the tasks that follow the event settle: the history stops growing.
     read_at(api, &id, 1).await;
-    let before = history_len(&order).await;
+    let mut before = history_len(&order).await;
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = history_len(&order).await;
+        if now == before {
+            break;
+        }
+        before = now;
+    }
 
     for n in 0..100 {
         // The same event again, with the gateway's per-request content (a new request id).

@@ -42,6 +42,9 @@ async fn a_flood_of_bad_and_repeated_messages_leaves_the_order_healthy_and_bound
     );
     apply_event(&order, picked.clone()).await.unwrap();
 
+    // Temporal admits at most 10 updates in flight per workflow (more are refused with
+    // "resource exhausted"), so updates go at most 8 at a time; signals take the rest.
+    let updates = tokio::sync::Semaphore::new(8);
     let answered = AtomicU64::new(0);
     let started = Instant::now();
     futures::stream::iter(0..messages)
@@ -49,7 +52,13 @@ async fn a_flood_of_bad_and_repeated_messages_leaves_the_order_healthy_and_bound
             let order = &order;
             let picked = picked.clone();
             let answered = &answered;
+            let updates = &updates;
             async move {
+                let _slot = if n % 5 < 2 {
+                    Some(updates.acquire().await.expect("semaphore"))
+                } else {
+                    None
+                };
                 match n % 5 {
                     // The applied event again: answered with its outcome, recorded nowhere.
                     0 => {

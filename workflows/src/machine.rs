@@ -81,6 +81,13 @@ fn list_or_none(events: &[EventType]) -> String {
     }
 }
 
+/// Where an event comes from: a caller (gateway, signal, batch) or the workflow itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Caller,
+    Workflow,
+}
+
 /// What a successful check found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
@@ -177,13 +184,27 @@ impl DeliveryOrder {
 
     /// Decides whether `event` may be applied now, without changing anything (update validator).
     pub fn check(&self, graph: &StateGraph, event: &EventEnvelope) -> Result<Verdict, Rejection> {
+        self.check_from(graph, event, Origin::Caller)
+    }
+
+    fn check_from(
+        &self,
+        graph: &StateGraph,
+        event: &EventEnvelope,
+        origin: Origin,
+    ) -> Result<Verdict, Rejection> {
         check_ref_id("event_id", &event.event_id).map_err(Rejection::InvalidEventId)?;
         let internal_id = event.event_id.starts_with(INTERNAL_EVENT_ID_PREFIX);
-        if internal_id != (event.actor.kind == ActorKind::System) {
+        if internal_id != (origin == Origin::Workflow) {
             return Err(Rejection::InvalidEventId(format!(
                 "event ids starting with {INTERNAL_EVENT_ID_PREFIX:?} are reserved for events the delivery order raises itself, got {:?}",
                 event.event_id
             )));
+        }
+        if origin == Origin::Caller && event.actor.kind == ActorKind::System {
+            return Err(Rejection::InvalidSignal(
+                "actor kind system is reserved for the workflow itself".into(),
+            ));
         }
         // Who may act on this order comes first, so a stranger learns nothing about it.
         self.check_sender(event)?;
@@ -303,7 +324,28 @@ impl DeliveryOrder {
         event: EventEnvelope,
         now: &str,
     ) -> Result<ApplyOutcome, Rejection> {
-        let (to, data) = match self.check(graph, &event)? {
+        self.apply_from(graph, event, now, Origin::Caller)
+    }
+
+    /// Applies an event the order raises itself (a deadline, a partner refusal): its id is in
+    /// the order's own namespace (see [`Self::internal_event_id`]).
+    pub fn apply_own(
+        &mut self,
+        graph: &StateGraph,
+        event: EventEnvelope,
+        now: &str,
+    ) -> Result<ApplyOutcome, Rejection> {
+        self.apply_from(graph, event, now, Origin::Workflow)
+    }
+
+    fn apply_from(
+        &mut self,
+        graph: &StateGraph,
+        event: EventEnvelope,
+        now: &str,
+        origin: Origin,
+    ) -> Result<ApplyOutcome, Rejection> {
+        let (to, data) = match self.check_from(graph, &event, origin)? {
             Verdict::Duplicate(original) => return Ok(original),
             Verdict::Apply { to, data } => (to, data),
         };

@@ -878,7 +878,7 @@ impl DeliveryOrderWorkflow {
             correlation_id: None,
             pickup_id: None,
         };
-        if let Err(rejection) = order.apply(graph, event.clone(), now) {
+        if let Err(rejection) = order.apply_own(graph, event.clone(), now) {
             // The graph check (`defects`) guarantees timers send allowed events, and a deferred
             // one may have been overtaken by the batch; record rather than panic.
             order.record_rejection(rejected(tag, Some(&event), &rejection, now));

@@ -192,13 +192,12 @@ fn every_pair_and_sender_is_enforced_by_the_state_machine() {
         for ev in EventType::ALL {
             for actor in ActorKind::ALL {
                 let mut o = order.clone();
-                // The workflow's own events carry ids in its own namespace.
-                let id = if *actor == A::System {
-                    "wf:probe"
+                // The workflow's own events (timers) carry ids in its own namespace.
+                let result = if *actor == A::System {
+                    o.apply_own(&DELIVERY_ORDER_V1, event(*ev, *actor, "wf:probe"), "t")
                 } else {
-                    "probe"
+                    o.apply(&DELIVERY_ORDER_V1, event(*ev, *actor, "probe"), "t")
                 };
-                let result = o.apply(&DELIVERY_ORDER_V1, event(*ev, *actor, id), "t");
                 match expected.get(&(*state, *ev)) {
                     Some((to, senders)) if senders.contains(actor) => {
                         let outcome =
@@ -498,11 +497,15 @@ fn callers_cannot_use_the_ids_of_the_orders_own_events() {
         "{forged:?}"
     );
     assert_eq!(order.version, 1);
-    // Nor may the workflow's own events use a caller's id.
-    let mut system = event(E::EscalateToOperator, A::System, "caller-like-id");
+    // Nor may a caller send as the workflow, nor the workflow's own events use a caller's id.
+    let mut system = event(E::DeliveryFailed, A::System, "caller-like-id");
     system.actor = Actor::system("workflow");
     assert!(matches!(
-        order.apply(g, system, "t"),
+        order.apply(g, system.clone(), "t"),
+        Err(Rejection::InvalidSignal(_))
+    ));
+    assert!(matches!(
+        order.apply_own(g, system, "t"),
         Err(Rejection::InvalidEventId(_))
     ));
     // The real failure escalates under the order's own id, whatever callers sent before.
