@@ -28,6 +28,9 @@ ensure_deploy_tools() {
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ]; then return 0; fi
   command -v python3 >/dev/null || die "python3 is needed to install the deployment validators"
   say "installing the deployment validators into .venv/deploy-tools (${DEPLOY_TOOL_VERSIONS[*]})"
+  # .venv itself stays the project's virtualenv (lib.sh installs the Temporal CLI there): create
+  # it first, so the nested one does not leave a bare folder in its place.
+  [ -x "$ROOT/.venv/bin/pip" ] || python3 -m venv "$ROOT/.venv" || die "could not create .venv"
   [ -d "$DEPLOY_TOOLS" ] || python3 -m venv "$DEPLOY_TOOLS" || die "could not create $DEPLOY_TOOLS"
   "$DEPLOY_TOOLS/bin/pip" install --quiet "${DEPLOY_TOOL_VERSIONS[@]}" \
     || die "pip install of the deployment validators failed"
