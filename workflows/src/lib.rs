@@ -6,6 +6,7 @@ pub mod activities;
 pub mod batch_workflow;
 pub mod compat;
 pub mod compat_workflow;
+pub mod cloudformation;
 pub mod diagrams;
 pub mod domain;
 pub mod graph;
