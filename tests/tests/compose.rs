@@ -100,7 +100,9 @@ fn interpolations(text: &str) -> Vec<&str> {
     text.match_indices("${")
         .map(|(start, _)| {
             let rest = &text[start + 2..];
-            &rest[..rest.find('}').expect("an unclosed ${ in docker-compose.yml")]
+            &rest[..rest
+                .find('}')
+                .expect("an unclosed ${ in docker-compose.yml")]
         })
         .collect()
 }
@@ -117,7 +119,10 @@ fn compose_interpolations_are_well_formed_and_secrets_have_no_default() {
         let (name, modifier) = expression.split_at(name_end);
         assert!(!name.is_empty(), "${{{expression}}} names no variable");
         assert!(
-            modifier.is_empty() || [":-", "-", ":?", "?"].iter().any(|m| modifier.starts_with(m)),
+            modifier.is_empty()
+                || [":-", "-", ":?", "?"]
+                    .iter()
+                    .any(|m| modifier.starts_with(m)),
             "${{{expression}}} is not compose interpolation syntax"
         );
         let secret = ["SECRET", "PASSWORD", "TOKEN", "KEY"]

@@ -14,7 +14,10 @@ async fn a_worker_refuses_to_start_with_another_graph_version() {
     // No Temporal at this address: the worker must stop before it ever connects.
     let output = Command::new(worker_binary())
         .env("DELIVERY_GRAPH_VERSION", &other)
-        .env("TEMPORAL_ADDRESS", format!("http://127.0.0.1:{}", free_port()))
+        .env(
+            "TEMPORAL_ADDRESS",
+            format!("http://127.0.0.1:{}", free_port()),
+        )
         .env("WORKER_METRICS_PORT", "0")
         .env("LOG_FORMAT", "text")
         .output()
@@ -42,5 +45,8 @@ async fn a_worker_deployed_with_its_own_graph_version_starts() {
     )
     .await;
     let metrics = reqwest::get(&worker.metrics_url).await.expect("metrics");
-    assert!(metrics.status().is_success(), "the worker serves its metrics");
+    assert!(
+        metrics.status().is_success(),
+        "the worker serves its metrics"
+    );
 }

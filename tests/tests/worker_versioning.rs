@@ -37,19 +37,22 @@ async fn versioned_worker(
 /// a version from its workers' polls, so the first calls may find it unknown: retried until they
 /// succeed (bounded by `eventually`).
 async fn make_current(temporal: &TemporalServer, deployment: &str, build_id: &str) {
-    eventually(&format!("{deployment}.{build_id} becomes current"), || async {
-        let (ok, _, _) = temporal.cli(&[
-            "worker",
-            "deployment",
-            "set-current-version",
-            "--deployment-name",
-            deployment,
-            "--build-id",
-            build_id,
-            "--yes",
-        ]);
-        ok.then_some(())
-    })
+    eventually(
+        &format!("{deployment}.{build_id} becomes current"),
+        || async {
+            let (ok, _, _) = temporal.cli(&[
+                "worker",
+                "deployment",
+                "set-current-version",
+                "--deployment-name",
+                deployment,
+                "--build-id",
+                build_id,
+                "--yes",
+            ]);
+            ok.then_some(())
+        },
+    )
     .await;
     let (ok, out, err) = temporal.cli(&[
         "worker",
@@ -115,10 +118,16 @@ async fn open_order(stack_client: &temporalio_client::Client, task_queue: &str) 
     let order = start_order(
         stack_client,
         task_queue,
-        order_input(&new_order_id(), deadlines(hour, hour, Duration::from_secs(1))),
+        order_input(
+            &new_order_id(),
+            deadlines(hour, hour, Duration::from_secs(1)),
+        ),
     )
     .await;
-    wait_for(&order, "pickup booked", |v| v.order.partner.pickup_id.is_some()).await;
+    wait_for(&order, "pickup booked", |v| {
+        v.order.partner.pickup_id.is_some()
+    })
+    .await;
     order
 }
 
@@ -127,7 +136,10 @@ async fn blue_green_release_and_rollback_with_pinned_workflows() {
     let temporal = temporal_server().await;
     let client = temporal.client().await;
     let task_queue = format!("test-{}", uuid::Uuid::new_v4());
-    let deployment = format!("delivery-worker-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let deployment = format!(
+        "delivery-worker-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
     let sim = SimProcess::start(temporal, &[("PARTNER_AUTO_PROGRESS", "false")]).await;
 
     // Blue: v1 is current and takes an order that stays open.
@@ -145,9 +157,15 @@ async fn blue_green_release_and_rollback_with_pinned_workflows() {
     // Nothing lost on the way: picked up, delivered, confirmed.
     assert_eq!(finished(&open_on_v1).await, (State::DeliveryConfirmed, 3));
     let a = task_build_ids(&open_on_v1).await;
-    assert!(only(&a, "v1"), "the order started on v1 ran elsewhere: {a:?}");
+    assert!(
+        only(&a, "v1"),
+        "the order started on v1 ran elsewhere: {a:?}"
+    );
     let b = task_build_ids(&new_on_v2).await;
-    assert!(only(&b, "v2"), "the order started after the switch ran elsewhere: {b:?}");
+    assert!(
+        only(&b, "v2"),
+        "the order started after the switch ran elsewhere: {b:?}"
+    );
 
     // Rollback: v1 is current again; new orders go to v1, the v2 order stays on v2 and finishes.
     make_current(temporal, &deployment, "v1").await;
@@ -155,11 +173,20 @@ async fn blue_green_release_and_rollback_with_pinned_workflows() {
     deliver(&new_on_v2, "b").await;
     deliver(&after_rollback, "c").await;
     assert_eq!(finished(&new_on_v2).await, (State::DeliveryConfirmed, 3));
-    assert_eq!(finished(&after_rollback).await, (State::DeliveryConfirmed, 3));
+    assert_eq!(
+        finished(&after_rollback).await,
+        (State::DeliveryConfirmed, 3)
+    );
     let b = task_build_ids(&new_on_v2).await;
-    assert!(only(&b, "v2"), "the v2 order moved during the rollback: {b:?}");
+    assert!(
+        only(&b, "v2"),
+        "the v2 order moved during the rollback: {b:?}"
+    );
     let c = task_build_ids(&after_rollback).await;
-    assert!(only(&c, "v1"), "an order started after the rollback ran elsewhere: {c:?}");
+    assert!(
+        only(&c, "v1"),
+        "an order started after the rollback ran elsewhere: {c:?}"
+    );
 
     // One pickup per order, none twice across the switches.
     assert_eq!(sim.stats().await["pickups_created"], 3);

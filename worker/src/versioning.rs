@@ -46,9 +46,9 @@ impl WorkerVersion {
         }
     }
 
-    /// `deployment_name.build_id`, as Temporal's CLI and Web UI print a version.
+    /// `deployment_name:build_id`, as Temporal prints a version (and visibility stores it).
     pub fn label(&self) -> String {
-        format!("{}.{}", self.deployment_name, self.build_id)
+        format!("{}:{}", self.deployment_name, self.build_id)
     }
 
     /// The SDK's options: versioning on, workflows pinned to the version they started on.
@@ -92,7 +92,7 @@ mod tests {
         ])
         .unwrap()
         .unwrap();
-        assert_eq!(v.label(), "delivery-worker.1.4.0");
+        assert_eq!(v.label(), "delivery-worker:1.4.0");
         let options = v.deployment_options();
         assert!(options.use_worker_versioning);
         assert_eq!(

@@ -99,12 +99,18 @@ mod tests {
         let content = resources["GraphVersion1"]["Properties"]["Content"]
             .as_str()
             .expect("the hosted content is a string");
-        assert_eq!(content, DELIVERY_ORDER_V1_YAML, "the graph is recorded byte for byte");
+        assert_eq!(
+            content, DELIVERY_ORDER_V1_YAML,
+            "the graph is recorded byte for byte"
+        );
         assert_eq!(
             resources["GraphVersionParameter"]["Properties"]["Value"].as_str(),
             Some("1")
         );
-        assert_eq!(template["Outputs"]["GraphVersion"]["Value"].as_str(), Some("1"));
+        assert_eq!(
+            template["Outputs"]["GraphVersion"]["Value"].as_str(),
+            Some("1")
+        );
         let keys: Vec<_> = template
             .as_mapping()
             .unwrap()
@@ -113,7 +119,13 @@ mod tests {
             .collect();
         assert_eq!(
             keys,
-            ["AWSTemplateFormatVersion", "Description", "Parameters", "Resources", "Outputs"],
+            [
+                "AWSTemplateFormatVersion",
+                "Description",
+                "Parameters",
+                "Resources",
+                "Outputs"
+            ],
             "only template sections at the top level"
         );
     }

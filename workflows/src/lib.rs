@@ -4,9 +4,9 @@
 
 pub mod activities;
 pub mod batch_workflow;
+pub mod cloudformation;
 pub mod compat;
 pub mod compat_workflow;
-pub mod cloudformation;
 pub mod diagrams;
 pub mod domain;
 pub mod graph;
