@@ -1,19 +1,19 @@
 # Builds the worker, the gateway (with the web UI) and the partner simulator; one runtime image per binary (targets
 # `worker`, `api` and `partner-sim`), used by docker-compose.yml.
-FROM rust:1-bookworm AS build
+FROM rust:1.95.0-bookworm AS build
 WORKDIR /src
 COPY . .
 RUN cargo build --release -p delivery-worker -p delivery-api -p partner-sim
 
 # The web UI the gateway serves at /.
-FROM node:22-bookworm-slim AS web
+FROM node:22.20.0-bookworm-slim AS web
 WORKDIR /web
 COPY web/package.json web/package-lock.json ./
 RUN PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --no-save --no-audit --no-fund
 COPY web/ ./
 RUN npm run build
 
-FROM debian:bookworm-slim AS runtime-base
+FROM debian:12.12-slim AS runtime-base
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl && rm -rf /var/lib/apt/lists/*
 RUN useradd --system --uid 10001 app
 USER app

@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 
 .DEFAULT_GOAL := help
-.PHONY: help run test build lint bench demo token diagrams capture-histories flood clean-data
+.PHONY: help run test build lint bench demo token diagrams capture-histories flood clean-data validate-deploy
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -12,6 +12,9 @@ run: ## Start Temporal (Web UI on 8233), the partner simulator, the worker and t
 
 test: ## Run every test against a fresh Temporal dev server, PostgreSQL and Redis
 	@scripts/test.sh
+
+validate-deploy: ## Validate k8s/, deploy/cloudformation/ and docker-compose.yml (kubernetes-validate, checkov, cfn-lint, compose schema)
+	@scripts/validate-deploy.sh
 
 build: ## Build every crate
 	cargo build --workspace --all-targets
@@ -29,8 +32,8 @@ token: ## Print a development token: make token ROLE=operator SUB=alice (JWT_SEC
 bench: ## Start the stack from release builds and print throughput / latency figures (docs/performance.md)
 	@scripts/bench.sh
 
-diagrams: ## Regenerate the PlantUML diagrams from the graph and the data model
-	cargo run -q -p delivery-workflows --bin graphgen -- resources
+diagrams: ## Regenerate the PlantUML diagrams and the CloudFormation graph template from the graph
+	cargo run -q -p delivery-workflows --bin graphgen -- resources deploy/cloudformation
 
 capture-histories: ## Re-record tests/histories from the scenario tests (only for intended incompatible changes)
 	@TEST_ARGS="-p delivery-tests --test lifecycle --test batches --test integrity_flood" CAPTURE_HISTORIES=1 scripts/test.sh

@@ -21,6 +21,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+say "deployment files: k8s/, deploy/cloudformation/, docker-compose.yml"
+scripts/validate-deploy.sh
 ensure_temporal_cli
 ensure_openapi_validator
 export OPENAPI_SPEC_VALIDATOR

@@ -66,6 +66,11 @@ pub(crate) fn binary(name: &str, env: &str) -> PathBuf {
     path
 }
 
+/// The `delivery-worker` binary, for tests that run it with their own arguments.
+pub fn worker_binary() -> PathBuf {
+    binary("delivery-worker", "DELIVERY_WORKER_BIN")
+}
+
 fn newest_change(dir: &std::path::Path) -> Option<std::time::SystemTime> {
     let mut newest = None;
     for entry in std::fs::read_dir(dir).ok()?.flatten() {

@@ -94,3 +94,71 @@ fn compose_ports_match_the_readme_table() {
         "ports differ: published by docker-compose.yml only {only_compose:?}; in README.md's table only {only_readme:?}"
     );
 }
+
+/// Every `${...}` in the file: compose interpolation, as `docker compose config` reads it.
+fn interpolations(text: &str) -> Vec<&str> {
+    text.match_indices("${")
+        .map(|(start, _)| {
+            let rest = &text[start + 2..];
+            &rest[..rest
+                .find('}')
+                .expect("an unclosed ${ in docker-compose.yml")]
+        })
+        .collect()
+}
+
+#[test]
+fn compose_interpolations_are_well_formed_and_secrets_have_no_default() {
+    let text = std::fs::read_to_string(workspace_root().join("docker-compose.yml")).unwrap();
+    let found = interpolations(&text);
+    assert!(!found.is_empty(), "secrets come from the environment");
+    for expression in found {
+        let name_end = expression
+            .find(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+            .unwrap_or(expression.len());
+        let (name, modifier) = expression.split_at(name_end);
+        assert!(!name.is_empty(), "${{{expression}}} names no variable");
+        assert!(
+            modifier.is_empty()
+                || [":-", "-", ":?", "?"]
+                    .iter()
+                    .any(|m| modifier.starts_with(m)),
+            "${{{expression}}} is not compose interpolation syntax"
+        );
+        let secret = ["SECRET", "PASSWORD", "TOKEN", "KEY"]
+            .iter()
+            .any(|word| name.contains(word));
+        if secret {
+            assert!(
+                modifier.starts_with(":?"),
+                "${{{expression}}}: a secret must be required from the environment (`${{{name}:?...}}`), never defaulted"
+            );
+        }
+    }
+}
+
+#[test]
+fn compose_images_are_pinned_and_ports_stay_on_loopback() {
+    let compose = compose();
+    for (name, service) in compose["services"].as_mapping().unwrap() {
+        let name = name.as_str().unwrap();
+        let image = service["image"]
+            .as_str()
+            .unwrap_or_else(|| panic!("service {name} names no image"));
+        let tag = image
+            .rsplit_once(':')
+            .map(|(_, tag)| tag)
+            .unwrap_or_else(|| panic!("service {name}: image {image} has no tag"));
+        assert!(
+            tag.contains('.') && tag.starts_with(|c: char| c.is_ascii_digit()),
+            "service {name}: image {image} is not pinned to a version (major.minor at least)"
+        );
+        for entry in service["ports"].as_sequence().into_iter().flatten() {
+            let entry = entry.as_str().unwrap_or_default();
+            assert!(
+                entry.starts_with("127.0.0.1:"),
+                "service {name} publishes {entry:?} beyond loopback"
+            );
+        }
+    }
+}

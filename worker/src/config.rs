@@ -6,6 +6,8 @@ use delivery_activities::{BreakerConfig, PartnerConfig};
 use delivery_platform::{ConfigError, Env, Secret};
 use url::Url;
 
+use crate::versioning::WorkerVersion;
+
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     /// `TEMPORAL_ADDRESS`: frontend URL; `host:port` is accepted too.
@@ -28,6 +30,12 @@ pub struct WorkerConfig {
     pub redis_url: Secret,
     /// `REDIS_KEY_PREFIX`: put before every Redis key and channel (empty in production).
     pub redis_key_prefix: String,
+    /// `DELIVERY_GRAPH_VERSION`: the delivery-order graph version the deployment expects; the
+    /// worker refuses to start when it is not the compiled-in one (`graph_version`).
+    pub deployed_graph_version: Option<u32>,
+    /// `TEMPORAL_DEPLOYMENT_NAME` + `TEMPORAL_WORKER_BUILD_ID`: this worker's deployment version
+    /// under Temporal Worker Versioning; `None` for an unversioned worker.
+    pub version: Option<WorkerVersion>,
 }
 
 impl WorkerConfig {
@@ -75,6 +83,18 @@ impl WorkerConfig {
             ),
             redis_url: env.secret("REDIS_URL", "redis://127.0.0.1:6379"),
             redis_key_prefix: env.get("REDIS_KEY_PREFIX", ""),
+            deployed_graph_version: env
+                .optional("DELIVERY_GRAPH_VERSION")
+                .map(|text| {
+                    text.parse().map_err(|_| {
+                        ConfigError::new(
+                            "DELIVERY_GRAPH_VERSION",
+                            format!("must be a graph version number, got {text:?}"),
+                        )
+                    })
+                })
+                .transpose()?,
+            version: WorkerVersion::from_env(&env)?,
         })
     }
 }
@@ -100,6 +120,7 @@ mod tests {
         assert_eq!(c.namespace, "default");
         assert_eq!(c.temporal_address.as_str(), "http://127.0.0.1:7233/");
         assert_eq!(c.metrics_port, 9464);
+        assert_eq!(c.deployed_graph_version, None);
         assert!(c.database_url.expose().starts_with("postgres://"));
         assert!(
             !format!("{c:?}").contains("postgres://"),
@@ -123,6 +144,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("PARTNER_BREAKER_FAILURES"), "{err}");
+        let err = config(&[("DELIVERY_GRAPH_VERSION", "v1")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("DELIVERY_GRAPH_VERSION"), "{err}");
         let err = config(&[("PARTNER_TIMEOUT_MS", "soon")])
             .unwrap_err()
             .to_string();

@@ -1,7 +1,9 @@
 //! The delivery-order worker as a library: `main` and the integration tests build it the same way.
 
 pub mod config;
+pub mod graph_version;
 pub mod metrics_server;
+pub mod versioning;
 
 use std::time::Duration;
 
@@ -78,6 +80,7 @@ pub fn build_worker(
         .register_activities(ReadModelActivities::new(read_model).with_metrics(
             ProjectionMetrics::register(registry).context("registering projection metrics")?,
         ))
+        .maybe_deployment_options(config.version.as_ref().map(|v| v.deployment_options()))
         .build();
     Worker::new(runtime, client, options).context("creating the worker")
 }

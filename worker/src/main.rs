@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use delivery_platform::telemetry;
+use delivery_worker::graph_version::ensure_deployed_graph_version;
 use delivery_worker::metrics_server::MetricsServer;
 use delivery_worker::{WorkerConfig, build_worker, connect, connect_read_model, outbox_relay};
 use prometheus::Registry;
@@ -22,6 +23,8 @@ async fn main() -> anyhow::Result<()> {
 
 async fn run() -> anyhow::Result<()> {
     let config = WorkerConfig::from_env()?;
+    // Before anything connects: a worker built for another graph must not take tasks.
+    ensure_deployed_graph_version(config.deployed_graph_version)?;
     let registry = Registry::new_custom(Some("delivery_worker".into()), None)?;
     let runtime =
         Runtime::from_current_tokio(Default::default()).context("starting the Temporal runtime")?;
@@ -53,6 +56,7 @@ async fn run() -> anyhow::Result<()> {
         temporal = %config.temporal_address,
         partner = %config.partner.base_url,
         metrics = ?metrics_addr,
+        version = config.version.as_ref().map(|v| v.label()).unwrap_or_else(|| "unversioned".into()),
         "worker started"
     );
     let result = worker.run().await.context("worker run");

@@ -4,6 +4,7 @@
 
 pub mod activities;
 pub mod batch_workflow;
+pub mod cloudformation;
 pub mod compat;
 pub mod compat_workflow;
 pub mod diagrams;

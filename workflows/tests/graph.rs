@@ -621,3 +621,20 @@ fn diagrams_are_up_to_date() {
         );
     }
 }
+
+#[test]
+fn cloudformation_graph_template_is_up_to_date() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/cloudformation/delivery-order-graph.yaml"
+    );
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    let generated = delivery_workflows::cloudformation::graph_template(
+        &DELIVERY_ORDER_V1,
+        delivery_workflows::graph::DELIVERY_ORDER_V1_YAML,
+    );
+    assert!(
+        committed == generated,
+        "deploy/cloudformation/delivery-order-graph.yaml is out of date: run `make diagrams`"
+    );
+}
