@@ -258,6 +258,21 @@ impl ApiError {
         Self::Unavailable(Json(p), 5)
     }
 
+    /// The problem's stable code: the last segment of its `type` (`invalid-transition`, ...).
+    pub fn code(&self) -> &str {
+        let (Self::BadRequest(p)
+        | Self::Unauthorized(p, _)
+        | Self::Forbidden(p)
+        | Self::NotFound(p)
+        | Self::Conflict(p)
+        | Self::Unprocessable(p)
+        | Self::TooManyRequests(p, _)
+        | Self::Unavailable(p, _)) = self;
+        p.problem_type
+            .strip_prefix(TYPE_BASE)
+            .unwrap_or(&p.problem_type)
+    }
+
     pub fn status(&self) -> u16 {
         let (Self::BadRequest(p)
         | Self::Unauthorized(p, _)

@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod metrics_server;
+pub mod sdk_metrics;
 
 use std::time::Duration;
 
