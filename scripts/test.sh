@@ -28,6 +28,12 @@ ensure_web_build
 ensure_chromium
 export CHROMIUM
 
+ensure_prometheus
+say "alerting rules: promtool check rules, check config, test rules"
+"$PROMTOOL" check rules resources/prometheus/delivery.rules.yml
+"$PROMTOOL" check config --syntax-only resources/prometheus/prometheus.yml >/dev/null
+(cd resources/prometheus && "$PROMTOOL" test rules delivery.rules.test.yml)
+
 say "web UI: type check and component tests (vitest)"
 (cd web && npx --no-install tsc --noEmit && npx --no-install vitest run)
 fresh_services "$RUN_DIR" test
