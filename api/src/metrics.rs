@@ -158,9 +158,7 @@ impl ApiMetrics {
             Ok(_) => "duplicate",
             Err(problem) => problem.code(),
         };
-        self.events
-            .with_label_values(&[event_type, outcome])
-            .inc();
+        self.events.with_label_values(&[event_type, outcome]).inc();
         self.event_latency
             .with_label_values(&[event_type])
             .observe(elapsed.as_secs_f64());

@@ -43,8 +43,8 @@ async fn run() -> anyhow::Result<()> {
         config.metrics_port,
         vec![registry, sdk_registry],
     )
-        .await
-        .with_context(|| format!("binding the metrics port {}", config.metrics_port))?;
+    .await
+    .with_context(|| format!("binding the metrics port {}", config.metrics_port))?;
     let metrics_addr = metrics.addr();
     let relay_task = tokio::spawn(relay.run(stop_rx.clone()));
     let metrics_task = tokio::spawn(metrics.run_until(async move {

@@ -277,7 +277,9 @@ impl MetricAttributable<Box<dyn GaugeF64Base>> for Instrument {
         &self,
         attributes: &MetricAttributes,
     ) -> Result<Box<dyn GaugeF64Base>, Box<dyn std::error::Error>> {
-        Ok(Box::new(GaugeF64Series(series!(self, attributes, GaugeF64))))
+        Ok(Box::new(GaugeF64Series(series!(
+            self, attributes, GaugeF64
+        ))))
     }
 }
 
@@ -286,7 +288,9 @@ impl MetricAttributable<Box<dyn HistogramBase>> for Instrument {
         &self,
         attributes: &MetricAttributes,
     ) -> Result<Box<dyn HistogramBase>, Box<dyn std::error::Error>> {
-        Ok(Box::new(HistogramSeries(series!(self, attributes, Histogram))))
+        Ok(Box::new(HistogramSeries(series!(
+            self, attributes, Histogram
+        ))))
     }
 }
 
@@ -295,7 +299,9 @@ impl MetricAttributable<Box<dyn HistogramF64Base>> for Instrument {
         &self,
         attributes: &MetricAttributes,
     ) -> Result<Box<dyn HistogramF64Base>, Box<dyn std::error::Error>> {
-        Ok(Box::new(HistogramSeries(series!(self, attributes, Histogram))))
+        Ok(Box::new(HistogramSeries(series!(
+            self, attributes, Histogram
+        ))))
     }
 }
 
@@ -304,7 +310,9 @@ impl MetricAttributable<Box<dyn HistogramDurationBase>> for Instrument {
         &self,
         attributes: &MetricAttributes,
     ) -> Result<Box<dyn HistogramDurationBase>, Box<dyn std::error::Error>> {
-        Ok(Box::new(HistogramSeries(series!(self, attributes, Histogram))))
+        Ok(Box::new(HistogramSeries(series!(
+            self, attributes, Histogram
+        ))))
     }
 }
 
@@ -377,7 +385,12 @@ impl CoreMeter for SdkMeter {
     }
 
     fn counter(&self, params: MetricParameters) -> Counter {
-        let name = format!("{}_total", params.name);
+        // Counters end in `_total`, once (the SDK already names one `local_activity_total`).
+        let name = if params.name.ends_with("_total") {
+            params.name.to_string()
+        } else {
+            format!("{}_total", params.name)
+        };
         Counter::new(Arc::new(self.instrument(
             name,
             &params.description,
@@ -491,10 +504,20 @@ mod tests {
         counter.add(1, &narrow);
         counter.add(1, &wide);
         let body = text(&registry);
-        assert_eq!(body.matches("# TYPE temporal_request_total counter").count(), 1, "{body}");
-        assert!(body.contains(r#"temporal_request_total{operation="PollWorkflowTaskQueue"} 1"#), "{body}");
+        assert_eq!(
+            body.matches("# TYPE temporal_request_total counter")
+                .count(),
+            1,
+            "{body}"
+        );
         assert!(
-            body.contains(r#"temporal_request_total{operation="PollWorkflowTaskQueue",task_queue="q"} 1"#),
+            body.contains(r#"temporal_request_total{operation="PollWorkflowTaskQueue"} 1"#),
+            "{body}"
+        );
+        assert!(
+            body.contains(
+                r#"temporal_request_total{operation="PollWorkflowTaskQueue",task_queue="q"} 1"#
+            ),
             "{body}"
         );
     }
