@@ -76,10 +76,12 @@ async fn sdk_declared(stack: &Stack) -> Vec<DeclaredMetric> {
     meter.declared()
 }
 
-/// One delivery through the gateway from payment to confirmation, with a read-your-writes read
-/// and a readiness check, so every metric of ours has been recorded.
+/// One delivery through the gateway from payment to confirmation, its first pickup request
+/// failing once, with a read-your-writes read and a readiness check, so every metric of ours has
+/// been recorded.
 async fn deliver_one(stack: &Stack) {
     let api = stack.api();
+    stack.sim.fail_next(1).await;
     let id = api.paid_order("cust-observed").await;
     let ops = api.token("olga", &[Role::Operator]);
     let order = format!("/api/v1/delivery-orders/{id}");
