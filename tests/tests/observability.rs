@@ -36,12 +36,14 @@ async fn scrape(url: &str) -> BTreeMap<String, String> {
     families(&body)
 }
 
-/// The rows of docs/metrics.md's table: name → type.
+/// The rows of docs/metrics.md's metric table (the one headed `| metric | type |`): name → type.
 fn documented() -> BTreeMap<String, String> {
     let text =
         std::fs::read_to_string(workspace_root().join("docs/metrics.md")).expect("docs/metrics.md");
     text.lines()
-        .filter(|l| l.starts_with("| `"))
+        .skip_while(|l| !l.starts_with("| metric | type |"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
         .map(|l| {
             let cells: Vec<&str> = l.split('|').map(str::trim).collect();
             (cells[1].trim_matches('`').to_owned(), cells[2].to_owned())
