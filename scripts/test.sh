@@ -24,6 +24,7 @@ trap 'exit 130' INT TERM
 ensure_temporal_cli
 ensure_openapi_validator
 export OPENAPI_SPEC_VALIDATOR
+export PROMETHEUS_BIN
 ensure_web_build
 ensure_chromium
 export CHROMIUM

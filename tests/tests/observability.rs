@@ -363,3 +363,121 @@ async fn exported_metrics_match_the_table_the_dashboards_and_the_rules() {
     check_metrics_table(&exported);
     check_queries(&exported);
 }
+
+/// A Prometheus server (Debian's, as `make test` installs it) scraping the stack every second
+/// with the project's rules, stopped when dropped.
+struct PrometheusProcess {
+    child: std::process::Child,
+    url: String,
+    dir: std::path::PathBuf,
+}
+
+impl PrometheusProcess {
+    fn start(targets: &[(&str, String)]) -> Self {
+        let binary =
+            std::env::var("PROMETHEUS_BIN").unwrap_or_else(|_| "/usr/bin/prometheus".into());
+        let dir =
+            std::env::temp_dir().join(format!("delivery-prometheus-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("prometheus dir");
+        let rules = workspace_root().join("resources/prometheus/delivery.rules.yml");
+        let scrape: String = targets
+            .iter()
+            .map(|(job, target)| {
+                format!("  - job_name: {job}\n    static_configs: [{{targets: [\"{target}\"]}}]\n")
+            })
+            .collect();
+        let config = format!(
+            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nrule_files: [\"{}\"]\nscrape_configs:\n{scrape}",
+            rules.display()
+        );
+        std::fs::write(dir.join("prometheus.yml"), config).expect("prometheus config");
+        let port = free_port();
+        let child = std::process::Command::new(&binary)
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("starting {binary} (`make test` installs Debian's prometheus): {e}")
+            });
+        Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            dir,
+        }
+    }
+
+    async fn api(&self, path: &str) -> Option<Value> {
+        let answer = reqwest::get(format!("{}{path}", self.url)).await.ok()?;
+        answer.json::<Value>().await.ok()
+    }
+}
+
+impl Drop for PrometheusProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test]
+async fn prometheus_scrapes_the_stack_and_evaluates_every_rule() {
+    let stack = Stack::start_with(StackOptions::default().with_gateway()).await;
+    deliver_one(&stack).await;
+    let worker = stack
+        .worker
+        .metrics_url
+        .trim_start_matches("http://")
+        .trim_end_matches("/metrics")
+        .to_owned();
+    let prometheus = PrometheusProcess::start(&[
+        ("delivery-api", format!("127.0.0.1:{}", stack.api().port)),
+        ("delivery-worker", worker),
+    ]);
+    // Both targets scraped successfully.
+    eventually("Prometheus scraping the gateway and the worker", || async {
+        let targets = prometheus.api("/api/v1/targets").await?;
+        let active = targets["data"]["activeTargets"].as_array()?.clone();
+        (active.len() == 2 && active.iter().all(|t| t["health"] == "up")).then_some(())
+    })
+    .await;
+    // Every rule evaluated at least once, none with an error.
+    let rules = eventually("every rule evaluated", || async {
+        let rules = prometheus.api("/api/v1/rules").await?;
+        let all: Vec<Value> = rules["data"]["groups"]
+            .as_array()?
+            .iter()
+            .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+            .collect();
+        let evaluated = all.iter().all(|r| {
+            r["lastEvaluation"]
+                .as_str()
+                .is_some_and(|t| !t.starts_with("0001"))
+        });
+        (!all.is_empty() && evaluated).then_some(all)
+    })
+    .await;
+    let unhealthy: Vec<&Value> = rules.iter().filter(|r| r["health"] != "ok").collect();
+    assert!(unhealthy.is_empty(), "rules with errors: {unhealthy:?}");
+    // The SDK's metrics reach Prometheus through the worker's one endpoint.
+    eventually("temporal_* series in Prometheus", || async {
+        let answer = prometheus
+            .api("/api/v1/query?query=count(temporal_worker_task_slots_available)")
+            .await?;
+        let count = answer["data"]["result"][0]["value"][1]
+            .as_str()?
+            .parse::<u32>()
+            .ok()?;
+        (count > 0).then_some(())
+    })
+    .await;
+}
