@@ -7,7 +7,7 @@ SHELL := /bin/bash
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
-run: ## Start Temporal (Web UI on 8233), the partner simulator, the worker and the gateway (8080); Ctrl-C stops them
+run: ## Start Temporal (Web UI on 8233), the partner simulator, the worker and the gateway (8080); WITH_PROMETHEUS=1 adds Prometheus (9090); Ctrl-C stops them
 	@scripts/run-local.sh
 
 test: ## Run every test against a fresh Temporal dev server, PostgreSQL and Redis

@@ -81,6 +81,25 @@ ensure_chromium() {
   [ -x "$CHROMIUM" ] || die "the browser tests need Chromium at $CHROMIUM: install Debian's package (sudo apt-get install chromium) or set CHROMIUM to a Chromium binary"
 }
 
+# Debian's prometheus package (promtool checks and unit-tests the alerting rules; the server
+# evaluates them locally with WITH_PROMETHEUS=1): installed with apt-get when missing and possible.
+PROMTOOL=${PROMTOOL:-$(command -v promtool || echo /usr/bin/promtool)}
+PROMETHEUS_BIN=${PROMETHEUS_BIN:-$(command -v prometheus || echo /usr/bin/prometheus)}
+ensure_prometheus() {
+  [ -x "$PROMTOOL" ] && [ -x "$PROMETHEUS_BIN" ] && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing Debian's prometheus (promtool and the server)"
+    # The package's service is not wanted here: policy-rc.d keeps apt from starting it.
+    local policy=/usr/sbin/policy-rc.d created_policy=0
+    if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod 755 "$policy"; created_policy=1; fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >/dev/null \
+      || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >/dev/null; } \
+      || { [ $created_policy = 1 ] && rm -f "$policy"; die "apt-get install prometheus failed"; }
+    [ $created_policy = 1 ] && rm -f "$policy"
+  fi
+  [ -x "$PROMTOOL" ] && [ -x "$PROMETHEUS_BIN" ] || die "the alerting-rule tests need promtool and prometheus: install Debian's package (sudo apt-get install prometheus) or set PROMTOOL and PROMETHEUS_BIN"
+}
+
 # Records a background process so stop_started ends it.
 track() { STARTED_PIDS+=("$1"); STARTED_NAMES+=("$2"); }
 

@@ -65,6 +65,32 @@ TEMPORAL_ADDRESS="http://$TEMPORAL_ADDRESS" API_PORT=$API_PORT WEB_DIST="$ROOT/w
 api_pid=$!; track $api_pid "gateway"
 wait_http "http://127.0.0.1:$API_PORT/readyz" "gateway" $api_pid "$LOGS/gateway.log"
 
+# Optional: a local Prometheus (Debian's) scraping the gateway and the worker and evaluating the
+# alerting rules against live data.
+prometheus_line=""
+if [ "${WITH_PROMETHEUS:-0}" = 1 ]; then
+  ensure_prometheus
+  PROMETHEUS_PORT=${PROMETHEUS_PORT:-9090}
+  prom_dir="$ROOT/.run/prometheus"
+  mkdir -p "$prom_dir/data"
+  cat >"$prom_dir/prometheus.yml" <<YAML
+# Written by scripts/run-local.sh: resources/prometheus/prometheus.yml with the local ports.
+global: {scrape_interval: 15s, evaluation_interval: 30s}
+rule_files: ["$ROOT/resources/prometheus/delivery.rules.yml"]
+scrape_configs:
+  - job_name: delivery-api
+    static_configs: [{targets: ["127.0.0.1:$API_PORT"]}]
+  - job_name: delivery-worker
+    static_configs: [{targets: ["127.0.0.1:$WORKER_METRICS_PORT"]}]
+YAML
+  say "starting Prometheus (rules of resources/prometheus)"
+  "$PROMETHEUS_BIN" --config.file="$prom_dir/prometheus.yml" --storage.tsdb.path="$prom_dir/data" \
+    --web.listen-address="127.0.0.1:$PROMETHEUS_PORT" >"$LOGS/prometheus.log" 2>&1 &
+  prom_pid=$!; track $prom_pid "Prometheus"
+  wait_http "http://127.0.0.1:$PROMETHEUS_PORT/-/ready" "Prometheus" $prom_pid "$LOGS/prometheus.log"
+  prometheus_line="  Prometheus          http://127.0.0.1:$PROMETHEUS_PORT/alerts   (log .run/logs/prometheus.log)"
+fi
+
 cat <<TABLE
 
   Delivery-order stack is up.
@@ -76,6 +102,7 @@ cat <<TABLE
   Temporal Web UI     http://localhost:$TEMPORAL_UI_PORT
   partner simulator   http://127.0.0.1:$PARTNER_SIM_PORT   (log .run/logs/partner-sim.log)
   worker metrics      http://127.0.0.1:$WORKER_METRICS_PORT/metrics   (log .run/logs/worker.log)
+${prometheus_line}
   PostgreSQL          $DATABASE_URL
   Redis               $REDIS_URL
 
@@ -96,6 +123,7 @@ while true; do
         gateway) tail -n 20 "$LOGS/gateway.log" >&2 ;;
         "partner simulator") tail -n 20 "$LOGS/partner-sim.log" >&2 ;;
         "Temporal dev server") tail -n 20 "$LOGS/temporal.log" >&2 ;;
+        Prometheus) tail -n 20 "$LOGS/prometheus.log" >&2 ;;
       esac
       exit 1
     fi

@@ -26,9 +26,16 @@ scripts/validate-deploy.sh
 ensure_temporal_cli
 ensure_openapi_validator
 export OPENAPI_SPEC_VALIDATOR
+export PROMETHEUS_BIN
 ensure_web_build
 ensure_chromium
 export CHROMIUM
+
+ensure_prometheus
+say "alerting rules: promtool check rules, check config, test rules"
+"$PROMTOOL" check rules resources/prometheus/delivery.rules.yml
+"$PROMTOOL" check config --syntax-only resources/prometheus/prometheus.yml >/dev/null
+(cd resources/prometheus && "$PROMTOOL" test rules delivery.rules.test.yml)
 
 say "web UI: type check and component tests (vitest)"
 (cd web && npx --no-install tsc --noEmit && npx --no-install vitest run)

@@ -52,6 +52,9 @@ pub struct ProjectionMetrics {
     pub lag: prometheus::Histogram,
     /// Projection attempts that failed (and will be retried).
     pub failures: prometheus::IntCounter,
+    /// Transitions committed to the read model, by event type, new state and failure reason
+    /// (deadline misses are `failure_reason` `PICKUP_TIMEOUT` / `DELIVERY_TIMEOUT`).
+    pub transitions: IntCounterVec,
 }
 
 impl ProjectionMetrics {
@@ -70,9 +73,17 @@ impl ProjectionMetrics {
                 "read_model_projection_failures_total",
                 "Read-model projection attempts that failed and are retried",
             )?,
+            transitions: IntCounterVec::new(
+                Opts::new(
+                    "transitions_total",
+                    "Transitions committed to the read model by event type, new state and failure reason",
+                ),
+                &["type", "to_state", "failure_reason"],
+            )?,
         };
         registry.register(Box::new(metrics.lag.clone()))?;
         registry.register(Box::new(metrics.failures.clone()))?;
+        registry.register(Box::new(metrics.transitions.clone()))?;
         Ok(metrics)
     }
 }

@@ -233,6 +233,17 @@ impl ReadModelActivities {
                     let lag = (now - at.with_timezone(&chrono::Utc)).num_microseconds();
                     metrics.lag.observe(lag.unwrap_or(0).max(0) as f64 / 1e6);
                 }
+                let reason = event.data.get("reason").and_then(|r| r.as_str());
+                metrics
+                    .transitions
+                    .with_label_values(&[
+                        event.event_type.as_str(),
+                        event.to_state.as_str(),
+                        reason
+                            .filter(|_| event.event_type == EventType::DeliveryFailed)
+                            .unwrap_or(""),
+                    ])
+                    .inc();
             }
         }
         Ok(ProjectionOutcome { version: p.version })

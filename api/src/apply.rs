@@ -5,6 +5,8 @@ use delivery_workflows::refusal;
 use delivery_workflows::{
     ActorKind, ApplyOutcome, DELIVERY_ORDER_V1, EventEnvelope, EventType, StateGraph,
 };
+use std::time::Instant;
+
 use uuid::Uuid;
 
 use crate::auth::{Caller, Role};
@@ -65,8 +67,22 @@ pub fn sending_role(
 }
 
 /// Applies `event` and answers as the API does: 200 with the new state, or the problem that
-/// says why not.
+/// says why not. Counted per event type and outcome, and timed.
 pub async fn apply(
+    state: &AppState,
+    id: Uuid,
+    event: EventEnvelope,
+) -> Result<EventApplied, ApiError> {
+    let event_type = event.event_type;
+    let started = Instant::now();
+    let result = apply_event(state, id, event).await;
+    state
+        .metrics
+        .observe_event(event_type.as_str(), &result, started.elapsed());
+    result
+}
+
+async fn apply_event(
     state: &AppState,
     id: Uuid,
     event: EventEnvelope,

@@ -1,11 +1,14 @@
-//! The gateway's Prometheus metrics: requests per route and status, their latency, partner
-//! webhooks by outcome, read-your-writes waits, and the read model's publishing backlog
-//! (measured from the outbox when scraped).
+//! The gateway's Prometheus metrics: requests per route and status, their latency, events per
+//! type and outcome, partner webhooks by outcome, read-your-writes waits, and what is measured
+//! when scraped: the read model's publishing backlog, the operator queue, open WebSockets.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use sqlx::PgPool;
+
+use crate::problem::ApiError;
 
 #[derive(Clone)]
 pub struct ApiMetrics {
@@ -16,6 +19,16 @@ pub struct ApiMetrics {
     pub min_version_wait: HistogramVec,
     outbox_pending: IntGauge,
     outbox_oldest_ms: IntGauge,
+    /// Events sent to delivery orders (commands and partner webhooks) by type and outcome.
+    events: IntCounterVec,
+    event_latency: HistogramVec,
+    operator_queue_size: IntGauge,
+    operator_queue_oldest_seconds: Gauge,
+    websocket_connections: IntGauge,
+    /// Answers with a 5xx status, by problem code.
+    pub server_errors: IntCounterVec,
+    /// 1 when the last readiness check reached the dependency, 0 when not.
+    pub dependency_up: IntGaugeVec,
 }
 
 impl ApiMetrics {
@@ -55,6 +68,60 @@ impl ApiMetrics {
             "read_model_outbox_lag_milliseconds",
             "Age of the oldest change not yet published to Redis (0 when none waits)",
         )?;
+        let events = IntCounterVec::new(
+            Opts::new(
+                "events_total",
+                "Events sent to delivery orders by type and outcome (applied, duplicate, or the problem code)",
+            ),
+            &["type", "outcome"],
+        )?;
+        let event_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "event_duration_seconds",
+                "Time to apply an event through its workflow's update, by type",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["type"],
+        )?;
+        let operator_queue_size = IntGauge::new(
+            "operator_queue_size",
+            "Delivery orders waiting for an operator (PENDING_BY_OPERATOR in the read model)",
+        )?;
+        let operator_queue_oldest_seconds = Gauge::new(
+            "operator_queue_oldest_seconds",
+            "How long the longest-waiting delivery order has waited for an operator (0 when none)",
+        )?;
+        let websocket_connections = IntGauge::new(
+            "websocket_connections",
+            "WebSocket clients connected to this gateway now",
+        )?;
+        let server_errors = IntCounterVec::new(
+            Opts::new(
+                "server_errors_total",
+                "Answers with a 5xx status, by problem code (dependency-unavailable, internal-error, ...)",
+            ),
+            &["kind"],
+        )?;
+        let dependency_up = IntGaugeVec::new(
+            Opts::new(
+                "dependency_up",
+                "1 when the last /readyz check reached the dependency (temporal, postgres, redis), else 0",
+            ),
+            &["dependency"],
+        )?;
+        registry.register(Box::new(dependency_up.clone()))?;
+        registry.register(Box::new(events.clone()))?;
+        registry.register(Box::new(event_latency.clone()))?;
+        registry.register(Box::new(operator_queue_size.clone()))?;
+        registry.register(Box::new(operator_queue_oldest_seconds.clone()))?;
+        registry.register(Box::new(websocket_connections.clone()))?;
+        // The kinds the gateway raises, at 0 from the start so rates and alerts see them.
+        for kind in ["dependency-unavailable", "internal-error", "not-ready"] {
+            server_errors.with_label_values(&[kind]);
+        }
+        registry.register(Box::new(server_errors.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(webhooks.clone()))?;
@@ -69,12 +136,40 @@ impl ApiMetrics {
             min_version_wait,
             outbox_pending,
             outbox_oldest_ms,
+            events,
+            event_latency,
+            operator_queue_size,
+            operator_queue_oldest_seconds,
+            websocket_connections,
+            server_errors,
+            dependency_up,
         })
     }
 
-    /// The text exposition, with the outbox gauges measured now (left as they were when
-    /// PostgreSQL cannot be asked).
-    pub async fn render(&self, pool: &PgPool) -> String {
+    /// Counts and times one event sent to a delivery order.
+    pub fn observe_event(
+        &self,
+        event_type: &str,
+        result: &Result<crate::model::EventApplied, ApiError>,
+        elapsed: std::time::Duration,
+    ) {
+        let outcome = match result {
+            Ok(applied) if applied.applied => "applied",
+            Ok(_) => "duplicate",
+            Err(problem) => problem.code(),
+        };
+        self.events.with_label_values(&[event_type, outcome]).inc();
+        self.event_latency
+            .with_label_values(&[event_type])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// The text exposition, with the gauges measured now (those from PostgreSQL are left as
+    /// they were when it cannot be asked).
+    pub async fn render(&self, pool: &PgPool, websocket_connections: usize) -> String {
+        self.websocket_connections
+            .set(i64::try_from(websocket_connections).unwrap_or(i64::MAX));
+        self.measure_operator_queue(pool).await;
         let backlog: Result<(i64, Option<f64>), _> = sqlx::query_as(
             "SELECT count(*), (EXTRACT(EPOCH FROM now() - min(created_at)) * 1000)::float8
              FROM read_model_outbox WHERE published_at IS NULL",
@@ -91,6 +186,45 @@ impl ApiMetrics {
         }
         String::from_utf8(body).unwrap_or_default()
     }
+}
+
+impl ApiMetrics {
+    /// Size and oldest wait of the operator queue; an order waits since it entered
+    /// PENDING_BY_OPERATOR (as `GET /operator/queue` orders it).
+    async fn measure_operator_queue(&self, pool: &PgPool) {
+        let queue: Result<(i64, Option<f64>), _> = sqlx::query_as(
+            "SELECT count(*), EXTRACT(EPOCH FROM now() - min(COALESCE(e.occurred_at, d.updated_at)))::float8
+             FROM delivery_orders d
+             LEFT JOIN LATERAL (
+                 SELECT occurred_at FROM delivery_order_events ev
+                 WHERE ev.delivery_order_id = d.id AND ev.to_state = 'PENDING_BY_OPERATOR'
+                 ORDER BY seq DESC LIMIT 1
+             ) e ON true
+             WHERE d.state = 'PENDING_BY_OPERATOR'",
+        )
+        .fetch_one(pool)
+        .await;
+        match queue {
+            Ok((size, oldest)) => {
+                self.operator_queue_size.set(size);
+                self.operator_queue_oldest_seconds
+                    .set(oldest.unwrap_or(0.0).max(0.0));
+            }
+            Err(error) => tracing::warn!(%error, "measuring the operator queue failed"),
+        }
+    }
+}
+
+/// The delivery order a path is about, if it names one (`/delivery-orders/{id}...`,
+/// `/tracking/{id}`, the WebSocket of one order).
+pub fn order_id_in_path(path: &str) -> Option<&str> {
+    let mut segments = path.split('/').filter(|s| !s.is_empty());
+    while let Some(segment) = segments.next() {
+        if segment == "delivery-orders" || segment == "tracking" {
+            return segments.next().filter(|id| *id != "events");
+        }
+    }
+    None
 }
 
 /// The route template of a path, so metrics do not get one series per id.
@@ -118,6 +252,25 @@ pub fn route_label(path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::route_label;
+
+    #[test]
+    fn order_ids_are_found_in_paths_that_name_one() {
+        use super::order_id_in_path;
+        assert_eq!(
+            order_id_in_path("/api/v1/delivery-orders/0196a3b0/events"),
+            Some("0196a3b0")
+        );
+        assert_eq!(order_id_in_path("/api/v1/tracking/abc"), Some("abc"));
+        assert_eq!(
+            order_id_in_path("/api/v1/ws/delivery-orders/abc"),
+            Some("abc")
+        );
+        assert_eq!(order_id_in_path("/api/v1/delivery-orders"), None);
+        assert_eq!(
+            order_id_in_path("/api/v1/orderings/o-1/delivery-orders"),
+            None
+        );
+    }
 
     #[test]
     fn ids_become_placeholders() {

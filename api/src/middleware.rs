@@ -35,8 +35,13 @@ pub async fn around<E: Endpoint>(next: Arc<E>, mut req: Request) -> poem::Result
         route = %route,
         request_id = %ids.request_id,
         correlation_id = %ids.correlation_id,
+        delivery_order_id = tracing::field::Empty,
         status = tracing::field::Empty,
     );
+    // Every line of the request names the order it is about (when its path has one).
+    if let Some(order) = crate::metrics::order_id_in_path(req.uri().path()) {
+        span.record("delivery_order_id", order);
+    }
     let started = Instant::now();
     let response = request_id::scope(
         ids.request_id.clone(),
@@ -74,10 +79,23 @@ pub async fn around<E: Endpoint>(next: Arc<E>, mut req: Request) -> poem::Result
         .latency
         .with_label_values(&[&method, &route])
         .observe(started.elapsed().as_secs_f64());
+    let server_error_kind = if status.is_server_error() {
+        let kind = problem_code(&mut response).await;
+        state
+            .metrics
+            .server_errors
+            .with_label_values(&[&kind])
+            .inc();
+        Some(kind)
+    } else {
+        None
+    };
     span.in_scope(|| {
-        if status.is_server_error() {
+        if let Some(kind) = server_error_kind {
+            // The access line; the cause was logged once where the error was raised.
             tracing::warn!(
                 status = status.as_u16(),
+                kind,
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "request failed"
             );
@@ -93,6 +111,23 @@ pub async fn around<E: Endpoint>(next: Arc<E>, mut req: Request) -> poem::Result
         response.headers_mut().insert(REQUEST_ID, value);
     }
     Ok(response)
+}
+
+/// The code of a problem+json answer (the last segment of its `type`), read from the body and
+/// put back; `unknown` for any other body.
+async fn problem_code(response: &mut Response) -> String {
+    let body = response.take_body().into_vec().await.unwrap_or_default();
+    let code = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|doc| {
+            doc.get("type")
+                .and_then(|t| t.as_str())
+                .and_then(|t| t.rsplit('/').next())
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| "unknown".to_owned());
+    response.set_body(body);
+    code
 }
 
 /// A response for an error raised by the framework or a handler; already problem+json when it

@@ -238,19 +238,6 @@ impl ApiError {
         Self::Unavailable(Json(p), retry_after)
     }
 
-    /// The problem's `type` code, e.g. `locked-by-batch`.
-    pub fn code(&self) -> &str {
-        let (Self::BadRequest(p)
-        | Self::Unauthorized(p, _)
-        | Self::Forbidden(p)
-        | Self::NotFound(p)
-        | Self::Conflict(p)
-        | Self::Unprocessable(p)
-        | Self::TooManyRequests(p, _)
-        | Self::Unavailable(p, _)) = self;
-        p.0.problem_type.rsplit('/').next().unwrap_or_default()
-    }
-
     /// A dependency failed. `cause` is logged here, once; the client sees only `what`.
     pub fn unavailable(what: &str, cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(cause = %cause, "{what}");
@@ -277,6 +264,21 @@ impl ApiError {
         );
         p.extensions.checks = Some(Any(checks));
         Self::Unavailable(Json(p), 5)
+    }
+
+    /// The problem's stable code: the last segment of its `type` (`invalid-transition`, ...).
+    pub fn code(&self) -> &str {
+        let (Self::BadRequest(p)
+        | Self::Unauthorized(p, _)
+        | Self::Forbidden(p)
+        | Self::NotFound(p)
+        | Self::Conflict(p)
+        | Self::Unprocessable(p)
+        | Self::TooManyRequests(p, _)
+        | Self::Unavailable(p, _)) = self;
+        p.problem_type
+            .strip_prefix(TYPE_BASE)
+            .unwrap_or(&p.problem_type)
     }
 
     pub fn status(&self) -> u16 {

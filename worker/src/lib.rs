@@ -1,8 +1,10 @@
 //! The delivery-order worker as a library: `main` and the integration tests build it the same way.
 
 pub mod config;
+pub mod failure_log;
 pub mod graph_version;
 pub mod metrics_server;
+pub mod sdk_metrics;
 pub mod versioning;
 
 use std::time::Duration;
@@ -74,6 +76,10 @@ pub fn build_worker(
         .context("registering CompatDeliveryWorkflow")?
         .register_workflow::<EventBatchWorkflow>()
         .context("registering EventBatchWorkflow")?
+        .activity_inbound_interceptor(
+            failure_log::ActivityFailureLog::register(registry)
+                .context("registering activity failure metrics")?,
+        )
         .register_activities(PartnerActivities::new(partner))
         .register_activities(CompatActivities::new(read_model.clone()))
         .register_activities(BatchActivities::new(client.clone(), read_model.clone()))

@@ -6,9 +6,11 @@ use anyhow::Context;
 use delivery_platform::telemetry;
 use delivery_worker::graph_version::ensure_deployed_graph_version;
 use delivery_worker::metrics_server::MetricsServer;
+use delivery_worker::sdk_metrics;
 use delivery_worker::{WorkerConfig, build_worker, connect, connect_read_model, outbox_relay};
 use prometheus::Registry;
 use temporalio_sdk::Runtime;
+use temporalio_sdk::runtime::RuntimeOptions;
 use tokio::sync::watch;
 
 #[tokio::main]
@@ -26,17 +28,26 @@ async fn run() -> anyhow::Result<()> {
     // Before anything connects: a worker built for another graph must not take tasks.
     ensure_deployed_graph_version(config.deployed_graph_version)?;
     let registry = Registry::new_custom(Some("delivery_worker".into()), None)?;
+    let (sdk_registry, sdk_meter) = sdk_metrics::sdk_registry()?;
+    let runtime_options = RuntimeOptions::builder()
+        .telemetry_options(sdk_metrics::telemetry_options(sdk_meter))
+        .build()
+        .map_err(anyhow::Error::msg)?;
     let runtime =
-        Runtime::from_current_tokio(Default::default()).context("starting the Temporal runtime")?;
+        Runtime::from_current_tokio(runtime_options).context("starting the Temporal runtime")?;
     let client = connect(&config, Duration::from_secs(60)).await?;
     let read_model = connect_read_model(&config, Duration::from_secs(60)).await?;
     let relay = outbox_relay(&config, read_model.clone())?;
     let mut worker = build_worker(&runtime, client, &config, &registry, read_model)?;
 
     let (stop_tx, mut stop_rx) = watch::channel(false);
-    let metrics = MetricsServer::bind(&config.metrics_bind, config.metrics_port, registry)
-        .await
-        .with_context(|| format!("binding the metrics port {}", config.metrics_port))?;
+    let metrics = MetricsServer::bind(
+        &config.metrics_bind,
+        config.metrics_port,
+        vec![registry, sdk_registry],
+    )
+    .await
+    .with_context(|| format!("binding the metrics port {}", config.metrics_port))?;
     let metrics_addr = metrics.addr();
     let relay_task = tokio::spawn(relay.run(stop_rx.clone()));
     let metrics_task = tokio::spawn(metrics.run_until(async move {

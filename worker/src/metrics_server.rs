@@ -1,4 +1,5 @@
-//! `/metrics` (Prometheus text) and `/healthz` for the worker process.
+//! `/metrics` (Prometheus text) and `/healthz` for the worker process. `/metrics` serves several
+//! registries as one exposition: ours (`delivery_worker_*`) and the Temporal SDK's (`temporal_*`).
 
 use std::net::SocketAddr;
 
@@ -7,10 +8,15 @@ use poem::web::Data;
 use poem::{EndpointExt, Response, Route, Server, get, handler, http::StatusCode};
 use prometheus::{Encoder, Registry, TextEncoder};
 
+/// The registries `/metrics` serves, in order.
+#[derive(Clone)]
+struct Registries(Vec<Registry>);
+
 #[handler]
-fn metrics(Data(registry): Data<&Registry>) -> Response {
+fn metrics(Data(registries): Data<&Registries>) -> Response {
+    let families: Vec<_> = registries.0.iter().flat_map(Registry::gather).collect();
     let mut body = Vec::new();
-    match TextEncoder::new().encode(&registry.gather(), &mut body) {
+    match TextEncoder::new().encode(&families, &mut body) {
         Ok(()) => Response::builder()
             .content_type("text/plain; version=0.0.4")
             .body(body),
@@ -31,15 +37,18 @@ fn healthz() -> &'static str {
 /// A bound metrics server; `addr` is known before it runs (port 0 picks a free one).
 pub struct MetricsServer {
     acceptor: poem::listener::TcpAcceptor,
-    registry: Registry,
+    registries: Registries,
 }
 
 impl MetricsServer {
-    pub async fn bind(host: &str, port: u16, registry: Registry) -> std::io::Result<Self> {
+    pub async fn bind(host: &str, port: u16, registries: Vec<Registry>) -> std::io::Result<Self> {
         let acceptor = TcpListener::bind(format!("{host}:{port}"))
             .into_acceptor()
             .await?;
-        Ok(Self { acceptor, registry })
+        Ok(Self {
+            acceptor,
+            registries: Registries(registries),
+        })
     }
 
     pub fn addr(&self) -> Option<SocketAddr> {
@@ -53,7 +62,7 @@ impl MetricsServer {
         let app = Route::new()
             .at("/metrics", get(metrics))
             .at("/healthz", get(healthz))
-            .data(self.registry);
+            .data(self.registries);
         Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(app, shutdown, None)
             .await

@@ -84,6 +84,14 @@ impl SystemApi {
         checks.insert("temporal".into(), temporal);
         checks.insert("postgres".into(), postgres);
         checks.insert("redis".into(), redis);
+        for (dependency, check) in &checks {
+            let up = check["ok"] == Value::Bool(true);
+            state
+                .metrics
+                .dependency_up
+                .with_label_values(&[dependency.as_str()])
+                .set(i64::from(up));
+        }
         if checks.values().all(|c| c["ok"] == Value::Bool(true)) {
             Ok(Json(Readiness {
                 status: "ready".into(),
@@ -94,12 +102,16 @@ impl SystemApi {
         }
     }
 
-    /// Prometheus metrics: requests and latency per route, partner webhooks, read-your-writes
-    /// waits, the read model's publishing backlog.
+    /// Prometheus metrics: requests and latency per route, events per type, partner webhooks,
+    /// read-your-writes waits, the read model's publishing backlog, the operator queue, open
+    /// WebSockets (docs/metrics.md lists them all).
     #[oai(path = "/metrics", method = "get", operation_id = "metrics")]
     async fn metrics(&self, state: Data<&Arc<AppState>>) -> MetricsResponse {
         MetricsResponse::Ok(PlainText(
-            state.metrics.render(state.read_model.pool()).await,
+            state
+                .metrics
+                .render(state.read_model.pool(), state.live.listeners())
+                .await,
         ))
     }
 }

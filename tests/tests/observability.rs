@@ -1,0 +1,483 @@
+//! The observability contract, against the real processes: docs/metrics.md lists exactly the
+//! metrics the gateway and the worker export (ours, and every one the Temporal SDK declares), and
+//! every metric a Grafana panel or a Prometheus rule queries exists, so a renamed metric cannot
+//! silently blank a panel or mute an alert.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use delivery_api::auth::Role;
+use delivery_tests::*;
+use delivery_worker::sdk_metrics::{self, DeclaredMetric};
+use delivery_worker::{WorkerConfig, build_worker};
+use serde_json::{Value, json};
+use temporalio_sdk::Runtime;
+use temporalio_sdk::runtime::RuntimeOptions;
+
+/// Metric families of a Prometheus text exposition: name → type.
+fn families(exposition: &str) -> BTreeMap<String, String> {
+    exposition
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| {
+            let mut parts = rest.split_whitespace();
+            Some((parts.next()?.to_owned(), parts.next()?.to_owned()))
+        })
+        .collect()
+}
+
+async fn scrape(url: &str) -> BTreeMap<String, String> {
+    let body = reqwest::get(url)
+        .await
+        .and_then(|r| r.error_for_status())
+        .unwrap_or_else(|e| panic!("scraping {url}: {e}"))
+        .text()
+        .await
+        .expect("metrics body");
+    families(&body)
+}
+
+/// The rows of docs/metrics.md's metric table (the one headed `| metric | type |`): name → type.
+fn documented() -> BTreeMap<String, String> {
+    let text =
+        std::fs::read_to_string(workspace_root().join("docs/metrics.md")).expect("docs/metrics.md");
+    text.lines()
+        .skip_while(|l| !l.starts_with("| metric | type |"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            (cells[1].trim_matches('`').to_owned(), cells[2].to_owned())
+        })
+        .collect()
+}
+
+/// Every metric the SDK declares for a worker of ours: a worker built in this process with the
+/// same meter the worker binary uses (declaring happens when a worker is created).
+async fn sdk_declared(stack: &Stack) -> Vec<DeclaredMetric> {
+    let (_registry, meter) = sdk_metrics::sdk_registry().expect("sdk registry");
+    let options = RuntimeOptions::builder()
+        .telemetry_options(sdk_metrics::telemetry_options(meter.clone()))
+        .build()
+        .expect("runtime options");
+    let runtime = Runtime::from_current_tokio(options).expect("runtime");
+    let queue = format!("{}-declared", stack.task_queue);
+    let config = WorkerConfig::from_lookup(|key| match key {
+        "TASK_QUEUE" => Some(queue.clone()),
+        "TEMPORAL_ADDRESS" => Some(stack.temporal.url()),
+        _ => None,
+    })
+    .expect("worker config");
+    let _worker = build_worker(
+        &runtime,
+        stack.client.clone(),
+        &config,
+        &prometheus::Registry::new(),
+        read_model().await,
+    )
+    .expect("a worker");
+    meter.declared()
+}
+
+/// One delivery through the gateway from payment to confirmation, its first pickup request
+/// failing once, with a read-your-writes read and a readiness check, so every metric of ours has
+/// been recorded.
+async fn deliver_one(stack: &Stack) {
+    let api = stack.api();
+    stack.sim.fail_next(1).await;
+    let id = api.paid_order("cust-observed").await;
+    let ops = api.token("olga", &[Role::Operator]);
+    let order = format!("/api/v1/delivery-orders/{id}");
+    eventually("the partner's webhooks deliver the order", || async {
+        let answer = api.get(&order, &ops).await;
+        (answer.json["state"] == "DELIVERED").then_some(())
+    })
+    .await;
+    let customer = api.token("cust-observed", &[Role::Customer]);
+    let confirmed = api
+        .post(
+            &format!("{order}/events"),
+            &customer,
+            &json!({"type": "CONFIRMED"}),
+        )
+        .await;
+    assert_eq!(confirmed.status, 200, "{}", confirmed.text);
+    let version = confirmed.json["version"].as_u64().expect("version");
+    let read = api
+        .get(&format!("{order}?min_version={version}"), &ops)
+        .await;
+    assert_eq!(read.status, 200, "{}", read.text);
+    let ready = api
+        .send(reqwest::Method::GET, "/readyz", None, None, &[])
+        .await;
+    assert_eq!(ready.status, 200, "{}", ready.text);
+}
+
+/// What the running processes export plus what the SDK declares: name → type.
+async fn exported(stack: &Stack) -> BTreeMap<String, String> {
+    let mut all = scrape(&format!("{}/metrics", stack.api().url)).await;
+    all.extend(scrape(&stack.worker.metrics_url).await);
+    for metric in sdk_declared(stack).await {
+        all.insert(metric.name, metric.kind.to_owned());
+    }
+    all
+}
+
+/// PromQL words that are not metric names.
+const PROMQL_WORDS: &[&str] = &[
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "and",
+    "or",
+    "unless",
+    "bool",
+    "offset",
+    "le",
+    "inf",
+    "nan",
+];
+
+/// Metric names (and recording-rule names) an expression reads.
+fn metric_names(expr: &str) -> BTreeSet<String> {
+    // Drop label matchers, string literals, range selectors and `by (...)` groupings, which
+    // hold label names rather than metrics.
+    let mut text = String::new();
+    let mut depth_braces = 0;
+    let mut in_string = false;
+    let mut in_range = false;
+    for c in expr.chars() {
+        match c {
+            '"' if depth_braces == 0 => in_string = !in_string,
+            '{' if !in_string => depth_braces += 1,
+            '}' if !in_string => depth_braces -= 1,
+            '[' if !in_string && depth_braces == 0 => in_range = true,
+            ']' if in_range => in_range = false,
+            _ if depth_braces == 0 && !in_string && !in_range => text.push(c),
+            _ => {}
+        }
+        if c == '{' || c == '[' || c == '"' {
+            text.push(' ');
+        }
+    }
+    let grouping = drop_groupings(&text);
+    let mut names = BTreeSet::new();
+    let chars: Vec<char> = grouping.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i].is_ascii_alphabetic() || chars[i] == '_' || chars[i] == ':' {
+            let start = i;
+            while i < chars.len()
+                && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == ':')
+            {
+                i += 1;
+            }
+            let word: String = chars[start..i].iter().collect();
+            let next = chars[i..].iter().find(|c| !c.is_whitespace());
+            let is_function = next == Some(&'(');
+            if !is_function && !PROMQL_WORDS.contains(&word.to_lowercase().as_str()) {
+                names.insert(word);
+            }
+        } else if chars[i].is_ascii_digit() || chars[i] == '.' {
+            // A number (with exponent), not a name.
+            while i < chars.len()
+                && (chars[i].is_ascii_alphanumeric() || chars[i] == '.' || chars[i] == '-')
+            {
+                i += 1;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    names
+}
+
+/// Removes `by (...)` / `without (...)` groupings, which list label names.
+fn drop_groupings(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = ["by", "without"]
+        .iter()
+        .filter_map(|kw| find_keyword(rest, kw).map(|i| (i, kw.len())))
+        .min()
+    {
+        let (i, len) = at;
+        out.push_str(&rest[..i]);
+        let after = rest[i + len..].trim_start();
+        match after
+            .strip_prefix('(')
+            .and_then(|a| a.find(')').map(|j| &a[j + 1..]))
+        {
+            Some(tail) => rest = tail,
+            None => rest = after,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn find_keyword(text: &str, keyword: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    text.match_indices(keyword).map(|(i, _)| i).find(|&i| {
+        let before = i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_');
+        let end = i + keyword.len();
+        let after =
+            end >= bytes.len() || !(bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_');
+        before && after
+    })
+}
+
+/// Recording rules and the expressions of every rule, from resources/prometheus.
+fn rules() -> (BTreeSet<String>, Vec<(String, String)>) {
+    let text =
+        std::fs::read_to_string(workspace_root().join("resources/prometheus/delivery.rules.yml"))
+            .expect("delivery.rules.yml");
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text).expect("rules are YAML");
+    let mut recorded = BTreeSet::new();
+    let mut exprs = Vec::new();
+    for group in doc["groups"].as_sequence().expect("groups") {
+        for rule in group["rules"].as_sequence().expect("rules") {
+            let name = rule["record"]
+                .as_str()
+                .or(rule["alert"].as_str())
+                .expect("record or alert")
+                .to_owned();
+            if rule["record"].is_string() {
+                recorded.insert(name.clone());
+            }
+            exprs.push((
+                format!("rule {name}"),
+                rule["expr"].as_str().expect("expr").to_owned(),
+            ));
+        }
+    }
+    (recorded, exprs)
+}
+
+/// The query of every panel of every dashboard in resources/grafana/dashboards.
+fn dashboard_queries() -> Vec<(String, String)> {
+    let dir = workspace_root().join("resources/grafana/dashboards");
+    let mut queries = Vec::new();
+    for entry in std::fs::read_dir(&dir).expect("dashboards dir").flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let board: Value = serde_json::from_slice(&std::fs::read(entry.path()).unwrap())
+            .unwrap_or_else(|e| panic!("{file} is not JSON: {e}"));
+        for panel in board["panels"].as_array().expect("panels") {
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                queries.push((
+                    format!("{file}: {}", panel["title"]),
+                    target["expr"].as_str().expect("expr").to_owned(),
+                ));
+            }
+        }
+    }
+    assert!(
+        queries.len() > 20,
+        "the dashboards have panels: {queries:?}"
+    );
+    queries
+}
+
+/// Histogram series are queried as `<name>_bucket`, `_sum`, `_count`.
+fn family_of<'a>(series: &'a str, exported: &BTreeMap<String, String>) -> &'a str {
+    for suffix in ["_bucket", "_sum", "_count"] {
+        if let Some(base) = series.strip_suffix(suffix)
+            && exported.get(base).is_some_and(|k| k == "histogram")
+        {
+            return base;
+        }
+    }
+    series
+}
+
+#[test]
+fn names_are_read_from_promql() {
+    let names = metric_names(
+        r#"histogram_quantile(0.95, sum by (le, route) (rate(delivery_api_x_bucket{status=~"5..",route!~"/a|/b"}[5m]))) / clamp_min(sum(rate(y_total[5m])), 1e-9) > 4 * 3600 or rec:rule:p95 > 5"#,
+    );
+    assert_eq!(
+        names,
+        ["delivery_api_x_bucket", "rec:rule:p95", "y_total"]
+            .map(String::from)
+            .into()
+    );
+}
+
+/// docs/metrics.md has a row for every exported metric, and no other row.
+fn check_metrics_table(exported: &BTreeMap<String, String>) {
+    let documented = documented();
+    assert!(
+        exported
+            .keys()
+            .any(|n| n.starts_with("temporal_workflow_task")),
+        "the worker exports the SDK's metrics: {exported:?}"
+    );
+    let undocumented: Vec<_> = exported
+        .iter()
+        .filter(|(name, _)| !documented.contains_key(*name))
+        .collect();
+    let not_exported: Vec<_> = documented
+        .keys()
+        .filter(|name| !exported.contains_key(*name))
+        .collect();
+    let wrong_type: Vec<_> = documented
+        .iter()
+        .filter(|(name, kind)| exported.get(*name).is_some_and(|k| k != *kind))
+        .collect();
+    assert!(
+        undocumented.is_empty() && not_exported.is_empty() && wrong_type.is_empty(),
+        "docs/metrics.md is out of step with the processes:\n  exported, not in the table: {undocumented:?}\n  in the table, not exported: {not_exported:?}\n  documented with another type: {wrong_type:?}"
+    );
+}
+
+/// Every metric a rule or a panel queries is exported (or is a recording rule's).
+fn check_queries(exported: &BTreeMap<String, String>) {
+    let (recorded, rule_exprs) = rules();
+    let mut missing = Vec::new();
+    for (place, expr) in rule_exprs.into_iter().chain(dashboard_queries()) {
+        for name in metric_names(&expr) {
+            let known = if name.contains(':') {
+                recorded.contains(&name)
+            } else {
+                exported.contains_key(family_of(&name, exported))
+            };
+            if !known {
+                missing.push(format!("{place}: {name}"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "queried but neither exported nor recorded:\n{}",
+        missing.join("\n")
+    );
+}
+
+#[tokio::test]
+async fn exported_metrics_match_the_table_the_dashboards_and_the_rules() {
+    let stack = Stack::start_with(StackOptions::default().with_gateway()).await;
+    deliver_one(&stack).await;
+    let exported = exported(&stack).await;
+    check_metrics_table(&exported);
+    check_queries(&exported);
+}
+
+/// A Prometheus server (Debian's, as `make test` installs it) scraping the stack every second
+/// with the project's rules, stopped when dropped.
+struct PrometheusProcess {
+    child: std::process::Child,
+    url: String,
+    dir: std::path::PathBuf,
+}
+
+impl PrometheusProcess {
+    fn start(targets: &[(&str, String)]) -> Self {
+        let binary =
+            std::env::var("PROMETHEUS_BIN").unwrap_or_else(|_| "/usr/bin/prometheus".into());
+        let dir =
+            std::env::temp_dir().join(format!("delivery-prometheus-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("prometheus dir");
+        let rules = workspace_root().join("resources/prometheus/delivery.rules.yml");
+        let scrape: String = targets
+            .iter()
+            .map(|(job, target)| {
+                format!("  - job_name: {job}\n    static_configs: [{{targets: [\"{target}\"]}}]\n")
+            })
+            .collect();
+        let config = format!(
+            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nrule_files: [\"{}\"]\nscrape_configs:\n{scrape}",
+            rules.display()
+        );
+        std::fs::write(dir.join("prometheus.yml"), config).expect("prometheus config");
+        let port = free_port();
+        let child = std::process::Command::new(&binary)
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("starting {binary} (`make test` installs Debian's prometheus): {e}")
+            });
+        Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            dir,
+        }
+    }
+
+    async fn api(&self, path: &str) -> Option<Value> {
+        let answer = reqwest::get(format!("{}{path}", self.url)).await.ok()?;
+        answer.json::<Value>().await.ok()
+    }
+}
+
+impl Drop for PrometheusProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test]
+async fn prometheus_scrapes_the_stack_and_evaluates_every_rule() {
+    let stack = Stack::start_with(StackOptions::default().with_gateway()).await;
+    deliver_one(&stack).await;
+    let worker = stack
+        .worker
+        .metrics_url
+        .trim_start_matches("http://")
+        .trim_end_matches("/metrics")
+        .to_owned();
+    let prometheus = PrometheusProcess::start(&[
+        ("delivery-api", format!("127.0.0.1:{}", stack.api().port)),
+        ("delivery-worker", worker),
+    ]);
+    // Both targets scraped successfully.
+    eventually("Prometheus scraping the gateway and the worker", || async {
+        let targets = prometheus.api("/api/v1/targets").await?;
+        let active = targets["data"]["activeTargets"].as_array()?.clone();
+        (active.len() == 2 && active.iter().all(|t| t["health"] == "up")).then_some(())
+    })
+    .await;
+    // Every rule evaluated at least once, none with an error.
+    let rules = eventually("every rule evaluated", || async {
+        let rules = prometheus.api("/api/v1/rules").await?;
+        let all: Vec<Value> = rules["data"]["groups"]
+            .as_array()?
+            .iter()
+            .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+            .collect();
+        let evaluated = all.iter().all(|r| {
+            r["lastEvaluation"]
+                .as_str()
+                .is_some_and(|t| !t.starts_with("0001"))
+        });
+        (!all.is_empty() && evaluated).then_some(all)
+    })
+    .await;
+    let unhealthy: Vec<&Value> = rules.iter().filter(|r| r["health"] != "ok").collect();
+    assert!(unhealthy.is_empty(), "rules with errors: {unhealthy:?}");
+    // The SDK's metrics reach Prometheus through the worker's one endpoint.
+    eventually("temporal_* series in Prometheus", || async {
+        let answer = prometheus
+            .api("/api/v1/query?query=count(temporal_worker_task_slots_available)")
+            .await?;
+        let count = answer["data"]["result"][0]["value"][1]
+            .as_str()?
+            .parse::<u32>()
+            .ok()?;
+        (count > 0).then_some(())
+    })
+    .await;
+}
