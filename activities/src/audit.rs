@@ -11,10 +11,8 @@ use crate::read_model::Anomaly;
 pub struct Recorded {
     /// The seq held other content; the workflow's replaced it.
     pub replaced: Option<Anomaly>,
-    /// Another event of the order carries the same id.
+    /// An event at a lower seq of the order already carries this event's id.
     pub collision: Option<Anomaly>,
-    /// The id was used at a lower seq first (this event is the second user of the id).
-    pub id_used_earlier: bool,
 }
 
 /// Records `e` at its seq: inserted the first time, nothing on a replay with the same content,
@@ -52,29 +50,27 @@ pub async fn record(
     } else {
         replace_if_different(tx, id, e).await?
     };
-    let others: Vec<i64> = sqlx::query_scalar(
+    // Only the later user of an id is the anomaly: the first one recorded it rightly, and
+    // replaying it must not report anything.
+    let earlier: Vec<i64> = sqlx::query_scalar(
         "SELECT seq FROM delivery_order_events
-         WHERE delivery_order_id = $1 AND event_id = $2 AND seq <> $3 ORDER BY seq",
+         WHERE delivery_order_id = $1 AND event_id = $2 AND seq < $3 ORDER BY seq",
     )
     .bind(id)
     .bind(&e.event_id)
     .bind(e.seq as i64)
     .fetch_all(&mut *tx)
     .await?;
-    let collision = (!others.is_empty()).then(|| Anomaly {
+    let collision = (!earlier.is_empty()).then(|| Anomaly {
         seq: e.seq,
         event_id: e.event_id.clone(),
         kind: "event_id_collision",
         detail: serde_json::json!({
             "type": e.event_type,
-            "other_seqs": others,
+            "earlier_seqs": earlier,
         }),
     });
-    Ok(Recorded {
-        replaced,
-        id_used_earlier: others.first().is_some_and(|first| *first < e.seq as i64),
-        collision,
-    })
+    Ok(Recorded { replaced, collision })
 }
 
 /// A replay finds its own content at the seq. Anything else there (a reset run, a hand edit)

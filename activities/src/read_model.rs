@@ -283,9 +283,7 @@ impl ReadModelActivities {
                 anomalies.push(anomaly);
             }
             if let Some(anomaly) = found.collision {
-                if found.id_used_earlier {
-                    reused_ids.insert(e.seq);
-                }
+                reused_ids.insert(e.seq);
                 anomalies.push(anomaly);
             }
         }
