@@ -70,7 +70,10 @@ pub async fn record(
             "earlier_seqs": earlier,
         }),
     });
-    Ok(Recorded { replaced, collision })
+    Ok(Recorded {
+        replaced,
+        collision,
+    })
 }
 
 /// A replay finds its own content at the seq. Anything else there (a reset run, a hand edit)

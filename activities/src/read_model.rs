@@ -92,15 +92,14 @@ fn outbox_rows(
         // Event ids are unique per delivery order only, and not even that when a caller chose
         // an id the workflow also gave one of its own events.
         let key = if reused_ids.contains(&event.seq) {
-            format!("event:{}:{}#{}", p.delivery_order_id, event.event_id, event.seq)
+            format!(
+                "event:{}:{}#{}",
+                p.delivery_order_id, event.event_id, event.seq
+            )
         } else {
             format!("event:{}:{}", p.delivery_order_id, event.event_id)
         };
-        rows.push((
-            key,
-            "domain_event",
-            domain(name, Some(event)),
-        ));
+        rows.push((key, "domain_event", domain(name, Some(event))));
     }
     rows.push((
         format!("status:{}:{}", p.delivery_order_id, p.version),

@@ -242,7 +242,10 @@ impl OutboxRelay {
             if redis.is_none() {
                 redis = ConnectionManager::new(self.redis.clone()).await.ok();
             }
-            let session = lease.session.as_mut().expect("a held lease has its session");
+            let session = lease
+                .session
+                .as_mut()
+                .expect("a held lease has its session");
             let result = match redis.as_mut() {
                 Some(conn) => self.drain_on(session, conn).await,
                 None => Err(RelayError::Redis(redis::RedisError::from((
@@ -325,7 +328,10 @@ impl OutboxRelay {
             }
             tokio::time::sleep(LEASE_POLL).await;
         }
-        let session = lease.session.as_mut().expect("a held lease has its session");
+        let session = lease
+            .session
+            .as_mut()
+            .expect("a held lease has its session");
         let sent = self.drain_on(session, redis).await?;
         if let Some(session) = lease.session.take() {
             // Closing the session releases the lease.

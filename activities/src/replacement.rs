@@ -80,9 +80,7 @@ impl ReplacementActivities {
             Err(WorkflowStartError::AlreadyStarted { .. }) => {
                 self.held_by_the_replacement(&id).await
             }
-            Err(error) => {
-                Err(anyhow::anyhow!("starting the replacement {id}: {error}").into())
-            }
+            Err(error) => Err(anyhow::anyhow!("starting the replacement {id}: {error}").into()),
         }
     }
 }

@@ -63,14 +63,20 @@ async fn the_trail_starts_with_the_creation_and_min_version_reads_its_own_writes
         .await;
     let problem = ahead.problem(409);
     assert!(
-        problem["type"].as_str().unwrap().ends_with("projection-behind"),
+        problem["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("projection-behind"),
         "{problem}"
     );
     assert_eq!(problem["current_version"].as_u64(), Some(version));
 
     // Another customer learns nothing, waiting or not.
     let stranger = api.token("cust-other", &[Role::Customer]);
-    for path in [events.clone(), format!("{events}?min_version={}", version + 5)] {
+    for path in [
+        events.clone(),
+        format!("{events}?min_version={}", version + 5),
+    ] {
         api.get(&path, &stranger).await.problem(404);
     }
 }

@@ -143,7 +143,10 @@ async fn an_event_id_colliding_with_the_workflows_own_is_applied_and_recorded_no
         ],
         "both events reach the stream, neither taken for the other"
     );
-    assert_eq!(anomalies(&pool, &id).await, [(3, "event_id_collision".into())]);
+    assert_eq!(
+        anomalies(&pool, &id).await,
+        [(3, "event_id_collision".into())]
+    );
     assert_eq!(
         metrics
             .anomalies
@@ -213,7 +216,10 @@ async fn content_at_a_seq_that_differs_from_the_workflows_is_replaced_by_it_and_
     let found = activities.project(&truth).await.unwrap();
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!((found[0].seq, found[0].kind), (1, "seq_content_mismatch"));
-    assert_eq!(found[0].detail["recorded"]["event_id"], "recorded-otherwise");
+    assert_eq!(
+        found[0].detail["recorded"]["event_id"],
+        "recorded-otherwise"
+    );
     let entries = trail(&pool, &id).await;
     assert_eq!(entries[1].1, "pu-1", "the workflow's content wins");
     assert_eq!(row(&pool, &id).await, ("PENDING_BY_OPERATOR".to_owned(), 3));
@@ -221,7 +227,11 @@ async fn content_at_a_seq_that_differs_from_the_workflows_is_replaced_by_it_and_
     // An older projection arriving late never takes the newer state away.
     activities.project(&stale).await.unwrap();
     assert_eq!(row(&pool, &id).await, ("PENDING_BY_OPERATOR".to_owned(), 3));
-    assert_eq!(trail(&pool, &id).await, entries, "nor rewrites newer history");
+    assert_eq!(
+        trail(&pool, &id).await,
+        entries,
+        "nor rewrites newer history"
+    );
 }
 
 #[tokio::test]
@@ -299,7 +309,9 @@ async fn a_permanent_failure_is_counted_once_shown_in_api_state_and_cleared_when
     assert_eq!(left, 0);
     eventually("the order gone from /api/state's failures", || async move {
         let state = api_ref.get("/api/state", operator_ref).await;
-        let failing = state.json["health"]["projection"]["failing"].as_array()?.clone();
+        let failing = state.json["health"]["projection"]["failing"]
+            .as_array()?
+            .clone();
         (!failing
             .iter()
             .any(|f| f["delivery_order_id"] == id_ref.as_str()))

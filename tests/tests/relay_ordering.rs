@@ -193,7 +193,8 @@ async fn published_rows_are_pruned_after_the_retention_and_dedup_keys_expire() {
     let old_published = pending_row(&pool, order, &format!("retention:{order}:old"), "Old").await;
     let fresh_published =
         pending_row(&pool, order, &format!("retention:{order}:fresh"), "Fresh").await;
-    let old_pending = pending_row(&pool, order, &format!("retention:{order}:pending"), "Late").await;
+    let old_pending =
+        pending_row(&pool, order, &format!("retention:{order}:pending"), "Late").await;
     sqlx::query(
         "UPDATE read_model_outbox SET created_at = now() - interval '2 days',
              published_at = now() - interval '2 days' WHERE id = $1",
@@ -328,7 +329,12 @@ async fn cached_version(prefix: &str, id: &str) -> Option<u64> {
 }
 
 async fn leader_flag(worker: &WorkerProcess) -> Option<bool> {
-    let text = reqwest::get(&worker.metrics_url).await.ok()?.text().await.ok()?;
+    let text = reqwest::get(&worker.metrics_url)
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
     text.lines()
         .find(|l| l.starts_with("delivery_worker_outbox_relay_leader "))
         .map(|l| l.ends_with(" 1"))
@@ -387,20 +393,30 @@ impl TwoOfEach {
         }
     }
 
-    /// Customers confirm receipt, through both gateways at once.
+    /// Customers confirm receipt, through both gateways at once. A 503 (the workflow engine
+    /// did not answer in time, e.g. while a killed worker's tasks move to another) is retried
+    /// with the same event id, as the problem says.
     async fn confirm(&self, orders: &[(String, String)]) {
         futures::future::join_all(orders.iter().enumerate().map(|(n, (id, customer))| {
             let api = self.gateway(n);
             let token = api.token(customer, &[Role::Customer]);
             async move {
-                let answer = api
-                    .post(
-                        &format!("/api/v1/delivery-orders/{id}/events"),
-                        &token,
-                        &json!({"type": "CONFIRMED", "data": {}}),
-                    )
-                    .await;
-                assert_eq!(answer.status, 200, "{}", answer.text);
+                let (api, token) = (api, &token);
+                eventually(&format!("{id} confirmed"), || async move {
+                    let answer = api
+                        .post(
+                            &format!("/api/v1/delivery-orders/{id}/events"),
+                            token,
+                            &json!({"type": "CONFIRMED", "data": {}, "event_id": format!("confirm-{id}")}),
+                        )
+                        .await;
+                    if answer.status == 503 {
+                        return None;
+                    }
+                    assert_eq!(answer.status, 200, "{}", answer.text);
+                    Some(())
+                })
+                .await;
             }
         }))
         .await;
@@ -423,13 +439,16 @@ impl TwoOfEach {
                 (cached_version(prefix, id).await == Some(3)).then_some(())
             })
             .await;
-            let stream = eventually(&format!("{id}'s confirmation on the stream"), || async move {
-                let entries = stream_of(prefix, id).await;
-                entries
-                    .iter()
-                    .any(|e| e.0 == "DeliveryConfirmed")
-                    .then_some(entries)
-            })
+            let stream = eventually(
+                &format!("{id}'s confirmation on the stream"),
+                || async move {
+                    let entries = stream_of(prefix, id).await;
+                    entries
+                        .iter()
+                        .any(|e| e.0 == "DeliveryConfirmed")
+                        .then_some(entries)
+                },
+            )
             .await;
             let seqs: Vec<u64> = stream.iter().filter_map(|e| e.1["seq"].as_u64()).collect();
             assert_eq!(seqs, [0, 1, 2, 3], "{id}: the stream, once each, in order");
@@ -445,12 +464,15 @@ impl TwoOfEach {
                 "{id}"
             );
             let channel_ref = channel;
-            eventually(&format!("{id}'s last status on the channel"), || async move {
-                channel_ref
-                    .status_versions(id)
-                    .contains(&last)
-                    .then_some(())
-            })
+            eventually(
+                &format!("{id}'s last status on the channel"),
+                || async move {
+                    channel_ref
+                        .status_versions(id)
+                        .contains(&last)
+                        .then_some(())
+                },
+            )
             .await;
             assert_eq!(
                 channel.status_versions(id),
@@ -514,9 +536,10 @@ async fn the_relay_holder_killed_hard_is_replaced_and_nothing_is_lost_or_reorder
         &two.stack.worker
     };
     two.confirm(late).await;
-    eventually("the surviving worker to take the lease over", || async move {
-        leader_flag(survivor).await.filter(|leads| *leads)
-    })
+    eventually(
+        "the surviving worker to take the lease over",
+        || async move { leader_flag(survivor).await.filter(|leads| *leads) },
+    )
     .await;
     two.wait_state(&orders, "DELIVERY_CONFIRMED").await;
     two.assert_published_once_in_order(&orders, &channel).await;

@@ -69,7 +69,10 @@ async fn a_refused_start_of_the_replacement_is_retried_until_it_lands() {
             .workflow_execution_info
             .as_ref()
             .is_some_and(|i| i.status == WorkflowExecutionStatus::Running as i32);
-        assert!(running, "the reshipped order must not finish without its replacement");
+        assert!(
+            running,
+            "the reshipped order must not finish without its replacement"
+        );
         raw.pending_activities
             .iter()
             .find(|a| {
@@ -97,11 +100,17 @@ async fn a_refused_start_of_the_replacement_is_retried_until_it_lands() {
         v.order.replaces_id.as_deref() == Some(id_ref.as_str())
     })
     .await;
-    assert_eq!(view.order.ordering_id, order_input(&id, far_deadlines()).ordering_id);
+    assert_eq!(
+        view.order.ordering_id,
+        order_input(&id, far_deadlines()).ordering_id
+    );
     let result = order
         .get_result(WorkflowGetResultOptions::default())
         .await
         .expect("the reshipped order finishes once its replacement started");
     assert_eq!(result.order.state, State::Reshipped);
-    assert_eq!(result.order.replaced_by_id.as_deref(), Some(replacement_id.as_str()));
+    assert_eq!(
+        result.order.replaced_by_id.as_deref(),
+        Some(replacement_id.as_str())
+    );
 }
