@@ -362,7 +362,7 @@ impl TwoOfEach {
     }
 
     fn gateway(&self, n: usize) -> &GatewayProcess {
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             self.stack.api()
         } else {
             &self.second_gateway
