@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 
 .DEFAULT_GOAL := help
-.PHONY: help run test build lint bench demo token diagrams capture-histories clean-data
+.PHONY: help run test build lint bench demo token diagrams capture-histories flood clean-data
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -33,7 +33,10 @@ diagrams: ## Regenerate the PlantUML diagrams from the graph and the data model
 	cargo run -q -p delivery-workflows --bin graphgen -- resources
 
 capture-histories: ## Re-record tests/histories from the scenario tests (only for intended incompatible changes)
-	@TEST_ARGS="-p delivery-tests --test lifecycle" CAPTURE_HISTORIES=1 scripts/test.sh
+	@TEST_ARGS="-p delivery-tests --test lifecycle --test batches --test integrity_flood" CAPTURE_HISTORIES=1 scripts/test.sh
+
+flood: ## 20,000 duplicate, refused and malformed messages against one order (FLOOD_MESSAGES, FLOOD_IN_FLIGHT)
+	@FLOOD_MESSAGES=$${FLOOD_MESSAGES:-20000} TEST_ARGS="-p delivery-tests --test integrity_flood -- --nocapture" scripts/test.sh
 
 clean-data: ## Forget the local Temporal data (.data/)
 	rm -rf .data

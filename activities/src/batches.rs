@@ -8,11 +8,13 @@ use delivery_workflows::activities::{
     BatchAbortStep, BatchCommitStep, BatchPrepareStep, BatchRolledBack, BatchStepRequest,
     PrepareOutcome, PublishBatchRolledBack,
 };
+use delivery_workflows::refusal;
 use delivery_workflows::workflow::{BatchDecision, BatchPrepare};
 use delivery_workflows::{ApplyOutcome, DeliveryOrderWorkflow, workflow_id};
 use sqlx::PgPool;
 use temporalio_client::errors::WorkflowUpdateError;
 use temporalio_client::{Client, WorkflowExecuteUpdateOptions};
+use temporalio_common::error::ApplicationFailure;
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
@@ -55,6 +57,7 @@ impl BatchActivities {
         let prepare = BatchPrepare {
             batch_id: request.batch_id.clone(),
             events: request.events.clone(),
+            lease_ms: request.lease_ms,
         };
         let answer = self
             .client
@@ -67,13 +70,19 @@ impl BatchActivities {
             .await;
         match answer {
             Ok(_) => Ok(PrepareOutcome::Prepared),
+            Err(WorkflowUpdateError::Failed(failure))
+                if refusal::as_batch_noop(&failure.message).is_some() =>
+            {
+                let current = refusal::as_batch_noop(&failure.message).expect("checked");
+                Ok(PrepareOutcome::Unchanged {
+                    state: current.state,
+                    version: current.version,
+                })
+            }
             Err(WorkflowUpdateError::Failed(failure)) => {
                 let message = failure.message;
-                let (index, reason) = match message.strip_prefix("BATCH_REJECTED:") {
-                    Some(rest) => {
-                        let (index, reason) = rest.split_once(": ").unwrap_or(("0", rest));
-                        (index.parse().unwrap_or(0), reason.to_owned())
-                    }
+                let (index, reason) = match refusal::as_batch_rejection(&message) {
+                    Some((index, reason)) => (index, reason.to_owned()),
                     None => (0, message),
                 };
                 Ok(PrepareOutcome::Rejected { index, reason })
@@ -103,7 +112,18 @@ impl BatchActivities {
                 self.options("commit", &request),
             )
             .await
-            .map_err(|error| anyhow::anyhow!("commit_batch: {error}").into())
+            .map_err(|error| match error {
+                // The order released itself before the commit came (its lease ran out): it
+                // will never apply this batch, so retrying cannot help.
+                WorkflowUpdateError::Failed(failure)
+                    if refusal::code(&failure.message) == refusal::BATCH_RELEASED =>
+                {
+                    ActivityError::Application(Box::new(ApplicationFailure::non_retryable(
+                        failure.message,
+                    )))
+                }
+                other => anyhow::anyhow!("commit_batch: {other}").into(),
+            })
     }
 
     #[activity(definition = BatchAbortStep)]

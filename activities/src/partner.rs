@@ -17,6 +17,9 @@ use crate::metrics::PartnerMetrics;
 
 #[derive(Debug, Clone)]
 pub struct PartnerConfig {
+    /// The partner's id: the one its webhooks are signed for (`/partner-webhooks/{id}`) and its
+    /// tokens carry as subject. An order binds to it when the partner accepts the pickup.
+    pub partner_id: String,
     /// Base URL, e.g. `http://127.0.0.1:8090`.
     pub base_url: String,
     /// Bound on one HTTP call, connect included.
@@ -25,8 +28,9 @@ pub struct PartnerConfig {
 }
 
 impl PartnerConfig {
-    pub fn new(base_url: impl Into<String>) -> Self {
+    pub fn new(partner_id: impl Into<String>, base_url: impl Into<String>) -> Self {
         Self {
+            partner_id: partner_id.into(),
             base_url: base_url.into().trim_end_matches('/').to_owned(),
             request_timeout: Duration::from_secs(10),
             breaker: BreakerConfig::default(),
@@ -48,6 +52,7 @@ pub enum PartnerError {
 }
 
 pub struct PartnerClient {
+    partner_id: String,
     http: reqwest::Client,
     base_url: String,
     breaker: CircuitBreaker,
@@ -75,6 +80,7 @@ impl PartnerClient {
             .build()?;
         Ok(Self {
             http,
+            partner_id: config.partner_id,
             base_url: config.base_url,
             breaker: CircuitBreaker::new(config.breaker),
             metrics,
@@ -106,6 +112,7 @@ impl PartnerClient {
             self.count("request_pickup", "ok");
             return Ok(PickupOutcome::Accepted {
                 pickup_id: accepted.pickup_id,
+                partner_id: Some(self.partner_id.clone()),
             });
         }
         let problem: PartnerProblem = serde_json::from_str(&body).unwrap_or(PartnerProblem {

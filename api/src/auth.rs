@@ -13,8 +13,21 @@ use crate::problem::ApiError;
 use crate::state::AppState;
 
 /// Roles a token may carry (the `roles` claim).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    poem_openapi::Enum,
+)]
 #[serde(rename_all = "snake_case")]
+#[oai(rename_all = "snake_case")]
 pub enum Role {
     Customer,
     Partner,

@@ -132,8 +132,15 @@ impl Commands {
         delivery_order_id: &str,
         event: EventEnvelope,
     ) -> Result<ApplyOutcome, CommandError> {
+        // Temporal answers a repeated update id with the first update's result without asking
+        // the workflow, so the id covers the content: the same event again gets its original
+        // answer, another event under a used id reaches the validator and its conflict.
         let options = WorkflowExecuteUpdateOptions::builder()
-            .update_id(format!("event:{}", event.event_id))
+            .update_id(format!(
+                "event:{}:{}",
+                event.event_id,
+                content_digest(&event)
+            ))
             .rpc_options(self.rpc())
             .build();
         self.client
@@ -238,6 +245,14 @@ impl Commands {
             ))),
         }
     }
+}
+
+/// A short digest of what an event says (type, data, sender), for its update id.
+fn content_digest(event: &EventEnvelope) -> String {
+    use sha2::{Digest, Sha256};
+    let content = serde_json::json!([event.event_type, event.data, event.actor, event.pickup_id]);
+    let digest = Sha256::digest(content.to_string().as_bytes());
+    hex::encode(&digest[..8])
 }
 
 fn update_error(error: WorkflowUpdateError) -> CommandError {

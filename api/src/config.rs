@@ -35,6 +35,9 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// `MIN_VERSION_WAIT_MS`: longest a read with `min_version` waits for the projection.
     pub min_version_wait: Duration,
+    /// `BATCH_LEASE_MS` (default 30 000, 1 000-600 000): how long an order held by an event
+    /// batch waits for the commit before it releases itself.
+    pub batch_lease: Duration,
     /// `TEMPORAL_RPC_TIMEOUT_MS`: bound on each command sent to Temporal.
     pub temporal_timeout: Duration,
     /// `WEB_DIST`: the built web UI (`web/dist`, made by `npm run build` in `web/`).
@@ -83,6 +86,18 @@ impl ApiConfig {
             rate_burst,
             max_body_bytes: env.number("MAX_BODY_BYTES", 64 * 1024)? as usize,
             min_version_wait: Duration::from_millis(env.number("MIN_VERSION_WAIT_MS", 5_000)?),
+            batch_lease: {
+                let lease = Duration::from_millis(env.number("BATCH_LEASE_MS", 30_000)?);
+                let bounds = delivery_workflows::workflow::MIN_BATCH_LEASE
+                    ..=delivery_workflows::workflow::MAX_BATCH_LEASE;
+                if !bounds.contains(&lease) {
+                    return Err(ConfigError::new(
+                        "BATCH_LEASE_MS",
+                        "must be 1000-600000 (milliseconds)",
+                    ));
+                }
+                lease
+            },
             temporal_timeout: Duration::from_millis(env.number("TEMPORAL_RPC_TIMEOUT_MS", 10_000)?),
             web_dist: PathBuf::from(env.get("WEB_DIST", "web/dist")),
             temporal_web_ui: Some(env.get("TEMPORAL_WEB_UI_URL", "http://localhost:8233"))

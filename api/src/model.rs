@@ -10,6 +10,8 @@ use delivery_workflows::{
 };
 use poem_openapi::types::Any;
 use poem_openapi::{Enum, Object};
+
+use crate::auth::Role;
 use serde_json::Value;
 
 macro_rules! mirror_enum {
@@ -225,9 +227,13 @@ pub struct EventCommand {
     pub event_type: EventType,
     /// The event's fields, as the state graph defines them (`resources/delivery-order.v1.yaml`).
     pub data: Option<Any<Value>>,
-    /// Makes retries idempotent; the `Idempotency-Key` header does the same.
+    /// Makes retries idempotent; the `Idempotency-Key` header does the same. Ids starting with
+    /// `wf:` are reserved for events the delivery order raises itself.
     #[oai(validator(pattern = "^[A-Za-z0-9._:-]{1,128}$"))]
     pub event_id: Option<String>,
+    /// The role the event is sent as, when the token holds several that may send it (default:
+    /// the first of them). A customer event is only accepted on the customer's own orders.
+    pub sent_as: Option<Role>,
 }
 
 /// What an applied (or already applied) event answers.
@@ -236,9 +242,9 @@ pub struct EventApplied {
     pub delivery_order_id: String,
     pub state: State,
     pub version: u64,
-    /// True when this event id moved the order. A retry gets the original answer while
-    /// Temporal still holds it, later `false` with the current state: either way, nothing is
-    /// applied twice.
+    /// True when this event id moved the order. A retry with the same content gets the original
+    /// answer: while Temporal still holds it, that very answer; later `applied: false` with the
+    /// state and version the event produced. Either way nothing is applied twice.
     pub applied: bool,
     pub event_id: String,
     pub allowed_events: Vec<EventType>,

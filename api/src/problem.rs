@@ -230,6 +230,27 @@ impl ApiError {
         Self::TooManyRequests(Json(p), retry_after)
     }
 
+    /// A passing condition of the order (a batch holds it, the partner has not confirmed the
+    /// pickup yet): retry after `retry_after` seconds. Nothing failed, so nothing is logged.
+    pub fn retry_later(code: &str, detail: impl Into<String>, retry_after: u64) -> Self {
+        let mut p = problem(StatusCode::SERVICE_UNAVAILABLE, code, detail);
+        p.extensions.retry_after_seconds = Some(retry_after);
+        Self::Unavailable(Json(p), retry_after)
+    }
+
+    /// The problem's `type` code, e.g. `locked-by-batch`.
+    pub fn code(&self) -> &str {
+        let (Self::BadRequest(p)
+        | Self::Unauthorized(p, _)
+        | Self::Forbidden(p)
+        | Self::NotFound(p)
+        | Self::Conflict(p)
+        | Self::Unprocessable(p)
+        | Self::TooManyRequests(p, _)
+        | Self::Unavailable(p, _)) = self;
+        p.0.problem_type.rsplit('/').next().unwrap_or_default()
+    }
+
     /// A dependency failed. `cause` is logged here, once; the client sees only `what`.
     pub fn unavailable(what: &str, cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(cause = %cause, "{what}");

@@ -20,6 +20,8 @@ pub const TEST_PARTNER_SECRET: &str = "test-partner-secret";
 
 pub struct GatewayProcess {
     child: Child,
+    /// A Temporal client beside the gateway, to wait for what the API does not show.
+    temporal: temporalio_client::Client,
     pub url: String,
     pub port: u16,
     http: reqwest::Client,
@@ -96,6 +98,7 @@ impl GatewayProcess {
         let child = Self::spawn(&env, port);
         let mut gateway = Self {
             child,
+            temporal: temporal.client().await,
             url: format!("http://127.0.0.1:{port}"),
             port,
             http: reqwest::Client::builder()
@@ -280,7 +283,8 @@ impl GatewayProcess {
         (id, created.json)
     }
 
-    /// A paid order for `customer`, once the read model holds it; returns its id.
+    /// A paid order for `customer`, once the read model holds it and the simulator (partner
+    /// `sim`) accepted its pickup, so partner events may be sent; returns its id.
     pub async fn paid_order(&self, customer: &str) -> String {
         let payer = self.token("payments", &[Role::PaymentService]);
         let (id, _) = self.pay(customer).await;
@@ -291,6 +295,18 @@ impl GatewayProcess {
             )
             .await;
         assert_eq!(read.status, 200, "{}", read.text);
+        self.pickup_confirmed(&id).await;
         id
+    }
+
+    /// Waits until the partner accepted the order's pickup; returns `(partner_id, pickup_id)`.
+    pub async fn pickup_confirmed(&self, id: &str) -> (String, String) {
+        let order = crate::workflows::handle(&self.temporal, id);
+        crate::workflows::eventually(&format!("the pickup of {id} accepted"), || async {
+            let view = crate::workflows::query_state(&order).await?;
+            let partner = &view.order.partner;
+            Some((partner.partner_id.clone()?, partner.pickup_id.clone()?))
+        })
+        .await
     }
 }

@@ -3,11 +3,13 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use delivery_workflows::refusal;
 use delivery_workflows::{
     Actor, ActorKind, Address, ApplyOutcome, Deadlines, DeliveryOrderInput, DeliveryOrderView,
     DeliveryOrderWorkflow, EventEnvelope, EventType, Item, ItemFormat, StartInput, workflow_id,
 };
 use serde_json::Value;
+use temporalio_client::errors::WorkflowUpdateError;
 use temporalio_client::{
     Client, WorkflowExecuteUpdateOptions, WorkflowFetchHistoryOptions, WorkflowHandle,
     WorkflowQueryOptions, WorkflowSignalOptions, WorkflowStartOptions,
@@ -246,28 +248,54 @@ pub fn envelope(
     data: Value,
     actor: ActorKind,
 ) -> EventEnvelope {
+    // The sender a real one would be: the simulator (the partner every test stack books), the
+    // customer of `order_input`, or a named operator/service.
+    let id = match actor {
+        ActorKind::Partner => "sim",
+        ActorKind::Customer => "cust-7",
+        _ => "tester",
+    };
     EventEnvelope {
         event_id: event_id.into(),
         event_type,
         data,
-        actor: Actor::new(actor, "tester"),
+        actor: Actor::new(actor, id),
         correlation_id: None,
+        pickup_id: None,
     }
 }
 
-/// The `apply_event` update; `Err` carries the server's rejection text.
+/// The `apply_event` update; `Err` carries the server's rejection text. A retry of an applied
+/// event is answered with its original outcome; a partner event sent before the partner
+/// confirmed the pickup is sent again shortly, as the gateway tells partners to.
 pub async fn apply_event(
     handle: &OrderHandle,
     event: EventEnvelope,
 ) -> Result<ApplyOutcome, String> {
-    handle
-        .execute_update(
-            DeliveryOrderWorkflow::apply_event,
-            event,
-            WorkflowExecuteUpdateOptions::default(),
-        )
-        .await
-        .map_err(|e| format!("{e:#}"))
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let answer = handle
+            .execute_update(
+                DeliveryOrderWorkflow::apply_event,
+                event.clone(),
+                WorkflowExecuteUpdateOptions::default(),
+            )
+            .await;
+        let message = match answer {
+            Ok(outcome) => return Ok(outcome),
+            Err(WorkflowUpdateError::Failed(failure)) => failure.message,
+            Err(other) => return Err(format!("{other:#}")),
+        };
+        if let Some(original) = refusal::as_duplicate(&message) {
+            return Ok(original);
+        }
+        if refusal::code(&message) != "PICKUP_NOT_CONFIRMED"
+            || tokio::time::Instant::now() > deadline
+        {
+            return Err(message);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The run's history in the SDK's own JSON export.
@@ -297,5 +325,48 @@ pub async fn capture_history(handle: &OrderHandle, name: &str) {
             .join(format!("{name}.json"));
         std::fs::create_dir_all(path.parent().expect("dir")).expect("histories dir");
         std::fs::write(&path, history_json(handle).await).expect("writing history");
+    }
+}
+
+/// With `CAPTURE_HISTORIES=1`, saves every run of the order's workflow (it continues as new) as
+/// `tests/histories/<name>_run_<n>.json`, oldest first, for the replay test.
+pub async fn capture_runs(client: &Client, delivery_order_id: &str, name: &str) {
+    use futures::StreamExt;
+    use temporalio_client::{WorkflowExecutionInfo, WorkflowListOptions};
+    if !std::env::var("CAPTURE_HISTORIES").is_ok_and(|v| v == "1") {
+        return;
+    }
+    let id = workflow_id(delivery_order_id);
+    let mut runs: Vec<(std::time::SystemTime, String)> = client
+        .list_workflows(
+            format!("WorkflowId = '{id}'"),
+            WorkflowListOptions::default(),
+        )
+        .filter_map(|run| async move { run.ok() })
+        .map(|run| {
+            (
+                run.start_time().unwrap_or(std::time::UNIX_EPOCH),
+                run.run_id().to_owned(),
+            )
+        })
+        .collect()
+        .await;
+    runs.sort();
+    for (n, (_, run_id)) in runs.into_iter().enumerate() {
+        let handle = WorkflowExecutionInfo::builder()
+            .namespace("default")
+            .workflow_id(id.clone())
+            .run_id(run_id)
+            .build()
+            .bind_untyped(client.clone());
+        let json = handle
+            .fetch_history(WorkflowFetchHistoryOptions::default())
+            .to_json()
+            .await
+            .expect("history export");
+        let path = crate::workspace_root()
+            .join("tests/histories")
+            .join(format!("{name}_run_{n}.json"));
+        std::fs::write(&path, json).expect("writing history");
     }
 }

@@ -54,7 +54,7 @@ async fn a_batch_applies_every_event_in_order_under_one_correlation_id() {
         api.paid_order("cust-b1").await,
         api.paid_order("cust-b1").await,
     );
-    let partner = api.token("fastship", &[Role::Partner]);
+    let partner = api.token("sim", &[Role::Partner]);
     let applied = api
         .post(
             "/api/v1/event-batches",
@@ -92,7 +92,7 @@ async fn a_batch_applies_every_event_in_order_under_one_correlation_id() {
 async fn a_batch_that_cannot_apply_changes_nothing_wherever_it_fails() {
     let stack = Stack::start_with(StackOptions::quiet().with_gateway()).await;
     let api = stack.api();
-    let partner = api.token("fastship", &[Role::Partner]);
+    let partner = api.token("sim", &[Role::Partner]);
     for position in 0..3 {
         let (a, b) = (
             api.paid_order("cust-b2").await,
@@ -188,6 +188,7 @@ async fn a_held_order_refuses_commands_and_keeps_callbacks_until_the_batch_ends(
             json!({"partner_order_number": "PN-H"}),
             ActorKind::Partner,
         )],
+        lease_ms: None,
     };
     order
         .execute_update(
@@ -271,6 +272,7 @@ async fn a_held_order_refuses_commands_and_keeps_callbacks_until_the_batch_ends(
             json!({"partner_order_number": "PN-X"}),
             ActorKind::Partner,
         )],
+        lease_ms: None,
     };
     other
         .execute_update(
@@ -283,6 +285,7 @@ async fn a_held_order_refuses_commands_and_keeps_callbacks_until_the_batch_ends(
     let second = BatchPrepare {
         batch_id: "held-3".into(),
         events: vec![],
+        lease_ms: None,
     };
     let locked = other
         .execute_update(
@@ -332,7 +335,7 @@ async fn a_batch_finishes_when_the_worker_is_killed_while_it_runs() {
         )
     };
     let api_url = stack.api().url.clone();
-    let token = stack.api().token("fastship", &[Role::Partner]);
+    let token = stack.api().token("sim", &[Role::Partner]);
     let body = json!({"events": [
         event(&a, "PICKED_UP", json!({"partner_order_number": "PN-K1"})),
         event(&b, "PICKED_UP", json!({"partner_order_number": "PN-K2"})),

@@ -9,8 +9,11 @@ use serde_json::{Value, json};
 
 const CUSTOMER: &[Role] = &[Role::Customer];
 
+/// A paid order whose pickup the simulator accepted (so partner events may follow).
 async fn create(stack: &Stack, customer: &str) -> (String, Value) {
-    stack.api().pay(customer).await
+    let created = stack.api().pay(customer).await;
+    stack.api().pickup_confirmed(&created.0).await;
+    created
 }
 
 /// Reads the order until `state` holds it (the simulator drives it meanwhile).
@@ -318,7 +321,7 @@ async fn refused_events_say_why_with_the_right_status() {
     let (id, _) = create(&stack, "cust-rules").await;
     let path = format!("/api/v1/delivery-orders/{id}/events");
     let customer = api.token("cust-rules", CUSTOMER);
-    let partner = api.token("fastship", &[Role::Partner]);
+    let partner = api.token("sim", &[Role::Partner]);
     api.get(
         &format!("/api/v1/delivery-orders/{id}?min_version=0"),
         &customer,
@@ -480,6 +483,7 @@ async fn partner_webhooks_are_verified_and_pings_only_track() {
     let stack = Stack::start_with(StackOptions::quiet().with_gateway()).await;
     let api = stack.api();
     let (id, _) = create(&stack, "cust-hook").await;
+    let (_, pickup_id) = api.pickup_confirmed(&id).await;
     let operator = api.token("olga", &[Role::Operator]);
     api.get(
         &format!("/api/v1/delivery-orders/{id}?min_version=0"),
@@ -488,7 +492,7 @@ async fn partner_webhooks_are_verified_and_pings_only_track() {
     .await;
     let picked = json!({
         "event_id": "hook-pu-1", "type": "PICKED_UP", "delivery_order_id": id,
-        "pickup_id": "pk-1", "partner_order_number": "PN-HOOK",
+        "pickup_id": pickup_id, "partner_order_number": "PN-HOOK",
         "data": {"partner_order_number": "PN-HOOK", "driver": {"name": "Kim"}}
     });
 

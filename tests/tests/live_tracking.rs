@@ -152,7 +152,7 @@ async fn tracking_shows_progress_driver_and_location_to_the_owner_only() {
     api.get(&format!("/api/v1/tracking/{}", new_order_id()), &owner)
         .await
         .problem(404);
-    api.get(&path, &api.token("fastship", &[Role::Partner]))
+    api.get(&path, &api.token("sim", &[Role::Partner]))
         .await
         .problem(403);
     assert_eq!(api.get(&path, &payer_or_ops(api)).await.status, 200);
@@ -250,7 +250,7 @@ async fn websockets_check_who_is_asking() {
         refused(url("/api/v1/ws/delivery-orders/not-a-uuid", &other)).await,
         400
     );
-    let partner_token = api.token("fastship", &[Role::Partner]);
+    let partner_token = api.token("sim", &[Role::Partner]);
     assert_eq!(refused(url("/api/v1/ws/events", &partner_token)).await, 403);
 
     // A customer's event stream carries only its own deliveries.

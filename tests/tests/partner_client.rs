@@ -23,7 +23,7 @@ fn request(id: &str) -> PickupRequest {
 }
 
 fn client(sim: &SimProcess, breaker: BreakerConfig) -> PartnerClient {
-    let mut config = PartnerConfig::new(&sim.url);
+    let mut config = PartnerConfig::new("sim", &sim.url);
     config.breaker = breaker;
     config.request_timeout = Duration::from_secs(5);
     PartnerClient::new(config, PartnerMetrics::unregistered()).unwrap()
@@ -45,7 +45,7 @@ async fn bookings_are_idempotent_and_refusals_are_outcomes() {
     let first = partner.request_pickup(&request(&id)).await.unwrap();
     let again = partner.request_pickup(&request(&id)).await.unwrap();
     assert_eq!(first, again, "same delivery order, same pickup");
-    let PickupOutcome::Accepted { pickup_id } = first else {
+    let PickupOutcome::Accepted { pickup_id, .. } = first else {
         panic!("{first:?}")
     };
     assert_eq!(sim.stats().await["pickups_created"], 1);
@@ -123,7 +123,7 @@ async fn a_slow_partner_times_out_and_counts_against_the_circuit() {
         ],
     )
     .await;
-    let mut config = PartnerConfig::new(&sim.url);
+    let mut config = PartnerConfig::new("sim", &sim.url);
     config.request_timeout = Duration::from_millis(200);
     config.breaker = BreakerConfig {
         failure_threshold: 2,

@@ -14,7 +14,7 @@ pub struct WorkerConfig {
     pub namespace: String,
     /// `TASK_QUEUE`: `delivery-orders` unless a test isolates itself.
     pub task_queue: String,
-    /// `PARTNER_API_URL`, `PARTNER_TIMEOUT_MS`, `PARTNER_BREAKER_FAILURES`, `PARTNER_BREAKER_OPEN_MS`.
+    /// `PARTNER_ID` (default `sim`), `PARTNER_API_URL`, `PARTNER_TIMEOUT_MS`, `PARTNER_BREAKER_FAILURES`, `PARTNER_BREAKER_OPEN_MS`.
     pub partner: PartnerConfig,
     /// `WORKER_METRICS_PORT`: `/metrics` and `/healthz`; 0 picks a free port.
     pub metrics_port: u16,
@@ -42,7 +42,11 @@ impl WorkerConfig {
     /// environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env::new(lookup);
+        let partner_id = env.get("PARTNER_ID", "sim");
+        delivery_workflows::validation::check_ref_id("PARTNER_ID", &partner_id)
+            .map_err(|e| ConfigError::new("PARTNER_ID", e))?;
         let mut partner = PartnerConfig::new(
+            partner_id,
             env.url("PARTNER_API_URL", "http://127.0.0.1:8090")?
                 .as_str(),
         );

@@ -50,8 +50,16 @@ pub struct PickupRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum PickupOutcome {
-    Accepted { pickup_id: String },
-    Rejected { code: String, message: String },
+    Accepted {
+        pickup_id: String,
+        /// Which partner took the job (the worker's configured partner id).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        partner_id: Option<String>,
+    },
+    Rejected {
+        code: String,
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -257,6 +265,9 @@ pub struct BatchStepRequest {
     /// The order's events, for prepare; empty for commit and abort.
     #[serde(default)]
     pub events: Vec<crate::domain::EventEnvelope>,
+    /// For prepare: how long the order may hold itself for the batch (milliseconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_ms: Option<u64>,
 }
 
 /// What an order answered to prepare. Business refusals are outcomes; only transport failures
@@ -265,6 +276,11 @@ pub struct BatchStepRequest {
 #[serde(tag = "outcome", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum PrepareOutcome {
     Prepared,
+    /// Every event of this order's share was applied before: it is not held and not committed.
+    Unchanged {
+        state: crate::domain::State,
+        version: u64,
+    },
     /// The order's `index`-th event of this batch cannot apply (or the order is held).
     Rejected {
         index: usize,

@@ -38,6 +38,10 @@ pub struct BatchInput {
     pub batch_id: String,
     pub correlation_id: String,
     pub items: Vec<BatchItem>,
+    /// How long an order may wait for the commit once the last order prepared (milliseconds;
+    /// default 30 s). Each order's lease adds the prepare time of the orders after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -80,19 +84,39 @@ impl EventBatchWorkflow {
             delivery_order_id: order.to_owned(),
             batch_id: input.batch_id.clone(),
             events,
+            lease_ms: None,
         };
+        let lease = input
+            .lease_ms
+            .map(Duration::from_millis)
+            .unwrap_or(crate::workflow::DEFAULT_BATCH_LEASE);
 
         let mut touched: Vec<&str> = Vec::new();
+        // Orders whose share was applied before: not held, so not committed either.
+        let mut unchanged: Vec<OrderResult> = Vec::new();
         let mut failure = None;
-        for (order, indexed) in &groups {
+        for (position, (order, indexed)) in groups.iter().enumerate() {
             touched.push(order);
             let events = indexed.iter().map(|(_, e)| e.clone()).collect();
+            // Held until every later order prepared too, then `lease` for the commit.
+            let later = u32::try_from(groups.len() - position - 1).unwrap_or(u32::MAX);
+            let hold = (lease + PREPARE_TIMEOUT.saturating_mul(later))
+                .min(crate::workflow::MAX_BATCH_LEASE);
+            let request = BatchStepRequest {
+                lease_ms: Some(hold.as_millis() as u64),
+                ..step(order, events)
+            };
             let outcome = ctx
-                .execute_activity(BatchPrepareStep, step(order, events), prepare_options())
+                .execute_activity(BatchPrepareStep, request, prepare_options())
                 .await;
             let first = indexed[0].0;
             match outcome {
                 Ok(PrepareOutcome::Prepared) => {}
+                Ok(PrepareOutcome::Unchanged { state, version }) => unchanged.push(OrderResult {
+                    delivery_order_id: order.clone(),
+                    state,
+                    version,
+                }),
                 Ok(PrepareOutcome::Rejected { index, reason }) => {
                     let global = indexed.get(index).map_or(first, |(i, _)| *i);
                     failure = Some((global, order.clone(), reason));
@@ -116,7 +140,10 @@ impl EventBatchWorkflow {
         if let Some((failed_event_index, delivery_order_id, reason)) = failure {
             // Release every order asked so far (the last may hold itself even if its answer
             // was lost; aborting an order that does not hold the batch changes nothing).
-            for order in touched {
+            let held = touched
+                .into_iter()
+                .filter(|o| !unchanged.iter().any(|r| r.delivery_order_id == *o));
+            for order in held {
                 ctx.execute_activity(
                     BatchAbortStep,
                     step(order, Vec::new()),
@@ -142,6 +169,10 @@ impl EventBatchWorkflow {
 
         let mut results = Vec::with_capacity(groups.len());
         for (order, _) in &groups {
+            if let Some(result) = unchanged.iter().find(|r| r.delivery_order_id == *order) {
+                results.push(result.clone());
+                continue;
+            }
             let outcome = ctx
                 .execute_activity(
                     BatchCommitStep,
@@ -208,6 +239,7 @@ mod tests {
                 data: serde_json::Value::Null,
                 actor: Actor::new(ActorKind::Partner, "p"),
                 correlation_id: None,
+                pickup_id: None,
             },
         };
         let groups = group_by_order(&[item("a", "1"), item("b", "2"), item("a", "3")]);

@@ -228,6 +228,9 @@ pub struct EventEnvelope {
     pub actor: Actor,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<String>,
+    /// The partner's pickup job a partner event is about; when given it must be the order's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pickup_id: Option<String>,
 }
 
 /// What `apply_event` answers.

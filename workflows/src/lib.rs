@@ -10,6 +10,7 @@ pub mod diagrams;
 pub mod domain;
 pub mod graph;
 pub mod machine;
+pub mod refusal;
 pub mod signals;
 pub mod validation;
 pub mod workflow;

@@ -17,6 +17,10 @@ use crate::validation::check_ref_id;
 /// How many rejected events the state keeps (the total is counted separately).
 pub const REJECTED_KEPT: usize = 50;
 
+/// Event ids the delivery order gives its own events (timers, escalation, partner refusal)
+/// start with this; callers may not use it, so no caller can pre-empt or suppress one of them.
+pub const INTERNAL_EVENT_ID_PREFIX: &str = "wf:";
+
 /// Why an event was refused. The text starts with a stable code for programs, then says what was
 /// wrong for people.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,6 +49,24 @@ pub enum Rejection {
     },
     #[error("INVALID_SIGNAL: {0}")]
     InvalidSignal(String),
+    #[error(
+        "IDEMPOTENCY_CONFLICT: event id {event_id} was already used for {original} (version {original_version}) with other content; a retry must repeat the original event, a new event needs a new id"
+    )]
+    IdempotencyConflict {
+        event_id: String,
+        original: EventType,
+        original_version: u64,
+    },
+    /// The sender is not the order's customer, or not the partner that took its pickup.
+    #[error("NOT_YOUR_ORDER: {0}")]
+    NotYourOrder(String),
+    /// A partner event before the partner confirmed the pickup: the sender may retry shortly.
+    #[error(
+        "PICKUP_NOT_CONFIRMED: the partner has not confirmed the pickup of this delivery order yet; retry shortly"
+    )]
+    PickupNotConfirmed,
+    #[error("PICKUP_MISMATCH: pickup_id {given:?} is not this delivery order's pickup")]
+    PickupMismatch { given: String },
 }
 
 fn list_or_none(events: &[EventType]) -> String {
@@ -64,13 +86,17 @@ fn list_or_none(events: &[EventType]) -> String {
 pub enum Verdict {
     /// Apply it: the target state and the validated data.
     Apply { to: State, data: Map<String, Value> },
-    /// Already applied under this event id: answer with the current state, change nothing.
-    Duplicate,
+    /// Already applied under this event id, with the same content: the original answer,
+    /// nothing changes.
+    Duplicate(ApplyOutcome),
 }
 
 /// Partner-side facts that are not transitions.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PartnerPickup {
+    /// The partner that accepted the pickup: from then on only it may send partner events.
+    #[serde(default)]
+    pub partner_id: Option<String>,
     /// The partner's id for the pickup job, once it accepted.
     pub pickup_id: Option<String>,
     pub partner_order_number: Option<String>,
@@ -111,6 +137,11 @@ pub struct DeliveryOrder {
     pub events: Vec<AppliedEvent>,
     pub rejected: VecDeque<RejectedEvent>,
     pub rejected_total: u64,
+    /// Whether events are checked against the order's customer and bound partner. Always on,
+    /// except while replaying runs recorded before these checks existed (they must replay as
+    /// they ran).
+    #[serde(default)]
+    pub checks_senders: bool,
 }
 
 impl DeliveryOrder {
@@ -139,6 +170,7 @@ impl DeliveryOrder {
             events: Vec::new(),
             rejected: VecDeque::new(),
             rejected_total: 0,
+            checks_senders: true,
             input,
         }
     }
@@ -146,8 +178,21 @@ impl DeliveryOrder {
     /// Decides whether `event` may be applied now, without changing anything (update validator).
     pub fn check(&self, graph: &StateGraph, event: &EventEnvelope) -> Result<Verdict, Rejection> {
         check_ref_id("event_id", &event.event_id).map_err(Rejection::InvalidEventId)?;
-        if self.events.iter().any(|e| e.event_id == event.event_id) {
-            return Ok(Verdict::Duplicate);
+        let internal_id = event.event_id.starts_with(INTERNAL_EVENT_ID_PREFIX);
+        if internal_id != (event.actor.kind == ActorKind::System) {
+            return Err(Rejection::InvalidEventId(format!(
+                "event ids starting with {INTERNAL_EVENT_ID_PREFIX:?} are reserved for events the delivery order raises itself, got {:?}",
+                event.event_id
+            )));
+        }
+        // Who may act on this order comes first, so a stranger learns nothing about it.
+        self.check_sender(event)?;
+        if let Some(index) = self
+            .events
+            .iter()
+            .position(|e| e.event_id == event.event_id)
+        {
+            return self.repeat_of(graph, index, event);
         }
         let Some(transition) = graph.transition(self.state, event.event_type) else {
             return Err(Rejection::InvalidTransition {
@@ -181,6 +226,75 @@ impl DeliveryOrder {
         })
     }
 
+    /// A customer acts only on its own order; a partner only on an order whose pickup it
+    /// accepted, and only on that pickup. An actor without an id is a trusted internal sender
+    /// (a signal from a service with Temporal access), which the gateway never produces.
+    fn check_sender(&self, event: &EventEnvelope) -> Result<(), Rejection> {
+        let Some(id) = event.actor.id.as_deref().filter(|_| self.checks_senders) else {
+            return Ok(());
+        };
+        match event.actor.kind {
+            ActorKind::Customer if id != self.customer_id => Err(Rejection::NotYourOrder(
+                "a customer may only send events for its own delivery orders".into(),
+            )),
+            ActorKind::Partner => {
+                let bound = self.partner.partner_id.as_deref();
+                match (bound, &event.pickup_id, &self.partner.pickup_id) {
+                    (Some(bound), _, _) if bound != id => Err(Rejection::NotYourOrder(format!(
+                        "partner {id:?} did not take the pickup of this delivery order"
+                    ))),
+                    (_, Some(given), Some(pickup)) if given != pickup => {
+                        Err(Rejection::PickupMismatch {
+                            given: given.clone(),
+                        })
+                    }
+                    (_, Some(_), None) => Err(Rejection::PickupNotConfirmed),
+                    _ => Ok(()),
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// An event id seen before: the same event again is a retry and gets the original answer;
+    /// anything else under that id is a conflict.
+    fn repeat_of(
+        &self,
+        graph: &StateGraph,
+        index: usize,
+        event: &EventEnvelope,
+    ) -> Result<Verdict, Rejection> {
+        let original = &self.events[index];
+        let same_data = graph
+            .validate_payload(event.event_type, &event.data)
+            .is_ok_and(|data| Value::Object(data) == original.data);
+        if original.event_type != event.event_type || original.actor != event.actor || !same_data {
+            return Err(Rejection::IdempotencyConflict {
+                event_id: event.event_id.clone(),
+                original: original.event_type,
+                original_version: original.seq,
+            });
+        }
+        // The original answer included the automatic steps that followed it at once.
+        let last = self.events[index + 1..]
+            .iter()
+            .take_while(|e| {
+                e.actor.kind == ActorKind::System
+                    && graph
+                        .automatic_transition(e.from_state)
+                        .is_some_and(|t| t.event == e.event_type)
+            })
+            .last()
+            .unwrap_or(original);
+        Ok(Verdict::Duplicate(ApplyOutcome {
+            delivery_order_id: self.delivery_order_id.clone(),
+            state: last.to_state,
+            version: last.seq,
+            applied: false,
+            allowed_events: graph.allowed_events(last.to_state),
+        }))
+    }
+
     /// Applies `event` and any automatic step that follows it (DELIVERY_FAILED escalates to an
     /// operator at once). Refusals change nothing; the caller decides whether to record them.
     pub fn apply(
@@ -190,22 +304,18 @@ impl DeliveryOrder {
         now: &str,
     ) -> Result<ApplyOutcome, Rejection> {
         let (to, data) = match self.check(graph, &event)? {
-            Verdict::Duplicate => return Ok(self.outcome(graph, false)),
+            Verdict::Duplicate(original) => return Ok(original),
             Verdict::Apply { to, data } => (to, data),
         };
         self.record(event, to, data, now);
         while let Some(auto) = graph.automatic_transition(self.state) {
             let automatic = EventEnvelope {
-                event_id: format!(
-                    "{}:{}:{}",
-                    self.delivery_order_id,
-                    auto.event,
-                    self.version + 1
-                ),
+                event_id: self.internal_event_id(auto.event.as_str()),
                 event_type: auto.event,
                 data: Value::Object(Map::new()),
                 actor: Actor::system("workflow"),
                 correlation_id: self.events.last().and_then(|e| e.correlation_id.clone()),
+                pickup_id: None,
             };
             let to = auto.to;
             self.record(automatic, to, Map::new(), now);
@@ -241,6 +351,16 @@ impl DeliveryOrder {
         )
         .hyphenated()
         .to_string()
+    }
+
+    /// The id of an event the order raises itself: unique per order and version, in the
+    /// namespace callers cannot use.
+    pub fn internal_event_id(&self, tag: &str) -> String {
+        format!(
+            "{INTERNAL_EVENT_ID_PREFIX}{}:{tag}:{}",
+            self.delivery_order_id,
+            self.version + 1
+        )
     }
 
     fn record(&mut self, event: EventEnvelope, to: State, data: Map<String, Value>, now: &str) {

@@ -13,7 +13,7 @@ use crate::graph::{StateGraph, json_kind};
 use crate::machine::Rejection;
 
 /// Envelope fields a signal may carry besides the event data.
-const ENVELOPE_FIELDS: [&str; 3] = ["event_id", "actor", "correlation_id"];
+const ENVELOPE_FIELDS: [&str; 4] = ["event_id", "actor", "correlation_id", "pickup_id"];
 
 /// Parses one signal. `fresh_event_id` names the event when the sender gave no `event_id`
 /// (the workflow passes a deterministic id).
@@ -58,6 +58,16 @@ pub fn parse_signal(
             )));
         }
     };
+    let pickup_id = match fields.remove("pickup_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(id)) => Some(id),
+        Some(other) => {
+            return Err(invalid(format!(
+                "pickup_id must be a string, got {}",
+                json_kind(&other)
+            )));
+        }
+    };
     let actor = match fields.remove("actor") {
         None | Some(Value::Null) => Actor {
             kind: natural_sender(graph, event_type),
@@ -78,6 +88,7 @@ pub fn parse_signal(
         data: Value::Object(fields),
         actor,
         correlation_id,
+        pickup_id,
     })
 }
 

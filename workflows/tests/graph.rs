@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use delivery_workflows::graph::{DELIVERY_ORDER_V1, DELIVERY_ORDER_V1_YAML, StateGraph};
-use delivery_workflows::machine::{DeliveryOrder, Rejection};
+use delivery_workflows::machine::{DeliveryOrder, INTERNAL_EVENT_ID_PREFIX, Rejection};
 use delivery_workflows::{
     Actor, ActorKind, Address, Deadlines, DeliveryOrderInput, DisputeReason, EventEnvelope,
     EventType, FailureReason, Item, ItemFormat, State, diagrams,
@@ -116,8 +116,17 @@ fn event(event_type: EventType, actor: ActorKind, id: &str) -> EventEnvelope {
         event_id: id.into(),
         event_type,
         data: sample_data(event_type),
-        actor: Actor::new(actor, "tester"),
+        // A customer event comes from the order's own customer (see `input`).
+        actor: Actor::new(
+            actor,
+            if actor == A::Customer {
+                "cust-1"
+            } else {
+                "tester"
+            },
+        ),
         correlation_id: None,
+        pickup_id: None,
     }
 }
 
@@ -183,7 +192,13 @@ fn every_pair_and_sender_is_enforced_by_the_state_machine() {
         for ev in EventType::ALL {
             for actor in ActorKind::ALL {
                 let mut o = order.clone();
-                let result = o.apply(&DELIVERY_ORDER_V1, event(*ev, *actor, "probe"), "t");
+                // The workflow's own events carry ids in its own namespace.
+                let id = if *actor == A::System {
+                    "wf:probe"
+                } else {
+                    "probe"
+                };
+                let result = o.apply(&DELIVERY_ORDER_V1, event(*ev, *actor, id), "t");
                 match expected.get(&(*state, *ev)) {
                     Some((to, senders)) if senders.contains(actor) => {
                         let outcome =
@@ -416,13 +431,140 @@ fn event_ids_make_retries_idempotent() {
         .unwrap();
     assert!(first.applied && !again.applied);
     assert_eq!((again.state, again.version), (S::PickedUp, 1));
-    // Even an event that would be invalid now is answered as a duplicate, not an error.
+    // Another event under a used id is a conflict naming the original, whatever it is.
     let mut other_type = event(E::Cancel, A::Operator, "same");
     other_type.data = sample_data(E::Cancel);
-    assert!(!order.apply(g, other_type, "t").unwrap().applied);
+    let conflict = order.apply(g, other_type, "t").unwrap_err();
+    assert_eq!(
+        conflict,
+        Rejection::IdempotencyConflict {
+            event_id: "same".into(),
+            original: E::PickedUp,
+            original_version: 1
+        }
+    );
+    assert!(conflict.to_string().starts_with("IDEMPOTENCY_CONFLICT:"));
+    let mut other_data = event(E::PickedUp, A::Partner, "same");
+    other_data.data = serde_json::json!({"partner_order_number": "PN-other"});
+    assert!(matches!(
+        order.apply(g, other_data, "t"),
+        Err(Rejection::IdempotencyConflict { .. })
+    ));
+    let mut other_sender = event(E::PickedUp, A::Partner, "same");
+    other_sender.actor.id = Some("someone-else".into());
+    assert!(matches!(
+        order.apply(g, other_sender, "t"),
+        Err(Rejection::IdempotencyConflict { .. })
+    ));
     assert_eq!(order.events.len(), 1);
     let bad_id = order.apply(g, event(E::Delivered, A::Partner, "no spaces allowed"), "t");
     assert!(matches!(bad_id, Err(Rejection::InvalidEventId(_))));
+
+    // Later, a retry still gets the answer the event got then, not the current state.
+    order
+        .apply(g, event(E::Delivered, A::Partner, "d"), "t")
+        .unwrap();
+    let late = order
+        .apply(g, event(E::PickedUp, A::Partner, "same"), "t")
+        .unwrap();
+    assert_eq!(
+        (late.state, late.version, late.applied),
+        (S::PickedUp, 1, false)
+    );
+}
+
+#[test]
+fn a_retried_failure_answers_with_its_escalation() {
+    let g = &*DELIVERY_ORDER_V1;
+    let mut order = order_in(S::PickedUp).unwrap();
+    let failed = event(E::DeliveryFailed, A::Partner, "f");
+    let first = order.apply(g, failed.clone(), "t").unwrap();
+    let again = order.apply(g, failed, "t").unwrap();
+    assert_eq!((first.state, first.version), (S::PendingByOperator, 3));
+    assert_eq!((again.state, again.version), (first.state, first.version));
+    assert!(!again.applied);
+}
+
+#[test]
+fn callers_cannot_use_the_ids_of_the_orders_own_events() {
+    let g = &*DELIVERY_ORDER_V1;
+    let mut order = order_in(S::PickedUp).unwrap();
+    // The id the escalation after a failure will get, predicted and sent first.
+    let predicted = order.internal_event_id(E::EscalateToOperator.as_str());
+    assert!(predicted.starts_with(INTERNAL_EVENT_ID_PREFIX));
+    let forged = order.apply(g, event(E::DeliveryFailed, A::Partner, &predicted), "t");
+    assert!(
+        matches!(&forged, Err(Rejection::InvalidEventId(why)) if why.contains("reserved")),
+        "{forged:?}"
+    );
+    assert_eq!(order.version, 1);
+    // Nor may the workflow's own events use a caller's id.
+    let mut system = event(E::EscalateToOperator, A::System, "caller-like-id");
+    system.actor = Actor::system("workflow");
+    assert!(matches!(
+        order.apply(g, system, "t"),
+        Err(Rejection::InvalidEventId(_))
+    ));
+    // The real failure escalates under the order's own id, whatever callers sent before.
+    order
+        .apply(g, event(E::DeliveryFailed, A::Partner, "f"), "t")
+        .unwrap();
+    assert_eq!(order.state, S::PendingByOperator);
+    assert_eq!(
+        order.events.last().unwrap().event_id,
+        predicted.replace(":2", ":3")
+    );
+}
+
+#[test]
+fn a_customer_acts_only_on_its_own_order() {
+    let g = &*DELIVERY_ORDER_V1;
+    let mut order = order_in(S::Delivered).unwrap();
+    let mut mallory = event(E::Confirmed, A::Customer, "c");
+    mallory.actor.id = Some("mallory".into());
+    assert!(matches!(
+        order.apply(g, mallory, "t"),
+        Err(Rejection::NotYourOrder(_))
+    ));
+    // Refused before anything about the order is told: not even a conflict or a transition.
+    let mut probe = event(E::Disputed, A::Customer, "path-0");
+    probe.actor.id = Some("mallory".into());
+    assert!(matches!(
+        order.apply(g, probe, "t"),
+        Err(Rejection::NotYourOrder(_))
+    ));
+    let own = order
+        .apply(g, event(E::Confirmed, A::Customer, "c"), "t")
+        .unwrap();
+    assert_eq!(own.state, S::DeliveryConfirmed);
+}
+
+#[test]
+fn a_partner_acts_only_on_the_pickup_it_accepted() {
+    let g = &*DELIVERY_ORDER_V1;
+    let mut order = order_in(S::Created).unwrap();
+    let mut with_pickup = event(E::PickedUp, A::Partner, "p");
+    with_pickup.pickup_id = Some("pk-1".into());
+    assert_eq!(
+        order.apply(g, with_pickup.clone(), "t").unwrap_err(),
+        Rejection::PickupNotConfirmed,
+        "a pickup id before any pickup was accepted"
+    );
+    order.partner.partner_id = Some("tester".into());
+    order.partner.pickup_id = Some("pk-1".into());
+    let mut stranger = with_pickup.clone();
+    stranger.actor.id = Some("other-partner".into());
+    assert!(matches!(
+        order.apply(g, stranger, "t"),
+        Err(Rejection::NotYourOrder(_))
+    ));
+    let mut wrong_pickup = with_pickup.clone();
+    wrong_pickup.pickup_id = Some("pk-2".into());
+    assert!(matches!(
+        order.apply(g, wrong_pickup, "t"),
+        Err(Rejection::PickupMismatch { .. })
+    ));
+    assert_eq!(order.apply(g, with_pickup, "t").unwrap().state, S::PickedUp);
 }
 
 #[test]

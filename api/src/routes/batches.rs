@@ -20,7 +20,7 @@ use crate::auth::{BearerAuth, Role};
 use crate::model::{EventType, State};
 use crate::problem::ApiError;
 use crate::request_id::explicit_correlation_id;
-use crate::routes::{Tag, delivery_order_id, ref_id};
+use crate::routes::{Tag, caller_event_id, delivery_order_id};
 use crate::state::AppState;
 
 /// Longest a caller waits for a batch to finish.
@@ -116,11 +116,11 @@ impl BatchesApi {
                 .map_err(|e| at(index, e))?
                 .to_string();
             let event_type = DomainEventType::from(event.event_type);
-            let role = sending_role(&caller, event_type).map_err(|e| at(index, e))?;
+            let role = sending_role(&caller, event_type, None).map_err(|e| at(index, e))?;
             let event_id = event
                 .event_id
                 .unwrap_or_else(|| format!("{batch_id}:{index}"));
-            ref_id("event_id", &event_id).map_err(|e| at(index, e))?;
+            caller_event_id(&event_id).map_err(|e| at(index, e))?;
             items.push(BatchItem {
                 delivery_order_id: id,
                 event: EventEnvelope {
@@ -129,6 +129,7 @@ impl BatchesApi {
                     data: event.data.map(|d| d.0).unwrap_or(Value::Null),
                     actor: Actor::new(role.actor_kind(), caller.sub.clone()),
                     correlation_id: Some(correlation_id.clone()),
+                    pickup_id: None,
                 },
             });
         }
@@ -136,6 +137,7 @@ impl BatchesApi {
             batch_id: batch_id.clone(),
             correlation_id: correlation_id.clone(),
             items,
+            lease_ms: Some(state.config.batch_lease.as_millis() as u64),
         };
         match state.commands.run_batch(input, BATCH_WAIT).await {
             Ok(BatchResult::Committed { results }) => {

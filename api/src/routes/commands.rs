@@ -21,7 +21,7 @@ use crate::model::{
 };
 use crate::problem::ApiError;
 use crate::request_id::{RequestIds, explicit_correlation_id};
-use crate::routes::{Tag, delivery_order_id, ref_id};
+use crate::routes::{Tag, caller_event_id, delivery_order_id};
 use crate::state::AppState;
 
 /// Namespace of delivery order ids derived from idempotency keys (UUID v5).
@@ -187,8 +187,9 @@ pub(super) async fn create_delivery_order(
 /// Send an event to a delivery order.
 ///
 /// Allowed events and who may send them follow the state graph. 409 names the current state
-/// and the allowed events; 422 says what is wrong with `data`. Retries with the same
-/// `event_id` (or `Idempotency-Key`) answer 200 with `applied: false`.
+/// and the allowed events; 422 says what is wrong with `data`. A retry (the same `event_id` or
+/// `Idempotency-Key`, the same content) answers 200 with the original outcome; another event
+/// under a used id is 409 `idempotency-conflict`.
 pub(super) async fn send_event(
     caller: Caller,
     state: &AppState,
@@ -209,20 +210,10 @@ pub(super) async fn send_event(
         (Some(id), _) | (None, Some(id)) => id,
         (None, None) => Uuid::new_v4().to_string(),
     };
-    ref_id("event_id", &event_id)?;
-    let role = sending_role(&caller, event_type)?;
-    if caller.is_customer_only() {
-        // A customer acts only on its own deliveries; others do not exist for it.
-        let visible = state
-            .read_model
-            .order(id)
-            .await
-            .map_err(|e| ApiError::unavailable("the read model is unavailable", &e))?
-            .is_some_and(|o| caller.may_see(&o.customer_id));
-        if !visible {
-            return Err(ApiError::delivery_order_not_found(&id.to_string()));
-        }
-    }
+    caller_event_id(&event_id)?;
+    // The workflow checks the sender against the order (a customer only its own, a partner only
+    // the pickup it took) before anything else, and answers NOT_YOUR_ORDER as 404.
+    let role = sending_role(&caller, event_type, command.sent_as)?;
     let correlation_id = req
         .extensions()
         .get::<RequestIds>()
@@ -233,6 +224,7 @@ pub(super) async fn send_event(
         data: command.data.map(|d| d.0).unwrap_or(serde_json::Value::Null),
         actor: Actor::new(role.actor_kind(), caller.sub),
         correlation_id,
+        pickup_id: None,
     };
     Ok(EventResponse::Ok(Json(apply(state, id, envelope).await?)))
 }

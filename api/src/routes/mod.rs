@@ -39,6 +39,23 @@ pub fn delivery_order_id(text: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(text).map_err(|e| ApiError::bad_request("invalid-id", e.to_string()))
 }
 
+/// A caller's event id: a reference id outside the namespace of the events a delivery order
+/// raises itself, so no caller can pre-empt a timer, an escalation or a partner refusal.
+pub fn caller_event_id(text: &str) -> Result<(), ApiError> {
+    delivery_workflows::validation::check_ref_id("event_id", text)
+        .map_err(|e| ApiError::unprocessable("invalid-event-id", e))?;
+    let reserved = delivery_workflows::machine::INTERNAL_EVENT_ID_PREFIX;
+    if text.starts_with(reserved) {
+        return Err(ApiError::unprocessable(
+            "invalid-event-id",
+            format!(
+                "event ids starting with {reserved:?} are reserved for events the delivery order raises itself"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Other reference ids (orderings, payments, events): 1-128 of `A-Z a-z 0-9 . _ : -`.
 pub fn ref_id(field: &str, text: &str) -> Result<(), ApiError> {
     delivery_workflows::validation::check_ref_id(field, text)

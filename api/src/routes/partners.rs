@@ -1,12 +1,14 @@
 //! Partner callbacks. The partner signs the raw body with its shared secret
 //! (`X-Partner-Signature: sha256=<hex HMAC-SHA256>`); the signature is checked before the body
 //! is parsed. Pickup, delivery and failure become workflow events sent as the partner; location
-//! pings are tracking data and only update the read model.
+//! pings are tracking data and only update the read model. A partner acts only on the orders
+//! whose pickup it accepted, and only on that pickup; during a batch hold or before its pickup
+//! is confirmed it is answered 503 with `Retry-After`, which partners retry.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use delivery_workflows::{Actor, ActorKind, EventEnvelope, EventType as DomainEventType};
+use delivery_workflows::{Actor, ActorKind, EventEnvelope, EventType as DomainEventType, State};
 use hmac::{Hmac, Mac};
 use poem::web::Data;
 use poem::{Request, RequestBody};
@@ -19,9 +21,10 @@ use serde_json::Value;
 use sha2::Sha256;
 
 use crate::apply::apply;
+use crate::commands::CommandError;
 use crate::model::WebhookAccepted;
 use crate::problem::ApiError;
-use crate::routes::{Tag, delivery_order_id, ref_id};
+use crate::routes::{Tag, caller_event_id, delivery_order_id, ref_id};
 use crate::state::AppState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
@@ -178,11 +181,22 @@ async fn handle(state: &AppState, partner: &str, body: &[u8]) -> Result<WebhookA
     let callback = PartnerCallback::parse_from_json(Some(value))
         .map_err(|e| ApiError::bad_request("malformed-request", e.into_message()))?;
     let id = delivery_order_id(&callback.delivery_order_id)?;
+    caller_event_id(&callback.event_id)?;
     let data = callback.data.map(|d| d.0).unwrap_or(Value::Null);
     let event_type = match callback.callback_type {
         CallbackType::Location => {
             let location = location(&data)?;
-            let at = callback.occurred_at.unwrap_or_else(Utc::now);
+            out_with(
+                state,
+                partner,
+                &callback.delivery_order_id,
+                callback.pickup_id.as_deref(),
+            )
+            .await?;
+            // A ping dated in the future would hide every later one; it counts as now.
+            let at = callback
+                .occurred_at
+                .map_or_else(Utc::now, |at| at.min(Utc::now()));
             return match state
                 .read_model
                 .record_location(id, &callback.event_id, &location, at)
@@ -215,8 +229,20 @@ async fn handle(state: &AppState, partner: &str, body: &[u8]) -> Result<WebhookA
         data,
         actor: Actor::new(ActorKind::Partner, partner),
         correlation_id: crate::request_id::current(),
+        pickup_id: callback.pickup_id,
     };
-    let applied = apply(state, id, envelope).await?;
+    let applied = apply(state, id, envelope).await.map_err(|error| {
+        // Partners treat a 4xx as final; a hold is over in seconds, so ask for a retry.
+        if error.code() == "locked-by-batch" {
+            ApiError::retry_later(
+                "locked-by-batch",
+                "a batch holds this delivery order for a moment; retry shortly",
+                1,
+            )
+        } else {
+            error
+        }
+    })?;
     Ok(WebhookAccepted {
         delivery_order_id: applied.delivery_order_id,
         outcome: if applied.applied {
@@ -228,6 +254,55 @@ async fn handle(state: &AppState, partner: &str, body: &[u8]) -> Result<WebhookA
         state: Some(applied.state),
         version: Some(applied.version),
     })
+}
+
+/// Location pings are taken only while the order is out for delivery with this partner, on its
+/// pickup; for any other order the partner is told it does not exist.
+async fn out_with(
+    state: &AppState,
+    partner: &str,
+    order_id: &str,
+    pickup_id: Option<&str>,
+) -> Result<(), ApiError> {
+    let view = match state.commands.state(order_id).await {
+        Ok(Some(view)) => view,
+        Ok(None) | Err(CommandError::NotFound) => {
+            return Err(ApiError::delivery_order_not_found(order_id));
+        }
+        Err(e) => {
+            return Err(ApiError::unavailable(
+                "the workflow engine did not answer",
+                &e,
+            ));
+        }
+    };
+    let order = &view.order;
+    if order
+        .partner
+        .partner_id
+        .as_deref()
+        .is_some_and(|p| p != partner)
+    {
+        return Err(ApiError::delivery_order_not_found(order_id));
+    }
+    if let (Some(given), Some(pickup)) = (pickup_id, order.partner.pickup_id.as_deref())
+        && given != pickup
+    {
+        return Err(ApiError::conflict(
+            "pickup-mismatch",
+            format!("pickup_id {given:?} is not this delivery order's pickup"),
+        ));
+    }
+    if order.state != State::PickedUp {
+        return Err(ApiError::conflict(
+            "not-out-for-delivery",
+            format!(
+                "location pings are taken while the delivery order is PICKED_UP; it is {}",
+                order.state
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A location ping: `{lat, lon}` in degrees, optionally `accuracy_m`.

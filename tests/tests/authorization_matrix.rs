@@ -1,0 +1,226 @@
+//! Who may send which event to whose order, generated from the graph and sent through the real
+//! gateway: every event a caller can send × every role × the caller's own order or another's.
+//! A role the graph does not list is 403; a customer or a partner on an order that is not theirs
+//! gets 404 (it does not exist for them); everything else applies (200).
+
+use std::collections::{BTreeSet, VecDeque};
+
+use delivery_api::auth::Role;
+use delivery_tests::*;
+use delivery_workflows::{ActorKind, DELIVERY_ORDER_V1, EventType, State};
+use futures::future::join_all;
+use serde_json::{Value, json};
+
+/// A body the graph accepts for `event`.
+fn data(event: EventType) -> Value {
+    match event {
+        EventType::PickedUp => json!({"partner_order_number": "PN-M"}),
+        EventType::DeliveryFailed => json!({"reason": "WRONG_ADDRESS"}),
+        EventType::Disputed => json!({"reason": "NOT_RECEIVED"}),
+        EventType::Cancel => json!({"reason": "changed my mind"}),
+        EventType::OperatorReship
+        | EventType::OperatorCancel
+        | EventType::OperatorConfirmDelivered => json!({"note": "decided"}),
+        _ => json!({}),
+    }
+}
+
+fn role_of(kind: ActorKind) -> Option<Role> {
+    Role::ALL.into_iter().find(|r| r.actor_kind() == kind)
+}
+
+/// The shortest way from CREATED to `target` through events callers send, each with a role
+/// that may send it.
+fn path_to(target: State) -> Vec<(EventType, Role)> {
+    let graph = &*DELIVERY_ORDER_V1;
+    let mut queue = VecDeque::from([(State::Created, Vec::new())]);
+    let mut seen = BTreeSet::from([State::Created]);
+    while let Some((state, path)) = queue.pop_front() {
+        if state == target {
+            return path;
+        }
+        for t in graph.transitions.iter().filter(|t| t.from == state) {
+            let Some(role) = t.sent_by.iter().find_map(|k| role_of(*k)) else {
+                continue;
+            };
+            // DELIVERY_FAILED is never at rest: it escalates at once.
+            let to = graph.automatic_transition(t.to).map_or(t.to, |a| a.to);
+            if seen.insert(to) {
+                let mut next = path.clone();
+                next.push((t.event, role));
+                queue.push_back((to, next));
+            }
+        }
+    }
+    panic!("{target} cannot be reached by callers");
+}
+
+#[derive(Debug, Clone)]
+struct Cell {
+    event: EventType,
+    from: State,
+    role: Role,
+    own: bool,
+    expected: u16,
+}
+
+fn cells() -> Vec<Cell> {
+    let graph = &*DELIVERY_ORDER_V1;
+    let mut cells = Vec::new();
+    let mut events: Vec<(EventType, State)> = Vec::new();
+    for t in &graph.transitions {
+        let external = t.sent_by.iter().any(|k| *k != ActorKind::System);
+        if external && !events.iter().any(|(e, _)| *e == t.event) {
+            events.push((t.event, t.from));
+        }
+    }
+    for (event, from) in events {
+        let senders: Vec<ActorKind> = graph
+            .transitions
+            .iter()
+            .filter(|t| t.event == event)
+            .flat_map(|t| t.sent_by.iter().copied())
+            .collect();
+        for role in Role::ALL {
+            for own in [true, false] {
+                let allowed = senders.contains(&role.actor_kind());
+                let owned = matches!(role, Role::Customer | Role::Partner);
+                let expected = match (allowed, own) {
+                    (false, _) => 403,
+                    (true, false) if owned => 404,
+                    (true, _) => 200,
+                };
+                cells.push(Cell {
+                    event,
+                    from,
+                    role,
+                    own,
+                    expected,
+                });
+            }
+        }
+    }
+    cells
+}
+
+const CUSTOMER: &str = "cust-matrix";
+
+/// The token a cell sends with: the order's own customer or partner, or someone else.
+fn token(api: &GatewayProcess, cell: &Cell) -> String {
+    let sub = match (cell.role, cell.own) {
+        (Role::Customer, true) => CUSTOMER,
+        (Role::Customer, false) => "cust-stranger",
+        (Role::Partner, true) => "sim",
+        (Role::Partner, false) => "rival-partner",
+        (_, _) => "staff",
+    };
+    api.token(sub, &[cell.role])
+}
+
+/// Drives a new order to `state`; returns its id and version.
+async fn order_in(api: &GatewayProcess, state: State) -> (String, u64) {
+    let id = api.paid_order(CUSTOMER).await;
+    let mut version = 0;
+    for (event, role) in path_to(state) {
+        let sub = match role {
+            Role::Customer => CUSTOMER,
+            Role::Partner => "sim",
+            _ => "staff",
+        };
+        let answer = api
+            .post(
+                &format!("/api/v1/delivery-orders/{id}/events"),
+                &api.token(sub, &[role]),
+                &json!({"type": event, "data": data(event)}),
+            )
+            .await;
+        assert_eq!(
+            answer.status, 200,
+            "driving {id} to {state}: {}",
+            answer.text
+        );
+        version = answer.json["version"].as_u64().unwrap();
+    }
+    (id, version)
+}
+
+#[tokio::test]
+async fn every_role_event_and_owner_gets_the_status_the_graph_gives() {
+    let stack = Stack::start_with(StackOptions::quiet().with_gateway()).await;
+    let api = stack.api();
+    let cells = cells();
+    assert!(cells.len() >= 9 * 6 * 2, "{} cells", cells.len());
+
+    // Cells that change nothing share one order per state; each cell that applies gets its own.
+    let mut shared: Vec<(State, String, u64)> = Vec::new();
+    for cell in cells.iter().filter(|c| c.expected != 200) {
+        if !shared.iter().any(|(s, _, _)| *s == cell.from) {
+            let (id, version) = order_in(api, cell.from).await;
+            shared.push((cell.from, id, version));
+        }
+    }
+    let results = join_all(cells.iter().map(|cell| {
+        let shared = &shared;
+        async move {
+            let (id, before) = if cell.expected == 200 {
+                order_in(api, cell.from).await
+            } else {
+                let (_, id, v) = shared.iter().find(|(s, _, _)| *s == cell.from).unwrap();
+                (id.clone(), *v)
+            };
+            let answer = api
+                .post(
+                    &format!("/api/v1/delivery-orders/{id}/events"),
+                    &token(api, cell),
+                    &json!({"type": cell.event, "data": data(cell.event)}),
+                )
+                .await;
+            (cell.clone(), id, before, answer)
+        }
+    }))
+    .await;
+
+    let mut wrong = Vec::new();
+    for (cell, id, before, answer) in &results {
+        if answer.status != cell.expected {
+            wrong.push(format!(
+                "{:?} as {} on {} order ({}): expected {}, got {} {}",
+                cell.event,
+                cell.role.as_str(),
+                if cell.own { "its own" } else { "another's" },
+                cell.from,
+                cell.expected,
+                answer.status,
+                answer.text
+            ));
+        } else if cell.expected == 200 {
+            assert!(
+                answer.json["version"].as_u64().unwrap() > *before,
+                "{}",
+                answer.text
+            );
+        } else {
+            answer.problem(cell.expected);
+            let _ = id;
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} cells wrong:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+
+    // The refusals left every shared order as it was.
+    let ops = api.token("staff", &[Role::Operator]);
+    for (state, id, version) in &shared {
+        let read = api
+            .get(
+                &format!("/api/v1/delivery-orders/{id}?min_version={version}"),
+                &ops,
+            )
+            .await;
+        assert_eq!(read.json["state"], state.as_str(), "{}", read.text);
+        assert_eq!(read.json["version"], *version, "{}", read.text);
+    }
+}

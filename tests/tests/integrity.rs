@@ -1,0 +1,550 @@
+//! Integrity of the event path: no caller can wedge, fork or forge a delivery order. Each test
+//! is a way a caller could break an order's promise, tried for real against the gateway, the
+//! worker, the simulator, Temporal, PostgreSQL and Redis.
+
+use std::time::Duration;
+
+use delivery_api::auth::Role;
+use delivery_tests::*;
+use delivery_workflows::workflow::{BatchDecision, BatchPrepare};
+use delivery_workflows::{ActorKind, DeliveryOrderWorkflow, EventType, State, refusal};
+use serde_json::{Value, json};
+use temporalio_client::WorkflowExecuteUpdateOptions;
+use temporalio_client::errors::WorkflowUpdateError;
+
+async fn quiet_stack() -> Stack {
+    Stack::start_with(StackOptions::quiet().with_gateway()).await
+}
+
+fn events_of(id: &str) -> String {
+    format!("/api/v1/delivery-orders/{id}/events")
+}
+
+/// Reads the order through the gateway once the read model holds `version`.
+async fn read_at(api: &GatewayProcess, id: &str, version: u64) -> Value {
+    let ops = api.token("olga", &[Role::Operator]);
+    eventually(&format!("{id} at version {version}"), || async {
+        let read = api
+            .get(
+                &format!("/api/v1/delivery-orders/{id}?min_version={version}"),
+                &ops,
+            )
+            .await;
+        (read.status == 200).then_some(read.json)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_caller_cannot_take_the_id_of_an_event_the_order_raises_itself() {
+    let stack = quiet_stack().await;
+    let api = stack.api();
+    let id = api.paid_order("cust-i1").await;
+    let partner = api.token("sim", &[Role::Partner]);
+    let picked = api
+        .post(
+            &events_of(&id),
+            &partner,
+            &json!({"type": "PICKED_UP", "data": {"partner_order_number": "PN-I1"}}),
+        )
+        .await;
+    assert_eq!(picked.status, 200, "{}", picked.text);
+
+    // The id the escalation after a failure gets, predicted and sent first: refused, through
+    // the command API and through the webhook alike.
+    let predicted = format!("wf:{id}:ESCALATE_TO_OPERATOR:3");
+    let failure = json!({"type": "DELIVERY_FAILED", "event_id": predicted,
+                         "data": {"reason": "WRONG_ADDRESS"}});
+    let forged = api.post(&events_of(&id), &partner, &failure).await;
+    let problem = forged.problem(422);
+    assert!(
+        problem["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("invalid-event-id")
+    );
+    assert!(problem["detail"].as_str().unwrap().contains("reserved"));
+    let hook = api
+        .webhook(
+            "sim",
+            TEST_PARTNER_SECRET,
+            &json!({"event_id": predicted, "type": "DELIVERY_FAILED", "delivery_order_id": id,
+                    "data": {"reason": "WRONG_ADDRESS"}}),
+        )
+        .await;
+    hook.problem(422);
+
+    // The id the escalation had before namespaces is an ordinary caller id now: the failure
+    // applies, the order escalates under its own id, and the read model follows to the end.
+    let old_style = format!("{id}:ESCALATE_TO_OPERATOR:3");
+    let failed = api
+        .post(
+            &events_of(&id),
+            &partner,
+            &json!({"type": "DELIVERY_FAILED", "event_id": old_style,
+                    "data": {"reason": "WRONG_ADDRESS"}}),
+        )
+        .await;
+    assert_eq!(failed.status, 200, "{}", failed.text);
+    assert_eq!(failed.json["state"], "PENDING_BY_OPERATOR");
+    assert_eq!(failed.json["version"], 3);
+    let read = read_at(api, &id, 3).await;
+    assert_eq!(read["state"], "PENDING_BY_OPERATOR");
+    let ops = api.token("olga", &[Role::Operator]);
+    let queue = api.get("/api/v1/operator/queue", &ops).await;
+    assert!(
+        queue.json["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["delivery_order"]["delivery_order_id"] == id.as_str()),
+        "the operator queue shows the order: {}",
+        queue.text
+    );
+    let trail = api.get(&events_of(&id), &ops).await;
+    let ids: Vec<&str> = trail.json["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "ESCALATE_TO_OPERATOR")
+        .map(|e| e["event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [predicted.as_str()], "{}", trail.text);
+}
+
+#[tokio::test]
+async fn a_deadline_cannot_be_suppressed_by_a_caller() {
+    let stack = Stack::quiet().await;
+    let id = new_order_id();
+    let order = start_order(
+        &stack.client,
+        &stack.task_queue,
+        order_input(
+            &id,
+            deadlines(
+                Duration::from_secs(3600),
+                Duration::from_secs(3),
+                Duration::from_secs(3600),
+            ),
+        ),
+    )
+    .await;
+    // PICKED_UP under the id the delivery deadline's event used to get, and its new one refused.
+    let old_style = format!("{id}:delivery_deadline:2");
+    let picked = envelope(
+        &old_style,
+        EventType::PickedUp,
+        json!({"partner_order_number": "PN-D"}),
+        ActorKind::Partner,
+    );
+    assert_eq!(apply_event(&order, picked).await.unwrap().version, 1);
+    let mut forged = envelope(
+        &format!("wf:{id}:delivery_deadline:2"),
+        EventType::DeliveryFailed,
+        json!({"reason": "OTHER"}),
+        ActorKind::Partner,
+    );
+    let refused = apply_event(&order, forged.clone()).await.unwrap_err();
+    assert!(refused.starts_with("INVALID_EVENT_ID"), "{refused}");
+    forged.actor.kind = ActorKind::System;
+    let refused = apply_event(&order, forged).await.unwrap_err();
+    assert!(refused.starts_with("FORBIDDEN_ACTOR"), "{refused}");
+
+    // The deadline still fires: the order fails for DELIVERY_TIMEOUT and escalates.
+    let view = wait_for(&order, "the delivery deadline", |v| {
+        v.order.state == State::PendingByOperator
+    })
+    .await;
+    assert_eq!(
+        view.order.failure_reason,
+        Some(delivery_workflows::FailureReason::DeliveryTimeout)
+    );
+}
+
+#[tokio::test]
+async fn a_partner_acts_only_on_the_orders_whose_pickup_it_took() {
+    let stack = Stack::start_with(StackOptions::quiet().gateway(
+        "PARTNER_WEBHOOK_SECRETS",
+        &format!("sim={TEST_PARTNER_SECRET},rival=rival-secret"),
+    ))
+    .await;
+    let api = stack.api();
+    let id = api.paid_order("cust-i2").await;
+    let (partner_id, pickup_id) = api.pickup_confirmed(&id).await;
+    assert_eq!(partner_id, "sim", "the worker's partner took the pickup");
+    let ops = api.token("olga", &[Role::Operator]);
+    let picked = json!({"type": "PICKED_UP", "data": {"partner_order_number": "PN-R"}});
+
+    // A partner token of another subject: the order does not exist for it.
+    let rival = api.token("rival", &[Role::Partner]);
+    api.post(&events_of(&id), &rival, &picked)
+        .await
+        .problem(404);
+    // Another configured partner's signed webhook: the same.
+    let hook = |partner_pickup: &str, event_id: &str, kind: &str| {
+        json!({"event_id": event_id, "type": kind, "delivery_order_id": id,
+               "pickup_id": partner_pickup, "data": {"partner_order_number": "PN-R"}})
+    };
+    api.webhook(
+        "rival",
+        "rival-secret",
+        &hook(&pickup_id, "r-1", "PICKED_UP"),
+    )
+    .await
+    .problem(404);
+    // The right partner with somebody else's pickup id.
+    let mismatch = api
+        .webhook(
+            "sim",
+            TEST_PARTNER_SECRET,
+            &hook("pk-not-this-one", "r-2", "PICKED_UP"),
+        )
+        .await;
+    assert!(
+        mismatch.problem(409)["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("pickup-mismatch")
+    );
+    // Location pings before the order is out: refused, and nothing reaches tracking.
+    let early_ping = json!({"event_id": "r-loc-0", "type": "LOCATION", "delivery_order_id": id,
+                            "pickup_id": pickup_id, "data": {"lat": 1.0, "lon": 1.0}});
+    api.webhook("sim", TEST_PARTNER_SECRET, &early_ping)
+        .await
+        .problem(409);
+    let rival_ping = json!({"event_id": "r-loc-1", "type": "LOCATION", "delivery_order_id": id,
+                            "data": {"lat": 1.0, "lon": 1.0}});
+    api.webhook("rival", "rival-secret", &rival_ping)
+        .await
+        .problem(404);
+    let read = api
+        .get(&format!("/api/v1/delivery-orders/{id}"), &ops)
+        .await;
+    assert_eq!(read.json["state"], "CREATED");
+    assert_eq!(read.json["version"], 0);
+
+    // The partner that took it, on its pickup: applied, and its pings now count.
+    let applied = api
+        .webhook(
+            "sim",
+            TEST_PARTNER_SECRET,
+            &hook(&pickup_id, "r-3", "PICKED_UP"),
+        )
+        .await;
+    assert_eq!(applied.status, 200, "{}", applied.text);
+    assert_eq!(applied.json["state"], "PICKED_UP");
+    let ping = api.webhook("sim", TEST_PARTNER_SECRET, &early_ping).await;
+    assert_eq!(ping.status, 200, "{}", ping.text);
+    api.webhook("rival", "rival-secret", &rival_ping)
+        .await
+        .problem(404);
+}
+
+#[tokio::test]
+async fn a_customer_token_with_another_role_cannot_act_on_other_customers_orders() {
+    let stack = quiet_stack().await;
+    let api = stack.api();
+    let id = api.paid_order("cust-victim").await;
+    let partner = api.token("sim", &[Role::Partner]);
+    for (kind, data) in [
+        ("PICKED_UP", json!({"partner_order_number": "PN-V"})),
+        ("DELIVERED", json!({})),
+    ] {
+        let answer = api
+            .post(
+                &events_of(&id),
+                &partner,
+                &json!({"type": kind, "data": data}),
+            )
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.text);
+    }
+    let mallory = api.token("mallory", &[Role::Customer, Role::PaymentService]);
+    for body in [
+        json!({"type": "CONFIRMED"}),
+        json!({"type": "CONFIRMED", "sent_as": "customer"}),
+        json!({"type": "DISPUTED", "data": {"reason": "NOT_RECEIVED"}}),
+    ] {
+        api.post(&events_of(&id), &mallory, &body)
+            .await
+            .problem(404);
+    }
+    // Naming a role the token lacks, or one that may not send the event, is refused outright.
+    api.post(
+        &events_of(&id),
+        &mallory,
+        &json!({"type": "CONFIRMED", "sent_as": "operator"}),
+    )
+    .await
+    .problem(403);
+    api.post(
+        &events_of(&id),
+        &mallory,
+        &json!({"type": "CONFIRMED", "sent_as": "payment_service"}),
+    )
+    .await
+    .problem(403);
+
+    let ops = api.token("olga", &[Role::Operator]);
+    let read = read_at(api, &id, 2).await;
+    assert_eq!(read["state"], "DELIVERED", "nothing Mallory sent applied");
+    let trail = api.get(&events_of(&id), &ops).await;
+    assert!(
+        !trail.text.contains("mallory"),
+        "no trace of Mallory in the audit trail: {}",
+        trail.text
+    );
+    // The order's own customer, holding the same two roles, confirms.
+    let owner = api.token("cust-victim", &[Role::Customer, Role::PaymentService]);
+    let confirmed = api
+        .post(&events_of(&id), &owner, &json!({"type": "CONFIRMED"}))
+        .await;
+    assert_eq!(confirmed.status, 200, "{}", confirmed.text);
+    assert_eq!(confirmed.json["state"], "DELIVERY_CONFIRMED");
+}
+
+#[tokio::test]
+async fn an_event_id_reused_for_another_event_is_a_conflict_and_a_retry_gets_the_original() {
+    let stack = quiet_stack().await;
+    let api = stack.api();
+    let id = api.paid_order("cust-i3").await;
+    let partner = api.token("sim", &[Role::Partner]);
+    let customer = api.token("cust-i3", &[Role::Customer]);
+    let picked = json!({"type": "PICKED_UP", "event_id": "X-1",
+                        "data": {"partner_order_number": "PN-X"}});
+    let first = api.post(&events_of(&id), &partner, &picked).await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    let delivered = api
+        .post(
+            &events_of(&id),
+            &partner,
+            &json!({"type": "DELIVERED", "event_id": "X-2"}),
+        )
+        .await;
+    assert_eq!(delivered.json["state"], "DELIVERED");
+
+    let reused = api
+        .post(
+            &events_of(&id),
+            &customer,
+            &json!({"type": "CONFIRMED", "event_id": "X-1"}),
+        )
+        .await;
+    let problem = reused.problem(409);
+    assert!(
+        problem["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("idempotency-conflict")
+    );
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("PICKED_UP") && detail.contains("version 1"),
+        "{detail}"
+    );
+    let other_data = api
+        .post(
+            &events_of(&id),
+            &partner,
+            &json!({"type": "PICKED_UP", "event_id": "X-1",
+                    "data": {"partner_order_number": "PN-OTHER"}}),
+        )
+        .await;
+    other_data.problem(409);
+
+    // The same event again: the answer it got then.
+    let retry = api.post(&events_of(&id), &partner, &picked).await;
+    assert_eq!(retry.status, 200, "{}", retry.text);
+    assert_eq!(retry.json["state"], "PICKED_UP");
+    assert_eq!(retry.json["version"], 1);
+    let read = read_at(api, &id, 2).await;
+    assert_eq!(read["state"], "DELIVERED", "the conflict changed nothing");
+}
+
+#[tokio::test]
+async fn repeats_and_refusals_add_nothing_to_the_history() {
+    let stack = quiet_stack().await;
+    let api = stack.api();
+    let id = api.paid_order("cust-i4").await;
+    let partner = api.token("sim", &[Role::Partner]);
+    let order = handle(&stack.client, &id);
+    let picked = json!({"type": "PICKED_UP", "event_id": "H-1",
+                        "data": {"partner_order_number": "PN-H"}});
+    assert_eq!(
+        api.post(&events_of(&id), &partner, &picked).await.status,
+        200
+    );
+    // Let the projection and the task that follows the event settle.
+    read_at(api, &id, 1).await;
+    let before = history_len(&order).await;
+
+    for n in 0..100 {
+        // The same event again, with the gateway's per-request content (a new request id).
+        let again = api.post(&events_of(&id), &partner, &picked).await;
+        assert_eq!(again.status, 200, "{}", again.text);
+        // The same event in a batch of its own.
+        let batch = api
+            .post(
+                "/api/v1/event-batches",
+                &partner,
+                &json!({"events": [{"delivery_order_id": id, "type": "PICKED_UP",
+                                    "event_id": "H-1",
+                                    "data": {"partner_order_number": "PN-H"}}]}),
+            )
+            .await;
+        assert_eq!(batch.status, 200, "repeat {n}: {}", batch.text);
+        assert_eq!(batch.json["results"][0]["version"], 1);
+        // Refused events.
+        api.post(
+            &events_of(&id),
+            &partner,
+            &json!({"type": "CONFIRMED", "event_id": format!("H-bad-{n}")}),
+        )
+        .await
+        .problem(403);
+        api.post(
+            &events_of(&id),
+            &partner,
+            &json!({"type": "PICKED_UP", "event_id": format!("H-again-{n}"),
+                    "data": {"partner_order_number": "PN-H"}}),
+        )
+        .await
+        .problem(409);
+    }
+    let after = history_len(&order).await;
+    assert_eq!(
+        after, before,
+        "400 repeats and refusals left no trace in the history"
+    );
+}
+
+async fn prepare(
+    order: &OrderHandle,
+    batch_id: &str,
+    lease_ms: u64,
+    event_id: &str,
+) -> Result<(), String> {
+    let prepare = BatchPrepare {
+        batch_id: batch_id.into(),
+        events: vec![envelope(
+            event_id,
+            EventType::PickedUp,
+            json!({"partner_order_number": "PN-L"}),
+            ActorKind::Partner,
+        )],
+        lease_ms: Some(lease_ms),
+    };
+    order
+        .execute_update(
+            DeliveryOrderWorkflow::prepare_batch,
+            prepare,
+            WorkflowExecuteUpdateOptions::default(),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| match e {
+            WorkflowUpdateError::Failed(failure) => failure.message,
+            other => format!("{other:#}"),
+        })
+}
+
+async fn decide(order: &OrderHandle, batch_id: &str, commit: bool) -> Result<u64, String> {
+    let decision = BatchDecision {
+        batch_id: batch_id.into(),
+    };
+    let options = WorkflowExecuteUpdateOptions::default();
+    let answer = if commit {
+        order
+            .execute_update(DeliveryOrderWorkflow::commit_batch, decision, options)
+            .await
+    } else {
+        order
+            .execute_update(DeliveryOrderWorkflow::abort_batch, decision, options)
+            .await
+    };
+    answer.map(|o| o.version).map_err(|e| match e {
+        WorkflowUpdateError::Failed(failure) => failure.message,
+        other => format!("{other:#}"),
+    })
+}
+
+#[tokio::test]
+async fn a_batch_hold_that_is_never_decided_ends_with_its_lease() {
+    let stack = quiet_stack().await;
+    let api = stack.api();
+    let id = api.paid_order("cust-i5").await;
+    let order = handle(&stack.client, &id);
+    let partner = api.token("sim", &[Role::Partner]);
+
+    // A coordinator prepared the order and then vanished (terminated, reset, never commits).
+    prepare(&order, "lost-batch", 3_000, "L-1").await.unwrap();
+    let locked = api
+        .post(
+            &events_of(&id),
+            &partner,
+            &json!({"type": "PICKED_UP", "data": {"partner_order_number": "PN-L2"}}),
+        )
+        .await;
+    locked.problem(409);
+    // A partner's webhook meanwhile is asked to retry, not refused for good.
+    let (_, pickup_id) = api.pickup_confirmed(&id).await;
+    let hook = api
+        .webhook(
+            "sim",
+            TEST_PARTNER_SECRET,
+            &json!({"event_id": "L-hook", "type": "PICKED_UP", "delivery_order_id": id,
+                    "pickup_id": pickup_id, "data": {"partner_order_number": "PN-L3"}}),
+        )
+        .await;
+    let problem = hook.problem(503);
+    assert_eq!(problem["retry_after_seconds"], 1);
+    assert!(hook.headers.contains_key("retry-after"));
+
+    // The lease runs out: the order takes events again, and nothing of the batch applied.
+    let applied = eventually("the order released by its lease", || async {
+        let answer = api
+            .webhook(
+                "sim",
+                TEST_PARTNER_SECRET,
+                &json!({
+            "event_id": "L-hook", "type": "PICKED_UP", "delivery_order_id": id,
+            "pickup_id": pickup_id, "data": {"partner_order_number": "PN-L3"}}),
+            )
+            .await;
+        (answer.status == 200).then_some(answer.json)
+    })
+    .await;
+    assert_eq!(applied["state"], "PICKED_UP");
+    assert_eq!(applied["version"], 1);
+    let view = query_state(&order).await.unwrap();
+    assert_eq!(
+        view.order.partner.partner_order_number.as_deref(),
+        Some("PN-L3")
+    );
+
+    // The late commit learns the batch was not applied; a late prepare cannot hold it again.
+    let late_commit = decide(&order, "lost-batch", true).await.unwrap_err();
+    assert_eq!(
+        refusal::code(&late_commit),
+        refusal::BATCH_RELEASED,
+        "{late_commit}"
+    );
+    let late_prepare = prepare(&order, "lost-batch", 3_000, "L-4")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refusal::code(&late_prepare),
+        refusal::BATCH_FINISHED,
+        "{late_prepare}"
+    );
+    // Nor can a prepare that arrives after its abort.
+    decide(&order, "aborted-first", false).await.unwrap();
+    let after_abort = prepare(&order, "aborted-first", 3_000, "L-5")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refusal::code(&after_abort),
+        refusal::BATCH_FINISHED,
+        "{after_abort}"
+    );
+}

@@ -1,0 +1,179 @@
+//! A flood of duplicate, refused and malformed messages against one delivery order: the
+//! workflow stays healthy, its history stays bounded (it continues as new), and the order still
+//! completes with exactly its real events, everywhere.
+//!
+//! `FLOOD_MESSAGES` (default 2,000) and `FLOOD_IN_FLIGHT` (default 32) size it; `make flood`
+//! sends 20,000.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use delivery_tests::*;
+use delivery_workflows::workflow::HISTORY_LIMIT;
+use delivery_workflows::{ActorKind, EventType, State};
+use futures::StreamExt;
+use serde_json::json;
+use temporalio_client::WorkflowGetResultOptions;
+
+fn setting(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[tokio::test]
+async fn a_flood_of_bad_and_repeated_messages_leaves_the_order_healthy_and_bounded() {
+    let messages = setting("FLOOD_MESSAGES", 2_000);
+    let in_flight = setting("FLOOD_IN_FLIGHT", 32);
+    let stack = Stack::quiet().await;
+    let id = new_order_id();
+    let order = start_order(
+        &stack.client,
+        &stack.task_queue,
+        order_input(&id, far_deadlines()),
+    )
+    .await;
+    let picked = envelope(
+        "flood-pu",
+        EventType::PickedUp,
+        json!({"partner_order_number": "PN-F"}),
+        ActorKind::Partner,
+    );
+    apply_event(&order, picked.clone()).await.unwrap();
+
+    let answered = AtomicU64::new(0);
+    let started = Instant::now();
+    futures::stream::iter(0..messages)
+        .for_each_concurrent(in_flight, |n| {
+            let order = &order;
+            let picked = picked.clone();
+            let answered = &answered;
+            async move {
+                match n % 5 {
+                    // The applied event again: answered with its outcome, recorded nowhere.
+                    0 => {
+                        let again = apply_event(order, picked).await.unwrap();
+                        assert!(!again.applied && again.version == 1, "{again:?}");
+                    }
+                    // An event the state does not allow: refused by the validator.
+                    1 => {
+                        let refused = apply_event(
+                            order,
+                            envelope(
+                                &format!("flood-bad-{n}"),
+                                EventType::Confirmed,
+                                json!({}),
+                                ActorKind::Customer,
+                            ),
+                        )
+                        .await
+                        .unwrap_err();
+                        assert!(refused.starts_with("INVALID_TRANSITION"), "{refused}");
+                    }
+                    // Signals: malformed, a repeat, and one not allowed now. Signals cannot be
+                    // refused, so these are what grows the history.
+                    2 => signal(order, "picked_up", json!("not an object")).await,
+                    3 => {
+                        signal(
+                            order,
+                            "picked_up",
+                            json!({"event_id": "flood-pu", "partner_order_number": "PN-F"}),
+                        )
+                        .await
+                    }
+                    _ => {
+                        signal(
+                            order,
+                            "confirmed",
+                            json!({"event_id": format!("flood-early-{n}")}),
+                        )
+                        .await
+                    }
+                }
+                answered.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+        .await;
+    let flood_secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "flood: {} messages in {flood_secs:.1} s ({:.0}/s, {in_flight} in flight)",
+        answered.load(Ordering::Relaxed),
+        answered.load(Ordering::Relaxed) as f64 / flood_secs
+    );
+
+    // Still healthy: it answers, it is where it was, and it applies real events.
+    let view = wait_for(&order, "the order after the flood", |v| {
+        v.order.state == State::PickedUp
+    })
+    .await;
+    assert_eq!(view.order.version, 1);
+    let signals = (messages / 5) * 3;
+    if signals as u32 > HISTORY_LIMIT / 2 {
+        assert!(
+            view.runs > 0,
+            "{signals} signals and the workflow never continued as new"
+        );
+    }
+    let length = history_len(&order).await;
+    assert!(
+        length < (HISTORY_LIMIT as usize) + 500,
+        "the current run's history is {length} events"
+    );
+    eprintln!(
+        "flood: the workflow continued as new {} times; current run {length} events; {} rejections counted",
+        view.runs, view.order.rejected_total
+    );
+
+    for (event_id, event_type, actor) in [
+        ("flood-de", EventType::Delivered, ActorKind::Partner),
+        ("flood-co", EventType::Confirmed, ActorKind::Customer),
+    ] {
+        let outcome = apply_event(&order, envelope(event_id, event_type, json!({}), actor))
+            .await
+            .unwrap();
+        assert!(outcome.applied, "{outcome:?}");
+    }
+    let done = order
+        .get_result(WorkflowGetResultOptions::default())
+        .await
+        .expect("the last run completes");
+    capture_runs(&stack.client, &id, "continued_as_new").await;
+    assert_eq!(done.order.state, State::DeliveryConfirmed);
+    assert_eq!(done.order.version, 3);
+    let kinds: Vec<EventType> = done.order.events.iter().map(|e| e.event_type).collect();
+    assert_eq!(
+        kinds,
+        [
+            EventType::PickedUp,
+            EventType::Delivered,
+            EventType::Confirmed
+        ]
+    );
+
+    // The read model holds exactly the three events, once each, in order.
+    let pool = read_model().await;
+    let order_id = uuid::Uuid::parse_str(&id).unwrap();
+    let (state, version): (String, i64) =
+        sqlx::query_as("SELECT state, version FROM delivery_orders WHERE id = $1")
+            .bind(order_id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((state.as_str(), version), ("DELIVERY_CONFIRMED", 3));
+    let trail: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT seq, type FROM delivery_order_events WHERE delivery_order_id = $1 ORDER BY seq",
+    )
+    .bind(order_id)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        trail,
+        [
+            (1, "PICKED_UP".to_owned()),
+            (2, "DELIVERED".to_owned()),
+            (3, "CONFIRMED".to_owned())
+        ]
+    );
+}
