@@ -1,7 +1,10 @@
 //! The read-model projection: one PostgreSQL transaction per projection, idempotent on
 //! `(delivery_order_id, seq)` and guarded by `version`, so retries and replays change nothing and
-//! an older snapshot never overwrites a newer one.
+//! an older snapshot never overwrites a newer one. Nothing in an event's content can make it
+//! fail for ever: odd content is applied as the workflow says and recorded as an anomaly, and a
+//! failure retrying cannot fix is surfaced (metric, `/api/state`, one log line).
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use delivery_workflows::EventType;
@@ -12,6 +15,7 @@ use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use tracing::Instrument;
 
+use crate::audit;
 use crate::metrics::ProjectionMetrics;
 use crate::outbox::{self, OutboxRow};
 
@@ -21,7 +25,12 @@ pub const OUTBOX_CHANNEL: &str = "read_model_outbox";
 /// The outbox rows of one projection: one domain event per applied event (plus `DeliveryCreated`
 /// for the first version), then the order's status at this version. The status goes last, so once
 /// the cache or a live update shows version N, the stream already holds every event up to N.
-fn outbox_rows(p: &Projection) -> Vec<(String, &'static str, serde_json::Value)> {
+/// `reused_ids` are the seqs whose event id an earlier event of the order already carries: their
+/// domain event gets a key of its own, so it is published rather than taken for the earlier one.
+fn outbox_rows(
+    p: &Projection,
+    reused_ids: &BTreeSet<u64>,
+) -> Vec<(String, &'static str, serde_json::Value)> {
     // The whole row as the read model holds it (tracking data apart), so a read served from the
     // cache answers exactly what PostgreSQL would.
     let status = serde_json::json!({
@@ -62,7 +71,7 @@ fn outbox_rows(p: &Projection) -> Vec<(String, &'static str, serde_json::Value)>
             "refund_needed": event.is_some_and(|e| e.event_type == EventType::OperatorCancel),
         })
     };
-    if p.version == 0 || p.events.first().is_some_and(|e| e.seq == 1) {
+    if includes_creation(p) {
         rows.push((
             format!("created:{}", p.delivery_order_id),
             "domain_event",
@@ -80,12 +89,17 @@ fn outbox_rows(p: &Projection) -> Vec<(String, &'static str, serde_json::Value)>
             EventType::Cancel | EventType::OperatorCancel => "DeliveryCancelled",
             EventType::OperatorReship => "DeliveryReshipped",
         };
-        rows.push((
-            // Event ids are unique per delivery order only.
-            format!("event:{}:{}", p.delivery_order_id, event.event_id),
-            "domain_event",
-            domain(name, Some(event)),
-        ));
+        // Event ids are unique per delivery order only, and not even that when a caller chose
+        // an id the workflow also gave one of its own events.
+        let key = if reused_ids.contains(&event.seq) {
+            format!(
+                "event:{}:{}#{}",
+                p.delivery_order_id, event.event_id, event.seq
+            )
+        } else {
+            format!("event:{}:{}", p.delivery_order_id, event.event_id)
+        };
+        rows.push((key, "domain_event", domain(name, Some(event))));
     }
     rows.push((
         format!("status:{}:{}", p.delivery_order_id, p.version),
@@ -93,6 +107,11 @@ fn outbox_rows(p: &Projection) -> Vec<(String, &'static str, serde_json::Value)>
         status,
     ));
     rows
+}
+
+/// Whether this projection is the order's first: it records the creation.
+fn includes_creation(p: &Projection) -> bool {
+    p.version == 0 || p.events.first().is_some_and(|e| e.seq == 1)
 }
 
 /// The sqlx migrations of the read model, embedded at build time.
@@ -111,11 +130,58 @@ pub enum ProjectionError {
     Database(#[from] sqlx::Error),
 }
 
+impl ProjectionError {
+    /// True when retrying cannot help: the projection's data or the schema is wrong, not the
+    /// connection. Such a failure is recorded and surfaced; transient ones are only retried.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            ProjectionError::BadId { .. } => true,
+            ProjectionError::Database(error) => permanent_database_error(error),
+        }
+    }
+}
+
+fn permanent_database_error(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) => {
+            // SQLSTATE classes: 08 connection, 40 rollback (serialization, deadlock),
+            // 53 resources, 57 operator intervention (shutdown), 58 system: transient.
+            // Anything else (22 data, 23 integrity, 42 schema, ...) fails the same way again.
+            let code = db.code().unwrap_or_default();
+            !["08", "40", "53", "57", "58"]
+                .iter()
+                .any(|class| code.starts_with(class))
+        }
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::TypeNotFound { .. }
+        | sqlx::Error::ColumnNotFound(_)
+        | sqlx::Error::ColumnIndexOutOfBounds { .. } => true,
+        _ => false,
+    }
+}
+
+/// Something the projection applied although it did not look right.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anomaly {
+    pub seq: u64,
+    pub event_id: String,
+    /// `event_id_collision` or `seq_content_mismatch`.
+    pub kind: &'static str,
+    pub detail: serde_json::Value,
+}
+
 fn uuid(field: &'static str, value: &str) -> Result<uuid::Uuid, ProjectionError> {
     uuid::Uuid::parse_str(value).map_err(|_| ProjectionError::BadId {
         field,
         value: value.to_owned(),
     })
+}
+
+/// The audit entry id of an order's creation. `#` is outside the characters callers may use
+/// in event ids, so no event can ever carry it.
+pub fn creation_event_id(delivery_order_id: &str) -> String {
+    format!("{delivery_order_id}#create")
 }
 
 impl ReadModelActivities {
@@ -133,7 +199,14 @@ impl ReadModelActivities {
     }
 
     /// Applies one projection in a single transaction.
-    pub async fn project(&self, p: &Projection) -> Result<ProjectionOutcome, ProjectionError> {
+    ///
+    /// Idempotent: an audit entry is identified by `(delivery_order_id, seq)`, and a projection
+    /// applied again changes nothing. The workflow is the source of truth, so an event is
+    /// recorded even when its id is already used by another event of the order, and content at
+    /// a seq that differs from the workflow's is replaced by it; both are recorded as anomalies
+    /// (returned, and kept in `read_model_anomalies`). The row is only ever replaced by a higher
+    /// version, so a late or repeated projection never takes the newer state away.
+    pub async fn project(&self, p: &Projection) -> Result<Vec<Anomaly>, ProjectionError> {
         let id = uuid("delivery_order_id", &p.delivery_order_id)?;
         let replaces = p
             .replaces_id
@@ -193,28 +266,33 @@ impl ReadModelActivities {
         .bind(&p.updated_at)
         .execute(&mut *tx)
         .await?;
-        for e in &p.events {
-            sqlx::query(
-                "INSERT INTO delivery_order_events (delivery_order_id, seq, event_id, type, from_state, to_state,
-                     data, actor_kind, actor_id, correlation_id, occurred_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::timestamptz)
-                 ON CONFLICT (delivery_order_id, seq) DO NOTHING",
-            )
-            .bind(id)
-            .bind(e.seq as i64)
-            .bind(&e.event_id)
-            .bind(e.event_type.as_str())
-            .bind(e.from_state.as_str())
-            .bind(e.to_state.as_str())
-            .bind(Json(&e.data))
-            .bind(e.actor.kind.as_str())
-            .bind(&e.actor.id)
-            .bind(&e.correlation_id)
-            .bind(&e.occurred_at)
-            .execute(&mut *tx)
-            .await?;
+        if includes_creation(p) {
+            record_creation(&mut tx, id, p).await?;
         }
-        let rows: Vec<OutboxRow> = outbox_rows(p)
+        let held: i64 = sqlx::query_scalar("SELECT version FROM delivery_orders WHERE id = $1")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let stale = (p.version as i64) < held;
+        let mut anomalies = Vec::new();
+        let mut reused_ids = BTreeSet::new();
+        for e in &p.events {
+            let found = audit::record(&mut tx, id, e, stale).await?;
+            if let Some(anomaly) = found.replaced {
+                anomalies.push(anomaly);
+            }
+            if let Some(anomaly) = found.collision {
+                reused_ids.insert(e.seq);
+                anomalies.push(anomaly);
+            }
+        }
+        let mut new_anomalies = Vec::new();
+        for anomaly in anomalies {
+            if audit::record_anomaly(&mut tx, id, &anomaly).await? {
+                new_anomalies.push(anomaly);
+            }
+        }
+        let rows: Vec<OutboxRow> = outbox_rows(p, &reused_ids)
             .into_iter()
             .map(|(dedup_key, kind, payload)| OutboxRow {
                 dedup_key,
@@ -225,7 +303,25 @@ impl ReadModelActivities {
             })
             .collect();
         outbox::enqueue(&mut tx, rows).await?;
+        // The order projects again: whatever failure was recorded for it is over.
+        sqlx::query("DELETE FROM read_model_projection_failures WHERE delivery_order_id = $1")
+            .bind(&p.delivery_order_id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
+        for anomaly in &new_anomalies {
+            tracing::warn!(
+                delivery_order_id = %p.delivery_order_id,
+                seq = anomaly.seq,
+                event_id = %anomaly.event_id,
+                kind = anomaly.kind,
+                detail = %anomaly.detail,
+                "read model anomaly: the workflow's event was applied as it is"
+            );
+            if let Some(metrics) = &self.metrics {
+                metrics.anomalies.with_label_values(&[anomaly.kind]).inc();
+            }
+        }
         if let Some(metrics) = &self.metrics {
             let now = chrono::Utc::now();
             for event in &p.events {
@@ -246,15 +342,75 @@ impl ReadModelActivities {
                     .inc();
             }
         }
-        Ok(ProjectionOutcome { version: p.version })
+        Ok(new_anomalies)
     }
+
+    /// Keeps a permanent failure where operators see it (`/api/state`). True the first time it
+    /// is recorded for this order, so the caller logs it once rather than on every retry.
+    pub async fn record_permanent_failure(
+        &self,
+        p: &Projection,
+        error: &ProjectionError,
+    ) -> Result<bool, sqlx::Error> {
+        let attempts: i64 = sqlx::query_scalar(
+            "INSERT INTO read_model_projection_failures (delivery_order_id, version, error)
+             VALUES ($1, $2, $3)
+             ON CONFLICT (delivery_order_id) DO UPDATE SET
+                 version = EXCLUDED.version, error = EXCLUDED.error,
+                 attempts = read_model_projection_failures.attempts + 1, last_failed_at = now()
+             RETURNING attempts",
+        )
+        .bind(&p.delivery_order_id)
+        .bind(p.version as i64)
+        .bind(error.to_string())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(attempts == 1)
+    }
+}
+
+/// The audit trail's first entry (seq 0): who created the order, from which payment.
+async fn record_creation(
+    tx: &mut sqlx::PgConnection,
+    id: uuid::Uuid,
+    p: &Projection,
+) -> Result<(), sqlx::Error> {
+    let data = serde_json::json!({
+        "payment_id": p.payment_id,
+        "ordering_id": p.ordering_id,
+        "replaces_id": p.replaces_id,
+    });
+    // Orders started without a creator (e.g. from the Temporal CLI) say so rather than guess.
+    let (actor_kind, actor_id) = match &p.created_by {
+        Some(actor) => (actor.kind.as_str(), actor.id.clone()),
+        None => ("unknown", None),
+    };
+    sqlx::query(
+        "INSERT INTO delivery_order_events (delivery_order_id, seq, event_id, type, from_state, to_state,
+             data, actor_kind, actor_id, correlation_id, occurred_at)
+         VALUES ($1, 0, $2, 'CREATE', NULL, $3, $4, $5, $6, $7, $8::timestamptz)
+         ON CONFLICT (delivery_order_id, seq) DO NOTHING",
+    )
+    .bind(id)
+    .bind(creation_event_id(&p.delivery_order_id))
+    .bind(delivery_workflows::State::Created.as_str())
+    .bind(Json(data))
+    .bind(actor_kind)
+    .bind(actor_id)
+    .bind(&p.creation_correlation_id)
+    .bind(&p.created_at)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 #[activities]
 impl ReadModelActivities {
-    /// Projects a delivery order's new state and events. Database errors are retried by the
-    /// activity's retry policy until PostgreSQL is back; nothing is lost meanwhile because the
-    /// workflow keeps the events and resends everything after the last confirmed version.
+    /// Projects a delivery order's new state and events. Failures are retried by the activity's
+    /// retry policy (backing off to every 10 s) until they succeed; nothing is lost meanwhile
+    /// because the workflow keeps the events and resends everything after the last confirmed
+    /// version. A failure retrying cannot fix is recorded, counted and logged once with the
+    /// order id, so it is seen rather than retried in silence, and heals once fixed.
     #[activity(definition = ProjectEvents)]
     pub async fn project_events(
         self: Arc<Self>,
@@ -269,18 +425,59 @@ impl ReadModelActivities {
             attempt = ctx.info().attempt,
         );
         async move {
-            match self.project(&projection).await {
-                Ok(outcome) => Ok(outcome),
-                Err(error) => {
-                    if let Some(metrics) = &self.metrics {
-                        metrics.failures.inc();
-                    }
-                    tracing::warn!(%error, "projection failed; will retry");
-                    Err(error.into())
-                }
-            }
+            self.project_or_surface(&projection)
+                .await
+                .map_err(ActivityError::from)
         }
         .instrument(span)
         .await
+    }
+}
+
+impl ReadModelActivities {
+    /// What the activity does: applies the projection; on failure counts it, and surfaces a
+    /// permanent one (recorded for `/api/state`, counted, logged once with the order id).
+    pub async fn project_or_surface(
+        &self,
+        p: &Projection,
+    ) -> Result<ProjectionOutcome, ProjectionError> {
+        match self.project(p).await {
+            Ok(_) => Ok(ProjectionOutcome { version: p.version }),
+            Err(error) => {
+                if let Some(metrics) = &self.metrics {
+                    metrics.failures.inc();
+                }
+                if error.is_permanent() {
+                    self.surface_permanent_failure(p, &error).await;
+                } else {
+                    tracing::warn!(%error, "projection failed; will retry");
+                }
+                Err(error)
+            }
+        }
+    }
+
+    async fn surface_permanent_failure(&self, p: &Projection, error: &ProjectionError) {
+        match self.record_permanent_failure(p, error).await {
+            Ok(true) => {
+                if let Some(metrics) = &self.metrics {
+                    metrics.permanent_failures.inc();
+                }
+                tracing::error!(
+                    delivery_order_id = %p.delivery_order_id,
+                    version = p.version,
+                    %error,
+                    "read model projection fails permanently; the order's read model stays behind until this is fixed"
+                );
+            }
+            Ok(false) => tracing::debug!(%error, "projection still failing"),
+            Err(record_error) => tracing::error!(
+                delivery_order_id = %p.delivery_order_id,
+                version = p.version,
+                %error,
+                %record_error,
+                "read model projection fails permanently, and recording that failed too"
+            ),
+        }
     }
 }

@@ -289,14 +289,50 @@ pub struct Actor {
     pub id: Option<String>,
 }
 
-/// One entry of a delivery order's audit trail.
+/// What an audit entry records: the order's creation (`CREATE`, always the first entry, seq 0)
+/// or an event of the graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AuditEntryType {
+    Create,
+    PickedUp,
+    Delivered,
+    DeliveryFailed,
+    Confirmed,
+    Disputed,
+    Cancel,
+    OperatorReship,
+    OperatorCancel,
+    OperatorConfirmDelivered,
+    EscalateToOperator,
+}
+
+impl From<DomainEventType> for AuditEntryType {
+    fn from(value: DomainEventType) -> Self {
+        match value {
+            DomainEventType::PickedUp => Self::PickedUp,
+            DomainEventType::Delivered => Self::Delivered,
+            DomainEventType::DeliveryFailed => Self::DeliveryFailed,
+            DomainEventType::Confirmed => Self::Confirmed,
+            DomainEventType::Disputed => Self::Disputed,
+            DomainEventType::Cancel => Self::Cancel,
+            DomainEventType::OperatorReship => Self::OperatorReship,
+            DomainEventType::OperatorCancel => Self::OperatorCancel,
+            DomainEventType::OperatorConfirmDelivered => Self::OperatorConfirmDelivered,
+            DomainEventType::EscalateToOperator => Self::EscalateToOperator,
+        }
+    }
+}
+
+/// One entry of a delivery order's audit trail. The first (seq 0, type `CREATE`) says who
+/// created the order and from which payment (`data.payment_id`); it has no `from_state`.
 #[derive(Debug, Clone, Object)]
 pub struct AuditEvent {
     pub seq: u64,
     pub event_id: String,
     #[oai(rename = "type")]
-    pub event_type: EventType,
-    pub from_state: State,
+    pub event_type: AuditEntryType,
+    pub from_state: Option<State>,
     pub to_state: State,
     pub data: Any<Value>,
     pub actor: Actor,

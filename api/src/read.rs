@@ -22,6 +22,8 @@ use crate::model::{self, timestamp};
 const CACHE_TIMEOUT: Duration = Duration::from_millis(250);
 /// Most rows one list page returns.
 pub const MAX_PAGE: u32 = 200;
+/// The audit entry type of an order's creation (seq 0), written by the projection.
+const CREATE_ENTRY: &str = "CREATE";
 /// Most audit entries returned for one delivery order.
 const MAX_AUDIT: i64 = 1000;
 
@@ -377,14 +379,20 @@ impl ReadModel {
         rows.iter()
             .map(|row| {
                 let text = |column: &str| Value::String(row.get(column));
-                let event_type: EventType = serde_json::from_value(text("type"))?;
-                let from_state: State = serde_json::from_value(text("from_state"))?;
+                let event_type = match row.get::<&str, _>("type") {
+                    CREATE_ENTRY => model::AuditEntryType::Create,
+                    _ => serde_json::from_value::<EventType>(text("type"))?.into(),
+                };
+                let from_state = row
+                    .get::<Option<String>, _>("from_state")
+                    .map(|s| serde_json::from_value::<State>(Value::String(s)))
+                    .transpose()?;
                 let to_state: State = serde_json::from_value(text("to_state"))?;
                 Ok(model::AuditEvent {
                     seq: row.get::<i64, _>("seq") as u64,
                     event_id: row.get("event_id"),
-                    event_type: event_type.into(),
-                    from_state: from_state.into(),
+                    event_type,
+                    from_state: from_state.map(Into::into),
                     to_state: to_state.into(),
                     data: poem_openapi::types::Any(serde_json::from_str(row.get("data"))?),
                     actor: model::Actor {

@@ -77,10 +77,12 @@ async fn a_batch_applies_every_event_in_order_under_one_correlation_id() {
         let t = api
             .get(&format!("/api/v1/delivery-orders/{a}/events"), &ops)
             .await;
-        (t.json["events"].as_array().is_some_and(|e| e.len() == 2)).then_some(t.json)
+        (t.json["events"].as_array().is_some_and(|e| e.len() == 3)).then_some(t.json)
     })
     .await;
-    for e in trail["events"].as_array().unwrap() {
+    let entries = trail["events"].as_array().unwrap();
+    assert_eq!(entries[0]["type"], "CREATE");
+    for e in &entries[1..] {
         assert_eq!(e["correlation_id"], "manifest-17");
         assert_eq!(e["actor"]["kind"], "partner");
     }

@@ -122,18 +122,26 @@ async fn a_paid_order_is_delivered_tracked_and_confirmed_through_the_gateway() {
     let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(
         kinds,
-        ["PICKED_UP", "DELIVERED", "CONFIRMED"],
-        "pings are not events"
+        ["CREATE", "PICKED_UP", "DELIVERED", "CONFIRMED"],
+        "the creation, then the transitions; pings are not events"
     );
-    assert_eq!(events[0]["actor"], json!({"kind": "partner", "id": "sim"}));
-    assert_eq!(events[0]["from_state"], "CREATED");
+    // The first entry says who created the order and from which payment.
     assert_eq!(
-        events[2]["actor"],
+        events[0]["actor"],
+        json!({"kind": "payment_service", "id": "payments"})
+    );
+    assert_eq!(events[0]["data"]["payment_id"], payment_id.as_str());
+    assert_eq!(events[0]["to_state"], "CREATED");
+    assert!(events[0].get("from_state").is_none_or(Value::is_null));
+    assert_eq!(events[1]["actor"], json!({"kind": "partner", "id": "sim"}));
+    assert_eq!(events[1]["from_state"], "CREATED");
+    assert_eq!(
+        events[3]["actor"],
         json!({"kind": "customer", "id": "cust-ada"})
     );
-    assert_eq!(events[2]["correlation_id"], "support-ticket-42");
+    assert_eq!(events[3]["correlation_id"], "support-ticket-42");
     let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
-    assert_eq!(seqs, [1, 2, 3]);
+    assert_eq!(seqs, [0, 1, 2, 3]);
 
     let ordering = api
         .get(
@@ -284,11 +292,15 @@ async fn events_are_idempotent_under_concurrent_duplicates() {
         let t = api
             .get(&format!("/api/v1/delivery-orders/{id}/events"), &operator)
             .await;
-        (t.json["events"].as_array().is_some_and(|e| !e.is_empty())).then_some(t.json)
+        (t.json["events"].as_array().is_some_and(|e| e.len() > 1)).then_some(t.json)
     })
     .await;
-    assert_eq!(trail["events"].as_array().unwrap().len(), 1);
-    assert_eq!(trail["events"][0]["event_id"], "cancel-once");
+    assert_eq!(
+        trail["events"].as_array().unwrap().len(),
+        2,
+        "the creation and the one cancel"
+    );
+    assert_eq!(trail["events"][1]["event_id"], "cancel-once");
 
     let late = api
         .post(

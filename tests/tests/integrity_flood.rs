@@ -178,6 +178,7 @@ async fn a_flood_of_bad_and_repeated_messages_leaves_the_order_healthy_and_bound
     assert_eq!(
         trail,
         [
+            (0, "CREATE".to_owned()),
             (1, "PICKED_UP".to_owned()),
             (2, "DELIVERED".to_owned()),
             (3, "CONFIRMED".to_owned())

@@ -31,7 +31,7 @@ async fn row(
         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
 }
 
-async fn audit(pool: &PgPool, id: &str) -> Vec<(i64, String, String, String, String)> {
+async fn audit(pool: &PgPool, id: &str) -> Vec<(i64, String, Option<String>, String, String)> {
     sqlx::query("SELECT seq, type, from_state, to_state, actor_kind FROM delivery_order_events WHERE delivery_order_id = $1::uuid ORDER BY seq")
         .bind(id)
         .fetch_all(pool)
@@ -75,20 +75,23 @@ async fn a_finished_delivery_leaves_its_row_and_audit_trail() {
     assert_eq!((state.as_str(), version), ("DELIVERY_CONFIRMED", 3));
     assert_eq!(number, result.order.partner.partner_order_number);
     let trail = audit(&pool, &id).await;
-    let expected: Vec<(i64, String, String, String, String)> = result
-        .order
-        .events
-        .iter()
-        .map(|e| {
-            (
-                e.seq as i64,
-                e.event_type.to_string(),
-                e.from_state.to_string(),
-                e.to_state.to_string(),
-                e.actor.kind.to_string(),
-            )
-        })
-        .collect();
+    // First the creation (who created it), then every event the workflow applied.
+    let mut expected: Vec<(i64, String, Option<String>, String, String)> = vec![(
+        0,
+        "CREATE".into(),
+        None,
+        "CREATED".into(),
+        "payment_service".into(),
+    )];
+    expected.extend(result.order.events.iter().map(|e| {
+        (
+            e.seq as i64,
+            e.event_type.to_string(),
+            Some(e.from_state.to_string()),
+            e.to_state.to_string(),
+            e.actor.kind.to_string(),
+        )
+    }));
     assert_eq!(trail, expected);
     let ordering: i64 = sqlx::query_scalar("SELECT count(*) FROM orderings WHERE ordering_id = $1")
         .bind(&result.order.ordering_id)
@@ -222,7 +225,7 @@ async fn projections_are_idempotent_and_never_go_back() {
         ("PENDING_BY_OPERATOR", 3, Some("PN-1"))
     );
     let seqs: Vec<i64> = audit(&pool, &id).await.into_iter().map(|e| e.0).collect();
-    assert_eq!(seqs, vec![1, 2, 3], "no gap, no duplicate");
+    assert_eq!(seqs, vec![0, 1, 2, 3], "the creation, no gap, no duplicate");
     let failure: Option<String> =
         sqlx::query_scalar("SELECT failure_reason FROM delivery_orders WHERE id = $1::uuid")
             .bind(&id)
@@ -339,6 +342,6 @@ async fn while_postgres_is_down_deliveries_go_on_and_the_read_model_catches_up_a
         .await
         .unwrap();
     let seqs: Vec<i64> = audit(&pool, &id).await.into_iter().map(|e| e.0).collect();
-    assert_eq!(seqs, vec![1, 2, 3], "no gap, no duplicate");
+    assert_eq!(seqs, vec![0, 1, 2, 3], "the creation, no gap, no duplicate");
     assert_eq!(row(&pool, &id).await.unwrap().0, "DELIVERY_CONFIRMED");
 }

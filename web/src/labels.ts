@@ -71,6 +71,7 @@ export function eventLabel(type: string): string {
     OPERATOR_CONFIRM_DELIVERED: "confirmed delivered by an operator",
     ESCALATE_TO_OPERATOR: "handed to the support team",
     CREATED: "created",
+    CREATE: "created",
   };
   return words[type] ?? type.toLowerCase().replace(/_/g, " ");
 }

@@ -85,7 +85,8 @@ export interface AuditEvent {
   seq: number;
   event_id: string;
   type: string;
-  from_state: State;
+  /** Absent on the first entry, the creation (type CREATE). */
+  from_state?: State;
   to_state: State;
   data: Record<string, unknown>;
   actor: { kind: string; id?: string };

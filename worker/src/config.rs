@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use delivery_activities::{BreakerConfig, PartnerConfig};
+use delivery_activities::{BreakerConfig, PartnerConfig, RelaySettings};
 use delivery_platform::{ConfigError, Env, Secret};
 use url::Url;
 
@@ -36,6 +36,9 @@ pub struct WorkerConfig {
     /// `TEMPORAL_DEPLOYMENT_NAME` + `TEMPORAL_WORKER_BUILD_ID`: this worker's deployment version
     /// under Temporal Worker Versioning; `None` for an unversioned worker.
     pub version: Option<WorkerVersion>,
+    /// `OUTBOX_RETENTION_SECS` (default 86400): published outbox rows are pruned after this;
+    /// `OUTBOX_DEDUP_TTL_SECS` (default: the retention): how long Redis remembers a published row.
+    pub relay: RelaySettings,
 }
 
 impl WorkerConfig {
@@ -66,6 +69,21 @@ impl WorkerConfig {
                 ))?,
             open_for: Duration::from_millis(env.number("PARTNER_BREAKER_OPEN_MS", 30_000)?),
         };
+        let defaults = RelaySettings::default();
+        let retention = env.number("OUTBOX_RETENTION_SECS", defaults.retention.as_secs())?;
+        if retention == 0 {
+            return Err(ConfigError::new(
+                "OUTBOX_RETENTION_SECS",
+                "must be 1 or more seconds",
+            ));
+        }
+        let dedup_ttl = env.number("OUTBOX_DEDUP_TTL_SECS", retention)?;
+        if dedup_ttl < retention {
+            return Err(ConfigError::new(
+                "OUTBOX_DEDUP_TTL_SECS",
+                "must be at least OUTBOX_RETENTION_SECS: a row still in the outbox must not publish twice",
+            ));
+        }
         Ok(Self {
             temporal_address: env.url("TEMPORAL_ADDRESS", "http://127.0.0.1:7233")?,
             namespace: env.get("TEMPORAL_NAMESPACE", "default"),
@@ -95,6 +113,10 @@ impl WorkerConfig {
                 })
                 .transpose()?,
             version: WorkerVersion::from_env(&env)?,
+            relay: RelaySettings {
+                retention: Duration::from_secs(retention),
+                dedup_ttl: Duration::from_secs(dedup_ttl),
+            },
         })
     }
 }
@@ -126,6 +148,33 @@ mod tests {
             !format!("{c:?}").contains("postgres://"),
             "the database URL never prints"
         );
+    }
+
+    #[test]
+    fn outbox_retention_defaults_to_a_day_and_the_dedup_ttl_follows_it() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.relay.retention, Duration::from_secs(86_400));
+        assert_eq!(c.relay.dedup_ttl, Duration::from_secs(86_400));
+        let c = config(&[("OUTBOX_RETENTION_SECS", "3600")]).unwrap();
+        assert_eq!(c.relay.retention, Duration::from_secs(3600));
+        assert_eq!(c.relay.dedup_ttl, Duration::from_secs(3600));
+        let c = config(&[
+            ("OUTBOX_RETENTION_SECS", "3600"),
+            ("OUTBOX_DEDUP_TTL_SECS", "7200"),
+        ])
+        .unwrap();
+        assert_eq!(c.relay.dedup_ttl, Duration::from_secs(7200));
+        for bad in [
+            vec![("OUTBOX_RETENTION_SECS", "0")],
+            vec![("OUTBOX_RETENTION_SECS", "a day")],
+            vec![
+                ("OUTBOX_RETENTION_SECS", "3600"),
+                ("OUTBOX_DEDUP_TTL_SECS", "60"),
+            ],
+        ] {
+            let err = config(&bad).unwrap_err().to_string();
+            assert!(err.contains("OUTBOX_"), "{err}");
+        }
     }
 
     #[test]

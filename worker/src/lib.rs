@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use delivery_activities::{
     BatchActivities, CompatActivities, OutboxRelay, PartnerActivities, PartnerClient,
-    PartnerMetrics, ProjectionMetrics, ReadModelActivities, RedisKeys,
+    PartnerMetrics, ProjectionMetrics, ReadModelActivities, RedisKeys, ReplacementActivities,
 };
 use delivery_platform::connect_temporal;
 use delivery_workflows::DeliveryOrderWorkflow;
@@ -45,17 +45,26 @@ pub async fn connect_read_model(
 }
 
 /// The relay that publishes read-model changes to Redis. Redis need not be up yet: the relay
-/// retries, and the outbox keeps everything meanwhile.
-pub fn outbox_relay(config: &WorkerConfig, read_model: PgPool) -> anyhow::Result<OutboxRelay> {
+/// retries, and the outbox keeps everything meanwhile. Every worker runs one; only the one
+/// holding the lease publishes (`outbox_relay_leader` in `registry` says which).
+pub fn outbox_relay(
+    config: &WorkerConfig,
+    read_model: PgPool,
+    registry: &Registry,
+) -> anyhow::Result<OutboxRelay> {
     let redis =
         redis::Client::open(config.redis_url.expose()).context("REDIS_URL is not a Redis URL")?;
+    let leader = delivery_activities::metrics::register_relay_leader(registry)
+        .context("registering the relay metrics")?;
     Ok(OutboxRelay::new(
         read_model,
         redis,
         RedisKeys {
             prefix: config.redis_key_prefix.clone(),
         },
-    ))
+    )
+    .with_settings(config.relay)
+    .with_leader_gauge(leader))
 }
 
 /// A worker with the delivery-order workflow and its activities registered.
@@ -83,6 +92,10 @@ pub fn build_worker(
         .register_activities(PartnerActivities::new(partner))
         .register_activities(CompatActivities::new(read_model.clone()))
         .register_activities(BatchActivities::new(client.clone(), read_model.clone()))
+        .register_activities(ReplacementActivities::new(
+            client.clone(),
+            config.task_queue.clone(),
+        ))
         .register_activities(ReadModelActivities::new(read_model).with_metrics(
             ProjectionMetrics::register(registry).context("registering projection metrics")?,
         ))

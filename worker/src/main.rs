@@ -37,7 +37,7 @@ async fn run() -> anyhow::Result<()> {
         Runtime::from_current_tokio(runtime_options).context("starting the Temporal runtime")?;
     let client = connect(&config, Duration::from_secs(60)).await?;
     let read_model = connect_read_model(&config, Duration::from_secs(60)).await?;
-    let relay = outbox_relay(&config, read_model.clone())?;
+    let relay = outbox_relay(&config, read_model.clone(), &registry)?;
     let mut worker = build_worker(&runtime, client, &config, &registry, read_model)?;
 
     let (stop_tx, mut stop_rx) = watch::channel(false);

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use temporalio_common::ActivityDefinition;
 
-use crate::domain::{Address, AppliedEvent, FailureReason, Item, State};
+use crate::domain::{Actor, Address, AppliedEvent, FailureReason, Item, State};
 use crate::machine::DeliveryOrder;
 
 /// Activity type name of [`RequestPickup`].
@@ -79,6 +79,22 @@ pub enum CancelPickupOutcome {
     Unknown,
 }
 
+/// Activity type name of [`StartReplacement`].
+pub const START_REPLACEMENT: &str = "start_replacement";
+
+/// Start the replacement delivery order of a reshipped one (the input is the replacement's).
+/// Idempotent: the replacement's id derives from the reshipped order's, and a replacement
+/// already started counts as done. A start the server refuses is an error, retried.
+pub struct StartReplacement;
+
+impl ActivityDefinition for StartReplacement {
+    type Input = crate::domain::DeliveryOrderInput;
+    type Output = ();
+    fn name(&self) -> &str {
+        START_REPLACEMENT
+    }
+}
+
 /// Activity type name of [`ProjectEvents`].
 pub const PROJECT_EVENTS: &str = "project_events";
 
@@ -119,6 +135,12 @@ pub struct Projection {
     pub created_at: String,
     pub updated_at: String,
     pub events: Vec<AppliedEvent>,
+    /// Who created the order (the first entry of its audit trail), when the start input says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<Actor>,
+    /// The correlation id the order was created with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creation_correlation_id: Option<String>,
 }
 
 impl Projection {
@@ -151,6 +173,8 @@ impl Projection {
                 .filter(|e| e.seq > after_seq)
                 .cloned()
                 .collect(),
+            created_by: order.input.created_by.clone(),
+            creation_correlation_id: order.input.correlation_id.clone(),
         }
     }
 }

@@ -27,7 +27,7 @@ use temporalio_sdk::{
 
 use crate::activities::{
     CancelPickup, CancelPickupRequest, PickupOutcome, PickupRequest, ProjectEvents, Projection,
-    RequestPickup,
+    RequestPickup, StartReplacement,
 };
 use crate::domain::{
     Actor, ActorKind, ApplyOutcome, DeliveryOrderInput, EventEnvelope, EventType, FailureReason,
@@ -1220,8 +1220,12 @@ fn deadline_waits(ctx: &WorkflowContext<DeliveryOrderWorkflow>, timer: &str) -> 
     })
 }
 
+/// Patch id of starting the replacement through an activity (runs before it started a child
+/// workflow once and only logged a refused start).
+pub const REPLACEMENT_ACTIVITY_PATCH: &str = "replacement-start-activity-v1";
+
 /// RESHIPPED: start the replacement delivery order for the same ordering. Its id derives from
-/// this order's id, and it outlives this workflow (parent close policy: abandon).
+/// this order's id, and it outlives this workflow.
 async fn start_replacement(ctx: &mut WorkflowContext<DeliveryOrderWorkflow>) {
     let input = ctx.state(|s| {
         let order = s.order();
@@ -1237,6 +1241,18 @@ async fn start_replacement(ctx: &mut WorkflowContext<DeliveryOrderWorkflow>) {
             ..order.input.clone()
         }
     });
+    if ctx.patched(REPLACEMENT_ACTIVITY_PATCH) {
+        // Started by an activity retried until it lands: a start the server refuses now (the
+        // id taken for a while, Temporal unavailable) is tried again, never only logged.
+        if let Err(error) = ctx
+            .execute_activity(StartReplacement, input, retried_until_done())
+            .await
+            && !ctx.is_replaying()
+        {
+            tracing::error!(%error, "starting the replacement delivery order was cancelled");
+        }
+        return;
+    }
     let options = ChildWorkflowOptions::builder()
         .workflow_id(workflow_id(&input.delivery_order_id))
         .parent_close_policy(ParentClosePolicy::Abandon)

@@ -98,7 +98,12 @@ impl DeliveryOrdersApi {
         queries::get_delivery_order(auth.0, &state, &id.0, min_version.0).await
     }
 
-    /// The audit trail of a delivery order: every applied event, in order.
+    /// The audit trail of a delivery order: its creation (who, from which payment), then every
+    /// applied event, in order.
+    ///
+    /// With `min_version=N` the read waits (bounded, `MIN_VERSION_WAIT_MS`) until the trail
+    /// holds every event up to version N, as the order read does; if it does not get there in
+    /// time the answer is 409 `projection-behind` with the version it is at.
     #[oai(
         path = "/delivery-orders/:id/events",
         method = "get",
@@ -110,8 +115,9 @@ impl DeliveryOrdersApi {
         auth: BearerAuth,
         state: Data<&Arc<AppState>>,
         id: Path<String>,
+        #[oai(validator(maximum(value = "1000000")))] min_version: Query<Option<u64>>,
     ) -> Result<Json<AuditTrail>, ApiError> {
-        queries::audit_trail(auth.0, &state, &id.0).await
+        queries::audit_trail(auth.0, &state, &id.0, min_version.0).await
     }
 
     /// Delivery orders, newest first, filtered and paged (operators, admins).

@@ -116,63 +116,78 @@ pub(super) async fn get_delivery_order(
     min_version: Option<u64>,
 ) -> Result<Json<DeliveryOrder>, ApiError> {
     let uuid = delivery_order_id(id)?;
-    let order = match min_version {
-        None => state.read_model.order(uuid).await.map_err(read_failed)?,
-        Some(min) => {
-            let started = std::time::Instant::now();
-            let found = state
-                .read_model
-                .order_at_least(uuid, min, state.config.min_version_wait)
-                .await
-                .map_err(read_failed)?;
-            let outcome = if matches!(found, AtLeast::Found(_)) {
-                "reached"
-            } else {
-                "behind"
-            };
-            state
-                .metrics
-                .min_version_wait
-                .with_label_values(&[outcome])
-                .observe(started.elapsed().as_secs_f64());
-            match found {
-                AtLeast::Found(order) => Some(*order),
-                AtLeast::Behind { current, waited } => {
-                    // Only say how far the projection is to someone who may see the order.
-                    let current_visible = match current {
-                        Some(_) => state
-                            .read_model
-                            .order(uuid)
-                            .await
-                            .ok()
-                            .flatten()
-                            .filter(|o| caller.may_see(&o.customer_id))
-                            .map(|o| o.version),
-                        None => None,
-                    };
-                    if current.is_some() && current_visible.is_none() {
-                        return Err(ApiError::delivery_order_not_found(id));
-                    }
-                    return Err(ApiError::projection_behind(
-                        min,
-                        current_visible,
-                        waited.as_millis(),
-                    ));
-                }
-            }
-        }
-    };
+    let order = read_order(&caller, state, id, uuid, min_version).await?;
     Ok(Json(visible(&caller, id, order)?.to_resource()))
 }
 
-/// The audit trail of a delivery order: every applied event, in order.
+/// The order as the read model holds it now, or, with `min_version`, once it holds that
+/// version (bounded wait; 409 `projection-behind` if it does not get there in time).
+async fn read_order(
+    caller: &Caller,
+    state: &AppState,
+    id: &str,
+    uuid: uuid::Uuid,
+    min_version: Option<u64>,
+) -> Result<Option<OrderRecord>, ApiError> {
+    let Some(min) = min_version else {
+        return state.read_model.order(uuid).await.map_err(read_failed);
+    };
+    let started = std::time::Instant::now();
+    let found = state
+        .read_model
+        .order_at_least(uuid, min, state.config.min_version_wait)
+        .await
+        .map_err(read_failed)?;
+    let outcome = if matches!(found, AtLeast::Found(_)) {
+        "reached"
+    } else {
+        "behind"
+    };
+    state
+        .metrics
+        .min_version_wait
+        .with_label_values(&[outcome])
+        .observe(started.elapsed().as_secs_f64());
+    match found {
+        AtLeast::Found(order) => Ok(Some(*order)),
+        AtLeast::Behind { current, waited } => {
+            // Only say how far the projection is to someone who may see the order.
+            let current_visible = match current {
+                Some(_) => state
+                    .read_model
+                    .order(uuid)
+                    .await
+                    .ok()
+                    .flatten()
+                    .filter(|o| caller.may_see(&o.customer_id))
+                    .map(|o| o.version),
+                None => None,
+            };
+            if current.is_some() && current_visible.is_none() {
+                return Err(ApiError::delivery_order_not_found(id));
+            }
+            Err(ApiError::projection_behind(
+                min,
+                current_visible,
+                waited.as_millis(),
+            ))
+        }
+    }
+}
+
+/// The audit trail of a delivery order: its creation, then every applied event, in order.
+///
+/// With `min_version=N` the read waits exactly as the order read does, so the trail holds
+/// every event up to version N (the projection commits an order's row and its events
+/// together): a client reads the trail of its own writes.
 pub(super) async fn audit_trail(
     caller: Caller,
     state: &AppState,
     id: &str,
+    min_version: Option<u64>,
 ) -> Result<Json<AuditTrail>, ApiError> {
     let uuid = delivery_order_id(id)?;
-    let order = state.read_model.order(uuid).await.map_err(read_failed)?;
+    let order = read_order(&caller, state, id, uuid, min_version).await?;
     visible(&caller, id, order)?;
     let events = state
         .read_model

@@ -67,7 +67,8 @@ pub struct SystemState {
     pub active_drivers: Vec<DriverAssignment>,
     /// The 20 most recent events, newest first.
     pub latest_events: Vec<LatestEvent>,
-    /// Temporal (with the workers polling the task queue and its backlog), PostgreSQL, Redis.
+    /// Temporal (with the workers polling the task queue and its backlog), PostgreSQL, Redis,
+    /// and the read-model projection (`projection.failing`: orders it cannot apply).
     pub health: Any<Map<String, Value>>,
 }
 
@@ -235,6 +236,7 @@ async fn health(state: &AppState) -> Map<String, Value> {
         "postgres".into(),
         json!({"ok": matches!(postgres, Ok(Ok(_)))}),
     );
+    health.insert("projection".into(), projection_health(state).await);
     let mut redis = state.read_model.redis();
     let pong = tokio::time::timeout(
         CHECK_TIMEOUT,
@@ -243,6 +245,49 @@ async fn health(state: &AppState) -> Map<String, Value> {
     .await;
     health.insert("redis".into(), json!({"ok": matches!(pong, Ok(Ok(_)))}));
     health
+}
+
+/// Orders whose read-model projection fails with an error retrying cannot fix (their read model
+/// stays behind until it is fixed), and the anomalies the projection applied in the last day.
+async fn projection_health(state: &AppState) -> Value {
+    let pool = state.read_model.pool();
+    let read = async {
+        let failing = sqlx::query(
+            "SELECT delivery_order_id, version, error, attempts, first_failed_at, last_failed_at
+             FROM read_model_projection_failures ORDER BY first_failed_at LIMIT 20",
+        )
+        .fetch_all(pool)
+        .await?;
+        let failing_total: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM read_model_projection_failures")
+                .fetch_one(pool)
+                .await?;
+        let anomalies: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM read_model_anomalies WHERE recorded_at > now() - interval '1 day'",
+        )
+        .fetch_one(pool)
+        .await?;
+        Ok::<_, sqlx::Error>((failing, failing_total, anomalies))
+    };
+    match tokio::time::timeout(CHECK_TIMEOUT, read).await {
+        Ok(Ok((failing, failing_total, anomalies))) => json!({
+            "ok": failing_total == 0,
+            "failing_orders": failing_total,
+            "failing": failing
+                .iter()
+                .map(|r| json!({
+                    "delivery_order_id": r.get::<String, _>("delivery_order_id"),
+                    "version": r.get::<i64, _>("version"),
+                    "error": r.get::<String, _>("error"),
+                    "attempts": r.get::<i64, _>("attempts"),
+                    "since": timestamp(&r.get::<DateTime<Utc>, _>("first_failed_at")),
+                    "last_failed_at": timestamp(&r.get::<DateTime<Utc>, _>("last_failed_at")),
+                }))
+                .collect::<Vec<_>>(),
+            "anomalies_last_day": anomalies,
+        }),
+        _ => json!({"ok": false, "error": "the read model did not answer"}),
+    }
 }
 
 /// Pollers and backlog of the workflow and activity task queues.

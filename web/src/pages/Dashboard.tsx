@@ -133,6 +133,7 @@ export function Dashboard() {
                 <Health name="Workers" health={workersHealth(state.health.temporal)} />
                 <Health name="PostgreSQL" health={state.health.postgres} />
                 <Health name="Redis" health={state.health.redis} />
+                <Health name="Projection" health={state.health.projection} />
               </ul>
             </section>
           </div>

@@ -186,7 +186,7 @@ function QueueItem({ entry, onResolved }: { entry: QueueEntry; onResolved: (r: R
           {trail?.events.map((e) => (
             <li key={e.seq}>
               <time dateTime={e.occurred_at}>{formatTime(e.occurred_at)}</time> {eventLabel(e.type)} by {e.actor.kind}
-              {e.actor.id ? ` (${e.actor.id})` : ""}: {e.from_state} → {e.to_state}
+              {e.actor.id ? ` (${e.actor.id})` : ""}: {e.from_state ? `${e.from_state} → ${e.to_state}` : e.to_state}
               {e.correlation_id && <span className="muted"> · correlation {e.correlation_id}</span>}
             </li>
           ))}
