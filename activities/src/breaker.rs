@@ -3,6 +3,9 @@
 //! After `failure_threshold` consecutive transport failures the circuit opens: calls fail at once
 //! (the activity's retry policy backs off) instead of hammering a partner that is down. After
 //! `open_for` one trial call goes through; its success closes the circuit, its failure reopens it.
+//! The trial holds a [`Permit`]: if its call is dropped before reporting (the activity was
+//! cancelled, its task aborted), dropping the permit reopens the circuit, so it can never stay
+//! half-open for ever.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -57,16 +60,23 @@ impl CircuitBreaker {
         }
     }
 
-    /// Asks to make a call now.
-    pub fn acquire(&self) -> Result<(), CircuitOpen> {
+    /// Asks to make a call now. Keep the permit until the call has reported its verdict
+    /// (`on_success` / `on_failure`).
+    pub fn acquire(&self) -> Result<Permit<'_>, CircuitOpen> {
         let mut phase = self.phase.lock().expect("breaker lock");
         match *phase {
-            Phase::Closed { .. } => Ok(()),
+            Phase::Closed { .. } => Ok(Permit {
+                breaker: self,
+                trial: false,
+            }),
             Phase::Open { until } => {
                 let now = Instant::now();
                 if now >= until {
                     *phase = Phase::HalfOpen;
-                    Ok(())
+                    Ok(Permit {
+                        breaker: self,
+                        trial: true,
+                    })
                 } else {
                     Err(CircuitOpen {
                         retry_in: until - now,
@@ -110,6 +120,29 @@ impl CircuitBreaker {
     }
 }
 
+/// Leave to make one call. The half-open trial's permit reopens the circuit when it is dropped
+/// before the call reported, so a lost trial cannot keep everyone else waiting.
+#[must_use = "hold the permit until the call has reported"]
+pub struct Permit<'a> {
+    breaker: &'a CircuitBreaker,
+    trial: bool,
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        if !self.trial {
+            return;
+        }
+        let mut phase = self.breaker.phase.lock().expect("breaker lock");
+        // Still half-open: the trial never reported (a report closes or reopens the circuit).
+        if *phase == Phase::HalfOpen {
+            *phase = Phase::Open {
+                until: Instant::now() + self.breaker.config.open_for,
+            };
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,7 +158,7 @@ mod tests {
     fn opens_after_the_threshold_and_not_before() {
         let b = breaker(Duration::from_secs(60));
         for _ in 0..2 {
-            b.acquire().unwrap();
+            let _call = b.acquire().unwrap();
             b.on_failure();
         }
         assert!(
@@ -135,6 +168,22 @@ mod tests {
         b.on_failure();
         assert!(b.acquire().is_err());
         assert!(b.is_open());
+    }
+
+    #[test]
+    fn a_trial_that_never_reports_does_not_hold_the_circuit_half_open() {
+        let b = breaker(Duration::ZERO);
+        for _ in 0..3 {
+            b.on_failure();
+        }
+        let trial = b.acquire().expect("the trial call");
+        assert!(b.acquire().is_err(), "others wait for the trial meanwhile");
+        // The trial's task is dropped: neither on_success nor on_failure is ever called.
+        drop(trial);
+        let next = b.acquire().expect("a lost trial gives way to a new one");
+        b.on_success();
+        drop(next);
+        assert!(!b.is_open());
     }
 
     #[test]
@@ -154,11 +203,13 @@ mod tests {
         for _ in 0..3 {
             b.on_failure();
         }
-        assert!(b.acquire().is_ok(), "open_for elapsed: one trial");
+        let trial = b.acquire().expect("open_for elapsed: one trial");
         assert!(b.acquire().is_err(), "a second caller waits for the trial");
         b.on_failure();
-        assert!(b.acquire().is_ok(), "reopened with zero wait: next trial");
+        drop(trial);
+        let trial = b.acquire().expect("reopened with zero wait: next trial");
         b.on_success();
+        drop(trial);
         assert!(b.acquire().is_ok());
         assert!(b.acquire().is_ok(), "closed again");
     }

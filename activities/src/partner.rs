@@ -49,6 +49,11 @@ pub enum PartnerError {
     Server { status: StatusCode, body: String },
     #[error("partner answered {status} with a body that does not parse: {body}")]
     BadAnswer { status: StatusCode, body: String },
+    /// 401/403: our credentials or account at the partner, not the order. Retried (it works
+    /// again once the credentials are fixed), counted as `auth_error` and alerted on, never
+    /// turned into a refusal of the delivery.
+    #[error("the partner refused our credentials ({status}): {body}")]
+    Unauthorized { status: StatusCode, body: String },
 }
 
 pub struct PartnerClient {
@@ -133,7 +138,14 @@ impl PartnerClient {
         &self,
         request: &CancelPickupRequest,
     ) -> Result<CancelPickupOutcome, PartnerError> {
-        let url = format!("{}/v1/pickups/{}/cancel", self.base_url, request.pickup_id);
+        // The pickup id comes from the partner: one escaped path segment, never a path of its own.
+        let url = format!(
+            "{}/v1/pickups/{}/cancel",
+            self.base_url,
+            url::form_urlencoded::byte_serialize(request.pickup_id.as_bytes())
+                .collect::<String>()
+                .replace('+', "%20")
+        );
         let call = self
             .http
             .post(url)
@@ -161,10 +173,15 @@ impl PartnerClient {
         operation: &'static str,
         call: reqwest::RequestBuilder,
     ) -> Result<(StatusCode, String), PartnerError> {
-        if let Err(open) = self.breaker.acquire() {
-            self.count(operation, "circuit_open");
-            return Err(open.into());
-        }
+        // Held across the call: if this future is dropped mid-call, the permit gives the
+        // breaker its trial back.
+        let _permit = match self.breaker.acquire() {
+            Ok(permit) => permit,
+            Err(open) => {
+                self.count(operation, "circuit_open");
+                return Err(open.into());
+            }
+        };
         let started = Instant::now();
         let result = async {
             let response = call.send().await.map_err(PartnerError::Transport)?;
@@ -179,6 +196,12 @@ impl PartnerClient {
                     body: clip(&body),
                 });
             }
+            if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+                return Err(PartnerError::Unauthorized {
+                    status,
+                    body: clip(&body),
+                });
+            }
             Ok((status, body))
         }
         .await;
@@ -188,6 +211,11 @@ impl PartnerClient {
             .observe(started.elapsed().as_secs_f64());
         match &result {
             Ok(_) => self.breaker.on_success(),
+            // The partner is up and answering: no reason to open the circuit for everyone.
+            Err(PartnerError::Unauthorized { .. }) => {
+                self.breaker.on_success();
+                self.count(operation, "auth_error");
+            }
             Err(_) => {
                 self.breaker.on_failure();
                 self.count(operation, "error");

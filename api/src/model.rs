@@ -410,6 +410,7 @@ pub struct UiConfig {
 
 #[derive(Debug, Clone, Object)]
 pub struct Readiness {
+    /// `ready`, or `degraded` while Redis is down (reads come from PostgreSQL).
     pub status: String,
     pub checks: Any<serde_json::Map<String, Value>>,
 }

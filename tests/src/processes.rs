@@ -292,6 +292,16 @@ impl SimProcess {
         .await;
     }
 
+    /// The next `n` partner API requests answer `status` (401 for refused credentials, ...).
+    pub async fn answer_next_with(&self, n: u32, status: u16) {
+        self.call(
+            reqwest::Method::POST,
+            "/_sim/faults",
+            Some(serde_json::json!({"fail_next": n, "status": status})),
+        )
+        .await;
+    }
+
     pub async fn configure(&self, patch: Value) {
         self.call(reqwest::Method::PUT, "/_sim/config", Some(patch))
             .await;

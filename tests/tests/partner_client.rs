@@ -114,6 +114,67 @@ async fn the_circuit_opens_after_repeated_failures_and_stops_calling_the_partner
 }
 
 #[tokio::test]
+async fn refused_credentials_are_an_error_to_retry_not_a_refused_delivery() {
+    let sim = quiet_sim().await;
+    let metrics = PartnerMetrics::unregistered();
+    let mut config = PartnerConfig::new("sim", &sim.url);
+    config.breaker = BreakerConfig {
+        failure_threshold: 2,
+        open_for: Duration::from_secs(60),
+    };
+    let partner = PartnerClient::new(config, metrics.clone()).unwrap();
+    sim.answer_next_with(3, 401).await;
+    let id = new_order_id();
+    for _ in 0..3 {
+        let error = partner.request_pickup(&request(&id)).await.unwrap_err();
+        assert!(
+            matches!(error, PartnerError::Unauthorized { .. }),
+            "{error}"
+        );
+    }
+    assert!(
+        !partner.breaker().is_open(),
+        "a partner that answers is up: the circuit stays closed"
+    );
+    assert_eq!(
+        metrics
+            .requests
+            .with_label_values(&["request_pickup", "auth_error"])
+            .get(),
+        3
+    );
+    // Credentials fixed: the same booking goes through.
+    let outcome = partner.request_pickup(&request(&id)).await.unwrap();
+    assert!(
+        matches!(outcome, PickupOutcome::Accepted { .. }),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_pickup_id_is_one_escaped_path_segment_when_cancelling() {
+    let sim = quiet_sim().await;
+    let partner = client(&sim, BreakerConfig::default());
+    // An id from the partner that would climb out of its path if pasted in as it is.
+    for pickup_id in ["../../_sim/faults", "pk 1/../x", "pk?status=500"] {
+        let outcome = partner
+            .cancel_pickup(&CancelPickupRequest {
+                delivery_order_id: new_order_id(),
+                pickup_id: pickup_id.to_owned(),
+                reason: "test".into(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(outcome, CancelPickupOutcome::Unknown, "{pickup_id}");
+    }
+    assert_eq!(
+        sim.stats().await["pickups_created"],
+        0,
+        "nothing but the cancel endpoint was reached"
+    );
+}
+
+#[tokio::test]
 async fn a_slow_partner_times_out_and_counts_against_the_circuit() {
     let sim = SimProcess::start(
         temporal_server().await,

@@ -52,7 +52,9 @@ impl SystemApi {
         })
     }
 
-    /// Readiness: Temporal, PostgreSQL and Redis all answer. 503 names what is down.
+    /// Readiness: Temporal and PostgreSQL answer (503 names what is down). With Redis down the
+    /// gateway still serves, reads from PostgreSQL and commands unchanged, so it answers 200
+    /// `degraded` and a load balancer keeps it.
     #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
     async fn readyz(&self, state: Data<&Arc<AppState>>) -> Result<Json<Readiness>, ApiError> {
         let (temporal, postgres, redis) = tokio::join!(
@@ -92,14 +94,16 @@ impl SystemApi {
                 .with_label_values(&[dependency.as_str()])
                 .set(i64::from(up));
         }
-        if checks.values().all(|c| c["ok"] == Value::Bool(true)) {
-            Ok(Json(Readiness {
-                status: "ready".into(),
-                checks: Any(checks),
-            }))
-        } else {
-            Err(ApiError::not_ready(checks))
-        }
+        let up = |name: &str| checks[name]["ok"] == Value::Bool(true);
+        let status = match (up("temporal") && up("postgres"), up("redis")) {
+            (true, true) => "ready",
+            (true, false) => "degraded",
+            (false, _) => return Err(ApiError::not_ready(checks)),
+        };
+        Ok(Json(Readiness {
+            status: status.into(),
+            checks: Any(checks),
+        }))
     }
 
     /// Prometheus metrics: requests and latency per route, events per type, partner webhooks,
