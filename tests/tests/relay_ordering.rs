@@ -5,7 +5,10 @@
 //! rows are pruned after the retention period; Redis dedup keys expire.
 //!
 //! The relay lease is one per database, and every test of this binary shares the database, so
-//! the tests here run one at a time.
+//! the tests here run one at a time. For the same reason this suite is a binary of its own rather
+//! than a module of `integration`: there, other suites' workers run their relays on the shared
+//! test database while these tests run, and would take the lease these tests watch change hands.
+//! Cargo runs test binaries one after another, so nothing else holds the lease while this runs.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
