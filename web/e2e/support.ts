@@ -13,7 +13,7 @@ export interface Tokens {
 
 function required(name: string): string {
   const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set: run the browser tests through make test (tests/tests/web_ui.rs)`);
+  if (!value) throw new Error(`${name} is not set: run the browser tests through make test (tests/tests/integration/web_ui.rs)`);
   return value;
 }
 
