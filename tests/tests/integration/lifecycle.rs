@@ -13,15 +13,9 @@ const HOUR: Duration = Duration::from_secs(3600);
 #[tokio::test]
 async fn happy_path_to_delivery_confirmed_through_the_partner() {
     let stack = Stack::start().await;
-    let id = new_order_id();
-    let order = start_order(
-        &stack.client,
-        &stack.task_queue,
-        order_input(&id, far_deadlines()),
-    )
-    .await;
+    let (_, order) = stack.new_order().await;
 
-    let delivered = wait_for(&order, "DELIVERED", |v| v.order.state == State::Delivered).await;
+    let delivered = delivered(&order).await;
     assert!(
         delivered.order.partner.pickup_id.is_some(),
         "pickup accepted by the partner"
@@ -33,17 +27,7 @@ async fn happy_path_to_delivery_confirmed_through_the_partner() {
         vec![EventType::Confirmed, EventType::Disputed]
     );
 
-    let outcome = apply_event(
-        &order,
-        envelope(
-            "confirm-1",
-            EventType::Confirmed,
-            json!({}),
-            ActorKind::Customer,
-        ),
-    )
-    .await
-    .unwrap();
+    let outcome = confirm(&order, "confirm-1").await;
     assert_eq!(
         (outcome.state, outcome.version),
         (State::DeliveryConfirmed, 3)
@@ -210,14 +194,8 @@ async fn a_failed_delivery_is_reshipped_as_a_new_linked_order() {
 #[tokio::test]
 async fn a_customer_dispute_is_resolved_by_an_operator() {
     let stack = Stack::start().await;
-    let id = new_order_id();
-    let order = start_order(
-        &stack.client,
-        &stack.task_queue,
-        order_input(&id, far_deadlines()),
-    )
-    .await;
-    wait_for(&order, "DELIVERED", |v| v.order.state == State::Delivered).await;
+    let (_, order) = stack.new_order().await;
+    delivered(&order).await;
 
     signal(
         &order,
@@ -322,14 +300,8 @@ async fn a_missed_delivery_deadline_fails_with_delivery_timeout() {
 async fn a_partner_outage_is_retried_until_the_pickup_is_booked_once() {
     let stack = Stack::start().await;
     stack.sim.fail_next(3).await;
-    let id = new_order_id();
-    let order = start_order(
-        &stack.client,
-        &stack.task_queue,
-        order_input(&id, far_deadlines()),
-    )
-    .await;
-    wait_for(&order, "DELIVERED", |v| v.order.state == State::Delivered).await;
+    let (_, order) = stack.new_order().await;
+    delivered(&order).await;
     let stats = stack.sim.stats().await;
     assert_eq!(stats["pickups_created"], 1, "{stats}");
     assert!(

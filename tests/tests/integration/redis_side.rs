@@ -2,7 +2,6 @@
 //! stream, each exactly once and in order, catching up after a Redis outage.
 
 use delivery_tests::*;
-use delivery_workflows::{ActorKind, EventType, State};
 use futures::StreamExt;
 use redis::AsyncCommands;
 use serde_json::{Value, json};
@@ -73,20 +72,9 @@ async fn a_delivery_reaches_the_cache_the_channels_and_the_stream_exactly_once()
         .await
         .unwrap();
 
-    let id = new_order_id();
-    let order = start_order(
-        &stack.client,
-        &stack.task_queue,
-        order_input(&id, far_deadlines()),
-    )
-    .await;
-    wait_for(&order, "DELIVERED", |v| v.order.state == State::Delivered).await;
-    apply_event(
-        &order,
-        envelope("r-1", EventType::Confirmed, json!({}), ActorKind::Customer),
-    )
-    .await
-    .unwrap();
+    let (id, order) = stack.new_order().await;
+    delivered(&order).await;
+    confirm(&order, "r-1").await;
     order
         .get_result(WorkflowGetResultOptions::default())
         .await
@@ -122,14 +110,8 @@ async fn rows_sent_again_publish_nothing_twice() {
     let stack = Stack::start().await;
     let prefix = stack.worker.redis_prefix.clone();
     let pool = read_model().await;
-    let id = new_order_id();
-    let order = start_order(
-        &stack.client,
-        &stack.task_queue,
-        order_input(&id, far_deadlines()),
-    )
-    .await;
-    wait_for(&order, "DELIVERED", |v| v.order.state == State::Delivered).await;
+    let (id, order) = stack.new_order().await;
+    delivered(&order).await;
     wait_status_version(&prefix, &id, 2).await;
     let before = stream_types(&prefix, &id).await;
 
@@ -172,22 +154,11 @@ async fn while_redis_is_down_postgres_gets_everything_and_redis_catches_up_after
     let prefix = stack.worker.redis_prefix.clone();
     let pool = read_model().await;
 
-    let id = new_order_id();
-    let order = start_order(
-        &stack.client,
-        &stack.task_queue,
-        order_input(&id, far_deadlines()),
-    )
-    .await;
+    let (id, order) = stack.new_order().await;
     signal(&order, "picked_up", json!({"partner_order_number": "PN-R"})).await;
     signal(&order, "delivered", json!({})).await;
-    wait_for(&order, "DELIVERED", |v| v.order.state == State::Delivered).await;
-    apply_event(
-        &order,
-        envelope("rd-1", EventType::Confirmed, json!({}), ActorKind::Customer),
-    )
-    .await
-    .unwrap();
+    delivered(&order).await;
+    confirm(&order, "rd-1").await;
     order
         .get_result(WorkflowGetResultOptions::default())
         .await
