@@ -20,6 +20,7 @@ pub mod middleware;
 pub mod model;
 pub mod problem;
 pub mod read;
+pub mod ref_id;
 pub mod request_id;
 pub mod routes;
 pub mod state;
