@@ -22,6 +22,7 @@ pub mod problem;
 pub mod read;
 pub mod ref_id;
 pub mod request_id;
+pub mod route_table;
 pub mod routes;
 pub mod state;
 pub mod web;
