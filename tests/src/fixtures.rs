@@ -25,12 +25,40 @@ impl Stack {
         .await;
         (id, order)
     }
+
+    /// A new order whose delivery the simulator fails with `failure_reason` (a
+    /// `FailureReason` code); the order then waits for an operator (see
+    /// [`pending_by_operator`]).
+    pub async fn failing_order(&self, failure_reason: &str) -> (String, OrderHandle) {
+        let id = new_order_id();
+        self.sim
+            .scenario(
+                &id,
+                json!({"outcome": "fail", "failure_reason": failure_reason}),
+            )
+            .await;
+        let order = start_order(
+            &self.client,
+            &self.task_queue,
+            order_input(&id, far_deadlines()),
+        )
+        .await;
+        (id, order)
+    }
 }
 
 /// Waits until the order is DELIVERED (the simulator drives it there unless the stack is quiet)
 /// and returns its state then.
 pub async fn delivered(order: &OrderHandle) -> DeliveryOrderView {
     wait_for(order, "DELIVERED", |v| v.order.state == State::Delivered).await
+}
+
+/// Waits until the order waits for an operator (PENDING_BY_OPERATOR) and returns its state then.
+pub async fn pending_by_operator(order: &OrderHandle) -> DeliveryOrderView {
+    wait_for(order, "PENDING_BY_OPERATOR", |v| {
+        v.order.state == State::PendingByOperator
+    })
+    .await
 }
 
 /// The customer confirms the delivery with event id `event_id`; the confirmation must apply.

@@ -5,41 +5,28 @@
 
 use delivery_workflows::workflow::{Continuation, Deadline};
 use delivery_workflows::{
-    Address, DELIVERY_ORDER_V1, Deadlines, DeliveryOrder, DeliveryOrderInput,
-    DeliveryOrderWorkflow, Item, ItemFormat, StartInput, WORKFLOW_TYPE, workflow_id,
+    DELIVERY_ORDER_V1, DeliveryOrder, DeliveryOrderInput, DeliveryOrderWorkflow, StartInput,
+    WORKFLOW_TYPE, workflow_id,
 };
 use serde_json::{Value, json};
 
 const ORDER_ID: &str = "0196a3b0-7c1e-7cc0-9d1e-2f3a4b5c6d7e";
 
+/// An order as a starter in another language sends it: plain JSON.
 fn input() -> DeliveryOrderInput {
-    DeliveryOrderInput {
-        delivery_order_id: ORDER_ID.into(),
-        ordering_id: "ord-1".into(),
-        customer_id: "cust-1".into(),
-        payment_id: Some("pay-1".into()),
-        items: vec![Item {
-            sku: "isbn-1".into(),
-            title: "A Book".into(),
-            format: ItemFormat::Physical,
-            quantity: 1,
-        }],
-        shipping_address: Address {
-            name: "Ada".into(),
-            line1: "1 Main St".into(),
-            line2: None,
-            city: "London".into(),
-            postal_code: "N1".into(),
-            country: "GB".into(),
-            phone: None,
+    serde_json::from_value(json!({
+        "delivery_order_id": ORDER_ID,
+        "ordering_id": "ord-1",
+        "customer_id": "cust-1",
+        "payment_id": "pay-1",
+        "items": [{"sku": "isbn-1", "title": "A Book", "format": "PHYSICAL", "quantity": 1}],
+        "shipping_address": {
+            "name": "Ada", "line1": "1 Main St", "city": "London", "postal_code": "N1",
+            "country": "GB"
         },
-        notes: None,
-        budget: Some(1500),
-        replaces_id: None,
-        deadlines: Deadlines::default(),
-        created_by: None,
-        correlation_id: None,
-    }
+        "budget": 1500
+    }))
+    .expect("the sample order is well-formed")
 }
 
 fn parse(value: Value) -> StartInput {

@@ -99,10 +99,7 @@ async fn a_missed_pickup_deadline_goes_to_an_operator_who_cancels() {
     )
     .await;
 
-    let pending = wait_for(&order, "PENDING_BY_OPERATOR", |v| {
-        v.order.state == State::PendingByOperator
-    })
-    .await;
+    let pending = pending_by_operator(&order).await;
     assert_eq!(
         pending.order.failure_reason,
         Some(FailureReason::PickupTimeout)
@@ -132,25 +129,9 @@ async fn a_missed_pickup_deadline_goes_to_an_operator_who_cancels() {
 #[tokio::test]
 async fn a_failed_delivery_is_reshipped_as_a_new_linked_order() {
     let stack = Stack::start().await;
-    let id = new_order_id();
-    stack
-        .sim
-        .scenario(
-            &id,
-            json!({"outcome": "fail", "failure_reason": "RECIPIENT_UNAVAILABLE"}),
-        )
-        .await;
-    let order = start_order(
-        &stack.client,
-        &stack.task_queue,
-        order_input(&id, far_deadlines()),
-    )
-    .await;
+    let (id, order) = stack.failing_order("RECIPIENT_UNAVAILABLE").await;
 
-    let pending = wait_for(&order, "PENDING_BY_OPERATOR", |v| {
-        v.order.state == State::PendingByOperator
-    })
-    .await;
+    let pending = pending_by_operator(&order).await;
     assert_eq!(
         pending.order.failure_reason,
         Some(FailureReason::RecipientUnavailable)
@@ -207,10 +188,7 @@ async fn a_customer_dispute_is_resolved_by_an_operator() {
         json!({"reason": "DAMAGED", "detail": "cover torn", "event_id": "d-1"}),
     )
     .await;
-    let pending = wait_for(&order, "PENDING_BY_OPERATOR", |v| {
-        v.order.state == State::PendingByOperator
-    })
-    .await;
+    let pending = pending_by_operator(&order).await;
     assert_eq!(pending.order.dispute_reason, Some(DisputeReason::Damaged));
     assert_eq!(pending.order.dispute_detail.as_deref(), Some("cover torn"));
 
@@ -248,10 +226,7 @@ async fn a_partner_refusal_fails_the_delivery_with_partner_rejected() {
         order_input(&id, far_deadlines()),
     )
     .await;
-    let pending = wait_for(&order, "PENDING_BY_OPERATOR", |v| {
-        v.order.state == State::PendingByOperator
-    })
-    .await;
+    let pending = pending_by_operator(&order).await;
     assert_eq!(
         pending.order.failure_reason,
         Some(FailureReason::PartnerRejected)
@@ -281,10 +256,7 @@ async fn a_missed_delivery_deadline_fails_with_delivery_timeout() {
         order_input(&id, deadlines(HOUR, SHORT, HOUR)),
     )
     .await;
-    let pending = wait_for(&order, "PENDING_BY_OPERATOR", |v| {
-        v.order.state == State::PendingByOperator
-    })
-    .await;
+    let pending = pending_by_operator(&order).await;
     assert_eq!(
         pending.order.failure_reason,
         Some(FailureReason::DeliveryTimeout)

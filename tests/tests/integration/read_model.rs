@@ -89,24 +89,8 @@ async fn a_finished_delivery_leaves_its_row_and_audit_trail() {
 async fn a_reshipment_is_a_second_row_of_the_same_ordering_linked_both_ways() {
     let stack = Stack::start().await;
     let pool = read_model().await;
-    let id = new_order_id();
-    stack
-        .sim
-        .scenario(
-            &id,
-            json!({"outcome": "fail", "failure_reason": "PACKAGE_DAMAGED"}),
-        )
-        .await;
-    let order = start_order(
-        &stack.client,
-        &stack.task_queue,
-        order_input(&id, far_deadlines()),
-    )
-    .await;
-    wait_for(&order, "PENDING_BY_OPERATOR", |v| {
-        v.order.state == State::PendingByOperator
-    })
-    .await;
+    let (id, order) = stack.failing_order("PACKAGE_DAMAGED").await;
+    pending_by_operator(&order).await;
     signal(
         &order,
         "operator_action",
