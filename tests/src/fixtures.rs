@@ -16,14 +16,7 @@ impl Stack {
     /// A new order ([`order_input`], deadlines that never fire) started on this stack's task
     /// queue: its id and its workflow handle.
     pub async fn new_order(&self) -> (String, OrderHandle) {
-        let id = new_order_id();
-        let order = start_order(
-            &self.client,
-            &self.task_queue,
-            order_input(&id, far_deadlines()),
-        )
-        .await;
-        (id, order)
+        self.start_far(new_order_id()).await
     }
 
     /// A new order whose delivery the simulator fails with `failure_reason` (a
@@ -37,6 +30,11 @@ impl Stack {
                 json!({"outcome": "fail", "failure_reason": failure_reason}),
             )
             .await;
+        self.start_far(id).await
+    }
+
+    /// Starts the order `id` ([`order_input`], deadlines that never fire).
+    async fn start_far(&self, id: String) -> (String, OrderHandle) {
         let order = start_order(
             &self.client,
             &self.task_queue,
