@@ -8,8 +8,8 @@
 //!
 //! Tests of every suite share this process, its Temporal dev server and its test database, and
 //! run side by side (each on its own task queue, its own orders and its own child processes).
-//! The one suite that cannot share the database with running workers, `relay_ordering` (the
-//! outbox relay lease is one per database), stays a binary of its own: see its header.
+//! The suites that need the database's outbox relay to themselves, `relay_ordering` and
+//! `redis_side`, are the `serial` binary instead: see its header.
 
 mod audit_trail;
 mod authorization_matrix;
@@ -29,7 +29,6 @@ mod observability;
 mod partner_client;
 mod projection_integrity;
 mod read_model;
-mod redis_side;
 mod replay;
 mod reship_replacement;
 mod web_ui;

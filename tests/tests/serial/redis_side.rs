@@ -1,7 +1,13 @@
 //! Redis side of the read model: status cache, live-update channels and the delivery-events
 //! stream, each exactly once and in order, catching up after a Redis outage.
+//!
+//! The outage test needs its own worker to be the only one publishing the database's outbox
+//! while its Redis is cut; any other running worker would publish the order's changes. So the
+//! tests here run one at a time (the `serial` binary's lock), never beside other suites.
 
 use delivery_tests::*;
+
+use crate::ONE_AT_A_TIME;
 use futures::StreamExt;
 use redis::AsyncCommands;
 use serde_json::{Value, json};
@@ -60,6 +66,7 @@ const HAPPY: [&str; 4] = [
 
 #[tokio::test]
 async fn a_delivery_reaches_the_cache_the_channels_and_the_stream_exactly_once() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let stack = Stack::start().await;
     let prefix = stack.worker.redis_prefix.clone();
     let mut pubsub = redis::Client::open(redis_url())
@@ -107,6 +114,7 @@ async fn a_delivery_reaches_the_cache_the_channels_and_the_stream_exactly_once()
 
 #[tokio::test]
 async fn rows_sent_again_publish_nothing_twice() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let stack = Stack::start().await;
     let prefix = stack.worker.redis_prefix.clone();
     let pool = read_model().await;
@@ -148,6 +156,7 @@ async fn rows_sent_again_publish_nothing_twice() {
 
 #[tokio::test]
 async fn while_redis_is_down_postgres_gets_everything_and_redis_catches_up_after() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let (proxy, proxied) = TcpProxy::in_front_of(&redis_url(), 6379).await;
     proxy.cut();
     let stack = Stack::start_with(StackOptions::quiet().worker("REDIS_URL", &proxied)).await;
