@@ -36,10 +36,10 @@ diagrams: ## Regenerate the PlantUML diagrams and the CloudFormation graph templ
 	cargo run -q -p delivery-workflows --bin graphgen -- resources deploy/cloudformation
 
 capture-histories: ## Re-record tests/histories from the scenario tests (only for intended incompatible changes)
-	@TEST_ARGS="-p delivery-tests --test lifecycle --test batches --test integrity_flood" CAPTURE_HISTORIES=1 scripts/test.sh
+	@TEST_ARGS="-p delivery-tests --test integration -- lifecycle:: batches:: integrity_flood::" CAPTURE_HISTORIES=1 scripts/test.sh
 
 flood: ## 20,000 duplicate, refused and malformed messages against one order (FLOOD_MESSAGES, FLOOD_IN_FLIGHT)
-	@FLOOD_MESSAGES=$${FLOOD_MESSAGES:-20000} TEST_ARGS="-p delivery-tests --test integrity_flood -- --nocapture" scripts/test.sh
+	@FLOOD_MESSAGES=$${FLOOD_MESSAGES:-20000} TEST_ARGS="-p delivery-tests --test integration -- integrity_flood:: --nocapture" scripts/test.sh
 
 clean-data: ## Forget the local Temporal data (.data/)
 	rm -rf .data

@@ -1,5 +1,5 @@
 // Browser tests against the real stack. `make test` runs them through the Rust test
-// `tests/tests/web_ui.rs`, which starts Temporal, the worker and the gateway (serving web/dist)
+// `tests/tests/integration/web_ui.rs`, which starts Temporal, the worker and the gateway (serving web/dist)
 // and passes E2E_BASE_URL, E2E_TOKENS and E2E_CONTROL_URL. Chromium is Debian's: no browser
 // download.
 import { defineConfig } from "@playwright/test";

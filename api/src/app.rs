@@ -7,6 +7,7 @@ use poem::{EndpointExt, IntoEndpoint, Route, get};
 use poem_openapi::OpenApiService;
 
 use crate::middleware;
+use crate::route_table::{self, RouteTable};
 use crate::routes::batches::BatchesApi;
 use crate::routes::commands::CommandsApi;
 use crate::routes::compat::CompatApi;
@@ -49,34 +50,10 @@ pub fn spec_json() -> String {
     openapi().spec()
 }
 
-/// Route templates the gateway serves (for metrics labels).
-const ROUTES: &[&str] = &[
-    "/api/v1/payment-events",
-    "/api/v1/delivery-orders",
-    "/api/v1/delivery-orders/{id}",
-    "/api/v1/delivery-orders/{id}/events",
-    "/api/v1/orderings/{ordering_id}/delivery-orders",
-    "/api/v1/operator/queue",
-    "/api/v1/event-batches",
-    "/api/v1/tracking/{id}",
-    "/api/v1/ws/delivery-orders/{id}",
-    "/api/v1/ws/events",
-    "/api/v1/partner-webhooks/{partner_id}",
-    "/api/state",
-    "/deliveries/create",
-    "/deliveries/{pk}/status",
-    "/event",
-    "/healthz",
-    "/readyz",
-    "/metrics",
-    "/openapi.json",
-    "/docs",
-    "/api/v1/ui-config",
-    crate::web::ROUTE_LABEL,
-];
-
-pub fn is_known_route(route: &str) -> bool {
-    ROUTES.contains(&route)
+/// The route table of this gateway: the spec's paths and the endpoints mounted beside the API
+/// (the middleware labels requests with it).
+pub fn route_table() -> RouteTable {
+    RouteTable::new(RouteTable::spec_paths(&spec_json()))
 }
 
 pub fn app(state: Arc<AppState>) -> impl poem::Endpoint {
@@ -86,11 +63,37 @@ pub fn app(state: Arc<AppState>) -> impl poem::Endpoint {
     let dist = &state.config.web_dist;
     let api = crate::web::with_start_page(api.into_endpoint(), dist);
     crate::web::mount(Route::new(), dist)
-        .nest("/docs", docs)
-        .at("/openapi.json", spec)
-        .at("/api/v1/ws/delivery-orders/:id", get(ws::delivery_order))
-        .at("/api/v1/ws/events", get(ws::events))
+        .nest(route_table::DOCS, docs)
+        .at(route_table::OPENAPI_JSON, spec)
+        .at(
+            route_table::poem_path(route_table::WS_DELIVERY_ORDER),
+            get(ws::delivery_order),
+        )
+        .at(route_table::WS_EVENTS, get(ws::events))
         .nest("/", api)
         .around(middleware::around)
         .data(state)
+        .data(Arc::new(route_table()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::route_table;
+
+    #[test]
+    fn every_operation_of_the_spec_is_labelled_by_its_own_template() {
+        let spec: serde_json::Value = serde_json::from_str(&super::spec_json()).unwrap();
+        let paths = spec["paths"].as_object().unwrap();
+        assert!(paths.len() > 10, "the spec lists the gateway's operations");
+        let routes = route_table();
+        for template in paths.keys() {
+            // A request path: every `{param}` filled in with an id.
+            let path: String = template
+                .split('/')
+                .map(|s| if s.starts_with('{') { "x-1" } else { s })
+                .collect::<Vec<_>>()
+                .join("/");
+            assert_eq!(routes.label(&path), template, "{path}");
+        }
+    }
 }

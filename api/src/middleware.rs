@@ -12,9 +12,9 @@ use poem::{Body, Endpoint, IntoResponse, Request, Response};
 use tracing::Instrument;
 
 use crate::auth::Caller;
-use crate::metrics::route_label;
 use crate::problem::{ApiError, from_poem_error};
 use crate::request_id::{self, REQUEST_ID};
+use crate::route_table::{RouteTable, UNMATCHED};
 use crate::state::AppState;
 
 /// Routes probes and scrapers use; never rate limited.
@@ -25,21 +25,28 @@ pub async fn around<E: Endpoint>(next: Arc<E>, mut req: Request) -> poem::Result
         .data::<Arc<AppState>>()
         .cloned()
         .expect("the app state is attached outside this middleware");
+    let routes = req
+        .data::<Arc<RouteTable>>()
+        .cloned()
+        .expect("the route table is attached outside this middleware");
     let ids = request_id::assign(&req);
     req.extensions_mut().insert(ids.clone());
     let method = req.method().to_string();
-    let route = route_label(req.uri().path());
+    // The template the path matches (the label of metrics, the log span and rate limits); a
+    // path that matches none is named as it is in the log and `unmatched` everywhere else.
+    let path = req.uri().path().to_owned();
+    let route = routes.label(&path).to_owned();
     let span = tracing::info_span!(
         "request",
         %method,
-        route = %route,
+        route = %if route == UNMATCHED { path.as_str() } else { route.as_str() },
         request_id = %ids.request_id,
         correlation_id = %ids.correlation_id,
         delivery_order_id = tracing::field::Empty,
         status = tracing::field::Empty,
     );
     // Every line of the request names the order it is about (when its path has one).
-    if let Some(order) = crate::metrics::order_id_in_path(req.uri().path()) {
+    if let Some(order) = routes.order_id(&path) {
         span.record("delivery_order_id", order);
     }
     let started = Instant::now();
@@ -64,11 +71,6 @@ pub async fn around<E: Endpoint>(next: Arc<E>, mut req: Request) -> poem::Result
     let mut response = response;
     let status = response.status();
     span.record("status", status.as_u16());
-    let route = if status == StatusCode::NOT_FOUND && !crate::app::is_known_route(&route) {
-        "unmatched".to_owned()
-    } else {
-        route
-    };
     state
         .metrics
         .requests
@@ -163,7 +165,7 @@ fn rate_limit(
     if UNLIMITED.contains(&route) {
         return None;
     }
-    let key = caller_key(req, caller);
+    let key = caller_key(req, route, caller);
     match state.limiter.check_key(&key) {
         Ok(()) => None,
         Err(not_until) => {
@@ -177,7 +179,7 @@ fn rate_limit(
 
 /// Who is asking: the verified token subject, else the partner of a webhook, else the client
 /// address. An invalid token never picks someone else's bucket.
-fn caller_key(req: &Request, caller: Option<&Caller>) -> String {
+fn caller_key(req: &Request, route: &str, caller: Option<&Caller>) -> String {
     if let Some(caller) = caller {
         return format!("sub:{}", caller.sub);
     }
@@ -187,7 +189,7 @@ fn caller_key(req: &Request, caller: Option<&Caller>) -> String {
         .map(|a| a.ip().to_string())
         .unwrap_or_default();
     if req.uri().path().contains("/partner-webhooks/") {
-        return format!("webhook:{}:{peer}", route_label(req.uri().path()));
+        return format!("webhook:{route}:{peer}");
     }
     format!("ip:{peer}")
 }

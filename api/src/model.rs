@@ -12,6 +12,7 @@ use poem_openapi::types::Any;
 use poem_openapi::{Enum, Object};
 
 use crate::auth::Role;
+pub use crate::ref_id::RefId;
 use serde_json::Value;
 
 macro_rules! mirror_enum {
@@ -92,8 +93,7 @@ pub struct Address {
 #[derive(Debug, Clone, PartialEq, Object)]
 #[oai(deny_unknown_fields)]
 pub struct Item {
-    #[oai(validator(pattern = "^[A-Za-z0-9._:-]{1,128}$"))]
-    pub sku: String,
+    pub sku: RefId,
     #[oai(validator(min_length = 1, max_length = 300))]
     pub title: String,
     pub format: ItemFormat,
@@ -132,7 +132,7 @@ impl From<DomainAddress> for Address {
 impl From<Item> for DomainItem {
     fn from(i: Item) -> Self {
         DomainItem {
-            sku: i.sku,
+            sku: i.sku.into(),
             title: i.title,
             format: i.format.into(),
             quantity: i.quantity,
@@ -143,7 +143,7 @@ impl From<Item> for DomainItem {
 impl From<DomainItem> for Item {
     fn from(i: DomainItem) -> Self {
         Item {
-            sku: i.sku,
+            sku: RefId::stored(i.sku),
             title: i.title,
             format: i.format.into(),
             quantity: i.quantity,
@@ -155,14 +155,10 @@ impl From<DomainItem> for Item {
 #[derive(Debug, Clone, Object)]
 #[oai(deny_unknown_fields)]
 pub struct PaymentSucceeded {
-    #[oai(validator(pattern = "^[A-Za-z0-9._:-]{1,128}$"))]
-    pub event_id: String,
-    #[oai(validator(pattern = "^[A-Za-z0-9._:-]{1,128}$"))]
-    pub payment_id: String,
-    #[oai(validator(pattern = "^[A-Za-z0-9._:-]{1,128}$"))]
-    pub ordering_id: String,
-    #[oai(validator(pattern = "^[A-Za-z0-9._:-]{1,128}$"))]
-    pub customer_id: String,
+    pub event_id: RefId,
+    pub payment_id: RefId,
+    pub ordering_id: RefId,
+    pub customer_id: RefId,
     #[oai(validator(min_items = 1, max_items = 100))]
     pub items: Vec<Item>,
     pub shipping_address: Address,
@@ -179,12 +175,9 @@ pub struct PaymentSucceeded {
 #[derive(Debug, Clone, Object)]
 #[oai(deny_unknown_fields)]
 pub struct ManualDeliveryOrder {
-    #[oai(validator(pattern = "^[A-Za-z0-9._:-]{1,128}$"))]
-    pub payment_id: Option<String>,
-    #[oai(validator(pattern = "^[A-Za-z0-9._:-]{1,128}$"))]
-    pub ordering_id: String,
-    #[oai(validator(pattern = "^[A-Za-z0-9._:-]{1,128}$"))]
-    pub customer_id: String,
+    pub payment_id: Option<RefId>,
+    pub ordering_id: RefId,
+    pub customer_id: RefId,
     #[oai(validator(min_items = 1, max_items = 100))]
     pub items: Vec<Item>,
     pub shipping_address: Address,
@@ -229,8 +222,7 @@ pub struct EventCommand {
     pub data: Option<Any<Value>>,
     /// Makes retries idempotent; the `Idempotency-Key` header does the same. Ids starting with
     /// `wf:` are reserved for events the delivery order raises itself.
-    #[oai(validator(pattern = "^[A-Za-z0-9._:-]{1,128}$"))]
-    pub event_id: Option<String>,
+    pub event_id: Option<RefId>,
     /// The role the event is sent as, when the token holds several that may send it (default:
     /// the first of them). A customer event is only accepted on the customer's own orders.
     pub sent_as: Option<Role>,

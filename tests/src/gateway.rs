@@ -311,11 +311,19 @@ impl GatewayProcess {
     pub async fn paid_order(&self, customer: &str) -> String {
         let payer = self.token("payments", &[Role::PaymentService]);
         let (id, _) = self.pay(customer).await;
-        let read = self
-            .get(
-                &format!("/api/v1/delivery-orders/{id}?min_version=0"),
-                &payer,
-            )
+        // A read with min_version waits a bounded time (MIN_VERSION_WAIT_MS, which some tests
+        // make short); on a busy machine the projection may take longer, so 409
+        // projection-behind is read again rather than taken for an answer.
+        let read =
+            crate::workflows::eventually(&format!("the read model to hold {id}"), || async {
+                let read = self
+                    .get(
+                        &format!("/api/v1/delivery-orders/{id}?min_version=0"),
+                        &payer,
+                    )
+                    .await;
+                (read.status != 409).then_some(read)
+            })
             .await;
         assert_eq!(read.status, 200, "{}", read.text);
         self.pickup_confirmed(&id).await;

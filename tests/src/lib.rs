@@ -3,6 +3,7 @@
 //! queue. Nothing here mocks Temporal or the partner.
 
 pub mod database;
+pub mod fixtures;
 pub mod gateway;
 pub mod processes;
 pub mod proxy;
@@ -10,6 +11,7 @@ pub mod temporal;
 pub mod workflows;
 
 pub use database::{database_url, read_model, redis_prefix, redis_url};
+pub use fixtures::{confirm, delivered, pending_by_operator};
 pub use gateway::{
     Answer, GatewayProcess, TEST_JWT_SECRET, TEST_PARTNER_SECRET, new_payment_id, payment_event,
 };

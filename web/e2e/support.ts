@@ -13,7 +13,7 @@ export interface Tokens {
 
 function required(name: string): string {
   const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set: run the browser tests through make test (tests/tests/web_ui.rs)`);
+  if (!value) throw new Error(`${name} is not set: run the browser tests through make test (tests/tests/integration/web_ui.rs)`);
   return value;
 }
 
@@ -63,10 +63,11 @@ export async function partnerEvent(request: APIRequestContext, id: string, type:
       data: { type, data, event_id },
     });
   let answer = await post().catch(() => post());
-  for (let attempt = 0; answer.status() === 503 && attempt < 20; attempt++) {
-    const wait = Number(answer.headers()["retry-after"] ?? "1");
-    await new Promise((resolve) => setTimeout(resolve, Math.min(wait, 2) * 1000));
-    answer = await post();
+  // Before the partner's pickup is confirmed the gateway answers 503 pickup-not-confirmed with
+  // retry_after_seconds, and partners send the event again; so does this, for up to 15 s.
+  for (let tries = 0; answer.status() === 503 && tries < 30; tries++) {
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    answer = await post().catch(() => post());
   }
   expect(answer.status(), await answer.text()).toBe(200);
   return answer.json();

@@ -19,6 +19,7 @@ use crate::apply::sending_role;
 use crate::auth::{BearerAuth, Role};
 use crate::model::{EventType, State};
 use crate::problem::ApiError;
+use crate::ref_id::RefId;
 use crate::request_id::explicit_correlation_id;
 use crate::routes::{Tag, caller_event_id, delivery_order_id};
 use crate::state::AppState;
@@ -34,8 +35,7 @@ pub struct BatchEvent {
     #[oai(rename = "type")]
     pub event_type: EventType,
     pub data: Option<Any<Value>>,
-    #[oai(validator(pattern = "^[A-Za-z0-9._:-]{1,128}$"))]
-    pub event_id: Option<String>,
+    pub event_id: Option<RefId>,
 }
 
 #[derive(Debug, Clone, Object)]
@@ -43,8 +43,7 @@ pub struct BatchEvent {
 pub struct EventBatch {
     /// Carried into every audit row of the batch (and `BatchRolledBack`); default: the
     /// `X-Correlation-Id` header, else the batch id.
-    #[oai(validator(pattern = "^[A-Za-z0-9._:-]{1,128}$"))]
-    pub correlation_id: Option<String>,
+    pub correlation_id: Option<RefId>,
     #[oai(validator(min_items = 1, max_items = 100))]
     pub events: Vec<BatchEvent>,
 }
@@ -91,11 +90,7 @@ impl BatchesApi {
         state: Data<&Arc<AppState>>,
         req: &Request,
         body: Json<EventBatch>,
-        #[oai(
-            name = "Idempotency-Key",
-            validator(pattern = "^[A-Za-z0-9._:-]{1,128}$")
-        )]
-        idempotency_key: Header<Option<String>>,
+        #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<RefId>>,
     ) -> Result<BatchResponse, ApiError> {
         let caller = auth.0;
         caller.require(&[Role::Operator, Role::Partner, Role::Admin])?;
@@ -108,6 +103,7 @@ impl BatchesApi {
             .0
             .correlation_id
             .clone()
+            .map(String::from)
             .or_else(|| explicit_correlation_id(req))
             .unwrap_or_else(|| batch_id.clone());
         let mut items = Vec::with_capacity(body.0.events.len());
@@ -119,6 +115,7 @@ impl BatchesApi {
             let role = sending_role(&caller, event_type, None).map_err(|e| at(index, e))?;
             let event_id = event
                 .event_id
+                .map(String::from)
                 .unwrap_or_else(|| format!("{batch_id}:{index}"));
             caller_event_id(&event_id).map_err(|e| at(index, e))?;
             items.push(BatchItem {

@@ -96,19 +96,19 @@ impl CommandsApi {
         {
             return Ok(CreateResponse::NoDelivery(Json(NoDeliveryRequired {
                 delivery_required: false,
-                payment_id: p.payment_id,
-                ordering_id: p.ordering_id,
+                payment_id: p.payment_id.into(),
+                ordering_id: p.ordering_id.into(),
             })));
         }
         let id = Uuid::new_v5(
             &ID_NAMESPACE,
             format!("payment:{}", p.payment_id).as_bytes(),
         );
-        let correlation_id = explicit_correlation_id(req).unwrap_or(p.event_id.clone());
+        let correlation_id = explicit_correlation_id(req).unwrap_or_else(|| p.event_id.to_string());
         let creation = Creation {
-            payment_id: Some(p.payment_id),
-            ordering_id: p.ordering_id,
-            customer_id: p.customer_id,
+            payment_id: Some(p.payment_id.into()),
+            ordering_id: p.ordering_id.into(),
+            customer_id: p.customer_id.into(),
             items: p.items,
             shipping_address: p.shipping_address,
             notes: p.notes,
@@ -166,9 +166,9 @@ pub(super) async fn create_delivery_order(
         .map(|i| i.correlation_id)
         .unwrap_or_else(|| id.to_string());
     let creation = Creation {
-        payment_id: m.payment_id,
-        ordering_id: m.ordering_id,
-        customer_id: m.customer_id,
+        payment_id: m.payment_id.map(String::from),
+        ordering_id: m.ordering_id.into(),
+        customer_id: m.customer_id.into(),
         items: m.items,
         shipping_address: m.shipping_address,
         notes: m.notes,
@@ -200,7 +200,7 @@ pub(super) async fn send_event(
 ) -> Result<EventResponse, ApiError> {
     let id = delivery_order_id(id)?;
     let event_type = DomainEventType::from(command.event_type);
-    let event_id = match (command.event_id, idempotency_key) {
+    let event_id = match (command.event_id.map(String::from), idempotency_key) {
         (Some(a), Some(b)) if a != b => {
             return Err(ApiError::bad_request(
                 "conflicting-event-id",

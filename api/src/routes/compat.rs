@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use crate::auth::{BearerAuth, Role};
 use crate::commands::CommandError;
+use crate::ref_id::RefId;
 use crate::routes::Tag;
 use crate::state::AppState;
 
@@ -140,11 +141,7 @@ impl CompatApi {
         auth: BearerAuth,
         state: Data<&Arc<AppState>>,
         body: Json<DeliveryEvent>,
-        #[oai(
-            name = "Idempotency-Key",
-            validator(pattern = "^[A-Za-z0-9._:-]{1,128}$")
-        )]
-        idempotency_key: Header<Option<String>>,
+        #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<RefId>>,
     ) -> Result<Json<Any<Value>>, CompatFailure> {
         allowed(&auth)?;
         let event = body.0;
@@ -166,6 +163,7 @@ impl CompatApi {
         let command = CompatCommand {
             event_id: idempotency_key
                 .0
+                .map(String::from)
                 .unwrap_or_else(|| Uuid::new_v4().to_string()),
             event_type,
             data,

@@ -16,6 +16,7 @@ use crate::model::{
 };
 use crate::problem::ApiError;
 use crate::read::ListFilter;
+use crate::ref_id::RefId;
 use crate::routes::commands::{self, CreateResponse, EventResponse};
 use crate::routes::{Tag, queries};
 use crate::state::AppState;
@@ -41,13 +42,16 @@ impl DeliveryOrdersApi {
         state: Data<&Arc<AppState>>,
         req: &Request,
         body: Json<ManualDeliveryOrder>,
-        #[oai(
-            name = "Idempotency-Key",
-            validator(pattern = "^[A-Za-z0-9._:-]{1,128}$")
-        )]
-        idempotency_key: Header<Option<String>>,
+        #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<RefId>>,
     ) -> Result<CreateResponse, ApiError> {
-        commands::create_delivery_order(auth.0, &state, req, body.0, idempotency_key.0).await
+        commands::create_delivery_order(
+            auth.0,
+            &state,
+            req,
+            body.0,
+            idempotency_key.0.map(String::from),
+        )
+        .await
     }
 
     /// Send an event to a delivery order.
@@ -68,13 +72,17 @@ impl DeliveryOrdersApi {
         req: &Request,
         id: Path<String>,
         body: Json<EventCommand>,
-        #[oai(
-            name = "Idempotency-Key",
-            validator(pattern = "^[A-Za-z0-9._:-]{1,128}$")
-        )]
-        idempotency_key: Header<Option<String>>,
+        #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<RefId>>,
     ) -> Result<EventResponse, ApiError> {
-        commands::send_event(auth.0, &state, req, &id.0, body.0, idempotency_key.0).await
+        commands::send_event(
+            auth.0,
+            &state,
+            req,
+            &id.0,
+            body.0,
+            idempotency_key.0.map(String::from),
+        )
+        .await
     }
 
     /// One delivery order.
@@ -133,15 +141,15 @@ impl DeliveryOrdersApi {
         auth: BearerAuth,
         state: Data<&Arc<AppState>>,
         #[oai(name = "state")] state_filter: Query<Option<State>>,
-        #[oai(validator(pattern = "^[A-Za-z0-9._:-]{1,128}$"))] ordering_id: Query<Option<String>>,
-        #[oai(validator(pattern = "^[A-Za-z0-9._:-]{1,128}$"))] customer_id: Query<Option<String>>,
+        ordering_id: Query<Option<RefId>>,
+        customer_id: Query<Option<RefId>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u32>>,
         #[oai(validator(max_length = 100))] cursor: Query<Option<String>>,
     ) -> Result<Json<DeliveryOrderPage>, ApiError> {
         let filter = ListFilter {
             state: state_filter.0.map(Into::into),
-            ordering_id: ordering_id.0,
-            customer_id: customer_id.0,
+            ordering_id: ordering_id.0.map(String::from),
+            customer_id: customer_id.0.map(String::from),
         };
         queries::list(auth.0, &state, filter, limit.0, cursor.0).await
     }

@@ -24,6 +24,7 @@ use crate::apply::apply;
 use crate::commands::CommandError;
 use crate::model::WebhookAccepted;
 use crate::problem::ApiError;
+use crate::ref_id::RefId;
 use crate::routes::{Tag, caller_event_id, delivery_order_id, ref_id};
 use crate::state::AppState;
 
@@ -41,15 +42,12 @@ pub enum CallbackType {
 #[derive(Debug, Clone, Object)]
 #[oai(deny_unknown_fields)]
 pub struct PartnerCallback {
-    #[oai(validator(pattern = "^[A-Za-z0-9._:-]{1,128}$"))]
-    pub event_id: String,
+    pub event_id: RefId,
     #[oai(rename = "type")]
     pub callback_type: CallbackType,
     pub delivery_order_id: String,
-    #[oai(validator(pattern = "^[A-Za-z0-9._:-]{1,128}$"))]
-    pub pickup_id: Option<String>,
-    #[oai(validator(pattern = "^[A-Za-z0-9._:-]{1,128}$"))]
-    pub partner_order_number: Option<String>,
+    pub pickup_id: Option<RefId>,
+    pub partner_order_number: Option<RefId>,
     pub occurred_at: Option<DateTime<Utc>>,
     /// The event's fields (`PICKED_UP`: partner_order_number, driver, eta; `DELIVERED`: proof;
     /// `DELIVERY_FAILED`: reason, detail; `LOCATION`: lat, lon).
@@ -260,12 +258,12 @@ async fn handle(state: &AppState, partner: &str, body: &[u8]) -> Result<WebhookA
         CallbackType::DeliveryFailed => DomainEventType::DeliveryFailed,
     };
     let envelope = EventEnvelope {
-        event_id: callback.event_id,
+        event_id: callback.event_id.into(),
         event_type,
         data,
         actor: Actor::new(ActorKind::Partner, partner),
         correlation_id: crate::request_id::current(),
-        pickup_id: callback.pickup_id,
+        pickup_id: callback.pickup_id.map(String::from),
     };
     let applied = apply(state, id, envelope).await.map_err(|error| {
         // Partners treat a 4xx as final; a hold is over in seconds, so ask for a retry.

@@ -77,13 +77,7 @@ async fn a_killed_worker_is_replaced_and_the_delivery_finishes_correctly() {
 async fn a_worker_killed_before_the_pickup_request_books_it_exactly_once_after_restart() {
     let mut stack = Stack::quiet().await;
     stack.worker.kill_hard();
-    let id = new_order_id();
-    let order = start_order(
-        &stack.client,
-        &stack.task_queue,
-        order_input(&id, far_deadlines()),
-    )
-    .await;
+    let (_, order) = stack.new_order().await;
     signal(&order, "cancel", json!({"reason": "duplicate order", "event_id": "cx-1", "actor": {"kind": "order_management", "id": "oms"}})).await;
     stack.worker.restart().await;
     let result = order
@@ -105,13 +99,7 @@ async fn a_worker_killed_before_the_pickup_request_books_it_exactly_once_after_r
 #[tokio::test]
 async fn the_worker_shuts_down_cleanly_on_sigterm_and_a_new_one_takes_over() {
     let mut stack = Stack::quiet().await;
-    let id = new_order_id();
-    let order = start_order(
-        &stack.client,
-        &stack.task_queue,
-        order_input(&id, far_deadlines()),
-    )
-    .await;
+    let (_, order) = stack.new_order().await;
     wait_for(&order, "pickup accepted", |v| {
         v.order.partner.pickup_id.is_some()
     })

@@ -12,24 +12,8 @@ use temporalio_common::protos::temporal::api::enums::v1::WorkflowExecutionStatus
 #[tokio::test]
 async fn a_refused_start_of_the_replacement_is_retried_until_it_lands() {
     let stack = Stack::start().await;
-    let id = new_order_id();
-    stack
-        .sim
-        .scenario(
-            &id,
-            json!({"outcome": "fail", "failure_reason": "PACKAGE_DAMAGED"}),
-        )
-        .await;
-    let order = start_order(
-        &stack.client,
-        &stack.task_queue,
-        order_input(&id, far_deadlines()),
-    )
-    .await;
-    wait_for(&order, "PENDING_BY_OPERATOR", |v| {
-        v.order.state == State::PendingByOperator
-    })
-    .await;
+    let (id, order) = stack.failing_order("PACKAGE_DAMAGED").await;
+    pending_by_operator(&order).await;
 
     // Something else holds the replacement's workflow id: a workflow no worker will ever run.
     let replacement_id = DeliveryOrder::new(

@@ -87,11 +87,8 @@ async fn deliver_one(stack: &Stack) {
     let id = api.paid_order("cust-observed").await;
     let ops = api.token("olga", &[Role::Operator]);
     let order = format!("/api/v1/delivery-orders/{id}");
-    eventually("the partner's webhooks deliver the order", || async {
-        let answer = api.get(&order, &ops).await;
-        (answer.json["state"] == "DELIVERED").then_some(())
-    })
-    .await;
+    // The partner's webhooks deliver the order.
+    api.wait_state(&ops, &id, "DELIVERED").await;
     let customer = api.token("cust-observed", &[Role::Customer]);
     let confirmed = api
         .post(

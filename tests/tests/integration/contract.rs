@@ -9,13 +9,7 @@ use serde_json::json;
 use temporalio_client::{WorkflowGetResultOptions, WorkflowListOptions};
 
 async fn started(stack: &Stack) -> (String, OrderHandle) {
-    let id = new_order_id();
-    let order = start_order(
-        &stack.client,
-        &stack.task_queue,
-        order_input(&id, far_deadlines()),
-    )
-    .await;
+    let (id, order) = stack.new_order().await;
     // Let the pickup activity finish so history only grows through what the test does.
     wait_for(&order, "pickup accepted", |v| {
         v.order.partner.pickup_id.is_some() && !v.pickup_pending

@@ -16,17 +16,6 @@ async fn create(stack: &Stack, customer: &str) -> (String, Value) {
     created
 }
 
-/// Reads the order until `state` holds it (the simulator drives it meanwhile).
-async fn wait_state(api: &GatewayProcess, token: &str, id: &str, state: &str) -> Value {
-    eventually(&format!("{id} in {state}"), || async {
-        let read = api
-            .get(&format!("/api/v1/delivery-orders/{id}"), token)
-            .await;
-        (read.status == 200 && read.json["state"] == state).then_some(read.json)
-    })
-    .await
-}
-
 #[tokio::test]
 async fn a_paid_order_is_delivered_tracked_and_confirmed_through_the_gateway() {
     let stack = Stack::start_with(StackOptions::default().with_gateway()).await;
@@ -72,7 +61,7 @@ async fn a_paid_order_is_delivered_tracked_and_confirmed_through_the_gateway() {
     assert_eq!(read.json["shipping_address"]["country"], "GB");
 
     // The simulator picks up, pings locations and delivers, all through the webhook.
-    let delivered = wait_state(api, &customer, &id, "DELIVERED").await;
+    let delivered = api.wait_state(&customer, &id, "DELIVERED").await;
     assert_eq!(
         delivered["allowed_events"],
         json!(["CONFIRMED", "DISPUTED"])
@@ -600,7 +589,7 @@ async fn an_operator_resolves_a_failed_delivery_from_the_queue() {
         .scenario(&id, json!({"outcome": "fail", "failure_reason": "RECIPIENT_UNAVAILABLE", "detail": "nobody home"}))
         .await;
     let operator = api.token("olga", &[Role::Operator]);
-    wait_state(api, &operator, &id, "PENDING_BY_OPERATOR").await;
+    api.wait_state(&operator, &id, "PENDING_BY_OPERATOR").await;
 
     let queue = api.get("/api/v1/operator/queue", &operator).await;
     assert_eq!(queue.status, 200, "{}", queue.text);

@@ -46,25 +46,9 @@ async fn audit(pool: &PgPool, id: &str) -> Vec<(i64, String, Option<String>, Str
 async fn a_finished_delivery_leaves_its_row_and_audit_trail() {
     let stack = Stack::start().await;
     let pool = read_model().await;
-    let id = new_order_id();
-    let order = start_order(
-        &stack.client,
-        &stack.task_queue,
-        order_input(&id, far_deadlines()),
-    )
-    .await;
-    wait_for(&order, "DELIVERED", |v| v.order.state == State::Delivered).await;
-    apply_event(
-        &order,
-        envelope(
-            "rm-confirm",
-            EventType::Confirmed,
-            json!({}),
-            ActorKind::Customer,
-        ),
-    )
-    .await
-    .unwrap();
+    let (id, order) = stack.new_order().await;
+    delivered(&order).await;
+    confirm(&order, "rm-confirm").await;
     let result = order
         .get_result(WorkflowGetResultOptions::default())
         .await
@@ -105,24 +89,8 @@ async fn a_finished_delivery_leaves_its_row_and_audit_trail() {
 async fn a_reshipment_is_a_second_row_of_the_same_ordering_linked_both_ways() {
     let stack = Stack::start().await;
     let pool = read_model().await;
-    let id = new_order_id();
-    stack
-        .sim
-        .scenario(
-            &id,
-            json!({"outcome": "fail", "failure_reason": "PACKAGE_DAMAGED"}),
-        )
-        .await;
-    let order = start_order(
-        &stack.client,
-        &stack.task_queue,
-        order_input(&id, far_deadlines()),
-    )
-    .await;
-    wait_for(&order, "PENDING_BY_OPERATOR", |v| {
-        v.order.state == State::PendingByOperator
-    })
-    .await;
+    let (id, order) = stack.failing_order("PACKAGE_DAMAGED").await;
+    pending_by_operator(&order).await;
     signal(
         &order,
         "operator_action",
@@ -291,13 +259,7 @@ async fn while_postgres_is_down_deliveries_go_on_and_the_read_model_catches_up_a
     let (proxy, proxied) = TcpProxy::in_front_of(database_url().await, 5432).await;
     let stack = Stack::start_with(StackOptions::quiet().worker("DATABASE_URL", &proxied)).await;
 
-    let id = new_order_id();
-    let order = start_order(
-        &stack.client,
-        &stack.task_queue,
-        order_input(&id, far_deadlines()),
-    )
-    .await;
+    let (id, order) = stack.new_order().await;
     wait_for(&order, "pickup accepted", |v| {
         v.order.partner.pickup_id.is_some()
     })
@@ -331,12 +293,7 @@ async fn while_postgres_is_down_deliveries_go_on_and_the_read_model_catches_up_a
         row(pool_ref, id_ref).await.filter(|r| r.1 >= 2)
     })
     .await;
-    apply_event(
-        &order,
-        envelope("pd-3", EventType::Confirmed, json!({}), ActorKind::Customer),
-    )
-    .await
-    .unwrap();
+    confirm(&order, "pd-3").await;
     order
         .get_result(WorkflowGetResultOptions::default())
         .await

@@ -27,13 +27,7 @@ async fn a_flood_of_bad_and_repeated_messages_leaves_the_order_healthy_and_bound
     let messages = setting("FLOOD_MESSAGES", 3_000);
     let in_flight = setting("FLOOD_IN_FLIGHT", 32);
     let stack = Stack::quiet().await;
-    let id = new_order_id();
-    let order = start_order(
-        &stack.client,
-        &stack.task_queue,
-        order_input(&id, far_deadlines()),
-    )
-    .await;
+    let (id, order) = stack.new_order().await;
     let picked = envelope(
         "flood-pu",
         EventType::PickedUp,

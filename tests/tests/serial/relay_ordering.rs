@@ -5,7 +5,7 @@
 //! rows are pruned after the retention period; Redis dedup keys expire.
 //!
 //! The relay lease is one per database, and every test of this binary shares the database, so
-//! the tests here run one at a time.
+//! the tests here run one at a time (the `serial` binary's lock).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -15,14 +15,14 @@ use delivery_activities::relay::{RelaySettings, prune_published};
 use delivery_activities::{OutboxRelay, RedisKeys};
 use delivery_api::auth::Role;
 use delivery_tests::*;
+
+use crate::ONE_AT_A_TIME;
 use futures::StreamExt;
 use prometheus::IntGauge;
 use redis::AsyncCommands;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tokio::sync::watch;
-
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn redis_manager() -> redis::aio::ConnectionManager {
     redis::aio::ConnectionManager::new(redis::Client::open(redis_url()).unwrap())

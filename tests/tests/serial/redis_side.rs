@@ -1,8 +1,13 @@
 //! Redis side of the read model: status cache, live-update channels and the delivery-events
 //! stream, each exactly once and in order, catching up after a Redis outage.
+//!
+//! The outage test needs its own worker to be the only one publishing the database's outbox
+//! while its Redis is cut; any other running worker would publish the order's changes. So the
+//! tests here run one at a time (the `serial` binary's lock), never beside other suites.
 
 use delivery_tests::*;
-use delivery_workflows::{ActorKind, EventType, State};
+
+use crate::ONE_AT_A_TIME;
 use futures::StreamExt;
 use redis::AsyncCommands;
 use serde_json::{Value, json};
@@ -61,6 +66,7 @@ const HAPPY: [&str; 4] = [
 
 #[tokio::test]
 async fn a_delivery_reaches_the_cache_the_channels_and_the_stream_exactly_once() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let stack = Stack::start().await;
     let prefix = stack.worker.redis_prefix.clone();
     let mut pubsub = redis::Client::open(redis_url())
@@ -73,20 +79,9 @@ async fn a_delivery_reaches_the_cache_the_channels_and_the_stream_exactly_once()
         .await
         .unwrap();
 
-    let id = new_order_id();
-    let order = start_order(
-        &stack.client,
-        &stack.task_queue,
-        order_input(&id, far_deadlines()),
-    )
-    .await;
-    wait_for(&order, "DELIVERED", |v| v.order.state == State::Delivered).await;
-    apply_event(
-        &order,
-        envelope("r-1", EventType::Confirmed, json!({}), ActorKind::Customer),
-    )
-    .await
-    .unwrap();
+    let (id, order) = stack.new_order().await;
+    delivered(&order).await;
+    confirm(&order, "r-1").await;
     order
         .get_result(WorkflowGetResultOptions::default())
         .await
@@ -119,17 +114,12 @@ async fn a_delivery_reaches_the_cache_the_channels_and_the_stream_exactly_once()
 
 #[tokio::test]
 async fn rows_sent_again_publish_nothing_twice() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let stack = Stack::start().await;
     let prefix = stack.worker.redis_prefix.clone();
     let pool = read_model().await;
-    let id = new_order_id();
-    let order = start_order(
-        &stack.client,
-        &stack.task_queue,
-        order_input(&id, far_deadlines()),
-    )
-    .await;
-    wait_for(&order, "DELIVERED", |v| v.order.state == State::Delivered).await;
+    let (id, order) = stack.new_order().await;
+    delivered(&order).await;
     wait_status_version(&prefix, &id, 2).await;
     let before = stream_types(&prefix, &id).await;
 
@@ -166,28 +156,18 @@ async fn rows_sent_again_publish_nothing_twice() {
 
 #[tokio::test]
 async fn while_redis_is_down_postgres_gets_everything_and_redis_catches_up_after() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let (proxy, proxied) = TcpProxy::in_front_of(&redis_url(), 6379).await;
     proxy.cut();
     let stack = Stack::start_with(StackOptions::quiet().worker("REDIS_URL", &proxied)).await;
     let prefix = stack.worker.redis_prefix.clone();
     let pool = read_model().await;
 
-    let id = new_order_id();
-    let order = start_order(
-        &stack.client,
-        &stack.task_queue,
-        order_input(&id, far_deadlines()),
-    )
-    .await;
+    let (id, order) = stack.new_order().await;
     signal(&order, "picked_up", json!({"partner_order_number": "PN-R"})).await;
     signal(&order, "delivered", json!({})).await;
-    wait_for(&order, "DELIVERED", |v| v.order.state == State::Delivered).await;
-    apply_event(
-        &order,
-        envelope("rd-1", EventType::Confirmed, json!({}), ActorKind::Customer),
-    )
-    .await
-    .unwrap();
+    delivered(&order).await;
+    confirm(&order, "rd-1").await;
     order
         .get_result(WorkflowGetResultOptions::default())
         .await
