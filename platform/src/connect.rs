@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use delivery_activities::MIGRATOR;
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions};
 use url::Url;
 
@@ -39,6 +39,11 @@ pub async fn connect_temporal(
         .context("creating the Temporal client")
 }
 
+/// Longest a single statement may run on the service's connections: a hung query gives its
+/// connection back with an error instead of holding it (and a pool slot) for ever. Generous,
+/// because migrations run on the same pool.
+pub const STATEMENT_TIMEOUT: &str = "30s";
+
 /// Connects to the read model and brings its schema up to date, waiting up to `patience` for
 /// PostgreSQL. Several processes may start at once: sqlx serialises migrations with a lock.
 pub async fn connect_read_model(
@@ -46,12 +51,16 @@ pub async fn connect_read_model(
     max_connections: u32,
     patience: Duration,
 ) -> anyhow::Result<PgPool> {
+    let options: PgConnectOptions = database_url
+        .parse()
+        .context("DATABASE_URL is not a PostgreSQL URL")?;
+    let options = options.options([("statement_timeout", STATEMENT_TIMEOUT)]);
     let deadline = tokio::time::Instant::now() + patience;
     let pool = loop {
         let attempt = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
-            .connect(database_url)
+            .connect_with(options.clone())
             .await;
         match attempt {
             Ok(pool) => break pool,

@@ -302,3 +302,19 @@ async fn while_postgres_is_down_deliveries_go_on_and_the_read_model_catches_up_a
     assert_eq!(seqs, vec![0, 1, 2, 3], "the creation, no gap, no duplicate");
     assert_eq!(row(&pool, &id).await.unwrap().0, "DELIVERY_CONFIRMED");
 }
+
+#[tokio::test]
+async fn the_services_connections_bound_every_statement() {
+    let pool = delivery_platform::connect_read_model(
+        database_url().await,
+        1,
+        std::time::Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    let timeout: String = sqlx::query_scalar("SHOW statement_timeout")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(timeout, delivery_platform::connect::STATEMENT_TIMEOUT);
+}
