@@ -15,10 +15,10 @@ use crate::model::{
     AuditTrail, DeliveryOrder, DeliveryOrderPage, EventCommand, ManualDeliveryOrder, State,
 };
 use crate::problem::ApiError;
-use crate::read::ListFilter;
 use crate::routes::commands::{self, CreateResponse, EventResponse};
 use crate::routes::{Tag, queries};
 use crate::state::AppState;
+use delivery_read_model::reader::ListFilter;
 
 #[derive(Default)]
 pub struct DeliveryOrdersApi;

@@ -12,7 +12,7 @@ pub const SEQ_CONTENT_MISMATCH: &str = "seq_content_mismatch";
 /// Every anomaly kind (the metric exports each from 0).
 pub const ANOMALY_KINDS: [&str; 2] = [EVENT_ID_COLLISION, SEQ_CONTENT_MISMATCH];
 
-use crate::read_model::Anomaly;
+use crate::writer::Anomaly;
 
 /// What recording one event found.
 pub struct Recorded {
