@@ -23,6 +23,7 @@ pub mod read;
 pub mod request_id;
 pub mod routes;
 pub mod state;
+pub mod typescript;
 pub mod web;
 
 use std::sync::Arc;

@@ -313,3 +313,47 @@ pub struct BatchRolledBack {
     pub failed_event_index: usize,
     pub delivery_order_id: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Projection;
+
+    /// The projection activity's input as histories hold it: the order's fields at the top
+    /// level. Reading it and writing it again must give the same document.
+    #[test]
+    fn a_projection_keeps_the_order_at_the_top_level_of_the_activity_input() {
+        let recorded = serde_json::json!({
+            "delivery_order_id": "0196a3b0-7c1e-7cc0-9d1e-2f3a4b5c6d7e",
+            "ordering_id": "ord-1",
+            "customer_id": "cust-1",
+            "payment_id": "pay-1",
+            "state": "PICKED_UP",
+            "version": 1,
+            "graph_version": 1,
+            "partner_order_number": "PN-1",
+            "failure_reason": null,
+            "failure_detail": null,
+            "replaces_id": null,
+            "replaced_by_id": null,
+            "shipping_address": {
+                "name": "Ada", "line1": "1 Main St", "city": "London",
+                "postal_code": "N1", "country": "GB"
+            },
+            "items": [{"sku": "b-1", "title": "A book", "format": "PHYSICAL", "quantity": 1}],
+            "notes": null,
+            "budget": 20,
+            "driver": {"name": "Sam"},
+            "eta": null,
+            "created_at": "2026-11-22T10:00:00.000Z",
+            "updated_at": "2026-11-22T10:01:00.000Z",
+            "events": [],
+        });
+        let projection: Projection = serde_json::from_value(recorded.clone()).unwrap();
+        assert_eq!(projection.order.version, 1);
+        assert_eq!(
+            projection.order.partner_order_number.as_deref(),
+            Some("PN-1")
+        );
+        assert_eq!(serde_json::to_value(&projection).unwrap(), recorded);
+    }
+}
