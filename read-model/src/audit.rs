@@ -6,26 +6,26 @@ use sqlx::types::Json;
 use sqlx::{PgConnection, Row};
 
 /// An event whose id an earlier event of the same order already carries.
-pub const EVENT_ID_COLLISION: &str = "event_id_collision";
+pub(crate) const EVENT_ID_COLLISION: &str = "event_id_collision";
 /// A sequence number recorded before with different content than the workflow now reports.
-pub const SEQ_CONTENT_MISMATCH: &str = "seq_content_mismatch";
+pub(crate) const SEQ_CONTENT_MISMATCH: &str = "seq_content_mismatch";
 /// Every anomaly kind (the metric exports each from 0).
-pub const ANOMALY_KINDS: [&str; 2] = [EVENT_ID_COLLISION, SEQ_CONTENT_MISMATCH];
+pub(crate) const ANOMALY_KINDS: [&str; 2] = [EVENT_ID_COLLISION, SEQ_CONTENT_MISMATCH];
 
 use crate::writer::Anomaly;
 
 /// What recording one event found.
-pub struct Recorded {
+pub(crate) struct Recorded {
     /// The seq held other content; the workflow's replaced it.
-    pub replaced: Option<Anomaly>,
+    pub(crate) replaced: Option<Anomaly>,
     /// An event at a lower seq of the order already carries this event's id.
-    pub collision: Option<Anomaly>,
+    pub(crate) collision: Option<Anomaly>,
 }
 
 /// Records `e` at its seq: inserted the first time, nothing on a replay with the same content,
 /// replaced (and reported) when the seq holds something else, unless this projection is older
 /// than what the read model holds (`stale`): a late attempt never rewrites newer history.
-pub async fn record(
+pub(crate) async fn record(
     tx: &mut PgConnection,
     id: uuid::Uuid,
     e: &AppliedEvent,
@@ -136,7 +136,7 @@ async fn replace_if_different(
 }
 
 /// Keeps `anomaly`; true the first time (a replayed projection finds it recorded already).
-pub async fn record_anomaly(
+pub(crate) async fn record_anomaly(
     tx: &mut PgConnection,
     id: uuid::Uuid,
     anomaly: &Anomaly,

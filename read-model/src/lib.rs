@@ -5,7 +5,7 @@
 //! live updates as [`LiveMessage`]s). Callers get named operations; no pool, connection or raw
 //! Redis key leaves this crate.
 
-pub mod audit;
+mod audit;
 pub mod compat;
 pub mod keys;
 pub mod live;
