@@ -2,8 +2,10 @@
 //! of truth: what the workflow applied at a seq is what the log holds at that seq.
 
 use delivery_workflows::AppliedEvent;
+use sqlx::postgres::PgArguments;
+use sqlx::query::Query;
 use sqlx::types::Json;
-use sqlx::{PgConnection, Row};
+use sqlx::{PgConnection, Postgres, Row};
 
 /// An event whose id an earlier event of the same order already carries.
 pub(crate) const EVENT_ID_COLLISION: &str = "event_id_collision";
@@ -31,23 +33,16 @@ pub(crate) async fn record(
     e: &AppliedEvent,
     stale: bool,
 ) -> Result<Recorded, sqlx::Error> {
-    let inserted = sqlx::query(
+    let inserted = bind_entry(
+        sqlx::query(
         "INSERT INTO delivery_order_events (delivery_order_id, seq, event_id, type, from_state, to_state,
              data, actor_kind, actor_id, correlation_id, occurred_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::timestamptz)
          ON CONFLICT (delivery_order_id, seq) DO NOTHING",
+        ),
+        id,
+        e,
     )
-    .bind(id)
-    .bind(e.seq as i64)
-    .bind(&e.event_id)
-    .bind(e.event_type.as_str())
-    .bind(e.from_state.as_str())
-    .bind(e.to_state.as_str())
-    .bind(Json(&e.data))
-    .bind(e.actor.kind.as_str())
-    .bind(&e.actor.id)
-    .bind(&e.correlation_id)
-    .bind(&e.occurred_at)
     .execute(&mut *tx)
     .await?
     .rows_affected()
@@ -106,22 +101,15 @@ async fn replace_if_different(
     {
         return Ok(None);
     }
-    sqlx::query(
+    bind_entry(
+        sqlx::query(
         "UPDATE delivery_order_events SET event_id = $3, type = $4, from_state = $5, to_state = $6,
              data = $7, actor_kind = $8, actor_id = $9, correlation_id = $10, occurred_at = $11::timestamptz
          WHERE delivery_order_id = $1 AND seq = $2",
+        ),
+        id,
+        e,
     )
-    .bind(id)
-    .bind(e.seq as i64)
-    .bind(&e.event_id)
-    .bind(e.event_type.as_str())
-    .bind(e.from_state.as_str())
-    .bind(e.to_state.as_str())
-    .bind(Json(&e.data))
-    .bind(e.actor.kind.as_str())
-    .bind(&e.actor.id)
-    .bind(&e.correlation_id)
-    .bind(&e.occurred_at)
     .execute(&mut *tx)
     .await?;
     Ok(Some(Anomaly {
@@ -133,6 +121,27 @@ async fn replace_if_different(
             "applied": {"event_id": e.event_id, "type": e.event_type, "to_state": e.to_state},
         }),
     }))
+}
+
+/// Binds the entry of `e` as `$1` (order) to `$11` (occurred_at), in the column order both the
+/// insert and the replacement use.
+fn bind_entry<'q>(
+    query: Query<'q, Postgres, PgArguments>,
+    id: uuid::Uuid,
+    e: &'q AppliedEvent,
+) -> Query<'q, Postgres, PgArguments> {
+    query
+        .bind(id)
+        .bind(e.seq as i64)
+        .bind(&e.event_id)
+        .bind(e.event_type.as_str())
+        .bind(e.from_state.as_str())
+        .bind(e.to_state.as_str())
+        .bind(Json(&e.data))
+        .bind(e.actor.kind.as_str())
+        .bind(&e.actor.id)
+        .bind(&e.correlation_id)
+        .bind(&e.occurred_at)
 }
 
 /// Keeps `anomaly`; true the first time (a replayed projection finds it recorded already).
