@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 
 .DEFAULT_GOAL := help
-.PHONY: help run test build lint bench demo token diagrams capture-histories flood clean-data validate-deploy
+.PHONY: help run test build lint bench demo token diagrams web-types capture-histories flood clean-data validate-deploy
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ bench: ## Start the stack from release builds and print throughput / latency fig
 
 diagrams: ## Regenerate the PlantUML diagrams and the CloudFormation graph template from the graph
 	cargo run -q -p delivery-workflows --bin graphgen -- resources deploy/cloudformation
+
+web-types: ## Regenerate web/src/types.ts from the gateway's OpenAPI document
+	cargo run -q -p delivery-api -- typescript > web/src/types.ts
 
 capture-histories: ## Re-record tests/histories from the scenario tests (only for intended incompatible changes)
 	@TEST_ARGS="-p delivery-tests --test integration -- lifecycle:: batches:: integrity_flood::" CAPTURE_HISTORIES=1 scripts/test.sh

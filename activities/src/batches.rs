@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use delivery_read_model::ReadModelWriter;
 use delivery_workflows::activities::{
     BatchAbortStep, BatchCommitStep, BatchPrepareStep, BatchRolledBack, BatchStepRequest,
     PrepareOutcome, PublishBatchRolledBack,
@@ -11,23 +12,20 @@ use delivery_workflows::activities::{
 use delivery_workflows::refusal;
 use delivery_workflows::workflow::{BatchDecision, BatchPrepare};
 use delivery_workflows::{ApplyOutcome, DeliveryOrderWorkflow, workflow_id};
-use sqlx::PgPool;
 use temporalio_client::errors::WorkflowUpdateError;
 use temporalio_client::{Client, WorkflowExecuteUpdateOptions};
 use temporalio_common::error::ApplicationFailure;
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
-use crate::outbox::{self, OutboxRow};
-
 pub struct BatchActivities {
     client: Client,
-    pool: PgPool,
+    read_model: ReadModelWriter,
 }
 
 impl BatchActivities {
-    pub fn new(client: Client, pool: PgPool) -> Self {
-        Self { client, pool }
+    pub fn new(client: Client, read_model: ReadModelWriter) -> Self {
+        Self { client, read_model }
     }
 
     fn options(&self, step: &str, request: &BatchStepRequest) -> WorkflowExecuteUpdateOptions {
@@ -158,27 +156,10 @@ impl BatchActivities {
         _ctx: ActivityContext,
         event: BatchRolledBack,
     ) -> Result<(), ActivityError> {
-        let order = uuid::Uuid::parse_str(&event.delivery_order_id).unwrap_or_default();
-        let payload = serde_json::json!({
-            "type": "BatchRolledBack",
-            "batch_id": event.batch_id,
-            "correlation_id": event.correlation_id,
-            "reason": event.reason,
-            "failed_event_index": event.failed_event_index,
-            "delivery_order_id": event.delivery_order_id,
-        });
-        let mut tx = self.pool.begin().await.map_err(anyhow::Error::from)?;
-        let row = OutboxRow {
-            dedup_key: format!("batch-rolled-back:{}", event.batch_id),
-            delivery_order_id: order,
-            version: 0,
-            kind: "domain_event",
-            payload,
-        };
-        outbox::enqueue(&mut tx, [row])
+        self.read_model
+            .publish_batch_rolled_back(&event)
             .await
-            .map_err(anyhow::Error::from)?;
-        tx.commit().await.map_err(anyhow::Error::from)?;
+            .map_err(ActivityError::from)?;
         Ok(())
     }
 }

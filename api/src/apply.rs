@@ -114,7 +114,7 @@ async fn apply_event(
                 }
                 (_, known) => {
                     let current = known
-                        .map(|o| o.state.as_str().to_owned())
+                        .map(|o| o.order.state.as_str().to_owned())
                         .unwrap_or_else(|| "finished".to_owned());
                     Err(ApiError::invalid_transition(
                         format!(

@@ -25,6 +25,7 @@ pub mod request_id;
 pub mod route_table;
 pub mod routes;
 pub mod state;
+pub mod typescript;
 pub mod web;
 pub mod webhook_replays;
 
@@ -32,16 +33,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use delivery_activities::RedisKeys;
+use delivery_read_model::{ReadModel, RedisKeys};
 use poem::listener::{Acceptor, Listener, TcpListener};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 pub use config::ApiConfig;
 
 use crate::commands::Commands;
 use crate::live::LiveHub;
 use crate::metrics::ApiMetrics;
-use crate::read::ReadModel;
 use crate::state::AppState;
 
 /// Connects to Temporal, PostgreSQL (applying migrations) and Redis. Waits up to `patience` for
@@ -58,30 +57,15 @@ pub async fn connect(config: ApiConfig, patience: Duration) -> anyhow::Result<Ar
         delivery_platform::connect_read_model(config.database_url.expose(), 20, patience).await?;
     let redis_client =
         redis::Client::open(config.redis_url.expose()).context("REDIS_URL is not a Redis URL")?;
-    let live = LiveHub::start(
-        redis_client.clone(),
-        RedisKeys {
-            prefix: config.redis_key_prefix.clone(),
-        }
-        .updates(),
-    );
-    let redis = ConnectionManager::new_lazy_with_config(
-        redis_client,
-        ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_millis(250)))
-            .set_response_timeout(Some(Duration::from_millis(250)))
-            .set_number_of_retries(1),
-    )
-    .context("creating the Redis connection")?;
     let webhook_replays =
         crate::webhook_replays::WebhookReplays::new(pool.clone(), config.webhook_tolerance);
     let read_model = ReadModel::new(
         pool,
-        redis,
-        RedisKeys {
-            prefix: config.redis_key_prefix.clone(),
-        },
-    );
+        redis_client,
+        RedisKeys::new(config.redis_key_prefix.clone()),
+    )
+    .context("creating the Redis connection")?;
+    let live = LiveHub::start(&read_model);
     let commands = Commands::new(client, config.task_queue.clone(), config.temporal_timeout);
     let metrics = ApiMetrics::new().context("registering metrics")?;
     Ok(AppState::new(

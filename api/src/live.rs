@@ -1,33 +1,94 @@
 //! Live updates for WebSocket clients. One Redis subscription per gateway process (the relay
-//! publishes every change of the read model on `{prefix}delivery-updates`) fans out to every
-//! socket through a broadcast channel: a slow socket only ever falls behind itself (it is told
-//! how much it missed and gets a fresh snapshot), never holds up the others.
+//! publishes every change of the read model) fans out to every socket through a broadcast
+//! channel: a slow socket only ever falls behind itself (it is told how much it missed and gets
+//! a fresh snapshot), never holds up the others.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures::StreamExt;
+use delivery_read_model::live::LiveFeed;
+use delivery_read_model::{LiveMessage, ReadModel, StoredOrder, TrackingUpdate};
 use poem_openapi::types::ToJSON;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 use tokio::sync::broadcast;
 
-use crate::read::OrderRecord;
+use crate::read::delivery_order;
 
 /// How many changes a socket may fall behind before it is told to resync.
 const BACKLOG: usize = 1024;
 
-/// One change as published (the read-model status document, or `{"type":"tracking",...}`),
-/// with the text sockets are sent, rendered once here rather than once per socket.
+/// What the WebSocket endpoints send; `type` says which.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SocketMessage {
+    /// The order as `GET` shows it, when the socket opens or after a resync.
+    Snapshot { delivery_order: Value },
+    /// A new version of the order, as `GET` shows it.
+    Update { delivery_order: Value },
+    /// A location ping.
+    Tracking(TrackingUpdate),
+    /// Changes may have been missed: reread what is shown.
+    Resync {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<&'static str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        missed: Option<u64>,
+    },
+}
+
+impl SocketMessage {
+    pub fn snapshot(order: &StoredOrder) -> Self {
+        Self::Snapshot {
+            delivery_order: delivery_order(order).to_json().unwrap_or(Value::Null),
+        }
+    }
+
+    pub fn text(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// One change as published, with the text sockets are sent, rendered once here rather than once
+/// per socket.
 #[derive(Debug)]
 pub struct Change {
     pub delivery_order_id: String,
-    pub customer_id: Option<String>,
+    pub customer_id: String,
     pub version: u64,
     /// A new version of the order (not a tracking update).
     pub is_status: bool,
-    /// The WebSocket message: `{"type":"update","delivery_order":…}` in the shape GET answers,
-    /// or the tracking document as published.
     pub message: String,
+}
+
+impl Change {
+    fn of(live: LiveMessage) -> Self {
+        let (delivery_order_id, customer_id, version) = (
+            live.delivery_order_id().to_owned(),
+            live.customer_id().to_owned(),
+            live.version(),
+        );
+        let (is_status, message) = match live {
+            LiveMessage::Status(order) => {
+                let stored = StoredOrder {
+                    order: *order,
+                    location: None,
+                    location_at: None,
+                };
+                let update = SocketMessage::Update {
+                    delivery_order: delivery_order(&stored).to_json().unwrap_or(Value::Null),
+                };
+                (true, update.text())
+            }
+            LiveMessage::Tracking(update) => (false, SocketMessage::Tracking(update).text()),
+        };
+        Self {
+            delivery_order_id,
+            customer_id,
+            version,
+            is_status,
+            message,
+        }
+    }
 }
 
 /// What sockets receive from the hub.
@@ -44,10 +105,18 @@ pub struct LiveHub {
 }
 
 impl LiveHub {
-    /// Starts the subscription task; it reconnects by itself when Redis goes away.
-    pub fn start(redis: redis::Client, channel: String) -> Self {
+    /// Follows the read model's live updates from now on.
+    pub fn start(read_model: &ReadModel) -> Self {
         let (sender, _) = broadcast::channel(BACKLOG);
-        tokio::spawn(subscribe_forever(redis, channel, sender.clone()));
+        let hub = sender.clone();
+        read_model.follow_live_updates(move |feed| {
+            let live = match feed {
+                LiveFeed::Message(message) => Live::Change(Arc::new(Change::of(message))),
+                LiveFeed::Resubscribed => Live::Resubscribed,
+            };
+            // No receivers is fine: nobody is watching.
+            let _ = hub.send(live);
+        });
         Self { sender }
     }
 
@@ -59,59 +128,4 @@ impl LiveHub {
     pub fn listeners(&self) -> usize {
         self.sender.receiver_count()
     }
-}
-
-async fn subscribe_forever(redis: redis::Client, channel: String, sender: broadcast::Sender<Live>) {
-    let mut pause = Duration::from_millis(200);
-    // Set once a subscription has stood: a later one may have missed changes in between.
-    let mut subscribed_before = false;
-    loop {
-        match redis.get_async_pubsub().await {
-            Ok(mut pubsub) => match pubsub.subscribe(&channel).await {
-                Ok(()) => {
-                    if subscribed_before {
-                        tracing::info!(%channel, "live updates resubscribed");
-                        let _ = sender.send(Live::Resubscribed);
-                    }
-                    subscribed_before = true;
-                    pause = Duration::from_millis(200);
-                    let mut messages = pubsub.on_message();
-                    while let Some(message) = messages.next().await {
-                        let Ok(payload) = message.get_payload::<String>() else {
-                            continue;
-                        };
-                        if let Some(change) = parse(&payload) {
-                            // No receivers is fine: nobody is watching.
-                            let _ = sender.send(Live::Change(Arc::new(change)));
-                        }
-                    }
-                    tracing::warn!(%channel, "live updates subscription ended; reconnecting");
-                }
-                Err(error) => tracing::warn!(%error, "subscribing to live updates failed"),
-            },
-            Err(error) => tracing::debug!(%error, "Redis unreachable for live updates"),
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(5));
-    }
-}
-
-fn parse(payload: &str) -> Option<Change> {
-    let document: Value = serde_json::from_str(payload).ok()?;
-    let is_status = document.get("type").is_none();
-    let resource = is_status
-        .then(|| serde_json::from_value::<OrderRecord>(document.clone()).ok())
-        .flatten()
-        .map(|record| json!({"type": "update", "delivery_order": record.to_resource().to_json()}));
-    let message = resource.map_or_else(|| payload.to_owned(), |m| m.to_string());
-    Some(Change {
-        delivery_order_id: document.get("delivery_order_id")?.as_str()?.to_owned(),
-        customer_id: document
-            .get("customer_id")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
-        version: document.get("version").and_then(Value::as_u64).unwrap_or(0),
-        is_status,
-        message,
-    })
 }

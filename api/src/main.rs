@@ -1,9 +1,10 @@
-//! `delivery-api`: the gateway, and two helpers.
+//! `delivery-api`: the gateway, and three helpers.
 //!
 //! ```text
 //! delivery-api                                  serve (configuration from the environment)
 //! delivery-api token --role operator --sub alice [--role admin] [--ttl 8h]
 //! delivery-api openapi                          print the OpenAPI document
+//! delivery-api typescript                       print its schemas as TypeScript (web/src/types.ts)
 //! ```
 
 use std::time::Duration;
@@ -23,8 +24,11 @@ async fn main() {
             println!("{}", app::spec_json());
             Ok(())
         }
+        Some("typescript") => serde_json::from_str(&app::spec_json())
+            .map(|spec| print!("{}", delivery_api::typescript::render(&spec)))
+            .map_err(Into::into),
         Some(other) => Err(anyhow::anyhow!(
-            "unknown command {other:?}; use serve, token or openapi"
+            "unknown command {other:?}; use serve, token, openapi or typescript"
         )),
     };
     if let Err(error) = result {

@@ -2,11 +2,11 @@
 //! type and outcome, partner webhooks by outcome, read-your-writes waits, and what is measured
 //! when scraped: the read model's publishing backlog, the operator queue, open WebSockets.
 
+use delivery_read_model::ReadModel;
 use prometheus::{
     Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
-use sqlx::PgPool;
 
 use crate::problem::ApiError;
 
@@ -166,17 +166,11 @@ impl ApiMetrics {
 
     /// The text exposition, with the gauges measured now (those from PostgreSQL are left as
     /// they were when it cannot be asked).
-    pub async fn render(&self, pool: &PgPool, websocket_connections: usize) -> String {
+    pub async fn render(&self, read_model: &ReadModel, websocket_connections: usize) -> String {
         self.websocket_connections
             .set(i64::try_from(websocket_connections).unwrap_or(i64::MAX));
-        self.measure_operator_queue(pool).await;
-        let backlog: Result<(i64, Option<f64>), _> = sqlx::query_as(
-            "SELECT count(*), (EXTRACT(EPOCH FROM now() - min(created_at)) * 1000)::float8
-             FROM read_model_outbox WHERE published_at IS NULL",
-        )
-        .fetch_one(pool)
-        .await;
-        if let Ok((pending, oldest_ms)) = backlog {
+        self.measure_operator_queue(read_model).await;
+        if let Ok((pending, oldest_ms)) = read_model.outbox_backlog().await {
             self.outbox_pending.set(pending);
             self.outbox_oldest_ms.set(oldest_ms.unwrap_or(0.0) as i64);
         }
@@ -191,19 +185,8 @@ impl ApiMetrics {
 impl ApiMetrics {
     /// Size and oldest wait of the operator queue; an order waits since it entered
     /// PENDING_BY_OPERATOR (as `GET /operator/queue` orders it).
-    async fn measure_operator_queue(&self, pool: &PgPool) {
-        let queue: Result<(i64, Option<f64>), _> = sqlx::query_as(
-            "SELECT count(*), EXTRACT(EPOCH FROM now() - min(COALESCE(e.occurred_at, d.updated_at)))::float8
-             FROM delivery_orders d
-             LEFT JOIN LATERAL (
-                 SELECT occurred_at FROM delivery_order_events ev
-                 WHERE ev.delivery_order_id = d.id AND ev.to_state = 'PENDING_BY_OPERATOR'
-                 ORDER BY seq DESC LIMIT 1
-             ) e ON true
-             WHERE d.state = 'PENDING_BY_OPERATOR'",
-        )
-        .fetch_one(pool)
-        .await;
+    async fn measure_operator_queue(&self, read_model: &ReadModel) {
+        let queue = read_model.operator_queue_size().await;
         match queue {
             Ok((size, oldest)) => {
                 self.operator_queue_size.set(size);

@@ -4,6 +4,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
+use delivery_read_model::ReadModel;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::auth::TokenKeys;
@@ -11,7 +12,6 @@ use crate::commands::Commands;
 use crate::config::ApiConfig;
 use crate::live::LiveHub;
 use crate::metrics::ApiMetrics;
-use crate::read::ReadModel;
 use crate::routes::system_state::StateCache;
 use crate::webhook_replays::WebhookReplays;
 

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use delivery_activities::MIGRATOR;
+use delivery_read_model::MIGRATOR;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions};

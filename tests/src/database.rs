@@ -41,7 +41,7 @@ pub async fn read_model() -> PgPool {
         .connect(database_url().await)
         .await
         .expect("test database");
-    delivery_activities::MIGRATOR
+    delivery_read_model::MIGRATOR
         .run(&pool)
         .await
         .expect("migrations");

@@ -36,20 +36,13 @@ pub fn binary(name: &str, env: &str) -> PathBuf {
     let root = crate::workspace_root();
     let sources: &[&str] = match name {
         "partner-sim" => &["partner-sim"],
-        "delivery-api" => &[
-            "workflows",
-            "activities",
-            "platform",
-            "api",
-            "migrations",
-            "resources",
-        ],
+        "delivery-api" => &["workflows", "read-model", "platform", "api", "resources"],
         _ => &[
             "platform",
             "workflows",
+            "read-model",
             "activities",
             "worker",
-            "migrations",
             "resources",
         ],
     };

@@ -16,6 +16,7 @@ function order(version: number, state: DeliveryOrder["state"]): DeliveryOrder {
     allowed_events: [],
     shipping_address: { name: "Ada", line1: "1 Main St", city: "Lisbon", postal_code: "1000", country: "PT" },
     items: [{ sku: "b-1", title: "Dune", format: "PHYSICAL", quantity: 1 }],
+    graph_version: 1,
     created_at: "2026-11-20T09:00:00Z",
     updated_at: "2026-11-20T09:00:00Z",
   };

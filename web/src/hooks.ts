@@ -1,7 +1,7 @@
 import { useEffect, useRef, useState } from "react";
 import { useApp } from "./context";
 import { LiveSocket, type Connection } from "./live";
-import type { LiveMessage } from "./types";
+import type { LiveMessage } from "./shapes";
 
 /** A live socket on `path`, authenticated as the signed-in user, while the component shows. */
 export function useLiveSocket(path: string, onMessage: (message: LiveMessage) => void): Connection {

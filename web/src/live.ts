@@ -2,7 +2,8 @@
 // so a restarted gateway is not hit by every browser at once), reports whether it is live, and
 // decides for one delivery order whether a message applies, is old, or reveals a gap.
 
-import type { DeliveryOrder, LiveMessage } from "./types";
+import type { LiveMessage } from "./shapes";
+import type { DeliveryOrder } from "./types";
 
 export type Connection =
   | { status: "connecting"; attempt: number }

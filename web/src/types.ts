@@ -1,97 +1,45 @@
-// Shapes of the gateway's REST and WebSocket answers (see /openapi.json).
+// The gateway's REST shapes, generated from its OpenAPI document (`make web-types`, which runs
+// `delivery-api typescript`). Do not edit: change the API and regenerate; a test fails when this
+// file is stale.
 
-export type State =
-  | "CREATED"
-  | "PICKED_UP"
-  | "DELIVERED"
-  | "DELIVERY_CONFIRMED"
-  | "DELIVERY_FAILED"
-  | "PENDING_BY_OPERATOR"
-  | "RESHIPPED"
-  | "CANCELLED";
+/** An actor: who sent an event. */
+export interface Actor {
+  id?: string;
+  kind: string;
+}
 
+/** A postal address. */
 export interface Address {
-  name: string;
+  city: string;
+  /** ISO 3166-1 alpha-2, upper case. */
+  country: string;
   line1: string;
   line2?: string;
-  city: string;
+  name: string;
+  phone?: string;
   postal_code: string;
-  country: string;
-  phone?: string;
 }
 
-export interface Item {
-  sku: string;
-  title: string;
-  format: "PHYSICAL" | "EBOOK";
-  quantity: number;
-}
+/**
+ * What an audit entry records: the order's creation (`CREATE`, always the first entry, seq 0)
+ * or an event of the graph.
+ */
+export type AuditEntryType = "CREATE" | "PICKED_UP" | "DELIVERED" | "DELIVERY_FAILED" | "CONFIRMED" | "DISPUTED" | "CANCEL" | "OPERATOR_RESHIP" | "OPERATOR_CANCEL" | "OPERATOR_CONFIRM_DELIVERED" | "ESCALATE_TO_OPERATOR";
 
-export interface DeliveryOrder {
-  delivery_order_id: string;
-  ordering_id: string;
-  customer_id: string;
-  state: State;
-  version: number;
-  allowed_events: string[];
-  partner_order_number?: string;
-  failure_reason?: string;
-  failure_detail?: string;
-  replaces_id?: string;
-  replaced_by_id?: string;
-  shipping_address: Address;
-  items: Item[];
-  notes?: string;
-  driver?: Record<string, unknown>;
-  location?: Record<string, unknown>;
-  location_at?: string;
-  eta?: string;
-  created_at: string;
-  updated_at: string;
-}
-
-export interface ProgressStep {
-  state: State;
-  reached_at?: string;
-  current: boolean;
-}
-
-export interface Driver {
-  name?: string;
-  phone?: string;
-  vehicle?: string;
-}
-
-export interface Tracking {
-  delivery_order_id: string;
-  state: State;
-  version: number;
-  steps: ProgressStep[];
-  partner_order_number?: string;
-  driver?: Driver;
-  location?: Record<string, unknown>;
-  location_at?: string;
-  eta?: string;
-  failure_reason?: string;
-  ordering_id: string;
-  items: Item[];
-  recipient: string;
-  city: string;
-  replaces_id?: string;
-  replaced_by_id?: string;
-}
-
+/**
+ * One entry of a delivery order's audit trail. The first (seq 0, type `CREATE`) says who
+ * created the order and from which payment (`data.payment_id`); it has no `from_state`.
+ */
 export interface AuditEvent {
-  seq: number;
-  event_id: string;
-  type: string;
-  /** Absent on the first entry, the creation (type CREATE). */
-  from_state?: State;
-  to_state: State;
-  data: Record<string, unknown>;
-  actor: { kind: string; id?: string };
+  actor: Actor;
   correlation_id?: string;
+  data: unknown;
+  event_id: string;
+  from_state?: State;
   occurred_at: string;
+  seq: number;
+  to_state: State;
+  type: AuditEntryType;
 }
 
 export interface AuditTrail {
@@ -99,63 +47,334 @@ export interface AuditTrail {
   events: AuditEvent[];
 }
 
-export interface QueueEntry {
-  delivery_order: DeliveryOrder;
-  reason: { kind: string; code?: string; detail?: string };
-  waiting_since: string;
+export interface BatchApplied {
+  batch_id: string;
+  correlation_id: string;
+  /** Each delivery order of the batch after it, in order of first appearance. */
+  results: BatchOrderResult[];
 }
 
-export interface EventApplied {
+export interface BatchEvent {
+  data?: unknown;
+  delivery_order_id: string;
+  event_id?: string;
+  type: EventType;
+}
+
+export interface BatchOrderResult {
   delivery_order_id: string;
   state: State;
   version: number;
 }
 
-export interface LatestEvent {
-  delivery_order_id: string;
-  seq: number;
+export type CallbackType = "PICKED_UP" | "DELIVERED" | "DELIVERY_FAILED" | "LOCATION";
+
+export interface CreateDelivery {
+  /** `{budget, notes}` (an object, or a JSON string of one as the original clients sent it). */
+  data: unknown;
+  /** `CREATE_DELIVERY`. */
   type: string;
-  to_state: State;
-  actor_kind: string;
-  occurred_at: string;
 }
 
-export interface ServiceHealth {
-  ok: boolean;
-  workers_polling?: boolean;
-  task_queue?: string;
-  queues?: Record<string, { pollers?: number; backlog?: number | null; error?: string }>;
+export interface DeliveryEvent {
+  data?: unknown;
+  delivery_id: string;
+  /**
+   * `START_DELIVERY`, `PICKUP_PRODUCTS {purchase_price, quantity}`,
+   * `DELIVER_PRODUCTS {sell_price, quantity}`, `INCREASE_BUDGET {budget}`.
+   */
+  type: string;
 }
 
-export interface SystemState {
-  generated_at: string;
-  by_state: Record<State, number>;
-  totals: {
-    delivery_orders: number;
-    active: number;
-    confirmed_today: number;
-    failed_today: number;
-    waiting_for_operator: number;
-  };
-  active_drivers: { driver: string; delivery_order_ids: string[] }[];
-  latest_events: LatestEvent[];
-  health: Record<string, ServiceHealth>;
+/** A delivery order as the read model holds it. */
+export interface DeliveryOrder {
+  /** Events that may be sent now. */
+  allowed_events: EventType[];
+  budget?: number;
+  created_at: string;
+  customer_id: string;
+  delivery_order_id: string;
+  driver?: unknown;
+  eta?: string;
+  failure_detail?: string;
+  failure_reason?: FailureReason;
+  graph_version: number;
+  items: Item[];
+  /** Last location reported by the partner. */
+  location?: unknown;
+  location_at?: string;
+  notes?: string;
+  ordering_id: string;
+  partner_order_number?: string;
+  payment_id?: string;
+  /** The delivery order that replaced this one. */
+  replaced_by_id?: string;
+  /** The delivery order this one replaces (after a failed delivery). */
+  replaces_id?: string;
+  shipping_address: Address;
+  state: State;
+  updated_at: string;
+  version: number;
 }
 
+/** What creation answers (the same body for a repeated `payment_id`). */
+export interface DeliveryOrderCreated {
+  customer_id: string;
+  delivery_order_id: string;
+  /** Where to read the delivery order. */
+  href: string;
+  ordering_id: string;
+  payment_id?: string;
+  /** `CREATED`: every delivery order starts there. */
+  state: State & unknown;
+  /** 0 at creation; read with `?min_version=0` to wait until the read model holds it. */
+  version: number;
+  /** The Temporal workflow id (search it in Temporal Web UI). */
+  workflow_id: string;
+}
+
+/** One page of a list. */
+export interface DeliveryOrderPage {
+  items: DeliveryOrder[];
+  /** Pass as `cursor` for the next page; absent on the last page. */
+  next_cursor?: string;
+}
+
+/** The original app's error body. */
+export interface Detail {
+  detail: string;
+}
+
+/** The driver, with the phone number masked. */
+export interface Driver {
+  name?: string;
+  /** Only the last three digits are shown. */
+  phone?: string;
+  vehicle?: string;
+}
+
+/** What an applied (or already applied) event answers. */
+export interface EventApplied {
+  allowed_events: EventType[];
+  /**
+   * True when this event id moved the order. A retry with the same content gets the original
+   * answer: while Temporal still holds it, that very answer; later `applied: false` with the
+   * state and version the event produced. Either way nothing is applied twice.
+   */
+  applied: boolean;
+  delivery_order_id: string;
+  event_id: string;
+  state: State;
+  version: number;
+}
+
+export interface EventBatch {
+  /**
+   * Carried into every audit row of the batch (and `BatchRolledBack`); default: the
+   * `X-Correlation-Id` header, else the batch id.
+   */
+  correlation_id?: string;
+  events: BatchEvent[];
+}
+
+/** An event for one delivery order. */
+export interface EventCommand {
+  /** The event's fields, as the state graph defines them (`resources/delivery-order.v1.yaml`). */
+  data?: unknown;
+  /**
+   * Makes retries idempotent; the `Idempotency-Key` header does the same. Ids starting with
+   * `wf:` are reserved for events the delivery order raises itself.
+   */
+  event_id?: string;
+  /**
+   * The role the event is sent as, when the token holds several that may send it (default:
+   * the first of them). A customer event is only accepted on the customer's own orders.
+   */
+  sent_as?: Role & unknown;
+  type: EventType;
+}
+
+/** Events of the delivery-order graph. */
+export type EventType = "PICKED_UP" | "DELIVERED" | "DELIVERY_FAILED" | "CONFIRMED" | "DISPUTED" | "CANCEL" | "OPERATOR_RESHIP" | "OPERATOR_CANCEL" | "OPERATOR_CONFIRM_DELIVERED" | "ESCALATE_TO_OPERATOR";
+
+export type FailureReason = "WRONG_ADDRESS" | "RECIPIENT_UNAVAILABLE" | "REFUSED_BY_RECIPIENT" | "PACKAGE_DAMAGED" | "PACKAGE_LOST" | "PARTNER_REJECTED" | "PICKUP_TIMEOUT" | "DELIVERY_TIMEOUT" | "OTHER";
+
+export interface Health {
+  status: string;
+}
+
+/** One line of an order. */
+export interface Item {
+  format: ItemFormat;
+  quantity: number;
+  sku: string;
+  title: string;
+}
+
+/** `PHYSICAL` items are delivered; `EBOOK` items are not. */
+export type ItemFormat = "PHYSICAL" | "EBOOK";
+
+/**
+ * A delivery order created by hand (operators, order management): the payment fields less
+ * `event_id`. (Spelled out again rather than flattened: poem-openapi cannot flatten into an
+ * object that refuses unknown fields.) `payment_id` is optional; when given, creation is idempotent on it.
+ */
+export interface ManualDeliveryOrder {
+  budget?: number;
+  customer_id: string;
+  items: Item[];
+  notes?: string;
+  ordering_id: string;
+  payment_id?: string;
+  shipping_address: Address;
+}
+
+/** A payment without physical items: nothing to deliver. */
+export interface NoDeliveryRequired {
+  delivery_required: boolean;
+  ordering_id: string;
+  payment_id: string;
+}
+
+export interface OperatorQueue {
+  /** Oldest first. */
+  entries: QueueEntry[];
+}
+
+export interface OrderingDeliveries {
+  /** Oldest first. */
+  delivery_orders: DeliveryOrder[];
+  ordering_id: string;
+}
+
+/** A partner callback. */
+export interface PartnerCallback {
+  /**
+   * The event's fields (`PICKED_UP`: partner_order_number, driver, eta; `DELIVERED`: proof;
+   * `DELIVERY_FAILED`: reason, detail; `LOCATION`: lat, lon).
+   */
+  data?: unknown;
+  delivery_order_id: string;
+  event_id: string;
+  occurred_at?: string;
+  partner_order_number?: string;
+  pickup_id?: string;
+  type: CallbackType;
+}
+
+/** `PaymentSucceeded`, as the payment service sends it. */
+export interface PaymentSucceeded {
+  /** Delivery budget in minor currency units (cents). */
+  budget?: number;
+  customer_id: string;
+  event_id: string;
+  items: Item[];
+  notes?: string;
+  ordering_id: string;
+  payment_id: string;
+  shipping_address: Address;
+}
+
+/** An RFC 9457 problem document. */
+export interface Problem {
+  allowed_events?: string[];
+  /** Who may send the refused event. */
+  allowed_senders?: string[];
+  batch_id?: string;
+  /** For readiness: which dependency is down and why. */
+  checks?: unknown;
+  current_state?: string;
+  current_version?: number;
+  delivery_order_id?: string;
+  /** What was wrong with this request, in words. */
+  detail?: string;
+  /** The position of the event a batch failed on (0-based). */
+  failed_event_index?: number;
+  min_version?: number;
+  /** The request this answers (also in the `X-Request-Id` header and the gateway's logs). */
+  request_id?: string;
+  retry_after_seconds?: number;
+  status: number;
+  title: string;
+  /** A URI naming the kind of problem; stable, safe to switch on. */
+  type: string;
+}
+
+/** One stage of the delivery. */
+export interface ProgressStep {
+  /** True for the stage the delivery is in now. */
+  current: boolean;
+  /** When the delivery reached this stage; absent while it has not. */
+  reached_at?: string;
+  state: State;
+}
+
+export interface QueueEntry {
+  delivery_order: DeliveryOrder;
+  reason: QueueReason;
+  /** When the order entered the queue. */
+  waiting_since: string;
+}
+
+/** Why an order waits for an operator. */
+export interface QueueReason {
+  /** The failure or dispute reason code. */
+  code?: string;
+  detail?: string;
+  /** `DELIVERY_FAILED` or `DISPUTED`. */
+  kind: string;
+}
+
+export interface Readiness {
+  checks: unknown;
+  status: string;
+}
+
+/** Roles a token may carry (the `roles` claim). */
+export type Role = "customer" | "partner" | "operator" | "payment_service" | "order_management" | "admin";
+
+/** States of the delivery-order graph. */
+export type State = "CREATED" | "PICKED_UP" | "DELIVERED" | "DELIVERY_CONFIRMED" | "DELIVERY_FAILED" | "PENDING_BY_OPERATOR" | "RESHIPPED" | "CANCELLED";
+
+export interface Tracking {
+  city: string;
+  delivery_order_id: string;
+  driver?: Driver;
+  eta?: string;
+  /** Why the delivery failed, if it did. */
+  failure_reason?: string;
+  items: Item[];
+  location?: unknown;
+  location_at?: string;
+  ordering_id: string;
+  partner_order_number?: string;
+  /** Where it goes: recipient name and city (the full address stays on the delivery order). */
+  recipient: string;
+  replaced_by_id?: string;
+  replaces_id?: string;
+  state: State;
+  /**
+   * The happy path (created, picked up, delivered, confirmed) with the time each stage was
+   * reached, then the state the delivery left it for, if it did.
+   */
+  steps: ProgressStep[];
+  version: number;
+}
+
+/** What the web UI needs to know about this deployment. */
 export interface UiConfig {
-  /** A link to one delivery order's workflow, with `{delivery_order_id}` to fill in. */
+  /**
+   * A link to one delivery order's workflow in Temporal Web UI, with `{delivery_order_id}`
+   * to fill in; absent when the gateway was not told where that UI is.
+   */
   workflow_url_template?: string;
 }
 
-/** What the WebSocket endpoints send. */
-export type LiveMessage =
-  | { type: "snapshot"; delivery_order: DeliveryOrder }
-  | { type: "update"; delivery_order: DeliveryOrder }
-  | {
-      type: "tracking";
-      delivery_order_id: string;
-      version: number;
-      location?: Record<string, unknown>;
-      location_at?: string;
-    }
-  | { type: "resync"; reason?: string; missed?: number };
+/** What a partner webhook answers. */
+export interface WebhookAccepted {
+  delivery_order_id: string;
+  /** `applied`, `duplicate` or `tracking_updated`. */
+  outcome: string;
+  state?: State;
+  version?: number;
+}

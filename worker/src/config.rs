@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
-use delivery_activities::{BreakerConfig, PartnerConfig, RelaySettings};
+use delivery_activities::{BreakerConfig, PartnerConfig};
 use delivery_platform::{ConfigError, Env, Secret};
+use delivery_read_model::RelaySettings;
 use url::Url;
 
 use crate::versioning::WorkerVersion;

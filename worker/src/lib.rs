@@ -11,10 +11,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use delivery_activities::{
-    BatchActivities, CompatActivities, OutboxRelay, PartnerActivities, PartnerClient,
-    PartnerMetrics, ProjectionMetrics, ReadModelActivities, RedisKeys, ReplacementActivities,
+    BatchActivities, CompatActivities, PartnerActivities, PartnerClient, PartnerMetrics,
+    ReadModelActivities, ReplacementActivities,
 };
 use delivery_platform::connect_temporal;
+use delivery_read_model::{OutboxRelay, ProjectionMetrics, ReadModelWriter, RedisKeys};
 use delivery_workflows::DeliveryOrderWorkflow;
 use delivery_workflows::batch_workflow::EventBatchWorkflow;
 use delivery_workflows::compat_workflow::CompatDeliveryWorkflow;
@@ -54,14 +55,12 @@ pub fn outbox_relay(
 ) -> anyhow::Result<OutboxRelay> {
     let redis =
         redis::Client::open(config.redis_url.expose()).context("REDIS_URL is not a Redis URL")?;
-    let leader = delivery_activities::metrics::register_relay_leader(registry)
+    let leader = delivery_read_model::metrics::register_relay_leader(registry)
         .context("registering the relay metrics")?;
     Ok(OutboxRelay::new(
         read_model,
         redis,
-        RedisKeys {
-            prefix: config.redis_key_prefix.clone(),
-        },
+        RedisKeys::new(config.redis_key_prefix.clone()),
     )
     .with_settings(config.relay)
     .with_leader_gauge(leader))
@@ -76,6 +75,9 @@ pub fn build_worker(
     read_model: PgPool,
 ) -> anyhow::Result<Worker> {
     let metrics = PartnerMetrics::register(registry).context("registering partner metrics")?;
+    let writer = ReadModelWriter::new(read_model).with_metrics(
+        ProjectionMetrics::register(registry).context("registering projection metrics")?,
+    );
     let partner = PartnerClient::new(config.partner.clone(), metrics)
         .context("building the partner HTTP client")?;
     let options = WorkerOptions::new(config.task_queue.clone())
@@ -90,15 +92,13 @@ pub fn build_worker(
                 .context("registering activity failure metrics")?,
         )
         .register_activities(PartnerActivities::new(partner))
-        .register_activities(CompatActivities::new(read_model.clone()))
-        .register_activities(BatchActivities::new(client.clone(), read_model.clone()))
+        .register_activities(CompatActivities::new(writer.clone()))
+        .register_activities(BatchActivities::new(client.clone(), writer.clone()))
         .register_activities(ReplacementActivities::new(
             client.clone(),
             config.task_queue.clone(),
         ))
-        .register_activities(ReadModelActivities::new(read_model).with_metrics(
-            ProjectionMetrics::register(registry).context("registering projection metrics")?,
-        ))
+        .register_activities(ReadModelActivities::new(writer))
         .maybe_deployment_options(config.version.as_ref().map(|v| v.deployment_options()))
         .build();
     Worker::new(runtime, client, options).context("creating the worker")

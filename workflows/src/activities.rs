@@ -110,17 +110,18 @@ impl ActivityDefinition for ProjectEvents {
     }
 }
 
-/// The read-model row of a delivery order at `version`, and the events applied since the last
-/// projection (`events` is ordered by `seq`).
+/// A delivery order at `version` as the read model holds it: its row in PostgreSQL (tracking
+/// data apart) and, serialised, the status document in the Redis cache and on the live-update
+/// channels. The projection writes it and the gateway reads it back as this one type, so a new
+/// field is added here and in the migration, nowhere else.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Projection {
+pub struct ProjectedOrder {
     pub delivery_order_id: String,
     pub ordering_id: String,
     pub customer_id: String,
     pub payment_id: Option<String>,
     pub state: State,
     pub version: u64,
-    pub graph_version: u32,
     pub partner_order_number: Option<String>,
     pub failure_reason: Option<FailureReason>,
     pub failure_detail: Option<String>,
@@ -131,9 +132,21 @@ pub struct Projection {
     pub notes: Option<String>,
     pub budget: Option<u64>,
     pub driver: Option<serde_json::Value>,
+    /// RFC 3339, as every timestamp here (the workflow's clock; PostgreSQL's rendering on reads
+    /// from the database).
     pub eta: Option<String>,
+    pub graph_version: u32,
     pub created_at: String,
     pub updated_at: String,
+}
+
+/// What one projection writes: the order at `version` and the events applied since the last
+/// projection (`events` is ordered by `seq`). The order's fields sit at the top level of the
+/// activity's input, as they always have.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Projection {
+    #[serde(flatten)]
+    pub order: ProjectedOrder,
     pub events: Vec<AppliedEvent>,
     /// Who created the order (the first entry of its audit trail), when the start input says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -147,26 +160,28 @@ impl Projection {
     /// The order as it stands, with the events after `after_seq`.
     pub fn of(order: &DeliveryOrder, after_seq: u64) -> Self {
         Self {
-            delivery_order_id: order.delivery_order_id.clone(),
-            ordering_id: order.ordering_id.clone(),
-            customer_id: order.customer_id.clone(),
-            payment_id: order.payment_id.clone(),
-            state: order.state,
-            version: order.version,
-            graph_version: order.graph_version,
-            partner_order_number: order.partner.partner_order_number.clone(),
-            failure_reason: order.failure_reason,
-            failure_detail: order.failure_detail.clone(),
-            replaces_id: order.replaces_id.clone(),
-            replaced_by_id: order.replaced_by_id.clone(),
-            shipping_address: order.input.shipping_address.clone(),
-            items: order.input.items.clone(),
-            notes: order.input.notes.clone(),
-            budget: order.input.budget,
-            driver: order.partner.driver.clone(),
-            eta: order.partner.eta.clone(),
-            created_at: order.created_at.clone(),
-            updated_at: order.updated_at.clone(),
+            order: ProjectedOrder {
+                delivery_order_id: order.delivery_order_id.clone(),
+                ordering_id: order.ordering_id.clone(),
+                customer_id: order.customer_id.clone(),
+                payment_id: order.payment_id.clone(),
+                state: order.state,
+                version: order.version,
+                graph_version: order.graph_version,
+                partner_order_number: order.partner.partner_order_number.clone(),
+                failure_reason: order.failure_reason,
+                failure_detail: order.failure_detail.clone(),
+                replaces_id: order.replaces_id.clone(),
+                replaced_by_id: order.replaced_by_id.clone(),
+                shipping_address: order.input.shipping_address.clone(),
+                items: order.input.items.clone(),
+                notes: order.input.notes.clone(),
+                budget: order.input.budget,
+                driver: order.partner.driver.clone(),
+                eta: order.partner.eta.clone(),
+                created_at: order.created_at.clone(),
+                updated_at: order.updated_at.clone(),
+            },
             events: order
                 .events
                 .iter()
@@ -297,4 +312,48 @@ pub struct BatchRolledBack {
     pub reason: String,
     pub failed_event_index: usize,
     pub delivery_order_id: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Projection;
+
+    /// The projection activity's input as histories hold it: the order's fields at the top
+    /// level. Reading it and writing it again must give the same document.
+    #[test]
+    fn a_projection_keeps_the_order_at_the_top_level_of_the_activity_input() {
+        let recorded = serde_json::json!({
+            "delivery_order_id": "0196a3b0-7c1e-7cc0-9d1e-2f3a4b5c6d7e",
+            "ordering_id": "ord-1",
+            "customer_id": "cust-1",
+            "payment_id": "pay-1",
+            "state": "PICKED_UP",
+            "version": 1,
+            "graph_version": 1,
+            "partner_order_number": "PN-1",
+            "failure_reason": null,
+            "failure_detail": null,
+            "replaces_id": null,
+            "replaced_by_id": null,
+            "shipping_address": {
+                "name": "Ada", "line1": "1 Main St", "city": "London",
+                "postal_code": "N1", "country": "GB"
+            },
+            "items": [{"sku": "b-1", "title": "A book", "format": "PHYSICAL", "quantity": 1}],
+            "notes": null,
+            "budget": 20,
+            "driver": {"name": "Sam"},
+            "eta": null,
+            "created_at": "2026-11-22T10:00:00.000Z",
+            "updated_at": "2026-11-22T10:01:00.000Z",
+            "events": [],
+        });
+        let projection: Projection = serde_json::from_value(recorded.clone()).unwrap();
+        assert_eq!(projection.order.version, 1);
+        assert_eq!(
+            projection.order.partner_order_number.as_deref(),
+            Some("PN-1")
+        );
+        assert_eq!(serde_json::to_value(&projection).unwrap(), recorded);
+    }
 }

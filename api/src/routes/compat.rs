@@ -5,9 +5,8 @@
 //! Redis cache and rebuilt from the stored events when the cache is empty.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use delivery_workflows::compat::{CompatDelivery, CompatEvent, CompatEventType, normalize_data};
+use delivery_workflows::compat::{CompatDelivery, CompatEventType, normalize_data};
 use delivery_workflows::compat_workflow::CompatCommand;
 use poem::web::Data;
 use poem_openapi::param::{Header, Path};
@@ -15,7 +14,6 @@ use poem_openapi::payload::Json;
 use poem_openapi::types::Any;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde_json::Value;
-use sqlx::Row;
 use uuid::Uuid;
 
 use crate::auth::{BearerAuth, Role};
@@ -23,16 +21,6 @@ use crate::commands::CommandError;
 use crate::ref_id::RefId;
 use crate::routes::Tag;
 use crate::state::AppState;
-
-const CACHE_TIMEOUT: Duration = Duration::from_millis(250);
-/// Sets the cached status unless a newer version is there already.
-const CACHE_SCRIPT: &str = r#"
-local current = redis.call('GET', KEYS[1])
-if (not current) or tonumber(cjson.decode(current)['version']) < tonumber(ARGV[2]) then
-  redis.call('SET', KEYS[1], ARGV[1])
-end
-return 1
-"#;
 
 /// The original app's error body.
 #[derive(Debug, Clone, Object)]
@@ -130,7 +118,7 @@ impl CompatApi {
             .start_compat(&id, data)
             .await
             .map_err(|e| unavailable("the workflow engine did not answer", &e))?;
-        cache(&state, &delivery).await;
+        state.read_model.cache_compat(&delivery).await;
         Ok(Json(Any(shape(&delivery))))
     }
 
@@ -170,7 +158,7 @@ impl CompatApi {
         };
         match state.commands.apply_compat(&id.to_string(), command).await {
             Ok(delivery) => {
-                cache(&state, &delivery).await;
+                state.read_model.cache_compat(&delivery).await;
                 Ok(Json(Any(shape(&delivery))))
             }
             Err(CommandError::Rejected(detail)) => Err(refused(detail)),
@@ -196,25 +184,12 @@ impl CompatApi {
     ) -> Result<Json<Any<Value>>, CompatFailure> {
         allowed(&auth)?;
         let id = parse_id(&pk.0)?;
-        let key = state.read_model.keys().compat_status(&id.to_string());
-        let mut redis = state.read_model.redis();
-        let cached = tokio::time::timeout(
-            CACHE_TIMEOUT,
-            redis::cmd("GET")
-                .arg(&key)
-                .query_async::<Option<String>>(&mut redis),
-        )
-        .await;
-        if let Ok(Ok(Some(text))) = cached
-            && let Ok(delivery) = serde_json::from_str::<CompatDelivery>(&text)
-        {
-            return Ok(Json(Any(shape(&delivery))));
-        }
-        let delivery = rebuild(&state, id)
+        let delivery = state
+            .read_model
+            .compat_delivery(id)
             .await
             .map_err(|e| unavailable("the event store is unavailable", &e))?
             .ok_or_else(not_found)?;
-        cache(&state, &delivery).await;
         Ok(Json(Any(shape(&delivery))))
     }
 }
@@ -243,56 +218,4 @@ fn shape(delivery: &CompatDelivery) -> Value {
         map.remove("version");
     }
     value
-}
-
-/// Replays the stored events (the projection's PostgreSQL tables).
-async fn rebuild(state: &AppState, id: Uuid) -> anyhow::Result<Option<CompatDelivery>> {
-    let pool = state.read_model.pool();
-    let created: Option<sqlx::types::Json<Value>> =
-        sqlx::query_scalar("SELECT created FROM compat_deliveries WHERE id = $1")
-            .bind(id)
-            .fetch_optional(pool)
-            .await?;
-    let Some(created) = created else {
-        return Ok(None);
-    };
-    let rows = sqlx::query(
-        "SELECT seq, event_id, type, data::text AS data, occurred_at::text AS occurred_at
-         FROM compat_delivery_events WHERE delivery_id = $1 ORDER BY seq",
-    )
-    .bind(id)
-    .fetch_all(pool)
-    .await?;
-    let mut events = Vec::with_capacity(rows.len());
-    for row in &rows {
-        events.push(CompatEvent {
-            seq: row.get::<i64, _>("seq") as u64,
-            event_id: row.get("event_id"),
-            event_type: serde_json::from_value(Value::String(row.get("type")))?,
-            data: serde_json::from_str(row.get("data"))?,
-            occurred_at: row.get("occurred_at"),
-        });
-    }
-    Ok(Some(CompatDelivery::replay(
-        &id.to_string(),
-        &created.0,
-        &events,
-    )?))
-}
-
-/// Best effort: the relay writes the same status from the outbox anyway; this makes a client's
-/// next read see its own write at once.
-async fn cache(state: &AppState, delivery: &CompatDelivery) {
-    let key = state.read_model.keys().compat_status(&delivery.id);
-    let mut redis = state.read_model.redis();
-    let script = redis::Script::new(CACHE_SCRIPT);
-    let mut invocation = script.key(key);
-    invocation
-        .arg(serde_json::to_string(delivery).unwrap_or_default())
-        .arg(delivery.version);
-    let written =
-        tokio::time::timeout(CACHE_TIMEOUT, invocation.invoke_async::<i64>(&mut redis)).await;
-    if !matches!(written, Ok(Ok(_))) {
-        tracing::debug!(id = %delivery.id, "status cache not written; the relay will");
-    }
 }

@@ -15,11 +15,11 @@ use crate::model::{
     AuditTrail, DeliveryOrder, DeliveryOrderPage, EventCommand, ManualDeliveryOrder, State,
 };
 use crate::problem::ApiError;
-use crate::read::ListFilter;
 use crate::ref_id::RefId;
 use crate::routes::commands::{self, CreateResponse, EventResponse};
 use crate::routes::{Tag, queries};
 use crate::state::AppState;
+use delivery_read_model::reader::ListFilter;
 
 #[derive(Default)]
 pub struct DeliveryOrdersApi;

@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use delivery_read_model::reader::{AtLeast, Cursor, ListFilter, MAX_PAGE};
+use delivery_read_model::{ReadError, StoredOrder};
 use poem::web::Data;
 use poem_openapi::OpenApi;
 use poem_openapi::param::{Path, Query};
@@ -13,7 +15,7 @@ use crate::model::{
     QueueReason, timestamp,
 };
 use crate::problem::ApiError;
-use crate::read::{AtLeast, Cursor, ListFilter, MAX_PAGE, OrderRecord, ReadError};
+use crate::read::{audit_event, delivery_order};
 use crate::routes::{Tag, delivery_order_id, ref_id};
 use crate::state::AppState;
 
@@ -26,9 +28,9 @@ fn read_failed(error: ReadError) -> ApiError {
 
 /// The order if this caller may see it; 404 otherwise (a customer cannot tell another
 /// customer's order from one that does not exist).
-fn visible(caller: &Caller, id: &str, order: Option<OrderRecord>) -> Result<OrderRecord, ApiError> {
+fn visible(caller: &Caller, id: &str, order: Option<StoredOrder>) -> Result<StoredOrder, ApiError> {
     order
-        .filter(|o| caller.may_see(&o.customer_id))
+        .filter(|o| caller.may_see(&o.order.customer_id))
         .ok_or_else(|| ApiError::delivery_order_not_found(id))
 }
 
@@ -55,7 +57,7 @@ impl QueriesApi {
             .map_err(read_failed)?;
         let records: Vec<_> = records
             .into_iter()
-            .filter(|o| auth.0.may_see(&o.customer_id))
+            .filter(|o| auth.0.may_see(&o.order.customer_id))
             .collect();
         if records.is_empty() {
             return Err(ApiError::not_found(format!(
@@ -65,7 +67,7 @@ impl QueriesApi {
         }
         Ok(Json(OrderingDeliveries {
             ordering_id: ordering_id.0,
-            delivery_orders: records.iter().map(OrderRecord::to_resource).collect(),
+            delivery_orders: records.iter().map(delivery_order).collect(),
         }))
     }
 
@@ -91,9 +93,9 @@ impl QueriesApi {
             entries: rows
                 .into_iter()
                 .map(|row| QueueEntry {
-                    delivery_order: row.order.to_resource(),
+                    delivery_order: delivery_order(&row.order),
                     reason: QueueReason {
-                        kind: row.kind,
+                        kind: row.kind.as_str().to_owned(),
                         code: row.code,
                         detail: row.detail,
                     },
@@ -117,7 +119,7 @@ pub(super) async fn get_delivery_order(
 ) -> Result<Json<DeliveryOrder>, ApiError> {
     let uuid = delivery_order_id(id)?;
     let order = read_order(&caller, state, id, uuid, min_version).await?;
-    Ok(Json(visible(&caller, id, order)?.to_resource()))
+    Ok(Json(delivery_order(&visible(&caller, id, order)?)))
 }
 
 /// The order as the read model holds it now, or, with `min_version`, once it holds that
@@ -128,7 +130,7 @@ async fn read_order(
     id: &str,
     uuid: uuid::Uuid,
     min_version: Option<u64>,
-) -> Result<Option<OrderRecord>, ApiError> {
+) -> Result<Option<StoredOrder>, ApiError> {
     let Some(min) = min_version else {
         return state.read_model.order(uuid).await.map_err(read_failed);
     };
@@ -159,8 +161,8 @@ async fn read_order(
                     .await
                     .ok()
                     .flatten()
-                    .filter(|o| caller.may_see(&o.customer_id))
-                    .map(|o| o.version),
+                    .filter(|o| caller.may_see(&o.order.customer_id))
+                    .map(|o| o.order.version),
                 None => None,
             };
             if current.is_some() && current_visible.is_none() {
@@ -196,7 +198,7 @@ pub(super) async fn audit_trail(
         .map_err(read_failed)?;
     Ok(Json(AuditTrail {
         delivery_order_id: id.to_owned(),
-        events,
+        events: events.iter().map(audit_event).collect(),
     }))
 }
 
@@ -223,7 +225,7 @@ pub(super) async fn list(
         .await
         .map_err(read_failed)?;
     Ok(Json(DeliveryOrderPage {
-        items: records.iter().map(OrderRecord::to_resource).collect(),
+        items: records.iter().map(delivery_order).collect(),
         next_cursor: next.map(|c| c.encode()),
     }))
 }

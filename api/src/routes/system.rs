@@ -67,18 +67,17 @@ impl SystemApi {
                     .map_err(|e| e.message().to_owned())
             }),
             check(async {
-                sqlx::query("SELECT 1")
-                    .execute(state.read_model.pool())
+                state
+                    .read_model
+                    .ping_postgres()
                     .await
-                    .map(|_| ())
                     .map_err(|e| e.to_string())
             }),
             check(async {
-                let mut redis = state.read_model.redis();
-                redis::cmd("PING")
-                    .query_async::<String>(&mut redis)
+                state
+                    .read_model
+                    .ping_redis()
                     .await
-                    .map(|_| ())
                     .map_err(|e| e.to_string())
             }),
         );
@@ -114,7 +113,7 @@ impl SystemApi {
         MetricsResponse::Ok(PlainText(
             state
                 .metrics
-                .render(state.read_model.pool(), state.live.listeners())
+                .render(&state.read_model, state.live.listeners())
                 .await,
         ))
     }

@@ -7,13 +7,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use poem::web::Data;
 use poem_openapi::payload::Json;
 use poem_openapi::types::{Any, ToJSON};
 use poem_openapi::{Object, OpenApi};
 use serde_json::{Map, Value, json};
-use sqlx::Row;
 use temporalio_common::protos::temporal::api::enums::v1::{TaskQueueKind, TaskQueueType};
 use temporalio_common::protos::temporal::api::taskqueue::v1::TaskQueue;
 use temporalio_common::protos::temporal::api::workflowservice::v1::DescribeTaskQueueRequest;
@@ -118,16 +117,7 @@ async fn current(state: &AppState) -> Result<Arc<Value>, ApiError> {
     if let Some(value) = state.state_cache.fresh() {
         return Ok(value);
     }
-    let key = format!("{}api-state", state.config.redis_key_prefix);
-    let mut redis = state.read_model.redis();
-    let shared: Option<String> = tokio::time::timeout(
-        CHECK_TIMEOUT,
-        redis::cmd("GET").arg(&key).query_async(&mut redis),
-    )
-    .await
-    .ok()
-    .and_then(Result::ok)
-    .flatten();
+    let shared = state.read_model.shared_state().await;
     if let Some(value) = shared.and_then(|text| serde_json::from_str::<Value>(&text).ok()) {
         let value = Arc::new(value);
         state.state_cache.store(Arc::clone(&value));
@@ -140,83 +130,53 @@ async fn current(state: &AppState) -> Result<Arc<Value>, ApiError> {
             .to_json()
             .unwrap_or(Value::Null),
     );
-    let _: Result<Result<(), _>, _> = tokio::time::timeout(
-        CHECK_TIMEOUT,
-        redis::cmd("SET")
-            .arg(&key)
-            .arg(value.to_string())
-            .arg("PX")
-            .arg(STATE_TTL.as_millis() as u64)
-            .query_async(&mut redis),
-    )
-    .await;
+    state
+        .read_model
+        .share_state(&value.to_string(), STATE_TTL)
+        .await;
     state.state_cache.store(Arc::clone(&value));
     Ok(value)
 }
 
 async fn compute(state: &AppState) -> Result<SystemState, sqlx::Error> {
-    let pool = state.read_model.pool();
+    let overview = state.read_model.overview().await?;
     let mut by_state = Map::new();
     for s in delivery_workflows::State::ALL {
         by_state.insert(s.as_str().to_owned(), json!(0));
     }
-    let rows = sqlx::query("SELECT state, count(*) AS n FROM delivery_orders GROUP BY state")
-        .fetch_all(pool)
-        .await?;
-    let mut total = 0;
-    for row in &rows {
-        let n: i64 = row.get("n");
-        total += n;
-        by_state.insert(row.get::<String, _>("state"), json!(n));
+    for (s, n) in &overview.by_state {
+        by_state.insert(s.clone(), json!(n));
     }
-    let count = |state: &str| by_state.get(state).and_then(Value::as_i64).unwrap_or(0);
-    let (confirmed_today, failed_today): (i64, i64) = sqlx::query_as(
-        "SELECT count(*) FILTER (WHERE to_state = 'DELIVERY_CONFIRMED'),
-                count(*) FILTER (WHERE type = 'DELIVERY_FAILED')
-         FROM delivery_order_events WHERE occurred_at >= date_trunc('day', now())",
-    )
-    .fetch_one(pool)
-    .await?;
-    let drivers = sqlx::query(
-        "SELECT COALESCE(driver->>'name', 'unnamed driver') AS name,
-                array_agg(id::text ORDER BY updated_at) AS ids
-         FROM delivery_orders WHERE state = 'PICKED_UP' GROUP BY 1 ORDER BY 1 LIMIT 200",
-    )
-    .fetch_all(pool)
-    .await?;
-    let latest = sqlx::query(
-        "SELECT delivery_order_id::text AS id, seq, type, to_state, actor_kind, occurred_at
-         FROM delivery_order_events ORDER BY occurred_at DESC, seq DESC LIMIT 20",
-    )
-    .fetch_all(pool)
-    .await?;
+    let count = |state: &str| overview.by_state.get(state).copied().unwrap_or(0);
     let totals = Totals {
-        delivery_orders: total,
+        delivery_orders: overview.by_state.values().sum(),
         active: count("CREATED") + count("PICKED_UP") + count("DELIVERED"),
-        confirmed_today,
-        failed_today,
+        confirmed_today: overview.confirmed_today,
+        failed_today: overview.failed_today,
         waiting_for_operator: count("PENDING_BY_OPERATOR"),
     };
     Ok(SystemState {
         generated_at: timestamp(&Utc::now()),
         by_state: Any(by_state),
         totals,
-        active_drivers: drivers
-            .iter()
-            .map(|r| DriverAssignment {
-                driver: r.get("name"),
-                delivery_order_ids: r.get("ids"),
+        active_drivers: overview
+            .drivers
+            .into_iter()
+            .map(|(driver, delivery_order_ids)| DriverAssignment {
+                driver,
+                delivery_order_ids,
             })
             .collect(),
-        latest_events: latest
-            .iter()
-            .map(|r| LatestEvent {
-                delivery_order_id: r.get("id"),
-                seq: r.get::<i64, _>("seq") as u64,
-                event_type: r.get("type"),
-                to_state: r.get("to_state"),
-                actor_kind: r.get("actor_kind"),
-                occurred_at: timestamp(&r.get::<DateTime<Utc>, _>("occurred_at")),
+        latest_events: overview
+            .latest
+            .into_iter()
+            .map(|e| LatestEvent {
+                delivery_order_id: e.delivery_order_id,
+                seq: e.seq,
+                event_type: e.entry_type,
+                to_state: e.to_state,
+                actor_kind: e.actor_kind,
+                occurred_at: timestamp(&e.occurred_at),
             })
             .collect(),
         health: Any(health(state).await),
@@ -227,22 +187,13 @@ async fn compute(state: &AppState) -> Result<SystemState, sqlx::Error> {
 async fn health(state: &AppState) -> Map<String, Value> {
     let mut health = Map::new();
     health.insert("temporal".into(), workers(state).await);
-    let postgres = tokio::time::timeout(
-        CHECK_TIMEOUT,
-        sqlx::query("SELECT 1").execute(state.read_model.pool()),
-    )
-    .await;
+    let postgres = tokio::time::timeout(CHECK_TIMEOUT, state.read_model.ping_postgres()).await;
     health.insert(
         "postgres".into(),
         json!({"ok": matches!(postgres, Ok(Ok(_)))}),
     );
     health.insert("projection".into(), projection_health(state).await);
-    let mut redis = state.read_model.redis();
-    let pong = tokio::time::timeout(
-        CHECK_TIMEOUT,
-        redis::cmd("PING").query_async::<String>(&mut redis),
-    )
-    .await;
+    let pong = tokio::time::timeout(CHECK_TIMEOUT, state.read_model.ping_redis()).await;
     health.insert("redis".into(), json!({"ok": matches!(pong, Ok(Ok(_)))}));
     health
 }
@@ -250,43 +201,25 @@ async fn health(state: &AppState) -> Map<String, Value> {
 /// Orders whose read-model projection fails with an error retrying cannot fix (their read model
 /// stays behind until it is fixed), and the anomalies the projection applied in the last day.
 async fn projection_health(state: &AppState) -> Value {
-    let pool = state.read_model.pool();
-    let read = async {
-        let failing = sqlx::query(
-            "SELECT delivery_order_id, version, error, attempts, first_failed_at, last_failed_at
-             FROM read_model_projection_failures ORDER BY first_failed_at LIMIT 20",
-        )
-        .fetch_all(pool)
-        .await?;
-        let failing_total: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM read_model_projection_failures")
-                .fetch_one(pool)
-                .await?;
-        let anomalies: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM read_model_anomalies WHERE recorded_at > now() - interval '1 day'",
-        )
-        .fetch_one(pool)
-        .await?;
-        Ok::<_, sqlx::Error>((failing, failing_total, anomalies))
-    };
-    match tokio::time::timeout(CHECK_TIMEOUT, read).await {
-        Ok(Ok((failing, failing_total, anomalies))) => json!({
-            "ok": failing_total == 0,
-            "failing_orders": failing_total,
-            "failing": failing
+    match state.read_model.projection_health().await {
+        Some(found) => json!({
+            "ok": found.failing_total == 0,
+            "failing_orders": found.failing_total,
+            "failing": found
+                .failing
                 .iter()
-                .map(|r| json!({
-                    "delivery_order_id": r.get::<String, _>("delivery_order_id"),
-                    "version": r.get::<i64, _>("version"),
-                    "error": r.get::<String, _>("error"),
-                    "attempts": r.get::<i64, _>("attempts"),
-                    "since": timestamp(&r.get::<DateTime<Utc>, _>("first_failed_at")),
-                    "last_failed_at": timestamp(&r.get::<DateTime<Utc>, _>("last_failed_at")),
+                .map(|f| json!({
+                    "delivery_order_id": f.delivery_order_id,
+                    "version": f.version,
+                    "error": f.error,
+                    "attempts": f.attempts,
+                    "since": timestamp(&f.since),
+                    "last_failed_at": timestamp(&f.last_failed_at),
                 }))
                 .collect::<Vec<_>>(),
-            "anomalies_last_day": anomalies,
+            "anomalies_last_day": found.anomalies_last_day,
         }),
-        _ => json!({"ok": false, "error": "the read model did not answer"}),
+        None => json!({"ok": false, "error": "the read model did not answer"}),
     }
 }
 

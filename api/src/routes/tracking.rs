@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use delivery_read_model::ReadError;
 use delivery_workflows::{DELIVERY_ORDER_V1, State as DomainState, StateGraph};
 use poem::web::Data;
 use poem_openapi::param::Path;
@@ -14,7 +15,7 @@ use serde_json::Value;
 use crate::auth::{BearerAuth, Role};
 use crate::model::{AuditEvent, Item, State};
 use crate::problem::ApiError;
-use crate::read::ReadError;
+use crate::read::{audit_event, delivery_order};
 use crate::routes::{Tag, delivery_order_id};
 use crate::state::AppState;
 
@@ -90,26 +91,27 @@ impl TrackingApi {
             .order_with_trail(uuid)
             .await
             .map_err(failed)?
-            .filter(|(o, _)| caller.may_see(&o.customer_id))
+            .filter(|(o, _)| caller.may_see(&o.order.customer_id))
             .ok_or_else(|| ApiError::delivery_order_not_found(&id.0))?;
-        if order.state == DomainState::Created {
+        let trail: Vec<AuditEvent> = trail.iter().map(audit_event).collect();
+        if order.order.state == DomainState::Created {
             return Err(ApiError::bad_request(
                 "not-dispatched",
                 "the delivery has not been dispatched yet: the partner has not picked it up",
             ));
         }
-        let record = order.to_resource();
+        let record = delivery_order(&order);
         Ok(Json(Tracking {
-            steps: steps(order.state, &record.created_at, &trail),
+            steps: steps(order.order.state, &record.created_at, &trail),
             delivery_order_id: record.delivery_order_id,
             state: record.state,
             version: record.version,
             partner_order_number: record.partner_order_number,
-            driver: order.driver.as_ref().map(driver),
+            driver: order.order.driver.as_ref().map(driver),
             location: record.location,
             location_at: record.location_at,
             eta: record.eta,
-            failure_reason: order.failure_reason.map(|r| r.as_str().to_owned()),
+            failure_reason: order.order.failure_reason.map(|r| r.as_str().to_owned()),
             ordering_id: record.ordering_id,
             items: record.items,
             recipient: record.shipping_address.name,

@@ -7,19 +7,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use delivery_read_model::StoredOrder;
 use futures::{SinkExt, StreamExt};
 use poem::web::websocket::{Message, WebSocket, WebSocketStream};
 use poem::web::{Data, Path, Query};
 use poem::{IntoResponse, Request, handler};
-use poem_openapi::types::ToJSON;
 use serde::Deserialize;
-use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::auth::{Caller, Role};
-use crate::live::Live;
+use crate::live::{Live, SocketMessage};
 use crate::problem::ApiError;
-use crate::read::OrderRecord;
 use crate::routes::delivery_order_id;
 use crate::state::AppState;
 
@@ -62,7 +60,7 @@ pub(crate) async fn delivery_order(
         .order(uuid)
         .await
         .map_err(|e| ApiError::unavailable("the read model is unavailable", &e))?
-        .filter(|o| caller.may_see(&o.customer_id))
+        .filter(|o| caller.may_see(&o.order.customer_id))
         .ok_or_else(|| ApiError::delivery_order_not_found(&id))?;
     let state = Arc::clone(state);
     Ok(ws.on_upgrade(move |socket| async move {
@@ -94,12 +92,12 @@ async fn watch_one(
     state: Arc<AppState>,
     socket: WebSocketStream,
     id: String,
-    snapshot: OrderRecord,
+    snapshot: StoredOrder,
     mut updates: tokio::sync::broadcast::Receiver<Live>,
 ) {
     let (mut sink, mut incoming) = socket.split();
-    let mut sent_version = snapshot.version;
-    if !send(&mut sink, snapshot_message(&snapshot)).await {
+    let mut sent_version = snapshot.order.version;
+    if !send(&mut sink, SocketMessage::snapshot(&snapshot).text()).await {
         return;
     }
     loop {
@@ -119,9 +117,10 @@ async fn watch_one(
                     Ok(Live::Resubscribed) | Err(RecvError::Lagged(_)) => {
                         // Something may be missed: send the order as it stands.
                         let Ok(Some(order)) = state.read_model.order(snapshot_id(&id)).await else { continue };
-                        sent_version = order.version;
-                        let _ = send(&mut sink, json!({"type": "resync"}).to_string()).await;
-                        snapshot_message(&order)
+                        sent_version = order.order.version;
+                        let resync = SocketMessage::Resync { reason: None, missed: None };
+                        let _ = send(&mut sink, resync.text()).await;
+                        SocketMessage::snapshot(&order).text()
                     }
                     Err(RecvError::Closed) => break,
                 };
@@ -148,15 +147,21 @@ async fn watch_all(
             update = updates.recv() => {
                 let message = match update {
                     Ok(Live::Change(change)) => {
-                        if caller.is_customer_only()
-                            && change.customer_id.as_deref() != Some(caller.sub.as_str())
-                        {
+                        if caller.is_customer_only() && change.customer_id != caller.sub {
                             continue;
                         }
                         change.message.clone()
                     }
-                    Ok(Live::Resubscribed) => json!({"type": "resync", "reason": "live updates were interrupted; reread what you show"}).to_string(),
-                    Err(RecvError::Lagged(missed)) => json!({"type": "resync", "missed": missed}).to_string(),
+                    Ok(Live::Resubscribed) => SocketMessage::Resync {
+                        reason: Some("live updates were interrupted; reread what you show"),
+                        missed: None,
+                    }
+                    .text(),
+                    Err(RecvError::Lagged(missed)) => SocketMessage::Resync {
+                        reason: None,
+                        missed: Some(missed),
+                    }
+                    .text(),
                     Err(RecvError::Closed) => break,
                 };
                 if !send(&mut sink, message).await {
@@ -173,10 +178,6 @@ async fn watch_all(
 
 fn snapshot_id(id: &str) -> uuid::Uuid {
     uuid::Uuid::parse_str(id).unwrap_or_default()
-}
-
-fn snapshot_message(order: &OrderRecord) -> String {
-    json!({"type": "snapshot", "delivery_order": order.to_resource().to_json()}).to_string()
 }
 
 async fn send<S>(sink: &mut S, message: String) -> bool

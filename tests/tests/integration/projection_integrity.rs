@@ -4,9 +4,8 @@
 //! log line) instead of being retried in silence. Against the real PostgreSQL (and, for
 //! `/api/state`, the real gateway).
 
-use delivery_activities::read_model::ProjectionError;
-use delivery_activities::{ProjectionMetrics, ReadModelActivities};
 use delivery_api::auth::Role;
+use delivery_read_model::{ProjectionError, ProjectionMetrics, ReadModelWriter};
 use delivery_tests::*;
 use delivery_workflows::activities::Projection;
 use delivery_workflows::machine::DeliveryOrder;
@@ -102,7 +101,7 @@ async fn an_event_id_colliding_with_the_workflows_own_is_applied_and_recorded_no
 {
     let pool = read_model().await;
     let metrics = ProjectionMetrics::unregistered();
-    let activities = ReadModelActivities::new(pool.clone()).with_metrics(metrics.clone());
+    let activities = ReadModelWriter::new(pool.clone()).with_metrics(metrics.clone());
     let id = new_order_id();
     let order = escalated_order(&id);
     // A partner chose as its failure's event id the id the workflow gives the escalation that
@@ -172,14 +171,14 @@ async fn an_event_id_colliding_with_the_workflows_own_is_applied_and_recorded_no
 #[tokio::test]
 async fn an_id_reused_by_a_later_projection_still_reaches_the_read_model_and_the_stream() {
     let pool = read_model().await;
-    let activities = ReadModelActivities::new(pool.clone());
+    let activities = ReadModelWriter::new(pool.clone());
     let id = new_order_id();
     let order = escalated_order(&id);
     let first = Projection::of(&order, 0);
     let mut at_1 = first.clone();
     at_1.events.truncate(1);
-    at_1.version = 1;
-    at_1.state = at_1.events[0].to_state;
+    at_1.order.version = 1;
+    at_1.order.state = at_1.events[0].to_state;
     activities.project(&at_1).await.unwrap();
     // The next projection's first event reuses the id recorded at seq 1.
     let mut rest = Projection::of(&order, 1);
@@ -202,14 +201,14 @@ async fn an_id_reused_by_a_later_projection_still_reaches_the_read_model_and_the
 #[tokio::test]
 async fn content_at_a_seq_that_differs_from_the_workflows_is_replaced_by_it_and_recorded() {
     let pool = read_model().await;
-    let activities = ReadModelActivities::new(pool.clone());
+    let activities = ReadModelWriter::new(pool.clone());
     let id = new_order_id();
     let order = escalated_order(&id);
     let truth = Projection::of(&order, 0);
     let mut stale = truth.clone();
     stale.events.truncate(1);
-    stale.version = 1;
-    stale.state = stale.events[0].to_state;
+    stale.order.version = 1;
+    stale.order.state = stale.events[0].to_state;
     stale.events[0].event_id = "recorded-otherwise".into();
     activities.project(&stale).await.unwrap();
 
@@ -238,12 +237,12 @@ async fn content_at_a_seq_that_differs_from_the_workflows_is_replaced_by_it_and_
 async fn a_permanent_failure_is_counted_once_shown_in_api_state_and_cleared_when_it_projects() {
     let pool = read_model().await;
     let metrics = ProjectionMetrics::unregistered();
-    let activities = ReadModelActivities::new(pool.clone()).with_metrics(metrics.clone());
+    let activities = ReadModelWriter::new(pool.clone()).with_metrics(metrics.clone());
     let id = new_order_id();
     let order = escalated_order(&id);
     let good = Projection::of(&order, 0);
     let mut broken = good.clone();
-    broken.replaces_id = Some("not-a-uuid".into());
+    broken.order.replaces_id = Some("not-a-uuid".into());
 
     for _ in 0..3 {
         let error = activities.project_or_surface(&broken).await.unwrap_err();

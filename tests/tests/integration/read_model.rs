@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use delivery_activities::ReadModelActivities;
+use delivery_read_model::ReadModelWriter;
 use delivery_tests::*;
 use delivery_workflows::activities::Projection;
 use delivery_workflows::machine::DeliveryOrder;
@@ -143,7 +143,7 @@ fn event(
 #[tokio::test]
 async fn projections_are_idempotent_and_never_go_back() {
     let pool = read_model().await;
-    let activities = ReadModelActivities::new(pool.clone());
+    let activities = ReadModelWriter::new(pool.clone());
     let id = new_order_id();
     let mut order = DeliveryOrder::new(
         &DELIVERY_ORDER_V1,

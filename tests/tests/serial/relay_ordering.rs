@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use delivery_activities::relay::{RelaySettings, prune_published};
-use delivery_activities::{OutboxRelay, RedisKeys};
 use delivery_api::auth::Role;
+use delivery_read_model::relay::prune_published;
+use delivery_read_model::{OutboxRelay, RedisKeys, RelaySettings};
 use delivery_tests::*;
 
 use crate::ONE_AT_A_TIME;

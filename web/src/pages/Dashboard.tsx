@@ -9,7 +9,8 @@ import { useApp, workflowUrl } from "../context";
 import { useDebounced, useInterval, useLiveSocket } from "../hooks";
 import { STATE_LABELS, eventLabel, formatTime, shortId, stateLabel } from "../labels";
 import { Link } from "../router";
-import type { LiveMessage, ServiceHealth, State, SystemState } from "../types";
+import type { LiveMessage, ServiceHealth, SystemState } from "../shapes";
+import type { State } from "../types";
 
 interface FeedEntry {
   key: string;

@@ -8,7 +8,8 @@ import { useApp, workflowUrl } from "../context";
 import { useDebounced, useInterval, useLiveSocket } from "../hooks";
 import { eventLabel, formatTime, reasonInWords, shortId } from "../labels";
 import { Link } from "../router";
-import type { AuditTrail, DeliveryOrder, EventApplied, LiveMessage, QueueEntry } from "../types";
+import type { LiveMessage } from "../shapes";
+import type { AuditTrail, DeliveryOrder, EventApplied, QueueEntry } from "../types";
 
 type Resolution = "OPERATOR_RESHIP" | "OPERATOR_CANCEL" | "OPERATOR_CONFIRM_DELIVERED";
 

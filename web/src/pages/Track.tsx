@@ -18,7 +18,8 @@ import {
 import { decide } from "../live";
 import { Link } from "../router";
 import { isCustomer, isOperator } from "../session";
-import type { AuditEvent, AuditTrail, DeliveryOrder, EventApplied, LiveMessage, ProgressStep, Tracking } from "../types";
+import type { LiveMessage } from "../shapes";
+import type { AuditEvent, AuditTrail, DeliveryOrder, EventApplied, ProgressStep, Tracking } from "../types";
 
 /** Before pickup there is no tracking yet: the stages come from the order itself. */
 function stepsBeforePickup(order: DeliveryOrder): ProgressStep[] {
@@ -154,7 +155,7 @@ export function Track({ id }: { id: string }) {
             {tracking.driver.vehicle && <p>Vehicle {tracking.driver.vehicle}</p>}
           </div>
         )}
-        {tracking?.location && (
+        {tracking?.location != null && (
           <div className="card" data-testid="location">
             <h2>Last location</h2>
             <p>{describeLocation(tracking.location)}</p>
@@ -189,11 +190,17 @@ export function Track({ id }: { id: string }) {
   );
 }
 
-function describeLocation(location: Record<string, unknown>): string {
-  const lat = Number(location.lat ?? location.latitude);
-  const lon = Number(location.lon ?? location.lng ?? location.longitude);
+function describeLocation(location: unknown): string {
+  const at = (key: string) => field(location, key);
+  const lat = Number(at("lat") ?? at("latitude"));
+  const lon = Number(at("lon") ?? at("lng") ?? at("longitude"));
   if (Number.isFinite(lat) && Number.isFinite(lon)) return `${lat.toFixed(4)}, ${lon.toFixed(4)}`;
   return JSON.stringify(location);
+}
+
+/** `data[key]` when `data` is an object (the API types event data as any JSON value). */
+function field(data: unknown, key: string): unknown {
+  return typeof data === "object" && data !== null ? (data as Record<string, unknown>)[key] : undefined;
 }
 
 /** Why a delivery left the happy path, and where it went. */
@@ -203,16 +210,16 @@ function Explanation({ order, trail }: { order: DeliveryOrder; trail: AuditEvent
   const resolution = [...trail].reverse().find((e) => e.type.startsWith("OPERATOR_") || e.type === "CANCEL");
   const lines: string[] = [];
   if (order.failure_reason || failure) {
-    const code = order.failure_reason ?? String(failure?.data.reason ?? "");
-    const detail = order.failure_detail ?? (failure?.data.detail as string | undefined);
+    const code = order.failure_reason ?? String(field(failure?.data, "reason") ?? "");
+    const detail = order.failure_detail ?? (field(failure?.data, "detail") as string | undefined);
     lines.push(`The delivery failed: ${reasonInWords(code)}${detail ? ` (${detail})` : ""}.`);
   }
   if (dispute) {
-    const detail = dispute.data.detail as string | undefined;
-    lines.push(`You reported a problem: ${reasonInWords(String(dispute.data.reason))}${detail ? ` (“${detail}”)` : ""}.`);
+    const detail = field(dispute.data, "detail") as string | undefined;
+    lines.push(`You reported a problem: ${reasonInWords(String(field(dispute.data, "reason")))}${detail ? ` (“${detail}”)` : ""}.`);
   }
   if (resolution) {
-    const note = resolution.data.note ?? resolution.data.reason;
+    const note = field(resolution.data, "note") ?? field(resolution.data, "reason");
     lines.push(`Decision: ${eventLabel(resolution.type)}${note ? ` — “${String(note)}”` : ""}.`);
   }
   if (lines.length === 0 && !order.replaced_by_id && !order.replaces_id) return null;

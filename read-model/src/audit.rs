@@ -2,52 +2,47 @@
 //! of truth: what the workflow applied at a seq is what the log holds at that seq.
 
 use delivery_workflows::AppliedEvent;
+use sqlx::postgres::PgArguments;
+use sqlx::query::Query;
 use sqlx::types::Json;
-use sqlx::{PgConnection, Row};
+use sqlx::{PgConnection, Postgres, Row};
 
 /// An event whose id an earlier event of the same order already carries.
-pub const EVENT_ID_COLLISION: &str = "event_id_collision";
+pub(crate) const EVENT_ID_COLLISION: &str = "event_id_collision";
 /// A sequence number recorded before with different content than the workflow now reports.
-pub const SEQ_CONTENT_MISMATCH: &str = "seq_content_mismatch";
+pub(crate) const SEQ_CONTENT_MISMATCH: &str = "seq_content_mismatch";
 /// Every anomaly kind (the metric exports each from 0).
-pub const ANOMALY_KINDS: [&str; 2] = [EVENT_ID_COLLISION, SEQ_CONTENT_MISMATCH];
+pub(crate) const ANOMALY_KINDS: [&str; 2] = [EVENT_ID_COLLISION, SEQ_CONTENT_MISMATCH];
 
-use crate::read_model::Anomaly;
+use crate::writer::Anomaly;
 
 /// What recording one event found.
-pub struct Recorded {
+pub(crate) struct Recorded {
     /// The seq held other content; the workflow's replaced it.
-    pub replaced: Option<Anomaly>,
+    pub(crate) replaced: Option<Anomaly>,
     /// An event at a lower seq of the order already carries this event's id.
-    pub collision: Option<Anomaly>,
+    pub(crate) collision: Option<Anomaly>,
 }
 
 /// Records `e` at its seq: inserted the first time, nothing on a replay with the same content,
 /// replaced (and reported) when the seq holds something else, unless this projection is older
 /// than what the read model holds (`stale`): a late attempt never rewrites newer history.
-pub async fn record(
+pub(crate) async fn record(
     tx: &mut PgConnection,
     id: uuid::Uuid,
     e: &AppliedEvent,
     stale: bool,
 ) -> Result<Recorded, sqlx::Error> {
-    let inserted = sqlx::query(
+    let inserted = bind_entry(
+        sqlx::query(
         "INSERT INTO delivery_order_events (delivery_order_id, seq, event_id, type, from_state, to_state,
              data, actor_kind, actor_id, correlation_id, occurred_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::timestamptz)
          ON CONFLICT (delivery_order_id, seq) DO NOTHING",
+        ),
+        id,
+        e,
     )
-    .bind(id)
-    .bind(e.seq as i64)
-    .bind(&e.event_id)
-    .bind(e.event_type.as_str())
-    .bind(e.from_state.as_str())
-    .bind(e.to_state.as_str())
-    .bind(Json(&e.data))
-    .bind(e.actor.kind.as_str())
-    .bind(&e.actor.id)
-    .bind(&e.correlation_id)
-    .bind(&e.occurred_at)
     .execute(&mut *tx)
     .await?
     .rows_affected()
@@ -106,22 +101,15 @@ async fn replace_if_different(
     {
         return Ok(None);
     }
-    sqlx::query(
+    bind_entry(
+        sqlx::query(
         "UPDATE delivery_order_events SET event_id = $3, type = $4, from_state = $5, to_state = $6,
              data = $7, actor_kind = $8, actor_id = $9, correlation_id = $10, occurred_at = $11::timestamptz
          WHERE delivery_order_id = $1 AND seq = $2",
+        ),
+        id,
+        e,
     )
-    .bind(id)
-    .bind(e.seq as i64)
-    .bind(&e.event_id)
-    .bind(e.event_type.as_str())
-    .bind(e.from_state.as_str())
-    .bind(e.to_state.as_str())
-    .bind(Json(&e.data))
-    .bind(e.actor.kind.as_str())
-    .bind(&e.actor.id)
-    .bind(&e.correlation_id)
-    .bind(&e.occurred_at)
     .execute(&mut *tx)
     .await?;
     Ok(Some(Anomaly {
@@ -135,8 +123,29 @@ async fn replace_if_different(
     }))
 }
 
+/// Binds the entry of `e` as `$1` (order) to `$11` (occurred_at), in the column order both the
+/// insert and the replacement use.
+fn bind_entry<'q>(
+    query: Query<'q, Postgres, PgArguments>,
+    id: uuid::Uuid,
+    e: &'q AppliedEvent,
+) -> Query<'q, Postgres, PgArguments> {
+    query
+        .bind(id)
+        .bind(e.seq as i64)
+        .bind(&e.event_id)
+        .bind(e.event_type.as_str())
+        .bind(e.from_state.as_str())
+        .bind(e.to_state.as_str())
+        .bind(Json(&e.data))
+        .bind(e.actor.kind.as_str())
+        .bind(&e.actor.id)
+        .bind(&e.correlation_id)
+        .bind(&e.occurred_at)
+}
+
 /// Keeps `anomaly`; true the first time (a replayed projection finds it recorded already).
-pub async fn record_anomaly(
+pub(crate) async fn record_anomaly(
     tx: &mut PgConnection,
     id: uuid::Uuid,
     anomaly: &Anomaly,

@@ -22,8 +22,8 @@ use sqlx::postgres::PgListener;
 use sqlx::{Connection, PgConnection, PgPool, Row};
 use tokio::sync::watch;
 
-use crate::outbox::RedisKeys;
-use crate::read_model::OUTBOX_CHANNEL;
+use crate::keys::RedisKeys;
+use crate::outbox::{OUTBOX_CHANNEL, OutboxKind};
 
 /// The advisory lock key of the relay lease (one per database: the outbox is per database).
 pub const RELAY_LEASE_KEY: i64 = 0x6f75_7462_6f78_0001;
@@ -37,29 +37,47 @@ const PRUNE_BATCH: i64 = 10_000;
 /// Longest entries the stream keeps (approximately), so it cannot grow without bound.
 const STREAM_MAX_LEN: u64 = 1_000_000;
 
-const PUBLISH_SCRIPT: &str = r#"
+/// Sets `key` to `value` unless it holds a document of a newer version: a late write never takes
+/// a newer status away. Shared by the relay and the compatible API's cache fill.
+pub(crate) const SET_IF_NEWER: &str = r#"
+local function set_if_newer(key, value, version)
+  local current = redis.call('GET', key)
+  if (not current) or tonumber(cjson.decode(current)['version']) < tonumber(version) then
+    redis.call('SET', key, value)
+  end
+end
+"#;
+
+/// One outbox row, published atomically with its dedup key. The kind names come from
+/// [`OutboxKind`], so the script follows the enum.
+fn publish_script() -> String {
+    format!(
+        r#"{SET_IF_NEWER}
 -- KEYS: dedup, status, stream, tracking. ARGV: kind, payload, version, channel_all, channel_one, ttl, maxlen, type
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[6]) then
   return 0
 end
-if ARGV[1] == 'tracking' then
+if ARGV[1] == '{tracking}' then
   redis.call('SET', KEYS[4], ARGV[2])
   redis.call('PUBLISH', ARGV[4], ARGV[2])
   redis.call('PUBLISH', ARGV[5], ARGV[2])
-elseif ARGV[1] == 'status' or ARGV[1] == 'compat_status' then
-  local current = redis.call('GET', KEYS[2])
-  if (not current) or tonumber(cjson.decode(current)['version']) < tonumber(ARGV[3]) then
-    redis.call('SET', KEYS[2], ARGV[2])
-  end
-  if ARGV[1] == 'status' then
+elseif ARGV[1] == '{status}' or ARGV[1] == '{compat_status}' then
+  set_if_newer(KEYS[2], ARGV[2], ARGV[3])
+  if ARGV[1] == '{status}' then
     redis.call('PUBLISH', ARGV[4], ARGV[2])
     redis.call('PUBLISH', ARGV[5], ARGV[2])
   end
-else
+elseif ARGV[1] == '{domain_event}' then
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*', 'type', ARGV[8], 'payload', ARGV[2])
 end
 return 1
-"#;
+"#,
+        tracking = OutboxKind::Tracking.as_str(),
+        status = OutboxKind::Status.as_str(),
+        compat_status = OutboxKind::CompatStatus.as_str(),
+        domain_event = OutboxKind::DomainEvent.as_str(),
+    )
+}
 
 /// What the relay keeps, and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,7 +202,7 @@ impl OutboxRelay {
             pool,
             redis,
             keys,
-            script: redis::Script::new(PUBLISH_SCRIPT),
+            script: redis::Script::new(&publish_script()),
             settings: RelaySettings::default(),
             leader: None,
         }
@@ -377,6 +395,17 @@ impl OutboxRelay {
             let order_id: String = row.get("order_id");
             let payload: String = row.get("payload");
             let kind: String = row.get("kind");
+            let Some(kind) = OutboxKind::parse(&kind) else {
+                // Only this crate writes the outbox; a row of a kind it does not know has no
+                // place in Redis, and holding it back would stop every row after it.
+                tracing::error!(
+                    kind,
+                    id = row.get::<i64, _>("id"),
+                    "outbox row of an unknown kind; not published"
+                );
+                ids.push(row.get::<i64, _>("id"));
+                continue;
+            };
             let event_type = serde_json::from_str::<serde_json::Value>(&payload)
                 .ok()
                 .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_owned))
@@ -384,14 +413,14 @@ impl OutboxRelay {
             let _: i64 = self
                 .script
                 .key(self.keys.dedup(row.get::<&str, _>("dedup_key")))
-                .key(if kind == "compat_status" {
+                .key(if kind == OutboxKind::CompatStatus {
                     self.keys.compat_status(&order_id)
                 } else {
                     self.keys.status(&order_id)
                 })
                 .key(self.keys.stream())
                 .key(self.keys.tracking(&order_id))
-                .arg(&kind)
+                .arg(kind.as_str())
                 .arg(&payload)
                 .arg(row.get::<i64, _>("version"))
                 .arg(self.keys.updates())
@@ -411,5 +440,21 @@ impl OutboxRelay {
         }
         tx.commit().await?;
         Ok(ids.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{OutboxKind, publish_script};
+
+    #[test]
+    fn the_publish_script_has_a_branch_for_every_outbox_kind() {
+        let script = publish_script();
+        for kind in OutboxKind::ALL {
+            assert!(
+                script.contains(&format!("ARGV[1] == '{}'", kind.as_str())),
+                "no branch for {kind:?} in\n{script}"
+            );
+        }
     }
 }

@@ -1,0 +1,28 @@
+//! The read model of the delivery-order service, and its only owner: the PostgreSQL schema
+//! ([`MIGRATOR`]), the projection that writes it ([`ReadModelWriter`], called by the worker's
+//! activities), the outbox and the relay that publish its changes to Redis ([`OutboxRelay`],
+//! under the names of [`RedisKeys`]), and the reads the gateway serves ([`ReadModel`], with the
+//! live updates as [`LiveMessage`]s). Callers get named operations; no pool, connection or raw
+//! Redis key leaves this crate.
+
+mod audit;
+pub mod compat;
+pub mod keys;
+pub mod live;
+pub mod metrics;
+pub mod outbox;
+pub mod reader;
+pub mod relay;
+pub mod system;
+pub mod writer;
+
+pub use keys::RedisKeys;
+pub use live::{LiveFeed, LiveMessage, TrackingUpdate};
+pub use metrics::ProjectionMetrics;
+pub use outbox::OutboxKind;
+pub use reader::{ReadError, ReadModel, StoredOrder};
+pub use relay::{OutboxRelay, RelaySettings};
+pub use writer::{ProjectionError, ReadModelWriter};
+
+/// The sqlx migrations of the read model, embedded at build time.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

@@ -1,0 +1,497 @@
+//! The query side: delivery orders from the Redis status cache, else from PostgreSQL; lists, the
+//! audit trail and the operator queue from PostgreSQL. Never from Temporal visibility. Redis is
+//! a cache here: when it is down or slow, reads go to PostgreSQL and nothing fails.
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use delivery_workflows::activities::ProjectedOrder;
+use delivery_workflows::{EventType, State};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::Deserialize;
+use serde_json::Value;
+use sqlx::{AssertSqlSafe, PgPool, Row};
+use uuid::Uuid;
+
+use crate::keys::RedisKeys;
+use crate::live::{LiveMessage, TrackingUpdate};
+use crate::outbox::{self, OutboxKind, OutboxRow};
+
+/// Longest a cache read may take before the read goes to PostgreSQL instead.
+const CACHE_TIMEOUT: Duration = Duration::from_millis(250);
+/// Most rows one list page returns.
+pub const MAX_PAGE: u32 = 200;
+/// The audit entry type of an order's creation (seq 0), written by the projection.
+const CREATE_ENTRY: &str = "CREATE";
+/// Most audit entries returned for one delivery order.
+const MAX_AUDIT: i64 = 1000;
+
+/// A delivery order as the read model holds it: the status document, with the latest tracking
+/// data (kept apart from the status, in PostgreSQL's row and in `delivery-tracking:{id}`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct StoredOrder {
+    #[serde(flatten)]
+    pub order: ProjectedOrder,
+    #[serde(default)]
+    pub location: Option<Value>,
+    #[serde(default)]
+    pub location_at: Option<DateTime<Utc>>,
+}
+
+/// Who or what wrote an audit entry: the creation (seq 0) or an applied event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditEntryType {
+    Create,
+    Event(EventType),
+}
+
+/// One entry of a delivery order's audit trail.
+#[derive(Debug, Clone)]
+pub struct AuditEntry {
+    pub seq: u64,
+    pub event_id: String,
+    pub entry_type: AuditEntryType,
+    /// Absent on the creation.
+    pub from_state: Option<State>,
+    pub to_state: State,
+    pub data: Value,
+    pub actor_kind: String,
+    pub actor_id: Option<String>,
+    pub correlation_id: Option<String>,
+    pub occurred_at: DateTime<Utc>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("reading the read model failed: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("the read model holds a row this gateway cannot read: {0}")]
+    Corrupt(#[from] serde_json::Error),
+}
+
+/// Which reason put an order in the operator queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueKind {
+    DeliveryFailed,
+    Disputed,
+}
+
+impl QueueKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueKind::DeliveryFailed => "DELIVERY_FAILED",
+            QueueKind::Disputed => "DISPUTED",
+        }
+    }
+}
+
+/// What a bounded wait for `min_version` found.
+pub enum AtLeast {
+    Found(Box<StoredOrder>),
+    Behind {
+        current: Option<u64>,
+        waited: Duration,
+    },
+}
+
+/// Where a list page starts: after this (created_at, id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    created_at: DateTime<Utc>,
+    id: Uuid,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        format!("{}.{}", self.created_at.timestamp_micros(), self.id)
+    }
+
+    pub fn decode(text: &str) -> Option<Self> {
+        let (micros, id) = text.split_once('.')?;
+        let created_at = DateTime::from_timestamp_micros(micros.parse().ok()?)?;
+        let text = id;
+        let id = Uuid::parse_str(text).ok()?;
+        (id.hyphenated().to_string() == text).then_some(Self { created_at, id })
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct ListFilter {
+    pub state: Option<State>,
+    pub ordering_id: Option<String>,
+    pub customer_id: Option<String>,
+}
+
+pub struct QueueRow {
+    pub order: StoredOrder,
+    pub kind: QueueKind,
+    pub code: Option<String>,
+    pub detail: Option<String>,
+    pub waiting_since: DateTime<Utc>,
+}
+
+/// The row as one JSON document, so PostgreSQL and Redis reads parse the same way.
+const ORDER_JSON: &str = "json_build_object(
+    'delivery_order_id', d.id, 'ordering_id', d.ordering_id, 'customer_id', d.customer_id,
+    'payment_id', d.payment_id, 'state', d.state, 'version', d.version,
+    'partner_order_number', d.partner_order_number, 'failure_reason', d.failure_reason,
+    'failure_detail', d.failure_detail, 'replaces_id', d.replaces_id, 'replaced_by_id', d.replaced_by_id,
+    'shipping_address', d.shipping_address, 'items', d.items, 'notes', d.notes, 'budget', d.budget,
+    'driver', d.driver, 'location', d.location, 'location_at', d.location_at, 'eta', d.eta,
+    'graph_version', d.graph_version, 'created_at', d.created_at, 'updated_at', d.updated_at)::text";
+
+/// The read model as the gateway uses it: queries, the tracking data partners send, the shared
+/// `/api/state`, the compatible API's statuses and the live updates.
+#[derive(Clone)]
+pub struct ReadModel {
+    pub(crate) pool: PgPool,
+    /// Commands with short timeouts: a slow Redis sends reads to PostgreSQL.
+    pub(crate) redis: ConnectionManager,
+    /// For the live-update subscription, which needs a connection of its own.
+    pub(crate) redis_client: redis::Client,
+    pub(crate) keys: RedisKeys,
+}
+
+impl ReadModel {
+    /// Redis need not be up: its connection is made on first use, and reads fall back to
+    /// PostgreSQL meanwhile.
+    pub fn new(
+        pool: PgPool,
+        redis_client: redis::Client,
+        keys: RedisKeys,
+    ) -> Result<Self, redis::RedisError> {
+        let redis = ConnectionManager::new_lazy_with_config(
+            redis_client.clone(),
+            ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(CACHE_TIMEOUT))
+                .set_response_timeout(Some(CACHE_TIMEOUT))
+                .set_number_of_retries(1),
+        )?;
+        Ok(Self {
+            pool,
+            redis,
+            redis_client,
+            keys,
+        })
+    }
+
+    /// One delivery order: the cache first, PostgreSQL when the cache misses or is down.
+    pub async fn order(&self, id: Uuid) -> Result<Option<StoredOrder>, ReadError> {
+        if let Some(cached) = self.cached(id).await {
+            return Ok(Some(cached));
+        }
+        self.stored(id).await
+    }
+
+    /// Waits (bounded) until the read model holds `id` at `min_version` or later.
+    pub async fn order_at_least(
+        &self,
+        id: Uuid,
+        min_version: u64,
+        wait: Duration,
+    ) -> Result<AtLeast, ReadError> {
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(10);
+        loop {
+            if let Some(cached) = self
+                .cached(id)
+                .await
+                .filter(|r| r.order.version >= min_version)
+            {
+                return Ok(AtLeast::Found(Box::new(cached)));
+            }
+            // PostgreSQL commits before the cache is written, so it may be ahead.
+            let stored = self.stored(id).await?;
+            match stored {
+                Some(record) if record.order.version >= min_version => {
+                    return Ok(AtLeast::Found(Box::new(record)));
+                }
+                _ if started.elapsed() + pause > wait => {
+                    return Ok(AtLeast::Behind {
+                        current: stored.map(|r| r.order.version),
+                        waited: started.elapsed(),
+                    });
+                }
+                _ => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(100));
+                }
+            }
+        }
+    }
+
+    async fn cached(&self, id: Uuid) -> Option<StoredOrder> {
+        let key = id.to_string();
+        let mut redis = self.redis.clone();
+        let command = redis::cmd("MGET")
+            .arg(self.keys.status(&key))
+            .arg(self.keys.tracking(&key))
+            .to_owned();
+        let read = tokio::time::timeout(
+            CACHE_TIMEOUT,
+            command.query_async::<(Option<String>, Option<String>)>(&mut redis),
+        )
+        .await;
+        let (status, tracking) = match read {
+            Ok(Ok(values)) => values,
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "status cache unavailable; reading PostgreSQL");
+                return None;
+            }
+            Err(_) => {
+                tracing::debug!("status cache too slow; reading PostgreSQL");
+                return None;
+            }
+        };
+        let order: ProjectedOrder = match serde_json::from_str(&status?) {
+            Ok(order) => order,
+            Err(error) => {
+                tracing::warn!(%error, %id, "unreadable status cache entry; reading PostgreSQL");
+                return None;
+            }
+        };
+        let tracking = tracking.and_then(|t| serde_json::from_str::<TrackingUpdate>(&t).ok());
+        Some(StoredOrder {
+            order,
+            location: tracking.as_ref().map(|t| t.location.clone()),
+            location_at: tracking.and_then(|t| t.location_at.parse().ok()),
+        })
+    }
+
+    async fn stored(&self, id: Uuid) -> Result<Option<StoredOrder>, ReadError> {
+        let row: Option<String> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT {ORDER_JSON} FROM delivery_orders d WHERE d.id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|text| serde_json::from_str(&text)).transpose()?)
+    }
+
+    /// The order and its audit trail, agreeing on the version (an event's `seq` is the version
+    /// it produced). The trail comes from PostgreSQL; the order from the cache unless the cache
+    /// is behind the trail (it is written after PostgreSQL commits), then from PostgreSQL too.
+    pub async fn order_with_trail(
+        &self,
+        id: Uuid,
+    ) -> Result<Option<(StoredOrder, Vec<AuditEntry>)>, ReadError> {
+        let trail = self.audit_trail(id).await?;
+        let trail_version = trail.last().map_or(0, |e| e.seq);
+        let order = match self.cached(id).await {
+            Some(order) if order.order.version >= trail_version => Some(order),
+            _ => self.stored(id).await?,
+        };
+        match order {
+            // A change committed between the two reads: the trail is the one behind now.
+            Some(order) if order.order.version > trail_version => {
+                let trail = self.audit_trail(id).await?;
+                Ok(Some((order, trail)))
+            }
+            order => Ok(order.map(|o| (o, trail))),
+        }
+    }
+
+    /// A page of delivery orders, newest first.
+    pub async fn list(
+        &self,
+        filter: &ListFilter,
+        limit: u32,
+        after: Option<Cursor>,
+    ) -> Result<(Vec<StoredOrder>, Option<Cursor>), ReadError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {ORDER_JSON} AS doc, d.created_at, d.id FROM delivery_orders d
+             WHERE ($1::text IS NULL OR d.state = $1)
+               AND ($2::text IS NULL OR d.ordering_id = $2)
+               AND ($3::text IS NULL OR d.customer_id = $3)
+               AND ($4::timestamptz IS NULL OR (d.created_at, d.id) < ($4, $5))
+             ORDER BY d.created_at DESC, d.id DESC LIMIT $6"
+        )))
+        .bind(filter.state.map(|s| s.as_str()))
+        .bind(&filter.ordering_id)
+        .bind(&filter.customer_id)
+        .bind(after.map(|c| c.created_at))
+        .bind(after.map(|c| c.id))
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let more = rows.len() > limit as usize;
+        let mut records = Vec::with_capacity(rows.len());
+        let mut last = None;
+        for row in rows.into_iter().take(limit as usize) {
+            records.push(serde_json::from_str(row.get::<&str, _>("doc"))?);
+            last = Some(Cursor {
+                created_at: row.get("created_at"),
+                id: row.get("id"),
+            });
+        }
+        Ok((records, if more { last } else { None }))
+    }
+
+    /// Every delivery order of an ordering, oldest first.
+    pub async fn of_ordering(&self, ordering_id: &str) -> Result<Vec<StoredOrder>, ReadError> {
+        let docs: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT {ORDER_JSON} FROM delivery_orders d WHERE d.ordering_id = $1
+             ORDER BY d.created_at, d.id LIMIT 1000"
+        )))
+        .bind(ordering_id)
+        .fetch_all(&self.pool)
+        .await?;
+        docs.iter()
+            .map(|d| serde_json::from_str(d).map_err(Into::into))
+            .collect()
+    }
+
+    /// The audit trail of one delivery order, in order.
+    pub async fn audit_trail(&self, id: Uuid) -> Result<Vec<AuditEntry>, ReadError> {
+        let rows = sqlx::query(
+            "SELECT seq, event_id, type, from_state, to_state, data::text AS data, actor_kind,
+                    actor_id, correlation_id, occurred_at
+             FROM delivery_order_events WHERE delivery_order_id = $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(id)
+        .bind(MAX_AUDIT)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let text = |column: &str| Value::String(row.get(column));
+                let entry_type = match row.get::<&str, _>("type") {
+                    CREATE_ENTRY => AuditEntryType::Create,
+                    _ => AuditEntryType::Event(serde_json::from_value(text("type"))?),
+                };
+                let from_state = row
+                    .get::<Option<String>, _>("from_state")
+                    .map(|s| serde_json::from_value::<State>(Value::String(s)))
+                    .transpose()?;
+                Ok(AuditEntry {
+                    seq: row.get::<i64, _>("seq") as u64,
+                    event_id: row.get("event_id"),
+                    entry_type,
+                    from_state,
+                    to_state: serde_json::from_value(text("to_state"))?,
+                    data: serde_json::from_str(row.get("data"))?,
+                    actor_kind: row.get("actor_kind"),
+                    actor_id: row.get("actor_id"),
+                    correlation_id: row.get("correlation_id"),
+                    occurred_at: row.get("occurred_at"),
+                })
+            })
+            .collect()
+    }
+
+    /// Delivery orders waiting for an operator, the longest waiting first, with the reason
+    /// (the failure, or the customer's dispute) that put each there.
+    pub async fn operator_queue(&self, limit: u32) -> Result<Vec<QueueRow>, ReadError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {ORDER_JSON} AS doc, e.type AS entered_by, e.data->>'reason' AS dispute_reason,
+                    e.data->>'detail' AS dispute_detail, COALESCE(e.occurred_at, d.updated_at) AS waiting_since
+             FROM delivery_orders d
+             LEFT JOIN LATERAL (
+                 SELECT type, data, occurred_at FROM delivery_order_events ev
+                 WHERE ev.delivery_order_id = d.id AND ev.to_state = 'PENDING_BY_OPERATOR'
+                 ORDER BY seq DESC LIMIT 1
+             ) e ON true
+             WHERE d.state = 'PENDING_BY_OPERATOR'
+             ORDER BY waiting_since, d.id LIMIT $1"
+        )))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let order: StoredOrder = serde_json::from_str(row.get::<&str, _>("doc"))?;
+                let disputed =
+                    row.get::<Option<&str>, _>("entered_by") == Some(EventType::Disputed.as_str());
+                let (kind, code, detail) = if disputed {
+                    (
+                        QueueKind::Disputed,
+                        row.get("dispute_reason"),
+                        row.get("dispute_detail"),
+                    )
+                } else {
+                    (
+                        QueueKind::DeliveryFailed,
+                        order.order.failure_reason.map(|r| r.as_str().to_owned()),
+                        order.order.failure_detail.clone(),
+                    )
+                };
+                Ok(QueueRow {
+                    kind,
+                    code,
+                    detail,
+                    waiting_since: row.get("waiting_since"),
+                    order,
+                })
+            })
+            .collect()
+    }
+
+    /// Records a location ping from the partner: tracking data, never a workflow event. Returns
+    /// `None` for an unknown order, `Some(false)` when a newer ping is already stored.
+    pub async fn record_location(
+        &self,
+        id: Uuid,
+        event_id: &str,
+        location: &Value,
+        at: DateTime<Utc>,
+    ) -> Result<Option<bool>, ReadError> {
+        let mut tx = self.pool.begin().await?;
+        let updated: Option<(i64, String)> = sqlx::query_as(
+            "UPDATE delivery_orders SET location = $2, location_at = $3
+             WHERE id = $1 AND (location_at IS NULL OR location_at < $3) RETURNING version, customer_id",
+        )
+        .bind(id)
+        .bind(sqlx::types::Json(location))
+        .bind(at)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((version, customer_id)) = updated else {
+            let exists: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM delivery_orders WHERE id = $1)")
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            return Ok(exists.then_some(false));
+        };
+        let update = LiveMessage::Tracking(TrackingUpdate {
+            delivery_order_id: id.to_string(),
+            customer_id,
+            version: version as u64,
+            location: location.clone(),
+            location_at: at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        });
+        let row = OutboxRow {
+            dedup_key: format!("tracking:{id}:{event_id}"),
+            delivery_order_id: id,
+            version,
+            kind: OutboxKind::Tracking,
+            payload: serde_json::to_value(update)?,
+        };
+        outbox::enqueue(&mut tx, [row]).await?;
+        tx.commit().await?;
+        Ok(Some(true))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_refuse_anything_else() {
+        let cursor = Cursor {
+            created_at: DateTime::from_timestamp_micros(1_763_830_000_123_456).unwrap(),
+            id: Uuid::parse_str("0196a3b0-7c1e-7cc0-9d1e-2f3a4b5c6d7e").unwrap(),
+        };
+        assert_eq!(Cursor::decode(&cursor.encode()), Some(cursor));
+        for bad in [
+            "",
+            "x",
+            "1.2",
+            "abc.0196a3b0-7c1e-7cc0-9d1e-2f3a4b5c6d7e",
+            "1;DROP",
+        ] {
+            assert_eq!(Cursor::decode(bad), None, "{bad}");
+        }
+    }
+}
