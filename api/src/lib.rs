@@ -27,7 +27,6 @@ pub mod routes;
 pub mod state;
 pub mod typescript;
 pub mod web;
-pub mod webhook_replays;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,8 +56,6 @@ pub async fn connect(config: ApiConfig, patience: Duration) -> anyhow::Result<Ar
         delivery_platform::connect_read_model(config.database_url.expose(), 20, patience).await?;
     let redis_client =
         redis::Client::open(config.redis_url.expose()).context("REDIS_URL is not a Redis URL")?;
-    let webhook_replays =
-        crate::webhook_replays::WebhookReplays::new(pool.clone(), config.webhook_tolerance);
     let read_model = ReadModel::new(
         pool,
         redis_client,
@@ -68,14 +65,7 @@ pub async fn connect(config: ApiConfig, patience: Duration) -> anyhow::Result<Ar
     let live = LiveHub::start(&read_model);
     let commands = Commands::new(client, config.task_queue.clone(), config.temporal_timeout);
     let metrics = ApiMetrics::new().context("registering metrics")?;
-    Ok(AppState::new(
-        config,
-        commands,
-        read_model,
-        metrics,
-        live,
-        webhook_replays,
-    ))
+    Ok(AppState::new(config, commands, read_model, metrics, live))
 }
 
 /// Serves until `shutdown` resolves; in-flight requests get up to 10 s to finish.

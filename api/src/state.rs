@@ -13,7 +13,6 @@ use crate::config::ApiConfig;
 use crate::live::LiveHub;
 use crate::metrics::ApiMetrics;
 use crate::routes::system_state::StateCache;
-use crate::webhook_replays::WebhookReplays;
 
 pub struct AppState {
     pub config: ApiConfig,
@@ -24,7 +23,6 @@ pub struct AppState {
     pub limiter: DefaultKeyedRateLimiter<String>,
     pub live: LiveHub,
     pub state_cache: StateCache,
-    pub webhook_replays: WebhookReplays,
 }
 
 impl AppState {
@@ -34,7 +32,6 @@ impl AppState {
         read_model: ReadModel,
         metrics: ApiMetrics,
         live: LiveHub,
-        webhook_replays: WebhookReplays,
     ) -> Arc<Self> {
         let quota =
             Quota::per_second(NonZeroU32::new(config.rate_per_second).unwrap_or(NonZeroU32::MIN))
@@ -51,7 +48,6 @@ impl AppState {
             limiter: RateLimiter::keyed(quota),
             live,
             state_cache: StateCache::default(),
-            webhook_replays,
         })
     }
 

@@ -14,6 +14,7 @@ pub mod outbox;
 pub mod reader;
 pub mod relay;
 pub mod system;
+mod webhook_signatures;
 pub mod writer;
 
 pub use keys::RedisKeys;

@@ -148,7 +148,11 @@ impl PartnersApi {
         if matches!(&result, Err(e) if e.status() >= 500) {
             // The partner retries; if the release fails too, its retry is signed anew anyway
             // once the second has passed, so this is logged and not fatal.
-            if let Err(error) = state.webhook_replays.release(&partner, &verified).await {
+            if let Err(error) = state
+                .read_model
+                .release_webhook_signature(&partner, &verified.mac)
+                .await
+            {
                 tracing::warn!(%error, "releasing a failed webhook's signature");
             }
         }
@@ -180,12 +184,17 @@ async fn verify(
         signature,
         body,
         now,
-        state.webhook_replays.tolerance(),
+        state.config.webhook_tolerance,
     )
     .map_err(|e| ApiError::bad_signature(e.to_string()))?;
     let first = state
-        .webhook_replays
-        .claim(partner, &verified)
+        .read_model
+        .claim_webhook_signature(
+            partner,
+            &verified.mac,
+            verified.signed_at,
+            state.config.webhook_tolerance,
+        )
         .await
         .map_err(|e| ApiError::unavailable("the replay guard (PostgreSQL) is unavailable", &e))?;
     if first {
