@@ -327,6 +327,7 @@ export interface QueueReason {
 
 export interface Readiness {
   checks: unknown;
+  /** `ready`, or `degraded` while Redis is down (reads come from PostgreSQL). */
   status: string;
 }
 
