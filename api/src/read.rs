@@ -108,9 +108,8 @@ impl OrderRecord {
 /// The events a caller may send in `state` (the workflow's own events left out).
 pub fn external_events(graph: &StateGraph, state: State) -> Vec<model::EventType> {
     graph
-        .allowed_events(state)
+        .external_events(state)
         .into_iter()
-        .filter(|e| *e != EventType::EscalateToOperator)
         .map(Into::into)
         .collect()
 }

@@ -7,8 +7,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use delivery_workflows::ClientError;
+use delivery_workflows::compat::CompatCommand;
 use delivery_workflows::compat::{CompatDelivery, CompatEvent, CompatEventType, normalize_data};
-use delivery_workflows::compat_workflow::CompatCommand;
 use poem::web::Data;
 use poem_openapi::param::{Header, Path};
 use poem_openapi::payload::Json;
@@ -19,7 +20,6 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use crate::auth::{BearerAuth, Role};
-use crate::commands::CommandError;
 use crate::routes::Tag;
 use crate::state::AppState;
 
@@ -125,8 +125,8 @@ impl CompatApi {
         let id = Uuid::now_v7().to_string();
         let delivery = CompatDelivery::create(&id, &data).map_err(|e| refused(e.0))?;
         state
-            .commands
-            .start_compat(&id, data)
+            .compat
+            .start(&id, data)
             .await
             .map_err(|e| unavailable("the workflow engine did not answer", &e))?;
         cache(&state, &delivery).await;
@@ -170,15 +170,15 @@ impl CompatApi {
             event_type,
             data,
         };
-        match state.commands.apply_compat(&id.to_string(), command).await {
+        match state.compat.apply(&id.to_string(), command).await {
             Ok(delivery) => {
                 cache(&state, &delivery).await;
                 Ok(Json(Any(shape(&delivery))))
             }
-            Err(CommandError::Rejected(detail)) => Err(refused(detail)),
-            Err(CommandError::Completed) => Err(refused("Delivery already completed")),
-            Err(CommandError::NotFound) => Err(not_found()),
-            Err(e @ CommandError::Unavailable(_)) => {
+            Err(ClientError::Refused(refusal)) => Err(refused(refusal.message())),
+            Err(ClientError::Completed) => Err(refused("Delivery already completed")),
+            Err(ClientError::NotFound) => Err(not_found()),
+            Err(e @ ClientError::Unavailable(_)) => {
                 Err(unavailable("the workflow engine did not answer", &e))
             }
         }
