@@ -363,41 +363,19 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::domain::{Address, Deadlines, DeliveryOrderInput, Item, ItemFormat, State};
+    use crate::domain::{DeliveryOrderInput, State};
     use crate::graph::DELIVERY_ORDER_V1;
 
     fn graph() -> &'static StateGraph {
         &DELIVERY_ORDER_V1
     }
 
+    /// The example order of the Temporal contract, just created.
     fn order() -> DeliveryOrder {
-        let input = DeliveryOrderInput {
-            delivery_order_id: "0196a3b0-7c1e-7cc0-9d1e-2f3a4b5c6d7e".into(),
-            ordering_id: "ord-1".into(),
-            customer_id: "cust-1".into(),
-            payment_id: None,
-            items: vec![Item {
-                sku: "isbn-1".into(),
-                title: "A Book".into(),
-                format: ItemFormat::Physical,
-                quantity: 1,
-            }],
-            shipping_address: Address {
-                name: "Ada".into(),
-                line1: "1 Main St".into(),
-                line2: None,
-                city: "London".into(),
-                postal_code: "N1".into(),
-                country: "GB".into(),
-                phone: None,
-            },
-            notes: None,
-            budget: None,
-            replaces_id: None,
-            deadlines: Deadlines::default(),
-            created_by: None,
-            correlation_id: None,
-        };
+        let input: DeliveryOrderInput = serde_json::from_str(include_str!(
+            "../../../resources/examples/delivery-order-input.json"
+        ))
+        .expect("the example input parses");
         DeliveryOrder::new(graph(), input, "2026-01-01T00:00:00.000Z".into())
     }
 
@@ -439,6 +417,12 @@ mod tests {
         result.expect_err("refused").code()
     }
 
+    /// Why `hold` refuses `prepare` on the new example order (nothing waits for a partner).
+    fn refused(hold: &BatchHold, prepare: &BatchPrepare) -> Refusal {
+        hold.check_prepare(graph(), &order(), prepare, never_waits)
+            .expect_err("refused")
+    }
+
     #[test]
     fn a_prepared_batch_holds_the_order_until_its_lease_ends() {
         let mut hold = BatchHold::default();
@@ -454,10 +438,7 @@ mod tests {
         hold.prepare(prepare, 9_000);
         assert_eq!(hold.lease(), Some(("b1", 6_000)));
         let other = batch("b2", vec![cancel("e2")], None);
-        assert_eq!(
-            code(hold.check_prepare(graph(), &order(), &other, never_waits)),
-            RejectionCode::LockedByBatch
-        );
+        assert_eq!(refused(&hold, &other).code(), RejectionCode::LockedByBatch);
     }
 
     #[test]
@@ -467,15 +448,8 @@ mod tests {
         assert_eq!(hold.lease(), Some(("b", 30_000)));
         let hold = BatchHold::default();
         for lease in [999, 600_001] {
-            let refused = hold
-                .check_prepare(
-                    graph(),
-                    &order(),
-                    &batch("b", vec![picked_up("e")], Some(lease)),
-                    never_waits,
-                )
-                .unwrap_err();
-            assert_eq!(refused.batch_item().map(|i| i.index), Some(0), "{refused}");
+            let failed = refused(&hold, &batch("b", vec![picked_up("e")], Some(lease)));
+            assert_eq!(failed.batch_item().map(|i| i.index), Some(0), "{failed}");
         }
     }
 
@@ -502,10 +476,7 @@ mod tests {
         assert!(!hold.abort("b1"), "a repeated abort changes nothing");
         assert_eq!(code(hold.check_commit("b1")), RejectionCode::BatchReleased);
         let again = batch("b1", vec![picked_up("e1")], None);
-        assert_eq!(
-            code(hold.check_prepare(graph(), &order(), &again, never_waits)),
-            RejectionCode::BatchFinished
-        );
+        assert_eq!(refused(&hold, &again).code(), RejectionCode::BatchFinished);
     }
 
     #[test]
@@ -514,10 +485,7 @@ mod tests {
         assert!(hold.abort("early"));
         assert_eq!(hold.fate("early"), Some(BatchFate::Aborted));
         let late = batch("early", vec![picked_up("e1")], None);
-        assert_eq!(
-            code(hold.check_prepare(graph(), &order(), &late, never_waits)),
-            RejectionCode::BatchFinished
-        );
+        assert_eq!(refused(&hold, &late).code(), RejectionCode::BatchFinished);
     }
 
     #[test]
@@ -538,52 +506,28 @@ mod tests {
         let hold = BatchHold::default();
         // CANCEL applies in CREATED, then PICKED_UP cannot follow a cancelled order.
         let prepare = batch("b", vec![cancel("e1"), picked_up("e2")], None);
-        let refused = hold
-            .check_prepare(graph(), &order(), &prepare, never_waits)
-            .unwrap_err();
-        let item = refused.batch_item().expect("names the event");
+        let failed = refused(&hold, &prepare);
+        let item = failed.batch_item().expect("names the event");
         assert_eq!(item.index, 1);
-        assert!(item.reason.starts_with("INVALID_TRANSITION"), "{refused}");
+        assert!(item.reason.starts_with("INVALID_TRANSITION"), "{failed}");
         // A system actor, and a partner the pickup is not confirmed for, are refused too.
         let mut system = picked_up("e3");
         system.actor = Actor::system("pickup_deadline");
-        let refused = hold
-            .check_prepare(
-                graph(),
-                &order(),
-                &batch("b", vec![system], None),
-                never_waits,
-            )
-            .unwrap_err();
+        let reason = |r: Refusal| r.batch_item().expect("names the event").reason;
         assert!(
-            refused
-                .batch_item()
-                .unwrap()
-                .reason
-                .starts_with("FORBIDDEN_ACTOR")
+            reason(refused(&hold, &batch("b", vec![system], None))).starts_with("FORBIDDEN_ACTOR")
         );
-        let refused = hold
+        let unconfirmed = hold
             .check_prepare(
                 graph(),
                 &order(),
                 &batch("b", vec![picked_up("e4")], None),
                 |_| true,
             )
-            .unwrap_err();
-        assert!(
-            refused
-                .batch_item()
-                .unwrap()
-                .reason
-                .starts_with("PICKUP_NOT_CONFIRMED")
-        );
-        assert_eq!(
-            hold.check_prepare(graph(), &order(), &batch("b", vec![], None), never_waits)
-                .unwrap_err()
-                .batch_item()
-                .map(|i| i.index),
-            Some(0)
-        );
+            .expect_err("the partner is not confirmed");
+        assert!(reason(unconfirmed).starts_with("PICKUP_NOT_CONFIRMED"));
+        let empty = refused(&hold, &batch("b", vec![], None));
+        assert_eq!(empty.batch_item().map(|i| i.index), Some(0));
     }
 
     #[test]

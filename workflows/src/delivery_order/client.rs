@@ -7,7 +7,7 @@ use temporalio_client::{
     Client, WorkflowDescribeOptions, WorkflowExecuteUpdateOptions, WorkflowHandle,
     WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowQueryOptions, WorkflowStartOptions,
 };
-use temporalio_common::MemoValues;
+use temporalio_common::{HasWorkflowDefinition, MemoValues, UpdateDefinition};
 
 use super::{
     BatchDecision, BatchPrepare, DeliveryOrderView, DeliveryOrderWorkflow, StartInput, workflow_id,
@@ -120,10 +120,13 @@ impl DeliveryOrderClient {
             .rpc_options(self.target.rpc())
             .build();
         let answer = self
-            .handle(delivery_order_id)
-            .execute_update(DeliveryOrderWorkflow::apply_event, event, options)
-            .await
-            .map_err(update_error);
+            .update(
+                delivery_order_id,
+                DeliveryOrderWorkflow::apply_event,
+                event,
+                options,
+            )
+            .await;
         match answer {
             Err(ClientError::Refused(refusal)) => match refusal.outcome() {
                 Some(original) if refusal.code() == RejectionCode::Duplicate => Ok(original),
@@ -160,10 +163,13 @@ impl DeliveryOrderClient {
         prepare: BatchPrepare,
     ) -> Result<ApplyOutcome, ClientError> {
         let options = self.batch_step(&prepare.batch_id, "prepare");
-        self.handle(delivery_order_id)
-            .execute_update(DeliveryOrderWorkflow::prepare_batch, prepare, options)
-            .await
-            .map_err(update_error)
+        self.update(
+            delivery_order_id,
+            DeliveryOrderWorkflow::prepare_batch,
+            prepare,
+            options,
+        )
+        .await
     }
 
     /// Applies a prepared batch on the order (`commit_batch`; repeating it is answered).
@@ -172,14 +178,14 @@ impl DeliveryOrderClient {
         delivery_order_id: &str,
         batch_id: &str,
     ) -> Result<ApplyOutcome, ClientError> {
-        self.handle(delivery_order_id)
-            .execute_update(
-                DeliveryOrderWorkflow::commit_batch,
-                decision(batch_id),
-                self.batch_step(batch_id, "commit"),
-            )
-            .await
-            .map_err(update_error)
+        let options = self.batch_step(batch_id, "commit");
+        self.update(
+            delivery_order_id,
+            DeliveryOrderWorkflow::commit_batch,
+            decision(batch_id),
+            options,
+        )
+        .await
     }
 
     /// Releases the order from a batch without applying anything (`abort_batch`).
@@ -188,12 +194,30 @@ impl DeliveryOrderClient {
         delivery_order_id: &str,
         batch_id: &str,
     ) -> Result<ApplyOutcome, ClientError> {
+        let options = self.batch_step(batch_id, "abort");
+        self.update(
+            delivery_order_id,
+            DeliveryOrderWorkflow::abort_batch,
+            decision(batch_id),
+            options,
+        )
+        .await
+    }
+
+    /// Runs one update on the order; refusals come back typed.
+    async fn update<U>(
+        &self,
+        delivery_order_id: &str,
+        update: U,
+        input: U::Input,
+        options: WorkflowExecuteUpdateOptions,
+    ) -> Result<U::Output, ClientError>
+    where
+        U: UpdateDefinition<Workflow = <DeliveryOrderWorkflow as HasWorkflowDefinition>::Run>,
+        U::Input: Send,
+    {
         self.handle(delivery_order_id)
-            .execute_update(
-                DeliveryOrderWorkflow::abort_batch,
-                decision(batch_id),
-                self.batch_step(batch_id, "abort"),
-            )
+            .execute_update(update, input, options)
             .await
             .map_err(update_error)
     }
