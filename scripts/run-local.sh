@@ -11,7 +11,9 @@ TEMPORAL_UI_PORT=${TEMPORAL_UI_PORT:-8233}
 PARTNER_SIM_PORT=${PARTNER_SIM_PORT:-8090}
 WORKER_METRICS_PORT=${WORKER_METRICS_PORT:-9464}
 API_PORT=${API_PORT:-8080}
-# Development secrets; set your own in the environment for anything shared.
+# Development secrets; set your own in the environment for anything shared. DEV_MODE=1 lets the
+# gateway and the simulator accept the published ones (they refuse them otherwise).
+export DEV_MODE=${DEV_MODE:-1}
 export JWT_SECRET=${JWT_SECRET:-dev-only-secret-change-me-0123456789abcdef}
 PARTNER_WEBHOOK_SECRET=${PARTNER_WEBHOOK_SECRET:-dev-partner-secret}
 LOGS="$ROOT/.run/logs"

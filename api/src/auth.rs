@@ -1,5 +1,8 @@
-//! Bearer tokens: HS256 JWTs with `sub`, `roles` and `exp`. Roles decide what a caller may do;
-//! a customer only ever sees its own delivery orders.
+//! Bearer tokens: HS256 JWTs with `sub`, `roles` and `exp`, and the standard `iat`, `nbf`, `iss`,
+//! `aud` and `jti` when the issuer adds them. Roles decide what a caller may do; a customer only
+//! ever sees its own delivery orders. The gateway checks `nbf` and `exp` (with a few seconds of
+//! leeway for clocks), `iss` and `aud` when configured, and refuses tokens that live longer than
+//! its maximum lifetime, so a leaked token cannot be valid for a year.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -68,6 +71,8 @@ impl Role {
     }
 }
 
+/// Registered claims are accepted; any other claim is refused, so a typo in `roles` cannot pass
+/// as a token without roles.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Claims {
@@ -76,6 +81,39 @@ struct Claims {
     exp: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     iat: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nbf: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iss: Option<String>,
+    /// One audience or several; checked by the JWT library against `JWT_AUDIENCE`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    aud: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    jti: Option<String>,
+}
+
+/// Seconds a token's `exp`, `nbf` and `iat` may be off because the issuer's clock is.
+const LEEWAY_SECONDS: u64 = 5;
+
+/// What the gateway requires of a token beyond its signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenPolicy {
+    /// `JWT_ISSUER`: when set, tokens must carry this `iss` (and minted ones do).
+    pub issuer: Option<String>,
+    /// `JWT_AUDIENCE`: when set, tokens must name this audience in `aud` (and minted ones do).
+    pub audience: Option<String>,
+    /// `JWT_MAX_TTL_SECS`: the longest lifetime accepted, from `iat` (or now) to `exp`.
+    pub max_ttl: Duration,
+}
+
+impl Default for TokenPolicy {
+    fn default() -> Self {
+        Self {
+            issuer: None,
+            audience: None,
+            max_ttl: Duration::from_secs(24 * 3600),
+        }
+    }
 }
 
 /// The authenticated caller of a request.
@@ -122,11 +160,13 @@ impl Caller {
     }
 }
 
-/// Signs and verifies tokens with one HS256 key.
+/// Signs and verifies tokens with one HS256 key under one policy.
 #[derive(Clone)]
 pub struct TokenKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
+    policy: TokenPolicy,
+    validation: Validation,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -135,15 +175,40 @@ pub enum TokenError {
     BadSubject,
     #[error("a token needs at least one role")]
     NoRoles,
+    #[error("a token may live at most {0} s (JWT_MAX_TTL_SECS)")]
+    TooLong(u64),
     #[error("signing the token failed: {0}")]
     Sign(#[from] jsonwebtoken::errors::Error),
 }
 
 impl TokenKeys {
+    /// Keys under the default policy (no issuer or audience, 24 h at most).
     pub fn new(secret: &[u8]) -> Self {
+        Self::with_policy(secret, TokenPolicy::default())
+    }
+
+    pub fn with_policy(secret: &[u8], policy: TokenPolicy) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        let mut required = vec!["exp", "sub"];
+        validation.leeway = LEEWAY_SECONDS;
+        validation.validate_nbf = true;
+        if let Some(issuer) = &policy.issuer {
+            validation.set_issuer(&[issuer]);
+            required.push("iss");
+        }
+        // Without a configured audience a token's `aud` names nothing this gateway answers to:
+        // it is accepted as information, not checked.
+        validation.validate_aud = policy.audience.is_some();
+        if let Some(audience) = &policy.audience {
+            validation.set_audience(&[audience]);
+            required.push("aud");
+        }
+        validation.set_required_spec_claims(&required);
         Self {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
+            policy,
+            validation,
         }
     }
 
@@ -154,12 +219,19 @@ impl TokenKeys {
         if roles.is_empty() {
             return Err(TokenError::NoRoles);
         }
+        if ttl > self.policy.max_ttl {
+            return Err(TokenError::TooLong(self.policy.max_ttl.as_secs()));
+        }
         let now = unix_now();
         let claims = Claims {
             sub: sub.to_owned(),
             roles: roles.to_vec(),
             exp: now + ttl.as_secs(),
             iat: Some(now),
+            nbf: None,
+            iss: self.policy.issuer.clone(),
+            aud: self.policy.audience.clone().map(serde_json::Value::String),
+            jti: Some(uuid::Uuid::new_v4().to_string()),
         };
         Ok(jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
@@ -170,12 +242,21 @@ impl TokenKeys {
 
     /// The caller of a valid token, or what is wrong with it (safe to show the client).
     pub fn verify(&self, token: &str) -> Result<Caller, String> {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        validation.leeway = 5;
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map_err(
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(
             |e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => "the token has expired".to_owned(),
+                jsonwebtoken::errors::ErrorKind::ImmatureSignature => {
+                    "the token is not valid yet (nbf)".to_owned()
+                }
+                jsonwebtoken::errors::ErrorKind::InvalidIssuer => {
+                    "the token's issuer (iss) is not the one this gateway trusts".to_owned()
+                }
+                jsonwebtoken::errors::ErrorKind::InvalidAudience => {
+                    "the token's audience (aud) does not name this gateway".to_owned()
+                }
+                jsonwebtoken::errors::ErrorKind::MissingRequiredClaim(claim) => {
+                    format!("the token lacks the {claim} claim")
+                }
                 jsonwebtoken::errors::ErrorKind::InvalidSignature => {
                     "the token's signature is not valid".to_owned()
                 }
@@ -183,12 +264,25 @@ impl TokenKeys {
                     "the token must be signed with HS256".to_owned()
                 }
                 jsonwebtoken::errors::ErrorKind::Json(_) => {
-                    "the token's claims must be sub, roles (customer, partner, operator, payment_service, order_management, admin) and exp".to_owned()
+                    "the token's claims must be sub, roles (customer, partner, operator, payment_service, order_management, admin) and exp, with optional iat, nbf, iss, aud and jti".to_owned()
                 }
                 _ => "the token is not a valid JWT".to_owned(),
             },
         )?;
         let claims = data.claims;
+        let now = unix_now();
+        if claims.iat.is_some_and(|iat| iat > now + LEEWAY_SECONDS) {
+            return Err("the token was issued in the future (iat)".into());
+        }
+        let lifetime = claims
+            .exp
+            .saturating_sub(claims.iat.unwrap_or(now).min(now));
+        if lifetime > self.policy.max_ttl.as_secs() + LEEWAY_SECONDS {
+            return Err(format!(
+                "the token lives {lifetime} s; this gateway accepts at most {} s",
+                self.policy.max_ttl.as_secs()
+            ));
+        }
         if !valid_subject(&claims.sub) {
             return Err("the token's sub is not a valid subject".into());
         }
@@ -287,6 +381,130 @@ mod tests {
                 .is_err()
         );
         assert!(keys.mint("bob", &[], Duration::from_secs(1)).is_err());
+    }
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    /// A token with exactly `claims`, as another issuer could make it.
+    fn raw(claims: serde_json::Value) -> String {
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(SECRET),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn standard_claims_are_accepted_and_nbf_is_honoured() {
+        let keys = TokenKeys::new(SECRET);
+        let now = unix_now();
+        let full = raw(serde_json::json!({
+            "sub": "alice", "roles": ["operator"], "exp": now + 60, "iat": now,
+            "nbf": now, "iss": "https://id.example", "aud": ["delivery", "other"], "jti": "t-1",
+        }));
+        assert_eq!(keys.verify(&full).unwrap().sub, "alice");
+        let early = raw(serde_json::json!({
+            "sub": "alice", "roles": ["operator"], "exp": now + 600, "nbf": now + 120,
+        }));
+        assert!(keys.verify(&early).unwrap_err().contains("not valid yet"));
+        let within_leeway = raw(serde_json::json!({
+            "sub": "alice", "roles": ["operator"], "exp": now + 600, "nbf": now + 2,
+        }));
+        assert!(keys.verify(&within_leeway).is_ok());
+        let unknown = raw(serde_json::json!({
+            "sub": "alice", "roles": ["operator"], "exp": now + 60, "role": "admin",
+        }));
+        assert!(
+            keys.verify(&unknown)
+                .unwrap_err()
+                .contains("claims must be")
+        );
+    }
+
+    #[test]
+    fn issuer_and_audience_are_checked_when_configured() {
+        let keys = TokenKeys::with_policy(
+            SECRET,
+            TokenPolicy {
+                issuer: Some("https://id.example".into()),
+                audience: Some("delivery".into()),
+                ..TokenPolicy::default()
+            },
+        );
+        let now = unix_now();
+        let token = |extra: serde_json::Value| {
+            let mut claims =
+                serde_json::json!({"sub": "alice", "roles": ["operator"], "exp": now + 60});
+            claims
+                .as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            raw(claims)
+        };
+        let good = token(serde_json::json!({"iss": "https://id.example", "aud": "delivery"}));
+        assert!(keys.verify(&good).is_ok());
+        let minted = keys
+            .mint("bob", &[Role::Customer], Duration::from_secs(60))
+            .unwrap();
+        assert!(
+            keys.verify(&minted).is_ok(),
+            "minted tokens carry iss and aud"
+        );
+        for (extra, why) in [
+            (
+                serde_json::json!({"iss": "https://evil.example", "aud": "delivery"}),
+                "issuer",
+            ),
+            (
+                serde_json::json!({"iss": "https://id.example", "aud": "billing"}),
+                "audience",
+            ),
+            (serde_json::json!({"aud": "delivery"}), "iss claim"),
+            (
+                serde_json::json!({"iss": "https://id.example"}),
+                "aud claim",
+            ),
+        ] {
+            let err = keys.verify(&token(extra.clone())).unwrap_err();
+            assert!(err.contains(why), "{extra}: {err}");
+        }
+    }
+
+    #[test]
+    fn tokens_living_longer_than_the_maximum_are_refused() {
+        let keys = TokenKeys::with_policy(
+            SECRET,
+            TokenPolicy {
+                max_ttl: Duration::from_secs(3600),
+                ..TokenPolicy::default()
+            },
+        );
+        let now = unix_now();
+        let year =
+            raw(serde_json::json!({"sub": "a", "roles": ["admin"], "exp": now + 365 * 86400}));
+        assert!(keys.verify(&year).unwrap_err().contains("at most 3600 s"));
+        // An old iat does not help: the lifetime counts from it.
+        let backdated = raw(serde_json::json!({
+            "sub": "a", "roles": ["admin"], "iat": now - 7200, "exp": now + 60,
+        }));
+        assert!(
+            keys.verify(&backdated)
+                .unwrap_err()
+                .contains("at most 3600 s")
+        );
+        let future_iat = raw(serde_json::json!({
+            "sub": "a", "roles": ["admin"], "iat": now + 3000, "exp": now + 3600,
+        }));
+        assert!(
+            keys.verify(&future_iat)
+                .unwrap_err()
+                .contains("issued in the future")
+        );
+        assert!(matches!(
+            keys.mint("a", &[Role::Admin], Duration::from_secs(7200)),
+            Err(TokenError::TooLong(3600))
+        ));
     }
 
     #[test]

@@ -7,11 +7,17 @@ use std::time::Duration;
 use delivery_platform::{ConfigError, Env, Secret};
 use url::Url;
 
+use crate::auth::TokenPolicy;
+
 /// Shortest `JWT_SECRET` accepted: HS256 keys shorter than the hash are guessable.
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
-/// The secret `make run` and the tests use unless told otherwise. Never accepted in production
-/// because `JWT_SECRET` has no default: it must be set.
+/// The secret `make run` uses unless told otherwise. Published in this repository, so the gateway
+/// refuses it unless `DEV_MODE=1`.
 pub const DEV_JWT_SECRET: &str = "dev-only-secret-change-me-0123456789abcdef";
+/// The simulator's webhook secret under `make run`; refused like [`DEV_JWT_SECRET`].
+pub const DEV_PARTNER_SECRET: &str = "dev-partner-secret";
+/// Shortest partner webhook secret accepted.
+pub const MIN_PARTNER_SECRET_BYTES: usize = 16;
 
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
@@ -24,10 +30,19 @@ pub struct ApiConfig {
     pub database_url: Secret,
     pub redis_url: Secret,
     pub redis_key_prefix: String,
+    /// `DEV_MODE=1`: local development (`make run`, `make test`); the published development
+    /// secrets are accepted and `PARTNER_WEBHOOK_SECRETS` defaults to the simulator's.
+    pub dev_mode: bool,
     /// `JWT_SECRET`: HS256 key of bearer tokens; required, at least 32 bytes.
     pub jwt_secret: Secret,
-    /// `PARTNER_WEBHOOK_SECRETS`: `partner_id=secret` pairs, comma separated.
+    /// `JWT_ISSUER`, `JWT_AUDIENCE`, `JWT_MAX_TTL_SECS` (default 86400).
+    pub token_policy: TokenPolicy,
+    /// `PARTNER_WEBHOOK_SECRETS`: `partner_id=secret` pairs, comma separated, each secret 16
+    /// bytes or more; required unless `DEV_MODE=1`.
     pub partner_secrets: BTreeMap<String, Secret>,
+    /// `WEBHOOK_TOLERANCE_SECS` (default 300): how far a webhook signature's timestamp may be
+    /// from the gateway's clock; accepted signatures are remembered that long to refuse replays.
+    pub webhook_tolerance: Duration,
     /// `RATE_LIMIT_PER_SECOND` and `RATE_LIMIT_BURST`, per caller (token subject, else client IP).
     pub rate_per_second: u32,
     pub rate_burst: u32,
@@ -54,6 +69,7 @@ impl ApiConfig {
 
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env::new(lookup);
+        let dev_mode = dev_mode(&env);
         let jwt_secret = env.optional("JWT_SECRET").ok_or(ConfigError::new(
             "JWT_SECRET",
             "is required (HS256 key, 32 bytes or more)",
@@ -62,6 +78,26 @@ impl ApiConfig {
             return Err(ConfigError::new(
                 "JWT_SECRET",
                 format!("must be at least {MIN_JWT_SECRET_BYTES} bytes long"),
+            ));
+        }
+        if jwt_secret == DEV_JWT_SECRET && !dev_mode {
+            return Err(ConfigError::new("JWT_SECRET", PUBLISHED));
+        }
+        let partner_secrets = match env.optional("PARTNER_WEBHOOK_SECRETS") {
+            Some(text) => partner_secrets(&text, dev_mode)?,
+            None if dev_mode => partner_secrets(&format!("sim={DEV_PARTNER_SECRET}"), true)?,
+            None => {
+                return Err(ConfigError::new(
+                    "PARTNER_WEBHOOK_SECRETS",
+                    "is required: partner_id=secret pairs (DEV_MODE=1 defaults to the simulator's)",
+                ));
+            }
+        };
+        let webhook_tolerance = Duration::from_secs(env.number("WEBHOOK_TOLERANCE_SECS", 300)?);
+        if !(10..=3600).contains(&webhook_tolerance.as_secs()) {
+            return Err(ConfigError::new(
+                "WEBHOOK_TOLERANCE_SECS",
+                "must be 10-3600 (seconds)",
             ));
         }
         let rate_per_second = positive(&env, "RATE_LIMIT_PER_SECOND", 50)?;
@@ -78,10 +114,11 @@ impl ApiConfig {
             ),
             redis_url: env.secret("REDIS_URL", "redis://127.0.0.1:6379"),
             redis_key_prefix: env.get("REDIS_KEY_PREFIX", ""),
+            dev_mode,
             jwt_secret: Secret::new(jwt_secret),
-            partner_secrets: partner_secrets(
-                &env.get("PARTNER_WEBHOOK_SECRETS", "sim=dev-partner-secret"),
-            )?,
+            token_policy: token_policy(&env)?,
+            partner_secrets,
+            webhook_tolerance,
             rate_per_second,
             rate_burst,
             max_body_bytes: env.number("MAX_BODY_BYTES", 64 * 1024)? as usize,
@@ -118,7 +155,32 @@ fn positive<F: Fn(&str) -> Option<String>>(
         .ok_or(ConfigError::new(var, "must be between 1 and 4294967295"))
 }
 
-fn partner_secrets(text: &str) -> Result<BTreeMap<String, Secret>, ConfigError> {
+const PUBLISHED: &str = "is the development secret published with this service; set your own (DEV_MODE=1 accepts it for local development only)";
+
+fn dev_mode<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> bool {
+    matches!(env.optional("DEV_MODE").as_deref(), Some("1" | "true"))
+}
+
+/// `JWT_ISSUER`, `JWT_AUDIENCE` and `JWT_MAX_TTL_SECS`; also read by `delivery-api token`, so
+/// the tokens it mints pass this gateway.
+pub fn token_policy<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+) -> Result<TokenPolicy, ConfigError> {
+    let max_ttl = env.number("JWT_MAX_TTL_SECS", TokenPolicy::default().max_ttl.as_secs())?;
+    if max_ttl == 0 {
+        return Err(ConfigError::new(
+            "JWT_MAX_TTL_SECS",
+            "must be 1 or more seconds",
+        ));
+    }
+    Ok(TokenPolicy {
+        issuer: env.optional("JWT_ISSUER").filter(|s| !s.is_empty()),
+        audience: env.optional("JWT_AUDIENCE").filter(|s| !s.is_empty()),
+        max_ttl: Duration::from_secs(max_ttl),
+    })
+}
+
+fn partner_secrets(text: &str, dev_mode: bool) -> Result<BTreeMap<String, Secret>, ConfigError> {
     let mut secrets = BTreeMap::new();
     for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (partner, secret) = pair
@@ -130,6 +192,20 @@ fn partner_secrets(text: &str) -> Result<BTreeMap<String, Secret>, ConfigError> 
             ))?;
         delivery_workflows::validation::check_ref_id("partner_id", partner)
             .map_err(|e| ConfigError::new("PARTNER_WEBHOOK_SECRETS", e))?;
+        if secret.len() < MIN_PARTNER_SECRET_BYTES {
+            return Err(ConfigError::new(
+                "PARTNER_WEBHOOK_SECRETS",
+                format!(
+                    "the secret of {partner} must be at least {MIN_PARTNER_SECRET_BYTES} bytes long"
+                ),
+            ));
+        }
+        if secret == DEV_PARTNER_SECRET && !dev_mode {
+            return Err(ConfigError::new(
+                "PARTNER_WEBHOOK_SECRETS",
+                format!("the secret of {partner} {PUBLISHED}"),
+            ));
+        }
         secrets.insert(partner.to_owned(), Secret::new(secret));
     }
     Ok(secrets)
@@ -149,44 +225,107 @@ mod tests {
         ApiConfig::from_lookup(|k| map.get(k).cloned())
     }
 
+    const OWN_SECRET: &str = "a-secret-of-our-own-0123456789abcdef";
+    const PARTNERS: (&str, &str) = ("PARTNER_WEBHOOK_SECRETS", "sim=sim-secret-0123456789");
+
     #[test]
     fn jwt_secret_is_required_and_long_enough() {
         let err = config(&[]).unwrap_err().to_string();
         assert!(err.contains("JWT_SECRET is required"), "{err}");
         let err = config(&[("JWT_SECRET", "short")]).unwrap_err().to_string();
         assert!(err.contains("at least 32 bytes"), "{err}");
-        let c = config(&[("JWT_SECRET", DEV_JWT_SECRET)]).unwrap();
+        let c = config(&[("JWT_SECRET", OWN_SECRET), PARTNERS]).unwrap();
         assert_eq!(c.port, 8080);
+        assert!(!c.dev_mode);
         assert!(
-            !format!("{c:?}").contains(DEV_JWT_SECRET),
+            !format!("{c:?}").contains(OWN_SECRET),
             "secrets never print"
         );
     }
 
     #[test]
-    fn partner_secrets_are_pairs() {
-        let c = config(&[
-            ("JWT_SECRET", DEV_JWT_SECRET),
-            ("PARTNER_WEBHOOK_SECRETS", "sim=a, fastship=b"),
-        ])
-        .unwrap();
-        assert_eq!(c.partner_secrets["fastship"].expose(), "b");
-        for bad in ["sim", "=x", "sim=", "bad id=x"] {
-            let err = config(&[
-                ("JWT_SECRET", DEV_JWT_SECRET),
-                ("PARTNER_WEBHOOK_SECRETS", bad),
-            ])
+    fn the_published_development_secrets_need_dev_mode() {
+        let err = config(&[("JWT_SECRET", DEV_JWT_SECRET), PARTNERS])
             .unwrap_err()
             .to_string();
+        assert!(
+            err.contains("JWT_SECRET is the development secret"),
+            "{err}"
+        );
+        let err = config(&[("JWT_SECRET", OWN_SECRET)])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("PARTNER_WEBHOOK_SECRETS is required"), "{err}");
+        let err = config(&[
+            ("JWT_SECRET", OWN_SECRET),
+            ("PARTNER_WEBHOOK_SECRETS", "sim=dev-partner-secret"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("development secret"), "{err}");
+        let dev = config(&[("JWT_SECRET", DEV_JWT_SECRET), ("DEV_MODE", "1")]).unwrap();
+        assert!(dev.dev_mode);
+        assert_eq!(dev.partner_secrets["sim"].expose(), DEV_PARTNER_SECRET);
+    }
+
+    #[test]
+    fn partner_secrets_are_pairs_of_long_enough_secrets() {
+        let c = config(&[
+            ("JWT_SECRET", OWN_SECRET),
+            (
+                "PARTNER_WEBHOOK_SECRETS",
+                "sim=sim-secret-0123456789, fastship=fastship-secret-0123",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.partner_secrets["fastship"].expose(),
+            "fastship-secret-0123"
+        );
+        for bad in [
+            "sim",
+            "=x",
+            "sim=",
+            "bad id=long-enough-secret-000",
+            "sim=short",
+        ] {
+            let err = config(&[("JWT_SECRET", OWN_SECRET), ("PARTNER_WEBHOOK_SECRETS", bad)])
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("PARTNER_WEBHOOK_SECRETS"), "{bad}: {err}");
         }
     }
 
     #[test]
+    fn the_token_policy_is_read_and_bounded() {
+        let c = config(&[
+            ("JWT_SECRET", OWN_SECRET),
+            PARTNERS,
+            ("JWT_ISSUER", "https://id.example"),
+            ("JWT_AUDIENCE", "delivery"),
+            ("JWT_MAX_TTL_SECS", "3600"),
+        ])
+        .unwrap();
+        assert_eq!(c.token_policy.issuer.as_deref(), Some("https://id.example"));
+        assert_eq!(c.token_policy.audience.as_deref(), Some("delivery"));
+        assert_eq!(c.token_policy.max_ttl, Duration::from_secs(3600));
+        let err = config(&[
+            ("JWT_SECRET", OWN_SECRET),
+            PARTNERS,
+            ("JWT_MAX_TTL_SECS", "0"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("JWT_MAX_TTL_SECS"), "{err}");
+    }
+
+    #[test]
     fn limits_must_be_positive() {
-        let err = config(&[("JWT_SECRET", DEV_JWT_SECRET), ("RATE_LIMIT_BURST", "0")])
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("RATE_LIMIT_BURST"), "{err}");
+        for (var, value) in [("RATE_LIMIT_BURST", "0"), ("WEBHOOK_TOLERANCE_SECS", "1")] {
+            let err = config(&[("JWT_SECRET", OWN_SECRET), PARTNERS, (var, value)])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(var), "{err}");
+        }
     }
 }

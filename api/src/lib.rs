@@ -23,6 +23,7 @@ pub mod request_id;
 pub mod routes;
 pub mod state;
 pub mod web;
+pub mod webhook_replays;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,6 +72,8 @@ pub async fn connect(config: ApiConfig, patience: Duration) -> anyhow::Result<Ar
             .set_number_of_retries(1),
     )
     .context("creating the Redis connection")?;
+    let webhook_replays =
+        crate::webhook_replays::WebhookReplays::new(pool.clone(), config.webhook_tolerance);
     let read_model = ReadModel::new(
         pool,
         redis,
@@ -86,7 +89,14 @@ pub async fn connect(config: ApiConfig, patience: Duration) -> anyhow::Result<Ar
         batches: EventBatchClient::new(target),
     };
     let metrics = ApiMetrics::new().context("registering metrics")?;
-    Ok(AppState::new(config, temporal, read_model, metrics, live))
+    Ok(AppState::new(
+        config,
+        temporal,
+        read_model,
+        metrics,
+        live,
+        webhook_replays,
+    ))
 }
 
 /// Serves until `shutdown` resolves; in-flight requests get up to 10 s to finish.

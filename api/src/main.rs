@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use delivery_api::auth::{Role, TokenKeys};
-use delivery_api::config::DEV_JWT_SECRET;
+use delivery_api::config::{DEV_JWT_SECRET, token_policy};
 use delivery_api::{ApiConfig, app, connect, serve};
 use delivery_platform::telemetry;
 
@@ -74,7 +74,8 @@ fn token(args: &[String]) -> anyhow::Result<()> {
         .ok()
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| DEV_JWT_SECRET.to_owned());
-    let token = TokenKeys::new(secret.as_bytes()).mint(&sub, &roles, ttl)?;
+    let policy = token_policy(&delivery_platform::Env::new(|key| std::env::var(key).ok()))?;
+    let token = TokenKeys::with_policy(secret.as_bytes(), policy).mint(&sub, &roles, ttl)?;
     println!("{token}");
     Ok(())
 }

@@ -127,6 +127,19 @@ impl ApiError {
         )
     }
 
+    /// A partner callback whose exact signature was accepted before: a capture being replayed
+    /// (a partner that retries signs again, with a new timestamp).
+    pub fn replayed_webhook() -> Self {
+        Self::Unauthorized(
+            Json(problem(
+                StatusCode::UNAUTHORIZED,
+                "replayed-webhook",
+                "this signature was already used; sign each attempt anew",
+            )),
+            None,
+        )
+    }
+
     pub fn forbidden(detail: impl Into<String>) -> Self {
         Self::Forbidden(Json(problem(StatusCode::FORBIDDEN, "forbidden", detail)))
     }

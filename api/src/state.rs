@@ -15,6 +15,7 @@ use crate::live::LiveHub;
 use crate::metrics::ApiMetrics;
 use crate::read::ReadModel;
 use crate::routes::system_state::StateCache;
+use crate::webhook_replays::WebhookReplays;
 
 /// The typed clients of the workflows the gateway drives.
 pub struct TemporalClients {
@@ -34,6 +35,7 @@ pub struct AppState {
     pub limiter: DefaultKeyedRateLimiter<String>,
     pub live: LiveHub,
     pub state_cache: StateCache,
+    pub webhook_replays: WebhookReplays,
 }
 
 impl AppState {
@@ -43,12 +45,16 @@ impl AppState {
         read_model: ReadModel,
         metrics: ApiMetrics,
         live: LiveHub,
+        webhook_replays: WebhookReplays,
     ) -> Arc<Self> {
         let quota =
             Quota::per_second(NonZeroU32::new(config.rate_per_second).unwrap_or(NonZeroU32::MIN))
                 .allow_burst(NonZeroU32::new(config.rate_burst).unwrap_or(NonZeroU32::MIN));
         Arc::new(Self {
-            tokens: TokenKeys::new(config.jwt_secret.expose().as_bytes()),
+            tokens: TokenKeys::with_policy(
+                config.jwt_secret.expose().as_bytes(),
+                config.token_policy.clone(),
+            ),
             config,
             orders: temporal.orders,
             compat: temporal.compat,
@@ -58,6 +64,7 @@ impl AppState {
             limiter: RateLimiter::keyed(quota),
             live,
             state_cache: StateCache::default(),
+            webhook_replays,
         })
     }
 

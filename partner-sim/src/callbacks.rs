@@ -4,10 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hmac::{Hmac, Mac};
 use rand::Rng;
 use serde_json::{Value, json};
-use sha2::Sha256;
 use temporalio_client::{
     Client, ClientOptions, Connection, ConnectionOptions, UntypedSignal, UntypedWorkflow,
     WorkflowSignalOptions,
@@ -97,14 +95,14 @@ impl Sink {
             CallbackMode::None => Ok(()),
             CallbackMode::Webhook { url, secret } => {
                 let body = serde_json::to_vec(&callback.body())?;
-                let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())?;
-                mac.update(&body);
-                let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+                // Signed per attempt: a retry carries a fresh timestamp, never a replayed one.
+                let now = chrono::Utc::now().timestamp().max(0) as u64;
+                let signature = delivery_webhook_signature::sign(secret.as_bytes(), now, &body);
                 let response = self
                     .http
                     .post(url)
                     .header("content-type", "application/json")
-                    .header("X-Partner-Signature", signature)
+                    .header(delivery_webhook_signature::HEADER, signature)
                     .body(body)
                     .send()
                     .await?;

@@ -75,7 +75,16 @@ impl SimConfig {
                 url: lookup("PARTNER_WEBHOOK_URL").ok_or_else(|| {
                     anyhow::anyhow!("PARTNER_WEBHOOK_URL is required in webhook mode")
                 })?,
-                secret: get("PARTNER_WEBHOOK_SECRET", "dev-partner-secret"),
+                // The published development secret only under DEV_MODE=1, like the gateway.
+                secret: match lookup("PARTNER_WEBHOOK_SECRET") {
+                    Some(secret) => secret,
+                    None if matches!(lookup("DEV_MODE").as_deref(), Some("1" | "true")) => {
+                        "dev-partner-secret".to_owned()
+                    }
+                    None => anyhow::bail!(
+                        "PARTNER_WEBHOOK_SECRET is required in webhook mode (DEV_MODE=1 uses the development one)"
+                    ),
+                },
             },
             "none" => CallbackMode::None,
             other => anyhow::bail!(

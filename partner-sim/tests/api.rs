@@ -4,13 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hmac::{Hmac, Mac};
 use partner_sim::{CallbackMode, Knobs, SimConfig, Simulator};
 use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::web::Data;
 use poem::{EndpointExt, Request, Route, Server, handler, http::StatusCode, post};
 use serde_json::{Value, json};
-use sha2::Sha256;
 use tokio::sync::{mpsc, oneshot};
 
 const SECRET: &str = "test-secret";
@@ -62,10 +60,19 @@ async fn receiver() -> (String, mpsc::UnboundedReceiver<Value>) {
         body: Vec<u8>,
         Data(tx): Data<&Arc<mpsc::UnboundedSender<Value>>>,
     ) -> StatusCode {
-        let signature = req.header("X-Partner-Signature").unwrap_or_default();
-        let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-        mac.update(&body);
-        if signature != format!("sha256={}", hex::encode(mac.finalize().into_bytes())) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        if delivery_webhook_signature::verify(
+            SECRET.as_bytes(),
+            req.header(delivery_webhook_signature::HEADER),
+            &body,
+            now,
+            delivery_webhook_signature::DEFAULT_TOLERANCE,
+        )
+        .is_err()
+        {
             return StatusCode::UNAUTHORIZED;
         }
         let _ = tx.send(serde_json::from_slice(&body).unwrap());

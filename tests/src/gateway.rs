@@ -5,10 +5,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use delivery_api::auth::{Role, TokenKeys};
-use hmac::{Hmac, Mac};
 use reqwest::header::HeaderMap;
 use serde_json::Value;
-use sha2::Sha256;
 
 use crate::processes::{binary, log_file, wait_http_ok};
 use crate::temporal::TemporalServer;
@@ -27,6 +25,9 @@ pub struct GatewayProcess {
     http: reqwest::Client,
     keys: TokenKeys,
     env: Vec<(String, String)>,
+    /// The second each webhook body was last signed in, so a resend is signed anew as partners
+    /// must (the gateway refuses an exact signature it has seen).
+    signed: std::sync::Mutex<std::collections::HashMap<Vec<u8>, u64>>,
 }
 
 /// One HTTP answer: status, headers, body as JSON (`Value::Null` when empty or not JSON) and
@@ -107,6 +108,7 @@ impl GatewayProcess {
                 .expect("http client"),
             keys: TokenKeys::new(TEST_JWT_SECRET.as_bytes()),
             env,
+            signed: Default::default(),
         };
         gateway.wait_ready().await;
         gateway
@@ -200,24 +202,45 @@ impl GatewayProcess {
         answer(request.send().await.expect("gateway reachable")).await
     }
 
-    /// A partner callback signed with `secret`.
+    /// A partner callback signed with `secret` now, as a partner sends each attempt.
     pub async fn webhook(&self, partner: &str, secret: &str, body: &Value) -> Answer {
         let bytes = serde_json::to_vec(body).unwrap();
-        let request = self
+        let now = loop {
+            let now = unix_now();
+            let fresh = {
+                let mut signed = self.signed.lock().unwrap();
+                signed.insert(bytes.clone(), now) != Some(now)
+            };
+            if fresh {
+                break now;
+            }
+            // The same body in the same second would carry the same signature: a replay.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let signature = delivery_webhook_signature::sign(secret.as_bytes(), now, &bytes);
+        self.signed_webhook(partner, &signature, bytes).await
+    }
+
+    /// A partner callback with exactly this `X-Partner-Signature` (or none).
+    pub async fn signed_webhook(&self, partner: &str, signature: &str, body: Vec<u8>) -> Answer {
+        let mut request = self
             .http
             .post(format!("{}/api/v1/partner-webhooks/{partner}", self.url))
             .header("content-type", "application/json")
-            .header("X-Partner-Signature", sign(secret, &bytes))
-            .body(bytes);
+            .body(body);
+        if !signature.is_empty() {
+            request = request.header(delivery_webhook_signature::HEADER, signature);
+        }
         answer(request.send().await.expect("gateway reachable")).await
     }
 }
 
-/// `sha256=<hex HMAC-SHA256>` of `body`.
-pub fn sign(secret: &str, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+/// Seconds since the epoch, the unit of webhook signature timestamps.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 async fn answer(response: reqwest::Response) -> Answer {

@@ -15,7 +15,7 @@ use crate::temporal::{TemporalServer, temporal_server};
 /// before), else next to this test. `cargo test -p delivery-tests` alone does not rebuild other
 /// packages' binaries, so a binary older than the sources it is built from is refused rather
 /// than tested.
-pub(crate) fn binary(name: &str, env: &str) -> PathBuf {
+pub fn binary(name: &str, env: &str) -> PathBuf {
     if let Some(path) = std::env::var_os(env) {
         return PathBuf::from(path);
     }

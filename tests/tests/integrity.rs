@@ -167,7 +167,7 @@ async fn a_deadline_cannot_be_suppressed_by_a_caller() {
 async fn a_partner_acts_only_on_the_orders_whose_pickup_it_took() {
     let stack = Stack::start_with(StackOptions::quiet().gateway(
         "PARTNER_WEBHOOK_SECRETS",
-        &format!("sim={TEST_PARTNER_SECRET},rival=rival-secret"),
+        &format!("sim={TEST_PARTNER_SECRET},rival=rival-secret-0123456"),
     ))
     .await;
     let api = stack.api();
@@ -189,7 +189,7 @@ async fn a_partner_acts_only_on_the_orders_whose_pickup_it_took() {
     };
     api.webhook(
         "rival",
-        "rival-secret",
+        "rival-secret-0123456",
         &hook(&pickup_id, "r-1", "PICKED_UP"),
     )
     .await
@@ -216,7 +216,7 @@ async fn a_partner_acts_only_on_the_orders_whose_pickup_it_took() {
         .problem(409);
     let rival_ping = json!({"event_id": "r-loc-1", "type": "LOCATION", "delivery_order_id": id,
                             "data": {"lat": 1.0, "lon": 1.0}});
-    api.webhook("rival", "rival-secret", &rival_ping)
+    api.webhook("rival", "rival-secret-0123456", &rival_ping)
         .await
         .problem(404);
     let read = api
@@ -237,7 +237,7 @@ async fn a_partner_acts_only_on_the_orders_whose_pickup_it_took() {
     assert_eq!(applied.json["state"], "PICKED_UP");
     let ping = api.webhook("sim", TEST_PARTNER_SECRET, &early_ping).await;
     assert_eq!(ping.status, 200, "{}", ping.text);
-    api.webhook("rival", "rival-secret", &rival_ping)
+    api.webhook("rival", "rival-secret-0123456", &rival_ping)
         .await
         .problem(404);
 }

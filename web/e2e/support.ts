@@ -51,8 +51,9 @@ export async function paidOrder(request: APIRequestContext): Promise<string> {
 }
 
 /**
- * An event as the delivery partner sends it. With an event id, so the one retry after a
- * connection lost to a gateway restart cannot apply it twice.
+ * An event as the delivery partner sends it. With an event id, so a retry (after a connection
+ * lost to a gateway restart, or a 503 while the partner's pickup confirmation is on its way)
+ * cannot apply it twice. A 503 says when to retry (`Retry-After`); the partner retries as told.
  */
 export async function partnerEvent(request: APIRequestContext, id: string, type: string, data: object) {
   const event_id = `e2e-${randomUUID()}`;
@@ -61,7 +62,12 @@ export async function partnerEvent(request: APIRequestContext, id: string, type:
       headers: { Authorization: `Bearer ${tokens.partner}` },
       data: { type, data, event_id },
     });
-  const answer = await post().catch(() => post());
+  let answer = await post().catch(() => post());
+  for (let attempt = 0; answer.status() === 503 && attempt < 20; attempt++) {
+    const wait = Number(answer.headers()["retry-after"] ?? "1");
+    await new Promise((resolve) => setTimeout(resolve, Math.min(wait, 2) * 1000));
+    answer = await post();
+  }
   expect(answer.status(), await answer.text()).toBe(200);
   return answer.json();
 }

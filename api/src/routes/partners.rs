@@ -1,6 +1,7 @@
-//! Partner callbacks. The partner signs the raw body with its shared secret
-//! (`X-Partner-Signature: sha256=<hex HMAC-SHA256>`); the signature is checked before the body
-//! is parsed. Pickup, delivery and failure become workflow events sent as the partner; location
+//! Partner callbacks. The partner signs a timestamp and the raw body with its shared secret
+//! (`X-Partner-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "t.body">`, see the
+//! `delivery-webhook-signature` crate); the signature is checked before the body is parsed, must
+//! be fresh (`WEBHOOK_TOLERANCE_SECS`) and is accepted once: a replay is refused. Pickup, delivery and failure become workflow events sent as the partner; location
 //! pings are tracking data and only update the read model. A partner acts only on the orders
 //! whose pickup it accepted, and only on that pickup; during a batch hold or before its pickup
 //! is confirmed it is answered 503 with `Retry-After`, which partners retry.
@@ -8,8 +9,8 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use delivery_webhook_signature::Verified;
 use delivery_workflows::{Actor, ActorKind, EventEnvelope, EventType as DomainEventType, State};
-use hmac::{Hmac, Mac};
 use poem::web::Data;
 use poem::{Request, RequestBody};
 use poem_openapi::param::{Header, Path};
@@ -18,7 +19,6 @@ use poem_openapi::registry::{MetaMediaType, MetaRequest, Registry};
 use poem_openapi::types::{Any, ParseFromJSON, Type};
 use poem_openapi::{ApiExtractor, ApiExtractorType, Enum, ExtractParamOptions, Object, OpenApi};
 use serde_json::Value;
-use sha2::Sha256;
 
 use crate::apply::apply;
 use crate::model::WebhookAccepted;
@@ -98,6 +98,9 @@ impl<'a> ApiExtractor<'a> for SignedBody {
     }
 }
 
+/// How far ahead of the gateway's clock a callback's `occurred_at` may be.
+const MAX_CLOCK_SKEW_SECONDS: i64 = 60;
+
 #[derive(Default)]
 pub struct PartnersApi;
 
@@ -131,11 +134,25 @@ impl PartnersApi {
                 ])
                 .inc();
         };
-        if let Err(e) = verify(&state, &partner, signature.0.as_deref(), &body.0) {
-            count("bad_signature");
-            return Err(e);
-        }
+        let verified = match verify(&state, &partner, signature.0.as_deref(), &body.0).await {
+            Ok(verified) => verified,
+            Err(e) => {
+                count(if e.code() == "replayed-webhook" {
+                    "replayed"
+                } else {
+                    "bad_signature"
+                });
+                return Err(e);
+            }
+        };
         let result = handle(&state, &partner, &body.0).await;
+        if matches!(&result, Err(e) if e.status() >= 500) {
+            // The partner retries; if the release fails too, its retry is signed anew anyway
+            // once the second has passed, so this is logged and not fatal.
+            if let Err(error) = state.webhook_replays.release(&partner, &verified).await {
+                tracing::warn!(%error, "releasing a failed webhook's signature");
+            }
+        }
         count(match &result {
             Ok(accepted) => accepted.outcome.as_str(),
             Err(e) if e.status() >= 500 => "failed",
@@ -145,32 +162,38 @@ impl PartnersApi {
     }
 }
 
-fn verify(
+/// Checks the signature and claims it, so the same bytes cannot be handled twice.
+async fn verify(
     state: &AppState,
     partner: &str,
     signature: Option<&str>,
     body: &[u8],
-) -> Result<(), ApiError> {
+) -> Result<Verified, ApiError> {
     ref_id("partner_id", partner)?;
     let secret = state
         .config
         .partner_secrets
         .get(partner)
         .ok_or_else(|| ApiError::bad_signature(format!("unknown partner {partner:?}")))?;
-    let given = signature
-        .and_then(|s| s.strip_prefix("sha256="))
-        .and_then(|hex_text| hex::decode(hex_text).ok())
-        .ok_or_else(|| {
-            ApiError::bad_signature(
-                "X-Partner-Signature must be sha256=<hex HMAC-SHA256 of the body>",
-            )
-        })?;
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes())
-        .map_err(|e| ApiError::unavailable("the partner secret is unusable", &e))?;
-    mac.update(body);
-    // Constant-time comparison.
-    mac.verify_slice(&given)
-        .map_err(|_| ApiError::bad_signature("the signature does not match the body"))
+    let now = Utc::now().timestamp().max(0) as u64;
+    let verified = delivery_webhook_signature::verify(
+        secret.expose().as_bytes(),
+        signature,
+        body,
+        now,
+        state.webhook_replays.tolerance(),
+    )
+    .map_err(|e| ApiError::bad_signature(e.to_string()))?;
+    let first = state
+        .webhook_replays
+        .claim(partner, &verified)
+        .await
+        .map_err(|e| ApiError::unavailable("the replay guard (PostgreSQL) is unavailable", &e))?;
+    if first {
+        Ok(verified)
+    } else {
+        Err(ApiError::replayed_webhook())
+    }
 }
 
 async fn handle(state: &AppState, partner: &str, body: &[u8]) -> Result<WebhookAccepted, ApiError> {
@@ -181,6 +204,18 @@ async fn handle(state: &AppState, partner: &str, body: &[u8]) -> Result<WebhookA
         .map_err(|e| ApiError::bad_request("malformed-request", e.into_message()))?;
     let id = delivery_order_id(&callback.delivery_order_id)?;
     caller_event_id(&callback.event_id)?;
+    if let Some(at) = callback.occurred_at {
+        let ahead = at - Utc::now();
+        if ahead > chrono::Duration::seconds(MAX_CLOCK_SKEW_SECONDS) {
+            return Err(ApiError::unprocessable(
+                "invalid-occurred-at",
+                format!(
+                    "occurred_at is {} s in the future; at most {MAX_CLOCK_SKEW_SECONDS} s of clock skew is accepted",
+                    ahead.num_seconds()
+                ),
+            ));
+        }
+    }
     let data = callback.data.map(|d| d.0).unwrap_or(Value::Null);
     let event_type = match callback.callback_type {
         CallbackType::Location => {
@@ -192,7 +227,8 @@ async fn handle(state: &AppState, partner: &str, body: &[u8]) -> Result<WebhookA
                 callback.pickup_id.as_deref(),
             )
             .await?;
-            // A ping dated in the future would hide every later one; it counts as now.
+            // A ping dated ahead of the clock by more than the skew is refused below; within it,
+            // it counts as now, so it cannot hide the pings that follow.
             let at = callback
                 .occurred_at
                 .map_or_else(Utc::now, |at| at.min(Utc::now()));

@@ -1,0 +1,254 @@
+//! The gateway's edges against callers who forge, replay or stretch what they send: partner
+//! webhooks signed over a timestamp and accepted once, callbacks dated in the future, tokens
+//! under an issuer/audience/lifetime policy, and the published development secrets refused
+//! outside development.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use delivery_api::auth::{Role, TokenKeys, TokenPolicy};
+use delivery_tests::gateway::unix_now;
+use delivery_tests::processes::binary;
+use delivery_tests::{Stack, StackOptions, TEST_JWT_SECRET, TEST_PARTNER_SECRET};
+use serde_json::json;
+
+fn picked(id: &str, pickup_id: &str, event_id: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "event_id": event_id, "type": "PICKED_UP", "delivery_order_id": id,
+        "pickup_id": pickup_id, "data": {"partner_order_number": "PN-EDGE"}
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn webhook_signatures_are_fresh_bound_to_their_timestamp_and_used_once() {
+    let stack = Stack::start_with(StackOptions::quiet().with_gateway()).await;
+    let api = stack.api();
+    let id = api.paid_order("cust-edge-1").await;
+    let (_, pickup_id) = api.pickup_confirmed(&id).await;
+    let body = picked(&id, &pickup_id, "edge-pu-1");
+    let secret = TEST_PARTNER_SECRET.as_bytes();
+
+    // The old body-only format names the one expected.
+    let legacy = api.signed_webhook("sim", "sha256=00", body.clone()).await;
+    let problem = legacy.problem(401);
+    assert_eq!(
+        problem["type"],
+        "https://delivery.example/problems/bad-signature"
+    );
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("t=<unix seconds>,v1=")
+    );
+
+    // Correctly signed, but six minutes ago: a capture being replayed later.
+    let stale = delivery_webhook_signature::sign(secret, unix_now() - 360, &body);
+    let answer = api.signed_webhook("sim", &stale, body.clone()).await;
+    assert!(
+        answer.problem(401)["detail"]
+            .as_str()
+            .unwrap()
+            .contains("timestamp"),
+        "{}",
+        answer.text
+    );
+
+    // Re-dated without the secret: the timestamp is inside the MAC.
+    let now = unix_now();
+    let genuine = delivery_webhook_signature::sign(secret, now - 30, &body);
+    let redated = genuine.replacen(&format!("t={}", now - 30), &format!("t={now}"), 1);
+    api.signed_webhook("sim", &redated, body.clone())
+        .await
+        .problem(401);
+
+    // The genuine one is applied once; the same bytes again are a replay.
+    let applied = api.signed_webhook("sim", &genuine, body.clone()).await;
+    assert_eq!(applied.status, 200, "{}", applied.text);
+    assert_eq!(applied.json["outcome"], "applied");
+    let replay = api.signed_webhook("sim", &genuine, body.clone()).await;
+    assert_eq!(
+        replay.problem(401)["type"],
+        "https://delivery.example/problems/replayed-webhook"
+    );
+    // A partner's own retry is signed anew and answered like the original, changing nothing.
+    let retry = api
+        .webhook(
+            "sim",
+            TEST_PARTNER_SECRET,
+            &serde_json::from_slice(&body).unwrap(),
+        )
+        .await;
+    assert_eq!(retry.status, 200, "{}", retry.text);
+    assert_eq!(retry.json["state"], "PICKED_UP");
+    assert_eq!(retry.json["version"], 1);
+
+    // Every refusal and the replay are counted.
+    let metrics = reqwest::get(format!("{}/metrics", api.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for outcome in ["bad_signature", "replayed", "applied"] {
+        let label = format!("outcome=\"{outcome}\"");
+        assert!(
+            metrics.lines().any(
+                |line| line.starts_with("delivery_api_partner_webhooks_total")
+                    && line.contains(&label)
+                    && line.contains("partner=\"sim\"")
+            ),
+            "{outcome} not counted:\n{metrics}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_callback_dated_in_the_future_is_refused() {
+    let stack = Stack::start_with(StackOptions::quiet().with_gateway()).await;
+    let api = stack.api();
+    let id = api.paid_order("cust-edge-2").await;
+    let (_, pickup_id) = api.pickup_confirmed(&id).await;
+    let ahead = (chrono::Utc::now() + chrono::Duration::hours(2)).to_rfc3339();
+    let answer = api
+        .webhook(
+            "sim",
+            TEST_PARTNER_SECRET,
+            &json!({"event_id": "edge-f-1", "type": "PICKED_UP", "delivery_order_id": id,
+                    "pickup_id": pickup_id, "occurred_at": ahead, "data": {}}),
+        )
+        .await;
+    let problem = answer.problem(422);
+    assert_eq!(
+        problem["type"],
+        "https://delivery.example/problems/invalid-occurred-at"
+    );
+    // A clock a few seconds ahead is fine.
+    let slightly = (chrono::Utc::now() + chrono::Duration::seconds(5)).to_rfc3339();
+    let answer = api
+        .webhook(
+            "sim",
+            TEST_PARTNER_SECRET,
+            &json!({"event_id": "edge-f-2", "type": "PICKED_UP", "delivery_order_id": id,
+                    "pickup_id": pickup_id, "occurred_at": slightly,
+                    "data": {"partner_order_number": "PN-F"}}),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+}
+
+#[tokio::test]
+async fn tokens_must_match_the_configured_issuer_audience_and_lifetime() {
+    let stack = Stack::start_with(
+        StackOptions::quiet()
+            .gateway("JWT_ISSUER", "https://id.example")
+            .gateway("JWT_AUDIENCE", "delivery")
+            .gateway("JWT_MAX_TTL_SECS", "3600"),
+    )
+    .await;
+    let api = stack.api();
+    let path = "/api/v1/operator/queue";
+    let policy = TokenPolicy {
+        issuer: Some("https://id.example".into()),
+        audience: Some("delivery".into()),
+        max_ttl: Duration::from_secs(3600),
+    };
+    let trusted = TokenKeys::with_policy(TEST_JWT_SECRET.as_bytes(), policy.clone())
+        .mint("olga", &[Role::Operator], Duration::from_secs(600))
+        .unwrap();
+    let answer = api.get(path, &trusted).await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+
+    // Signed with the right key but without iss and aud.
+    let bare = api.token("olga", &[Role::Operator]);
+    let refused = api.get(path, &bare).await;
+    assert!(
+        refused.problem(401)["detail"]
+            .as_str()
+            .unwrap()
+            .contains("lacks the"),
+        "{}",
+        refused.text
+    );
+    // Another audience.
+    let elsewhere = TokenKeys::with_policy(
+        TEST_JWT_SECRET.as_bytes(),
+        TokenPolicy {
+            audience: Some("billing".into()),
+            ..policy.clone()
+        },
+    )
+    .mint("olga", &[Role::Operator], Duration::from_secs(600))
+    .unwrap();
+    assert!(
+        api.get(path, &elsewhere).await.problem(401)["detail"]
+            .as_str()
+            .unwrap()
+            .contains("audience")
+    );
+    // Longer than the gateway's maximum lifetime.
+    let long = TokenKeys::with_policy(
+        TEST_JWT_SECRET.as_bytes(),
+        TokenPolicy {
+            max_ttl: Duration::from_secs(30 * 86400),
+            ..policy
+        },
+    )
+    .mint("olga", &[Role::Operator], Duration::from_secs(7 * 86400))
+    .unwrap();
+    assert!(
+        api.get(path, &long).await.problem(401)["detail"]
+            .as_str()
+            .unwrap()
+            .contains("at most 3600 s")
+    );
+}
+
+/// Runs the gateway with `env` (and nothing inherited that could configure it) and returns its
+/// exit status and output; it must refuse to start before it binds anything.
+fn gateway_refuses(env: &[(&str, &str)]) -> String {
+    let output = Command::new(binary("delivery-api", "DELIVERY_API_BIN"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .env("API_PORT", "0")
+        .stdin(Stdio::null())
+        .output()
+        .expect("running delivery-api");
+    assert!(!output.status.success(), "the gateway started with {env:?}");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[test]
+fn the_published_development_secrets_are_refused_outside_dev_mode() {
+    let dev_jwt = delivery_api::config::DEV_JWT_SECRET;
+    let own = "an-operator-chosen-secret-0123456789";
+    let output = gateway_refuses(&[
+        ("JWT_SECRET", dev_jwt),
+        ("PARTNER_WEBHOOK_SECRETS", "sim=a-long-partner-secret"),
+    ]);
+    assert!(
+        output.contains("JWT_SECRET is the development secret"),
+        "{output}"
+    );
+    let output = gateway_refuses(&[("JWT_SECRET", own)]);
+    assert!(
+        output.contains("PARTNER_WEBHOOK_SECRETS is required"),
+        "{output}"
+    );
+    let output = gateway_refuses(&[
+        ("JWT_SECRET", own),
+        ("PARTNER_WEBHOOK_SECRETS", "sim=dev-partner-secret"),
+    ]);
+    assert!(output.contains("development secret"), "{output}");
+    let output = gateway_refuses(&[
+        ("JWT_SECRET", own),
+        ("PARTNER_WEBHOOK_SECRETS", "sim=short"),
+    ]);
+    assert!(output.contains("at least 16 bytes"), "{output}");
+}
