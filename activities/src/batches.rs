@@ -1,46 +1,30 @@
 //! The batch coordinator's steps: each is one update on a delivery order's workflow, sent with
-//! the Temporal client (a workflow cannot send updates itself), and the `BatchRolledBack` domain
-//! event, written to the outbox so it reaches the `delivery-events` stream exactly once.
+//! the typed `DeliveryOrderClient` (a workflow cannot send updates itself), and the
+//! `BatchRolledBack` domain event, written to the outbox so it reaches the `delivery-events`
+//! stream exactly once.
 
 use std::sync::Arc;
 
 use delivery_read_model::ReadModelWriter;
+
 use delivery_workflows::activities::{
     BatchAbortStep, BatchCommitStep, BatchPrepareStep, BatchRolledBack, BatchStepRequest,
     PrepareOutcome, PublishBatchRolledBack,
 };
-use delivery_workflows::refusal;
-use delivery_workflows::workflow::{BatchDecision, BatchPrepare};
-use delivery_workflows::{ApplyOutcome, DeliveryOrderWorkflow, workflow_id};
-use temporalio_client::errors::WorkflowUpdateError;
-use temporalio_client::{Client, WorkflowExecuteUpdateOptions};
+use delivery_workflows::delivery_order::BatchPrepare;
+use delivery_workflows::{ApplyOutcome, ClientError, DeliveryOrderClient, RejectionCode};
 use temporalio_common::error::ApplicationFailure;
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 pub struct BatchActivities {
-    client: Client,
+    orders: DeliveryOrderClient,
     read_model: ReadModelWriter,
 }
 
 impl BatchActivities {
-    pub fn new(client: Client, read_model: ReadModelWriter) -> Self {
-        Self { client, read_model }
-    }
-
-    fn options(&self, step: &str, request: &BatchStepRequest) -> WorkflowExecuteUpdateOptions {
-        WorkflowExecuteUpdateOptions::builder()
-            .update_id(format!("batch:{}:{step}", request.batch_id))
-            .build()
-    }
-}
-
-fn finished(error: &WorkflowUpdateError) -> bool {
-    match error {
-        WorkflowUpdateError::NotFound(status) | WorkflowUpdateError::Rpc(status) => {
-            status.message().contains("already completed")
-        }
-        _ => false,
+    pub fn new(orders: DeliveryOrderClient, read_model: ReadModelWriter) -> Self {
+        Self { orders, read_model }
     }
 }
 
@@ -53,43 +37,39 @@ impl BatchActivities {
         request: BatchStepRequest,
     ) -> Result<PrepareOutcome, ActivityError> {
         let prepare = BatchPrepare {
-            batch_id: request.batch_id.clone(),
-            events: request.events.clone(),
+            batch_id: request.batch_id,
+            events: request.events,
             lease_ms: request.lease_ms,
         };
-        let answer = self
-            .client
-            .get_workflow_handle::<DeliveryOrderWorkflow>(workflow_id(&request.delivery_order_id))
-            .execute_update(
-                DeliveryOrderWorkflow::prepare_batch,
-                prepare,
-                self.options("prepare", &request),
-            )
-            .await;
-        match answer {
+        match self
+            .orders
+            .prepare_batch(&request.delivery_order_id, prepare)
+            .await
+        {
             Ok(_) => Ok(PrepareOutcome::Prepared),
-            Err(WorkflowUpdateError::Failed(failure))
-                if refusal::as_batch_noop(&failure.message).is_some() =>
-            {
-                let current = refusal::as_batch_noop(&failure.message).expect("checked");
-                Ok(PrepareOutcome::Unchanged {
-                    state: current.state,
-                    version: current.version,
+            Err(ClientError::Refused(refusal)) => {
+                Ok(match (refusal.outcome(), refusal.batch_item()) {
+                    (Some(current), _) => PrepareOutcome::Unchanged {
+                        state: current.state,
+                        version: current.version,
+                    },
+                    (_, Some(item)) => PrepareOutcome::Rejected {
+                        index: item.index,
+                        reason: item.reason,
+                    },
+                    // Held by another batch, or a batch over here already: the first event stands
+                    // for the order.
+                    _ => PrepareOutcome::Rejected {
+                        index: 0,
+                        reason: refusal.message().to_owned(),
+                    },
                 })
             }
-            Err(WorkflowUpdateError::Failed(failure)) => {
-                let message = failure.message;
-                let (index, reason) = match refusal::as_batch_rejection(&message) {
-                    Some((index, reason)) => (index, reason.to_owned()),
-                    None => (0, message),
-                };
-                Ok(PrepareOutcome::Rejected { index, reason })
-            }
-            Err(error) if finished(&error) => Ok(PrepareOutcome::Rejected {
+            Err(ClientError::Completed) => Ok(PrepareOutcome::Rejected {
                 index: 0,
                 reason: "the delivery order is finished and takes no more events".into(),
             }),
-            Err(WorkflowUpdateError::NotFound(_)) => Ok(PrepareOutcome::NotFound),
+            Err(ClientError::NotFound) => Ok(PrepareOutcome::NotFound),
             Err(error) => Err(anyhow::anyhow!("prepare_batch: {error}").into()),
         }
     }
@@ -100,24 +80,15 @@ impl BatchActivities {
         _ctx: ActivityContext,
         request: BatchStepRequest,
     ) -> Result<ApplyOutcome, ActivityError> {
-        self.client
-            .get_workflow_handle::<DeliveryOrderWorkflow>(workflow_id(&request.delivery_order_id))
-            .execute_update(
-                DeliveryOrderWorkflow::commit_batch,
-                BatchDecision {
-                    batch_id: request.batch_id.clone(),
-                },
-                self.options("commit", &request),
-            )
+        self.orders
+            .commit_batch(&request.delivery_order_id, &request.batch_id)
             .await
             .map_err(|error| match error {
                 // The order released itself before the commit came (its lease ran out): it
                 // will never apply this batch, so retrying cannot help.
-                WorkflowUpdateError::Failed(failure)
-                    if refusal::code(&failure.message) == refusal::BATCH_RELEASED =>
-                {
+                ClientError::Refused(refusal) if refusal.code() == RejectionCode::BatchReleased => {
                     ActivityError::Application(Box::new(ApplicationFailure::non_retryable(
-                        failure.message,
+                        refusal.message().to_owned(),
                     )))
                 }
                 other => anyhow::anyhow!("commit_batch: {other}").into(),
@@ -130,22 +101,13 @@ impl BatchActivities {
         _ctx: ActivityContext,
         request: BatchStepRequest,
     ) -> Result<(), ActivityError> {
-        let answer = self
-            .client
-            .get_workflow_handle::<DeliveryOrderWorkflow>(workflow_id(&request.delivery_order_id))
-            .execute_update(
-                DeliveryOrderWorkflow::abort_batch,
-                BatchDecision {
-                    batch_id: request.batch_id.clone(),
-                },
-                self.options("abort", &request),
-            )
-            .await;
-        match answer {
-            Ok(_) => Ok(()),
+        match self
+            .orders
+            .abort_batch(&request.delivery_order_id, &request.batch_id)
+            .await
+        {
             // Nothing to release on an order that is gone or finished.
-            Err(WorkflowUpdateError::NotFound(_)) => Ok(()),
-            Err(error) if finished(&error) => Ok(()),
+            Ok(_) | Err(ClientError::NotFound | ClientError::Completed) => Ok(()),
             Err(error) => Err(anyhow::anyhow!("abort_batch: {error}").into()),
         }
     }

@@ -1,35 +1,18 @@
 //! Sending one event to a delivery order and turning the workflow's answer into HTTP: shared by
 //! the event command and partner webhooks.
 
-use delivery_workflows::refusal;
 use delivery_workflows::{
-    ActorKind, ApplyOutcome, DELIVERY_ORDER_V1, EventEnvelope, EventType, StateGraph,
+    ApplyOutcome, ClientError, DELIVERY_ORDER_V1, EventEnvelope, EventType, Refusal, RejectionCode,
 };
 use std::time::Instant;
 
 use uuid::Uuid;
 
 use crate::auth::{Caller, Role};
-use crate::commands::CommandError;
 use crate::model::EventApplied;
 use crate::problem::ApiError;
 use crate::read::external_events;
 use crate::state::AppState;
-
-/// Who may send `event`, from the graph.
-pub fn senders(event: EventType) -> Vec<ActorKind> {
-    let graph: &StateGraph = &DELIVERY_ORDER_V1;
-    let mut kinds: Vec<ActorKind> = graph
-        .transitions
-        .iter()
-        .filter(|t| t.event == event)
-        .flat_map(|t| t.sent_by.iter().copied())
-        .filter(|k| *k != ActorKind::System)
-        .collect();
-    kinds.sort();
-    kinds.dedup();
-    kinds
-}
 
 /// The role a caller sends `event` under: the one it names (`sent_as`), which it must hold and
 /// which must be allowed to send the event; else the first of its roles the graph lets send it.
@@ -40,7 +23,7 @@ pub fn sending_role(
     event: EventType,
     sent_as: Option<Role>,
 ) -> Result<Role, ApiError> {
-    let allowed = senders(event);
+    let allowed = DELIVERY_ORDER_V1.senders(event);
     let refuse = || {
         let names: Vec<String> = allowed.iter().map(|k| k.as_str().to_owned()).collect();
         let detail = if names.is_empty() {
@@ -91,27 +74,21 @@ async fn apply_event(
     let event_id = event.event_id.clone();
     let answer = |outcome: ApplyOutcome| EventApplied {
         delivery_order_id: outcome.delivery_order_id,
+        allowed_events: external_events(&DELIVERY_ORDER_V1, outcome.state),
         state: outcome.state.into(),
         version: outcome.version,
         applied: outcome.applied,
         event_id: event_id.clone(),
-        allowed_events: outcome
-            .allowed_events
-            .into_iter()
-            .filter(|e| *e != EventType::EscalateToOperator)
-            .map(Into::into)
-            .collect(),
     };
-    match state.commands.apply(&order_id, event).await {
+    // A retry of an event applied before comes back as its original outcome.
+    match state.orders.apply_event(&order_id, event).await {
         Ok(outcome) => Ok(answer(outcome)),
         // Temporal may say "not found" rather than "completed" for a run that has just closed;
         // an order the read model knows is finished either way.
-        Err(error @ (CommandError::NotFound | CommandError::Completed)) => {
+        Err(error @ (ClientError::NotFound | ClientError::Completed)) => {
             let known = state.read_model.order(id).await.ok().flatten();
             match (error, known) {
-                (CommandError::NotFound, None) => {
-                    Err(ApiError::delivery_order_not_found(&order_id))
-                }
+                (ClientError::NotFound, None) => Err(ApiError::delivery_order_not_found(&order_id)),
                 (_, known) => {
                     let current = known
                         .map(|o| o.order.state.as_str().to_owned())
@@ -126,45 +103,44 @@ async fn apply_event(
                 }
             }
         }
-        // A retry: the workflow answered with the original outcome without recording anything.
-        Err(CommandError::Rejected(message)) => match refusal::as_duplicate(&message) {
-            Some(original) => Ok(answer(original)),
-            None => Err(rejection(state, &order_id, message).await),
-        },
-        Err(CommandError::Unavailable(cause)) => Err(ApiError::unavailable(
+        Err(ClientError::Refused(refusal)) => Err(rejection(state, &order_id, refusal).await),
+        Err(ClientError::Unavailable(cause)) => Err(ApiError::unavailable(
             "the workflow engine did not answer",
             &cause,
         )),
     }
 }
 
-/// The workflow's refusal as a problem; the message starts with a stable code.
-async fn rejection(state: &AppState, order_id: &str, message: String) -> ApiError {
-    match refusal::code(&message) {
-        "INVALID_TRANSITION" => {
+/// The workflow's refusal as a problem, by its code.
+async fn rejection(state: &AppState, order_id: &str, refusal: Refusal) -> ApiError {
+    let message = refusal.message().to_owned();
+    match refusal.code() {
+        RejectionCode::InvalidTransition => {
             // The current state and what is allowed now, from the workflow itself.
-            match state.commands.state(order_id).await {
+            match state.orders.state(order_id).await {
                 Ok(Some(view)) => ApiError::invalid_transition(
-                    message.clone(),
+                    message,
                     view.order.state.as_str(),
                     external_events(&DELIVERY_ORDER_V1, view.order.state)
                         .into_iter()
-                        .map(|e| delivery_workflows::EventType::from(e).as_str().to_owned())
+                        .map(|e| EventType::from(e).as_str().to_owned())
                         .collect(),
                 ),
                 _ => ApiError::conflict("invalid-transition", message),
             }
         }
         // A batch holds the order for a moment: the caller may retry.
-        refusal::LOCKED_BY_BATCH => ApiError::conflict("locked-by-batch", message),
+        RejectionCode::LockedByBatch => ApiError::conflict("locked-by-batch", message),
         // Another customer's order, or another partner's pickup: as if it did not exist.
-        "NOT_YOUR_ORDER" => ApiError::delivery_order_not_found(order_id),
-        "PICKUP_NOT_CONFIRMED" => ApiError::retry_later("pickup-not-confirmed", message, 1),
-        "PICKUP_MISMATCH" => ApiError::conflict("pickup-mismatch", message),
-        "IDEMPOTENCY_CONFLICT" => ApiError::conflict("idempotency-conflict", message),
-        "FORBIDDEN_ACTOR" => ApiError::forbidden(message),
-        "INVALID_PAYLOAD" => ApiError::unprocessable("invalid-payload", message),
-        "INVALID_EVENT_ID" => ApiError::unprocessable("invalid-event-id", message),
+        RejectionCode::NotYourOrder => ApiError::delivery_order_not_found(order_id),
+        RejectionCode::PickupNotConfirmed => {
+            ApiError::retry_later("pickup-not-confirmed", message, 1)
+        }
+        RejectionCode::PickupMismatch => ApiError::conflict("pickup-mismatch", message),
+        RejectionCode::IdempotencyConflict => ApiError::conflict("idempotency-conflict", message),
+        RejectionCode::ForbiddenActor => ApiError::forbidden(message),
+        RejectionCode::InvalidPayload => ApiError::unprocessable("invalid-payload", message),
+        RejectionCode::InvalidEventId => ApiError::unprocessable("invalid-event-id", message),
         _ => ApiError::unprocessable("rejected", message),
     }
 }

@@ -125,8 +125,8 @@ impl ApiConfig {
             min_version_wait: Duration::from_millis(env.number("MIN_VERSION_WAIT_MS", 5_000)?),
             batch_lease: {
                 let lease = Duration::from_millis(env.number("BATCH_LEASE_MS", 30_000)?);
-                let bounds = delivery_workflows::workflow::MIN_BATCH_LEASE
-                    ..=delivery_workflows::workflow::MAX_BATCH_LEASE;
+                let bounds = delivery_workflows::delivery_order::MIN_BATCH_LEASE
+                    ..=delivery_workflows::delivery_order::MAX_BATCH_LEASE;
                 if !bounds.contains(&lease) {
                     return Err(ConfigError::new(
                         "BATCH_LEASE_MS",

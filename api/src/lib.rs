@@ -12,7 +12,6 @@
 pub mod app;
 pub mod apply;
 pub mod auth;
-pub mod commands;
 pub mod config;
 pub mod live;
 pub mod metrics;
@@ -33,14 +32,16 @@ use std::time::Duration;
 
 use anyhow::Context;
 use delivery_read_model::{ReadModel, RedisKeys};
+use delivery_workflows::batch::EventBatchClient;
+use delivery_workflows::compat::CompatClient;
+use delivery_workflows::{DeliveryOrderClient, TemporalTarget};
 use poem::listener::{Acceptor, Listener, TcpListener};
 
 pub use config::ApiConfig;
 
-use crate::commands::Commands;
 use crate::live::LiveHub;
 use crate::metrics::ApiMetrics;
-use crate::state::AppState;
+use crate::state::{AppState, TemporalClients};
 
 /// Connects to Temporal, PostgreSQL (applying migrations) and Redis. Waits up to `patience` for
 /// Temporal and PostgreSQL; Redis may come later (reads fall back to PostgreSQL meanwhile).
@@ -63,9 +64,15 @@ pub async fn connect(config: ApiConfig, patience: Duration) -> anyhow::Result<Ar
     )
     .context("creating the Redis connection")?;
     let live = LiveHub::start(&read_model);
-    let commands = Commands::new(client, config.task_queue.clone(), config.temporal_timeout);
+    let target = TemporalTarget::new(client, config.task_queue.clone())
+        .with_rpc_timeout(config.temporal_timeout);
+    let temporal = TemporalClients {
+        orders: DeliveryOrderClient::new(target.clone()),
+        compat: CompatClient::new(target.clone()),
+        batches: EventBatchClient::new(target),
+    };
     let metrics = ApiMetrics::new().context("registering metrics")?;
-    Ok(AppState::new(config, commands, read_model, metrics, live))
+    Ok(AppState::new(config, temporal, read_model, metrics, live))
 }
 
 /// Serves until `shutdown` resolves; in-flight requests get up to 10 s to finish.

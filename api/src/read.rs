@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use delivery_read_model::StoredOrder;
 use delivery_read_model::reader::{AuditEntry, AuditEntryType};
-use delivery_workflows::{DELIVERY_ORDER_V1, EventType, State, StateGraph};
+use delivery_workflows::{DELIVERY_ORDER_V1, State, StateGraph};
 use poem_openapi::types::Any;
 
 use crate::model::{self, timestamp};
@@ -63,9 +63,8 @@ pub fn audit_event(entry: &AuditEntry) -> model::AuditEvent {
 /// The events a caller may send in `state` (the workflow's own events left out).
 pub fn external_events(graph: &StateGraph, state: State) -> Vec<model::EventType> {
     graph
-        .allowed_events(state)
+        .external_events(state)
         .into_iter()
-        .filter(|e| *e != EventType::EscalateToOperator)
         .map(Into::into)
         .collect()
 }

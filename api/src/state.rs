@@ -5,19 +5,30 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use delivery_read_model::ReadModel;
+use delivery_workflows::DeliveryOrderClient;
+use delivery_workflows::batch::EventBatchClient;
+use delivery_workflows::compat::CompatClient;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::auth::TokenKeys;
-use crate::commands::Commands;
 use crate::config::ApiConfig;
 use crate::live::LiveHub;
 use crate::metrics::ApiMetrics;
 use crate::routes::system_state::StateCache;
 
+/// The typed clients of the workflows the gateway drives.
+pub struct TemporalClients {
+    pub orders: DeliveryOrderClient,
+    pub compat: CompatClient,
+    pub batches: EventBatchClient,
+}
+
 pub struct AppState {
     pub config: ApiConfig,
     pub tokens: TokenKeys,
-    pub commands: Commands,
+    pub orders: DeliveryOrderClient,
+    pub compat: CompatClient,
+    pub batches: EventBatchClient,
     pub read_model: ReadModel,
     pub metrics: ApiMetrics,
     pub limiter: DefaultKeyedRateLimiter<String>,
@@ -28,7 +39,7 @@ pub struct AppState {
 impl AppState {
     pub fn new(
         config: ApiConfig,
-        commands: Commands,
+        temporal: TemporalClients,
         read_model: ReadModel,
         metrics: ApiMetrics,
         live: LiveHub,
@@ -42,7 +53,9 @@ impl AppState {
                 config.token_policy.clone(),
             ),
             config,
-            commands,
+            orders: temporal.orders,
+            compat: temporal.compat,
+            batches: temporal.batches,
             read_model,
             metrics,
             limiter: RateLimiter::keyed(quota),

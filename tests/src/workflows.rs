@@ -3,10 +3,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use delivery_workflows::refusal;
 use delivery_workflows::{
     Actor, ActorKind, Address, ApplyOutcome, Deadlines, DeliveryOrderInput, DeliveryOrderView,
-    DeliveryOrderWorkflow, EventEnvelope, EventType, Item, ItemFormat, StartInput, workflow_id,
+    DeliveryOrderWorkflow, EventEnvelope, EventType, Item, ItemFormat, Refusal, RejectionCode,
+    StartInput, workflow_id,
 };
 use serde_json::Value;
 use temporalio_client::errors::WorkflowUpdateError;
@@ -281,9 +281,12 @@ pub async fn apply_event(
                 WorkflowExecuteUpdateOptions::default(),
             )
             .await;
-        let message = match answer {
+        let refusal = match answer {
             Ok(outcome) => return Ok(outcome),
-            Err(WorkflowUpdateError::Failed(failure)) => failure.message,
+            Err(WorkflowUpdateError::Failed(failure)) => match Refusal::from_failure(&failure) {
+                Some(refusal) => refusal,
+                None => return Err(failure.message),
+            },
             // Not admitted: the task that carried it failed (the run continued as new while it
             // was in flight) or too many updates are in flight. Sent again, as a client would.
             Err(other)
@@ -294,13 +297,15 @@ pub async fn apply_event(
             }
             Err(other) => return Err(format!("{other:#}")),
         };
-        if let Some(original) = refusal::as_duplicate(&message) {
+        if refusal.code() == RejectionCode::Duplicate
+            && let Some(original) = refusal.outcome()
+        {
             return Ok(original);
         }
-        if refusal::code(&message) != "PICKUP_NOT_CONFIRMED"
+        if refusal.code() != RejectionCode::PickupNotConfirmed
             || tokio::time::Instant::now() > deadline
         {
-            return Err(message);
+            return Err(refusal.message().to_owned());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -16,9 +16,9 @@ use delivery_activities::{
 };
 use delivery_platform::connect_temporal;
 use delivery_read_model::{OutboxRelay, ProjectionMetrics, ReadModelWriter, RedisKeys};
-use delivery_workflows::DeliveryOrderWorkflow;
-use delivery_workflows::batch_workflow::EventBatchWorkflow;
-use delivery_workflows::compat_workflow::CompatDeliveryWorkflow;
+use delivery_workflows::batch::EventBatchWorkflow;
+use delivery_workflows::compat::CompatDeliveryWorkflow;
+use delivery_workflows::{DeliveryOrderClient, DeliveryOrderWorkflow, TemporalTarget};
 use prometheus::Registry;
 use sqlx::PgPool;
 use temporalio_client::Client;
@@ -93,7 +93,13 @@ pub fn build_worker(
         )
         .register_activities(PartnerActivities::new(partner))
         .register_activities(CompatActivities::new(writer.clone()))
-        .register_activities(BatchActivities::new(client.clone(), writer.clone()))
+        .register_activities(BatchActivities::new(
+            DeliveryOrderClient::new(TemporalTarget::new(
+                client.clone(),
+                config.task_queue.clone(),
+            )),
+            writer.clone(),
+        ))
         .register_activities(ReplacementActivities::new(
             client.clone(),
             config.task_queue.clone(),

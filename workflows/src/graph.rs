@@ -148,6 +148,28 @@ impl StateGraph {
             .collect()
     }
 
+    /// Events a caller may send in `state`: the allowed ones that someone other than the
+    /// workflow itself sends.
+    pub fn external_events(&self, state: State) -> Vec<EventType> {
+        self.allowed_events(state)
+            .into_iter()
+            .filter(|event| !self.senders(*event).is_empty())
+            .collect()
+    }
+
+    /// Who may send `event` from outside the workflow, in any state (each kind once, sorted;
+    /// `system`, the workflow itself, left out).
+    pub fn senders(&self, event: EventType) -> Vec<ActorKind> {
+        let kinds: BTreeSet<ActorKind> = self
+            .transitions
+            .iter()
+            .filter(|t| t.event == event)
+            .flat_map(|t| t.sent_by.iter().copied())
+            .filter(|kind| *kind != ActorKind::System)
+            .collect();
+        kinds.into_iter().collect()
+    }
+
     pub fn automatic_transition(&self, state: State) -> Option<&Transition> {
         self.transitions
             .iter()

@@ -1,12 +1,15 @@
 //! Deterministic core of the delivery-order service: the versioned state graph, the domain types,
-//! the pure state machine and the `DeliveryOrderWorkflow` Temporal workflow. No I/O happens here;
-//! activities are referenced through the typed contracts in [`activities`].
+//! the pure state machine and batch lock, the Temporal workflows (`DeliveryOrderWorkflow`, the
+//! compatible API's and the batch coordinator's) and their typed clients. No I/O happens in the
+//! workflows; activities are referenced through the typed contracts in [`activities`].
 
 pub mod activities;
-pub mod batch_workflow;
+pub mod batch;
+pub mod client;
+mod clock;
 pub mod cloudformation;
 pub mod compat;
-pub mod compat_workflow;
+pub mod delivery_order;
 pub mod diagrams;
 pub mod domain;
 pub mod graph;
@@ -14,11 +17,13 @@ pub mod machine;
 pub mod refusal;
 pub mod signals;
 pub mod validation;
-pub mod workflow;
 
+pub use client::{ClientError, TemporalTarget};
+pub use delivery_order::client::DeliveryOrderClient;
+pub use delivery_order::{
+    DeliveryOrderView, DeliveryOrderWorkflow, StartInput, TASK_QUEUE, WORKFLOW_TYPE, workflow_id,
+};
 pub use domain::*;
 pub use graph::{DELIVERY_ORDER_V1, StateGraph};
 pub use machine::{DeliveryOrder, Rejection};
-pub use workflow::{
-    DeliveryOrderView, DeliveryOrderWorkflow, StartInput, TASK_QUEUE, WORKFLOW_TYPE, workflow_id,
-};
+pub use refusal::{Refusal, RejectionCode};

@@ -12,6 +12,7 @@ use crate::domain::{
     EventType, FailureReason, RejectedEvent, State,
 };
 use crate::graph::{PayloadError, StateGraph};
+use crate::refusal::RejectionCode;
 use crate::validation::check_ref_id;
 
 /// How many rejected events the state keeps (the total is counted separately).
@@ -67,6 +68,23 @@ pub enum Rejection {
     PickupNotConfirmed,
     #[error("PICKUP_MISMATCH: pickup_id {given:?} is not this delivery order's pickup")]
     PickupMismatch { given: String },
+}
+
+impl Rejection {
+    /// The stable code the text starts with.
+    pub fn code(&self) -> RejectionCode {
+        match self {
+            Self::InvalidEventId(_) => RejectionCode::InvalidEventId,
+            Self::InvalidTransition { .. } => RejectionCode::InvalidTransition,
+            Self::ForbiddenActor { .. } => RejectionCode::ForbiddenActor,
+            Self::InvalidPayload { .. } => RejectionCode::InvalidPayload,
+            Self::InvalidSignal(_) => RejectionCode::InvalidSignal,
+            Self::IdempotencyConflict { .. } => RejectionCode::IdempotencyConflict,
+            Self::NotYourOrder(_) => RejectionCode::NotYourOrder,
+            Self::PickupNotConfirmed => RejectionCode::PickupNotConfirmed,
+            Self::PickupMismatch { .. } => RejectionCode::PickupMismatch,
+        }
+    }
 }
 
 fn list_or_none(events: &[EventType]) -> String {

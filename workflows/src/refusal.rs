@@ -1,103 +1,351 @@
-//! The words a delivery-order workflow refuses an update with, and how a client reads them.
+//! Why a workflow refuses an update, as a typed contract between processes.
 //!
-//! An update validator can only fail with a message, so the contract is the message's first
-//! word: a stable code, then `: ` and text for people. The one refusal that carries data is
-//! `DUPLICATE`, whose text is the original answer as JSON, so a retried event gets that answer
-//! without the retry adding anything to the workflow's history. Both ends use this module.
+//! An update validator answers with an error; the SDK turns it into a Temporal failure whose
+//! message is the error's text. That text stays what it always was (a stable code, `: `, then
+//! words for people), so the `temporal` CLI and other-language clients read the same thing, but
+//! no program parses it: a [`Refusal`] also travels as an `ApplicationFailure` whose type is the
+//! [`RejectionCode`] and whose details carry its data (the original answer of a `DUPLICATE`, the
+//! index of the batch event that failed). [`Refusal::from_failure`] reads it back on the client.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use temporalio_common::error::ApplicationFailure;
+use temporalio_common::protos::temporal::api::failure::v1::Failure;
+use temporalio_common::protos::temporal::api::failure::v1::failure::FailureInfo;
 
 use crate::domain::ApplyOutcome;
+use crate::machine::Rejection;
 
-/// The event id was applied before with the same content; the text is the original answer.
-pub const DUPLICATE: &str = "DUPLICATE";
-/// A batch holds the order between its prepare and its commit or abort.
-pub const LOCKED_BY_BATCH: &str = "LOCKED_BY_BATCH";
-/// A batch's events do not all apply; the text starts with the failing event's index.
-pub const BATCH_REJECTED: &str = "BATCH_REJECTED";
-/// Every event of the batch was applied before: the order need not be held; the text is its
-/// current outcome as JSON.
-pub const BATCH_NOOP: &str = "BATCH_NOOP";
-/// The batch ended here already (committed, aborted or released by its lease).
-pub const BATCH_FINISHED: &str = "BATCH_FINISHED";
-/// The batch ended without being applied (aborted, or released because its lease ran out).
-pub const BATCH_RELEASED: &str = "BATCH_RELEASED";
-
-/// The refusal that answers a retried event with its original outcome.
-pub fn duplicate(original: &ApplyOutcome) -> String {
-    format!(
-        "{DUPLICATE}: {}",
-        serde_json::to_string(original).expect("an outcome serializes")
-    )
+/// Every reason a workflow of this crate refuses an update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RejectionCode {
+    /// The workflow's start input (or an update's input) is not valid.
+    InvalidInput,
+    InvalidEventId,
+    InvalidTransition,
+    ForbiddenActor,
+    InvalidPayload,
+    InvalidSignal,
+    /// The event id was used before for another event.
+    IdempotencyConflict,
+    /// The sender is not the order's customer, or not the partner that took its pickup.
+    NotYourOrder,
+    /// A partner event before the partner confirmed the pickup: retry shortly.
+    PickupNotConfirmed,
+    PickupMismatch,
+    /// The event id was applied before with the same content; the details are the original
+    /// answer.
+    Duplicate,
+    /// A batch holds the order between its prepare and its commit or abort.
+    LockedByBatch,
+    /// A batch's events do not all apply; the details name the failing event.
+    BatchRejected,
+    /// Every event of the batch was applied before: the order need not be held; the details
+    /// are its current answer.
+    BatchNoop,
+    /// The batch ended here already (committed, aborted or released by its lease).
+    BatchFinished,
+    /// The batch ended without being applied (aborted, or released because its lease ran out).
+    BatchReleased,
+    /// A commit for a batch the order never prepared.
+    NoSuchBatch,
+    /// The compatible API's rules refuse the event; the text is the original app's detail.
+    CompatRefused,
 }
 
-/// The original outcome, when `message` is a `DUPLICATE` refusal.
-pub fn as_duplicate(message: &str) -> Option<ApplyOutcome> {
-    outcome_after(DUPLICATE, message)
+impl RejectionCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidInput => "INVALID_INPUT",
+            Self::InvalidEventId => "INVALID_EVENT_ID",
+            Self::InvalidTransition => "INVALID_TRANSITION",
+            Self::ForbiddenActor => "FORBIDDEN_ACTOR",
+            Self::InvalidPayload => "INVALID_PAYLOAD",
+            Self::InvalidSignal => "INVALID_SIGNAL",
+            Self::IdempotencyConflict => "IDEMPOTENCY_CONFLICT",
+            Self::NotYourOrder => "NOT_YOUR_ORDER",
+            Self::PickupNotConfirmed => "PICKUP_NOT_CONFIRMED",
+            Self::PickupMismatch => "PICKUP_MISMATCH",
+            Self::Duplicate => "DUPLICATE",
+            Self::LockedByBatch => "LOCKED_BY_BATCH",
+            Self::BatchRejected => "BATCH_REJECTED",
+            Self::BatchNoop => "BATCH_NOOP",
+            Self::BatchFinished => "BATCH_FINISHED",
+            Self::BatchReleased => "BATCH_RELEASED",
+            Self::NoSuchBatch => "NO_SUCH_BATCH",
+            Self::CompatRefused => "COMPAT_REFUSED",
+        }
+    }
+
+    /// The code an `ApplicationFailure` type names, if it is one of ours.
+    pub fn from_type_name(name: &str) -> Option<Self> {
+        serde_json::from_value(Value::String(name.to_owned())).ok()
+    }
 }
 
-/// The refusal of a prepare that would change nothing.
-pub fn batch_noop(current: &ApplyOutcome) -> String {
-    format!(
-        "{BATCH_NOOP}: {}",
-        serde_json::to_string(current).expect("an outcome serializes")
-    )
+impl fmt::Display for RejectionCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
-/// The order's outcome, when `message` is a `BATCH_NOOP` refusal.
-pub fn as_batch_noop(message: &str) -> Option<ApplyOutcome> {
-    outcome_after(BATCH_NOOP, message)
+/// Which event of a batch failed, and why (the refusal of that event on its own).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchItemRefusal {
+    /// Position of the event among the events this order was asked to prepare.
+    pub index: usize,
+    pub reason: String,
 }
 
-fn outcome_after(code: &str, message: &str) -> Option<ApplyOutcome> {
-    let json = message.strip_prefix(code)?.strip_prefix(": ")?;
-    serde_json::from_str(json).ok()
+/// A refused update: the code programs act on, the text people read, and the data some codes
+/// carry (see [`RejectionCode`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    code: RejectionCode,
+    message: String,
+    details: Option<Value>,
 }
 
-/// The stable code a refusal starts with.
-pub fn code(message: &str) -> &str {
-    message.split_once(':').map_or(message, |(code, _)| code)
+impl Refusal {
+    /// A refusal whose text says why, after the code.
+    pub fn new(code: RejectionCode, why: impl fmt::Display) -> Self {
+        Self::worded(code, format!("{code}: {why}"))
+    }
+
+    /// A refusal with exactly this text (texts that do not start with their code, kept as
+    /// they always read).
+    pub fn worded(code: RejectionCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            details: None,
+        }
+    }
+
+    /// A retried event, answered with its original outcome.
+    pub fn duplicate(original: &ApplyOutcome) -> Self {
+        Self::with_outcome(RejectionCode::Duplicate, original)
+    }
+
+    /// A prepare that would change nothing, answered with the order's current outcome.
+    pub fn batch_noop(current: &ApplyOutcome) -> Self {
+        Self::with_outcome(RejectionCode::BatchNoop, current)
+    }
+
+    fn with_outcome(code: RejectionCode, outcome: &ApplyOutcome) -> Self {
+        let json = serde_json::to_value(outcome).expect("an outcome serializes");
+        Self {
+            code,
+            message: format!("{code}: {json}"),
+            details: Some(json),
+        }
+    }
+
+    /// The batch event at `index` (of this order's share) cannot apply.
+    pub fn batch_rejected(index: usize, reason: impl fmt::Display) -> Self {
+        let item = BatchItemRefusal {
+            index,
+            reason: reason.to_string(),
+        };
+        Self {
+            code: RejectionCode::BatchRejected,
+            message: format!("{}:{index}: {}", RejectionCode::BatchRejected, item.reason),
+            details: Some(serde_json::to_value(&item).expect("a batch refusal serializes")),
+        }
+    }
+
+    pub fn code(&self) -> RejectionCode {
+        self.code
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The answer a `DUPLICATE` or `BATCH_NOOP` carries.
+    pub fn outcome(&self) -> Option<ApplyOutcome> {
+        match self.code {
+            RejectionCode::Duplicate | RejectionCode::BatchNoop => self.details_as(),
+            _ => None,
+        }
+    }
+
+    /// The failing event a `BATCH_REJECTED` names.
+    pub fn batch_item(&self) -> Option<BatchItemRefusal> {
+        match self.code {
+            RejectionCode::BatchRejected => self.details_as(),
+            _ => None,
+        }
+    }
+
+    fn details_as<T: serde::de::DeserializeOwned>(&self) -> Option<T> {
+        serde_json::from_value(self.details.clone()?).ok()
+    }
+
+    /// The refusal a client received, when `failure` (an update's outcome) is one of ours. The
+    /// SDK may nest the typed failure as a cause of the one it reports, so the whole chain is
+    /// searched; the text is always the outermost message.
+    pub fn from_failure(failure: &Failure) -> Option<Self> {
+        let mut next = Some(failure);
+        while let Some(current) = next {
+            if let Some(FailureInfo::ApplicationFailureInfo(info)) = &current.failure_info
+                && let Some(code) = RejectionCode::from_type_name(&info.r#type)
+            {
+                let details = info
+                    .details
+                    .as_ref()
+                    .and_then(|d| d.payloads.first())
+                    .and_then(|p| serde_json::from_slice(&p.data).ok());
+                return Some(Self {
+                    code,
+                    message: failure.message.clone(),
+                    details,
+                });
+            }
+            next = current.cause.as_deref();
+        }
+        None
+    }
 }
 
-/// The index of the failing event and the reason, when `message` is a `BATCH_REJECTED`.
-pub fn as_batch_rejection(message: &str) -> Option<(usize, &str)> {
-    let rest = message.strip_prefix(BATCH_REJECTED)?.strip_prefix(':')?;
-    let (index, reason) = rest.split_once(": ")?;
-    Some((index.parse().ok()?, reason))
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
 }
 
-/// `BATCH_REJECTED` for the event at `index`.
-pub fn batch_rejection(index: usize, reason: impl std::fmt::Display) -> String {
-    format!("{BATCH_REJECTED}:{index}: {reason}")
+impl From<Rejection> for Refusal {
+    fn from(rejection: Rejection) -> Self {
+        Self::worded(rejection.code(), rejection.to_string())
+    }
+}
+
+/// What a validator returns: the text as the failure's message, the typed failure as its
+/// source. The SDK wraps a validator's error in a failure of its own and encodes the error's
+/// source as that failure's cause, keeping an `ApplicationFailure`'s type and details there.
+#[derive(Debug)]
+struct OnTheWire {
+    message: String,
+    typed: ApplicationFailure,
+}
+
+impl fmt::Display for OnTheWire {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for OnTheWire {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.typed)
+    }
+}
+
+impl From<Refusal> for Box<dyn std::error::Error + Send + Sync> {
+    fn from(refusal: Refusal) -> Self {
+        let builder = ApplicationFailure::builder(refusal.message.clone())
+            .type_name(refusal.code.as_str().to_owned())
+            .non_retryable(true);
+        let typed = match refusal.details {
+            Some(details) => builder.details(details).build(),
+            None => builder.build(),
+        };
+        Box::new(OnTheWire {
+            message: refusal.message,
+            typed,
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use temporalio_common::data_converters::{
+        DataConverter, SerializationContextData, WorkflowSerializationContext,
+    };
+    use temporalio_common::error::{OutgoingError, OutgoingWorkflowError};
+
     use super::*;
     use crate::domain::State;
 
-    #[test]
-    fn duplicate_carries_the_original_answer() {
-        let original = ApplyOutcome {
+    /// Encodes a validator's error as the SDK does for a rejected update.
+    fn rejected_update(refusal: Refusal) -> Failure {
+        let error: Box<dyn std::error::Error + Send + Sync> = refusal.into();
+        DataConverter::default().to_failure(
+            &SerializationContextData::Workflow(WorkflowSerializationContext::new()),
+            OutgoingError::Workflow(OutgoingWorkflowError::Application(Box::new(
+                ApplicationFailure::new(error),
+            ))),
+        )
+    }
+
+    fn outcome() -> ApplyOutcome {
+        ApplyOutcome {
             delivery_order_id: "o".into(),
             state: State::PickedUp,
             version: 1,
             applied: false,
             allowed_events: vec![],
-        };
-        let message = duplicate(&original);
-        assert_eq!(code(&message), DUPLICATE);
-        assert_eq!(as_duplicate(&message), Some(original));
-        assert_eq!(as_duplicate("DUPLICATE: not json"), None);
-        assert_eq!(as_duplicate("LOCKED_BY_BATCH: held"), None);
+        }
     }
 
     #[test]
-    fn batch_rejection_round_trips() {
-        let message = batch_rejection(3, "INVALID_TRANSITION: no");
-        assert_eq!(code(&message), BATCH_REJECTED);
+    fn a_duplicate_reaches_the_client_with_its_original_answer() {
+        let sent = Refusal::duplicate(&outcome());
+        let failure = rejected_update(sent.clone());
+        assert!(failure.message.starts_with("DUPLICATE: {"), "{failure:?}");
+        let received = Refusal::from_failure(&failure).expect("typed");
+        assert_eq!(received, sent);
+        assert_eq!(received.outcome(), Some(outcome()));
+        assert_eq!(received.batch_item(), None);
+    }
+
+    #[test]
+    fn a_batch_rejection_names_its_event() {
+        let failure = rejected_update(Refusal::batch_rejected(3, "INVALID_TRANSITION: no"));
+        assert_eq!(failure.message, "BATCH_REJECTED:3: INVALID_TRANSITION: no");
+        let received = Refusal::from_failure(&failure).expect("typed");
+        assert_eq!(received.code(), RejectionCode::BatchRejected);
         assert_eq!(
-            as_batch_rejection(&message),
-            Some((3, "INVALID_TRANSITION: no"))
+            received.batch_item(),
+            Some(BatchItemRefusal {
+                index: 3,
+                reason: "INVALID_TRANSITION: no".into()
+            })
         );
-        assert_eq!(as_batch_rejection("BATCH_REJECTED:x: y"), None);
+        assert_eq!(received.outcome(), None);
+    }
+
+    #[test]
+    fn machine_rejections_keep_their_text_and_gain_their_code() {
+        let failure = rejected_update(Rejection::PickupNotConfirmed.into());
+        let received = Refusal::from_failure(&failure).expect("typed");
+        assert_eq!(received.code(), RejectionCode::PickupNotConfirmed);
+        assert_eq!(
+            received.message(),
+            Rejection::PickupNotConfirmed.to_string()
+        );
+    }
+
+    #[test]
+    fn failures_of_others_are_not_refusals() {
+        let plain = Failure::application_failure("Update failed: boom".into(), false);
+        assert_eq!(Refusal::from_failure(&plain), None);
+    }
+
+    #[test]
+    fn every_code_names_itself_as_its_failure_type() {
+        for code in [
+            RejectionCode::InvalidInput,
+            RejectionCode::LockedByBatch,
+            RejectionCode::BatchReleased,
+            RejectionCode::NoSuchBatch,
+            RejectionCode::CompatRefused,
+        ] {
+            assert_eq!(RejectionCode::from_type_name(code.as_str()), Some(code));
+        }
+        assert_eq!(RejectionCode::from_type_name("Nope"), None);
     }
 }

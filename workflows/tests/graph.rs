@@ -181,6 +181,39 @@ fn every_state_event_pair_matches_the_architecture() {
     }
 }
 
+/// What callers may send, from the architecture's table: the events with a sender other than
+/// the workflow itself, and who those senders are.
+#[test]
+fn callers_and_their_events_follow_the_architecture() {
+    let expected = expected();
+    for ev in EventType::ALL {
+        let mut senders: Vec<ActorKind> = expected
+            .iter()
+            .filter(|((_, e), _)| e == ev)
+            .flat_map(|(_, (_, sent_by))| sent_by.iter().copied())
+            .filter(|a| *a != A::System)
+            .collect();
+        senders.sort();
+        senders.dedup();
+        assert_eq!(DELIVERY_ORDER_V1.senders(*ev), senders, "{ev}");
+    }
+    for state in State::ALL {
+        let callers_send: Vec<EventType> = EventType::ALL
+            .iter()
+            .copied()
+            .filter(|ev| {
+                expected
+                    .get(&(*state, *ev))
+                    .is_some_and(|(_, sent_by)| sent_by.iter().any(|a| *a != A::System))
+            })
+            .collect();
+        let mut external = DELIVERY_ORDER_V1.external_events(*state);
+        external.sort();
+        assert_eq!(external, callers_send, "{state}");
+    }
+    assert_eq!(DELIVERY_ORDER_V1.senders(E::EscalateToOperator), vec![]);
+}
+
 #[test]
 fn every_pair_and_sender_is_enforced_by_the_state_machine() {
     let expected = expected();

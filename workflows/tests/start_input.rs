@@ -3,7 +3,7 @@
 //! written; a payload that is not a valid order never fails to parse (the workflow would fail its
 //! first task over and over) but becomes `Invalid` with a message the run fails with.
 
-use delivery_workflows::workflow::{Continuation, Deadline};
+use delivery_workflows::delivery_order::{Continuation, Deadline};
 use delivery_workflows::{
     DELIVERY_ORDER_V1, DeliveryOrder, DeliveryOrderInput, DeliveryOrderWorkflow, StartInput,
     WORKFLOW_TYPE, workflow_id,

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use delivery_workflows::batch_workflow::{BatchInput, BatchItem, BatchResult};
+use delivery_workflows::batch::{BatchInput, BatchItem, BatchResult};
 use delivery_workflows::{Actor, EventEnvelope, EventType as DomainEventType};
 use poem::Request;
 use poem::web::Data;
@@ -136,7 +136,7 @@ impl BatchesApi {
             items,
             lease_ms: Some(state.config.batch_lease.as_millis() as u64),
         };
-        match state.commands.run_batch(input, BATCH_WAIT).await {
+        match state.batches.run(input, BATCH_WAIT).await {
             Ok(BatchResult::Committed { results }) => {
                 Ok(BatchResponse::Applied(Json(BatchApplied {
                     batch_id,

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use delivery_workflows::delivery_order::client::Started;
 use delivery_workflows::{
     Actor, DeliveryOrderInput, EventEnvelope, EventType as DomainEventType, ItemFormat, workflow_id,
 };
@@ -14,7 +15,6 @@ use uuid::Uuid;
 
 use crate::apply::{apply, sending_role};
 use crate::auth::{BearerAuth, Caller, Role};
-use crate::commands::Created;
 use crate::model::{
     Address, DeliveryOrderCreated, EventApplied, EventCommand, Item, ManualDeliveryOrder,
     NoDeliveryRequired, PaymentSucceeded, State,
@@ -272,15 +272,15 @@ async fn create(
         version: 0,
     };
     let location = body.href.clone();
-    match state.commands.start(input, &fingerprint).await {
-        Ok(Created::New) => Ok(CreateResponse::Created(Json(body), location)),
-        Ok(Created::Existing {
+    match state.orders.start(input, &fingerprint).await {
+        Ok(Started::New) => Ok(CreateResponse::Created(Json(body), location)),
+        Ok(Started::Existing {
             fingerprint: Some(existing),
         }) if existing != fingerprint => Err(ApiError::conflict(
             "idempotency-key-reused",
             "this payment_id (or idempotency key) already created a delivery order with different content",
         )),
-        Ok(Created::Existing { .. }) => Ok(CreateResponse::Existing(Json(body), location)),
+        Ok(Started::Existing { .. }) => Ok(CreateResponse::Existing(Json(body), location)),
         Err(e) => Err(ApiError::unavailable(
             "the workflow engine did not answer",
             &e,

@@ -6,8 +6,9 @@
 
 use std::sync::Arc;
 
+use delivery_workflows::ClientError;
+use delivery_workflows::compat::CompatCommand;
 use delivery_workflows::compat::{CompatDelivery, CompatEventType, normalize_data};
-use delivery_workflows::compat_workflow::CompatCommand;
 use poem::web::Data;
 use poem_openapi::param::{Header, Path};
 use poem_openapi::payload::Json;
@@ -17,7 +18,6 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::auth::{BearerAuth, Role};
-use crate::commands::CommandError;
 use crate::ref_id::RefId;
 use crate::routes::Tag;
 use crate::state::AppState;
@@ -114,8 +114,8 @@ impl CompatApi {
         let id = Uuid::now_v7().to_string();
         let delivery = CompatDelivery::create(&id, &data).map_err(|e| refused(e.0))?;
         state
-            .commands
-            .start_compat(&id, data)
+            .compat
+            .start(&id, data)
             .await
             .map_err(|e| unavailable("the workflow engine did not answer", &e))?;
         state.read_model.cache_compat(&delivery).await;
@@ -156,15 +156,15 @@ impl CompatApi {
             event_type,
             data,
         };
-        match state.commands.apply_compat(&id.to_string(), command).await {
+        match state.compat.apply(&id.to_string(), command).await {
             Ok(delivery) => {
                 state.read_model.cache_compat(&delivery).await;
                 Ok(Json(Any(shape(&delivery))))
             }
-            Err(CommandError::Rejected(detail)) => Err(refused(detail)),
-            Err(CommandError::Completed) => Err(refused("Delivery already completed")),
-            Err(CommandError::NotFound) => Err(not_found()),
-            Err(e @ CommandError::Unavailable(_)) => {
+            Err(ClientError::Refused(refusal)) => Err(refused(refusal.message())),
+            Err(ClientError::Completed) => Err(refused("Delivery already completed")),
+            Err(ClientError::NotFound) => Err(not_found()),
+            Err(e @ ClientError::Unavailable(_)) => {
                 Err(unavailable("the workflow engine did not answer", &e))
             }
         }

@@ -21,7 +21,6 @@ use poem_openapi::{ApiExtractor, ApiExtractorType, Enum, ExtractParamOptions, Ob
 use serde_json::Value;
 
 use crate::apply::apply;
-use crate::commands::CommandError;
 use crate::model::WebhookAccepted;
 use crate::problem::ApiError;
 use crate::ref_id::RefId;
@@ -307,9 +306,9 @@ async fn out_with(
     order_id: &str,
     pickup_id: Option<&str>,
 ) -> Result<(), ApiError> {
-    let view = match state.commands.state(order_id).await {
+    let view = match state.orders.state(order_id).await {
         Ok(Some(view)) => view,
-        Ok(None) | Err(CommandError::NotFound) => {
+        Ok(None) | Err(delivery_workflows::ClientError::NotFound) => {
             return Err(ApiError::delivery_order_not_found(order_id));
         }
         Err(e) => {

@@ -59,7 +59,7 @@ impl SystemApi {
     async fn readyz(&self, state: Data<&Arc<AppState>>) -> Result<Json<Readiness>, ApiError> {
         let (temporal, postgres, redis) = tokio::join!(
             check(async {
-                let mut service = state.commands.client().connection().workflow_service();
+                let mut service = state.orders.client().connection().workflow_service();
                 service
                     .get_system_info(temporalio_client::tonic::Request::new(Default::default()))
                     .await

@@ -242,7 +242,7 @@ async fn workers(state: &AppState) -> Value {
             report_stats: true,
             ..Default::default()
         };
-        let mut service = state.commands.client().connection().workflow_service();
+        let mut service = state.orders.client().connection().workflow_service();
         let answer = tokio::time::timeout(
             CHECK_TIMEOUT,
             service.describe_task_queue(temporalio_client::tonic::Request::new(request)),

@@ -4,7 +4,7 @@
 
 use delivery_api::auth::Role;
 use delivery_tests::*;
-use delivery_workflows::workflow::{BatchDecision, BatchPrepare};
+use delivery_workflows::delivery_order::{BatchDecision, BatchPrepare};
 use delivery_workflows::{ActorKind, DeliveryOrderWorkflow, EventType, State};
 use serde_json::{Value, json};
 use temporalio_client::{WorkflowExecuteUpdateOptions, WorkflowGetResultOptions};

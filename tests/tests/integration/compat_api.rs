@@ -106,9 +106,9 @@ async fn a_delivery_goes_through_the_original_rules() {
     // The delivery was a durable workflow, finished now with the same state.
     let handle = stack
         .client
-        .get_workflow_handle::<delivery_workflows::compat_workflow::CompatDeliveryWorkflow>(
-            format!("compat-delivery-{id}"),
-        );
+        .get_workflow_handle::<delivery_workflows::compat::CompatDeliveryWorkflow>(format!(
+            "compat-delivery-{id}"
+        ));
     let result = handle
         .get_result(temporalio_client::WorkflowGetResultOptions::default())
         .await

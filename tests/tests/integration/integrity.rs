@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use delivery_api::auth::Role;
 use delivery_tests::*;
-use delivery_workflows::workflow::{BatchDecision, BatchPrepare};
-use delivery_workflows::{ActorKind, DeliveryOrderWorkflow, EventType, State, refusal};
+use delivery_workflows::delivery_order::{BatchDecision, BatchPrepare};
+use delivery_workflows::{
+    ActorKind, DeliveryOrderWorkflow, EventType, Refusal, RejectionCode, State,
+};
 use serde_json::{Value, json};
 use temporalio_client::WorkflowExecuteUpdateOptions;
 use temporalio_client::errors::WorkflowUpdateError;
@@ -431,7 +433,7 @@ async fn prepare(
     batch_id: &str,
     lease_ms: u64,
     event_id: &str,
-) -> Result<(), String> {
+) -> Result<(), Refusal> {
     let prepare = BatchPrepare {
         batch_id: batch_id.into(),
         events: vec![envelope(
@@ -450,13 +452,19 @@ async fn prepare(
         )
         .await
         .map(|_| ())
-        .map_err(|e| match e {
-            WorkflowUpdateError::Failed(failure) => failure.message,
-            other => format!("{other:#}"),
-        })
+        .map_err(refusal)
 }
 
-async fn decide(order: &OrderHandle, batch_id: &str, commit: bool) -> Result<u64, String> {
+/// The workflow's typed refusal of an update (anything else fails the test).
+fn refusal(error: WorkflowUpdateError) -> Refusal {
+    match &error {
+        WorkflowUpdateError::Failed(failure) => Refusal::from_failure(failure),
+        _ => None,
+    }
+    .unwrap_or_else(|| panic!("not a refusal: {error:#}"))
+}
+
+async fn decide(order: &OrderHandle, batch_id: &str, commit: bool) -> Result<u64, Refusal> {
     let decision = BatchDecision {
         batch_id: batch_id.into(),
     };
@@ -470,10 +478,7 @@ async fn decide(order: &OrderHandle, batch_id: &str, commit: bool) -> Result<u64
             .execute_update(DeliveryOrderWorkflow::abort_batch, decision, options)
             .await
     };
-    answer.map(|o| o.version).map_err(|e| match e {
-        WorkflowUpdateError::Failed(failure) => failure.message,
-        other => format!("{other:#}"),
-    })
+    answer.map(|o| o.version).map_err(refusal)
 }
 
 #[tokio::test]
@@ -533,16 +538,16 @@ async fn a_batch_hold_that_is_never_decided_ends_with_its_lease() {
     // The late commit learns the batch was not applied; a late prepare cannot hold it again.
     let late_commit = decide(&order, "lost-batch", true).await.unwrap_err();
     assert_eq!(
-        refusal::code(&late_commit),
-        refusal::BATCH_RELEASED,
+        late_commit.code(),
+        RejectionCode::BatchReleased,
         "{late_commit}"
     );
     let late_prepare = prepare(&order, "lost-batch", 3_000, "L-4")
         .await
         .unwrap_err();
     assert_eq!(
-        refusal::code(&late_prepare),
-        refusal::BATCH_FINISHED,
+        late_prepare.code(),
+        RejectionCode::BatchFinished,
         "{late_prepare}"
     );
     // Nor can a prepare that arrives after its abort.
@@ -551,8 +556,8 @@ async fn a_batch_hold_that_is_never_decided_ends_with_its_lease() {
         .await
         .unwrap_err();
     assert_eq!(
-        refusal::code(&after_abort),
-        refusal::BATCH_FINISHED,
+        after_abort.code(),
+        RejectionCode::BatchFinished,
         "{after_abort}"
     );
 }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use delivery_tests::*;
-use delivery_workflows::workflow::HISTORY_LIMIT;
+use delivery_workflows::delivery_order::HISTORY_LIMIT;
 use delivery_workflows::{ActorKind, EventType, State};
 use futures::StreamExt;
 use serde_json::json;

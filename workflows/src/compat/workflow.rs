@@ -12,10 +12,12 @@ use temporalio_sdk::{
     SyncWorkflowContext, WorkflowContext, WorkflowContextView, WorkflowResult, WorkflowTermination,
 };
 
+use super::rules::{CompatDelivery, CompatEvent, CompatEventType};
 use crate::activities::{CompatProjection, ProjectCompat};
-use crate::compat::{CompatDelivery, CompatEvent, CompatEventType};
+use crate::clock::rfc3339;
+use crate::delivery_order::retried_until_done;
+use crate::refusal::{Refusal, RejectionCode};
 use crate::validation::{check_delivery_order_id, check_ref_id};
-use crate::workflow::{retried_until_done, rfc3339};
 
 /// The Temporal workflow id of a compatible-API delivery.
 pub fn compat_workflow_id(delivery_id: &str) -> String {
@@ -126,13 +128,20 @@ impl CompatDeliveryWorkflow {
         command: &CompatCommand,
     ) -> Result<(), Box<dyn Error + Send + Sync>> {
         let Some(delivery) = &self.delivery else {
-            return Err(self.start_error.clone().unwrap_or_default().into());
+            return Err(Refusal::worded(
+                RejectionCode::InvalidInput,
+                self.start_error.clone().unwrap_or_default(),
+            )
+            .into());
         };
-        check_ref_id("event_id", &command.event_id)?;
+        check_ref_id("event_id", &command.event_id)
+            .map_err(|e| Refusal::worded(RejectionCode::InvalidEventId, e))?;
         if self.events.iter().any(|e| e.event_id == command.event_id) {
             return Ok(()); // a retry: answered with the current state
         }
-        delivery.apply(command.event_type, &command.data)?;
+        delivery
+            .apply(command.event_type, &command.data)
+            .map_err(|e| Refusal::worded(RejectionCode::CompatRefused, e.0))?;
         Ok(())
     }
 

@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-static GRAPH_YAML: &str = include_str!("../../resources/compat-delivery.v1.yaml");
+static GRAPH_YAML: &str = include_str!("../../../resources/compat-delivery.v1.yaml");
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

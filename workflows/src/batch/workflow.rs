@@ -16,8 +16,8 @@ use crate::activities::{
     BatchAbortStep, BatchCommitStep, BatchPrepareStep, BatchRolledBack, BatchStepRequest,
     PrepareOutcome, PublishBatchRolledBack,
 };
+use crate::delivery_order::{DEFAULT_BATCH_LEASE, MAX_BATCH_LEASE, retried_until_done};
 use crate::domain::{EventEnvelope, State};
-use crate::workflow::retried_until_done;
 
 /// The Temporal workflow id of a batch.
 pub fn batch_workflow_id(batch_id: &str) -> String {
@@ -89,7 +89,7 @@ impl EventBatchWorkflow {
         let lease = input
             .lease_ms
             .map(Duration::from_millis)
-            .unwrap_or(crate::workflow::DEFAULT_BATCH_LEASE);
+            .unwrap_or(DEFAULT_BATCH_LEASE);
 
         let mut touched: Vec<&str> = Vec::new();
         // Orders whose share was applied before: not held, so not committed either.
@@ -100,8 +100,7 @@ impl EventBatchWorkflow {
             let events = indexed.iter().map(|(_, e)| e.clone()).collect();
             // Held until every later order prepared too, then `lease` for the commit.
             let later = u32::try_from(groups.len() - position - 1).unwrap_or(u32::MAX);
-            let hold = (lease + PREPARE_TIMEOUT.saturating_mul(later))
-                .min(crate::workflow::MAX_BATCH_LEASE);
+            let hold = (lease + PREPARE_TIMEOUT.saturating_mul(later)).min(MAX_BATCH_LEASE);
             let request = BatchStepRequest {
                 lease_ms: Some(hold.as_millis() as u64),
                 ..step(order, events)

@@ -1,0 +1,92 @@
+//! What the typed Temporal clients of the workflows share: how a call to a workflow fails, read
+//! from the server's answer in one place.
+
+use std::time::Duration;
+
+use temporalio_client::errors::WorkflowUpdateError;
+use temporalio_client::{Client, RpcOptions};
+
+use crate::refusal::{Refusal, RejectionCode};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("no such workflow")]
+    NotFound,
+    /// The workflow has finished and takes no more updates.
+    #[error("the workflow has completed")]
+    Completed,
+    /// The workflow refused the update (its validator said no); nothing was recorded.
+    #[error("{0}")]
+    Refused(Refusal),
+    #[error("Temporal did not answer: {0}")]
+    Unavailable(String),
+}
+
+/// What every typed client needs: the Temporal client, the task queue workflows start on, and
+/// how long a call may take.
+#[derive(Clone)]
+pub struct TemporalTarget {
+    client: Client,
+    task_queue: String,
+    timeout: Option<Duration>,
+}
+
+impl TemporalTarget {
+    /// Calls wait as long as the connection lets them.
+    pub fn new(client: Client, task_queue: impl Into<String>) -> Self {
+        Self {
+            client,
+            task_queue: task_queue.into(),
+            timeout: None,
+        }
+    }
+
+    /// Every call gives up after `timeout` (a caller that answers people must not hang while
+    /// no worker polls).
+    pub fn with_rpc_timeout(self, timeout: Duration) -> Self {
+        Self {
+            timeout: Some(timeout),
+            ..self
+        }
+    }
+
+    /// The underlying Temporal client, for what no typed client covers (task-queue health).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub(crate) fn task_queue(&self) -> String {
+        self.task_queue.clone()
+    }
+
+    /// Options of every call: the caller's deadline, if it has one.
+    pub(crate) fn rpc(&self) -> RpcOptions {
+        RpcOptions::builder().maybe_timeout(self.timeout).build()
+    }
+}
+
+/// What an update's failure means for the caller.
+pub(crate) fn update_error(error: WorkflowUpdateError) -> ClientError {
+    match error {
+        WorkflowUpdateError::NotFound(status) | WorkflowUpdateError::Rpc(status)
+            if run_closed(status.message()) =>
+        {
+            ClientError::Completed
+        }
+        WorkflowUpdateError::NotFound(_) => ClientError::NotFound,
+        // Not one of the workflow's own refusals: the SDK refused the update before the
+        // validator ran (an input that does not decode, an unknown update name).
+        WorkflowUpdateError::Failed(failure) => ClientError::Refused(
+            Refusal::from_failure(&failure)
+                .unwrap_or_else(|| Refusal::worded(RejectionCode::InvalidInput, failure.message)),
+        ),
+        other => ClientError::Unavailable(other.to_string()),
+    }
+}
+
+/// Whether the server refused a call because the workflow's run has closed. The server says so
+/// only in words ("workflow execution already completed", under a NotFound or another status,
+/// with no typed detail to read), so this is the one place that reads them.
+fn run_closed(message: &str) -> bool {
+    message.contains("already completed")
+}

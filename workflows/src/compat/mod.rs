@@ -1,0 +1,11 @@
+//! The delivery API of the original Redis event-sourcing delivery app, made durable: its rules
+//! and JSON shapes ([`rules`]), one `CompatDeliveryWorkflow` per delivery ([`workflow`]) and the
+//! typed client that starts it and sends it events ([`client`]).
+
+pub mod client;
+pub mod rules;
+pub mod workflow;
+
+pub use self::client::CompatClient;
+pub use self::rules::{CompatDelivery, CompatEvent, CompatEventType, normalize_data};
+pub use self::workflow::{CompatCommand, CompatDeliveryWorkflow, CompatStart, compat_workflow_id};

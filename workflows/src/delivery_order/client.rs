@@ -1,0 +1,246 @@
+//! The typed client of `DeliveryOrderWorkflow`, for every process that drives delivery orders
+//! (the gateway, the batch coordinator's activities): start, one event through `apply_event`,
+//! the `state` query and the three batch updates. Refusals come back as typed [`Refusal`]s.
+
+use temporalio_client::errors::{WorkflowQueryError, WorkflowStartError};
+use temporalio_client::{
+    Client, WorkflowDescribeOptions, WorkflowExecuteUpdateOptions, WorkflowHandle,
+    WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowQueryOptions, WorkflowStartOptions,
+};
+use temporalio_common::{HasWorkflowDefinition, MemoValues, UpdateDefinition};
+
+use super::{
+    BatchDecision, BatchPrepare, DeliveryOrderView, DeliveryOrderWorkflow, StartInput, workflow_id,
+};
+use crate::client::{ClientError, TemporalTarget, update_error};
+use crate::domain::{ApplyOutcome, DeliveryOrderInput, EventEnvelope};
+use crate::refusal::RejectionCode;
+
+/// Memo key holding a digest of the creation request, so a reused `payment_id` with different
+/// content is told apart from a retry.
+const FINGERPRINT_MEMO: &str = "request_fingerprint";
+
+#[derive(Debug)]
+pub enum Started {
+    New,
+    /// The workflow existed already; its recorded fingerprint, when it has one.
+    Existing {
+        fingerprint: Option<String>,
+    },
+}
+
+#[derive(Clone)]
+pub struct DeliveryOrderClient {
+    target: TemporalTarget,
+}
+
+impl DeliveryOrderClient {
+    pub fn new(target: TemporalTarget) -> Self {
+        Self { target }
+    }
+
+    /// The underlying Temporal client, for what is not about one order (task-queue health).
+    pub fn client(&self) -> &Client {
+        self.target.client()
+    }
+
+    fn handle(&self, delivery_order_id: &str) -> WorkflowHandle<Client, DeliveryOrderWorkflow> {
+        self.client()
+            .get_workflow_handle::<DeliveryOrderWorkflow>(workflow_id(delivery_order_id))
+    }
+
+    /// Starts the delivery order's workflow, recording `fingerprint` (a digest of the request).
+    /// A workflow id is never reused, not even after its run finished, so a repeated request
+    /// can never start a second delivery.
+    pub async fn start(
+        &self,
+        input: DeliveryOrderInput,
+        fingerprint: &str,
+    ) -> Result<Started, ClientError> {
+        let id = workflow_id(&input.delivery_order_id);
+        let mut memo = MemoValues::new();
+        memo.insert(FINGERPRINT_MEMO, fingerprint.to_owned());
+        let options = WorkflowStartOptions::new(self.target.task_queue(), id)
+            .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
+            .id_conflict_policy(WorkflowIdConflictPolicy::Fail)
+            .memo(memo)
+            .static_summary(format!(
+                "delivery order for ordering {} (customer {})",
+                input.ordering_id, input.customer_id
+            ))
+            .rpc_options(self.target.rpc())
+            .build();
+        let delivery_order_id = input.delivery_order_id.clone();
+        match self
+            .client()
+            .start_workflow(DeliveryOrderWorkflow::run, StartInput::from(input), options)
+            .await
+        {
+            Ok(_) => Ok(Started::New),
+            Err(WorkflowStartError::AlreadyStarted { .. }) => Ok(Started::Existing {
+                fingerprint: self.fingerprint(&delivery_order_id).await?,
+            }),
+            Err(error) => Err(ClientError::Unavailable(error.to_string())),
+        }
+    }
+
+    async fn fingerprint(&self, delivery_order_id: &str) -> Result<Option<String>, ClientError> {
+        let description = self
+            .handle(delivery_order_id)
+            .describe(
+                WorkflowDescribeOptions::builder()
+                    .rpc_options(self.target.rpc())
+                    .build(),
+            )
+            .await
+            .map_err(|e| ClientError::Unavailable(e.to_string()))?;
+        Ok(description
+            .memo()
+            .get::<String>(FINGERPRINT_MEMO)
+            .ok()
+            .flatten())
+    }
+
+    /// Sends one event through the `apply_event` update. A retry of an event applied before is
+    /// answered with its original outcome (`applied: false`).
+    pub async fn apply_event(
+        &self,
+        delivery_order_id: &str,
+        event: EventEnvelope,
+    ) -> Result<ApplyOutcome, ClientError> {
+        // Temporal answers a repeated update id with the first update's result without asking
+        // the workflow, so the id covers the content: the same event again gets its original
+        // answer, another event under a used id reaches the validator and its conflict.
+        let options = WorkflowExecuteUpdateOptions::builder()
+            .update_id(format!(
+                "event:{}:{}",
+                event.event_id,
+                content_digest(&event)
+            ))
+            .rpc_options(self.target.rpc())
+            .build();
+        let answer = self
+            .update(
+                delivery_order_id,
+                DeliveryOrderWorkflow::apply_event,
+                event,
+                options,
+            )
+            .await;
+        match answer {
+            Err(ClientError::Refused(refusal)) => match refusal.outcome() {
+                Some(original) if refusal.code() == RejectionCode::Duplicate => Ok(original),
+                _ => Err(ClientError::Refused(refusal)),
+            },
+            answer => answer,
+        }
+    }
+
+    /// The workflow's own view of the order; `None` while its start input was invalid.
+    pub async fn state(
+        &self,
+        delivery_order_id: &str,
+    ) -> Result<Option<DeliveryOrderView>, ClientError> {
+        self.handle(delivery_order_id)
+            .query(
+                DeliveryOrderWorkflow::state,
+                (),
+                WorkflowQueryOptions::builder()
+                    .rpc_options(self.target.rpc())
+                    .build(),
+            )
+            .await
+            .map_err(|error| match error {
+                WorkflowQueryError::NotFound(_) => ClientError::NotFound,
+                other => ClientError::Unavailable(other.to_string()),
+            })
+    }
+
+    /// Asks the order to check a batch's events and hold itself for it (`prepare_batch`).
+    pub async fn prepare_batch(
+        &self,
+        delivery_order_id: &str,
+        prepare: BatchPrepare,
+    ) -> Result<ApplyOutcome, ClientError> {
+        let options = self.batch_step(&prepare.batch_id, "prepare");
+        self.update(
+            delivery_order_id,
+            DeliveryOrderWorkflow::prepare_batch,
+            prepare,
+            options,
+        )
+        .await
+    }
+
+    /// Applies a prepared batch on the order (`commit_batch`; repeating it is answered).
+    pub async fn commit_batch(
+        &self,
+        delivery_order_id: &str,
+        batch_id: &str,
+    ) -> Result<ApplyOutcome, ClientError> {
+        let options = self.batch_step(batch_id, "commit");
+        self.update(
+            delivery_order_id,
+            DeliveryOrderWorkflow::commit_batch,
+            decision(batch_id),
+            options,
+        )
+        .await
+    }
+
+    /// Releases the order from a batch without applying anything (`abort_batch`).
+    pub async fn abort_batch(
+        &self,
+        delivery_order_id: &str,
+        batch_id: &str,
+    ) -> Result<ApplyOutcome, ClientError> {
+        let options = self.batch_step(batch_id, "abort");
+        self.update(
+            delivery_order_id,
+            DeliveryOrderWorkflow::abort_batch,
+            decision(batch_id),
+            options,
+        )
+        .await
+    }
+
+    /// Runs one update on the order; refusals come back typed.
+    async fn update<U>(
+        &self,
+        delivery_order_id: &str,
+        update: U,
+        input: U::Input,
+        options: WorkflowExecuteUpdateOptions,
+    ) -> Result<U::Output, ClientError>
+    where
+        U: UpdateDefinition<Workflow = <DeliveryOrderWorkflow as HasWorkflowDefinition>::Run>,
+        U::Input: Send,
+    {
+        self.handle(delivery_order_id)
+            .execute_update(update, input, options)
+            .await
+            .map_err(update_error)
+    }
+
+    /// One update id per batch and step, so a retried step is answered by Temporal itself.
+    fn batch_step(&self, batch_id: &str, step: &str) -> WorkflowExecuteUpdateOptions {
+        WorkflowExecuteUpdateOptions::builder()
+            .update_id(format!("batch:{batch_id}:{step}"))
+            .rpc_options(self.target.rpc())
+            .build()
+    }
+}
+
+fn decision(batch_id: &str) -> BatchDecision {
+    BatchDecision {
+        batch_id: batch_id.to_owned(),
+    }
+}
+
+/// A short digest of what an event says (type, data, sender), for its update id.
+fn content_digest(event: &EventEnvelope) -> String {
+    use sha2::{Digest, Sha256};
+    let content = serde_json::json!([event.event_type, event.data, event.actor, event.pickup_id]);
+    let digest = Sha256::digest(content.to_string().as_bytes());
+    hex::encode(&digest[..8])
+}

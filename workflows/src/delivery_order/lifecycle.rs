@@ -1,0 +1,419 @@
+//! What a delivery order does over time, beside its handlers: it moves through the graph with
+//! deadline timers and the partner's pickup, projects every version to the read model, releases
+//! a batch hold whose lease ran out, and starts the replacement of a reshipped order.
+
+use std::pin::pin;
+use std::time::Duration;
+
+use futures::future::FusedFuture;
+use serde_json::Map;
+use temporalio_common::search_attributes::{SearchAttributeKey, SearchAttributeUpdate};
+use temporalio_sdk::workflows::{join, select};
+use temporalio_sdk::{
+    CancellableFuture, ChildWorkflowOptions, ParentClosePolicy, TimerResult, WorkflowContext,
+    WorkflowResult, WorkflowTermination,
+};
+
+use super::options::{cancel_options, pickup_options, retried_until_done};
+use super::{
+    BATCH_LEASE_PATCH, Deadline, DeliveryOrderWorkflow, HISTORY_LIMIT, READ_MODEL_PATCH,
+    REPLACEMENT_ACTIVITY_PATCH, SENDER_CHECKS_PATCH, StartInput, graph, workflow_id,
+};
+use crate::activities::{
+    CancelPickup, CancelPickupRequest, PickupOutcome, PickupRequest, ProjectEvents, Projection,
+    RequestPickup, StartReplacement,
+};
+use crate::clock::{epoch_ms, rfc3339};
+use crate::domain::{Actor, ActorKind, DeliveryOrderInput, EventType, FailureReason, State};
+use crate::machine::DeliveryOrder;
+
+const DELIVERY_STATE: SearchAttributeKey<String> = SearchAttributeKey::keyword("DeliveryState");
+const ORDERING_ID: SearchAttributeKey<String> = SearchAttributeKey::keyword("OrderingId");
+const CUSTOMER_ID: SearchAttributeKey<String> = SearchAttributeKey::keyword("CustomerId");
+const PARTNER_ORDER_NUMBER: SearchAttributeKey<String> =
+    SearchAttributeKey::keyword("PartnerOrderNumber");
+const FAILURE_REASON: SearchAttributeKey<String> = SearchAttributeKey::keyword("FailureReason");
+
+type Ctx = WorkflowContext<DeliveryOrderWorkflow>;
+
+/// How a lifecycle run stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum LifecycleEnd {
+    /// The order reached a terminal state (and a replacement was started if reshipped).
+    Finished,
+    /// History grew long: the run hands over to a new one.
+    ContinueAsNew,
+}
+
+/// The whole run of a valid order: the lifecycle, with the projector and the lease keeper
+/// beside it in runs recorded since they exist.
+pub(super) async fn run(ctx: &mut Ctx) -> WorkflowResult<LifecycleEnd> {
+    // Runs recorded before the sender checks replay as they ran.
+    let checks_senders = ctx.patched(SENDER_CHECKS_PATCH);
+    ctx.state_mut(|s| s.order_mut().checks_senders = checks_senders);
+    // Runs started before the read model existed replay without projections.
+    if !ctx.patched(READ_MODEL_PATCH) {
+        return drive_lifecycle(ctx).await;
+    }
+    // Runs started before batch leases replay without the lease timer.
+    let leases = ctx.patched(BATCH_LEASE_PATCH);
+    let mut lifecycle_ctx = ctx.clone();
+    let mut projector_ctx = ctx.clone();
+    let mut lease_ctx = ctx.clone();
+    let (lifecycle, projection, lease) = join!(
+        drive_lifecycle(&mut lifecycle_ctx),
+        project_read_model(&mut projector_ctx),
+        async {
+            if leases {
+                release_expired_batches(&mut lease_ctx).await
+            } else {
+                Ok(())
+            }
+        }
+    );
+    projection?;
+    lease?;
+    lifecycle
+}
+
+/// Moves the order through the graph until a terminal state, then starts a replacement if it was
+/// reshipped; or stops at a safe point when the history grew long, to continue as new.
+async fn drive_lifecycle(ctx: &mut Ctx) -> WorkflowResult<LifecycleEnd> {
+    let mut published = None;
+    loop {
+        let (state, version) = ctx.state(|s| (s.order().state, s.order().version));
+        if published != Some(version) {
+            ctx.upsert_search_attributes(ctx.state(|s| search_attributes(s.order())));
+            published = Some(version);
+        }
+        if graph().is_terminal(state) {
+            break;
+        }
+        if ctx.history_length() >= HISTORY_LIMIT || ctx.continue_as_new_suggested() {
+            ctx.state_mut(|s| s.continue_due = true);
+        }
+        if ctx.state(|s| s.continue_due) {
+            ctx.state_mut(|s| s.continuing = true);
+            return Ok(LifecycleEnd::ContinueAsNew);
+        }
+        if state == State::Created {
+            await_pickup(ctx, version).await?;
+        } else {
+            await_next_event(ctx, state, version).await?;
+        }
+    }
+    if ctx.state(|s| s.order().state) == State::Reshipped {
+        start_replacement(ctx).await;
+    }
+    ctx.state_mut(|s| s.lifecycle_done = true);
+    Ok(LifecycleEnd::Finished)
+}
+
+/// Writes every version of the order to the read model, in order, alongside the lifecycle: a
+/// read model that is down delays only the read side, never a deadline or a partner call. The
+/// run ends (or continues as new) once the read model holds the last version.
+async fn project_read_model(ctx: &mut Ctx) -> WorkflowResult<()> {
+    loop {
+        ctx.wait_condition(|s| {
+            Some(s.order().version) != s.projected || s.lifecycle_done || s.continuing
+        })
+        .await?;
+        let (version, projected, stopping) = ctx.state(|s| {
+            (
+                s.order().version,
+                s.projected,
+                s.lifecycle_done || s.continuing,
+            )
+        });
+        if Some(version) == projected {
+            if stopping {
+                return Ok(());
+            }
+            continue;
+        }
+        let batch = ctx.state(|s| Projection::of(s.order(), projected.unwrap_or(0)));
+        match ctx
+            .execute_activity(ProjectEvents, batch, retried_until_done())
+            .await
+        {
+            Ok(outcome) => ctx.state_mut(|s| s.projected = Some(outcome.version)),
+            // Retries are unlimited, so only cancellation of the run ends them.
+            Err(error) => {
+                if !ctx.is_replaying() {
+                    tracing::warn!(%error, "read model projection stopped");
+                }
+                return Err(WorkflowTermination::cancelled());
+            }
+        }
+    }
+}
+
+/// Releases a batch hold whose lease ran out: a coordinator that was terminated, reset or never
+/// decides cannot keep the order locked.
+async fn release_expired_batches(ctx: &mut Ctx) -> WorkflowResult<()> {
+    loop {
+        ctx.wait_condition(|s| s.hold.is_holding() || s.lifecycle_done || s.continuing)
+            .await?;
+        let Some((batch_id, until)) = ctx.state(|s| {
+            s.hold
+                .lease()
+                .filter(|_| !s.lifecycle_done && !s.continuing)
+                .map(|(id, until)| (id.to_owned(), until))
+        }) else {
+            return Ok(());
+        };
+        let left = until.saturating_sub(epoch_ms(ctx.workflow_time()));
+        let mut lease = pin!(ctx.timer(Duration::from_millis(left.max(1))));
+        let held = batch_id.clone();
+        let mut ended = pin!(ctx.wait_condition(move |s| !s.hold.holds(&held) || s.continuing));
+        select! {
+            ended = ended.as_mut() => {
+                lease.cancel();
+                ended?;
+            }
+            fired = lease.as_mut() => {
+                if fired == TimerResult::Cancelled {
+                    return Err(WorkflowTermination::cancelled());
+                }
+                let now = rfc3339(ctx.workflow_time());
+                if !ctx.is_replaying() {
+                    tracing::warn!(%batch_id, "batch lease ran out; the delivery order releases itself");
+                }
+                ctx.state_mut(|s| {
+                    if s.hold.expire(&batch_id) {
+                        s.release_deferred(&now);
+                    }
+                });
+            }
+        }
+    }
+}
+
+fn search_attributes(order: &DeliveryOrder) -> Vec<SearchAttributeUpdate> {
+    let mut updates = vec![
+        DELIVERY_STATE.value_set(order.state.to_string()),
+        ORDERING_ID.value_set(order.ordering_id.clone()),
+        CUSTOMER_ID.value_set(order.customer_id.clone()),
+    ];
+    if let Some(number) = &order.partner.partner_order_number {
+        updates.push(PARTNER_ORDER_NUMBER.value_set(number.clone()));
+    }
+    if let Some(reason) = order.failure_reason {
+        updates.push(FAILURE_REASON.value_set(reason.to_string()));
+    }
+    updates
+}
+
+/// How long to wait for `timer` of the state at `version`: the input's override or the graph
+/// default, less what a previous run of this order already waited.
+fn deadline_left(ctx: &Ctx, version: u64, timer: &str, default: Duration) -> Duration {
+    let now = epoch_ms(ctx.workflow_time());
+    let length = ctx
+        .state(|s| s.order().input.deadlines.get(timer))
+        .unwrap_or(default);
+    let due = ctx.state_mut(|s| match &s.deadline {
+        Some(d) if d.version == version && d.timer == timer => d.due_ms,
+        _ => {
+            let due_ms = now + length.as_millis() as u64;
+            s.deadline = Some(Deadline {
+                version,
+                timer: timer.to_owned(),
+                due_ms,
+            });
+            due_ms
+        }
+    });
+    // A zero-length timer is refused by the server; a deadline already past fires at once.
+    Duration::from_millis(due.saturating_sub(now).max(1))
+}
+
+/// CREATED: ask the partner for a pickup while waiting for the next event or the pickup deadline.
+async fn await_pickup(ctx: &mut Ctx, version: u64) -> WorkflowResult<()> {
+    let (timer_name, timer) = graph()
+        .timer_for(State::Created)
+        .expect("the graph has a pickup deadline");
+    if ctx.state(|s| s.hold.own_event_waits(timer_name)) {
+        return wait_for_change(ctx, version).await;
+    }
+    let deadline = deadline_left(ctx, version, timer_name, timer.default);
+    let request = ctx.state(|s| {
+        let order = s.order();
+        PickupRequest {
+            delivery_order_id: order.delivery_order_id.clone(),
+            ordering_id: order.ordering_id.clone(),
+            shipping_address: order.input.shipping_address.clone(),
+            items: order.input.items.clone(),
+            notes: order.input.notes.clone(),
+        }
+    });
+    ctx.state_mut(|s| s.pickup_pending = true);
+    let mut deadline_timer = pin!(ctx.timer(deadline));
+    let mut pickup = pin!(ctx.execute_activity(RequestPickup, request, pickup_options(deadline)));
+    loop {
+        let mut changed =
+            pin!(ctx.wait_condition(move |s| { s.order().version != version || s.continue_due }));
+        select! {
+            changed = changed.as_mut() => {
+                changed?;
+                break;
+            }
+            outcome = pickup.as_mut() => {
+                let now = rfc3339(ctx.workflow_time());
+                ctx.state_mut(|s| s.pickup_pending = false);
+                match outcome {
+                    Ok(PickupOutcome::Accepted { pickup_id, partner_id }) => {
+                        ctx.state_mut(|s| s.bind_partner(partner_id, pickup_id, &now));
+                    }
+                    Ok(PickupOutcome::Rejected { code, message }) => {
+                        ctx.state_mut(|s| {
+                            s.order_mut().partner.rejected = Some(format!("{code}: {message}"));
+                            let mut data = Map::new();
+                            data.insert("reason".into(), FailureReason::PartnerRejected.as_str().into());
+                            data.insert("detail".into(), format!("{code}: {message}").into());
+                            s.raise_own(EventType::DeliveryFailed, data, Actor::new(ActorKind::Partner, "partner-api"), "partner_rejected", &now);
+                        });
+                    }
+                    // Only the schedule-to-close limit ends the retries, and it equals the
+                    // pickup deadline: the deadline timer decides what happens next.
+                    Err(error) if !ctx.is_replaying() => tracing::warn!(%error, "pickup request gave up"),
+                    Err(_) => {}
+                }
+                // Partner events that waited for the answer apply now (or are refused).
+                ctx.state_mut(|s| s.release_deferred(&now));
+            }
+            fired = deadline_timer.as_mut() => {
+                if fired == TimerResult::Cancelled {
+                    return Err(WorkflowTermination::cancelled());
+                }
+                let now = rfc3339(ctx.workflow_time());
+                ctx.state_mut(|s| s.raise_own(timer.event, timer.data.clone(), Actor::system(timer_name), timer_name, &now));
+                break;
+            }
+        }
+    }
+    if !deadline_timer.is_terminated() {
+        deadline_timer.cancel();
+    }
+    if !pickup.is_terminated() {
+        pickup.cancel();
+    }
+    let now = rfc3339(ctx.workflow_time());
+    ctx.state_mut(|s| {
+        s.pickup_pending = false;
+        s.release_deferred(&now);
+    });
+
+    // Leaving CREATED any way but PICKED_UP: withdraw the job the partner accepted.
+    let (state, pickup_id, order_id) = ctx.state(|s| {
+        let o = s.order();
+        (
+            o.state,
+            o.partner.pickup_id.clone(),
+            o.delivery_order_id.clone(),
+        )
+    });
+    // (Still CREATED when the run continues as new, or when the deadline fired while a batch
+    // held the order: the event waits, and so does the pickup.)
+    if state != State::PickedUp
+        && state != State::Created
+        && let Some(pickup_id) = pickup_id
+    {
+        let request = CancelPickupRequest {
+            delivery_order_id: order_id,
+            pickup_id,
+            reason: format!("delivery order is {state}"),
+        };
+        match ctx
+            .execute_activity(CancelPickup, request, cancel_options())
+            .await
+        {
+            Ok(_) => ctx.state_mut(|s| s.order_mut().partner.cancelled = true),
+            Err(error) if !ctx.is_replaying() => {
+                tracing::warn!(%error, "could not withdraw the partner pickup")
+            }
+            Err(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Any other non-terminal state: wait for the next event, or this state's deadline timer.
+async fn await_next_event(ctx: &mut Ctx, state: State, version: u64) -> WorkflowResult<()> {
+    let Some((timer_name, timer)) = graph().timer_for(state) else {
+        return wait_for_change(ctx, version).await;
+    };
+    if ctx.state(|s| s.hold.own_event_waits(timer_name)) {
+        return wait_for_change(ctx, version).await;
+    }
+    let length = deadline_left(ctx, version, timer_name, timer.default);
+    let mut changed =
+        pin!(ctx.wait_condition(move |s| { s.order().version != version || s.continue_due }));
+    let mut deadline = pin!(ctx.timer(length));
+    select! {
+        changed = changed.as_mut() => {
+            deadline.cancel();
+            changed?;
+        }
+        fired = deadline.as_mut() => {
+            if fired == TimerResult::Cancelled {
+                return Err(WorkflowTermination::cancelled());
+            }
+            let now = rfc3339(ctx.workflow_time());
+            ctx.state_mut(|s| s.raise_own(timer.event, timer.data.clone(), Actor::system(timer_name), timer_name, &now));
+        }
+    }
+    Ok(())
+}
+
+/// Until the order changes, or the run is due to continue as new.
+async fn wait_for_change(ctx: &mut Ctx, version: u64) -> WorkflowResult<()> {
+    ctx.wait_condition(move |s| s.order().version != version || s.continue_due)
+        .await?;
+    Ok(())
+}
+
+/// RESHIPPED: start the replacement delivery order for the same ordering. Its id derives from
+/// this order's id, and it outlives this workflow.
+async fn start_replacement(ctx: &mut Ctx) {
+    let input = ctx.state(|s| {
+        let order = s.order();
+        let reship_event = order.events.last();
+        DeliveryOrderInput {
+            delivery_order_id: order
+                .replaced_by_id
+                .clone()
+                .expect("set by OPERATOR_RESHIP"),
+            replaces_id: Some(order.delivery_order_id.clone()),
+            created_by: reship_event.map(|e| e.actor.clone()),
+            correlation_id: reship_event.and_then(|e| e.correlation_id.clone()),
+            ..order.input.clone()
+        }
+    });
+    if ctx.patched(REPLACEMENT_ACTIVITY_PATCH) {
+        // Started by an activity retried until it lands: a start the server refuses now (the
+        // id taken for a while, Temporal unavailable) is tried again, never only logged.
+        if let Err(error) = ctx
+            .execute_activity(StartReplacement, input, retried_until_done())
+            .await
+            && !ctx.is_replaying()
+        {
+            tracing::error!(%error, "starting the replacement delivery order was cancelled");
+        }
+        return;
+    }
+    let options = ChildWorkflowOptions::builder()
+        .workflow_id(workflow_id(&input.delivery_order_id))
+        .parent_close_policy(ParentClosePolicy::Abandon)
+        .static_summary(format!(
+            "Reshipment of delivery order {}",
+            ctx.state(|s| s.order().delivery_order_id.clone())
+        ))
+        .build();
+    if let Err(error) = ctx
+        .start_child_workflow(DeliveryOrderWorkflow::run, StartInput::from(input), options)
+        .await
+        && !ctx.is_replaying()
+    {
+        tracing::error!(%error, "could not start the replacement delivery order");
+    }
+}
