@@ -242,6 +242,12 @@ impl TokenKeys {
 
     /// The caller of a valid token, or what is wrong with it (safe to show the client).
     pub fn verify(&self, token: &str) -> Result<Caller, String> {
+        self.verify_until(token).map(|(caller, _)| caller)
+    }
+
+    /// The caller of a valid token and when the token expires (`exp`, Unix seconds): a live
+    /// socket is closed then.
+    pub fn verify_until(&self, token: &str) -> Result<(Caller, u64), String> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(
             |e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => "the token has expired".to_owned(),
@@ -289,10 +295,13 @@ impl TokenKeys {
         if claims.roles.is_empty() {
             return Err("the token carries no roles".into());
         }
-        Ok(Caller {
-            sub: claims.sub,
-            roles: claims.roles,
-        })
+        Ok((
+            Caller {
+                sub: claims.sub,
+                roles: claims.roles,
+            },
+            claims.exp,
+        ))
     }
 }
 

@@ -60,6 +60,8 @@ pub struct ApiConfig {
     /// `TEMPORAL_WEB_UI_URL`: where operators open a delivery order's workflow (default
     /// http://localhost:8233); `off` hides the links.
     pub temporal_web_ui: Option<String>,
+    /// `WS_MAX_PER_CALLER` (20), `WS_MAX_TOTAL` (10 000), `WS_IDLE_TIMEOUT_SECS` (90).
+    pub sockets: SocketLimits,
 }
 
 impl ApiConfig {
@@ -137,12 +139,34 @@ impl ApiConfig {
             },
             temporal_timeout: Duration::from_millis(env.number("TEMPORAL_RPC_TIMEOUT_MS", 10_000)?),
             web_dist: PathBuf::from(env.get("WEB_DIST", "web/dist")),
+            sockets: SocketLimits {
+                per_caller: positive(&env, "WS_MAX_PER_CALLER", 20)? as usize,
+                total: positive(&env, "WS_MAX_TOTAL", 10_000)? as usize,
+                idle_timeout: Duration::from_secs(
+                    u64::from(positive(&env, "WS_IDLE_TIMEOUT_SECS", 90)?).max(3),
+                ),
+            },
             temporal_web_ui: Some(env.get("TEMPORAL_WEB_UI_URL", "http://localhost:8233"))
                 .filter(|url| url != "off")
                 .map(|url| url.trim_end_matches('/').to_owned()),
         })
     }
 }
+
+/// What a gateway allows its live WebSockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketLimits {
+    /// Sockets one token subject may hold at once.
+    pub per_caller: usize,
+    /// Sockets the gateway holds at once.
+    pub total: usize,
+    /// A socket whose client sent nothing (not even a pong to the gateway's pings) for this
+    /// long is closed; pings go out three times as often. At least 3 s.
+    pub idle_timeout: Duration,
+}
+
+/// Inbound frames are capped at this: clients only ping and close.
+pub const MAX_INBOUND_WS_BYTES: usize = 4 * 1024;
 
 fn positive<F: Fn(&str) -> Option<String>>(
     env: &Env<F>,

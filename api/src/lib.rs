@@ -23,6 +23,7 @@ pub mod ref_id;
 pub mod request_id;
 pub mod route_table;
 pub mod routes;
+pub mod socket_slots;
 pub mod state;
 pub mod typescript;
 pub mod web;

@@ -15,6 +15,7 @@ use crate::config::ApiConfig;
 use crate::live::LiveHub;
 use crate::metrics::ApiMetrics;
 use crate::routes::system_state::StateCache;
+use crate::socket_slots::SocketSlots;
 
 /// The typed clients of the workflows the gateway drives.
 pub struct TemporalClients {
@@ -34,6 +35,8 @@ pub struct AppState {
     pub limiter: DefaultKeyedRateLimiter<String>,
     pub live: LiveHub,
     pub state_cache: StateCache,
+    /// Places for live WebSockets (`WS_MAX_PER_CALLER`, `WS_MAX_TOTAL`).
+    pub sockets: Arc<SocketSlots>,
 }
 
 impl AppState {
@@ -52,7 +55,6 @@ impl AppState {
                 config.jwt_secret.expose().as_bytes(),
                 config.token_policy.clone(),
             ),
-            config,
             orders: temporal.orders,
             compat: temporal.compat,
             batches: temporal.batches,
@@ -61,6 +63,8 @@ impl AppState {
             limiter: RateLimiter::keyed(quota),
             live,
             state_cache: StateCache::default(),
+            sockets: SocketSlots::new(config.sockets.per_caller, config.sockets.total),
+            config,
         })
     }
 

@@ -32,5 +32,6 @@ mod projection_integrity;
 mod read_model;
 mod replay;
 mod reship_replacement;
+mod socket_limits;
 mod web_ui;
 mod worker_versioning;
