@@ -50,6 +50,9 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// `MIN_VERSION_WAIT_MS`: longest a read with `min_version` waits for the projection.
     pub min_version_wait: Duration,
+    /// `MIN_VERSION_WAITS_PER_CALLER` (8): reads one caller may have waiting for a
+    /// `min_version` at once; more get 429.
+    pub min_version_waits_per_caller: usize,
     /// `BATCH_LEASE_MS` (default 30 000, 1 000-600 000): how long an order held by an event
     /// batch waits for the commit before it releases itself.
     pub batch_lease: Duration,
@@ -125,6 +128,8 @@ impl ApiConfig {
             rate_burst,
             max_body_bytes: env.number("MAX_BODY_BYTES", 64 * 1024)? as usize,
             min_version_wait: Duration::from_millis(env.number("MIN_VERSION_WAIT_MS", 5_000)?),
+            min_version_waits_per_caller: positive(&env, "MIN_VERSION_WAITS_PER_CALLER", 8)?
+                as usize,
             batch_lease: {
                 let lease = Duration::from_millis(env.number("BATCH_LEASE_MS", 30_000)?);
                 let bounds = delivery_workflows::delivery_order::MIN_BATCH_LEASE

@@ -12,6 +12,7 @@
 pub mod app;
 pub mod apply;
 pub mod auth;
+pub mod caller_slots;
 pub mod config;
 pub mod live;
 pub mod metrics;
@@ -23,7 +24,6 @@ pub mod ref_id;
 pub mod request_id;
 pub mod route_table;
 pub mod routes;
-pub mod socket_slots;
 pub mod state;
 pub mod typescript;
 pub mod web;

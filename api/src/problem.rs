@@ -243,6 +243,13 @@ impl ApiError {
         Self::TooManyRequests(Json(p), retry_after)
     }
 
+    /// The caller has too much of one kind of work going on (waiting reads, sockets).
+    pub fn too_busy(detail: impl Into<String>) -> Self {
+        let mut p = problem(StatusCode::TOO_MANY_REQUESTS, "rate-limited", detail);
+        p.extensions.retry_after_seconds = Some(1);
+        Self::TooManyRequests(Json(p), 1)
+    }
+
     /// A passing condition of the order (a batch holds it, the partner has not confirmed the
     /// pickup yet): retry after `retry_after` seconds. Nothing failed, so nothing is logged.
     pub fn retry_later(code: &str, detail: impl Into<String>, retry_after: u64) -> Self {

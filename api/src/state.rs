@@ -11,11 +11,11 @@ use delivery_workflows::compat::CompatClient;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::auth::TokenKeys;
+use crate::caller_slots::CallerSlots;
 use crate::config::ApiConfig;
 use crate::live::LiveHub;
 use crate::metrics::ApiMetrics;
 use crate::routes::system_state::StateCache;
-use crate::socket_slots::SocketSlots;
 
 /// The typed clients of the workflows the gateway drives.
 pub struct TemporalClients {
@@ -36,7 +36,9 @@ pub struct AppState {
     pub live: LiveHub,
     pub state_cache: StateCache,
     /// Places for live WebSockets (`WS_MAX_PER_CALLER`, `WS_MAX_TOTAL`).
-    pub sockets: Arc<SocketSlots>,
+    pub sockets: Arc<CallerSlots>,
+    /// Places for reads waiting for a `min_version` (`MIN_VERSION_WAITS_PER_CALLER`).
+    pub version_waits: Arc<CallerSlots>,
 }
 
 impl AppState {
@@ -63,7 +65,17 @@ impl AppState {
             limiter: RateLimiter::keyed(quota),
             live,
             state_cache: StateCache::default(),
-            sockets: SocketSlots::new(config.sockets.per_caller, config.sockets.total),
+            sockets: CallerSlots::new(
+                "live sockets",
+                config.sockets.per_caller,
+                config.sockets.total,
+            ),
+            version_waits: CallerSlots::new(
+                "reads waiting for a min_version",
+                config.min_version_waits_per_caller,
+                // The database pool is the bound that matters: every wait looks at PostgreSQL.
+                1_000,
+            ),
             config,
         })
     }

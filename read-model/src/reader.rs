@@ -2,7 +2,7 @@
 //! audit trail and the operator queue from PostgreSQL. Never from Temporal visibility. Redis is
 //! a cache here: when it is down or slow, reads go to PostgreSQL and nothing fails.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use delivery_workflows::activities::ProjectedOrder;
@@ -83,15 +83,6 @@ impl QueueKind {
             QueueKind::Disputed => "DISPUTED",
         }
     }
-}
-
-/// What a bounded wait for `min_version` found.
-pub enum AtLeast {
-    Found(Box<StoredOrder>),
-    Behind {
-        current: Option<u64>,
-        waited: Duration,
-    },
 }
 
 /// Where a list page starts: after this (created_at, id).
@@ -183,41 +174,26 @@ impl ReadModel {
         self.stored(id).await
     }
 
-    /// Waits (bounded) until the read model holds `id` at `min_version` or later.
-    pub async fn order_at_least(
+    /// The order if the read model holds it at `min_version` or later, else what it holds now
+    /// (`None`: nothing). One look, no waiting: the gateway waits for the live update that
+    /// announces the version.
+    pub async fn order_if_at_least(
         &self,
         id: Uuid,
         min_version: u64,
-        wait: Duration,
-    ) -> Result<AtLeast, ReadError> {
-        let started = Instant::now();
-        let mut pause = Duration::from_millis(10);
-        loop {
-            if let Some(cached) = self
-                .cached(id)
-                .await
-                .filter(|r| r.order.version >= min_version)
-            {
-                return Ok(AtLeast::Found(Box::new(cached)));
-            }
-            // PostgreSQL commits before the cache is written, so it may be ahead.
-            let stored = self.stored(id).await?;
-            match stored {
-                Some(record) if record.order.version >= min_version => {
-                    return Ok(AtLeast::Found(Box::new(record)));
-                }
-                _ if started.elapsed() + pause > wait => {
-                    return Ok(AtLeast::Behind {
-                        current: stored.map(|r| r.order.version),
-                        waited: started.elapsed(),
-                    });
-                }
-                _ => {
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_millis(100));
-                }
-            }
+    ) -> Result<Result<StoredOrder, Option<StoredOrder>>, ReadError> {
+        if let Some(cached) = self
+            .cached(id)
+            .await
+            .filter(|r| r.order.version >= min_version)
+        {
+            return Ok(Ok(cached));
         }
+        // PostgreSQL commits before the cache is written, so it may be ahead.
+        Ok(match self.stored(id).await? {
+            Some(record) if record.order.version >= min_version => Ok(record),
+            other => Err(other),
+        })
     }
 
     async fn cached(&self, id: Uuid) -> Option<StoredOrder> {

@@ -1,15 +1,19 @@
 //! Queries, all from the read model (Redis status cache, then PostgreSQL).
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use delivery_read_model::reader::{AtLeast, Cursor, ListFilter, MAX_PAGE};
+use delivery_read_model::reader::{Cursor, ListFilter, MAX_PAGE};
 use delivery_read_model::{ReadError, StoredOrder};
 use poem::web::Data;
 use poem_openapi::OpenApi;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
+use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::RecvError;
 
 use crate::auth::{BearerAuth, Caller, Role};
+use crate::live::Live;
 use crate::model::{
     AuditTrail, DeliveryOrder, DeliveryOrderPage, OperatorQueue, OrderingDeliveries, QueueEntry,
     QueueReason, timestamp,
@@ -122,8 +126,15 @@ pub(super) async fn get_delivery_order(
     Ok(Json(delivery_order(&visible(&caller, id, order)?)))
 }
 
+/// How often a waiting read looks at PostgreSQL itself: the live update that wakes it comes
+/// through Redis, which may be down while PostgreSQL moves on.
+const FALLBACK_LOOK: Duration = Duration::from_millis(250);
+
 /// The order as the read model holds it now, or, with `min_version`, once it holds that
-/// version (bounded wait; 409 `projection-behind` if it does not get there in time).
+/// version (bounded wait; 409 `projection-behind` if it does not get there in time). The caller's
+/// right to see the order is checked before any wait, the wait is woken by the live update that
+/// announces the version (not by polling), and one caller has at most
+/// `MIN_VERSION_WAITS_PER_CALLER` reads waiting at once.
 async fn read_order(
     caller: &Caller,
     state: &AppState,
@@ -134,45 +145,76 @@ async fn read_order(
     let Some(min) = min_version else {
         return state.read_model.order(uuid).await.map_err(read_failed);
     };
-    let started = std::time::Instant::now();
-    let found = state
+    let now = state
         .read_model
-        .order_at_least(uuid, min, state.config.min_version_wait)
+        .order_if_at_least(uuid, min)
         .await
         .map_err(read_failed)?;
-    let outcome = if matches!(found, AtLeast::Found(_)) {
-        "reached"
-    } else {
-        "behind"
+    match now {
+        Ok(order) => return Ok(Some(order)),
+        Err(Some(current)) if !caller.may_see(&current.order.customer_id) => {
+            return Err(ApiError::delivery_order_not_found(id));
+        }
+        Err(_) => {}
+    }
+    let _place = state
+        .version_waits
+        .take(&caller.sub)
+        .map_err(|refused| ApiError::too_busy(refused.to_string()))?;
+    let started = tokio::time::Instant::now();
+    let deadline = started + state.config.min_version_wait;
+    // Subscribed before each look, so an announcement between the look and the wait is kept.
+    let mut updates = state.live.subscribe();
+    let found = loop {
+        let look = state
+            .read_model
+            .order_if_at_least(uuid, min)
+            .await
+            .map_err(read_failed)?;
+        match look {
+            Ok(order) => break Ok(order),
+            Err(current) if tokio::time::Instant::now() >= deadline => break Err(current),
+            Err(_) => {}
+        }
+        tokio::select! {
+            _ = announced(&mut updates, id, min) => {}
+            _ = tokio::time::sleep(FALLBACK_LOOK) => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
     };
     state
         .metrics
         .min_version_wait
-        .with_label_values(&[outcome])
+        .with_label_values(&[if found.is_ok() { "reached" } else { "behind" }])
         .observe(started.elapsed().as_secs_f64());
     match found {
-        AtLeast::Found(order) => Ok(Some(*order)),
-        AtLeast::Behind { current, waited } => {
-            // Only say how far the projection is to someone who may see the order.
-            let current_visible = match current {
-                Some(_) => state
-                    .read_model
-                    .order(uuid)
-                    .await
-                    .ok()
-                    .flatten()
-                    .filter(|o| caller.may_see(&o.order.customer_id))
-                    .map(|o| o.order.version),
-                None => None,
-            };
-            if current.is_some() && current_visible.is_none() {
-                return Err(ApiError::delivery_order_not_found(id));
+        Ok(order) => Ok(Some(order)),
+        // Created meanwhile for somebody else: as if it did not exist.
+        Err(Some(current)) if !caller.may_see(&current.order.customer_id) => {
+            Err(ApiError::delivery_order_not_found(id))
+        }
+        Err(current) => Err(ApiError::projection_behind(
+            min,
+            current.map(|o| o.order.version),
+            started.elapsed().as_millis(),
+        )),
+    }
+}
+
+/// Resolves when a live update says `id` reached `min` (or when updates may have been missed,
+/// so the caller looks again).
+async fn announced(updates: &mut broadcast::Receiver<Live>, id: &str, min: u64) {
+    loop {
+        match updates.recv().await {
+            Ok(Live::Change(change))
+                if change.is_status && change.delivery_order_id == id && change.version >= min =>
+            {
+                return;
             }
-            Err(ApiError::projection_behind(
-                min,
-                current_visible,
-                waited.as_millis(),
-            ))
+            Ok(Live::Change(_)) => {}
+            Ok(Live::Resubscribed) | Err(RecvError::Lagged(_)) => return,
+            // The hub is gone (shutting down): the fallback looks and the deadline remain.
+            Err(RecvError::Closed) => std::future::pending::<()>().await,
         }
     }
 }

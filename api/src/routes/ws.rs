@@ -23,11 +23,11 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
 
 use crate::auth::{Caller, Role};
+use crate::caller_slots::{Slot, SlotRefused};
 use crate::config::{MAX_INBOUND_WS_BYTES, SocketLimits};
 use crate::live::{Live, SocketMessage};
 use crate::problem::ApiError;
 use crate::routes::delivery_order_id;
-use crate::socket_slots::{Slot, SlotRefused};
 use crate::state::AppState;
 
 /// A socket that cannot take a message within this long is closed: it would only fall further

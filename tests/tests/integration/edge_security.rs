@@ -252,3 +252,64 @@ fn the_published_development_secrets_are_refused_outside_dev_mode() {
     ]);
     assert!(output.contains("at least 16 bytes"), "{output}");
 }
+
+#[tokio::test]
+async fn min_version_reads_check_ownership_first_and_are_bounded_per_caller() {
+    let stack = Stack::start_with(
+        StackOptions::quiet()
+            .gateway("MIN_VERSION_WAITS_PER_CALLER", "4")
+            .gateway("MIN_VERSION_WAIT_MS", "2000"),
+    )
+    .await;
+    let api = stack.api();
+    let id = api.paid_order("cust-edge-3").await;
+    let waits = || async {
+        let metrics = reqwest::get(format!("{}/metrics", api.url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("delivery_api_read_your_writes_wait_seconds_count"))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum::<f64>()
+    };
+    // Another customer asks for a version far ahead: not found at once, without waiting.
+    let before = waits().await;
+    let mallory = api.token("mallory", &[Role::Customer]);
+    api.get(
+        &format!("/api/v1/delivery-orders/{id}?min_version=99"),
+        &mallory,
+    )
+    .await
+    .problem(404);
+    assert_eq!(
+        waits().await,
+        before,
+        "nobody waited for somebody else's order"
+    );
+
+    // One caller waiting on many reads at once: beyond its places it is told to slow down.
+    let payer = api.token("payments", &[Role::PaymentService]);
+    let unknown = uuid::Uuid::new_v4();
+    let path = format!("/api/v1/delivery-orders/{unknown}?min_version=0");
+    let answers = futures::future::join_all((0..12).map(|_| api.get(&path, &payer))).await;
+    let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
+    let busy = statuses.iter().filter(|s| **s == 429).count();
+    let behind = statuses.iter().filter(|s| **s == 409).count();
+    assert!(
+        busy >= 1 && behind <= 4 && busy + behind == 12,
+        "{statuses:?}"
+    );
+    let refused = answers.iter().find(|a| a.status == 429).unwrap();
+    assert!(
+        refused.problem(429)["detail"]
+            .as_str()
+            .unwrap()
+            .contains("4 reads waiting"),
+        "{}",
+        refused.text
+    );
+}

@@ -116,7 +116,9 @@ async fn big_frames_idle_clients_and_expired_tokens_end_the_socket() {
     // gateway has gone by then); either way the socket is over.
     let close = closed(&mut silent, Duration::from_secs(5)).await;
     assert!(
-        close.as_ref().is_none_or(|(code, _)| *code == CloseCode::Away),
+        close
+            .as_ref()
+            .is_none_or(|(code, _)| *code == CloseCode::Away),
         "{close:?}"
     );
 

@@ -1,7 +1,7 @@
-//! How many WebSockets a gateway holds: at most `per_caller` for one token subject and `total`
-//! overall, so one caller (or a flood of them) cannot take every socket, file descriptor and
-//! broadcast receiver the gateway has. A [`Slot`] is held for a socket's lifetime and given back
-//! when dropped.
+//! Places for long-lived work a caller starts: at most `per_caller` for one token subject and
+//! `total` overall, so one caller (or a flood of them) cannot take every socket, connection or
+//! waiting task the gateway has. Used for live WebSockets and for reads waiting for a
+//! `min_version`. A [`Slot`] is held while the work lasts and given back when dropped.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,24 +13,27 @@ struct Counts {
 }
 
 #[derive(Debug)]
-pub struct SocketSlots {
+pub struct CallerSlots {
+    /// What the places are for, as the refusal names it ("live sockets").
+    what: &'static str,
     per_caller: usize,
     total: usize,
     counts: Mutex<Counts>,
 }
 
-/// Why a socket was refused; the text is shown to the client as the close reason.
+/// Why a place was refused; the text is shown to the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SlotRefused {
-    #[error("this caller already has {0} live sockets open; close one first")]
-    Caller(usize),
-    #[error("the gateway holds its maximum of {0} live sockets; try again later")]
-    Total(usize),
+    #[error("this caller already has {limit} {what}; wait for one to end")]
+    Caller { what: &'static str, limit: usize },
+    #[error("the gateway holds its maximum of {limit} {what}; try again later")]
+    Total { what: &'static str, limit: usize },
 }
 
-impl SocketSlots {
-    pub fn new(per_caller: usize, total: usize) -> Arc<Self> {
+impl CallerSlots {
+    pub fn new(what: &'static str, per_caller: usize, total: usize) -> Arc<Self> {
         Arc::new(Self {
+            what,
             per_caller,
             total,
             counts: Mutex::default(),
@@ -41,11 +44,17 @@ impl SocketSlots {
     pub fn take(self: &Arc<Self>, caller: &str) -> Result<Slot, SlotRefused> {
         let mut counts = self.counts.lock().expect("socket slots lock");
         if counts.total >= self.total {
-            return Err(SlotRefused::Total(self.total));
+            return Err(SlotRefused::Total {
+                what: self.what,
+                limit: self.total,
+            });
         }
         let mine = counts.by_caller.entry(caller.to_owned()).or_default();
         if *mine >= self.per_caller {
-            return Err(SlotRefused::Caller(self.per_caller));
+            return Err(SlotRefused::Caller {
+                what: self.what,
+                limit: self.per_caller,
+            });
         }
         *mine += 1;
         counts.total += 1;
@@ -55,16 +64,16 @@ impl SocketSlots {
         })
     }
 
-    /// Sockets held now.
+    /// Places held now.
     pub fn held(&self) -> usize {
         self.counts.lock().expect("socket slots lock").total
     }
 }
 
-/// One socket's place; dropping it frees the place.
+/// One place; dropping it frees the place.
 #[derive(Debug)]
 pub struct Slot {
-    slots: Arc<SocketSlots>,
+    slots: Arc<CallerSlots>,
     caller: String,
 }
 
@@ -88,21 +97,35 @@ mod tests {
 
     #[test]
     fn each_caller_and_the_gateway_are_capped_and_slots_come_back() {
-        let slots = SocketSlots::new(2, 3);
+        let slots = CallerSlots::new("live sockets", 2, 3);
+        let what = "live sockets";
         let a1 = slots.take("a").unwrap();
         let _a2 = slots.take("a").unwrap();
-        assert_eq!(slots.take("a").unwrap_err(), SlotRefused::Caller(2));
+        assert_eq!(
+            slots.take("a").unwrap_err(),
+            SlotRefused::Caller { what, limit: 2 }
+        );
         let _b1 = slots.take("b").unwrap();
-        assert_eq!(slots.take("c").unwrap_err(), SlotRefused::Total(3));
+        assert_eq!(
+            slots.take("c").unwrap_err(),
+            SlotRefused::Total { what, limit: 3 }
+        );
         drop(a1);
         assert_eq!(slots.held(), 2);
         let _c1 = slots.take("c").unwrap();
-        assert_eq!(slots.take("a").unwrap_err(), SlotRefused::Total(3));
+        assert_eq!(
+            slots.take("a").unwrap_err(),
+            SlotRefused::Total { what, limit: 3 }
+        );
+        assert_eq!(
+            SlotRefused::Caller { what, limit: 2 }.to_string(),
+            "this caller already has 2 live sockets; wait for one to end"
+        );
     }
 
     #[test]
     fn callers_without_sockets_are_forgotten() {
-        let slots = SocketSlots::new(5, 100);
+        let slots = CallerSlots::new("waits", 5, 100);
         for n in 0..50 {
             drop(slots.take(&format!("caller-{n}")).unwrap());
         }
