@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-use crate::read::delivery_order;
+use crate::read::{Audience, delivery_order};
 
 /// How many changes a socket may fall behind before it is told to resync.
 const BACKLOG: usize = 1024;
@@ -39,7 +39,9 @@ pub enum SocketMessage {
 impl SocketMessage {
     pub fn snapshot(order: &StoredOrder) -> Self {
         Self::Snapshot {
-            delivery_order: delivery_order(order).to_json().unwrap_or(Value::Null),
+            delivery_order: delivery_order(order, Audience::Others)
+                .to_json()
+                .unwrap_or(Value::Null),
         }
     }
 
@@ -75,7 +77,9 @@ impl Change {
                     location_at: None,
                 };
                 let update = SocketMessage::Update {
-                    delivery_order: delivery_order(&stored).to_json().unwrap_or(Value::Null),
+                    delivery_order: delivery_order(&stored, Audience::Others)
+                        .to_json()
+                        .unwrap_or(Value::Null),
                 };
                 (true, update.text())
             }

@@ -19,7 +19,7 @@ use crate::model::{
     QueueReason, timestamp,
 };
 use crate::problem::ApiError;
-use crate::read::{audit_event, delivery_order};
+use crate::read::{Audience, audit_event, delivery_order};
 use crate::routes::{Tag, delivery_order_id, ref_id};
 use crate::state::AppState;
 
@@ -71,7 +71,10 @@ impl QueriesApi {
         }
         Ok(Json(OrderingDeliveries {
             ordering_id: ordering_id.0,
-            delivery_orders: records.iter().map(delivery_order).collect(),
+            delivery_orders: records
+                .iter()
+                .map(|o| delivery_order(o, Audience::of(&auth.0)))
+                .collect(),
         }))
     }
 
@@ -97,7 +100,7 @@ impl QueriesApi {
             entries: rows
                 .into_iter()
                 .map(|row| QueueEntry {
-                    delivery_order: delivery_order(&row.order),
+                    delivery_order: delivery_order(&row.order, Audience::Staff),
                     reason: QueueReason {
                         kind: row.kind.as_str().to_owned(),
                         code: row.code,
@@ -123,7 +126,10 @@ pub(super) async fn get_delivery_order(
 ) -> Result<Json<DeliveryOrder>, ApiError> {
     let uuid = delivery_order_id(id)?;
     let order = read_order(&caller, state, id, uuid, min_version).await?;
-    Ok(Json(delivery_order(&visible(&caller, id, order)?)))
+    Ok(Json(delivery_order(
+        &visible(&caller, id, order)?,
+        Audience::of(&caller),
+    )))
 }
 
 /// How often a waiting read looks at PostgreSQL itself: the live update that wakes it comes
@@ -240,7 +246,10 @@ pub(super) async fn audit_trail(
         .map_err(read_failed)?;
     Ok(Json(AuditTrail {
         delivery_order_id: id.to_owned(),
-        events: events.iter().map(audit_event).collect(),
+        events: events
+            .iter()
+            .map(|e| audit_event(e, Audience::of(&caller)))
+            .collect(),
     }))
 }
 
@@ -267,7 +276,10 @@ pub(super) async fn list(
         .await
         .map_err(read_failed)?;
     Ok(Json(DeliveryOrderPage {
-        items: records.iter().map(delivery_order).collect(),
+        items: records
+            .iter()
+            .map(|o| delivery_order(o, Audience::Staff))
+            .collect(),
         next_cursor: next.map(|c| c.encode()),
     }))
 }

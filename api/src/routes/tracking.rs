@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::auth::{BearerAuth, Role};
 use crate::model::{AuditEvent, Item, State};
 use crate::problem::ApiError;
-use crate::read::{audit_event, delivery_order};
+use crate::read::{Audience, audit_event, delivery_order};
 use crate::routes::{Tag, delivery_order_id};
 use crate::state::AppState;
 
@@ -93,14 +93,15 @@ impl TrackingApi {
             .map_err(failed)?
             .filter(|(o, _)| caller.may_see(&o.order.customer_id))
             .ok_or_else(|| ApiError::delivery_order_not_found(&id.0))?;
-        let trail: Vec<AuditEvent> = trail.iter().map(audit_event).collect();
+        let audience = Audience::of(&caller);
+        let trail: Vec<AuditEvent> = trail.iter().map(|e| audit_event(e, audience)).collect();
         if order.order.state == DomainState::Created {
             return Err(ApiError::bad_request(
                 "not-dispatched",
                 "the delivery has not been dispatched yet: the partner has not picked it up",
             ));
         }
-        let record = delivery_order(&order);
+        let record = delivery_order(&order, audience);
         Ok(Json(Tracking {
             steps: steps(order.order.state, &record.created_at, &trail),
             delivery_order_id: record.delivery_order_id,

@@ -313,3 +313,50 @@ async fn min_version_reads_check_ownership_first_and_are_bounded_per_caller() {
         refused.text
     );
 }
+
+#[tokio::test]
+async fn only_operators_read_the_drivers_phone_in_full() {
+    let stack = Stack::start_with(StackOptions::quiet().with_gateway()).await;
+    let api = stack.api();
+    let id = api.paid_order("cust-edge-4").await;
+    let (_, pickup_id) = api.pickup_confirmed(&id).await;
+    let picked = api
+        .webhook(
+            "sim",
+            TEST_PARTNER_SECRET,
+            &json!({"event_id": "edge-phone-1", "type": "PICKED_UP", "delivery_order_id": id,
+                    "pickup_id": pickup_id,
+                    "data": {"partner_order_number": "PN-P",
+                             "driver": {"name": "Kim", "phone": "+44 7700 900123"}}}),
+        )
+        .await;
+    assert_eq!(picked.status, 200, "{}", picked.text);
+    let owner = api.token("cust-edge-4", &[Role::Customer]);
+    let olga = api.token("olga", &[Role::Operator]);
+    let order = format!("/api/v1/delivery-orders/{id}?min_version=1");
+    let trail = format!("/api/v1/delivery-orders/{id}/events?min_version=1");
+
+    let seen = api.get(&order, &owner).await;
+    assert_eq!(
+        seen.json["driver"]["phone"], "*** **** ***123",
+        "{}",
+        seen.text
+    );
+    assert_eq!(seen.json["driver"]["name"], "Kim");
+    let events = api.get(&trail, &owner).await;
+    assert!(!events.text.contains("900123"), "{}", events.text);
+    assert!(events.text.contains("***123"), "{}", events.text);
+
+    let staff = api.get(&order, &olga).await;
+    assert_eq!(
+        staff.json["driver"]["phone"], "+44 7700 900123",
+        "{}",
+        staff.text
+    );
+    assert!(
+        api.get(&trail, &olga)
+            .await
+            .text
+            .contains("+44 7700 900123")
+    );
+}
