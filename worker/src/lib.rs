@@ -94,10 +94,12 @@ pub fn build_worker(
         .register_activities(PartnerActivities::new(partner))
         .register_activities(CompatActivities::new(writer.clone()))
         .register_activities(BatchActivities::new(
-            DeliveryOrderClient::new(TemporalTarget::new(
-                client.clone(),
-                config.task_queue.clone(),
-            )),
+            // Bounded below the steps' 10 s start-to-close: a call to a busy or unreachable
+            // server gives up (and the step retries) rather than outliving its attempt.
+            DeliveryOrderClient::new(
+                TemporalTarget::new(client.clone(), config.task_queue.clone())
+                    .with_rpc_timeout(Duration::from_secs(8)),
+            ),
             writer.clone(),
         ))
         .register_activities(ReplacementActivities::new(
