@@ -65,6 +65,8 @@ pub struct ApiConfig {
     pub temporal_web_ui: Option<String>,
     /// `WS_MAX_PER_CALLER` (20), `WS_MAX_TOTAL` (10 000), `WS_IDLE_TIMEOUT_SECS` (90).
     pub sockets: SocketLimits,
+    /// `HTTP_MAX_CONNECTIONS` (10 000), `HTTP_IDLE_TIMEOUT_SECS` (60).
+    pub http: HttpLimits,
 }
 
 impl ApiConfig {
@@ -106,6 +108,14 @@ impl ApiConfig {
             ));
         }
         let rate_per_second = positive(&env, "RATE_LIMIT_PER_SECOND", 50)?;
+        if env.number("WS_IDLE_TIMEOUT_SECS", 90)? / 3
+            >= env.number("HTTP_IDLE_TIMEOUT_SECS", 60)?
+        {
+            return Err(ConfigError::new(
+                "WS_IDLE_TIMEOUT_SECS",
+                "must be under three times HTTP_IDLE_TIMEOUT_SECS: the pings that keep a live socket open come every third of it, and a connection silent for HTTP_IDLE_TIMEOUT_SECS is closed",
+            ));
+        }
         let rate_burst = positive(&env, "RATE_LIMIT_BURST", 100)?;
         Ok(Self {
             bind: env.get("API_BIND", "127.0.0.1"),
@@ -144,6 +154,14 @@ impl ApiConfig {
             },
             temporal_timeout: Duration::from_millis(env.number("TEMPORAL_RPC_TIMEOUT_MS", 10_000)?),
             web_dist: PathBuf::from(env.get("WEB_DIST", "web/dist")),
+            http: HttpLimits {
+                max_connections: positive(&env, "HTTP_MAX_CONNECTIONS", 10_000)? as usize,
+                idle_timeout: Duration::from_secs(u64::from(positive(
+                    &env,
+                    "HTTP_IDLE_TIMEOUT_SECS",
+                    60,
+                )?)),
+            },
             sockets: SocketLimits {
                 per_caller: positive(&env, "WS_MAX_PER_CALLER", 20)? as usize,
                 total: positive(&env, "WS_MAX_TOTAL", 10_000)? as usize,
@@ -156,6 +174,15 @@ impl ApiConfig {
                 .map(|url| url.trim_end_matches('/').to_owned()),
         })
     }
+}
+
+/// What a gateway allows its HTTP connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Connections open at once; beyond, new ones wait in the backlog.
+    pub max_connections: usize,
+    /// A connection with no traffic either way for this long is closed.
+    pub idle_timeout: Duration,
 }
 
 /// What a gateway allows its live WebSockets.

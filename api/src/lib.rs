@@ -14,6 +14,7 @@ pub mod apply;
 pub mod auth;
 pub mod caller_slots;
 pub mod config;
+pub mod connection_limit;
 pub mod live;
 pub mod metrics;
 pub mod middleware;
@@ -97,7 +98,12 @@ pub async fn serve(
         "gateway listening"
     );
     tokio::spawn(state.clone().prune_rate_limits());
+    let acceptor =
+        connection_limit::LimitedAcceptor::new(acceptor, state.config.http.max_connections);
     poem::Server::new_with_acceptor(acceptor)
+        // Closes connections silent for this long (keep-alive, idle or stalled clients); live
+        // sockets stay busy with the gateway's pings.
+        .idle_timeout(state.config.http.idle_timeout)
         .run_with_graceful_shutdown(app::app(state), shutdown, Some(Duration::from_secs(10)))
         .await
         .context("serving HTTP")

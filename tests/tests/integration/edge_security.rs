@@ -9,7 +9,7 @@ use std::time::Duration;
 use delivery_api::auth::{Role, TokenKeys, TokenPolicy};
 use delivery_tests::gateway::unix_now;
 use delivery_tests::processes::binary;
-use delivery_tests::{Stack, StackOptions, TEST_JWT_SECRET, TEST_PARTNER_SECRET};
+use delivery_tests::{Stack, StackOptions, TEST_JWT_SECRET, TEST_PARTNER_SECRET, eventually};
 use serde_json::json;
 
 fn picked(id: &str, pickup_id: &str, event_id: &str) -> Vec<u8> {
@@ -359,4 +359,58 @@ async fn only_operators_read_the_drivers_phone_in_full() {
             .text
             .contains("+44 7700 900123")
     );
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed_and_connections_are_capped() {
+    use tokio::io::AsyncReadExt;
+    let stack = Stack::start_with(
+        StackOptions::quiet()
+            .gateway("HTTP_MAX_CONNECTIONS", "5")
+            .gateway("HTTP_IDLE_TIMEOUT_SECS", "2")
+            .gateway("WS_IDLE_TIMEOUT_SECS", "3"),
+    )
+    .await;
+    let api = stack.api();
+    // A fresh client each time, so no pooled keep-alive connection takes a place.
+    let probe = || async {
+        reqwest::Client::builder()
+            .timeout(Duration::from_millis(800))
+            .build()
+            .unwrap()
+            .get(format!("{}/healthz", api.url))
+            .send()
+            .await
+    };
+    eventually(
+        "the test client's own connections closed as idle",
+        || async { probe().await.ok().map(|_| ()) },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // Five clients that connect and say nothing take every place...
+    let mut silent = Vec::new();
+    for _ in 0..5 {
+        silent.push(
+            tokio::net::TcpStream::connect(("127.0.0.1", api.port))
+                .await
+                .unwrap(),
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        probe().await.is_err(),
+        "the sixth connection waits for a place"
+    );
+    // ...until the gateway closes them as idle: each read ends, and the places come back.
+    for socket in &mut silent {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(6), socket.read(&mut byte))
+            .await
+            .expect("closed by the gateway within its idle timeout");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    }
+    let answer = eventually("a place free again", || async { probe().await.ok() }).await;
+    assert_eq!(answer.status(), 200);
 }
