@@ -108,6 +108,14 @@ pub enum RelayError {
     LeaseHeld,
 }
 
+/// How many outbox rows wait to be published: a tool that wrote the read model (the rebuild)
+/// waits for 0 while a running worker's relay publishes them.
+pub async fn pending_rows(pool: &PgPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM read_model_outbox WHERE published_at IS NULL")
+        .fetch_one(pool)
+        .await
+}
+
 /// The relay's own session and whether it holds the lease on it.
 struct Lease {
     session: Option<PgConnection>,
