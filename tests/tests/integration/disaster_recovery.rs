@@ -124,8 +124,9 @@ async fn projected(pool: &PgPool, prefix: &str, id: &str, version: u64) {
     .await
 }
 
-/// Runs `delivery-worker rebuild-read-model` against `database_url` and `prefix`; its output.
-async fn rebuild(stack: &Stack, database_url: &str, prefix: &str) -> String {
+/// Runs `delivery-worker rebuild-read-model` against `database_url` and `prefix`, for at most
+/// `limit`; its output.
+async fn rebuild(stack: &Stack, database_url: &str, prefix: &str, limit: Duration) -> String {
     let run = tokio::process::Command::new(delivery_tests::processes::worker_binary())
         .arg("rebuild-read-model")
         .env("TEMPORAL_ADDRESS", stack.temporal.url())
@@ -136,9 +137,9 @@ async fn rebuild(stack: &Stack, database_url: &str, prefix: &str) -> String {
         .env("RUST_LOG", "info")
         .kill_on_drop(true)
         .output();
-    let out = tokio::time::timeout(Duration::from_secs(180), run)
+    let out = tokio::time::timeout(limit, run)
         .await
-        .expect("the rebuild finished within 3 minutes")
+        .unwrap_or_else(|_| panic!("the rebuild did not finish within {limit:?}"))
         .expect("running delivery-worker rebuild-read-model");
     let text = format!(
         "{}{}",
@@ -250,7 +251,7 @@ async fn the_read_model_is_rebuilt_from_temporal_alone() {
     // The read model is lost: an empty database and an empty Redis prefix take its place.
     let lost_url = fresh_database().await;
     let lost_prefix = format!("{prefix}dr-{}:", uuid::Uuid::new_v4().simple());
-    let output = rebuild(&stack, &lost_url, &lost_prefix).await;
+    let output = rebuild(&stack, &lost_url, &lost_prefix, Duration::from_secs(180)).await;
     assert!(
         output.contains("rebuild-read-model: 5 orders,") && output.contains(" 0 failed"),
         "{output}"
@@ -277,7 +278,7 @@ async fn the_read_model_is_rebuilt_from_temporal_alone() {
         .execute(&rebuilt_pool)
         .await
         .unwrap();
-    let output = rebuild(&stack, &lost_url, &lost_prefix).await;
+    let output = rebuild(&stack, &lost_url, &lost_prefix, Duration::from_secs(180)).await;
     assert!(output.contains(" 0 failed"), "{output}");
     assert_eq!(outbox(rebuilt_pool.clone()).await, rows_before);
     let again = snapshot(&rebuilt_pool, &lost_prefix, &ids).await;
@@ -289,5 +290,115 @@ async fn the_read_model_is_rebuilt_from_temporal_alone() {
     let keys: Vec<String> = redis.keys(format!("{lost_prefix}*")).await.unwrap();
     if !keys.is_empty() {
         let _: () = redis.del(keys).await.unwrap();
+    }
+}
+
+/// The disaster-recovery drill behind `make dr-drill` (never in CI: it is `#[ignore]`d and takes
+/// minutes): `DR_ORDERS` orders (default 10,000) created and cancelled through Temporal, the
+/// cheapest whole path (a pickup requested and withdrawn, three audit entries), then rebuilt
+/// into an empty database and Redis prefix by the real command. Prints how long each took; the
+/// figure goes into docs/runbooks/restore.md.
+#[tokio::test]
+#[ignore = "the disaster-recovery drill: make dr-drill"]
+async fn drill_rebuild_timing() {
+    use futures::StreamExt;
+
+    let orders: usize = std::env::var("DR_ORDERS")
+        .ok()
+        .map(|n| n.parse().expect("DR_ORDERS is a number"))
+        .unwrap_or(10_000);
+    let stack = Stack::quiet().await;
+    let pool = read_model().await;
+    let started = std::time::Instant::now();
+    let created = futures::stream::iter(0..orders)
+        .map(|n| {
+            let stack = &stack;
+            async move {
+                let id = new_order_id();
+                let order = start_order(
+                    &stack.client,
+                    &stack.task_queue,
+                    order_input(&id, far_deadlines()),
+                )
+                .await;
+                apply_event(
+                    &order,
+                    envelope(
+                        &format!("drill-cancel-{n}"),
+                        EventType::Cancel,
+                        json!({"reason": "disaster-recovery drill"}),
+                        ActorKind::Operator,
+                    ),
+                )
+                .await
+                .expect("cancelling a drill order");
+                uuid::Uuid::parse_str(&id).unwrap()
+            }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await;
+    // Every order projected to its end (CANCELLED) before the read model is "lost".
+    let deadline = std::time::Instant::now() + Duration::from_secs(3600);
+    loop {
+        let done: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM delivery_orders WHERE id = ANY($1) AND state = 'CANCELLED'",
+        )
+        .bind(&created)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if done as usize == orders {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{done} of {orders} projected"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let create_secs = started.elapsed().as_secs_f64();
+    let expected_events: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM delivery_order_events WHERE delivery_order_id = ANY($1)",
+    )
+    .bind(&created)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+
+    let lost_url = fresh_database().await;
+    let prefix = format!("{}drill-{}:", redis_prefix().await, uuid::Uuid::new_v4().simple());
+    let started = std::time::Instant::now();
+    let output = rebuild(&stack, &lost_url, &prefix, Duration::from_secs(3600)).await;
+    let rebuild_secs = started.elapsed().as_secs_f64();
+    let rebuilt = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&lost_url)
+        .await
+        .unwrap();
+    let rebuilt_events: i64 = sqlx::query_scalar("SELECT count(*) FROM delivery_order_events")
+        .fetch_one(&rebuilt)
+        .await
+        .unwrap();
+    let stream_len: i64 = redis_connection()
+        .await
+        .xlen(format!("{prefix}delivery-events"))
+        .await
+        .unwrap();
+    rebuilt.close().await;
+    drop_database(&lost_url).await;
+    let summary = output
+        .lines()
+        .find(|l| l.starts_with("rebuild-read-model:"))
+        .unwrap_or_default();
+    println!(
+        "dr-drill: {orders} orders created and cancelled in {create_secs:.1} s; rebuilt (process start to exit, Redis published) in {rebuild_secs:.1} s ({:.0} orders/s); audit rows {rebuilt_events} of {expected_events}; {stream_len} stream entries\n{summary}",
+        orders as f64 / rebuild_secs
+    );
+    assert_eq!(rebuilt_events, expected_events);
+    let mut redis = redis_connection().await;
+    let keys: Vec<String> = redis.keys(format!("{prefix}*")).await.unwrap();
+    for chunk in keys.chunks(1000) {
+        let _: () = redis.del(chunk).await.unwrap();
     }
 }
