@@ -89,7 +89,10 @@ pub async fn fresh_database() -> String {
 /// Drops a database made by [`fresh_database`], closing whatever sessions it still has.
 pub async fn drop_database(url: &str) {
     let (_, name) = url.rsplit_once('/').expect("a database URL ends in /name");
-    assert!(name.starts_with("dr_"), "only drops what fresh_database made");
+    assert!(
+        name.starts_with("dr_"),
+        "only drops what fresh_database made"
+    );
     let pool = PgPoolOptions::new()
         .max_connections(1)
         .connect(database_url().await)

@@ -72,7 +72,10 @@ impl RebuildOptions {
                         .next()
                         .ok_or(ConfigError::new("--since", "needs an RFC 3339 time"))?;
                     let at = chrono::DateTime::parse_from_rfc3339(text).map_err(|e| {
-                        ConfigError::new("--since", format!("{text:?} is not an RFC 3339 time: {e}"))
+                        ConfigError::new(
+                            "--since",
+                            format!("{text:?} is not an RFC 3339 time: {e}"),
+                        )
                     })?;
                     since = Some(at.with_timezone(&chrono::Utc));
                 }
@@ -213,10 +216,12 @@ async fn rebuild_order(
     // Everything after seq 0: the whole audit trail, the creation included.
     let projection = Projection::of(&view.order, 0);
     let events = projection.events.len();
-    writer
-        .project(&projection)
-        .await
-        .with_context(|| format!("writing order {} to the read model", view.order.delivery_order_id))?;
+    writer.project(&projection).await.with_context(|| {
+        format!(
+            "writing order {} to the read model",
+            view.order.delivery_order_id
+        )
+    })?;
     Ok(Some(events))
 }
 
@@ -325,7 +330,11 @@ mod tests {
             (vec!["--since"], vec![], "--since"),
             (vec!["--since", "yesterday"], vec![], "--since"),
             (vec!["--all"], vec![], "rebuild-read-model"),
-            (vec![], vec![("REBUILD_CONCURRENCY", "0")], "REBUILD_CONCURRENCY"),
+            (
+                vec![],
+                vec![("REBUILD_CONCURRENCY", "0")],
+                "REBUILD_CONCURRENCY",
+            ),
         ] {
             let err = options(&args, &env).unwrap_err().to_string();
             assert!(err.contains(name), "{err}");
@@ -344,7 +353,9 @@ mod tests {
             .with_timezone(&chrono::Utc);
         let q = list_query("delivery-orders", Some(since)).unwrap();
         assert!(
-            q.ends_with(" AND (ExecutionStatus = 'Running' OR CloseTime >= '2026-12-01T10:00:00Z')"),
+            q.ends_with(
+                " AND (ExecutionStatus = 'Running' OR CloseTime >= '2026-12-01T10:00:00Z')"
+            ),
             "{q}"
         );
         assert!(list_query("it's", None).is_err());

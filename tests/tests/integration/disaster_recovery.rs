@@ -108,19 +108,22 @@ async fn redis_connection() -> redis::aio::MultiplexedConnection {
 /// cache is written last, so the stream then holds every event up to it).
 async fn projected(pool: &PgPool, prefix: &str, id: &str, version: u64) {
     let uuid = uuid::Uuid::parse_str(id).unwrap();
-    eventually(&format!("{id} at version {version} in the read model"), || async move {
-        let held: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM delivery_orders WHERE id = $1")
-                .bind(uuid)
-                .fetch_optional(pool)
-                .await
-                .unwrap();
-        let mut redis = redis_connection().await;
-        let cached: Option<String> = redis.get(format!("{prefix}delivery:{id}")).await.unwrap();
-        let cached = cached.and_then(|c| serde_json::from_str::<Value>(&c).ok());
-        (held == Some(version as i64) && cached.is_some_and(|c| c["version"] == version))
-            .then_some(())
-    })
+    eventually(
+        &format!("{id} at version {version} in the read model"),
+        || async move {
+            let held: Option<i64> =
+                sqlx::query_scalar("SELECT version FROM delivery_orders WHERE id = $1")
+                    .bind(uuid)
+                    .fetch_optional(pool)
+                    .await
+                    .unwrap();
+            let mut redis = redis_connection().await;
+            let cached: Option<String> = redis.get(format!("{prefix}delivery:{id}")).await.unwrap();
+            let cached = cached.and_then(|c| serde_json::from_str::<Value>(&c).ok());
+            (held == Some(version as i64) && cached.is_some_and(|c| c["version"] == version))
+                .then_some(())
+        },
+    )
     .await
 }
 
@@ -225,14 +228,23 @@ async fn the_read_model_is_rebuilt_from_temporal_alone() {
             v.order.state == State::Delivered
         })
         .await,
-        wait_for(&cancelled, "CANCELLED", |v| v.order.state == State::Cancelled).await,
+        wait_for(&cancelled, "CANCELLED", |v| {
+            v.order.state == State::Cancelled
+        })
+        .await,
         wait_for(&open, "open and waiting for the partner", |v| {
             v.order.state == State::Created && !v.pickup_pending
         })
         .await,
     ];
     for view in &finals {
-        projected(&pool, &prefix, &view.order.delivery_order_id, view.order.version).await;
+        projected(
+            &pool,
+            &prefix,
+            &view.order.delivery_order_id,
+            view.order.version,
+        )
+        .await;
     }
     let ids: Vec<uuid::Uuid> = [
         &confirmed_id,
@@ -367,7 +379,11 @@ async fn drill_rebuild_timing() {
     .unwrap();
 
     let lost_url = fresh_database().await;
-    let prefix = format!("{}drill-{}:", redis_prefix().await, uuid::Uuid::new_v4().simple());
+    let prefix = format!(
+        "{}drill-{}:",
+        redis_prefix().await,
+        uuid::Uuid::new_v4().simple()
+    );
     let started = std::time::Instant::now();
     let output = rebuild(&stack, &lost_url, &prefix, Duration::from_secs(3600)).await;
     let rebuild_secs = started.elapsed().as_secs_f64();
