@@ -182,28 +182,8 @@ async fn the_read_model_is_rebuilt_from_temporal_alone() {
     .reship_id();
     let replacement = handle(&stack.client, &replacement_id);
     // Cancelled before pickup, and one left open: the partner keeps silent about both.
-    let (cancelled_id, cancelled) = {
-        let id = new_order_id();
-        stack.sim.scenario(&id, json!({"outcome": "silent"})).await;
-        let order = start_order(
-            &stack.client,
-            &stack.task_queue,
-            order_input(&id, far_deadlines()),
-        )
-        .await;
-        (id, order)
-    };
-    let (open_id, open) = {
-        let id = new_order_id();
-        stack.sim.scenario(&id, json!({"outcome": "silent"})).await;
-        let order = start_order(
-            &stack.client,
-            &stack.task_queue,
-            order_input(&id, far_deadlines()),
-        )
-        .await;
-        (id, order)
-    };
+    let (cancelled_id, cancelled) = stack.silent_order().await;
+    let (open_id, open) = stack.silent_order().await;
     apply_event(
         &cancelled,
         envelope(
@@ -224,9 +204,14 @@ async fn the_read_model_is_rebuilt_from_temporal_alone() {
     })
     .await;
     futures::stream::iter(0..HISTORY_LIMIT + 100)
-        .for_each_concurrent(64, |_| signal(&replacement, "picked_up", json!("not an object")))
+        .for_each_concurrent(64, |_| {
+            signal(&replacement, "picked_up", json!("not an object"))
+        })
         .await;
-    wait_for(&replacement, "the replacement to continue as new", |v| v.runs > 0).await;
+    wait_for(&replacement, "the replacement to continue as new", |v| {
+        v.runs > 0
+    })
+    .await;
 
     // Every order at rest, and the read model (rows, cache, stream) caught up with each.
     let finals = [
