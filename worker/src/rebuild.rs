@@ -261,7 +261,8 @@ const RELAY_PATIENCE: Duration = Duration::from_secs(600);
 
 /// Publishes the outbox to Redis with this command's own relay, which takes the relay lease
 /// for a moment; when a worker's relay holds the lease, that relay publishes the rows, and this
-/// waits until none is left. Either way, Redis holds the rebuilt orders when the command ends.
+/// waits until every row up to the newest one at that moment is out (later rows are live
+/// traffic). Either way, Redis holds the rebuilt orders when the command ends.
 async fn publish(pool: &PgPool, relay: OutboxRelay, redis: redis::Client) -> anyhow::Result<usize> {
     let span = tracing::info_span!("publish outbox");
     async move {
@@ -275,9 +276,12 @@ async fn publish(pool: &PgPool, relay: OutboxRelay, redis: redis::Client) -> any
             }
             Err(RelayError::LeaseHeld) => {
                 tracing::info!("a running relay holds the lease; waiting for it to publish");
+                let written = relay::last_row_id(pool)
+                    .await
+                    .context("reading the outbox's newest row")?;
                 let deadline = Instant::now() + RELAY_PATIENCE;
                 loop {
-                    let pending = relay::pending_rows(pool)
+                    let pending = relay::pending_rows(pool, written)
                         .await
                         .context("counting unpublished outbox rows")?;
                     if pending == 0 {

@@ -1,9 +1,10 @@
 //! Disaster recovery: the read model (PostgreSQL rows and, through the outbox, Redis) is rebuilt
 //! from Temporal alone by `delivery-worker rebuild-read-model`, run as a real process. Orders are
-//! driven through different paths, the read model they produced is snapshotted, and the command
-//! rebuilds it into an empty database and an empty Redis prefix (one of them continued as new); every order row, ordering,
-//! audit row, cached status and stream entry must come out as it was. A second run over a partly
-//! damaged copy must repair it and publish nothing twice.
+//! driven through different paths (one of them continues as new), the read model they produced
+//! is snapshotted, and the command rebuilds it into an empty database and an empty Redis prefix;
+//! every order row, ordering, audit row, cached status and stream entry must come out as it was.
+//! A second run over a partly damaged copy must repair it and publish nothing twice, and a run
+//! over the intact read model must change nothing.
 //!
 //! The rebuild goes to a fresh database rather than dropping the test database, which the other
 //! suites of this binary share; an empty database is what a lost one is replaced by.
@@ -294,6 +295,22 @@ async fn the_read_model_is_rebuilt_from_temporal_alone() {
     assert_eq!(outbox(rebuilt_pool.clone()).await, rows_before);
     let again = snapshot(&rebuilt_pool, &lost_prefix, &ids).await;
     assert_eq!(again, before, "a second rebuild changed the read model");
+
+    // Over the intact read model, where a worker's relay holds the relay lease (so the command
+    // waits for that relay rather than publish itself): nothing changes either.
+    let output = rebuild(
+        &stack,
+        database_url().await,
+        &prefix,
+        Duration::from_secs(180),
+    )
+    .await;
+    assert!(output.contains(" 0 failed"), "{output}");
+    assert_eq!(
+        snapshot(&pool, &prefix, &ids).await,
+        before,
+        "a rebuild over the intact read model changed it"
+    );
 
     rebuilt_pool.close().await;
     drop_database(&lost_url).await;
