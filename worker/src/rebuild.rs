@@ -250,8 +250,14 @@ async fn query_state(
                 ))
             }
         }
-        tracing::warn!(attempt, "state query failed; trying again");
-        tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
+        if attempt < ATTEMPTS {
+            let error = last_error
+                .as_ref()
+                .map(|e| format!("{e:#}"))
+                .unwrap_or_default();
+            tracing::warn!(attempt, %error, "state query failed; trying again");
+            tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
+        }
     }
     Err(last_error.expect("at least one attempt"))
 }
