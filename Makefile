@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 
 .DEFAULT_GOAL := help
-.PHONY: help run test build lint bench demo token diagrams web-types capture-histories flood clean-data validate-deploy
+.PHONY: help run test build lint bench demo token diagrams web-types capture-histories flood dr-drill clean-data validate-deploy
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ capture-histories: ## Re-record tests/histories from the scenario tests (only fo
 
 flood: ## 20,000 duplicate, refused and malformed messages against one order (FLOOD_MESSAGES, FLOOD_IN_FLIGHT)
 	@FLOOD_MESSAGES=$${FLOOD_MESSAGES:-20000} TEST_ARGS="-p delivery-tests --test integration -- integrity_flood:: --nocapture" scripts/test.sh
+
+dr-drill: ## Time rebuild-read-model over DR_ORDERS created-and-cancelled orders (default 10000; docs/runbooks/restore.md)
+	@DR_ORDERS=$${DR_ORDERS:-10000} TEST_ARGS="-p delivery-tests --test integration -- disaster_recovery::drill_rebuild_timing --ignored --exact --nocapture" scripts/test.sh
 
 clean-data: ## Forget the local Temporal data (.data/)
 	rm -rf .data

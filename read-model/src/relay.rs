@@ -108,6 +108,26 @@ pub enum RelayError {
     LeaseHeld,
 }
 
+/// The newest outbox row's id (0 for an empty outbox): a tool that wrote the read model (the
+/// rebuild) waits for the rows up to it with [`pending_rows`] while a running worker's relay
+/// publishes them.
+pub async fn last_row_id(pool: &PgPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COALESCE(max(id), 0) FROM read_model_outbox")
+        .fetch_one(pool)
+        .await
+}
+
+/// How many outbox rows up to `up_to_id` wait to be published. Bounded by an id because live
+/// traffic keeps adding rows: the count of all of them need never reach 0.
+pub async fn pending_rows(pool: &PgPool, up_to_id: i64) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM read_model_outbox WHERE published_at IS NULL AND id <= $1",
+    )
+    .bind(up_to_id)
+    .fetch_one(pool)
+    .await
+}
+
 /// The relay's own session and whether it holds the lease on it.
 struct Lease {
     session: Option<PgConnection>,

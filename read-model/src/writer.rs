@@ -37,7 +37,9 @@ fn outbox_rows(
             "customer_id": o.customer_id,
             "event_id": event.map(|e| e.event_id.clone()),
             "seq": event.map_or(0, |e| e.seq),
-            "to_state": event.map_or(o.state, |e| e.to_state),
+            // The creation entered CREATED, whatever state the order reached by the time its
+            // first projection ran (a late first projection, or a rebuild from Temporal).
+            "to_state": event.map_or(delivery_workflows::State::Created, |e| e.to_state),
             "data": event.map(|e| e.data.clone()),
             "correlation_id": event.and_then(|e| e.correlation_id.clone()),
             "occurred_at": event.map_or(o.created_at.clone(), |e| e.occurred_at.clone()),
@@ -197,10 +199,14 @@ impl ReadModelWriter {
             .map(|v| uuid("replaced_by_id", v))
             .transpose()?;
         let mut tx = self.pool.begin().await?;
+        // An ordering's times span its orders whichever of their projections lands first (a
+        // replacement's may land before the order it replaces, e.g. in a rebuild).
         sqlx::query(
             "INSERT INTO orderings (ordering_id, customer_id, payment_id, created_at, updated_at)
              VALUES ($1, $2, $3, $4::timestamptz, $4::timestamptz)
-             ON CONFLICT (ordering_id) DO UPDATE SET updated_at = GREATEST(orderings.updated_at, EXCLUDED.updated_at)",
+             ON CONFLICT (ordering_id) DO UPDATE SET
+                 created_at = LEAST(orderings.created_at, EXCLUDED.created_at),
+                 updated_at = GREATEST(orderings.updated_at, EXCLUDED.updated_at)",
         )
         .bind(&p.ordering_id)
         .bind(&p.customer_id)

@@ -64,3 +64,45 @@ pub async fn redis_prefix() -> String {
         std::env::var("TEST_REDIS_PREFIX").unwrap_or_default()
     )
 }
+
+/// A second, empty database on the test database's server, for a test that needs a read model of
+/// its own (e.g. to rebuild one from nothing): its URL. The caller drops it with
+/// [`drop_database`].
+pub async fn fresh_database() -> String {
+    let base = database_url().await;
+    let name = format!("dr_{}", uuid::Uuid::new_v4().simple());
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(base)
+        .await
+        .expect("the test database");
+    // The name is made here from a UUID: nothing outside reaches this SQL.
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&pool)
+        .await
+        .expect("creating a fresh database");
+    pool.close().await;
+    let (server, _) = base.rsplit_once('/').expect("a database URL ends in /name");
+    format!("{server}/{name}")
+}
+
+/// Drops a database made by [`fresh_database`], closing whatever sessions it still has.
+pub async fn drop_database(url: &str) {
+    let (_, name) = url.rsplit_once('/').expect("a database URL ends in /name");
+    assert!(
+        name.starts_with("dr_"),
+        "only drops what fresh_database made"
+    );
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(database_url().await)
+        .await
+        .expect("the test database");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+    )))
+    .execute(&pool)
+    .await
+    .expect("dropping the fresh database");
+    pool.close().await;
+}

@@ -33,6 +33,14 @@ impl Stack {
         self.start_far(id).await
     }
 
+    /// A new order the partner accepts and then keeps silent about: it stays CREATED until
+    /// someone else moves it (a cancel, a deadline).
+    pub async fn silent_order(&self) -> (String, OrderHandle) {
+        let id = new_order_id();
+        self.sim.scenario(&id, json!({"outcome": "silent"})).await;
+        self.start_far(id).await
+    }
+
     /// Starts the order `id` ([`order_input`], deadlines that never fire).
     async fn start_far(&self, id: String) -> (String, OrderHandle) {
         let order = start_order(

@@ -10,7 +10,9 @@ pub mod proxy;
 pub mod temporal;
 pub mod workflows;
 
-pub use database::{database_url, read_model, redis_prefix, redis_url};
+pub use database::{
+    database_url, drop_database, fresh_database, read_model, redis_prefix, redis_url,
+};
 pub use fixtures::{confirm, delivered, pending_by_operator};
 pub use gateway::{
     Answer, GatewayProcess, TEST_JWT_SECRET, TEST_PARTNER_SECRET, new_payment_id, payment_event,

@@ -4,6 +4,7 @@ pub mod config;
 pub mod failure_log;
 pub mod graph_version;
 pub mod metrics_server;
+pub mod rebuild;
 pub mod sdk_metrics;
 pub mod versioning;
 

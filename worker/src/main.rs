@@ -1,4 +1,6 @@
 //! Worker binary: configuration, logs, metrics, then the Temporal worker until SIGINT/SIGTERM.
+//! `delivery-worker rebuild-read-model [--since <RFC 3339 time>]` instead rebuilds the read model
+//! from Temporal and exits (`rebuild`, docs/runbooks/restore.md).
 
 use std::time::Duration;
 
@@ -6,6 +8,7 @@ use anyhow::Context;
 use delivery_platform::telemetry;
 use delivery_worker::graph_version::ensure_deployed_graph_version;
 use delivery_worker::metrics_server::MetricsServer;
+use delivery_worker::rebuild::{RebuildOptions, rebuild};
 use delivery_worker::sdk_metrics;
 use delivery_worker::{WorkerConfig, build_worker, connect, connect_read_model, outbox_relay};
 use prometheus::Registry;
@@ -16,11 +19,66 @@ use tokio::sync::watch;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     telemetry::init();
-    if let Err(error) = run().await {
-        tracing::error!(error = format!("{error:#}"), "worker stopped");
-        std::process::exit(1);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        None => {
+            if let Err(error) = run().await {
+                tracing::error!(error = format!("{error:#}"), "worker stopped");
+                std::process::exit(1);
+            }
+        }
+        Some("rebuild-read-model") => match rebuild_read_model(&args[1..]).await {
+            Ok(true) => {}
+            // Some orders were not rebuilt: they are listed above; the exit status says so to
+            // whatever runs the command.
+            Ok(false) => std::process::exit(2),
+            Err(error) => {
+                tracing::error!(error = format!("{error:#}"), "rebuild-read-model stopped");
+                std::process::exit(1);
+            }
+        },
+        Some(other) => {
+            eprintln!(
+                "unknown command {other:?}: run `delivery-worker` without arguments for the worker, or `delivery-worker rebuild-read-model [--since <RFC 3339 time>]`"
+            );
+            std::process::exit(64);
+        }
     }
     Ok(())
+}
+
+/// Rebuilds the read model from Temporal; true when every order was rebuilt.
+async fn rebuild_read_model(args: &[String]) -> anyhow::Result<bool> {
+    let config = WorkerConfig::from_env()?;
+    let options = RebuildOptions::from_args(args, |key| std::env::var(key).ok())?;
+    let client = connect(&config, Duration::from_secs(60)).await?;
+    let pool = connect_read_model(&config, Duration::from_secs(60)).await?;
+    let redis =
+        redis::Client::open(config.redis_url.expose()).context("REDIS_URL is not a Redis URL")?;
+    // The command's relay has no metrics to report to: it publishes once and exits.
+    let relay = outbox_relay(&config, pool.clone(), &Registry::new())?;
+    let summary = rebuild(&client, pool, relay, redis, &config.task_queue, &options).await?;
+    for (workflow_id, error) in &summary.failed {
+        eprintln!("not rebuilt: {workflow_id}: {error}");
+    }
+    let line = format!(
+        "rebuild-read-model: {} orders, {} events, {} without an order, {} outbox rows published here, {} failed, {:.1} seconds",
+        summary.orders,
+        summary.events,
+        summary.without_order,
+        summary.published,
+        summary.failed.len(),
+        summary.seconds
+    );
+    tracing::info!(
+        orders = summary.orders,
+        events = summary.events,
+        failed = summary.failed.len(),
+        seconds = summary.seconds,
+        "read model rebuilt"
+    );
+    println!("{line}");
+    Ok(summary.failed.is_empty())
 }
 
 async fn run() -> anyhow::Result<()> {

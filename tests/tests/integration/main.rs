@@ -19,6 +19,7 @@ mod compose;
 mod contract;
 mod crash_recovery;
 mod deployment;
+mod disaster_recovery;
 mod edge_security;
 mod gateway_edges;
 mod gateway_flows;

@@ -1,0 +1,373 @@
+//! `delivery-worker rebuild-read-model`: rebuilds the read model (PostgreSQL, then Redis through
+//! the outbox) from Temporal alone, for disaster recovery (docs/runbooks/restore.md).
+//!
+//! Every delivery-order workflow of the task queue is listed through Temporal visibility, and each
+//! order's whole state, with every applied event, is read with the `state` query. The query, not
+//! the history, because it is one code path for open and closed orders alike and for orders that
+//! continued as new (a query without a run id goes to the latest run, whose order carries every
+//! event of the earlier runs): the workflow code itself rebuilds the order, so nothing here
+//! re-implements the state machine. The price is that a worker of the task queue must run, since
+//! Temporal answers a query on a closed workflow by replaying its history on a worker.
+//!
+//! Each order is written as one projection of its version 0 onwards through the same
+//! [`ReadModelWriter`] the workflow's projection activity uses. That writer is idempotent on
+//! `(order, seq)` and only ever replaces a row by a higher version, and outbox rows and their
+//! Redis dedup keys are keyed by order and event, so running the rebuild twice, or on a database
+//! that is partly intact, adds nothing. The outbox rows it writes carry the same keys and
+//! payloads as those of the workflow's own projections, so Redis comes out the same.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use delivery_platform::{ConfigError, Env};
+use delivery_read_model::ReadModelWriter;
+use delivery_read_model::relay::{self, OutboxRelay, RelayError};
+use delivery_workflows::activities::Projection;
+use delivery_workflows::{DeliveryOrderView, DeliveryOrderWorkflow, WORKFLOW_TYPE};
+use futures::{StreamExt, TryStreamExt};
+use sqlx::PgPool;
+use temporalio_client::{Client, WorkflowListOptions, WorkflowQueryOptions};
+use tracing::Instrument;
+
+/// What the rebuild reads besides the worker's own settings (`TEMPORAL_*`, `TASK_QUEUE`,
+/// `DATABASE_URL`, `REDIS_*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RebuildOptions {
+    /// `REBUILD_CONCURRENCY` (default 16): orders read and written at once. Each in-flight order
+    /// holds one query on a worker and, briefly, one database connection.
+    pub concurrency: usize,
+    /// `REBUILD_QUERY_TIMEOUT_MS` (default 30000): how long one `state` query may take before
+    /// it counts as failed (and is tried again, up to [`ATTEMPTS`] times).
+    pub query_timeout: Duration,
+    /// `--since <RFC 3339 time>`: only orders still open or closed at or after that time, e.g.
+    /// the point a restored database was recovered to. Without it, every order.
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Attempts per order before it is reported as not rebuilt.
+pub const ATTEMPTS: u32 = 3;
+
+impl RebuildOptions {
+    /// Reads the options from `args` (after the subcommand) and the environment.
+    pub fn from_args(
+        args: &[String],
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let env = Env::new(lookup);
+        let concurrency = usize::try_from(env.number("REBUILD_CONCURRENCY", 16)?)
+            .ok()
+            .filter(|n| (1..=256).contains(n))
+            .ok_or(ConfigError::new(
+                "REBUILD_CONCURRENCY",
+                "must be between 1 and 256",
+            ))?;
+        let query_timeout = Duration::from_millis(env.number("REBUILD_QUERY_TIMEOUT_MS", 30_000)?);
+        let mut since = None;
+        let mut rest = args.iter();
+        while let Some(arg) = rest.next() {
+            match arg.as_str() {
+                "--since" => {
+                    let text = rest
+                        .next()
+                        .ok_or(ConfigError::new("--since", "needs an RFC 3339 time"))?;
+                    let at = chrono::DateTime::parse_from_rfc3339(text).map_err(|e| {
+                        ConfigError::new(
+                            "--since",
+                            format!("{text:?} is not an RFC 3339 time: {e}"),
+                        )
+                    })?;
+                    since = Some(at.with_timezone(&chrono::Utc));
+                }
+                other => {
+                    return Err(ConfigError::new(
+                        "rebuild-read-model",
+                        format!("unknown argument {other:?} (only --since <RFC 3339 time>)"),
+                    ));
+                }
+            }
+        }
+        Ok(Self {
+            concurrency,
+            query_timeout,
+            since,
+        })
+    }
+}
+
+/// The visibility query of the orders to rebuild. Runs that continued as new are left out: the
+/// latest run of the same workflow id holds their events.
+pub fn list_query(
+    task_queue: &str,
+    since: Option<chrono::DateTime<chrono::Utc>>,
+) -> anyhow::Result<String> {
+    // The task queue comes from our own configuration, but a quote in it would change the query.
+    anyhow::ensure!(
+        !task_queue.contains(['\'', '"', '\\']),
+        "TASK_QUEUE {task_queue:?} cannot be used in a visibility query"
+    );
+    let mut query = format!(
+        "WorkflowType = '{WORKFLOW_TYPE}' AND TaskQueue = '{task_queue}' AND ExecutionStatus != 'ContinuedAsNew'"
+    );
+    if let Some(since) = since {
+        let at = since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        query.push_str(&format!(
+            " AND (ExecutionStatus = 'Running' OR CloseTime >= '{at}')"
+        ));
+    }
+    Ok(query)
+}
+
+/// What a rebuild did.
+#[derive(Debug, Default)]
+pub struct RebuildSummary {
+    /// Orders written to the read model.
+    pub orders: usize,
+    /// Applied events among them (the creation entries not counted).
+    pub events: usize,
+    /// Workflows without an order (their start input was invalid, so they never had a row).
+    pub without_order: usize,
+    /// Outbox rows this command published itself (0 when a running worker's relay did).
+    pub published: usize,
+    /// Orders that could not be rebuilt, with the reason.
+    pub failed: Vec<(String, String)>,
+    pub seconds: f64,
+}
+
+/// Rebuilds the read model from every delivery-order workflow of `task_queue`, then publishes the
+/// outbox to Redis (or waits until a running relay did).
+pub async fn rebuild(
+    client: &Client,
+    pool: PgPool,
+    relay: OutboxRelay,
+    redis: redis::Client,
+    task_queue: &str,
+    options: &RebuildOptions,
+) -> anyhow::Result<RebuildSummary> {
+    let started = Instant::now();
+    let query = list_query(task_queue, options.since)?;
+    tracing::info!(%query, "listing delivery orders in Temporal visibility");
+    // Each order once, even if visibility lists a workflow id twice (a run closing while the
+    // pages are read).
+    let ids: BTreeSet<String> = client
+        .list_workflows(query.clone(), WorkflowListOptions::default())
+        .map_ok(|run| run.id().to_owned())
+        .try_collect()
+        .await
+        .with_context(|| format!("listing workflows with {query:?}"))?;
+    let total = ids.len();
+    tracing::info!(orders = total, "rebuilding the read model");
+
+    let writer = ReadModelWriter::new(pool.clone());
+    let mut summary = RebuildSummary::default();
+    let mut last_progress = Instant::now();
+    let mut done = 0usize;
+    let mut results = futures::stream::iter(ids)
+        .map(|workflow_id| {
+            let writer = writer.clone();
+            async move {
+                let span = tracing::info_span!("rebuild order", %workflow_id);
+                let result = rebuild_order(client, &writer, &workflow_id, options)
+                    .instrument(span)
+                    .await;
+                (workflow_id, result)
+            }
+        })
+        .buffer_unordered(options.concurrency);
+    while let Some((workflow_id, result)) = results.next().await {
+        done += 1;
+        match result {
+            Ok(Some(events)) => {
+                summary.orders += 1;
+                summary.events += events;
+            }
+            Ok(None) => summary.without_order += 1,
+            Err(error) => {
+                tracing::error!(%workflow_id, error = format!("{error:#}"), "order not rebuilt");
+                summary.failed.push((workflow_id, format!("{error:#}")));
+            }
+        }
+        if last_progress.elapsed() >= Duration::from_secs(5) || done == total {
+            last_progress = Instant::now();
+            tracing::info!(
+                done,
+                total,
+                failed = summary.failed.len(),
+                elapsed_s = started.elapsed().as_secs(),
+                "rebuild progress"
+            );
+        }
+    }
+    summary.published = publish(&pool, relay, redis).await?;
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// Reads one order and writes it; `None` when the workflow has no order.
+async fn rebuild_order(
+    client: &Client,
+    writer: &ReadModelWriter,
+    workflow_id: &str,
+    options: &RebuildOptions,
+) -> anyhow::Result<Option<usize>> {
+    let Some(view) = query_state(client, workflow_id, options).await? else {
+        return Ok(None);
+    };
+    // Everything after seq 0: the whole audit trail, the creation included.
+    let projection = Projection::of(&view.order, 0);
+    let events = projection.events.len();
+    writer.project(&projection).await.with_context(|| {
+        format!(
+            "writing order {} to the read model",
+            view.order.delivery_order_id
+        )
+    })?;
+    Ok(Some(events))
+}
+
+/// The `state` query, bounded and tried [`ATTEMPTS`] times: a query can time out while the
+/// workers replay many closed histories at once.
+async fn query_state(
+    client: &Client,
+    workflow_id: &str,
+    options: &RebuildOptions,
+) -> anyhow::Result<Option<DeliveryOrderView>> {
+    let handle = client.get_workflow_handle::<DeliveryOrderWorkflow>(workflow_id);
+    let mut last_error = None;
+    for attempt in 1..=ATTEMPTS {
+        let query = handle.query(
+            DeliveryOrderWorkflow::state,
+            (),
+            WorkflowQueryOptions::default(),
+        );
+        match tokio::time::timeout(options.query_timeout, query).await {
+            Ok(Ok(view)) => return Ok(view),
+            Ok(Err(error)) => last_error = Some(anyhow::Error::new(error).context("state query")),
+            Err(_) => {
+                last_error = Some(anyhow::anyhow!(
+                    "state query unanswered after {:?} (is a worker of the task queue running?)",
+                    options.query_timeout
+                ))
+            }
+        }
+        if attempt < ATTEMPTS {
+            let error = last_error
+                .as_ref()
+                .map(|e| format!("{e:#}"))
+                .unwrap_or_default();
+            tracing::warn!(attempt, %error, "state query failed; trying again");
+            tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
+        }
+    }
+    Err(last_error.expect("at least one attempt"))
+}
+
+/// How long the command waits for a running worker's relay to publish what it wrote.
+const RELAY_PATIENCE: Duration = Duration::from_secs(600);
+
+/// Publishes the outbox to Redis with this command's own relay, which takes the relay lease
+/// for a moment; when a worker's relay holds the lease, that relay publishes the rows, and this
+/// waits until every row up to the newest one at that moment is out (later rows are live
+/// traffic). Either way, Redis holds the rebuilt orders when the command ends.
+async fn publish(pool: &PgPool, relay: OutboxRelay, redis: redis::Client) -> anyhow::Result<usize> {
+    let span = tracing::info_span!("publish outbox");
+    async move {
+        let mut redis = redis::aio::ConnectionManager::new(redis)
+            .await
+            .context("connecting to Redis to publish the rebuilt read model")?;
+        match relay.drain(&mut redis).await {
+            Ok(published) => {
+                tracing::info!(published, "outbox published to Redis");
+                Ok(published)
+            }
+            Err(RelayError::LeaseHeld) => {
+                tracing::info!("a running relay holds the lease; waiting for it to publish");
+                let written = relay::last_row_id(pool)
+                    .await
+                    .context("reading the outbox's newest row")?;
+                let deadline = Instant::now() + RELAY_PATIENCE;
+                loop {
+                    let pending = relay::pending_rows(pool, written)
+                        .await
+                        .context("counting unpublished outbox rows")?;
+                    if pending == 0 {
+                        return Ok(0);
+                    }
+                    anyhow::ensure!(
+                        Instant::now() < deadline,
+                        "{pending} outbox rows still unpublished after {RELAY_PATIENCE:?}: is the relay failing (outbox-backlog runbook)?"
+                    );
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+            Err(error) => Err(anyhow::Error::new(error).context("publishing the outbox to Redis")),
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(args: &[&str], env: &[(&str, &str)]) -> Result<RebuildOptions, ConfigError> {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        RebuildOptions::from_args(&args, |key| {
+            env.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn defaults_and_since() {
+        let o = options(&[], &[]).unwrap();
+        assert_eq!(o.concurrency, 16);
+        assert_eq!(o.since, None);
+        let o = options(&["--since", "2026-01-02T03:04:05+01:00"], &[]).unwrap();
+        assert_eq!(
+            o.since.unwrap().to_rfc3339(),
+            "2026-01-02T02:04:05+00:00".to_owned()
+        );
+    }
+
+    #[test]
+    fn bad_arguments_are_named() {
+        for (args, env, name) in [
+            (vec!["--since"], vec![], "--since"),
+            (vec!["--since", "yesterday"], vec![], "--since"),
+            (vec!["--all"], vec![], "rebuild-read-model"),
+            (
+                vec![],
+                vec![("REBUILD_CONCURRENCY", "0")],
+                "REBUILD_CONCURRENCY",
+            ),
+        ] {
+            let err = options(&args, &env).unwrap_err().to_string();
+            assert!(err.contains(name), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_query_selects_latest_runs_of_the_task_queue() {
+        let q = list_query("delivery-orders", None).unwrap();
+        assert_eq!(
+            q,
+            "WorkflowType = 'DeliveryOrderWorkflow' AND TaskQueue = 'delivery-orders' AND ExecutionStatus != 'ContinuedAsNew'"
+        );
+        let since = chrono::DateTime::parse_from_rfc3339("2026-12-01T10:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let q = list_query("delivery-orders", Some(since)).unwrap();
+        assert!(
+            q.ends_with(
+                " AND (ExecutionStatus = 'Running' OR CloseTime >= '2026-12-01T10:00:00Z')"
+            ),
+            "{q}"
+        );
+        assert!(list_query("it's", None).is_err());
+    }
+}
