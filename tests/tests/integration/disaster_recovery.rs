@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use delivery_tests::*;
+use delivery_workflows::delivery_order::HISTORY_LIMIT;
 use delivery_workflows::machine::DeliveryOrder;
-use delivery_workflows::workflow::HISTORY_LIMIT;
 use delivery_workflows::{ActorKind, DELIVERY_ORDER_V1, EventType, State};
 use futures::StreamExt;
 use redis::AsyncCommands;
