@@ -234,20 +234,21 @@ impl ApiError {
     }
 
     pub fn too_many_requests(retry_after: u64) -> Self {
-        let mut p = problem(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate-limited",
+        Self::rate_limited(
             format!("too many requests from this caller; retry in {retry_after} s"),
-        );
-        p.extensions.retry_after_seconds = Some(retry_after);
-        Self::TooManyRequests(Json(p), retry_after)
+            retry_after,
+        )
     }
 
     /// The caller has too much of one kind of work going on (waiting reads, sockets).
     pub fn too_busy(detail: impl Into<String>) -> Self {
+        Self::rate_limited(detail, 1)
+    }
+
+    fn rate_limited(detail: impl Into<String>, retry_after: u64) -> Self {
         let mut p = problem(StatusCode::TOO_MANY_REQUESTS, "rate-limited", detail);
-        p.extensions.retry_after_seconds = Some(1);
-        Self::TooManyRequests(Json(p), 1)
+        p.extensions.retry_after_seconds = Some(retry_after);
+        Self::TooManyRequests(Json(p), retry_after)
     }
 
     /// A passing condition of the order (a batch holds it, the partner has not confirmed the
@@ -286,8 +287,8 @@ impl ApiError {
         Self::Unavailable(Json(p), 5)
     }
 
-    /// The problem's stable code: the last segment of its `type` (`invalid-transition`, ...).
-    pub fn code(&self) -> &str {
+    /// The problem body, whatever the status.
+    fn body(&self) -> &Problem {
         let (Self::BadRequest(p)
         | Self::Unauthorized(p, _)
         | Self::Forbidden(p)
@@ -296,21 +297,19 @@ impl ApiError {
         | Self::Unprocessable(p)
         | Self::TooManyRequests(p, _)
         | Self::Unavailable(p, _)) = self;
+        &p.0
+    }
+
+    /// The problem's stable code: the last segment of its `type` (`invalid-transition`, ...).
+    pub fn code(&self) -> &str {
+        let p = self.body();
         p.problem_type
             .strip_prefix(TYPE_BASE)
             .unwrap_or(&p.problem_type)
     }
 
     pub fn status(&self) -> u16 {
-        let (Self::BadRequest(p)
-        | Self::Unauthorized(p, _)
-        | Self::Forbidden(p)
-        | Self::NotFound(p)
-        | Self::Conflict(p)
-        | Self::Unprocessable(p)
-        | Self::TooManyRequests(p, _)
-        | Self::Unavailable(p, _)) = self;
-        p.status
+        self.body().status
     }
 }
 

@@ -20,6 +20,16 @@ fn picked(id: &str, pickup_id: &str, event_id: &str) -> Vec<u8> {
     .unwrap()
 }
 
+/// The gateway's Prometheus exposition.
+async fn gateway_metrics(api: &delivery_tests::GatewayProcess) -> String {
+    reqwest::get(format!("{}/metrics", api.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn webhook_signatures_are_fresh_bound_to_their_timestamp_and_used_once() {
     let stack = Stack::start_with(StackOptions::quiet().with_gateway()).await;
@@ -85,12 +95,7 @@ async fn webhook_signatures_are_fresh_bound_to_their_timestamp_and_used_once() {
     assert_eq!(retry.json["version"], 1);
 
     // Every refusal and the replay are counted.
-    let metrics = reqwest::get(format!("{}/metrics", api.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gateway_metrics(api).await;
     for outcome in ["bad_signature", "replayed", "applied"] {
         let label = format!("outcome=\"{outcome}\"");
         assert!(
@@ -264,13 +269,8 @@ async fn min_version_reads_check_ownership_first_and_are_bounded_per_caller() {
     let api = stack.api();
     let id = api.paid_order("cust-edge-3").await;
     let waits = || async {
-        let metrics = reqwest::get(format!("{}/metrics", api.url))
+        gateway_metrics(api)
             .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        metrics
             .lines()
             .filter(|l| l.starts_with("delivery_api_read_your_writes_wait_seconds_count"))
             .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
