@@ -104,10 +104,9 @@ async fn apply_event(
             }
         }
         Err(ClientError::Refused(refusal)) => Err(rejection(state, &order_id, refusal).await),
-        Err(ClientError::Unavailable(cause)) => Err(ApiError::unavailable(
-            "the workflow engine did not answer",
-            &cause,
-        )),
+        // Temporal may have admitted the update and will apply it when a worker gets to the
+        // order: the caller learns the event id, so its retry is the same event, not a second.
+        Err(ClientError::Unavailable(cause)) => Err(ApiError::undecided_event(&event_id, &cause)),
     }
 }
 

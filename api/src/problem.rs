@@ -58,6 +58,10 @@ pub struct ProblemExtensions {
     pub delivery_order_id: Option<String>,
     #[oai(skip_serializing_if_is_none)]
     pub batch_id: Option<String>,
+    /// The event id the gateway sent to the delivery order (the caller's, or the one it made
+    /// up): a retry under this id is answered with the event's outcome, never applied twice.
+    #[oai(skip_serializing_if_is_none)]
+    pub event_id: Option<String>,
 }
 
 /// The errors of the gateway's HTTP boundary.
@@ -203,6 +207,33 @@ impl ApiError {
         p.extensions.delivery_order_id = Some(order.to_owned());
         p.extensions.batch_id = Some(batch_id.to_owned());
         Self::Conflict(Json(p))
+    }
+
+    /// An answer the workflow engine did not give in time for a command that may still take
+    /// effect (Temporal keeps an admitted update and applies it once a worker takes the order's
+    /// next task): names `event_id` and says how a retry converges on it.
+    pub fn undecided_event(event_id: &str, cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(cause = %cause, event_id, "the workflow engine did not answer an event in time");
+        let mut p = problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "dependency-unavailable",
+            format!(
+                "the workflow engine did not answer in time; the event may still be applied. \
+                 Retry with event_id {event_id}: a retry is answered with the event's outcome \
+                 and never applies it twice"
+            ),
+        );
+        p.extensions.event_id = Some(event_id.to_owned());
+        p.extensions.retry_after_seconds = Some(1);
+        Self::Unavailable(Json(p), 1)
+    }
+
+    /// Names the delivery order a failed creation is about: a retry of the same request (same
+    /// `payment_id` or `Idempotency-Key`) finds the order if the first attempt started it.
+    pub fn for_order(mut self, delivery_order_id: &str) -> Self {
+        let Json(p) = self.document_mut();
+        p.extensions.delivery_order_id = Some(delivery_order_id.to_owned());
+        self
     }
 
     /// Names the batch event a refusal is about.

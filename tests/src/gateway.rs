@@ -311,23 +311,28 @@ impl GatewayProcess {
     pub async fn paid_order(&self, customer: &str) -> String {
         let payer = self.token("payments", &[Role::PaymentService]);
         let (id, _) = self.pay(customer).await;
-        // A read with min_version waits a bounded time (MIN_VERSION_WAIT_MS, which some tests
-        // make short); on a busy machine the projection may take longer, so 409
-        // projection-behind is read again rather than taken for an answer.
-        let read =
-            crate::workflows::eventually(&format!("the read model to hold {id}"), || async {
-                let read = self
-                    .get(
-                        &format!("/api/v1/delivery-orders/{id}?min_version=0"),
-                        &payer,
-                    )
-                    .await;
-                (read.status != 409).then_some(read)
-            })
+        let read = self
+            .projected(
+                &format!("/api/v1/delivery-orders/{id}?min_version=0"),
+                &payer,
+            )
             .await;
         assert_eq!(read.status, 200, "{}", read.text);
         self.pickup_confirmed(&id).await;
         id
+    }
+
+    /// A read with `min_version` that waits for the projection: the gateway waits a bounded
+    /// time (MIN_VERSION_WAIT_MS, which some tests make short) and answers 409
+    /// projection-behind after it; on a busy machine the projection may take longer, so that
+    /// answer is read again rather than taken for the result.
+    pub async fn projected(&self, path: &str, token: &str) -> Answer {
+        crate::workflows::eventually(&format!("the read model to answer {path}"), || async {
+            let read = self.get(path, token).await;
+            let behind = read.status == 409 && read.text.contains("projection-behind");
+            (!behind).then_some(read)
+        })
+        .await
     }
 
     /// Waits until the partner accepted the order's pickup; returns `(partner_id, pickup_id)`.

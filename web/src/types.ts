@@ -288,6 +288,11 @@ export interface Problem {
   delivery_order_id?: string;
   /** What was wrong with this request, in words. */
   detail?: string;
+  /**
+   * The event id the gateway sent to the delivery order (the caller's, or the one it made
+   * up): a retry under this id is answered with the event's outcome, never applied twice.
+   */
+  event_id?: string;
   /** The position of the event a batch failed on (0-based). */
   failed_event_index?: number;
   min_version?: number;

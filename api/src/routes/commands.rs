@@ -281,10 +281,13 @@ async fn create(
             "this payment_id (or idempotency key) already created a delivery order with different content",
         )),
         Ok(Started::Existing { .. }) => Ok(CreateResponse::Existing(Json(body), location)),
+        // The start may have reached Temporal: the same request again finds the order (200)
+        // rather than starting a second one, so the caller is told which order to expect.
         Err(e) => Err(ApiError::unavailable(
-            "the workflow engine did not answer",
+            "the workflow engine did not answer; the same request again is safe (it never starts a second delivery)",
             &e,
-        )),
+        )
+        .for_order(&body.delivery_order_id)),
     }
 }
 

@@ -20,7 +20,9 @@ async fn the_trail_starts_with_the_creation_and_min_version_reads_its_own_writes
     let operator = api.token("olga", &[Role::Operator]);
     let events = format!("/api/v1/delivery-orders/{id}/events");
 
-    let first = api.get(&format!("{events}?min_version=0"), &operator).await;
+    let first = api
+        .projected(&format!("{events}?min_version=0"), &operator)
+        .await;
     assert_eq!(first.status, 200, "{}", first.text);
     let creation = &first.json["events"][0];
     assert_eq!(creation["seq"], 0);

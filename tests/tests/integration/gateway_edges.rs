@@ -192,7 +192,7 @@ async fn malformed_input_is_refused_clearly_and_never_with_a_5xx() {
 
     // After all that, the order is untouched and the gateway serves on.
     let read = api
-        .get(
+        .projected(
             &format!("/api/v1/delivery-orders/{id}?min_version=0"),
             &operator,
         )
@@ -261,7 +261,7 @@ async fn readiness_names_what_is_down_and_reads_survive_a_redis_outage() {
     let operator = api.token("olga", &[Role::Operator]);
     let path = format!("/api/v1/delivery-orders/{id}");
     assert_eq!(
-        api.get(&format!("{path}?min_version=0"), &operator)
+        api.projected(&format!("{path}?min_version=0"), &operator)
             .await
             .status,
         200
@@ -340,7 +340,8 @@ async fn min_version_waits_a_bounded_time_then_says_where_the_projection_is() {
     let id = api.paid_order("cust-edge").await;
     let operator = api.token("olga", &[Role::Operator]);
     let path = format!("/api/v1/delivery-orders/{id}");
-    api.get(&format!("{path}?min_version=0"), &operator).await;
+    api.projected(&format!("{path}?min_version=0"), &operator)
+        .await;
     let behind = api.get(&format!("{path}?min_version=5"), &operator).await;
     let problem = behind.problem(409);
     assert_eq!(problem["current_version"], 0);
@@ -535,7 +536,7 @@ async fn metrics_count_requests_per_route_and_the_token_command_mints_working_to
     );
     let token = String::from_utf8(minted.stdout).unwrap().trim().to_owned();
     let read = api
-        .get(
+        .projected(
             &format!("/api/v1/delivery-orders/{id}?min_version=0"),
             &token,
         )

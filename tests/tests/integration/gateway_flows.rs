@@ -46,7 +46,7 @@ async fn a_paid_order_is_delivered_tracked_and_confirmed_through_the_gateway() {
 
     let customer = api.token("cust-ada", CUSTOMER);
     let read = api
-        .get(
+        .projected(
             &format!("/api/v1/delivery-orders/{id}?min_version=0"),
             &customer,
         )
@@ -228,7 +228,7 @@ async fn payment_ids_are_idempotent_under_concurrency_and_never_reused_for_other
     let operator = api.token("olga", &[Role::Operator]);
     let id = answers[0].json["delivery_order_id"].as_str().unwrap();
     let read = api
-        .get(
+        .projected(
             &format!("/api/v1/delivery-orders/{id}?min_version=0"),
             &operator,
         )
@@ -311,7 +311,7 @@ async fn refused_events_say_why_with_the_right_status() {
     let path = format!("/api/v1/delivery-orders/{id}/events");
     let customer = api.token("cust-rules", CUSTOMER);
     let partner = api.token("sim", &[Role::Partner]);
-    api.get(
+    api.projected(
         &format!("/api/v1/delivery-orders/{id}?min_version=0"),
         &customer,
     )
@@ -401,7 +401,9 @@ async fn customers_see_only_their_own_and_tokens_are_checked() {
     let other = api.token("cust-other", CUSTOMER);
     let path = format!("/api/v1/delivery-orders/{id}");
     assert_eq!(
-        api.get(&format!("{path}?min_version=0"), &own).await.status,
+        api.projected(&format!("{path}?min_version=0"), &own)
+            .await
+            .status,
         200
     );
 
@@ -474,7 +476,7 @@ async fn partner_webhooks_are_verified_and_pings_only_track() {
     let (id, _) = create(&stack, "cust-hook").await;
     let (_, pickup_id) = api.pickup_confirmed(&id).await;
     let operator = api.token("olga", &[Role::Operator]);
-    api.get(
+    api.projected(
         &format!("/api/v1/delivery-orders/{id}?min_version=0"),
         &operator,
     )
@@ -645,7 +647,7 @@ async fn lists_page_with_a_cursor() {
     }
     let operator = api.token("olga", &[Role::Operator]);
     for id in &ids {
-        api.get(
+        api.projected(
             &format!("/api/v1/delivery-orders/{id}?min_version=0"),
             &operator,
         )
