@@ -40,6 +40,65 @@ pub struct WorkerConfig {
     /// `OUTBOX_RETENTION_SECS` (default 86400): published outbox rows are pruned after this;
     /// `OUTBOX_DEDUP_TTL_SECS` (default: the retention): how long Redis remembers a published row.
     pub relay: RelaySettings,
+    /// How many tasks the worker asks Temporal for at once, and how long an order's task waits
+    /// for this worker's cache before any worker may take it.
+    pub polling: TaskPolling,
+}
+
+/// The worker's polling of Temporal. The SDK's defaults (5 workflow-task polls of which one on
+/// the shared queue) leave one poll to pick up every new order and every order no worker holds
+/// in its cache: under a burst of payments or after a restart, tasks queue on the server for
+/// minutes while the worker idles (docs/performance.md has the measurement).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TaskPolling {
+    /// `WORKER_WORKFLOW_POLLERS` (default 10): concurrent workflow-task polls, this worker's own
+    /// (sticky) queue and the shared queue together.
+    pub workflow_pollers: usize,
+    /// `WORKER_SHARED_QUEUE_POLL_SHARE` (default 0.5): the share of those polls on the shared
+    /// queue, where new orders and orders cached by no live worker arrive.
+    pub shared_queue_share: f32,
+    /// `WORKER_ACTIVITY_POLLERS` (default 10).
+    pub activity_pollers: usize,
+    /// `WORKER_STICKY_TIMEOUT_MS` (default 3000): how long a task waits on this worker's own
+    /// queue before any worker may take it. After a `kill -9` the server keeps sending the
+    /// killed worker's orders there until this runs out, so it bounds that stall, well below
+    /// the gateway's Temporal deadline.
+    pub sticky_timeout: Duration,
+    /// `WORKER_MAX_CACHED_WORKFLOWS` (default 1000): orders kept in memory between tasks.
+    pub max_cached_workflows: usize,
+}
+
+impl TaskPolling {
+    fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        let count = |var: &'static str, default: u64, minimum: u64| {
+            let n = env.number(var, default)?;
+            if n < minimum {
+                return Err(ConfigError::new(var, format!("must be {minimum} or more")));
+            }
+            Ok(n as usize)
+        };
+        let share = env.get("WORKER_SHARED_QUEUE_POLL_SHARE", "0.5");
+        let shared_queue_share = share
+            .parse::<f32>()
+            .ok()
+            .filter(|r| *r > 0.0 && *r < 1.0)
+            .ok_or_else(|| {
+                ConfigError::new(
+                    "WORKER_SHARED_QUEUE_POLL_SHARE",
+                    format!("must be a fraction between 0 and 1, got {share:?}"),
+                )
+            })?;
+        Ok(Self {
+            // The SDK needs two at least: one for the sticky queue, one for the shared one.
+            workflow_pollers: count("WORKER_WORKFLOW_POLLERS", 10, 2)?,
+            shared_queue_share,
+            activity_pollers: count("WORKER_ACTIVITY_POLLERS", 10, 1)?,
+            sticky_timeout: Duration::from_millis(
+                count("WORKER_STICKY_TIMEOUT_MS", 3_000, 100)? as u64
+            ),
+            max_cached_workflows: count("WORKER_MAX_CACHED_WORKFLOWS", 1_000, 0)?,
+        })
+    }
 }
 
 impl WorkerConfig {
@@ -118,6 +177,7 @@ impl WorkerConfig {
                 retention: Duration::from_secs(retention),
                 dedup_ttl: Duration::from_secs(dedup_ttl),
             },
+            polling: TaskPolling::from_env(&env)?,
         })
     }
 }
@@ -149,6 +209,40 @@ mod tests {
             !format!("{c:?}").contains("postgres://"),
             "the database URL never prints"
         );
+        assert_eq!(
+            c.polling,
+            TaskPolling {
+                workflow_pollers: 10,
+                shared_queue_share: 0.5,
+                activity_pollers: 10,
+                sticky_timeout: Duration::from_secs(3),
+                max_cached_workflows: 1000,
+            }
+        );
+    }
+
+    #[test]
+    fn polling_refuses_what_the_sdk_cannot_run() {
+        for (var, value) in [
+            ("WORKER_WORKFLOW_POLLERS", "1"),
+            ("WORKER_ACTIVITY_POLLERS", "0"),
+            ("WORKER_SHARED_QUEUE_POLL_SHARE", "1.5"),
+            ("WORKER_SHARED_QUEUE_POLL_SHARE", "0"),
+            ("WORKER_SHARED_QUEUE_POLL_SHARE", "half"),
+            ("WORKER_STICKY_TIMEOUT_MS", "10"),
+        ] {
+            let error = config(&[(var, value)]).unwrap_err();
+            assert!(error.to_string().contains(var), "{var}={value}: {error}");
+        }
+        let tuned = config(&[
+            ("WORKER_WORKFLOW_POLLERS", "4"),
+            ("WORKER_SHARED_QUEUE_POLL_SHARE", "0.25"),
+            ("WORKER_STICKY_TIMEOUT_MS", "1500"),
+        ])
+        .unwrap();
+        assert_eq!(tuned.polling.workflow_pollers, 4);
+        assert_eq!(tuned.polling.shared_queue_share, 0.25);
+        assert_eq!(tuned.polling.sticky_timeout, Duration::from_millis(1500));
     }
 
     #[test]

@@ -23,6 +23,7 @@ use delivery_workflows::{DeliveryOrderClient, DeliveryOrderWorkflow, TemporalTar
 use prometheus::Registry;
 use sqlx::PgPool;
 use temporalio_client::Client;
+use temporalio_sdk::runtime::PollerBehavior;
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 
 pub use config::WorkerConfig;
@@ -109,6 +110,15 @@ pub fn build_worker(
         ))
         .register_activities(ReadModelActivities::new(writer))
         .maybe_deployment_options(config.version.as_ref().map(|v| v.deployment_options()))
+        .workflow_task_poller_behavior(PollerBehavior::SimpleMaximum(
+            config.polling.workflow_pollers,
+        ))
+        .nonsticky_to_sticky_poll_ratio(config.polling.shared_queue_share)
+        .activity_task_poller_behavior(PollerBehavior::SimpleMaximum(
+            config.polling.activity_pollers,
+        ))
+        .sticky_queue_schedule_to_start_timeout(config.polling.sticky_timeout)
+        .max_cached_workflows(config.polling.max_cached_workflows)
         .build();
     Worker::new(runtime, client, options).context("creating the worker")
 }
