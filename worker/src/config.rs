@@ -1,8 +1,10 @@
 //! Typed worker configuration, read from the environment once at start-up.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use delivery_activities::{BreakerConfig, PartnerConfig};
+use delivery_payload_codec::Keyring;
 use delivery_platform::{ConfigError, Env, Secret};
 use delivery_read_model::RelaySettings;
 use url::Url;
@@ -40,6 +42,9 @@ pub struct WorkerConfig {
     /// `OUTBOX_RETENTION_SECS` (default 86400): published outbox rows are pruned after this;
     /// `OUTBOX_DEDUP_TTL_SECS` (default: the retention): how long Redis remembers a published row.
     pub relay: RelaySettings,
+    /// `PAYLOAD_ENCRYPTION_KEYS`, `PAYLOAD_ENCRYPTION_ACTIVE_KEY` (required unless `DEV_MODE=1`):
+    /// the keys of the payload codec; every payload this worker sends Temporal is encrypted.
+    pub payload_keys: Arc<Keyring>,
 }
 
 impl WorkerConfig {
@@ -118,6 +123,7 @@ impl WorkerConfig {
                 retention: Duration::from_secs(retention),
                 dedup_ttl: Duration::from_secs(dedup_ttl),
             },
+            payload_keys: env.payload_keys()?,
         })
     }
 }
@@ -128,12 +134,34 @@ mod tests {
 
     use super::*;
 
+    /// A key of this test's own, so the configuration is complete without `DEV_MODE`.
+    const KEYS: (&str, &str) = (
+        "PAYLOAD_ENCRYPTION_KEYS",
+        "unit:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=",
+    );
+
     fn config(pairs: &[(&str, &str)]) -> Result<WorkerConfig, ConfigError> {
-        let map: HashMap<String, String> = pairs
-            .iter()
+        let map: HashMap<String, String> = std::iter::once(&KEYS)
+            .chain(pairs)
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         WorkerConfig::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn payload_keys_are_required_unless_dev_mode() {
+        let none = |key: &str| (key == "DEV_MODE").then(|| "0".to_owned());
+        let err = WorkerConfig::from_lookup(none).unwrap_err().to_string();
+        assert!(err.contains("PAYLOAD_ENCRYPTION_KEYS is required"), "{err}");
+        let dev =
+            WorkerConfig::from_lookup(|key| (key == "DEV_MODE").then(|| "1".to_owned())).unwrap();
+        assert_eq!(
+            dev.payload_keys.active_key_id(),
+            delivery_payload_codec::DEV_KEY_ID
+        );
+        let c = config(&[]).unwrap();
+        assert_eq!(c.payload_keys.active_key_id(), "unit");
+        assert!(!format!("{c:?}").contains("AQEB"), "keys never print");
     }
 
     #[test]
