@@ -5,8 +5,11 @@
 
 use std::sync::Arc;
 
-use delivery_payload_codec::Keyring;
 use delivery_payload_codec::config::{ACTIVE_VAR, KEYS_VAR, keyring_from_lookup};
+use delivery_payload_codec::{EncryptionCodec, Keyring};
+use temporalio_client::errors::WorkflowUpdateError;
+use temporalio_common::data_converters::{SerializationContextData, WorkflowSerializationContext};
+use temporalio_common::payload_visitor::decode_payloads;
 
 /// `id:base64` of the first test key.
 pub const TEST_KEY_A: &str = "test-a:ZGVsaXZlcnktdGVzdC1wYXlsb2FkLWtleS0wMDAwMDE=";
@@ -30,4 +33,21 @@ pub fn test_keyring() -> Arc<Keyring> {
     )
     .expect("the test keys are valid");
     Arc::new(ring)
+}
+
+/// An update's error with its failure's payloads decrypted with the test keys, as
+/// `delivery_workflows::client::decode_update_error` does for the service's clients: a
+/// refusal's details travel encrypted.
+pub async fn decoded_update_error(error: WorkflowUpdateError) -> WorkflowUpdateError {
+    match error {
+        WorkflowUpdateError::Failed(mut failure) => {
+            let codec = EncryptionCodec::new(test_keyring());
+            let context = SerializationContextData::Workflow(WorkflowSerializationContext::new());
+            decode_payloads(&mut *failure, &codec, &context)
+                .await
+                .expect("an update's failure decodes with the test keys");
+            WorkflowUpdateError::Failed(failure)
+        }
+        other => other,
+    }
 }

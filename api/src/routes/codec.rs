@@ -92,6 +92,13 @@ async fn convert(
     let bytes = body.into_vec().await.map_err(|_| {
         ApiError::bad_request("malformed-payloads", "the request body could not be read")
     })?;
+    // An object, as protobuf's JSON mapping makes a message (serde would also take an array).
+    if !bytes.trim_ascii_start().starts_with(b"{") {
+        return Err(ApiError::bad_request(
+            "malformed-payloads",
+            "the body must be a JSON object: {\"payloads\":[{\"metadata\":{..base64..},\"data\":\"base64\"}]}",
+        ));
+    }
     let json: JsonPayloads = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::bad_request(
             "malformed-payloads",
