@@ -124,6 +124,10 @@ start_temporal() {
   local args=(server start-dev --ip 127.0.0.1 --port "$port" --http-port "$(free_port)"
               --metrics-port "$(free_port)" --db-filename "$db" --namespace default --log-level warn)
   if [ -n "$headless" ]; then args+=(--headless); else args+=(--ui-port "$ui_port"); fi
+  # The Web UI decodes payloads through this codec server when set (make run: the gateway's).
+  if [ -z "$headless" ] && [ -n "${TEMPORAL_UI_CODEC_ENDPOINT:-}" ]; then
+    args+=(--ui-codec-endpoint "$TEMPORAL_UI_CODEC_ENDPOINT")
+  fi
   for attr in "${SEARCH_ATTRIBUTES[@]}"; do args+=(--search-attribute "$attr=Keyword"); done
   "$TEMPORAL_CLI" "${args[@]}" >"$log" 2>&1 &
   track $! "Temporal dev server"

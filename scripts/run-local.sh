@@ -16,6 +16,12 @@ API_PORT=${API_PORT:-8080}
 export DEV_MODE=${DEV_MODE:-1}
 export JWT_SECRET=${JWT_SECRET:-dev-only-secret-change-me-0123456789abcdef}
 PARTNER_WEBHOOK_SECRET=${PARTNER_WEBHOOK_SECRET:-dev-partner-secret}
+# The payload codec's key (published development key: accepted only under DEV_MODE=1). Every
+# payload the worker, the gateway and the simulator send Temporal is encrypted with it.
+export PAYLOAD_ENCRYPTION_KEYS=${PAYLOAD_ENCRYPTION_KEYS:-dev:ZGVsaXZlcnktZGV2LXBheWxvYWQta2V5LXB1YmxpYyE=}
+# The Temporal Web UI decodes payloads through the gateway's codec endpoint (operators only:
+# see docs/security.md). Both on `localhost`, so the browser treats them as one site.
+export TEMPORAL_UI_CODEC_ENDPOINT=${TEMPORAL_UI_CODEC_ENDPOINT:-http://localhost:$API_PORT/codec}
 LOGS="$ROOT/.run/logs"
 mkdir -p "$LOGS" "$ROOT/.data"
 trap 'echo; say "stopping"; stop_started; exit 0' INT TERM
@@ -63,7 +69,9 @@ wait_http "http://127.0.0.1:$WORKER_METRICS_PORT/healthz" "worker" $worker_pid "
 
 say "starting gateway"
 TEMPORAL_ADDRESS="http://$TEMPORAL_ADDRESS" API_PORT=$API_PORT WEB_DIST="$ROOT/web/dist" \
-  TEMPORAL_WEB_UI_URL="http://localhost:$TEMPORAL_UI_PORT" PARTNER_WEBHOOK_SECRETS="sim=$PARTNER_WEBHOOK_SECRET" "$BIN/delivery-api" >"$LOGS/gateway.log" 2>&1 &
+  TEMPORAL_WEB_UI_URL="http://localhost:$TEMPORAL_UI_PORT" PARTNER_WEBHOOK_SECRETS="sim=$PARTNER_WEBHOOK_SECRET" \
+  CODEC_CORS_ORIGINS="${CODEC_CORS_ORIGINS:-http://localhost:$TEMPORAL_UI_PORT,http://127.0.0.1:$TEMPORAL_UI_PORT}" \
+  "$BIN/delivery-api" >"$LOGS/gateway.log" 2>&1 &
 api_pid=$!; track $api_pid "gateway"
 wait_http "http://127.0.0.1:$API_PORT/readyz" "gateway" $api_pid "$LOGS/gateway.log"
 
@@ -98,10 +106,14 @@ cat <<TABLE
   Delivery-order stack is up.
 
   Temporal frontend   $TEMPORAL_ADDRESS   $temporal_note
-  web UI              http://127.0.0.1:$API_PORT/   (sign in with: make token ROLE=operator SUB=alice)
+  web UI              http://localhost:$API_PORT/   (sign in with: make token ROLE=operator SUB=alice)
   gateway (REST)      http://127.0.0.1:$API_PORT/api/v1   (log .run/logs/gateway.log)
   API docs            http://127.0.0.1:$API_PORT/docs   (spec: /openapi.json)
-  Temporal Web UI     http://localhost:$TEMPORAL_UI_PORT
+  Temporal Web UI     http://localhost:$TEMPORAL_UI_PORT   (payloads are encrypted; to see them decoded,
+                      sign in as an operator at http://localhost:$API_PORT/ and tick "Include
+                      cross-origin credentials" in the Web UI's codec settings: docs/security.md)
+  codec endpoint      $TEMPORAL_UI_CODEC_ENDPOINT   (temporal workflow show --codec-endpoint $TEMPORAL_UI_CODEC_ENDPOINT
+                      --codec-auth "Bearer \$(make -s token ROLE=operator)")
   partner simulator   http://127.0.0.1:$PARTNER_SIM_PORT   (log .run/logs/partner-sim.log)
   worker metrics      http://127.0.0.1:$WORKER_METRICS_PORT/metrics   (log .run/logs/worker.log)
 ${prometheus_line}

@@ -3,12 +3,13 @@
 
 use std::sync::Arc;
 
-use poem::{EndpointExt, IntoEndpoint, Route, get};
+use poem::{EndpointExt, IntoEndpoint, Route, get, post};
 use poem_openapi::OpenApiService;
 
 use crate::middleware;
 use crate::route_table::{self, RouteTable};
 use crate::routes::batches::BatchesApi;
+use crate::routes::codec;
 use crate::routes::commands::CommandsApi;
 use crate::routes::compat::CompatApi;
 use crate::routes::delivery_orders::DeliveryOrdersApi;
@@ -62,6 +63,7 @@ pub fn app(state: Arc<AppState>) -> impl poem::Endpoint {
     let spec = api.spec_endpoint();
     let dist = &state.config.web_dist;
     let api = crate::web::with_start_page(api.into_endpoint(), dist);
+    let origins = state.config.codec_cors_origins.clone();
     crate::web::mount(Route::new(), dist)
         .nest(route_table::DOCS, docs)
         .at(route_table::OPENAPI_JSON, spec)
@@ -70,6 +72,18 @@ pub fn app(state: Arc<AppState>) -> impl poem::Endpoint {
             get(ws::delivery_order),
         )
         .at(route_table::WS_EVENTS, get(ws::events))
+        .at(
+            route_table::CODEC_DECODE,
+            codec::cors(origins.clone(), post(codec::decode)),
+        )
+        .at(
+            route_table::CODEC_ENCODE,
+            codec::cors(origins.clone(), post(codec::encode)),
+        )
+        .at(
+            route_table::CODEC_SESSION,
+            codec::cors(origins, post(codec::session).delete(codec::session)),
+        )
         .nest("/", api)
         .around(middleware::around)
         .data(state)

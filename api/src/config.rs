@@ -2,8 +2,10 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use delivery_payload_codec::Keyring;
 use delivery_platform::{ConfigError, Env, Secret};
 use url::Url;
 
@@ -67,6 +69,12 @@ pub struct ApiConfig {
     pub sockets: SocketLimits,
     /// `HTTP_MAX_CONNECTIONS` (10 000), `HTTP_IDLE_TIMEOUT_SECS` (60).
     pub http: HttpLimits,
+    /// `PAYLOAD_ENCRYPTION_KEYS`, `PAYLOAD_ENCRYPTION_ACTIVE_KEY` (required unless `DEV_MODE=1`):
+    /// the payload codec's keys, for the Temporal client and the codec endpoint.
+    pub payload_keys: Arc<Keyring>,
+    /// `CODEC_CORS_ORIGINS`: origins (comma separated) whose pages may call `/codec/*` from a
+    /// browser, i.e. the Temporal Web UI; default the origin of `TEMPORAL_WEB_UI_URL`.
+    pub codec_cors_origins: Vec<String>,
 }
 
 impl ApiConfig {
@@ -117,6 +125,10 @@ impl ApiConfig {
             ));
         }
         let rate_burst = positive(&env, "RATE_LIMIT_BURST", 100)?;
+        let temporal_web_ui = Some(env.get("TEMPORAL_WEB_UI_URL", "http://localhost:8233"))
+            .filter(|url| url != "off")
+            .map(|url| url.trim_end_matches('/').to_owned());
+        let codec_cors_origins = codec_cors_origins(&env, temporal_web_ui.as_deref())?;
         Ok(Self {
             bind: env.get("API_BIND", "127.0.0.1"),
             port: env.port("API_PORT", 8080)?,
@@ -169,9 +181,9 @@ impl ApiConfig {
                     u64::from(positive(&env, "WS_IDLE_TIMEOUT_SECS", 90)?).max(3),
                 ),
             },
-            temporal_web_ui: Some(env.get("TEMPORAL_WEB_UI_URL", "http://localhost:8233"))
-                .filter(|url| url != "off")
-                .map(|url| url.trim_end_matches('/').to_owned()),
+            temporal_web_ui,
+            payload_keys: env.payload_keys()?,
+            codec_cors_origins,
         })
     }
 }
@@ -214,7 +226,44 @@ fn positive<F: Fn(&str) -> Option<String>>(
 const PUBLISHED: &str = "is the development secret published with this service; set your own (DEV_MODE=1 accepts it for local development only)";
 
 fn dev_mode<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> bool {
-    matches!(env.optional("DEV_MODE").as_deref(), Some("1" | "true"))
+    env.dev_mode()
+}
+
+/// `CODEC_CORS_ORIGINS`, each an origin (`scheme://host[:port]`, no path); `*` is refused: the
+/// codec endpoint decrypts customer data and answers only pages it trusts.
+fn codec_cors_origins<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+    temporal_web_ui: Option<&str>,
+) -> Result<Vec<String>, ConfigError> {
+    const VAR: &str = "CODEC_CORS_ORIGINS";
+    let text = match env.optional(VAR) {
+        Some(text) => text,
+        None => return Ok(temporal_web_ui.and_then(origin_of).into_iter().collect()),
+    };
+    text.split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(|o| {
+            origin_of(o).filter(|origin| origin == o.trim_end_matches('/')).ok_or_else(|| {
+                ConfigError::new(
+                    VAR,
+                    format!("must be origins like http://localhost:8233 (scheme, host, port; no path, no *), got {o:?}"),
+                )
+            })
+        })
+        .collect()
+}
+
+/// `scheme://host[:port]` of an http(s) URL.
+fn origin_of(url: &str) -> Option<String> {
+    let parsed = Url::parse(url).ok()?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return None;
+    }
+    match parsed.origin() {
+        url::Origin::Tuple(..) => Some(parsed.origin().ascii_serialization()),
+        url::Origin::Opaque(_) => None,
+    }
 }
 
 /// `JWT_ISSUER`, `JWT_AUDIENCE` and `JWT_MAX_TTL_SECS`; also read by `delivery-api token`, so
@@ -273,9 +322,15 @@ mod tests {
 
     use super::*;
 
+    /// A key of these tests' own, so the configuration is complete without `DEV_MODE`.
+    const KEYS: (&str, &str) = (
+        "PAYLOAD_ENCRYPTION_KEYS",
+        "unit:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=",
+    );
+
     fn config(pairs: &[(&str, &str)]) -> Result<ApiConfig, ConfigError> {
-        let map: HashMap<String, String> = pairs
-            .iter()
+        let map: HashMap<String, String> = std::iter::once(&KEYS)
+            .chain(pairs)
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         ApiConfig::from_lookup(|k| map.get(k).cloned())
@@ -373,6 +428,43 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("JWT_MAX_TTL_SECS"), "{err}");
+    }
+
+    #[test]
+    fn the_codec_endpoint_answers_the_temporal_web_ui_origin_by_default() {
+        let c = config(&[("JWT_SECRET", OWN_SECRET), PARTNERS]).unwrap();
+        assert_eq!(c.codec_cors_origins, ["http://localhost:8233"]);
+        let c = config(&[
+            ("JWT_SECRET", OWN_SECRET),
+            PARTNERS,
+            ("TEMPORAL_WEB_UI_URL", "https://temporal.example.com/ui/"),
+        ])
+        .unwrap();
+        assert_eq!(c.codec_cors_origins, ["https://temporal.example.com"]);
+        let c = config(&[
+            ("JWT_SECRET", OWN_SECRET),
+            PARTNERS,
+            (
+                "CODEC_CORS_ORIGINS",
+                "http://localhost:8233, https://ui.example:8443",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.codec_cors_origins,
+            ["http://localhost:8233", "https://ui.example:8443"]
+        );
+        for bad in ["*", "localhost:8233", "http://ui.example/path", "file:///x"] {
+            let err = config(&[
+                ("JWT_SECRET", OWN_SECRET),
+                PARTNERS,
+                ("CODEC_CORS_ORIGINS", bad),
+            ])
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("CODEC_CORS_ORIGINS"), "{bad}: {err}");
+        }
+        assert_eq!(c.payload_keys.active_key_id(), "unit");
     }
 
     #[test]

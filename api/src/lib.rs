@@ -52,6 +52,7 @@ pub async fn connect(config: ApiConfig, patience: Duration) -> anyhow::Result<Ar
         &config.temporal_address,
         &config.namespace,
         &format!("delivery-api@{}", std::process::id()),
+        config.payload_keys.clone(),
         patience,
     )
     .await?;

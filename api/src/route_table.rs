@@ -17,8 +17,21 @@ pub const OPENAPI_JSON: &str = "/openapi.json";
 /// Swagger UI, with everything below it.
 pub const DOCS: &str = "/docs";
 
+/// Temporal's codec server protocol (`routes::codec`).
+pub const CODEC_ENCODE: &str = "/codec/encode";
+pub const CODEC_DECODE: &str = "/codec/decode";
+pub const CODEC_SESSION: &str = "/codec/session";
+
 /// The endpoints mounted beside the OpenAPI operations (their paths are not in the spec).
-pub const MOUNTED: [&str; 4] = [WS_DELIVERY_ORDER, WS_EVENTS, OPENAPI_JSON, DOCS];
+pub const MOUNTED: [&str; 7] = [
+    WS_DELIVERY_ORDER,
+    WS_EVENTS,
+    OPENAPI_JSON,
+    DOCS,
+    CODEC_ENCODE,
+    CODEC_DECODE,
+    CODEC_SESSION,
+];
 /// Mounted endpoints that serve a whole subtree under their path.
 const NESTED: [&str; 1] = [DOCS];
 

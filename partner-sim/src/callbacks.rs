@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use delivery_payload_codec::Keyring;
 use rand::Rng;
 use serde_json::{Value, json};
 use temporalio_client::{
@@ -57,14 +58,17 @@ pub fn now() -> String {
 
 pub struct Sink {
     mode: CallbackMode,
+    /// The payload codec's keys (temporal mode).
+    keys: Option<Arc<Keyring>>,
     http: reqwest::Client,
     temporal: Mutex<Option<Client>>,
 }
 
 impl Sink {
-    pub fn new(mode: CallbackMode) -> Self {
+    pub fn new(mode: CallbackMode, keys: Option<Arc<Keyring>>) -> Self {
         Self {
             mode,
+            keys,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()
@@ -161,7 +165,14 @@ impl Sink {
                 .build(),
         )
         .await?;
-        let client = Client::new(connection, ClientOptions::new(namespace.to_owned()).build())?;
+        let keys = self
+            .keys
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("temporal callbacks need the payload keys"))?;
+        let options = ClientOptions::new(namespace.to_owned())
+            .data_converter(delivery_payload_codec::data_converter(keys))
+            .build();
+        let client = Client::new(connection, options)?;
         *slot = Some(client.clone());
         Ok(client)
     }

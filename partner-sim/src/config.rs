@@ -1,6 +1,9 @@
 //! Simulator configuration: fixed settings read at start-up, and knobs that `PUT /_sim/config`
 //! may change while it runs.
 
+use std::sync::Arc;
+
+use delivery_payload_codec::Keyring;
 use serde::{Deserialize, Serialize};
 
 /// Where callbacks go.
@@ -41,6 +44,10 @@ pub struct SimConfig {
     pub port: u16,
     pub callbacks: CallbackMode,
     pub knobs: Knobs,
+    /// In `temporal` mode, `PAYLOAD_ENCRYPTION_KEYS` / `PAYLOAD_ENCRYPTION_ACTIVE_KEY` (required
+    /// unless `DEV_MODE=1`, as for the worker): the signals carry the driver's name and phone, so
+    /// they are encrypted like every other payload. `None` in the other modes.
+    pub payload_keys: Option<Arc<Keyring>>,
 }
 
 impl SimConfig {
@@ -91,7 +98,17 @@ impl SimConfig {
                 "PARTNER_CALLBACK_MODE must be temporal, webhook or none, got {other:?}"
             ),
         };
+        let payload_keys = match callbacks {
+            CallbackMode::Temporal { .. } => {
+                let dev_mode = matches!(lookup("DEV_MODE").as_deref(), Some("1" | "true"));
+                Some(Arc::new(
+                    delivery_payload_codec::config::keyring_from_lookup(&lookup, dev_mode)?,
+                ))
+            }
+            _ => None,
+        };
         Ok(Self {
+            payload_keys,
             bind: get("PARTNER_SIM_BIND", "127.0.0.1"),
             port: u16::try_from(num("PARTNER_SIM_PORT", "8090")?)
                 .map_err(|_| anyhow::anyhow!("PARTNER_SIM_PORT must be a port"))?,

@@ -37,6 +37,7 @@ async fn start(callbacks: CallbackMode) -> Running {
         port: 0,
         callbacks,
         knobs: knobs(),
+        payload_keys: None,
     })
     .await
     .unwrap();

@@ -1,20 +1,25 @@
 //! Connections that wait for a server still starting (as under `make run`, where everything
 //! starts at once) instead of dying on the first refusal.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use delivery_payload_codec::Keyring;
 use delivery_read_model::MIGRATOR;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions};
 use url::Url;
 
-/// Connects to Temporal, retrying for up to `patience`.
+/// Connects to Temporal, retrying for up to `patience`. Every payload the client (and a worker
+/// built on it) sends is encrypted with the active key of `keys`, and every payload it reads is
+/// decrypted.
 pub async fn connect_temporal(
     address: &Url,
     namespace: &str,
     identity: &str,
+    keys: Arc<Keyring>,
     patience: Duration,
 ) -> anyhow::Result<Client> {
     let deadline = tokio::time::Instant::now() + patience;
@@ -35,8 +40,15 @@ pub async fn connect_temporal(
             }
         }
     };
-    Client::new(connection, ClientOptions::new(namespace.to_owned()).build())
-        .context("creating the Temporal client")
+    tracing::info!(
+        active_key = keys.active_key_id(),
+        keys = ?keys.key_ids(),
+        "payloads sent to Temporal are encrypted (AES-256-GCM)"
+    );
+    let options = ClientOptions::new(namespace.to_owned())
+        .data_converter(delivery_payload_codec::data_converter(keys))
+        .build();
+    Client::new(connection, options).context("creating the Temporal client")
 }
 
 /// Longest a single statement may run on the service's connections: a hung query gives its

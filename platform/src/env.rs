@@ -1,6 +1,9 @@
 //! Typed configuration from the environment. A bad value stops the process at start-up with a
 //! message naming the variable, never a panic on first use; secrets never reach logs.
 
+use std::sync::Arc;
+
+use delivery_payload_codec::Keyring;
 use url::Url;
 
 /// A value that must not reach logs.
@@ -102,5 +105,23 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
 
     pub fn secret(&self, var: &str, default: &str) -> Secret {
         Secret(self.get(var, default))
+    }
+
+    /// `DEV_MODE=1` (or `true`): local development; published development secrets and keys are
+    /// accepted, refused otherwise.
+    pub fn dev_mode(&self) -> bool {
+        matches!(self.optional("DEV_MODE").as_deref(), Some("1" | "true"))
+    }
+
+    /// `PAYLOAD_ENCRYPTION_KEYS` and `PAYLOAD_ENCRYPTION_ACTIVE_KEY`: the keys that encrypt every
+    /// payload sent to Temporal (see `delivery_payload_codec::config`). Required unless
+    /// `DEV_MODE=1`.
+    pub fn payload_keys(&self) -> Result<Arc<Keyring>, ConfigError> {
+        delivery_payload_codec::config::keyring_from_lookup(
+            |key| self.optional(key),
+            self.dev_mode(),
+        )
+        .map(Arc::new)
+        .map_err(|e| ConfigError::new(e.var, e.problem))
     }
 }

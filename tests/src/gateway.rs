@@ -75,7 +75,8 @@ impl GatewayProcess {
         port: u16,
         extra: &[(&str, &str)],
     ) -> Self {
-        let mut env: Vec<(String, String)> = vec![
+        let mut env: Vec<(String, String)> = crate::payload_key_env();
+        env.extend([
             ("API_PORT".into(), port.to_string()),
             ("TEMPORAL_ADDRESS".into(), temporal.url()),
             ("TASK_QUEUE".into(), task_queue.into()),
@@ -94,7 +95,7 @@ impl GatewayProcess {
             ("RATE_LIMIT_BURST".into(), "10000".into()),
             ("MIN_VERSION_WAIT_MS".into(), "3000".into()),
             ("RUST_LOG".into(), "info".into()),
-        ];
+        ]);
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let child = Self::spawn(&env, port);
         let mut gateway = Self {

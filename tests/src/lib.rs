@@ -3,6 +3,7 @@
 //! queue. Nothing here mocks Temporal or the partner.
 
 pub mod database;
+pub mod encryption;
 pub mod fixtures;
 pub mod gateway;
 pub mod processes;
@@ -13,6 +14,7 @@ pub mod workflows;
 pub use database::{
     database_url, drop_database, fresh_database, read_model, redis_prefix, redis_url,
 };
+pub use encryption::{TEST_KEY_A, TEST_KEY_B, decoded_update_error, payload_key_env, test_keyring};
 pub use fixtures::{confirm, delivered, pending_by_operator};
 pub use gateway::{
     Answer, GatewayProcess, TEST_JWT_SECRET, TEST_PARTNER_SECRET, new_payment_id, payment_event,

@@ -123,7 +123,8 @@ impl WorkerProcess {
         extra: &[(&str, &str)],
     ) -> Self {
         let metrics_port = free_port();
-        let mut env: Vec<(String, String)> = vec![
+        let mut env: Vec<(String, String)> = crate::payload_key_env();
+        env.extend([
             ("TEMPORAL_ADDRESS".into(), temporal.url()),
             ("TASK_QUEUE".into(), task_queue.into()),
             ("PARTNER_API_URL".into(), partner_url.into()),
@@ -135,7 +136,7 @@ impl WorkerProcess {
             ("REDIS_URL".into(), crate::redis_url()),
             ("REDIS_KEY_PREFIX".into(), crate::redis_prefix().await),
             ("RUST_LOG".into(), "info".into()),
-        ];
+        ]);
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         Self::spawn(env, task_queue).await
     }
@@ -200,7 +201,14 @@ impl WorkerProcess {
 
     /// A fresh process with the same configuration.
     pub async fn restart(&mut self) {
+        self.restart_with(&[]).await;
+    }
+
+    /// A fresh process with the same configuration but `changes` (later entries win).
+    pub async fn restart_with(&mut self, changes: &[(&str, &str)]) {
         self.kill_hard();
+        self.env
+            .extend(changes.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let queue = self
             .env
             .iter()
@@ -228,7 +236,8 @@ pub struct SimProcess {
 impl SimProcess {
     pub async fn start(temporal: &TemporalServer, extra: &[(&str, &str)]) -> Self {
         let port = free_port();
-        let mut env: Vec<(String, String)> = vec![
+        let mut env: Vec<(String, String)> = crate::payload_key_env();
+        env.extend([
             ("PARTNER_SIM_PORT".into(), port.to_string()),
             ("PARTNER_CALLBACK_MODE".into(), "temporal".into()),
             ("TEMPORAL_ADDRESS".into(), temporal.url()),
@@ -237,7 +246,7 @@ impl SimProcess {
             ("PARTNER_PING_INTERVAL_MS".into(), "100".into()),
             ("PARTNER_FAILURE_RATE".into(), "0".into()),
             ("RUST_LOG".into(), "info".into()),
-        ];
+        ]);
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let mut child = Command::new(binary("partner-sim", "PARTNER_SIM_BIN"))
             .envs(env.iter().map(|(k, v)| (k, v)))

@@ -107,6 +107,22 @@ async fn connect(address: &str) -> anyhow::Result<Client> {
     .await?;
     Ok(Client::new(
         connection,
+        ClientOptions::new("default")
+            .data_converter(delivery_payload_codec::data_converter(crate::test_keyring()))
+            .build(),
+    )?)
+}
+
+/// A client without the payload codec: it sees payloads as the Temporal server stores them.
+pub async fn raw_client(address: &str) -> anyhow::Result<Client> {
+    let connection = Connection::connect(
+        ConnectionOptions::new(url_of(address))
+            .identity("delivery-tests-raw".to_owned())
+            .build(),
+    )
+    .await?;
+    Ok(Client::new(
+        connection,
         ClientOptions::new("default").build(),
     )?)
 }
@@ -120,8 +136,16 @@ impl TemporalServer {
         format!("http://{}", self.address)
     }
 
+    /// A client with the test stack's payload codec.
     pub async fn client(&self) -> Client {
         connect(&self.address)
+            .await
+            .expect("connecting to Temporal")
+    }
+
+    /// A client without the payload codec (what the server stores, as stored).
+    pub async fn raw_client(&self) -> Client {
+        raw_client(&self.address)
             .await
             .expect("connecting to Temporal")
     }

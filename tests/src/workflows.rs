@@ -274,13 +274,17 @@ pub async fn apply_event(
 ) -> Result<ApplyOutcome, String> {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
-        let answer = handle
+        let answer = match handle
             .execute_update(
                 DeliveryOrderWorkflow::apply_event,
                 event.clone(),
                 WorkflowExecuteUpdateOptions::default(),
             )
-            .await;
+            .await
+        {
+            Ok(outcome) => Ok(outcome),
+            Err(error) => Err(crate::decoded_update_error(error).await),
+        };
         let refusal = match answer {
             Ok(outcome) => return Ok(outcome),
             Err(WorkflowUpdateError::Failed(failure)) => match Refusal::from_failure(&failure) {

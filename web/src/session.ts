@@ -65,4 +65,18 @@ export function loadSession(): Session | null {
 export function storeSession(session: Session | null) {
   if (session) window.localStorage.setItem(STORAGE_KEY, session.token);
   else window.localStorage.removeItem(STORAGE_KEY);
+  syncCodecSession(session);
+}
+
+/**
+ * Operators get the gateway's codec cookie (HttpOnly, sent only to /codec), so a Temporal Web UI
+ * on the same host that includes credentials shows them decoded payloads; signing out removes
+ * it. Best effort: the service's own pages never depend on it.
+ */
+function syncCodecSession(session: Session | null) {
+  const request: RequestInit =
+    session && isOperator(session)
+      ? { method: "POST", headers: { Authorization: `Bearer ${session.token}` } }
+      : { method: "DELETE" };
+  fetch("/codec/session", request).catch(() => undefined);
 }

@@ -1,8 +1,10 @@
 //! Typed worker configuration, read from the environment once at start-up.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use delivery_activities::{BreakerConfig, PartnerConfig};
+use delivery_payload_codec::Keyring;
 use delivery_platform::{ConfigError, Env, Secret};
 use delivery_read_model::RelaySettings;
 use url::Url;
@@ -43,6 +45,9 @@ pub struct WorkerConfig {
     /// How many tasks the worker asks Temporal for at once, and how long an order's task waits
     /// for this worker's cache before any worker may take it.
     pub polling: TaskPolling,
+    /// `PAYLOAD_ENCRYPTION_KEYS`, `PAYLOAD_ENCRYPTION_ACTIVE_KEY` (required unless `DEV_MODE=1`):
+    /// the keys of the payload codec; every payload this worker sends Temporal is encrypted.
+    pub payload_keys: Arc<Keyring>,
 }
 
 /// The worker's polling of Temporal. The SDK's defaults (5 workflow-task polls of which one on
@@ -178,6 +183,7 @@ impl WorkerConfig {
                 dedup_ttl: Duration::from_secs(dedup_ttl),
             },
             polling: TaskPolling::from_env(&env)?,
+            payload_keys: env.payload_keys()?,
         })
     }
 }
@@ -188,12 +194,34 @@ mod tests {
 
     use super::*;
 
+    /// A key of this test's own, so the configuration is complete without `DEV_MODE`.
+    const KEYS: (&str, &str) = (
+        "PAYLOAD_ENCRYPTION_KEYS",
+        "unit:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=",
+    );
+
     fn config(pairs: &[(&str, &str)]) -> Result<WorkerConfig, ConfigError> {
-        let map: HashMap<String, String> = pairs
-            .iter()
+        let map: HashMap<String, String> = std::iter::once(&KEYS)
+            .chain(pairs)
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         WorkerConfig::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn payload_keys_are_required_unless_dev_mode() {
+        let none = |key: &str| (key == "DEV_MODE").then(|| "0".to_owned());
+        let err = WorkerConfig::from_lookup(none).unwrap_err().to_string();
+        assert!(err.contains("PAYLOAD_ENCRYPTION_KEYS is required"), "{err}");
+        let dev =
+            WorkerConfig::from_lookup(|key| (key == "DEV_MODE").then(|| "1".to_owned())).unwrap();
+        assert_eq!(
+            dev.payload_keys.active_key_id(),
+            delivery_payload_codec::DEV_KEY_ID
+        );
+        let c = config(&[]).unwrap();
+        assert_eq!(c.payload_keys.active_key_id(), "unit");
+        assert!(!format!("{c:?}").contains("AQEB"), "keys never print");
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub async fn connect(config: &WorkerConfig, patience: Duration) -> anyhow::Resul
         &config.temporal_address,
         &config.namespace,
         &config.identity,
+        config.payload_keys.clone(),
         patience,
     )
     .await

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use temporalio_client::errors::WorkflowUpdateError;
-use temporalio_client::{Client, RpcOptions};
+use temporalio_client::{Client, NamespacedClient, RpcOptions};
+use temporalio_common::data_converters::{SerializationContextData, WorkflowSerializationContext};
+use temporalio_common::payload_visitor::decode_payloads;
 
 use crate::refusal::{Refusal, RejectionCode};
 
@@ -65,7 +67,31 @@ impl TemporalTarget {
     }
 }
 
-/// What an update's failure means for the caller.
+/// An update's error with the payloads of its failure decoded by `client`'s codec. The SDK hands
+/// an update's failure over as Temporal carries it, so a refusal's details (the original outcome
+/// of a duplicate, the allowed events) are still encrypted there; [`Refusal::from_failure`]
+/// reads them after this.
+pub async fn decode_update_error(
+    client: &Client,
+    error: WorkflowUpdateError,
+) -> WorkflowUpdateError {
+    match error {
+        WorkflowUpdateError::Failed(mut failure) => {
+            let context = SerializationContextData::Workflow(WorkflowSerializationContext::new());
+            if let Err(error) =
+                decode_payloads(&mut *failure, client.data_converter().codec(), &context).await
+            {
+                // The refusal's code and text are in clear; only its details are lost.
+                tracing::warn!(%error, "the details of an update's failure could not be decoded");
+            }
+            WorkflowUpdateError::Failed(failure)
+        }
+        other => other,
+    }
+}
+
+/// What an update's failure means for the caller (its payloads decoded first:
+/// [`decode_update_error`]).
 pub(crate) fn update_error(error: WorkflowUpdateError) -> ClientError {
     match error {
         WorkflowUpdateError::NotFound(status) | WorkflowUpdateError::Rpc(status)

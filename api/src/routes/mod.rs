@@ -2,6 +2,7 @@
 //! document is generated from the same code that serves the requests.
 
 pub mod batches;
+pub mod codec;
 pub mod commands;
 pub mod compat;
 pub mod delivery_orders;

@@ -13,6 +13,7 @@ async fn a_worker_refuses_to_start_with_another_graph_version() {
     let other = (compiled_graph_version() + 1).to_string();
     // No Temporal at this address: the worker must stop before it ever connects.
     let output = Command::new(worker_binary())
+        .envs(payload_key_env())
         .env("DELIVERY_GRAPH_VERSION", &other)
         .env(
             "TEMPORAL_ADDRESS",

@@ -135,6 +135,7 @@ async fn projected(pool: &PgPool, prefix: &str, id: &str, version: u64) {
 async fn rebuild(stack: &Stack, database_url: &str, prefix: &str, limit: Duration) -> String {
     let run = tokio::process::Command::new(delivery_tests::processes::worker_binary())
         .arg("rebuild-read-model")
+        .envs(delivery_tests::payload_key_env())
         .env("TEMPORAL_ADDRESS", stack.temporal.url())
         .env("TASK_QUEUE", &stack.task_queue)
         .env("DATABASE_URL", database_url)

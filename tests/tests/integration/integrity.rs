@@ -444,19 +444,22 @@ async fn prepare(
         )],
         lease_ms: Some(lease_ms),
     };
-    order
+    match order
         .execute_update(
             DeliveryOrderWorkflow::prepare_batch,
             prepare,
             WorkflowExecuteUpdateOptions::default(),
         )
         .await
-        .map(|_| ())
-        .map_err(refusal)
+    {
+        Ok(_) => Ok(()),
+        Err(error) => Err(refusal(error).await),
+    }
 }
 
 /// The workflow's typed refusal of an update (anything else fails the test).
-fn refusal(error: WorkflowUpdateError) -> Refusal {
+async fn refusal(error: WorkflowUpdateError) -> Refusal {
+    let error = decoded_update_error(error).await;
     match &error {
         WorkflowUpdateError::Failed(failure) => Refusal::from_failure(failure),
         _ => None,
@@ -478,7 +481,10 @@ async fn decide(order: &OrderHandle, batch_id: &str, commit: bool) -> Result<u64
             .execute_update(DeliveryOrderWorkflow::abort_batch, decision, options)
             .await
     };
-    answer.map(|o| o.version).map_err(refusal)
+    match answer {
+        Ok(outcome) => Ok(outcome.version),
+        Err(error) => Err(refusal(error).await),
+    }
 }
 
 #[tokio::test]

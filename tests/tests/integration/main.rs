@@ -21,6 +21,7 @@ mod crash_recovery;
 mod deployment;
 mod disaster_recovery;
 mod edge_security;
+mod encryption_at_rest;
 mod gateway_edges;
 mod gateway_flows;
 mod integrity;

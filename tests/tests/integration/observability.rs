@@ -61,10 +61,11 @@ async fn sdk_declared(stack: &Stack) -> Vec<DeclaredMetric> {
         .expect("runtime options");
     let runtime = Runtime::from_current_tokio(options).expect("runtime");
     let queue = format!("{}-declared", stack.task_queue);
+    let keys = payload_key_env();
     let config = WorkerConfig::from_lookup(|key| match key {
         "TASK_QUEUE" => Some(queue.clone()),
         "TEMPORAL_ADDRESS" => Some(stack.temporal.url()),
-        _ => None,
+        _ => keys.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()),
     })
     .expect("worker config");
     let _worker = build_worker(

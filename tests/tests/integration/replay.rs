@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use delivery_tests::workspace_root;
+use delivery_tests::{test_keyring, workspace_root};
 use delivery_workflows::DeliveryOrderWorkflow;
 use temporalio_client::WorkflowHistory;
 use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
@@ -38,10 +38,13 @@ async fn saved_histories_replay_without_nondeterminism() {
         files.len() >= 5,
         "expected the saved scenario histories, found {files:?}"
     );
+    // With the payload codec: histories recorded before encryption pass through it unchanged,
+    // and histories recorded since (encrypted with the test keys) are decrypted.
     let replayer = WorkflowReplayer::new(
         WorkflowReplayerOptions::new()
             .register_workflow::<DeliveryOrderWorkflow>()
             .expect("register")
+            .data_converter(delivery_payload_codec::data_converter(test_keyring()))
             .build(),
     )
     .expect("replayer");

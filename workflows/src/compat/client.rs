@@ -8,7 +8,7 @@ use temporalio_client::{
 use super::{
     CompatCommand, CompatDelivery, CompatDeliveryWorkflow, CompatStart, compat_workflow_id,
 };
-use crate::client::{ClientError, TemporalTarget, update_error};
+use crate::client::{ClientError, TemporalTarget, decode_update_error, update_error};
 
 #[derive(Clone)]
 pub struct CompatClient {
@@ -52,11 +52,14 @@ impl CompatClient {
             .update_id(format!("compat:{}", command.event_id))
             .rpc_options(self.target.rpc())
             .build();
-        self.target
-            .client()
+        let client = self.target.client();
+        match client
             .get_workflow_handle::<CompatDeliveryWorkflow>(compat_workflow_id(id))
             .execute_update(CompatDeliveryWorkflow::apply, command, options)
             .await
-            .map_err(update_error)
+        {
+            Ok(delivery) => Ok(delivery),
+            Err(error) => Err(update_error(decode_update_error(client, error).await)),
+        }
     }
 }

@@ -12,7 +12,7 @@ use temporalio_common::{HasWorkflowDefinition, MemoValues, UpdateDefinition};
 use super::{
     BatchDecision, BatchPrepare, DeliveryOrderView, DeliveryOrderWorkflow, StartInput, workflow_id,
 };
-use crate::client::{ClientError, TemporalTarget, update_error};
+use crate::client::{ClientError, TemporalTarget, decode_update_error, update_error};
 use crate::domain::{ApplyOutcome, DeliveryOrderInput, EventEnvelope};
 use crate::refusal::RejectionCode;
 
@@ -216,10 +216,16 @@ impl DeliveryOrderClient {
         U: UpdateDefinition<Workflow = <DeliveryOrderWorkflow as HasWorkflowDefinition>::Run>,
         U::Input: Send,
     {
-        self.handle(delivery_order_id)
+        match self
+            .handle(delivery_order_id)
             .execute_update(update, input, options)
             .await
-            .map_err(update_error)
+        {
+            Ok(output) => Ok(output),
+            Err(error) => Err(update_error(
+                decode_update_error(self.target.client(), error).await,
+            )),
+        }
     }
 
     /// One update id per batch and step, so a retried step is answered by Temporal itself.
