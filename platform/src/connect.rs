@@ -35,8 +35,16 @@ pub async fn connect_temporal(
             }
         }
     };
-    Client::new(connection, ClientOptions::new(namespace.to_owned()).build())
-        .context("creating the Temporal client")
+    // With traces on, every start, update, signal and query carries the caller's trace context
+    // in its Temporal headers; a worker built on this client traces its workflows and
+    // activities (the SDK's plugin reaches the worker through the client).
+    let options = match crate::telemetry::temporal_plugin() {
+        Some(plugin) => ClientOptions::new(namespace.to_owned())
+            .plugin(plugin)
+            .build(),
+        None => ClientOptions::new(namespace.to_owned()).build(),
+    };
+    Client::new(connection, options).context("creating the Temporal client")
 }
 
 /// Longest a single statement may run on the service's connections: a hung query gives its
