@@ -37,13 +37,8 @@ impl CompatActivities {
             self.read_model
                 .project_compat(&projection)
                 .await
-                .map_err(|error| {
-                    tracing::warn!(
-                        error = format!("{error:#}"),
-                        "compat projection failed; will retry"
-                    );
-                    ActivityError::from(error)
-                })
+                // Logged once with its cause chain by the worker's activity failure log.
+                .map_err(ActivityError::from)
         }
         .instrument(span)
         .await

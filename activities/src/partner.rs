@@ -4,6 +4,7 @@
 //! errors, timeouts, 408, 429 and 5xx are retryable `PartnerError`s and count against the
 //! circuit breaker; any other 4xx is the partner's business answer (an outcome, not an error).
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use delivery_workflows::activities::{
@@ -11,6 +12,8 @@ use delivery_workflows::activities::{
 };
 use reqwest::StatusCode;
 use serde::Deserialize;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::breaker::{BreakerConfig, CircuitBreaker, CircuitOpen};
 use crate::metrics::PartnerMetrics;
@@ -183,8 +186,19 @@ impl PartnerClient {
             }
         };
         let started = Instant::now();
+        // A client span for the call (a child of the activity's span when traces are on), its
+        // context sent as W3C `traceparent` so the partner can continue the trace.
+        let span = tracing::info_span!(
+            "partner call",
+            otel.name = %format!("partner {operation}"),
+            otel.kind = "client",
+            operation,
+            status = tracing::field::Empty,
+        );
+        let call = with_trace_context(call, &span);
         let result = async {
             let response = call.send().await.map_err(PartnerError::Transport)?;
+            tracing::Span::current().record("status", response.status().as_u16());
             let status = response.status();
             let body = response.text().await.map_err(PartnerError::Transport)?;
             if status.is_server_error()
@@ -204,6 +218,7 @@ impl PartnerClient {
             }
             Ok((status, body))
         }
+        .instrument(span)
         .await;
         self.metrics
             .latency
@@ -233,6 +248,22 @@ impl PartnerClient {
             .with_label_values(&[operation, outcome])
             .inc();
     }
+}
+
+/// The request with the span's trace context in its headers (`traceparent`; nothing when traces
+/// are off, as the global propagator is then a no-op).
+fn with_trace_context(
+    call: reqwest::RequestBuilder,
+    span: &tracing::Span,
+) -> reqwest::RequestBuilder {
+    let mut headers = HashMap::new();
+    let context = span.context();
+    opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.inject_context(&context, &mut headers)
+    });
+    headers
+        .into_iter()
+        .fold(call, |call, (name, value)| call.header(name, value))
 }
 
 /// Partner bodies end up in errors and history: keep them short.

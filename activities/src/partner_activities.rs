@@ -58,16 +58,16 @@ impl PartnerActivities {
 }
 
 /// Runs a partner call inside its span and logs the answer once; a failed call becomes a
-/// retryable activity error.
+/// retryable activity error, logged once with its cause chain by the worker's activity failure
+/// log.
 async fn logged<T: std::fmt::Debug>(
     span: tracing::Span,
     call: impl Future<Output = Result<T, PartnerError>>,
 ) -> Result<T, ActivityError> {
     async move {
         let outcome = call.await;
-        match &outcome {
-            Ok(outcome) => tracing::info!(?outcome, "partner answered"),
-            Err(error) => tracing::warn!(%error, "partner call failed; will retry"),
+        if let Ok(outcome) = &outcome {
+            tracing::info!(?outcome, "partner answered");
         }
         Ok(outcome?)
     }

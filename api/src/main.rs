@@ -38,14 +38,19 @@ async fn main() {
 }
 
 async fn run() -> anyhow::Result<()> {
-    telemetry::init();
-    let config = ApiConfig::from_env()?;
-    let state = connect(config, Duration::from_secs(60)).await?;
-    serve(state, async {
-        delivery_platform::shutdown_signal().await;
-        tracing::info!("shutting down: finishing in-flight requests");
-    })
-    .await
+    let telemetry = telemetry::init("delivery-api");
+    let served = async {
+        let config = ApiConfig::from_env()?;
+        let state = connect(config, Duration::from_secs(60)).await?;
+        serve(state, async {
+            delivery_platform::shutdown_signal().await;
+            tracing::info!("shutting down: finishing in-flight requests");
+        })
+        .await
+    }
+    .await;
+    telemetry.shutdown().await;
+    served
 }
 
 /// Mints a token signed with `JWT_SECRET` (the development secret when unset).

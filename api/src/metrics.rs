@@ -1,14 +1,25 @@
 //! The gateway's Prometheus metrics: requests per route and status, their latency, events per
 //! type and outcome, partner webhooks by outcome, read-your-writes waits, and what is measured
-//! when scraped: the read model's publishing backlog, the operator queue, open WebSockets.
+//! when scraped: the read model's publishing backlog, the operator queue, open WebSockets, event
+//! batches holding orders.
+
+use std::time::{Duration, SystemTime};
 
 use delivery_read_model::ReadModel;
+use futures::TryStreamExt;
 use prometheus::{
     Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
 
+use temporalio_client::{Client, WorkflowListOptions};
+
 use crate::problem::ApiError;
+
+/// Bound on the Temporal visibility query of a scrape: a slow Temporal must not hold `/metrics`.
+const BATCH_QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+/// Most running batches a scrape lists (a batch runs for seconds; more would be an incident).
+const BATCH_LIST_LIMIT: usize = 1_000;
 
 #[derive(Clone)]
 pub struct ApiMetrics {
@@ -25,6 +36,8 @@ pub struct ApiMetrics {
     operator_queue_size: IntGauge,
     operator_queue_oldest_seconds: Gauge,
     websocket_connections: IntGauge,
+    event_batches_open: IntGauge,
+    event_batches_oldest_seconds: Gauge,
     /// Answers with a 5xx status, by problem code.
     pub server_errors: IntCounterVec,
     /// 1 when the last readiness check reached the dependency, 0 when not.
@@ -97,6 +110,14 @@ impl ApiMetrics {
             "websocket_connections",
             "WebSocket clients connected to this gateway now",
         )?;
+        let event_batches_open = IntGauge::new(
+            "event_batches_open",
+            "Event batches running now: each holds its delivery orders from its prepare to its commit or abort",
+        )?;
+        let event_batches_oldest_seconds = Gauge::new(
+            "event_batches_oldest_seconds",
+            "Age of the oldest running event batch (0 when none runs)",
+        )?;
         let server_errors = IntCounterVec::new(
             Opts::new(
                 "server_errors_total",
@@ -117,6 +138,8 @@ impl ApiMetrics {
         registry.register(Box::new(operator_queue_size.clone()))?;
         registry.register(Box::new(operator_queue_oldest_seconds.clone()))?;
         registry.register(Box::new(websocket_connections.clone()))?;
+        registry.register(Box::new(event_batches_open.clone()))?;
+        registry.register(Box::new(event_batches_oldest_seconds.clone()))?;
         // The kinds the gateway raises, at 0 from the start so rates and alerts see them.
         for kind in ["dependency-unavailable", "internal-error", "not-ready"] {
             server_errors.with_label_values(&[kind]);
@@ -141,6 +164,8 @@ impl ApiMetrics {
             operator_queue_size,
             operator_queue_oldest_seconds,
             websocket_connections,
+            event_batches_open,
+            event_batches_oldest_seconds,
             server_errors,
             dependency_up,
         })
@@ -164,12 +189,19 @@ impl ApiMetrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// The text exposition, with the gauges measured now (those from PostgreSQL are left as
-    /// they were when it cannot be asked).
-    pub async fn render(&self, read_model: &ReadModel, websocket_connections: usize) -> String {
+    /// The text exposition, with the gauges measured now (those from PostgreSQL or Temporal are
+    /// left as they were when it cannot be asked).
+    pub async fn render(
+        &self,
+        read_model: &ReadModel,
+        websocket_connections: usize,
+        temporal: &Client,
+        task_queue: &str,
+    ) -> String {
         self.websocket_connections
             .set(i64::try_from(websocket_connections).unwrap_or(i64::MAX));
         self.measure_operator_queue(read_model).await;
+        self.measure_batches(temporal, task_queue).await;
         if let Ok((pending, oldest_ms)) = read_model.outbox_backlog().await {
             self.outbox_pending.set(pending);
             self.outbox_oldest_ms.set(oldest_ms.unwrap_or(0.0) as i64);
@@ -194,6 +226,40 @@ impl ApiMetrics {
                     .set(oldest.unwrap_or(0.0).max(0.0));
             }
             Err(error) => tracing::warn!(%error, "measuring the operator queue failed"),
+        }
+    }
+
+    /// Running event batches of this task queue and the age of the oldest, from Temporal's
+    /// visibility (the holds themselves live in each order's workflow).
+    async fn measure_batches(&self, temporal: &Client, task_queue: &str) {
+        let query = format!(
+            "WorkflowType = 'EventBatchWorkflow' AND ExecutionStatus = 'Running' AND TaskQueue = '{}'",
+            task_queue.replace('\'', "")
+        );
+        let listing = temporal
+            .list_workflows(
+                query,
+                WorkflowListOptions::builder()
+                    .limit(BATCH_LIST_LIMIT)
+                    .build(),
+            )
+            .map_ok(|run| run.start_time())
+            .try_collect::<Vec<_>>();
+        match tokio::time::timeout(BATCH_QUERY_TIMEOUT, listing).await {
+            Ok(Ok(starts)) => {
+                self.event_batches_open
+                    .set(i64::try_from(starts.len()).unwrap_or(i64::MAX));
+                let now = SystemTime::now();
+                let oldest = starts
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|start| now.duration_since(start).ok())
+                    .max()
+                    .unwrap_or_default();
+                self.event_batches_oldest_seconds.set(oldest.as_secs_f64());
+            }
+            Ok(Err(error)) => tracing::warn!(%error, "measuring event batches failed"),
+            Err(_) => tracing::warn!("measuring event batches: Temporal did not answer in time"),
         }
     }
 }

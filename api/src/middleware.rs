@@ -10,6 +10,7 @@ use poem::http::StatusCode;
 use poem::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use poem::{Body, Endpoint, IntoResponse, Request, Response};
 use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::auth::Caller;
 use crate::problem::{ApiError, from_poem_error};
@@ -29,22 +30,35 @@ pub async fn around<E: Endpoint>(next: Arc<E>, mut req: Request) -> poem::Result
         .data::<Arc<RouteTable>>()
         .cloned()
         .expect("the route table is attached outside this middleware");
-    let ids = request_id::assign(&req);
-    req.extensions_mut().insert(ids.clone());
     let method = req.method().to_string();
     // The template the path matches (the label of metrics, the log span and rate limits); a
     // path that matches none is named as it is in the log and `unmatched` everywhere else.
     let path = req.uri().path().to_owned();
     let route = routes.label(&path).to_owned();
+    let named_route = if route == UNMATCHED {
+        path.as_str()
+    } else {
+        route.as_str()
+    };
     let span = tracing::info_span!(
         "request",
+        otel.name = %format!("{method} {named_route}"),
+        otel.kind = "server",
         %method,
-        route = %if route == UNMATCHED { path.as_str() } else { route.as_str() },
-        request_id = %ids.request_id,
-        correlation_id = %ids.correlation_id,
+        route = %named_route,
+        request_id = tracing::field::Empty,
+        correlation_id = tracing::field::Empty,
         delivery_order_id = tracing::field::Empty,
         status = tracing::field::Empty,
     );
+    // The request's span continues the caller's trace (W3C `traceparent`); its trace id is the
+    // request id unless the caller names its own.
+    let caller_trace = request_id::caller_trace(req.headers());
+    let _ = span.set_parent(caller_trace.clone());
+    let ids = request_id::assign(&req, request_id::trace_id(&span.context(), &caller_trace));
+    span.record("request_id", ids.request_id.as_str());
+    span.record("correlation_id", ids.correlation_id.as_str());
+    req.extensions_mut().insert(ids.clone());
     // Every line of the request names the order it is about (when its path has one).
     if let Some(order) = routes.order_id(&path) {
         span.record("delivery_order_id", order);

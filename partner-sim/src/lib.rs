@@ -6,12 +6,12 @@ pub mod api;
 pub mod callbacks;
 pub mod config;
 pub mod state;
+pub mod traced;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
-use poem::middleware::Tracing;
 use poem::{EndpointExt, Server};
 use tokio::sync::watch;
 
@@ -59,7 +59,7 @@ impl Simulator {
         self,
         shutdown: impl Future<Output = ()> + Send,
     ) -> std::io::Result<()> {
-        let routes = api::routes().data(self.app.clone()).with(Tracing);
+        let routes = api::routes().data(self.app.clone()).around(traced::traced);
         let result = Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(routes, shutdown, None)
             .await;

@@ -1,22 +1,17 @@
 //! `partner-sim`: configuration from `PARTNER_*` variables, serve until Ctrl-C / SIGTERM.
 
 use partner_sim::{SimConfig, Simulator};
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_target(false)
-        .init();
+    let telemetry = delivery_platform::telemetry::init("partner-sim");
     let config = SimConfig::from_env()?;
     let callbacks = format!("{:?}", config.callbacks);
     let simulator = Simulator::build(config).await?;
     tracing::info!(url = %simulator.base_url(), callbacks, "partner simulator listening");
     simulator.run_until_stopped(shutdown_signal()).await?;
     tracing::info!("partner simulator stopped");
+    telemetry.shutdown().await;
     Ok(())
 }
 

@@ -46,8 +46,14 @@ pub async fn connect_temporal(
         "payloads sent to Temporal are encrypted (AES-256-GCM)"
     );
     let options = ClientOptions::new(namespace.to_owned())
-        .data_converter(delivery_payload_codec::data_converter(keys))
-        .build();
+        .data_converter(delivery_payload_codec::data_converter(keys));
+    // With traces on, every start, update, signal and query carries the caller's trace context
+    // in its Temporal headers; a worker built on this client traces its workflows and
+    // activities (the SDK's plugin reaches the worker through the client).
+    let options = match crate::telemetry::temporal_plugin() {
+        Some(plugin) => options.plugin(plugin).build(),
+        None => options.build(),
+    };
     Client::new(connection, options).context("creating the Temporal client")
 }
 

@@ -405,10 +405,10 @@ impl ReadModelWriter {
                 if let Some(metrics) = &self.metrics {
                     metrics.failures.inc();
                 }
+                // A retryable failure is logged once, with its cause chain and the order, by the
+                // worker's activity failure log (`activity failed`).
                 if error.is_permanent() {
                     self.surface_permanent_failure(p, &error).await;
-                } else {
-                    tracing::warn!(%error, "projection failed; will retry");
                 }
                 Err(error)
             }

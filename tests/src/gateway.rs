@@ -8,7 +8,7 @@ use delivery_api::auth::{Role, TokenKeys};
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 
-use crate::processes::{binary, log_file, wait_http_ok};
+use crate::processes::{binary, log_file, log_path, wait_http_ok};
 use crate::temporal::TemporalServer;
 
 /// The HS256 key of the test gateways.
@@ -136,6 +136,11 @@ impl GatewayProcess {
     /// The process id (for resource figures).
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Its stdout (rewritten by a restart).
+    pub fn log(&self) -> std::path::PathBuf {
+        log_path(&format!("gateway-{}", self.port))
     }
 
     /// Stops and starts the process with the same settings.

@@ -19,7 +19,7 @@ pub use fixtures::{confirm, delivered, pending_by_operator};
 pub use gateway::{
     Answer, GatewayProcess, TEST_JWT_SECRET, TEST_PARTNER_SECRET, new_payment_id, payment_event,
 };
-pub use processes::{SimProcess, Stack, StackOptions, WorkerProcess};
+pub use processes::{SimProcess, Stack, StackOptions, WorkerProcess, json_log_lines};
 pub use proxy::TcpProxy;
 pub use temporal::{TemporalServer, temporal_server};
 pub use workflows::*;

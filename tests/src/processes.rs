@@ -78,10 +78,28 @@ fn newest_change(dir: &std::path::Path) -> Option<std::time::SystemTime> {
     newest
 }
 
+/// Where a process started by the tests writes its stdout.
+pub(crate) fn log_path(name: &str) -> PathBuf {
+    std::env::temp_dir()
+        .join("delivery-tests-logs")
+        .join(format!("{name}.log"))
+}
+
+/// The JSON lines of a log (a process started with `LOG_FORMAT=json`); other lines are skipped.
+pub fn json_log_lines(path: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
+}
+
 pub(crate) fn log_file(name: &str) -> Stdio {
-    let dir = std::env::temp_dir().join("delivery-tests-logs");
-    let _ = std::fs::create_dir_all(&dir);
-    match std::fs::File::create(dir.join(format!("{name}.log"))) {
+    let path = log_path(name);
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    match std::fs::File::create(&path) {
         Ok(file) => Stdio::from(file),
         Err(_) => Stdio::null(),
     }
@@ -112,6 +130,8 @@ pub struct WorkerProcess {
     pub metrics_url: String,
     /// Prefix of every Redis key and channel this worker writes.
     pub redis_prefix: String,
+    /// Its stdout.
+    pub log: PathBuf,
     env: Vec<(String, String)>,
 }
 
@@ -169,6 +189,7 @@ impl WorkerProcess {
             child,
             metrics_url,
             redis_prefix,
+            log: log_path(&format!("worker-{task_queue}")),
             env,
         }
     }
@@ -230,6 +251,8 @@ impl Drop for WorkerProcess {
 pub struct SimProcess {
     child: Child,
     pub url: String,
+    /// Its stdout.
+    pub log: PathBuf,
     http: reqwest::Client,
 }
 
@@ -259,6 +282,7 @@ impl SimProcess {
         Self {
             child,
             url,
+            log: log_path(&format!("partner-sim-{port}")),
             http: reqwest::Client::new(),
         }
     }

@@ -91,7 +91,7 @@ fn cause_chain(error: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// The delivery order of a workflow id `delivery-order-{id}`.
-fn delivery_order_id(workflow_id: &str) -> Option<&str> {
+pub(crate) fn delivery_order_id(workflow_id: &str) -> Option<&str> {
     workflow_id.strip_prefix("delivery-order-")
 }
 

@@ -7,7 +7,9 @@ pub mod metrics_server;
 pub mod rebuild;
 pub mod sdk_metrics;
 pub mod versioning;
+pub mod workflow_tasks;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -23,8 +25,9 @@ use delivery_workflows::{DeliveryOrderClient, DeliveryOrderWorkflow, TemporalTar
 use prometheus::Registry;
 use sqlx::PgPool;
 use temporalio_client::Client;
+use temporalio_sdk::interceptors::{ActivityInboundInterceptor, WorkerInterceptor};
 use temporalio_sdk::runtime::PollerBehavior;
-use temporalio_sdk::{Runtime, Worker, WorkerOptions};
+use temporalio_sdk::{Runtime, SimplePlugin, Worker, WorkerOptions};
 
 pub use config::WorkerConfig;
 
@@ -69,6 +72,23 @@ pub fn outbox_relay(
     .with_leader_gauge(leader))
 }
 
+/// The worker's own interceptors: failed activity attempts and workflow tasks, logged once and
+/// counted, and history lengths. A plugin rather than interceptors of the options, because
+/// plugins apply after the client's (the OpenTelemetry one when traces are on): these then run
+/// inside the activity's span, and their log lines carry its trace id.
+fn failure_tracking(registry: &Registry) -> anyhow::Result<SimplePlugin> {
+    let activities = failure_log::ActivityFailureLog::register(registry)
+        .context("registering activity failure metrics")?;
+    let workflow_tasks = workflow_tasks::WorkflowTaskWatch::register(registry)
+        .context("registering workflow task metrics")?;
+    Ok(SimplePlugin::builder("delivery-failure-tracking")
+        .activity_inbound_interceptors(vec![
+            Arc::new(activities) as Arc<dyn ActivityInboundInterceptor>
+        ])
+        .worker_interceptors(vec![Arc::new(workflow_tasks) as Arc<dyn WorkerInterceptor>])
+        .build())
+}
+
 /// A worker with the delivery-order workflow and its activities registered.
 pub fn build_worker(
     runtime: &Runtime,
@@ -90,10 +110,7 @@ pub fn build_worker(
         .context("registering CompatDeliveryWorkflow")?
         .register_workflow::<EventBatchWorkflow>()
         .context("registering EventBatchWorkflow")?
-        .activity_inbound_interceptor(
-            failure_log::ActivityFailureLog::register(registry)
-                .context("registering activity failure metrics")?,
-        )
+        .worker_plugin(failure_tracking(registry)?)
         .register_activities(PartnerActivities::new(partner))
         .register_activities(CompatActivities::new(writer.clone()))
         .register_activities(BatchActivities::new(

@@ -18,11 +18,14 @@ use tokio::sync::watch;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    telemetry::init();
+    let telemetry = telemetry::init("delivery-worker");
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         None => {
-            if let Err(error) = run().await {
+            let result = run().await;
+            // The spans of the last tasks leave before the process does.
+            telemetry.shutdown().await;
+            if let Err(error) = result {
                 tracing::error!(error = format!("{error:#}"), "worker stopped");
                 std::process::exit(1);
             }

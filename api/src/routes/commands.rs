@@ -238,6 +238,8 @@ async fn create(
 ) -> Result<CreateResponse, ApiError> {
     let fingerprint = fingerprint(&c);
     let delivery_order_id = id.to_string();
+    // The request's log lines (and its error, if any) name the order it creates.
+    tracing::Span::current().record("delivery_order_id", delivery_order_id.as_str());
     let input = DeliveryOrderInput {
         delivery_order_id: delivery_order_id.clone(),
         ordering_id: c.ordering_id.clone(),

@@ -113,7 +113,12 @@ impl SystemApi {
         MetricsResponse::Ok(PlainText(
             state
                 .metrics
-                .render(&state.read_model, state.live.listeners())
+                .render(
+                    &state.read_model,
+                    state.live.listeners(),
+                    state.orders.client(),
+                    &state.config.task_queue,
+                )
                 .await,
         ))
     }

@@ -33,21 +33,41 @@ fn saved_histories() -> Vec<PathBuf> {
 
 #[tokio::test]
 async fn saved_histories_replay_without_nondeterminism() {
-    let files = saved_histories();
-    assert!(
-        files.len() >= 5,
-        "expected the saved scenario histories, found {files:?}"
-    );
     // With the payload codec: histories recorded before encryption pass through it unchanged,
     // and histories recorded since (encrypted with the test keys) are decrypted.
-    let replayer = WorkflowReplayer::new(
+    replay_saved_histories(
         WorkflowReplayerOptions::new()
             .register_workflow::<DeliveryOrderWorkflow>()
             .expect("register")
             .data_converter(delivery_payload_codec::data_converter(test_keyring()))
             .build(),
     )
-    .expect("replayer");
+    .await;
+}
+
+/// The same with the OpenTelemetry plugin a traced worker runs (its workflow interceptors read
+/// and write Temporal headers and draw span ids from the workflow's randomness): tracing must
+/// not change what the workflow does.
+#[tokio::test]
+async fn saved_histories_replay_with_the_tracing_plugin() {
+    replay_saved_histories(
+        WorkflowReplayerOptions::new()
+            .register_workflow::<DeliveryOrderWorkflow>()
+            .expect("register")
+            .worker_plugin(temporalio_sdk::opentelemetry::OpenTelemetryPlugin::builder().build())
+            .data_converter(delivery_payload_codec::data_converter(test_keyring()))
+            .build(),
+    )
+    .await;
+}
+
+async fn replay_saved_histories(options: WorkflowReplayerOptions) {
+    let files = saved_histories();
+    assert!(
+        files.len() >= 5,
+        "expected the saved scenario histories, found {files:?}"
+    );
+    let replayer = WorkflowReplayer::new(options).expect("replayer");
     for file in files {
         let bytes = std::fs::read(&file).unwrap();
         let history = WorkflowHistory::from_json(&bytes)
