@@ -8,6 +8,7 @@ pub mod gateway;
 pub mod processes;
 pub mod proxy;
 pub mod temporal;
+pub mod tls;
 pub mod workflows;
 
 pub use database::{
@@ -20,6 +21,7 @@ pub use gateway::{
 pub use processes::{SimProcess, Stack, StackOptions, WorkerProcess};
 pub use proxy::TcpProxy;
 pub use temporal::{TemporalServer, temporal_server};
+pub use tls::{TestCa, TlsProxy};
 pub use workflows::*;
 
 use std::path::PathBuf;
