@@ -3,8 +3,9 @@
 //! of every role and with none. Every answer must be in the spec: no server error, a documented
 //! status code and content type, documented headers, and a body matching its schema.
 //!
-//! `make test` runs a bounded pass (`SCHEMATHESIS_MAX_EXAMPLES`, default 5 per operation and
-//! role); `make security` a longer one. schemathesis comes from `.venv` (`scripts/lib.sh`).
+//! `make test` runs a bounded pass (`SCHEMATHESIS_MAX_EXAMPLES`, default 3 per operation and
+//! caller, about a minute); `make security` a longer one. schemathesis comes from `.venv`
+//! (`scripts/lib.sh`).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -44,10 +45,10 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_spec() {
         binary.display()
     );
     let max_examples =
-        std::env::var("SCHEMATHESIS_MAX_EXAMPLES").unwrap_or_else(|_| "5".to_owned());
+        std::env::var("SCHEMATHESIS_MAX_EXAMPLES").unwrap_or_else(|_| "3".to_owned());
     let stack = Stack::start_with(StackOptions::quiet().with_gateway()).await;
     let api = stack.api();
-    // A paid order, so some reads find something.
+    // A paid order, so the lists answer with a whole delivery order to check against its schema.
     api.pay("cust-fuzz").await;
     let spec = format!("{}/openapi.json", api.url);
     let mut callers: Vec<(String, Option<String>)> = Role::ALL
@@ -61,36 +62,65 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_spec() {
 
     let mut failures = Vec::new();
     for (caller, token) in &callers {
-        let mut command = Command::new(&binary);
-        command
-            .arg("--config-file")
-            .arg(workspace_root().join("resources/schemathesis/schemathesis.toml"))
-            .args(["run", &spec, "--checks", CHECKS])
-            .args(["--max-examples", &max_examples])
-            .args(["--workers", "2", "--request-timeout", "20"])
-            .args(["--seed", "20260101"])
-            // Data that depends on the run (time, request ids) is no failure to shrink.
-            .arg("--no-shrink")
-            .env("NO_COLOR", "1");
-        if let Some(token) = token {
-            command.args(["--header", &format!("Authorization: Bearer {token}")]);
-        }
-        let output = command.output().expect("running schemathesis");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let mut attempt = 0;
+        let (passed, text) = loop {
+            attempt += 1;
+            let (passed, text) = run(&binary, &spec, token.as_deref(), &max_examples, attempt);
+            // Hypothesis, describing the strategy of a free-form JSON member deep in its own
+            // recursion, sometimes trips a CPython 3.11 fault ("SystemError: AST constructor
+            // recursion depth mismatch") and schemathesis reports the operation as an error. That
+            // says nothing about the gateway: such a run, with no failed check, is run again.
+            let tool_fault = !passed
+                && text.contains("AST constructor recursion depth mismatch")
+                && !text.contains(" failure");
+            if !tool_fault || attempt == 3 {
+                break (passed, text);
+            }
+            println!("schemathesis as {caller}: a fault of the tool, running again");
+        };
         let summary = text
             .lines()
             .rev()
-            .find(|l| l.contains("passed") || l.contains("failed") || l.contains("error"))
+            .find(|l| l.contains(" in ") && l.starts_with('='))
             .unwrap_or_default()
             .to_owned();
         println!("schemathesis as {caller}: {summary}");
-        if !output.status.success() {
+        if !passed {
             failures.push(format!("--- as {caller} ---\n{text}"));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// One schemathesis run as `token`'s caller (anonymous without one); whether it passed, and its
+/// output.
+fn run(
+    binary: &PathBuf,
+    spec: &str,
+    token: Option<&str>,
+    max_examples: &str,
+    attempt: u64,
+) -> (bool, String) {
+    let mut command = Command::new(binary);
+    command
+        .arg("--config-file")
+        .arg(workspace_root().join("resources/schemathesis/schemathesis.toml"))
+        .args(["run", spec, "--checks", CHECKS])
+        .args(["--max-examples", max_examples])
+        .args(["--workers", "2", "--request-timeout", "20"])
+        .args(["--seed", &(20260101 + attempt).to_string()])
+        // Shrinking replays a failure many times to minimise it; the report of the first
+        // failing case is enough here, and the seed reproduces it.
+        .arg("--no-shrink")
+        .env("NO_COLOR", "1");
+    if let Some(token) = token {
+        command.args(["--header", &format!("Authorization: Bearer {token}")]);
+    }
+    let output = command.output().expect("running schemathesis");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
 }

@@ -64,6 +64,46 @@ async fn idle_after_one_request(port: u16) -> Option<String> {
         .map(|()| String::from_utf8_lossy(&answer).into_owned())
 }
 
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Reads the socket until `finish`, then sends a ping and waits for its pong; false if the
+/// socket closed first.
+async fn still_answers_at_the_end(
+    mut socket: Socket,
+    mut finish: tokio::sync::oneshot::Receiver<()>,
+) -> bool {
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        tokio::select! {
+            _ = &mut finish => break,
+            frame = socket.next() => match frame {
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return false,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+    if socket
+        .send(Message::Ping(b"still here".to_vec().into()))
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    let pong = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(frame)) = socket.next().await {
+            if let Message::Pong(data) = frame
+                && &data[..] == b"still here"
+            {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    pong.unwrap_or(false)
+}
+
 async fn metric(api: &GatewayProcess, name_and_labels: &str) -> f64 {
     let text = reqwest::get(format!("{}/metrics", api.url))
         .await
@@ -114,12 +154,15 @@ async fn trickling_and_idle_clients_are_cut_while_others_are_served() {
         idle.spawn(idle_after_one_request(port));
     }
 
-    // A live socket is no slow client: once upgraded it is left to its own limits (pings).
-    let (mut socket, _) = tokio_tungstenite::connect_async(format!(
+    // A live socket is no slow client: once upgraded it is left to its own limits. It reads (and
+    // so answers the gateway's pings) all along, and at the end answers a ping of ours.
+    let (socket, _) = tokio_tungstenite::connect_async(format!(
         "ws://127.0.0.1:{port}/api/v1/ws/events?access_token={olga}"
     ))
     .await
     .expect("a websocket beside the slow clients");
+    let (finish, finished) = tokio::sync::oneshot::channel::<()>();
+    let live_socket = tokio::spawn(still_answers_at_the_end(socket, finished));
 
     // Meanwhile ordinary callers get ordinary answers, on fresh connections each time.
     let served = async {
@@ -161,24 +204,12 @@ async fn trickling_and_idle_clients_are_cut_while_others_are_served() {
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     }
 
-    // The socket, older than the header deadline, still works: it answers our ping.
-    socket
-        .send(tokio_tungstenite::tungstenite::Message::Ping(
-            b"still here".to_vec().into(),
-        ))
-        .await
-        .unwrap();
-    let pong = tokio::time::timeout(Duration::from_secs(5), async {
-        while let Some(Ok(frame)) = socket.next().await {
-            if let tokio_tungstenite::tungstenite::Message::Pong(data) = frame {
-                return Some(data);
-            }
-        }
-        None
-    })
-    .await
-    .expect("the socket answers");
-    assert_eq!(pong.as_deref(), Some(&b"still here"[..]));
+    // The socket, older than the header deadline, still works.
+    finish.send(()).unwrap();
+    assert!(
+        live_socket.await.unwrap(),
+        "the live socket answers after the slow clients are gone"
+    );
 
     // Each trickler was cut by the deadline of what it trickled...
     let heads = metric(api, "delivery_api_http_read_deadline_closes_total{phase=\"header\"}").await;
