@@ -134,6 +134,13 @@ async fn trickling_and_idle_clients_are_cut_while_others_are_served() {
     let payer = api.token("payments", &[Role::PaymentService]);
     let olga = api.token("olga", &[Role::Operator]);
     let (id, _) = api.pay("cust-slow-1").await;
+    eventually("the read model to hold the order", || async {
+        let read = api
+            .get(&format!("/api/v1/delivery-orders/{id}"), &olga)
+            .await;
+        (read.status == 200).then_some(())
+    })
+    .await;
 
     let mut slow = JoinSet::new();
     for i in 0..TRICKLING_HEADS {

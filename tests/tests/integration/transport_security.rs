@@ -94,7 +94,8 @@ async fn the_temporal_client_speaks_tls_and_mutual_tls_is_enforced() {
             .is_err(),
         "a client without a certificate is refused"
     );
-    let stranger = TestCa::new("stranger").client("stranger");
+    let stranger_ca = TestCa::new("stranger");
+    let stranger = stranger_ca.client("stranger");
     let foreign = tls_of(&[
         ("TEMPORAL_TLS_CA_FILE", ca.ca_path()),
         ("TEMPORAL_TLS_CERT_FILE", stranger.cert_path()),
@@ -156,9 +157,14 @@ async fn the_gateway_serves_https_to_clients_that_trust_its_ca_only() {
     // A client trusting the CA: the API works as over plain HTTP.
     let (id, _) = api.pay("cust-tls-2").await;
     let owner = api.token("cust-tls-2", &[Role::Customer]);
-    let read = api
-        .get(&format!("/api/v1/delivery-orders/{id}?min_version=0"), &owner)
-        .await;
+    // (On a busy machine the projection may take longer than one bounded wait.)
+    let read = eventually("the order readable over HTTPS", || async {
+        let read = api
+            .get(&format!("/api/v1/delivery-orders/{id}?min_version=0"), &owner)
+            .await;
+        (read.status != 409).then_some(read)
+    })
+    .await;
     assert_eq!(read.status, 200, "{}", read.text);
     assert_eq!(read.json["delivery_order_id"], id);
 
