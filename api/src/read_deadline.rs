@@ -216,7 +216,11 @@ mod tests {
             assert_eq!(framing.deadline(), Some((at(start, 10), Cut::Header)));
         }
         framing.read(b"\r\n", at(start, 40));
-        assert_eq!(framing.deadline(), None, "a head without a body ends the request");
+        assert_eq!(
+            framing.deadline(),
+            None,
+            "a head without a body ends the request"
+        );
         // The next request's head is due from its own first byte.
         framing.read(b"G", at(start, 100));
         assert_eq!(framing.deadline(), Some((at(start, 110), Cut::Header)));

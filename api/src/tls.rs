@@ -114,7 +114,7 @@ where
     async fn accept(&mut self) -> IoResult<(Self::Io, LocalAddr, RemoteAddr, Scheme)> {
         let (io, local, remote, _) = self.inner.accept().await?;
         Ok((
-            Handshaking::Pending(self.tls.accept(io)),
+            Handshaking::Pending(Box::new(self.tls.accept(io))),
             local,
             remote,
             Scheme::HTTPS,
@@ -124,14 +124,14 @@ where
 
 /// A TLS connection whose handshake completes on its first read or write.
 pub enum Handshaking<T> {
-    Pending(tokio_rustls::Accept<T>),
+    Pending(Box<tokio_rustls::Accept<T>>),
     Ready(Box<TlsStream<T>>),
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> Handshaking<T> {
     fn poll_stream(&mut self, cx: &mut Context<'_>) -> Poll<IoResult<&mut TlsStream<T>>> {
         if let Handshaking::Pending(accept) = self {
-            let stream = ready!(Pin::new(accept).poll(cx))?;
+            let stream = ready!(Pin::new(accept.as_mut()).poll(cx))?;
             *self = Handshaking::Ready(Box::new(stream));
         }
         match self {
@@ -153,11 +153,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Handshaking<T> {
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Handshaking<T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<IoResult<usize>> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<IoResult<usize>> {
         let stream = ready!(self.get_mut().poll_stream(cx))?;
         Pin::new(stream).poll_write(cx, buf)
     }

@@ -226,13 +226,12 @@ mod tests {
             .unwrap()
             .expect("on");
         assert!(tls.server_ca.is_none() && tls.client_identity.is_none());
-        let tls = TemporalTls::from_env(&env(&[("TEMPORAL_ADDRESS", "https://t.example:7233")]))
-            .unwrap();
-        assert!(tls.is_some(), "an https address means TLS");
         let tls =
-            TemporalTls::from_env(&env(&[("TEMPORAL_TLS_SERVER_NAME", "temporal.internal")]))
-                .unwrap()
-                .expect("on");
+            TemporalTls::from_env(&env(&[("TEMPORAL_ADDRESS", "https://t.example:7233")])).unwrap();
+        assert!(tls.is_some(), "an https address means TLS");
+        let tls = TemporalTls::from_env(&env(&[("TEMPORAL_TLS_SERVER_NAME", "temporal.internal")]))
+            .unwrap()
+            .expect("on");
         assert_eq!(tls.server_name.as_deref(), Some("temporal.internal"));
     }
 

@@ -98,7 +98,12 @@ impl GatewayProcess {
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         // A gateway given a certificate serves HTTPS; the tests' client then trusts the test's
         // CA (`GATEWAY_TEST_CA_FILE`, read here and not by the gateway) and nothing else.
-        let setting = |key: &str| env.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+        let setting = |key: &str| {
+            env.iter()
+                .rev()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+        };
         let (scheme, http) = match setting("GATEWAY_TEST_CA_FILE") {
             Some(ca) => {
                 let pem = std::fs::read(&ca).expect("the test CA");

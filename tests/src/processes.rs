@@ -87,12 +87,7 @@ pub(crate) fn log_file(name: &str) -> Stdio {
     }
 }
 
-pub(crate) async fn wait_http_ok(
-    http: &reqwest::Client,
-    url: &str,
-    what: &str,
-    child: &mut Child,
-) {
+pub(crate) async fn wait_http_ok(http: &reqwest::Client, url: &str, what: &str, child: &mut Child) {
     for _ in 0..300 {
         if let Ok(Some(status)) = child.try_wait() {
             panic!("{what} exited with {status} before answering {url}");

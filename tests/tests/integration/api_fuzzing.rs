@@ -63,27 +63,29 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_spec() {
     let mut failures = Vec::new();
     for (caller, token) in &callers {
         let mut attempt = 0;
-        let (passed, text) = loop {
+        let (passed, text, summary) = loop {
             attempt += 1;
             let (passed, text) = run(&binary, &spec, token.as_deref(), &max_examples, attempt);
+            let summary = text
+                .lines()
+                .rev()
+                .find(|l| l.starts_with('=') && l.contains(" in "))
+                .unwrap_or_default()
+                .to_owned();
             // Hypothesis, describing the strategy of a free-form JSON member deep in its own
             // recursion, sometimes trips a CPython 3.11 fault ("SystemError: AST constructor
             // recursion depth mismatch") and schemathesis reports the operation as an error. That
-            // says nothing about the gateway: such a run, with no failed check, is run again.
+            // says nothing about the gateway: such a run, with no failed check, is run again
+            // (with the next seed).
             let tool_fault = !passed
-                && text.contains("AST constructor recursion depth mismatch")
-                && !text.contains(" failure");
-            if !tool_fault || attempt == 3 {
-                break (passed, text);
+                && summary.contains("error")
+                && !summary.contains("failure")
+                && text.contains("AST constructor recursion depth mismatch");
+            if !tool_fault || attempt == 4 {
+                break (passed, text, summary);
             }
             println!("schemathesis as {caller}: a fault of the tool, running again");
         };
-        let summary = text
-            .lines()
-            .rev()
-            .find(|l| l.contains(" in ") && l.starts_with('='))
-            .unwrap_or_default()
-            .to_owned();
         println!("schemathesis as {caller}: {summary}");
         if !passed {
             failures.push(format!("--- as {caller} ---\n{text}"));

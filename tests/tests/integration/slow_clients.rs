@@ -145,7 +145,8 @@ async fn trickling_and_idle_clients_are_cut_while_others_are_served() {
     let mut slow = JoinSet::new();
     for i in 0..TRICKLING_HEADS {
         // A request head that never ends: one more header byte every second.
-        let opening = format!("GET /api/v1/delivery-orders/{id} HTTP/1.1\r\nHost: g\r\nX-Slow-{i}: ");
+        let opening =
+            format!("GET /api/v1/delivery-orders/{id} HTTP/1.1\r\nHost: g\r\nX-Slow-{i}: ");
         slow.spawn(async move { ("head", trickle(port, opening.into_bytes(), b'a').await) });
     }
     for _ in 0..TRICKLING_BODIES {
@@ -207,7 +208,9 @@ async fn trickling_and_idle_clients_are_cut_while_others_are_served() {
     let answers = served.await;
     assert!(answers > 0);
     while let Some(done) = idle.join_next().await {
-        let answer = done.unwrap().expect("an idle keep-alive connection is closed");
+        let answer = done
+            .unwrap()
+            .expect("an idle keep-alive connection is closed");
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     }
 
@@ -219,8 +222,16 @@ async fn trickling_and_idle_clients_are_cut_while_others_are_served() {
     );
 
     // Each trickler was cut by the deadline of what it trickled...
-    let heads = metric(api, "delivery_api_http_read_deadline_closes_total{phase=\"header\"}").await;
-    let bodies = metric(api, "delivery_api_http_read_deadline_closes_total{phase=\"body\"}").await;
+    let heads = metric(
+        api,
+        "delivery_api_http_read_deadline_closes_total{phase=\"header\"}",
+    )
+    .await;
+    let bodies = metric(
+        api,
+        "delivery_api_http_read_deadline_closes_total{phase=\"body\"}",
+    )
+    .await;
     assert!(heads >= TRICKLING_HEADS as f64, "{heads}");
     assert!(bodies >= TRICKLING_BODIES as f64, "{bodies}");
     // ...and every place came back: only the socket and the scrape's own connection are open.
@@ -238,10 +249,7 @@ async fn trickling_and_idle_clients_are_cut_while_others_are_served() {
             .map(|r| r.status().as_u16())
     }))
     .await;
-    assert!(
-        at_once.iter().all(|s| matches!(s, Ok(200))),
-        "{at_once:?}"
-    );
+    assert!(at_once.iter().all(|s| matches!(s, Ok(200))), "{at_once:?}");
 }
 
 #[tokio::test]

@@ -160,7 +160,10 @@ async fn the_gateway_serves_https_to_clients_that_trust_its_ca_only() {
     // (On a busy machine the projection may take longer than one bounded wait.)
     let read = eventually("the order readable over HTTPS", || async {
         let read = api
-            .get(&format!("/api/v1/delivery-orders/{id}?min_version=0"), &owner)
+            .get(
+                &format!("/api/v1/delivery-orders/{id}?min_version=0"),
+                &owner,
+            )
             .await;
         (read.status != 409).then_some(read)
     })
@@ -234,12 +237,21 @@ fn a_certificate_without_its_key_stops_the_gateway() {
         ("API_TLS_CERT_FILE", cert.cert_path()),
         ("API_TLS_KEY_FILE", other.key_path()),
     ]);
-    assert!(output.contains("does not fit API_TLS_CERT_FILE"), "{output}");
+    assert!(
+        output.contains("does not fit API_TLS_CERT_FILE"),
+        "{output}"
+    );
     let output = run(&[
         ("API_TLS_CERT_FILE", cert.key_path()),
         ("API_TLS_KEY_FILE", cert.key_path()),
     ]);
-    assert!(output.contains("API_TLS_CERT_FILE holds no PEM certificate"), "{output}");
+    assert!(
+        output.contains("API_TLS_CERT_FILE holds no PEM certificate"),
+        "{output}"
+    );
     let output = run(&[("TEMPORAL_TLS_CERT_FILE", cert.cert_path())]);
-    assert!(output.contains("TEMPORAL_TLS_KEY_FILE is required"), "{output}");
+    assert!(
+        output.contains("TEMPORAL_TLS_KEY_FILE is required"),
+        "{output}"
+    );
 }
