@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 
 .DEFAULT_GOAL := help
-.PHONY: help run test build lint bench demo token diagrams web-types capture-histories flood dr-drill clean-data validate-deploy
+.PHONY: help run test security build lint bench demo token diagrams web-types capture-histories flood dr-drill clean-data validate-deploy
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -12,6 +12,9 @@ run: ## Start Temporal (Web UI on 8233), the partner simulator, the worker and t
 
 test: ## Run every test against a fresh Temporal dev server, PostgreSQL and Redis
 	@scripts/test.sh
+
+security: ## schemathesis against the gateway's /openapi.json with a token of every role, longer than make test's pass (SCHEMATHESIS_MAX_EXAMPLES, default 100)
+	@SCHEMATHESIS_MAX_EXAMPLES=$${SCHEMATHESIS_MAX_EXAMPLES:-100} TEST_ARGS="-p delivery-tests --test integration -- api_fuzzing:: --nocapture" scripts/test.sh
 
 validate-deploy: ## Validate k8s/, deploy/cloudformation/ and docker-compose.yml (kubernetes-validate, checkov, cfn-lint, compose schema)
 	@scripts/validate-deploy.sh

@@ -40,6 +40,20 @@ ensure_openapi_validator() {
     || die "pip install openapi-spec-validator failed"
 }
 
+# schemathesis, the property-based API tester of the security suite (pip package, into .venv):
+# it derives requests from the gateway's /openapi.json and checks every answer against it.
+SCHEMATHESIS_VERSION=4.32.5
+SCHEMATHESIS="$ROOT/.venv/bin/schemathesis"
+ensure_schemathesis() {
+  if [ -x "$SCHEMATHESIS" ] && "$SCHEMATHESIS" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+    return 0
+  fi
+  [ -d "$ROOT/.venv" ] || python3 -m venv "$ROOT/.venv" || die "could not create .venv (python3 -m venv)"
+  say "installing schemathesis==$SCHEMATHESIS_VERSION into .venv"
+  "$ROOT/.venv/bin/pip" install --quiet "schemathesis==$SCHEMATHESIS_VERSION" \
+    || die "pip install schemathesis==$SCHEMATHESIS_VERSION failed"
+}
+
 # The web UI's npm packages (web/node_modules), installed from package-lock.json when missing or
 # older than it. No browser is downloaded: the browser tests use Debian's Chromium.
 ensure_web_packages() {

@@ -31,6 +31,9 @@ fi
 ensure_temporal_cli
 ensure_openapi_validator
 export OPENAPI_SPEC_VALIDATOR
+# The security suite's schemathesis pass (api_fuzzing::); `make security` raises its examples.
+ensure_schemathesis
+export SCHEMATHESIS
 export PROMETHEUS_BIN
 ensure_web_build
 ensure_chromium

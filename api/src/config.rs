@@ -6,10 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use delivery_payload_codec::Keyring;
-use delivery_platform::{ConfigError, Env, Secret};
+use delivery_platform::{ConfigError, Env, PemFile, Secret, TemporalTls};
 use url::Url;
 
 use crate::auth::TokenPolicy;
+use crate::read_deadline::ReadDeadlines;
+use crate::tls::ServerTls;
 
 /// Shortest `JWT_SECRET` accepted: HS256 keys shorter than the hash are guessable.
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
@@ -26,11 +28,18 @@ pub struct ApiConfig {
     /// `API_BIND` and `API_PORT` (8080; 0 picks a free port).
     pub bind: String,
     pub port: u16,
+    /// `API_TLS_CERT_FILE` and `API_TLS_KEY_FILE`: serve HTTPS; plain HTTP without them.
+    pub tls: Option<ServerTls>,
     pub temporal_address: Url,
+    /// `TEMPORAL_TLS`, `TEMPORAL_TLS_CA_FILE`, `TEMPORAL_TLS_CERT_FILE`, `TEMPORAL_TLS_KEY_FILE`,
+    /// `TEMPORAL_TLS_SERVER_NAME`: TLS (and mutual TLS) to the frontend; `None` is plain gRPC.
+    pub temporal_tls: Option<TemporalTls>,
     pub namespace: String,
     pub task_queue: String,
     pub database_url: Secret,
     pub redis_url: Secret,
+    /// `REDIS_TLS_CA_FILE`: the CA of a `rediss://` Redis no public root signs.
+    pub redis_tls_ca: Option<PemFile>,
     pub redis_key_prefix: String,
     /// `DEV_MODE=1`: local development (`make run`, `make test`); the published development
     /// secrets are accepted and `PARTNER_WEBHOOK_SECRETS` defaults to the simulator's.
@@ -67,7 +76,8 @@ pub struct ApiConfig {
     pub temporal_web_ui: Option<String>,
     /// `WS_MAX_PER_CALLER` (20), `WS_MAX_TOTAL` (10 000), `WS_IDLE_TIMEOUT_SECS` (90).
     pub sockets: SocketLimits,
-    /// `HTTP_MAX_CONNECTIONS` (10 000), `HTTP_IDLE_TIMEOUT_SECS` (60).
+    /// `HTTP_MAX_CONNECTIONS` (10 000), `HTTP_IDLE_TIMEOUT_SECS` (60),
+    /// `HTTP_HEADER_TIMEOUT_SECS` (10), `HTTP_BODY_TIMEOUT_SECS` (30).
     pub http: HttpLimits,
     /// `PAYLOAD_ENCRYPTION_KEYS`, `PAYLOAD_ENCRYPTION_ACTIVE_KEY` (required unless `DEV_MODE=1`):
     /// the payload codec's keys, for the Temporal client and the codec endpoint.
@@ -132,7 +142,9 @@ impl ApiConfig {
         Ok(Self {
             bind: env.get("API_BIND", "127.0.0.1"),
             port: env.port("API_PORT", 8080)?,
+            tls: ServerTls::from_env(&env)?,
             temporal_address: env.url("TEMPORAL_ADDRESS", "http://127.0.0.1:7233")?,
+            temporal_tls: TemporalTls::from_env(&env)?,
             namespace: env.get("TEMPORAL_NAMESPACE", "default"),
             task_queue: env.get("TASK_QUEUE", delivery_workflows::TASK_QUEUE),
             database_url: env.secret(
@@ -140,6 +152,7 @@ impl ApiConfig {
                 "postgres://postgres@127.0.0.1:5432/postgres",
             ),
             redis_url: env.secret("REDIS_URL", "redis://127.0.0.1:6379"),
+            redis_tls_ca: delivery_platform::tls::redis_ca(&env)?,
             redis_key_prefix: env.get("REDIS_KEY_PREFIX", ""),
             dev_mode,
             jwt_secret: Secret::new(jwt_secret),
@@ -173,6 +186,18 @@ impl ApiConfig {
                     "HTTP_IDLE_TIMEOUT_SECS",
                     60,
                 )?)),
+                read: ReadDeadlines {
+                    header: Duration::from_secs(u64::from(positive(
+                        &env,
+                        "HTTP_HEADER_TIMEOUT_SECS",
+                        10,
+                    )?)),
+                    body: Duration::from_secs(u64::from(positive(
+                        &env,
+                        "HTTP_BODY_TIMEOUT_SECS",
+                        30,
+                    )?)),
+                },
             },
             sockets: SocketLimits {
                 per_caller: positive(&env, "WS_MAX_PER_CALLER", 20)? as usize,
@@ -195,6 +220,9 @@ pub struct HttpLimits {
     pub max_connections: usize,
     /// A connection with no traffic either way for this long is closed.
     pub idle_timeout: Duration,
+    /// A request head must be read within `read.header` of its first byte, a body within
+    /// `read.body` of the end of its head, however steadily the client trickles it.
+    pub read: ReadDeadlines,
 }
 
 /// What a gateway allows its live WebSockets.

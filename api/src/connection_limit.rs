@@ -1,7 +1,8 @@
 //! At most `HTTP_MAX_CONNECTIONS` open connections per gateway: an acceptor that waits for a free
 //! place before it accepts, and a connection type that gives the place back when it closes. Past
 //! the limit new clients wait in the kernel's backlog instead of exhausting file descriptors and
-//! memory; slow or idle clients are cut by the server's idle timeout, which frees places.
+//! memory. Idle clients are cut by the server's idle timeout, and clients that trickle a request
+//! by the read deadlines each connection keeps (`read_deadline`), which frees their places.
 
 use std::io::Result as IoResult;
 use std::pin::Pin;
@@ -11,19 +12,39 @@ use std::task::{Context, Poll};
 use poem::http::uri::Scheme;
 use poem::listener::Acceptor;
 use poem::web::{LocalAddr, RemoteAddr};
+use prometheus::{IntCounterVec, IntGauge};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, Sleep};
+
+use crate::read_deadline::{ReadDeadlines, RequestFraming};
+
+/// What the connections report: how many are open, and how many a read deadline cut.
+#[derive(Clone)]
+pub struct ConnectionMetrics {
+    pub open: IntGauge,
+    pub deadline_cuts: IntCounterVec,
+}
 
 pub struct LimitedAcceptor<A> {
     inner: A,
     places: Arc<Semaphore>,
+    deadlines: ReadDeadlines,
+    metrics: ConnectionMetrics,
 }
 
 impl<A> LimitedAcceptor<A> {
-    pub fn new(inner: A, max_connections: usize) -> Self {
+    pub fn new(
+        inner: A,
+        max_connections: usize,
+        deadlines: ReadDeadlines,
+        metrics: ConnectionMetrics,
+    ) -> Self {
         Self {
             inner,
             places: Arc::new(Semaphore::new(max_connections)),
+            deadlines,
+            metrics,
         }
     }
 }
@@ -41,14 +62,41 @@ impl<A: Acceptor> Acceptor for LimitedAcceptor<A> {
             .await
             .expect("the semaphore is never closed");
         let (io, local, remote, scheme) = self.inner.accept().await?;
-        Ok((Counted { io, _place: place }, local, remote, scheme))
+        let now = Instant::now();
+        self.metrics.open.inc();
+        Ok((
+            Counted {
+                io,
+                _place: place,
+                framing: RequestFraming::new(self.deadlines, now),
+                timer: Box::pin(tokio::time::sleep_until(now)),
+                metrics: self.metrics.clone(),
+                was_cut: false,
+            },
+            local,
+            remote,
+            scheme,
+        ))
     }
 }
 
-/// A connection holding one place until it is dropped.
+/// A connection holding one place until it is dropped, whose reads end in an error once the
+/// request being read is past its deadline.
 pub struct Counted<T> {
     io: T,
     _place: OwnedSemaphorePermit,
+    framing: RequestFraming,
+    /// Wakes a read waiting past the deadline; reset whenever the deadline moves.
+    timer: Pin<Box<Sleep>>,
+    metrics: ConnectionMetrics,
+    /// Whether a deadline has cut this connection (counted once, however often it is read).
+    was_cut: bool,
+}
+
+impl<T> Drop for Counted<T> {
+    fn drop(&mut self) {
+        self.metrics.open.dec();
+    }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
@@ -57,7 +105,48 @@ impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<IoResult<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
+        let this = &mut *self;
+        let deadline = this.framing.deadline();
+        if let Some((at, cut)) = deadline
+            && Instant::now() >= at
+        {
+            return Poll::Ready(Err(this.cut(cut)));
+        }
+        let before = buf.filled().len();
+        match Pin::new(&mut this.io).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                this.framing.read(&buf.filled()[before..], Instant::now());
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => {
+                if let Some((at, cut)) = deadline {
+                    if this.timer.deadline() != at {
+                        this.timer.as_mut().reset(at);
+                    }
+                    if this.timer.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Err(this.cut(cut)));
+                    }
+                }
+                Poll::Pending
+            }
+            other => other,
+        }
+    }
+}
+
+impl<T> Counted<T> {
+    /// The error that ends a connection whose request came too slowly (hyper closes it).
+    fn cut(&mut self, cut: crate::read_deadline::Cut) -> std::io::Error {
+        if !std::mem::replace(&mut self.was_cut, true) {
+            self.metrics
+                .deadline_cuts
+                .with_label_values(&[cut.label()])
+                .inc();
+        }
+        std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("request {} not read in time", cut.label()),
+        )
     }
 }
 
@@ -67,6 +156,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<IoResult<usize>> {
+        self.framing.wrote(buf);
         Pin::new(&mut self.io).poll_write(cx, buf)
     }
 
@@ -83,6 +173,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<IoResult<usize>> {
+        if let Some(first) = bufs.iter().find(|b| !b.is_empty()) {
+            self.framing.wrote(first);
+        }
         Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
     }
 

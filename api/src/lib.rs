@@ -21,11 +21,13 @@ pub mod middleware;
 pub mod model;
 pub mod problem;
 pub mod read;
+pub mod read_deadline;
 pub mod ref_id;
 pub mod request_id;
 pub mod route_table;
 pub mod routes;
 pub mod state;
+pub mod tls;
 pub mod typescript;
 pub mod web;
 
@@ -50,6 +52,7 @@ use crate::state::{AppState, TemporalClients};
 pub async fn connect(config: ApiConfig, patience: Duration) -> anyhow::Result<Arc<AppState>> {
     let client = delivery_platform::connect_temporal(
         &config.temporal_address,
+        config.temporal_tls.as_ref(),
         &config.namespace,
         &format!("delivery-api@{}", std::process::id()),
         config.payload_keys.clone(),
@@ -59,7 +62,8 @@ pub async fn connect(config: ApiConfig, patience: Duration) -> anyhow::Result<Ar
     let pool =
         delivery_platform::connect_read_model(config.database_url.expose(), 20, patience).await?;
     let redis_client =
-        redis::Client::open(config.redis_url.expose()).context("REDIS_URL is not a Redis URL")?;
+        delivery_platform::redis_client(config.redis_url.expose(), config.redis_tls_ca.as_ref())
+            .context("REDIS_URL is not a Redis URL")?;
     let read_model = ReadModel::new(
         pool,
         redis_client,
@@ -94,13 +98,53 @@ pub async fn serve(
         .and_then(|a| a.as_socket_addr().copied());
     tracing::info!(
         address = ?local,
+        https = state.config.tls.is_some(),
         temporal = %state.config.temporal_address,
+        temporal_tls = state.config.temporal_tls.is_some(),
         task_queue = %state.config.task_queue,
         "gateway listening"
     );
     tokio::spawn(state.clone().prune_rate_limits());
-    let acceptor =
-        connection_limit::LimitedAcceptor::new(acceptor, state.config.http.max_connections);
+    let http = state.config.http;
+    let metrics = state.metrics.connections.clone();
+    // The connection limit and the read deadlines wrap the TLS layer, so they see the
+    // decrypted request (and a stalled handshake counts against the first head's deadline).
+    match state.config.tls.clone() {
+        Some(tls) => {
+            let acceptor = tls::TlsAcceptor::new(acceptor, &tls);
+            run(
+                connection_limit::LimitedAcceptor::new(
+                    acceptor,
+                    http.max_connections,
+                    http.read,
+                    metrics,
+                ),
+                state,
+                shutdown,
+            )
+            .await
+        }
+        None => {
+            run(
+                connection_limit::LimitedAcceptor::new(
+                    acceptor,
+                    http.max_connections,
+                    http.read,
+                    metrics,
+                ),
+                state,
+                shutdown,
+            )
+            .await
+        }
+    }
+}
+
+async fn run<A: Acceptor + 'static>(
+    acceptor: A,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
     poem::Server::new_with_acceptor(acceptor)
         // Closes connections silent for this long (keep-alive, idle or stalled clients); live
         // sockets stay busy with the gateway's pings.

@@ -42,6 +42,8 @@ pub struct ApiMetrics {
     pub server_errors: IntCounterVec,
     /// 1 when the last readiness check reached the dependency, 0 when not.
     pub dependency_up: IntGaugeVec,
+    /// Open HTTP connections, and those a read deadline cut.
+    pub connections: crate::connection_limit::ConnectionMetrics,
 }
 
 impl ApiMetrics {
@@ -145,6 +147,24 @@ impl ApiMetrics {
             server_errors.with_label_values(&[kind]);
         }
         registry.register(Box::new(server_errors.clone()))?;
+        let connections = crate::connection_limit::ConnectionMetrics {
+            open: IntGauge::new(
+                "http_connections_open",
+                "HTTP connections open at this gateway (at most HTTP_MAX_CONNECTIONS)",
+            )?,
+            deadline_cuts: IntCounterVec::new(
+                Opts::new(
+                    "http_read_deadline_closes_total",
+                    "Connections closed because a request head or body was not read within HTTP_HEADER_TIMEOUT_SECS / HTTP_BODY_TIMEOUT_SECS",
+                ),
+                &["phase"],
+            )?,
+        };
+        for phase in ["header", "body"] {
+            connections.deadline_cuts.with_label_values(&[phase]);
+        }
+        registry.register(Box::new(connections.open.clone()))?;
+        registry.register(Box::new(connections.deadline_cuts.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(webhooks.clone()))?;
@@ -152,6 +172,7 @@ impl ApiMetrics {
         registry.register(Box::new(outbox_pending.clone()))?;
         registry.register(Box::new(outbox_oldest_ms.clone()))?;
         Ok(Self {
+            connections,
             registry,
             requests,
             latency,

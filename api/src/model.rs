@@ -70,7 +70,7 @@ mirror_enum!(
 
 /// A postal address.
 #[derive(Debug, Clone, PartialEq, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(skip_serializing_if_is_none, deny_unknown_fields)]
 pub struct Address {
     #[oai(validator(min_length = 1, max_length = 200))]
     pub name: String,
@@ -91,7 +91,7 @@ pub struct Address {
 
 /// One line of an order.
 #[derive(Debug, Clone, PartialEq, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(skip_serializing_if_is_none, deny_unknown_fields)]
 pub struct Item {
     pub sku: RefId,
     #[oai(validator(min_length = 1, max_length = 300))]
@@ -153,7 +153,7 @@ impl From<DomainItem> for Item {
 
 /// `PaymentSucceeded`, as the payment service sends it.
 #[derive(Debug, Clone, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(skip_serializing_if_is_none, deny_unknown_fields)]
 pub struct PaymentSucceeded {
     pub event_id: RefId,
     pub payment_id: RefId,
@@ -173,7 +173,7 @@ pub struct PaymentSucceeded {
 /// `event_id`. (Spelled out again rather than flattened: poem-openapi cannot flatten into an
 /// object that refuses unknown fields.) `payment_id` is optional; when given, creation is idempotent on it.
 #[derive(Debug, Clone, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(skip_serializing_if_is_none, deny_unknown_fields)]
 pub struct ManualDeliveryOrder {
     pub payment_id: Option<RefId>,
     pub ordering_id: RefId,
@@ -189,6 +189,7 @@ pub struct ManualDeliveryOrder {
 
 /// What creation answers (the same body for a repeated `payment_id`).
 #[derive(Debug, Clone, PartialEq, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct DeliveryOrderCreated {
     pub delivery_order_id: String,
     pub ordering_id: String,
@@ -206,6 +207,7 @@ pub struct DeliveryOrderCreated {
 
 /// A payment without physical items: nothing to deliver.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct NoDeliveryRequired {
     pub delivery_required: bool,
     pub payment_id: String,
@@ -214,7 +216,7 @@ pub struct NoDeliveryRequired {
 
 /// An event for one delivery order.
 #[derive(Debug, Clone, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(skip_serializing_if_is_none, deny_unknown_fields)]
 pub struct EventCommand {
     #[oai(rename = "type")]
     pub event_type: EventType,
@@ -230,6 +232,7 @@ pub struct EventCommand {
 
 /// What an applied (or already applied) event answers.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct EventApplied {
     pub delivery_order_id: String,
     pub state: State,
@@ -244,6 +247,7 @@ pub struct EventApplied {
 
 /// A delivery order as the read model holds it.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct DeliveryOrder {
     pub delivery_order_id: String,
     pub ordering_id: String,
@@ -276,6 +280,7 @@ pub struct DeliveryOrder {
 
 /// An actor: who sent an event.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Actor {
     pub kind: String,
     pub id: Option<String>,
@@ -319,6 +324,7 @@ impl From<DomainEventType> for AuditEntryType {
 /// One entry of a delivery order's audit trail. The first (seq 0, type `CREATE`) says who
 /// created the order and from which payment (`data.payment_id`); it has no `from_state`.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct AuditEvent {
     pub seq: u64,
     pub event_id: String,
@@ -333,6 +339,7 @@ pub struct AuditEvent {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct AuditTrail {
     pub delivery_order_id: String,
     pub events: Vec<AuditEvent>,
@@ -340,6 +347,7 @@ pub struct AuditTrail {
 
 /// One page of a list.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct DeliveryOrderPage {
     pub items: Vec<DeliveryOrder>,
     /// Pass as `cursor` for the next page; absent on the last page.
@@ -347,6 +355,7 @@ pub struct DeliveryOrderPage {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct OrderingDeliveries {
     pub ordering_id: String,
     /// Oldest first.
@@ -355,6 +364,7 @@ pub struct OrderingDeliveries {
 
 /// Why an order waits for an operator.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct QueueReason {
     /// `DELIVERY_FAILED` or `DISPUTED`.
     pub kind: String,
@@ -364,6 +374,7 @@ pub struct QueueReason {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct QueueEntry {
     pub delivery_order: DeliveryOrder,
     pub reason: QueueReason,
@@ -372,6 +383,7 @@ pub struct QueueEntry {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct OperatorQueue {
     /// Oldest first.
     pub entries: Vec<QueueEntry>,
@@ -379,6 +391,7 @@ pub struct OperatorQueue {
 
 /// What a partner webhook answers.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct WebhookAccepted {
     pub delivery_order_id: String,
     /// `applied`, `duplicate` or `tracking_updated`.
@@ -388,12 +401,14 @@ pub struct WebhookAccepted {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Health {
     pub status: String,
 }
 
 /// What the web UI needs to know about this deployment.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct UiConfig {
     /// A link to one delivery order's workflow in Temporal Web UI, with `{delivery_order_id}`
     /// to fill in; absent when the gateway was not told where that UI is.
@@ -401,6 +416,7 @@ pub struct UiConfig {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Readiness {
     /// `ready`, or `degraded` while Redis is down (reads come from PostgreSQL).
     pub status: String,

@@ -15,6 +15,7 @@ const TYPE_BASE: &str = "https://delivery.example/problems/";
 
 /// An RFC 9457 problem document.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Problem {
     /// A URI naming the kind of problem; stable, safe to switch on.
     #[oai(rename = "type")]
@@ -34,6 +35,7 @@ pub struct Problem {
 
 /// Extension members of a problem; only the ones that apply are present.
 #[derive(Debug, Clone, Default, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ProblemExtensions {
     #[oai(skip_serializing_if_is_none)]
     pub current_state: Option<String>,
@@ -86,6 +88,12 @@ pub enum ApiError {
     /// Not allowed in the current state, or a reused id with different content.
     #[oai(status = 409, content_type = "application/problem+json")]
     Conflict(Json<Problem>),
+    /// The body is larger than `MAX_BODY_BYTES` (the connection is closed after this answer).
+    #[oai(status = 413, content_type = "application/problem+json")]
+    PayloadTooLarge(Json<Problem>),
+    /// The body is not `application/json`.
+    #[oai(status = 415, content_type = "application/problem+json")]
+    UnsupportedMediaType(Json<Problem>),
     /// Well-formed, but the content is not valid for this operation.
     #[oai(status = 422, content_type = "application/problem+json")]
     Unprocessable(Json<Problem>),
@@ -250,6 +258,8 @@ impl ApiError {
         | Self::Forbidden(p)
         | Self::NotFound(p)
         | Self::Conflict(p)
+        | Self::PayloadTooLarge(p)
+        | Self::UnsupportedMediaType(p)
         | Self::Unprocessable(p)
         | Self::TooManyRequests(p, _)
         | Self::Unavailable(p, _)) = self;
@@ -325,6 +335,8 @@ impl ApiError {
         | Self::Forbidden(p)
         | Self::NotFound(p)
         | Self::Conflict(p)
+        | Self::PayloadTooLarge(p)
+        | Self::UnsupportedMediaType(p)
         | Self::Unprocessable(p)
         | Self::TooManyRequests(p, _)
         | Self::Unavailable(p, _)) = self;

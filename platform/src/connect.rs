@@ -12,11 +12,14 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions};
 use url::Url;
 
-/// Connects to Temporal, retrying for up to `patience`. Every payload the client (and a worker
-/// built on it) sends is encrypted with the active key of `keys`, and every payload it reads is
-/// decrypted.
+use crate::tls::TemporalTls;
+
+/// Connects to Temporal, retrying for up to `patience`; over TLS when `tls` is given. Every
+/// payload the client (and a worker built on it) sends is encrypted with the active key of
+/// `keys`, and every payload it reads is decrypted.
 pub async fn connect_temporal(
     address: &Url,
+    tls: Option<&TemporalTls>,
     namespace: &str,
     identity: &str,
     keys: Arc<Keyring>,
@@ -24,9 +27,18 @@ pub async fn connect_temporal(
 ) -> anyhow::Result<Client> {
     let deadline = tokio::time::Instant::now() + patience;
     let mut wait = Duration::from_millis(200);
+    // The gRPC transport only speaks TLS to an https URL, whatever options it is given.
+    let mut address = address.clone();
+    if tls.is_some() && address.scheme() == "http" {
+        address
+            .set_scheme("https")
+            .map_err(|()| anyhow::anyhow!("TEMPORAL_ADDRESS {address} cannot take https"))?;
+    }
+    let address = &address;
     let connection = loop {
         let options = ConnectionOptions::new(address.clone())
             .identity(identity.to_owned())
+            .maybe_tls_options(tls.map(TemporalTls::options))
             .build();
         match Connection::connect(options).await {
             Ok(connection) => break connection,

@@ -1,13 +1,15 @@
 //! What every process of the delivery-order service shares: configuration read from the
-//! environment, connections to Temporal and PostgreSQL that wait for a server still starting,
+//! environment, connections to Temporal, PostgreSQL and Redis (over TLS when configured) that wait for a server still starting,
 //! logging, and the shutdown signal.
 
 pub mod connect;
 pub mod env;
 pub mod telemetry;
+pub mod tls;
 
 pub use connect::{connect_read_model, connect_temporal};
 pub use env::{ConfigError, Env, Secret};
+pub use tls::{PemFile, TemporalTls, redis_client};
 
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {

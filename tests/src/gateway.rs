@@ -97,13 +97,31 @@ impl GatewayProcess {
             ("RUST_LOG".into(), "info".into()),
         ]);
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        // A gateway given a certificate serves HTTPS; the tests' client then trusts the test's
+        // CA (`GATEWAY_TEST_CA_FILE`, read here and not by the gateway) and nothing else.
+        let setting = |key: &str| {
+            env.iter()
+                .rev()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+        };
+        let (scheme, http) = match setting("GATEWAY_TEST_CA_FILE") {
+            Some(ca) => {
+                let pem = std::fs::read(&ca).expect("the test CA");
+                let client = reqwest::Client::builder()
+                    .tls_built_in_root_certs(false)
+                    .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("CA PEM"));
+                ("https", client)
+            }
+            None => ("http", reqwest::Client::builder()),
+        };
         let child = Self::spawn(&env, port);
         let mut gateway = Self {
             child,
             temporal: temporal.client().await,
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("{scheme}://127.0.0.1:{port}"),
             port,
-            http: reqwest::Client::builder()
+            http: http
                 .timeout(Duration::from_secs(30))
                 .build()
                 .expect("http client"),
@@ -126,6 +144,7 @@ impl GatewayProcess {
 
     async fn wait_ready(&mut self) {
         wait_http_ok(
+            &self.http,
             &format!("{}/healthz", self.url),
             "delivery-api",
             &mut self.child,

@@ -9,6 +9,7 @@ pub mod gateway;
 pub mod processes;
 pub mod proxy;
 pub mod temporal;
+pub mod tls;
 pub mod workflows;
 
 pub use database::{
@@ -22,6 +23,7 @@ pub use gateway::{
 pub use processes::{SimProcess, Stack, StackOptions, WorkerProcess, json_log_lines};
 pub use proxy::TcpProxy;
 pub use temporal::{TemporalServer, temporal_server};
+pub use tls::{TestCa, TlsProxy};
 pub use workflows::*;
 
 use std::path::PathBuf;

@@ -105,8 +105,7 @@ pub(crate) fn log_file(name: &str) -> Stdio {
     }
 }
 
-pub(crate) async fn wait_http_ok(url: &str, what: &str, child: &mut Child) {
-    let http = reqwest::Client::new();
+pub(crate) async fn wait_http_ok(http: &reqwest::Client, url: &str, what: &str, child: &mut Child) {
     for _ in 0..300 {
         if let Ok(Some(status)) = child.try_wait() {
             panic!("{what} exited with {status} before answering {url}");
@@ -180,6 +179,7 @@ impl WorkerProcess {
         let redis_prefix = setting("REDIS_KEY_PREFIX");
         let metrics_url = format!("http://127.0.0.1:{port}/metrics");
         wait_http_ok(
+            &reqwest::Client::new(),
             &format!("http://127.0.0.1:{port}/healthz"),
             "delivery-worker",
             &mut child,
@@ -278,7 +278,13 @@ impl SimProcess {
             .spawn()
             .expect("starting partner-sim");
         let url = format!("http://127.0.0.1:{port}");
-        wait_http_ok(&format!("{url}/_sim/config"), "partner-sim", &mut child).await;
+        wait_http_ok(
+            &reqwest::Client::new(),
+            &format!("{url}/_sim/config"),
+            "partner-sim",
+            &mut child,
+        )
+        .await;
         Self {
             child,
             url,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use delivery_activities::{BreakerConfig, PartnerConfig};
 use delivery_payload_codec::Keyring;
-use delivery_platform::{ConfigError, Env, Secret};
+use delivery_platform::{ConfigError, Env, PemFile, Secret, TemporalTls};
 use delivery_read_model::RelaySettings;
 use url::Url;
 
@@ -15,6 +15,9 @@ use crate::versioning::WorkerVersion;
 pub struct WorkerConfig {
     /// `TEMPORAL_ADDRESS`: frontend URL; `host:port` is accepted too.
     pub temporal_address: Url,
+    /// `TEMPORAL_TLS`, `TEMPORAL_TLS_CA_FILE`, `TEMPORAL_TLS_CERT_FILE`, `TEMPORAL_TLS_KEY_FILE`,
+    /// `TEMPORAL_TLS_SERVER_NAME`: TLS (and mutual TLS) to the frontend; `None` is plain gRPC.
+    pub temporal_tls: Option<TemporalTls>,
     /// `TEMPORAL_NAMESPACE`.
     pub namespace: String,
     /// `TASK_QUEUE`: `delivery-orders` unless a test isolates itself.
@@ -31,6 +34,8 @@ pub struct WorkerConfig {
     pub database_url: Secret,
     /// `REDIS_URL`: status cache, live updates and the delivery-events stream.
     pub redis_url: Secret,
+    /// `REDIS_TLS_CA_FILE`: the CA of a `rediss://` Redis no public root signs.
+    pub redis_tls_ca: Option<PemFile>,
     /// `REDIS_KEY_PREFIX`: put before every Redis key and channel (empty in production).
     pub redis_key_prefix: String,
     /// `DELIVERY_GRAPH_VERSION`: the delivery-order graph version the deployment expects; the
@@ -151,6 +156,7 @@ impl WorkerConfig {
         }
         Ok(Self {
             temporal_address: env.url("TEMPORAL_ADDRESS", "http://127.0.0.1:7233")?,
+            temporal_tls: TemporalTls::from_env(&env)?,
             namespace: env.get("TEMPORAL_NAMESPACE", "default"),
             task_queue: env.get("TASK_QUEUE", delivery_workflows::TASK_QUEUE),
             partner,
@@ -165,6 +171,7 @@ impl WorkerConfig {
                 "postgres://postgres@127.0.0.1:5432/postgres",
             ),
             redis_url: env.secret("REDIS_URL", "redis://127.0.0.1:6379"),
+            redis_tls_ca: delivery_platform::tls::redis_ca(&env)?,
             redis_key_prefix: env.get("REDIS_KEY_PREFIX", ""),
             deployed_graph_version: env
                 .optional("DELIVERY_GRAPH_VERSION")

@@ -35,6 +35,7 @@ pub use config::WorkerConfig;
 pub async fn connect(config: &WorkerConfig, patience: Duration) -> anyhow::Result<Client> {
     connect_temporal(
         &config.temporal_address,
+        config.temporal_tls.as_ref(),
         &config.namespace,
         &config.identity,
         config.payload_keys.clone(),
@@ -59,8 +60,7 @@ pub fn outbox_relay(
     read_model: PgPool,
     registry: &Registry,
 ) -> anyhow::Result<OutboxRelay> {
-    let redis =
-        redis::Client::open(config.redis_url.expose()).context("REDIS_URL is not a Redis URL")?;
+    let redis = redis_client(config)?;
     let leader = delivery_read_model::metrics::register_relay_leader(registry)
         .context("registering the relay metrics")?;
     Ok(OutboxRelay::new(
@@ -87,6 +87,12 @@ fn failure_tracking(registry: &Registry) -> anyhow::Result<SimplePlugin> {
         ])
         .worker_interceptors(vec![Arc::new(workflow_tasks) as Arc<dyn WorkerInterceptor>])
         .build())
+}
+
+/// The Redis client of `REDIS_URL` (TLS for `rediss://`, trusting `REDIS_TLS_CA_FILE`).
+pub fn redis_client(config: &WorkerConfig) -> anyhow::Result<redis::Client> {
+    delivery_platform::redis_client(config.redis_url.expose(), config.redis_tls_ca.as_ref())
+        .context("REDIS_URL is not a Redis URL")
 }
 
 /// A worker with the delivery-order workflow and its activities registered.

@@ -10,7 +10,9 @@ use delivery_worker::graph_version::ensure_deployed_graph_version;
 use delivery_worker::metrics_server::MetricsServer;
 use delivery_worker::rebuild::{RebuildOptions, rebuild};
 use delivery_worker::sdk_metrics;
-use delivery_worker::{WorkerConfig, build_worker, connect, connect_read_model, outbox_relay};
+use delivery_worker::{
+    WorkerConfig, build_worker, connect, connect_read_model, outbox_relay, redis_client,
+};
 use prometheus::Registry;
 use temporalio_sdk::Runtime;
 use temporalio_sdk::runtime::RuntimeOptions;
@@ -56,8 +58,7 @@ async fn rebuild_read_model(args: &[String]) -> anyhow::Result<bool> {
     let options = RebuildOptions::from_args(args, |key| std::env::var(key).ok())?;
     let client = connect(&config, Duration::from_secs(60)).await?;
     let pool = connect_read_model(&config, Duration::from_secs(60)).await?;
-    let redis =
-        redis::Client::open(config.redis_url.expose()).context("REDIS_URL is not a Redis URL")?;
+    let redis = redis_client(&config)?;
     // The command's relay has no metrics to report to: it publishes once and exits.
     let relay = outbox_relay(&config, pool.clone(), &Registry::new())?;
     let summary = rebuild(&client, pool, relay, redis, &config.task_queue, &options).await?;

@@ -29,7 +29,7 @@ const BATCH_WAIT: Duration = Duration::from_secs(60);
 const BATCH_NAMESPACE: Uuid = Uuid::from_u128(0x0b7c_52f1_93d4_4a6e_8c21_5e0f_d2a9_7b13);
 
 #[derive(Debug, Clone, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(skip_serializing_if_is_none, deny_unknown_fields)]
 pub struct BatchEvent {
     pub delivery_order_id: String,
     #[oai(rename = "type")]
@@ -39,7 +39,7 @@ pub struct BatchEvent {
 }
 
 #[derive(Debug, Clone, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(skip_serializing_if_is_none, deny_unknown_fields)]
 pub struct EventBatch {
     /// Carried into every audit row of the batch (and `BatchRolledBack`); default: the
     /// `X-Correlation-Id` header, else the batch id.
@@ -49,6 +49,7 @@ pub struct EventBatch {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct BatchOrderResult {
     pub delivery_order_id: String,
     pub state: State,
@@ -56,6 +57,7 @@ pub struct BatchOrderResult {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct BatchApplied {
     pub batch_id: String,
     pub correlation_id: String,

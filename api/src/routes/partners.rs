@@ -39,7 +39,7 @@ pub enum CallbackType {
 
 /// A partner callback.
 #[derive(Debug, Clone, Object)]
-#[oai(deny_unknown_fields)]
+#[oai(skip_serializing_if_is_none, deny_unknown_fields)]
 pub struct PartnerCallback {
     pub event_id: RefId,
     #[oai(rename = "type")]

@@ -29,6 +29,7 @@ pub const STATE_TTL: Duration = Duration::from_secs(5);
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Totals {
     pub delivery_orders: i64,
     /// Created, picked up or delivered and not yet confirmed.
@@ -39,12 +40,14 @@ pub struct Totals {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct DriverAssignment {
     pub driver: String,
     pub delivery_order_ids: Vec<String>,
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct LatestEvent {
     pub delivery_order_id: String,
     pub seq: u64,
@@ -56,6 +59,7 @@ pub struct LatestEvent {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SystemState {
     /// When this state was computed (it is served for up to 5 s).
     pub generated_at: String,

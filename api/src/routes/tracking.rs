@@ -21,6 +21,7 @@ use crate::state::AppState;
 
 /// One stage of the delivery.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ProgressStep {
     pub state: State,
     /// When the delivery reached this stage; absent while it has not.
@@ -31,6 +32,7 @@ pub struct ProgressStep {
 
 /// The driver, with the phone number masked.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Driver {
     pub name: Option<String>,
     /// Only the last three digits are shown.
@@ -39,6 +41,7 @@ pub struct Driver {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Tracking {
     pub delivery_order_id: String,
     pub state: State,

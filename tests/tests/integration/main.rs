@@ -11,6 +11,7 @@
 //! The suites that need the database's outbox relay to themselves, `relay_ordering` and
 //! `redis_side`, are the `serial` binary instead: see its header.
 
+mod api_fuzzing;
 mod audit_trail;
 mod authorization_matrix;
 mod batches;
@@ -35,7 +36,9 @@ mod projection_integrity;
 mod read_model;
 mod replay;
 mod reship_replacement;
+mod slow_clients;
 mod socket_limits;
 mod traces;
+mod transport_security;
 mod web_ui;
 mod worker_versioning;

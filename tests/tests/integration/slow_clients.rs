@@ -1,0 +1,278 @@
+//! Slow clients cannot hold the gateway: connections that trickle a request head a byte a
+//! second, bodies that never complete and idle keep-alive connections are cut (by the read
+//! deadlines and the idle timeout) while everybody else is served as usual, and every place they
+//! held comes back.
+
+use std::time::Duration;
+
+use delivery_api::auth::Role;
+use delivery_tests::*;
+use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::task::JoinSet;
+
+const TRICKLING_HEADS: usize = 20;
+const TRICKLING_BODIES: usize = 10;
+const IDLE_KEEP_ALIVE: usize = 10;
+/// Longest any slow client is kept trickling before the test calls it a failure.
+const MOST_TRICKLES: usize = 30;
+
+/// Sends `opening`, then one byte of `trickle` a second, reading meanwhile; returns how many
+/// trickled bytes went out before the gateway closed the connection (`None`: it never did).
+async fn trickle(port: u16, opening: Vec<u8>, trickle: u8) -> Option<usize> {
+    let mut socket = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    socket.write_all(&opening).await.ok()?;
+    let mut buf = [0u8; 1024];
+    for sent in 0..MOST_TRICKLES {
+        tokio::select! {
+            read = socket.read(&mut buf) => match read {
+                Ok(0) | Err(_) => return Some(sent),
+                // An answer may come before the close (a body cut short); keep reading.
+                Ok(_) => continue,
+            },
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                if socket.write_all(&[trickle]).await.is_err() {
+                    return Some(sent);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// One whole request on a connection left open afterwards; returns when the gateway closes it.
+async fn idle_after_one_request(port: u16) -> Option<String> {
+    let mut socket = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    socket
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    let closed = tokio::time::timeout(Duration::from_secs(MOST_TRICKLES as u64), async {
+        loop {
+            match socket.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    closed
+        .ok()
+        .map(|()| String::from_utf8_lossy(&answer).into_owned())
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Reads the socket until `finish`, then sends a ping and waits for its pong; false if the
+/// socket closed first.
+async fn still_answers_at_the_end(
+    mut socket: Socket,
+    mut finish: tokio::sync::oneshot::Receiver<()>,
+) -> bool {
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        tokio::select! {
+            _ = &mut finish => break,
+            frame = socket.next() => match frame {
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return false,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+    if socket
+        .send(Message::Ping(b"still here".to_vec().into()))
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    let pong = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(frame)) = socket.next().await {
+            if let Message::Pong(data) = frame
+                && &data[..] == b"still here"
+            {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    pong.unwrap_or(false)
+}
+
+async fn metric(api: &GatewayProcess, name_and_labels: &str) -> f64 {
+    let text = reqwest::get(format!("{}/metrics", api.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|line| line.starts_with(name_and_labels))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("{name_and_labels} not exported:\n{text}"))
+}
+
+#[tokio::test]
+async fn trickling_and_idle_clients_are_cut_while_others_are_served() {
+    let stack = Stack::start_with(
+        StackOptions::quiet()
+            .gateway("HTTP_MAX_CONNECTIONS", "50")
+            .gateway("HTTP_HEADER_TIMEOUT_SECS", "3")
+            .gateway("HTTP_BODY_TIMEOUT_SECS", "3")
+            .gateway("HTTP_IDLE_TIMEOUT_SECS", "4")
+            .gateway("WS_IDLE_TIMEOUT_SECS", "6"),
+    )
+    .await;
+    let api = stack.api();
+    let port = api.port;
+    let payer = api.token("payments", &[Role::PaymentService]);
+    let olga = api.token("olga", &[Role::Operator]);
+    let (id, _) = api.pay("cust-slow-1").await;
+    eventually("the read model to hold the order", || async {
+        let read = api
+            .get(&format!("/api/v1/delivery-orders/{id}"), &olga)
+            .await;
+        (read.status == 200).then_some(())
+    })
+    .await;
+
+    let mut slow = JoinSet::new();
+    for i in 0..TRICKLING_HEADS {
+        // A request head that never ends: one more header byte every second.
+        let opening =
+            format!("GET /api/v1/delivery-orders/{id} HTTP/1.1\r\nHost: g\r\nX-Slow-{i}: ");
+        slow.spawn(async move { ("head", trickle(port, opening.into_bytes(), b'a').await) });
+    }
+    for _ in 0..TRICKLING_BODIES {
+        // A whole head promising a body that arrives a byte a second and would take 17 minutes.
+        let opening = format!(
+            "POST /api/v1/payment-events HTTP/1.1\r\nHost: g\r\nAuthorization: Bearer {payer}\r\n\
+             Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"payment_id\": \""
+        );
+        slow.spawn(async move { ("body", trickle(port, opening.into_bytes(), b'x').await) });
+    }
+    let mut idle = JoinSet::new();
+    for _ in 0..IDLE_KEEP_ALIVE {
+        idle.spawn(idle_after_one_request(port));
+    }
+
+    // A live socket is no slow client: once upgraded it is left to its own limits. It reads (and
+    // so answers the gateway's pings) all along, and at the end answers a ping of ours.
+    let (socket, _) = tokio_tungstenite::connect_async(format!(
+        "ws://127.0.0.1:{port}/api/v1/ws/events?access_token={olga}"
+    ))
+    .await
+    .expect("a websocket beside the slow clients");
+    let (finish, finished) = tokio::sync::oneshot::channel::<()>();
+    let live_socket = tokio::spawn(still_answers_at_the_end(socket, finished));
+
+    // Meanwhile ordinary callers get ordinary answers, on fresh connections each time.
+    let served = async {
+        let mut answers = 0;
+        while !slow.is_empty() {
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap();
+            let health = client.get(format!("{}/healthz", api.url)).send().await;
+            assert_eq!(health.expect("healthz answered").status(), 200);
+            let read = client
+                .get(format!("{}/api/v1/delivery-orders/{id}", api.url))
+                .bearer_auth(&olga)
+                .send()
+                .await
+                .expect("a read answered");
+            assert_eq!(read.status(), 200);
+            let body: serde_json::Value = read.json().await.unwrap();
+            assert_eq!(body["delivery_order_id"], id.as_str());
+            answers += 1;
+            // Collect the slow clients that were cut meanwhile.
+            while let Some(done) = slow.try_join_next() {
+                let (kind, trickled) = done.unwrap();
+                let trickled = trickled.unwrap_or_else(|| {
+                    panic!("a trickling {kind} was never cut ({MOST_TRICKLES} s)")
+                });
+                // Cut by its deadline, not after the whole (never-ending) request.
+                assert!(trickled < MOST_TRICKLES, "{kind}: {trickled}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        answers
+    };
+    let answers = served.await;
+    assert!(answers > 0);
+    while let Some(done) = idle.join_next().await {
+        let answer = done
+            .unwrap()
+            .expect("an idle keep-alive connection is closed");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+
+    // The socket, older than the header deadline, still works.
+    finish.send(()).unwrap();
+    assert!(
+        live_socket.await.unwrap(),
+        "the live socket answers after the slow clients are gone"
+    );
+
+    // Each trickler was cut by the deadline of what it trickled...
+    let heads = metric(
+        api,
+        "delivery_api_http_read_deadline_closes_total{phase=\"header\"}",
+    )
+    .await;
+    let bodies = metric(
+        api,
+        "delivery_api_http_read_deadline_closes_total{phase=\"body\"}",
+    )
+    .await;
+    assert!(heads >= TRICKLING_HEADS as f64, "{heads}");
+    assert!(bodies >= TRICKLING_BODIES as f64, "{bodies}");
+    // ...and every place came back: only the socket and the scrape's own connection are open.
+    eventually("the slow clients' connections freed", || async {
+        let open = metric(api, "delivery_api_http_connections_open").await;
+        (open <= 2.0).then_some(())
+    })
+    .await;
+    // Nothing stuck: as many new connections as the limit allows are served at once.
+    let at_once = futures::future::join_all((0..45).map(|_| async {
+        reqwest::Client::new()
+            .get(format!("{}/healthz", api.url))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+    }))
+    .await;
+    assert!(at_once.iter().all(|s| matches!(s, Ok(200))), "{at_once:?}");
+}
+
+#[tokio::test]
+async fn a_request_trickled_within_its_deadlines_is_served() {
+    let stack = Stack::start_with(
+        StackOptions::quiet()
+            .gateway("HTTP_HEADER_TIMEOUT_SECS", "5")
+            .gateway("HTTP_BODY_TIMEOUT_SECS", "5"),
+    )
+    .await;
+    let api = stack.api();
+    let olga = api.token("olga", &[Role::Operator]);
+    let mut socket = TcpStream::connect(("127.0.0.1", api.port)).await.unwrap();
+    // The head in three pieces a little apart, well inside its 5 s.
+    for piece in [
+        "GET /api/v1/operator/queue HTTP/1.1\r\n".to_owned(),
+        "Host: gateway\r\nConnection: close\r\n".to_owned(),
+        format!("Authorization: Bearer {olga}\r\n\r\n"),
+    ] {
+        socket.write_all(piece.as_bytes()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let mut answer = String::new();
+    socket.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
