@@ -13,6 +13,8 @@ pub mod metrics;
 pub mod outbox;
 pub mod reader;
 pub mod relay;
+pub mod route;
+pub mod views;
 pub mod system;
 mod webhook_signatures;
 pub mod writer;

@@ -5,6 +5,8 @@ pub mod batches;
 pub mod commands;
 pub mod compat;
 pub mod delivery_orders;
+pub mod me;
+pub mod operations;
 pub mod partners;
 pub mod queries;
 pub mod system;

@@ -57,6 +57,8 @@ async fn browser_flows() {
         "operator": api.token("olivia", &[Role::Operator]),
         "payment_service": api.token("payments", &[Role::PaymentService]),
         "partner": api.token("sim", &[Role::Partner]),
+        // Location pings come only as signed partner webhooks.
+        "partner_webhook_secret": delivery_tests::TEST_PARTNER_SECRET,
     });
     let control = TcpListener::bind("127.0.0.1:0").await.expect("a port");
     let control_url = format!("http://{}", control.local_addr().expect("bound"));
