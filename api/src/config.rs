@@ -421,4 +421,35 @@ mod tests {
             assert!(err.contains(var), "{err}");
         }
     }
+
+    #[test]
+    fn map_tiles_are_a_template_with_an_origin_or_nothing() {
+        let c = config(&[("JWT_SECRET", OWN_SECRET), PARTNERS]).unwrap();
+        assert_eq!(c.map_tiles, None);
+        let c = config(&[("JWT_SECRET", OWN_SECRET), PARTNERS, ("MAP_TILE_URL", "")]).unwrap();
+        assert_eq!(c.map_tiles, None);
+        let c = config(&[
+            ("JWT_SECRET", OWN_SECRET),
+            PARTNERS,
+            (
+                "MAP_TILE_URL",
+                "https://tiles.example:8443/osm/{z}/{x}/{y}.png",
+            ),
+        ])
+        .unwrap();
+        let tiles = c.map_tiles.unwrap();
+        assert_eq!(tiles.origin, "https://tiles.example:8443");
+        assert_eq!(tiles.url, "https://tiles.example:8443/osm/{z}/{x}/{y}.png");
+        for bad in [
+            "https://tiles.example/osm.png",
+            "ftp://tiles.example/{z}/{x}/{y}.png",
+            "/{z}/{x}/{y}.png",
+            "javascript:{z}{x}{y}",
+        ] {
+            let err = config(&[("JWT_SECRET", OWN_SECRET), PARTNERS, ("MAP_TILE_URL", bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("MAP_TILE_URL"), "{bad}: {err}");
+        }
+    }
 }

@@ -209,7 +209,10 @@ impl ApiMetrics {
         match read_model.at_risk_counts(AT_RISK_WINDOW).await {
             Ok(counts) => {
                 for timer in AT_RISK_TIMERS {
-                    let n = counts.iter().find(|(t, _)| t == timer).map_or(0, |(_, n)| *n);
+                    let n = counts
+                        .iter()
+                        .find(|(t, _)| t == timer)
+                        .map_or(0, |(_, n)| *n);
                     self.orders_at_risk.with_label_values(&[timer]).set(n);
                 }
             }

@@ -138,14 +138,15 @@ mod tests {
     use poem::endpoint::make_sync;
     use poem::test::TestClient;
 
-    use super::{is_ui_path, mount, with_start_page};
+    use super::{content_security_policy, is_ui_path, mount, with_start_page};
 
     #[tokio::test]
     async fn pages_sit_beside_an_api_nested_at_the_root() {
         let dist = Path::new("/nonexistent");
-        let app = mount(Route::new(), dist)
+        let csp = content_security_policy(None);
+        let app = mount(Route::new(), dist, &csp)
             .at("/api/v1/ws/events", make_sync(|_| "ws"))
-            .nest("/", with_start_page(make_sync(|_| "api"), dist));
+            .nest("/", with_start_page(make_sync(|_| "api"), dist, &csp));
         let client = TestClient::new(app);
         for page in ["/", "/ops", "/ops/queue", "/track/x"] {
             let response = client.get(page).send().await;
@@ -154,6 +155,18 @@ mod tests {
         for api in ["/api/v1/tracking/x", "/healthz", "/opsx", "/trackx"] {
             client.get(api).send().await.assert_text("api").await;
         }
+    }
+
+    #[test]
+    fn map_tiles_may_load_from_their_origin_only() {
+        let none = content_security_policy(None);
+        assert!(none.contains("img-src 'self' data:;"), "{none}");
+        let tiles = content_security_policy(Some("https://tiles.example:8443"));
+        assert!(
+            tiles.contains("img-src 'self' data: https://tiles.example:8443;"),
+            "{tiles}"
+        );
+        assert!(tiles.contains("script-src 'self';"), "{tiles}");
     }
 
     #[test]

@@ -17,6 +17,9 @@ CREATE INDEX delivery_orders_created_idx ON delivery_orders (created_at, id);
 CREATE INDEX delivery_orders_state_created_idx ON delivery_orders (state, created_at, id);
 CREATE INDEX delivery_orders_customer_created_idx ON delivery_orders (customer_id, created_at, id);
 CREATE INDEX delivery_orders_ordering_created_idx ON delivery_orders (ordering_id, created_at, id);
+-- Superseded by the two above (the same columns, and the id that breaks ties in page order).
+DROP INDEX delivery_orders_customer_idx;
+DROP INDEX delivery_orders_ordering_idx;
 
 -- 3. The operations charts read the audit trail of the last 24 hours.
 CREATE INDEX delivery_order_events_occurred_idx ON delivery_order_events (occurred_at);

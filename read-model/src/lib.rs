@@ -14,8 +14,8 @@ pub mod outbox;
 pub mod reader;
 pub mod relay;
 pub mod route;
-pub mod views;
 pub mod system;
+pub mod views;
 mod webhook_signatures;
 pub mod writer;
 

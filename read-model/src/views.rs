@@ -182,10 +182,13 @@ impl ReadModel {
     pub async fn shared_charts(&self) -> Option<Charts> {
         let mut redis = self.redis.clone();
         let command = redis::cmd("GET").arg(self.keys.charts()).to_owned();
-        let text = tokio::time::timeout(CACHE_TIMEOUT, command.query_async::<Option<String>>(&mut redis))
-            .await
-            .ok()?
-            .ok()??;
+        let text = tokio::time::timeout(
+            CACHE_TIMEOUT,
+            command.query_async::<Option<String>>(&mut redis),
+        )
+        .await
+        .ok()?
+        .ok()??;
         serde_json::from_str(&text).ok()
     }
 

@@ -229,7 +229,7 @@ impl ReadModelWriter {
                  updated_at = EXCLUDED.updated_at,
                  next_deadline_kind = EXCLUDED.next_deadline_kind,
                  next_deadline_at = EXCLUDED.next_deadline_at
-             WHERE delivery_orders.version < EXCLUDED.version
+             WHERE delivery_orders.version < EXCLUDED.version",
         )
         .bind(id)
         .bind(&p.ordering_id)

@@ -2,6 +2,8 @@ import { expect, test } from "@playwright/test";
 import { markPage, paidOrder, partnerEvent, signIn, snapshot, stillSamePage, tokens } from "./support";
 
 test("the dashboard lists deadlines at risk live, and draws the last 24 hours as charts", async ({ page, request }) => {
+  // An order before the page opens, so the charts (computed at most once a minute) count one.
+  const earlier = await paidOrder(request);
   await signIn(page, tokens.operator);
   await page.goto("/ops");
   const atRisk = page.getByTestId("at-risk");
@@ -9,8 +11,10 @@ test("the dashboard lists deadlines at risk live, and draws the last 24 hours as
   // A new order's pickup deadline is 48 h away: inside a 3-day window.
   await atRisk.getByLabel("Deadlines within").selectOption("3d");
   await expect(page.locator("[data-connection=live]")).toBeVisible();
+  await expect(atRisk.getByTestId(`at-risk-${earlier}`)).toContainText("Pickup deadline");
   await markPage(page);
 
+  // Pushed: a new order's row appears without a reload.
   const id = await paidOrder(request);
   const row = atRisk.getByTestId(`at-risk-${id}`);
   await expect(row).toContainText("Pickup deadline");

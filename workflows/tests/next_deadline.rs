@@ -1,7 +1,6 @@
 //! The deadline each projection carries: the timer the workflow arms in the order's state, from
 //! the moment the state was entered, for the input's override or the graph's default.
 
-
 use delivery_workflows::activities::{NextDeadline, Projection};
 use delivery_workflows::{DELIVERY_ORDER_V1, DeliveryOrder, DeliveryOrderInput, State};
 use serde_json::json;

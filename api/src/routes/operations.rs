@@ -14,8 +14,8 @@ use poem_openapi::payload::Json;
 
 use crate::auth::{BearerAuth, Role};
 use crate::model::{
-    AtRiskEntry, AtRiskList, Deadline, HourCount, OperationsCharts, ReasonCount, State,
-    StageDuration, timestamp,
+    AtRiskEntry, AtRiskList, Deadline, HourCount, OperationsCharts, ReasonCount, StageDuration,
+    State, timestamp,
 };
 use crate::problem::ApiError;
 use crate::read::{Audience, delivery_order};
@@ -184,7 +184,16 @@ mod tests {
         assert_eq!(window(None).unwrap(), DEFAULT_WITHIN);
         assert_eq!(window(Some("90m")).unwrap(), Duration::from_secs(5400));
         assert_eq!(window(Some("7d")).unwrap(), MAX_WITHIN);
-        for bad in ["", "2", "2y", "30s", "8d", "-1h", "1h30m", "999999999999999d"] {
+        for bad in [
+            "",
+            "2",
+            "2y",
+            "30s",
+            "8d",
+            "-1h",
+            "1h30m",
+            "999999999999999d",
+        ] {
             assert!(window(Some(bad)).is_err(), "{bad}");
         }
     }

@@ -366,9 +366,8 @@ fn location(data: &Value) -> Result<(Value, Option<Value>), ApiError> {
     let destination = match object.get("destination") {
         None => None,
         Some(place) => {
-            let (point, _) = location(place).map_err(|_| {
-                bad("LOCATION destination must be {lat, lon} in degrees")
-            })?;
+            let (point, _) = location(place)
+                .map_err(|_| bad("LOCATION destination must be {lat, lon} in degrees"))?;
             if place.get("accuracy_m").is_some() || place.get("destination").is_some() {
                 return Err(bad("LOCATION destination takes only lat and lon"));
             }

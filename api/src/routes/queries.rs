@@ -270,7 +270,14 @@ pub(super) async fn list(
             "created_from must be before created_to",
         ));
     }
-    page(&caller, state, &filter, limit.unwrap_or(50).min(MAX_PAGE), cursor).await
+    page(
+        &caller,
+        state,
+        &filter,
+        limit.unwrap_or(50).min(MAX_PAGE),
+        cursor,
+    )
+    .await
 }
 
 /// One page of `filter`'s orders, newest first, as `caller` may see them.

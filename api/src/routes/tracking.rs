@@ -14,9 +14,7 @@ use poem_openapi::{Object, OpenApi};
 use serde_json::Value;
 
 use crate::auth::{BearerAuth, Role};
-use crate::model::{
-    AuditEvent, DeliveryRoute, GeoPoint, Item, RoutePoint, State, timestamp,
-};
+use crate::model::{AuditEvent, DeliveryRoute, GeoPoint, Item, RoutePoint, State, timestamp};
 use crate::problem::ApiError;
 use crate::read::{Audience, audit_event, delivery_order};
 use crate::routes::{Tag, delivery_order_id};

@@ -69,7 +69,10 @@ async fn orders_at_risk_follow_each_deadline_the_workflow_sets_soonest_first() {
     let list = api.get("/api/v1/operator/at-risk?within=3d", &ops).await;
     assert_eq!(list.status, 200, "{}", list.text);
     assert_eq!(list.json["within_seconds"], 3 * 86_400);
-    let (a, b) = (entry(&list.json, &first).unwrap(), entry(&list.json, &second).unwrap());
+    let (a, b) = (
+        entry(&list.json, &first).unwrap(),
+        entry(&list.json, &second).unwrap(),
+    );
     for e in [a, b] {
         assert_eq!(e["deadline"]["timer"], "pickup_deadline");
         let created = time(&e["delivery_order"]["created_at"]);
@@ -99,7 +102,13 @@ async fn orders_at_risk_follow_each_deadline_the_workflow_sets_soonest_first() {
     assert!(entry(&near.json, &first).is_none());
 
     // Picked up: the delivery deadline, 7 days from the pickup.
-    partner(api, &first, "PICKED_UP", json!({"partner_order_number": "PN-RISK-1"})).await;
+    partner(
+        api,
+        &first,
+        "PICKED_UP",
+        json!({"partner_order_number": "PN-RISK-1"}),
+    )
+    .await;
     api.wait_state(&ops, &first, "PICKED_UP").await;
     let list = api.get("/api/v1/operator/at-risk?within=3d", &ops).await;
     assert!(entry(&list.json, &first).is_none(), "{}", list.text);
@@ -178,7 +187,13 @@ async fn orders_at_risk_are_for_operators_and_refuse_bad_windows() {
         answer.problem(403);
     }
     let anonymous = api
-        .send(reqwest::Method::GET, "/api/v1/operator/at-risk", None, None, &[])
+        .send(
+            reqwest::Method::GET,
+            "/api/v1/operator/at-risk",
+            None,
+            None,
+            &[],
+        )
         .await;
     assert_eq!(anonymous.status, 401, "{}", anonymous.text);
     for bad in [
@@ -215,15 +230,18 @@ async fn search_filters_by_each_reference_state_and_creation_range_and_pages() {
     let number = format!("PN-SEARCH-{}", uuid::Uuid::new_v4().simple());
     partner(
         api,
-        &ids[0],
+        ids[0].as_str(),
         "PICKED_UP",
         json!({"partner_order_number": number}),
     )
     .await;
-    let picked = api.wait_state(&ops, &ids[0], "PICKED_UP").await;
+    let picked = api.wait_state(&ops, ids[0].as_str(), "PICKED_UP").await;
     let search = |query: String| {
         let ops = ops.clone();
-        async move { api.get(&format!("/api/v1/delivery-orders?{query}"), &ops).await }
+        async move {
+            api.get(&format!("/api/v1/delivery-orders?{query}"), &ops)
+                .await
+        }
     };
     let found = |answer: &Answer| -> Vec<String> {
         assert_eq!(answer.status, 200, "{}", answer.text);
@@ -236,20 +254,29 @@ async fn search_filters_by_each_reference_state_and_creation_range_and_pages() {
     };
 
     let payment = picked["payment_id"].as_str().unwrap();
-    assert_eq!(found(&search(format!("payment_id={payment}")).await), [&ids[0]]);
-    assert_eq!(found(&search(format!("partner_order_number={number}")).await), [&ids[0]]);
+    assert_eq!(
+        found(&search(format!("payment_id={payment}")).await),
+        [ids[0].as_str()]
+    );
+    assert_eq!(
+        found(&search(format!("partner_order_number={number}")).await),
+        [ids[0].as_str()]
+    );
     let ordering = picked["ordering_id"].as_str().unwrap();
-    assert_eq!(found(&search(format!("ordering_id={ordering}")).await), [&ids[0]]);
+    assert_eq!(
+        found(&search(format!("ordering_id={ordering}")).await),
+        [ids[0].as_str()]
+    );
     // Newest first.
     let all = found(&search(format!("customer_id={customer}")).await);
-    assert_eq!(all, [&ids[2], &ids[1], &ids[0]]);
+    assert_eq!(all, [ids[2].as_str(), ids[1].as_str(), ids[0].as_str()]);
     assert_eq!(
         found(&search(format!("customer_id={customer}&state=PICKED_UP")).await),
-        [&ids[0]]
+        [ids[0].as_str()]
     );
     assert_eq!(
         found(&search(format!("customer_id={customer}&state=CREATED")).await),
-        [&ids[2], &ids[1]]
+        [ids[2].as_str(), ids[1].as_str()]
     );
     assert!(found(&search(format!("customer_id={customer}&state=CANCELLED")).await).is_empty());
     assert!(found(&search(format!("payment_id={payment}&state=CREATED")).await).is_empty());
@@ -269,30 +296,50 @@ async fn search_filters_by_each_reference_state_and_creation_range_and_pages() {
     };
     assert_eq!(
         found(&search(range(created, created + Span::milliseconds(1))).await),
-        [&ids[0]]
+        [ids[0].as_str()]
     );
     assert!(found(&search(range(created - Span::seconds(1), created)).await).is_empty());
     assert!(
-        found(&search(format!("customer_id={customer}&created_from={}", stamp(Utc::now() + Span::hours(1)))).await)
-            .is_empty()
+        found(
+            &search(format!(
+                "customer_id={customer}&created_from={}",
+                stamp(Utc::now() + Span::hours(1))
+            ))
+            .await
+        )
+        .is_empty()
     );
     assert_eq!(
-        found(&search(format!("customer_id={customer}&created_to={}", stamp(created + Span::milliseconds(1)))).await),
-        [&ids[0]]
+        found(
+            &search(format!(
+                "customer_id={customer}&created_to={}",
+                stamp(created + Span::milliseconds(1))
+            ))
+            .await
+        ),
+        [ids[0].as_str()]
     );
 
     // Pages: two, then the last one, nothing twice.
     let page = search(format!("customer_id={customer}&limit=2")).await;
-    assert_eq!(found(&page), [&ids[2], &ids[1]]);
+    assert_eq!(found(&page), [ids[2].as_str(), ids[1].as_str()]);
     let cursor = page.json["next_cursor"].as_str().unwrap().to_owned();
     let last = search(format!("customer_id={customer}&limit=2&cursor={cursor}")).await;
-    assert_eq!(found(&last), [&ids[0]]);
+    assert_eq!(found(&last), [ids[0].as_str()]);
     assert!(last.json["next_cursor"].is_null());
 
     // Bad input, in words.
     for bad in [
-        format!("created_from={}&created_to={}", stamp(created), stamp(created)),
-        format!("created_from={}&created_to={}", stamp(created), stamp(created - Span::days(1))),
+        format!(
+            "created_from={}&created_to={}",
+            stamp(created),
+            stamp(created)
+        ),
+        format!(
+            "created_from={}&created_to={}",
+            stamp(created),
+            stamp(created - Span::days(1))
+        ),
         "created_from=yesterday".to_owned(),
         "created_to=2026-13-01T00:00:00Z".to_owned(),
         "payment_id=a%20b".to_owned(),
@@ -306,9 +353,12 @@ async fn search_filters_by_each_reference_state_and_creation_range_and_pages() {
     }
     // Operators and admins only.
     let owner = api.token(&customer, &[Role::Customer]);
-    api.get(&format!("/api/v1/delivery-orders?customer_id={customer}"), &owner)
-        .await
-        .problem(403);
+    api.get(
+        &format!("/api/v1/delivery-orders?customer_id={customer}"),
+        &owner,
+    )
+    .await
+    .problem(403);
     api.get(
         "/api/v1/delivery-orders",
         &api.token("sim", &[Role::Partner]),
@@ -394,8 +444,10 @@ async fn customers_list_only_their_own_deliveries_newest_first_in_pages() {
             .collect()
     };
 
-    let first = api.get("/api/v1/me/delivery-orders?limit=2", &ada_token).await;
-    assert_eq!(ids(&first), [&adas[2], &adas[1]]);
+    let first = api
+        .get("/api/v1/me/delivery-orders?limit=2", &ada_token)
+        .await;
+    assert_eq!(ids(&first), [adas[2].as_str(), adas[1].as_str()]);
     assert_eq!(first.json["items"][0]["state"], "CREATED");
     assert_eq!(first.json["items"][0]["customer_id"], ada.as_str());
     let cursor = first.json["next_cursor"].as_str().unwrap();
@@ -405,13 +457,19 @@ async fn customers_list_only_their_own_deliveries_newest_first_in_pages() {
             &ada_token,
         )
         .await;
-    assert_eq!(ids(&rest), [&adas[0]]);
+    assert_eq!(ids(&rest), [adas[0].as_str()]);
     assert!(rest.json["next_cursor"].is_null());
     let all = api.get("/api/v1/me/delivery-orders", &ada_token).await;
-    assert_eq!(ids(&all), [&adas[2], &adas[1], &adas[0]]);
+    assert_eq!(
+        ids(&all),
+        [adas[2].as_str(), adas[1].as_str(), adas[0].as_str()]
+    );
 
     let bob_token = api.token(&bob, &[Role::Customer]);
-    assert_eq!(ids(&api.get("/api/v1/me/delivery-orders", &bob_token).await), [&bobs]);
+    assert_eq!(
+        ids(&api.get("/api/v1/me/delivery-orders", &bob_token).await),
+        [bobs.as_str()]
+    );
     // Another customer's cursor shows nothing of theirs: the filter is the token's subject.
     let borrowed = api
         .get(
@@ -422,11 +480,20 @@ async fn customers_list_only_their_own_deliveries_newest_first_in_pages() {
     assert!(ids(&borrowed).is_empty());
 
     // Customers only: an operator has no deliveries of their own.
-    api.get("/api/v1/me/delivery-orders", &api.token("olga", &[Role::Operator]))
-        .await
-        .problem(403);
+    api.get(
+        "/api/v1/me/delivery-orders",
+        &api.token("olga", &[Role::Operator]),
+    )
+    .await
+    .problem(403);
     let anonymous = api
-        .send(reqwest::Method::GET, "/api/v1/me/delivery-orders", None, None, &[])
+        .send(
+            reqwest::Method::GET,
+            "/api/v1/me/delivery-orders",
+            None,
+            None,
+            &[],
+        )
         .await;
     assert_eq!(anonymous.status, 401);
     for bad in ["limit=0", "limit=101", "cursor=nope", "cursor=1.not-a-uuid"] {
@@ -451,7 +518,13 @@ async fn the_route_keeps_pings_in_time_order_for_the_owner_and_is_gone_when_the_
     assert_eq!(empty.json["points"], json!([]));
     assert!(empty.json["current"].is_null() && empty.json["destination"].is_null());
 
-    partner(api, &id, "PICKED_UP", json!({"partner_order_number": "PN-ROUTE"})).await;
+    partner(
+        api,
+        &id,
+        "PICKED_UP",
+        json!({"partner_order_number": "PN-ROUTE"}),
+    )
+    .await;
     api.wait_state(&ops, &id, "PICKED_UP").await;
     let now = Utc::now();
     let destination = json!({"lat": 51.52, "lon": -0.1278});
@@ -480,7 +553,10 @@ async fn the_route_keeps_pings_in_time_order_for_the_owner_and_is_gone_when_the_
     assert_eq!(route.json["points"][0]["accuracy_m"], 5.0);
     assert_eq!(route.json["destination"], destination);
     assert_eq!(route.json["state"], "PICKED_UP");
-    assert_eq!(api.get(&path, &ops).await.json["points"], route.json["points"]);
+    assert_eq!(
+        api.get(&path, &ops).await.json["points"],
+        route.json["points"]
+    );
 
     // A destination that is not a place is refused, and changes nothing.
     let bad = api
@@ -513,7 +589,13 @@ async fn the_route_keeps_pings_in_time_order_for_the_owner_and_is_gone_when_the_
     // Delivered: still shown. Confirmed: the order ended and its pings are gone.
     partner(api, &id, "DELIVERED", json!({})).await;
     api.wait_state(&ops, &id, "DELIVERED").await;
-    assert_eq!(api.get(&path, &owner).await.json["points"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        api.get(&path, &owner).await.json["points"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
     let confirm = api
         .post(
             &format!("/api/v1/delivery-orders/{id}/events"),
@@ -570,7 +652,10 @@ async fn a_route_keeps_only_its_latest_pings() {
     assert_eq!(route.points.len() as i64, bound);
     // The oldest five went.
     assert_eq!(route.points[0].at, start + Span::seconds(5));
-    assert_eq!(route.points.last().unwrap().at, start + Span::seconds(bound + 4));
+    assert_eq!(
+        route.points.last().unwrap().at,
+        start + Span::seconds(bound + 4)
+    );
 }
 
 #[tokio::test]
@@ -580,7 +665,13 @@ async fn charts_aggregate_the_last_day_from_the_audit_trail_and_are_shared_for_a
     let ops = api.token("olga", &[Role::Operator]);
     let failing = api.paid_order("cust-charts").await;
     let waiting = api.paid_order("cust-charts").await;
-    partner(api, &failing, "PICKED_UP", json!({"partner_order_number": "PN-CHART"})).await;
+    partner(
+        api,
+        &failing,
+        "PICKED_UP",
+        json!({"partner_order_number": "PN-CHART"}),
+    )
+    .await;
     partner(
         api,
         &failing,
@@ -598,7 +689,11 @@ async fn charts_aggregate_the_last_day_from_the_audit_trail_and_are_shared_for_a
         .get_multiplexed_async_connection()
         .await
         .unwrap();
-    let _: () = redis::cmd("DEL").arg(&key).query_async(&mut redis).await.unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(&key)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
 
     let charts = api.get("/api/v1/operator/charts", &ops).await;
     assert_eq!(charts.status, 200, "{}", charts.text);
@@ -607,7 +702,10 @@ async fn charts_aggregate_the_last_day_from_the_audit_trail_and_are_shared_for_a
     assert_eq!(hours.len(), 24);
     assert!(hours.windows(2).all(|w| w[1] - w[0] == Span::hours(1)));
     let this_hour = *hours.last().unwrap();
-    assert!(this_hour <= time(&c["generated_at"]) && time(&c["generated_at"]) - this_hour < Span::hours(1));
+    assert!(
+        this_hour <= time(&c["generated_at"])
+            && time(&c["generated_at"]) - this_hour < Span::hours(1)
+    );
     let entered = |state: &str| -> i64 {
         c["entered"]
             .as_array()
@@ -635,7 +733,10 @@ async fn charts_aggregate_the_last_day_from_the_audit_trail_and_are_shared_for_a
         .iter()
         .map(|r| r["count"].as_i64().unwrap())
         .collect();
-    assert!(counts.windows(2).all(|w| w[0] >= w[1]), "most frequent first");
+    assert!(
+        counts.windows(2).all(|w| w[0] >= w[1]),
+        "most frequent first"
+    );
     for stage in ["CREATED", "PICKED_UP"] {
         let d = c["stage_durations"]
             .as_array()
@@ -643,21 +744,34 @@ async fn charts_aggregate_the_last_day_from_the_audit_trail_and_are_shared_for_a
             .iter()
             .find(|d| d["stage"] == stage)
             .unwrap_or_else(|| panic!("{stage}: {}", charts.text));
-        let (p50, p95) = (d["p50_seconds"].as_f64().unwrap(), d["p95_seconds"].as_f64().unwrap());
+        let (p50, p95) = (
+            d["p50_seconds"].as_f64().unwrap(),
+            d["p95_seconds"].as_f64().unwrap(),
+        );
         assert!(0.0 <= p50 && p50 <= p95, "{d}");
         assert!(d["count"].as_i64().unwrap() >= 1);
     }
 
     // Shared for a minute: the next read is the same figures, and Redis says for how long.
-    let ttl: i64 = redis::cmd("PTTL").arg(&key).query_async(&mut redis).await.unwrap();
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(&key)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
     assert!(0 < ttl && ttl <= 60_000, "{ttl}");
     let again = api.get("/api/v1/operator/charts", &ops).await;
     assert_eq!(again.json["generated_at"], c["generated_at"]);
 
-    api.get("/api/v1/operator/charts", &api.token("cust-charts", &[Role::Customer]))
-        .await
-        .problem(403);
-    api.get("/api/v1/operator/charts", &api.token("sim", &[Role::Partner]))
-        .await
-        .problem(403);
+    api.get(
+        "/api/v1/operator/charts",
+        &api.token("cust-charts", &[Role::Customer]),
+    )
+    .await
+    .problem(403);
+    api.get(
+        "/api/v1/operator/charts",
+        &api.token("sim", &[Role::Partner]),
+    )
+    .await
+    .problem(403);
 }
