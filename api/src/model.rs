@@ -272,6 +272,9 @@ pub struct DeliveryOrder {
     pub graph_version: u32,
     pub created_at: String,
     pub updated_at: String,
+    /// The deadline the order's workflow has armed in its state (pickup, delivery or
+    /// auto-confirm); absent in the other states.
+    pub next_deadline: Option<Deadline>,
 }
 
 /// An actor: who sent an event.

@@ -141,6 +141,16 @@ export async function locationPing(
   expect((await answer.json()).outcome).toBe("tracking_updated");
 }
 
+/**
+ * An order of the test customer whose pickup is due in 10 minutes, started by the harness
+ * through Temporal (the gateway's orders wait 48 h); its id, once its pickup is accepted.
+ */
+export async function orderDueSoon(): Promise<string> {
+  const answer = await fetch(`${required("E2E_CONTROL_URL")}/order-due-soon`, { method: "POST" });
+  expect(answer.status).toBe(200);
+  return answer.text();
+}
+
 /** The order as operators read it. */
 export async function readOrder(request: APIRequestContext, id: string) {
   const answer = await request.get(`/api/v1/delivery-orders/${id}`, {

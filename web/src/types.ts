@@ -129,6 +129,11 @@ export interface DeliveryOrder {
   /** Last location reported by the partner. */
   location?: unknown;
   location_at?: string;
+  /**
+   * The deadline the order's workflow has armed in its state (pickup, delivery or
+   * auto-confirm); absent in the other states.
+   */
+  next_deadline?: Deadline & unknown;
   notes?: string;
   ordering_id: string;
   partner_order_number?: string;

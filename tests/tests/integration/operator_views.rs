@@ -57,98 +57,168 @@ async fn entered(api: &GatewayProcess, token: &str, id: &str, state: &str) -> Da
 }
 
 #[tokio::test]
-async fn orders_at_risk_follow_each_deadline_the_workflow_sets_soonest_first() {
+async fn each_order_carries_the_deadline_its_workflow_arms_in_its_state() {
     let stack = Stack::start_with(StackOptions::quiet().with_gateway()).await;
     let api = stack.api();
     let ops = api.token("olga", &[Role::Operator]);
-    let customer = format!("cust-risk-{}", uuid::Uuid::new_v4().simple());
-    let first = api.paid_order(&customer).await;
-    let second = api.paid_order(&customer).await;
+    let customer = format!("cust-deadline-{}", uuid::Uuid::new_v4().simple());
+    let id = api.paid_order(&customer).await;
+    let owner = api.token(&customer, &[Role::Customer]);
+    let read = |token: String| {
+        let id = id.clone();
+        async move {
+            let read = api
+                .get(&format!("/api/v1/delivery-orders/{id}"), &token)
+                .await;
+            assert_eq!(read.status, 200, "{}", read.text);
+            read.json
+        }
+    };
 
-    // Both wait for their pickup: 48 h from creation, the graph's default.
-    let list = api.get("/api/v1/operator/at-risk?within=3d", &ops).await;
-    assert_eq!(list.status, 200, "{}", list.text);
-    assert_eq!(list.json["within_seconds"], 3 * 86_400);
-    let (a, b) = (
-        entry(&list.json, &first).unwrap(),
-        entry(&list.json, &second).unwrap(),
+    // Waiting for its pickup: 48 h from creation, the graph's default.
+    let order = read(owner.clone()).await;
+    assert_eq!(order["next_deadline"]["timer"], "pickup_deadline");
+    assert_eq!(
+        time(&order["next_deadline"]["due_at"]),
+        time(&order["created_at"]) + Span::hours(48)
     );
-    for e in [a, b] {
+
+    // Picked up: the delivery deadline, 7 days from the pickup.
+    partner(
+        api,
+        &id,
+        "PICKED_UP",
+        json!({"partner_order_number": "PN-DUE-1"}),
+    )
+    .await;
+    api.wait_state(&ops, &id, "PICKED_UP").await;
+    let order = read(ops.clone()).await;
+    assert_eq!(order["next_deadline"]["timer"], "delivery_deadline");
+    let picked_up = entered(api, &ops, &id, "PICKED_UP").await;
+    assert_eq!(
+        time(&order["next_deadline"]["due_at"]),
+        picked_up + Span::days(7)
+    );
+
+    // Delivered: the auto-confirmation, 7 days from the delivery.
+    partner(api, &id, "DELIVERED", json!({})).await;
+    api.wait_state(&ops, &id, "DELIVERED").await;
+    let order = read(ops.clone()).await;
+    assert_eq!(order["next_deadline"]["timer"], "auto_confirm");
+    let delivered = entered(api, &ops, &id, "DELIVERED").await;
+    assert_eq!(
+        time(&order["next_deadline"]["due_at"]),
+        delivered + Span::days(7)
+    );
+
+    // Confirmed: no deadline left.
+    let confirm = api
+        .post(
+            &format!("/api/v1/delivery-orders/{id}/events"),
+            &owner,
+            &json!({"type": "CONFIRMED"}),
+        )
+        .await;
+    assert_eq!(confirm.status, 200, "{}", confirm.text);
+    api.wait_state(&ops, &id, "DELIVERY_CONFIRMED").await;
+    assert!(read(ops.clone()).await["next_deadline"].is_null());
+}
+
+#[tokio::test]
+async fn orders_at_risk_are_listed_soonest_first_with_the_time_left_as_deadlines_move() {
+    let stack = Stack::start_with(StackOptions::quiet().with_gateway()).await;
+    let api = stack.api();
+    let ops = api.token("olga", &[Role::Operator]);
+    // Deadlines of minutes, as another service may set them when it starts an order: sooner than
+    // any order of the gateway's (48 h) or of the other suites (an hour), so these lead the list.
+    let minutes = |m: u64| std::time::Duration::from_secs(60 * m);
+    let soon = new_order_id();
+    let later = new_order_id();
+    start_order(
+        &stack.client,
+        &stack.task_queue,
+        order_input(&soon, deadlines(minutes(10), minutes(12), minutes(14))),
+    )
+    .await;
+    start_order(
+        &stack.client,
+        &stack.task_queue,
+        order_input(&later, deadlines(minutes(11), minutes(12), minutes(14))),
+    )
+    .await;
+    for id in [&soon, &later] {
+        api.wait_state(&ops, id, "CREATED").await;
+    }
+    let at_risk = |query: &'static str| {
+        let ops = ops.clone();
+        async move {
+            let list = api
+                .get(&format!("/api/v1/operator/at-risk?{query}"), &ops)
+                .await;
+            assert_eq!(list.status, 200, "{}", list.text);
+            list.json
+        }
+    };
+
+    let list = at_risk("limit=200").await;
+    assert_eq!(list["within_seconds"], 7200, "two hours unless asked");
+    let (a, b) = (entry(&list, &soon).unwrap(), entry(&list, &later).unwrap());
+    for (e, m) in [(a, 10), (b, 11)] {
         assert_eq!(e["deadline"]["timer"], "pickup_deadline");
         let created = time(&e["delivery_order"]["created_at"]);
-        assert_eq!(time(&e["deadline"]["due_at"]), created + Span::hours(48));
+        assert_eq!(time(&e["deadline"]["due_at"]), created + Span::minutes(m));
         let left = e["seconds_left"].as_i64().unwrap();
-        assert!((47 * 3600..=48 * 3600).contains(&left), "{left}");
+        assert!((0..=m * 60).contains(&left), "{left}");
+        assert_eq!(e["delivery_order"]["state"], "CREATED");
     }
     let position = |id: &str| {
-        list.json["entries"]
+        list["entries"]
             .as_array()
             .unwrap()
             .iter()
             .position(|e| e["delivery_order"]["delivery_order_id"] == id)
     };
-    assert!(position(&first) < position(&second), "soonest first");
-    let dues: Vec<DateTime<Utc>> = list.json["entries"]
+    assert!(position(&soon) < position(&later), "soonest first");
+    let dues: Vec<DateTime<Utc>> = list["entries"]
         .as_array()
         .unwrap()
         .iter()
         .map(|e| time(&e["deadline"]["due_at"]))
         .collect();
     assert!(dues.windows(2).all(|w| w[0] <= w[1]), "ordered by deadline");
-    // Not within two hours.
-    let near = api.get("/api/v1/operator/at-risk", &ops).await;
-    assert_eq!(near.status, 200, "{}", near.text);
-    assert_eq!(near.json["within_seconds"], 7200);
-    assert!(entry(&near.json, &first).is_none());
+    // A window that ends before the deadline leaves it out.
+    assert!(entry(&at_risk("within=5m&limit=200").await, &soon).is_none());
 
-    // Picked up: the delivery deadline, 7 days from the pickup.
+    // Picked up: the delivery deadline replaces the pickup's.
+    api.pickup_confirmed(&soon).await;
     partner(
         api,
-        &first,
+        &soon,
         "PICKED_UP",
         json!({"partner_order_number": "PN-RISK-1"}),
     )
     .await;
-    api.wait_state(&ops, &first, "PICKED_UP").await;
-    let list = api.get("/api/v1/operator/at-risk?within=3d", &ops).await;
-    assert!(entry(&list.json, &first).is_none(), "{}", list.text);
-    let list = api.get("/api/v1/operator/at-risk?within=7d", &ops).await;
-    let a = entry(&list.json, &first).unwrap();
+    api.wait_state(&ops, &soon, "PICKED_UP").await;
+    let list = at_risk("within=90m&limit=200").await;
+    let a = entry(&list, &soon).unwrap();
     assert_eq!(a["deadline"]["timer"], "delivery_deadline");
-    let picked_up = entered(api, &ops, &first, "PICKED_UP").await;
-    assert_eq!(time(&a["deadline"]["due_at"]), picked_up + Span::days(7));
+    let picked_up = entered(api, &ops, &soon, "PICKED_UP").await;
+    assert_eq!(
+        time(&a["deadline"]["due_at"]),
+        picked_up + Span::minutes(12)
+    );
 
-    // Delivered: the auto-confirmation, 7 days from the delivery.
-    partner(api, &first, "DELIVERED", json!({})).await;
-    api.wait_state(&ops, &first, "DELIVERED").await;
-    let list = api.get("/api/v1/operator/at-risk?within=7d", &ops).await;
-    let a = entry(&list.json, &first).unwrap();
-    assert_eq!(a["deadline"]["timer"], "auto_confirm");
-    let delivered = entered(api, &ops, &first, "DELIVERED").await;
-    assert_eq!(time(&a["deadline"]["due_at"]), delivered + Span::days(7));
-
-    // Confirmed: no deadline left. Cancelled: none either.
-    let owner = api.token(&customer, &[Role::Customer]);
-    let confirm = api
-        .post(
-            &format!("/api/v1/delivery-orders/{first}/events"),
-            &owner,
-            &json!({"type": "CONFIRMED"}),
-        )
-        .await;
-    assert_eq!(confirm.status, 200, "{}", confirm.text);
+    // Cancelled: no deadline, off the list.
     let cancel = api
         .post(
-            &format!("/api/v1/delivery-orders/{second}/events"),
+            &format!("/api/v1/delivery-orders/{later}/events"),
             &ops,
             &json!({"type": "CANCEL", "data": {"reason": "customer asked"}}),
         )
         .await;
     assert_eq!(cancel.status, 200, "{}", cancel.text);
-    api.wait_state(&ops, &first, "DELIVERY_CONFIRMED").await;
-    api.wait_state(&ops, &second, "CANCELLED").await;
-    let list = api.get("/api/v1/operator/at-risk?within=7d", &ops).await;
-    assert!(entry(&list.json, &first).is_none() && entry(&list.json, &second).is_none());
+    api.wait_state(&ops, &later, "CANCELLED").await;
+    assert!(entry(&at_risk("limit=200").await, &later).is_none());
 
     // The gauge the alert reads is exported for each timer.
     let metrics = reqwest::get(format!("{}/metrics", api.url))
