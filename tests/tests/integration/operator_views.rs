@@ -703,7 +703,8 @@ async fn a_route_keeps_only_its_latest_pings() {
     )
     .unwrap();
     let bound = delivery_read_model::route::MAX_ROUTE_POINTS;
-    let start = Utc::now() - Span::hours(1);
+    // Whole seconds: PostgreSQL keeps microseconds.
+    let start = DateTime::from_timestamp(Utc::now().timestamp() - 3600, 0).unwrap();
     for n in 0..bound + 5 {
         let at = start + Span::seconds(n);
         let stored = reads

@@ -60,7 +60,9 @@ function categoryAxis(labels: string[]): uPlot.Axis {
   return {
     splits: () => labels.map((_, i) => i),
     values: (_u, splits) => splits.map((i) => labels[i] ?? ""),
-    size: 60,
+    // Category names are long: slanted, they do not run into each other.
+    rotate: -30,
+    size: 110,
   };
 }
 
