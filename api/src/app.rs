@@ -13,6 +13,8 @@ use crate::routes::codec;
 use crate::routes::commands::CommandsApi;
 use crate::routes::compat::CompatApi;
 use crate::routes::delivery_orders::DeliveryOrdersApi;
+use crate::routes::me::MeApi;
+use crate::routes::operations::OperationsApi;
 use crate::routes::partners::PartnersApi;
 use crate::routes::queries::QueriesApi;
 use crate::routes::system::SystemApi;
@@ -26,6 +28,8 @@ pub type Apis = (
     BatchesApi,
     DeliveryOrdersApi,
     QueriesApi,
+    OperationsApi,
+    MeApi,
     TrackingApi,
     PartnersApi,
     SystemApi,
@@ -62,9 +66,12 @@ pub fn app(state: Arc<AppState>) -> impl poem::Endpoint {
     let docs = api.swagger_ui();
     let spec = api.spec_endpoint();
     let dist = &state.config.web_dist;
-    let api = crate::web::with_start_page(api.into_endpoint(), dist);
+    let csp = crate::web::content_security_policy(
+        state.config.map_tiles.as_ref().map(|t| t.origin.as_str()),
+    );
+    let api = crate::web::with_start_page(api.into_endpoint(), dist, &csp);
     let origins = state.config.codec_cors_origins.clone();
-    crate::web::mount(Route::new(), dist)
+    crate::web::mount(Route::new(), dist, &csp)
         .nest(route_table::DOCS, docs)
         .at(route_table::OPENAPI_JSON, spec)
         .at(

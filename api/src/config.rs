@@ -74,6 +74,10 @@ pub struct ApiConfig {
     /// `TEMPORAL_WEB_UI_URL`: where operators open a delivery order's workflow (default
     /// http://localhost:8233); `off` hides the links.
     pub temporal_web_ui: Option<String>,
+    /// `MAP_TILE_URL`: the raster tiles of the route map (`https://tiles.example/{z}/{x}/{y}.png`);
+    /// unset, the map draws the route on a blank background. Its origin is added to the web
+    /// UI's `img-src`.
+    pub map_tiles: Option<MapTiles>,
     /// `WS_MAX_PER_CALLER` (20), `WS_MAX_TOTAL` (10 000), `WS_IDLE_TIMEOUT_SECS` (90).
     pub sockets: SocketLimits,
     /// `HTTP_MAX_CONNECTIONS` (10 000), `HTTP_IDLE_TIMEOUT_SECS` (60),
@@ -139,7 +143,13 @@ impl ApiConfig {
             .filter(|url| url != "off")
             .map(|url| url.trim_end_matches('/').to_owned());
         let codec_cors_origins = codec_cors_origins(&env, temporal_web_ui.as_deref())?;
+        let map_tiles = env
+            .optional("MAP_TILE_URL")
+            .filter(|url| !url.is_empty())
+            .map(|url| MapTiles::parse(&url))
+            .transpose()?;
         Ok(Self {
+            map_tiles,
             bind: env.get("API_BIND", "127.0.0.1"),
             port: env.port("API_PORT", 8080)?,
             tls: ServerTls::from_env(&env)?,
@@ -209,6 +219,33 @@ impl ApiConfig {
             temporal_web_ui,
             payload_keys: env.payload_keys()?,
             codec_cors_origins,
+        })
+    }
+}
+
+/// Where the route map's tiles come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapTiles {
+    /// The template, with `{z}`, `{x}` and `{y}`.
+    pub url: String,
+    /// `scheme://host[:port]`, for the content security policy.
+    pub origin: String,
+}
+
+impl MapTiles {
+    fn parse(template: &str) -> Result<Self, ConfigError> {
+        let bad = |why: &str| ConfigError::new("MAP_TILE_URL", why.to_owned());
+        if !["{z}", "{x}", "{y}"].iter().all(|p| template.contains(p)) {
+            return Err(bad("must hold {z}, {x} and {y}"));
+        }
+        let url = url::Url::parse(&template.replace(['{', '}'], ""))
+            .map_err(|e| bad(&format!("is not a URL: {e}")))?;
+        if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
+            return Err(bad("must be an http(s) URL with a host"));
+        }
+        Ok(Self {
+            url: template.to_owned(),
+            origin: url.origin().ascii_serialization(),
         })
     }
 }
@@ -502,6 +539,37 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(var), "{err}");
+        }
+    }
+
+    #[test]
+    fn map_tiles_are_a_template_with_an_origin_or_nothing() {
+        let c = config(&[("JWT_SECRET", OWN_SECRET), PARTNERS]).unwrap();
+        assert_eq!(c.map_tiles, None);
+        let c = config(&[("JWT_SECRET", OWN_SECRET), PARTNERS, ("MAP_TILE_URL", "")]).unwrap();
+        assert_eq!(c.map_tiles, None);
+        let c = config(&[
+            ("JWT_SECRET", OWN_SECRET),
+            PARTNERS,
+            (
+                "MAP_TILE_URL",
+                "https://tiles.example:8443/osm/{z}/{x}/{y}.png",
+            ),
+        ])
+        .unwrap();
+        let tiles = c.map_tiles.unwrap();
+        assert_eq!(tiles.origin, "https://tiles.example:8443");
+        assert_eq!(tiles.url, "https://tiles.example:8443/osm/{z}/{x}/{y}.png");
+        for bad in [
+            "https://tiles.example/osm.png",
+            "ftp://tiles.example/{z}/{x}/{y}.png",
+            "/{z}/{x}/{y}.png",
+            "javascript:{z}{x}{y}",
+        ] {
+            let err = config(&[("JWT_SECRET", OWN_SECRET), PARTNERS, ("MAP_TILE_URL", bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("MAP_TILE_URL"), "{bad}: {err}");
         }
     }
 }

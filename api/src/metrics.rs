@@ -34,6 +34,7 @@ pub struct ApiMetrics {
     events: IntCounterVec,
     event_latency: HistogramVec,
     operator_queue_size: IntGauge,
+    orders_at_risk: IntGaugeVec,
     operator_queue_oldest_seconds: Gauge,
     websocket_connections: IntGauge,
     event_batches_open: IntGauge,
@@ -108,6 +109,13 @@ impl ApiMetrics {
             "operator_queue_oldest_seconds",
             "How long the longest-waiting delivery order has waited for an operator (0 when none)",
         )?;
+        let orders_at_risk = IntGaugeVec::new(
+            Opts::new(
+                "orders_at_risk",
+                "Delivery orders whose deadline falls within the next 2 hours (or passed unfired), by timer (pickup_deadline, delivery_deadline, auto_confirm)",
+            ),
+            &["timer"],
+        )?;
         let websocket_connections = IntGauge::new(
             "websocket_connections",
             "WebSocket clients connected to this gateway now",
@@ -139,6 +147,11 @@ impl ApiMetrics {
         registry.register(Box::new(event_latency.clone()))?;
         registry.register(Box::new(operator_queue_size.clone()))?;
         registry.register(Box::new(operator_queue_oldest_seconds.clone()))?;
+        // Every timer at 0 from the start, so the alert sees a series before any order is late.
+        for timer in AT_RISK_TIMERS {
+            orders_at_risk.with_label_values(&[timer]);
+        }
+        registry.register(Box::new(orders_at_risk.clone()))?;
         registry.register(Box::new(websocket_connections.clone()))?;
         registry.register(Box::new(event_batches_open.clone()))?;
         registry.register(Box::new(event_batches_oldest_seconds.clone()))?;
@@ -184,6 +197,7 @@ impl ApiMetrics {
             event_latency,
             operator_queue_size,
             operator_queue_oldest_seconds,
+            orders_at_risk,
             websocket_connections,
             event_batches_open,
             event_batches_oldest_seconds,
@@ -223,6 +237,7 @@ impl ApiMetrics {
             .set(i64::try_from(websocket_connections).unwrap_or(i64::MAX));
         self.measure_operator_queue(read_model).await;
         self.measure_batches(temporal, task_queue).await;
+        self.measure_at_risk(read_model).await;
         if let Ok((pending, oldest_ms)) = read_model.outbox_backlog().await {
             self.outbox_pending.set(pending);
             self.outbox_oldest_ms.set(oldest_ms.unwrap_or(0.0) as i64);
@@ -235,7 +250,29 @@ impl ApiMetrics {
     }
 }
 
+/// The timers of the graph, as `orders_at_risk` labels them.
+const AT_RISK_TIMERS: [&str; 3] = ["pickup_deadline", "delivery_deadline", "auto_confirm"];
+/// The window of `orders_at_risk`: the operations dashboard's default.
+const AT_RISK_WINDOW: std::time::Duration = std::time::Duration::from_secs(2 * 3600);
+
 impl ApiMetrics {
+    /// Orders whose deadline falls within the next two hours, by timer (the same read as
+    /// `GET /operator/at-risk?within=2h`).
+    async fn measure_at_risk(&self, read_model: &ReadModel) {
+        match read_model.at_risk_counts(AT_RISK_WINDOW).await {
+            Ok(counts) => {
+                for timer in AT_RISK_TIMERS {
+                    let n = counts
+                        .iter()
+                        .find(|(t, _)| t == timer)
+                        .map_or(0, |(_, n)| *n);
+                    self.orders_at_risk.with_label_values(&[timer]).set(n);
+                }
+            }
+            Err(error) => tracing::warn!(%error, "counting the orders at risk failed"),
+        }
+    }
+
     /// Size and oldest wait of the operator queue; an order waits since it entered
     /// PENDING_BY_OPERATOR (as `GET /operator/queue` orders it).
     async fn measure_operator_queue(&self, read_model: &ReadModel) {

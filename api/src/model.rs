@@ -276,6 +276,9 @@ pub struct DeliveryOrder {
     pub graph_version: u32,
     pub created_at: String,
     pub updated_at: String,
+    /// The deadline the order's workflow has armed in its state (pickup, delivery or
+    /// auto-confirm); absent in the other states.
+    pub next_deadline: Option<Deadline>,
 }
 
 /// An actor: who sent an event.
@@ -413,6 +416,9 @@ pub struct UiConfig {
     /// A link to one delivery order's workflow in Temporal Web UI, with `{delivery_order_id}`
     /// to fill in; absent when the gateway was not told where that UI is.
     pub workflow_url_template: Option<String>,
+    /// The route map's raster tiles (`{z}`, `{x}`, `{y}` to fill in); absent when the gateway
+    /// has none (`MAP_TILE_URL`), and the map is drawn on a blank background.
+    pub map_tile_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Object)]
@@ -426,4 +432,100 @@ pub struct Readiness {
 /// Timestamps as the API shows them: RFC 3339, UTC, milliseconds.
 pub fn timestamp(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// The deadline an order's workflow has armed in its current state.
+#[derive(Debug, Clone, Object)]
+pub struct Deadline {
+    /// `pickup_deadline` (CREATED), `delivery_deadline` (PICKED_UP) or `auto_confirm` (DELIVERED).
+    pub timer: String,
+    /// When the timer fires unless an event comes first.
+    pub due_at: String,
+}
+
+/// An order whose deadline is near.
+#[derive(Debug, Clone, Object)]
+pub struct AtRiskEntry {
+    pub delivery_order: DeliveryOrder,
+    pub deadline: Deadline,
+    /// Whole seconds until the deadline; negative once it passed while its timer has not fired
+    /// yet (a batch holding the order, a worker catching up).
+    pub seconds_left: i64,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct AtRiskList {
+    /// The window asked for, in seconds.
+    pub within_seconds: u64,
+    /// Soonest deadline first.
+    pub entries: Vec<AtRiskEntry>,
+}
+
+/// How many orders entered one state in one hour.
+#[derive(Debug, Clone, Object)]
+pub struct HourCount {
+    /// The start of the hour.
+    pub hour: String,
+    pub state: State,
+    pub count: u64,
+}
+
+/// How long orders stayed in one stage (over the stays that ended in the last 24 h).
+#[derive(Debug, Clone, Object)]
+pub struct StageDuration {
+    pub stage: State,
+    pub count: u64,
+    pub p50_seconds: f64,
+    pub p95_seconds: f64,
+}
+
+/// How many deliveries failed for one reason in the last 24 h.
+#[derive(Debug, Clone, Object)]
+pub struct ReasonCount {
+    pub reason: String,
+    pub count: u64,
+}
+
+/// The operations charts of the last 24 hours, from the read model and its audit trail.
+#[derive(Debug, Clone, Object)]
+pub struct OperationsCharts {
+    /// When these figures were computed (they are shared by the gateways for 60 s).
+    pub generated_at: String,
+    /// The 24 hours covered, oldest first (starts of the hours; the current hour last).
+    pub hours: Vec<String>,
+    /// Orders entering each state, per hour (hours and states without any are left out).
+    pub entered: Vec<HourCount>,
+    pub stage_durations: Vec<StageDuration>,
+    /// Most frequent first.
+    pub failures_by_reason: Vec<ReasonCount>,
+}
+
+/// A point on the map, in degrees.
+#[derive(Debug, Clone, Object)]
+pub struct GeoPoint {
+    pub lat: f64,
+    pub lon: f64,
+}
+
+/// One location ping of the route.
+#[derive(Debug, Clone, Object)]
+pub struct RoutePoint {
+    pub lat: f64,
+    pub lon: f64,
+    pub at: String,
+    pub accuracy_m: Option<f64>,
+}
+
+/// Where the parcel went: the partner's location pings in time order (the latest is the
+/// current position), and the destination as the partner geocoded it.
+#[derive(Debug, Clone, Object)]
+pub struct DeliveryRoute {
+    pub delivery_order_id: String,
+    pub state: State,
+    /// Oldest first; at most the latest 900 pings, none once the order ended.
+    pub points: Vec<RoutePoint>,
+    /// The latest ping, if any.
+    pub current: Option<RoutePoint>,
+    /// Absent until the partner sends it with a ping.
+    pub destination: Option<GeoPoint>,
 }

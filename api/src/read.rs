@@ -99,6 +99,10 @@ pub fn delivery_order(stored: &StoredOrder, audience: Audience) -> model::Delive
         graph_version: o.graph_version,
         created_at: same_format(&o.created_at),
         updated_at: same_format(&o.updated_at),
+        next_deadline: o.next_deadline.as_ref().map(|d| model::Deadline {
+            timer: d.timer.clone(),
+            due_at: same_format(&d.due_at),
+        }),
     }
 }
 

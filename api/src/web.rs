@@ -29,14 +29,19 @@ pub fn is_ui_path(path: &str) -> bool {
         })
 }
 
-/// What the UI may load: only this origin (the API and its WebSockets included), no inline
-/// script, no framing.
-const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; connect-src 'self' ws: wss:; \
-     img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; \
-     base-uri 'none'; form-action 'self'";
+/// What the UI may load: only this origin (the API and its WebSockets included), and the map
+/// tiles' origin when `MAP_TILE_URL` names one; no inline script, no framing.
+pub fn content_security_policy(tile_origin: Option<&str>) -> String {
+    let tiles = tile_origin.map(|o| format!(" {o}")).unwrap_or_default();
+    format!(
+        "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:{tiles}; \
+         style-src 'self'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'; \
+         form-action 'self'"
+    )
+}
 
 /// Adds the UI's routes to `route`.
-pub fn mount(route: Route, dist: &Path) -> Route {
+pub fn mount(route: Route, dist: &Path, csp: &str) -> Route {
     if dist.join("index.html").is_file() {
         tracing::info!(dist = %dist.display(), "serving the web UI");
     } else {
@@ -49,10 +54,10 @@ pub fn mount(route: Route, dist: &Path) -> Route {
         AppPage {
             index: dist.join("index.html"),
         }
-        .with(page_headers())
+        .with(page_headers(csp))
     };
     let assets = StaticFilesEndpoint::new(dist.join("assets")).with(
-        page_headers().overriding(header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+        page_headers(csp).overriding(header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
     );
     let mut route = route
         .at(
@@ -67,12 +72,12 @@ pub fn mount(route: Route, dist: &Path) -> Route {
 }
 
 /// `api` (nested at the root, so it would also answer `/`) with the app's start page at `/`.
-pub fn with_start_page<E: Endpoint>(api: E, dist: &Path) -> StartPageOr<E> {
+pub fn with_start_page<E: Endpoint>(api: E, dist: &Path, csp: &str) -> StartPageOr<E> {
     StartPageOr {
         start: AppPage {
             index: dist.join("index.html"),
         }
-        .with(page_headers()),
+        .with(page_headers(csp)),
         api,
     }
 }
@@ -94,9 +99,9 @@ impl<E: Endpoint> Endpoint for StartPageOr<E> {
     }
 }
 
-fn page_headers() -> SetHeader {
+fn page_headers(csp: &str) -> SetHeader {
     SetHeader::new()
-        .overriding(header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY)
+        .overriding(header::CONTENT_SECURITY_POLICY, csp.to_owned())
         .overriding(header::X_CONTENT_TYPE_OPTIONS, "nosniff")
         .overriding(header::REFERRER_POLICY, "same-origin")
 }
@@ -133,14 +138,15 @@ mod tests {
     use poem::endpoint::make_sync;
     use poem::test::TestClient;
 
-    use super::{is_ui_path, mount, with_start_page};
+    use super::{content_security_policy, is_ui_path, mount, with_start_page};
 
     #[tokio::test]
     async fn pages_sit_beside_an_api_nested_at_the_root() {
         let dist = Path::new("/nonexistent");
-        let app = mount(Route::new(), dist)
+        let csp = content_security_policy(None);
+        let app = mount(Route::new(), dist, &csp)
             .at("/api/v1/ws/events", make_sync(|_| "ws"))
-            .nest("/", with_start_page(make_sync(|_| "api"), dist));
+            .nest("/", with_start_page(make_sync(|_| "api"), dist, &csp));
         let client = TestClient::new(app);
         for page in ["/", "/ops", "/ops/queue", "/track/x"] {
             let response = client.get(page).send().await;
@@ -149,6 +155,18 @@ mod tests {
         for api in ["/api/v1/tracking/x", "/healthz", "/opsx", "/trackx"] {
             client.get(api).send().await.assert_text("api").await;
         }
+    }
+
+    #[test]
+    fn map_tiles_may_load_from_their_origin_only() {
+        let none = content_security_policy(None);
+        assert!(none.contains("img-src 'self' data:;"), "{none}");
+        let tiles = content_security_policy(Some("https://tiles.example:8443"));
+        assert!(
+            tiles.contains("img-src 'self' data: https://tiles.example:8443;"),
+            "{tiles}"
+        );
+        assert!(tiles.contains("script-src 'self';"), "{tiles}");
     }
 
     #[test]

@@ -240,6 +240,10 @@ pub async fn drive(
         let started = tokio::time::Instant::now();
         let total = Duration::from_millis(knobs.delivery_delay_ms);
         let mut ping = 0u32;
+        // The drop-off point, as a partner geocodes the address: where the pings lead, one
+        // step past the last of them.
+        let steps = knobs.delivery_delay_ms.checked_div(knobs.ping_interval_ms).unwrap_or(0);
+        let destination = json!({"lat": 51.5074 + (steps + 1) as f64 * 0.001, "lon": -0.1278});
         while knobs.ping_interval_ms > 0 && started.elapsed() + Duration::from_millis(knobs.ping_interval_ms) < total {
             if !sleep_or_stop(Duration::from_millis(knobs.ping_interval_ms), &mut stop).await {
                 return;
@@ -249,7 +253,9 @@ pub async fn drive(
             if !state.update_pickup(&pickup_id, |p| p.last_location = Some(location.clone())) {
                 return;
             }
-            let callback = Callback { event_id: format!("{pickup_id}:location:{ping}"), kind: "LOCATION", data: location, ..base.clone() };
+            let mut data = location;
+            data["destination"] = destination.clone();
+            let callback = Callback { event_id: format!("{pickup_id}:location:{ping}"), kind: "LOCATION", data, ..base.clone() };
             send(&state, &sink, &callback).await;
         }
         if !sleep_or_stop(total.saturating_sub(started.elapsed()), &mut stop).await {

@@ -45,4 +45,8 @@ impl RedisKeys {
     pub fn api_state(&self) -> String {
         format!("{}api-state", self.prefix)
     }
+    /// The last computed operations charts, shared by the gateways.
+    pub fn charts(&self) -> String {
+        format!("{}operator-charts", self.prefix)
+    }
 }

@@ -13,7 +13,9 @@ pub mod metrics;
 pub mod outbox;
 pub mod reader;
 pub mod relay;
+pub mod route;
 pub mod system;
+pub mod views;
 mod webhook_signatures;
 pub mod writer;
 

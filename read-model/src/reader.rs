@@ -106,11 +106,19 @@ impl Cursor {
     }
 }
 
+/// What a list is filtered by (all given filters apply). Each has an index behind it
+/// (migrations 0001 and 0007).
 #[derive(Debug, Default, Clone)]
 pub struct ListFilter {
     pub state: Option<State>,
     pub ordering_id: Option<String>,
     pub customer_id: Option<String>,
+    pub payment_id: Option<String>,
+    pub partner_order_number: Option<String>,
+    /// Created at or after.
+    pub created_from: Option<DateTime<Utc>>,
+    /// Created before.
+    pub created_to: Option<DateTime<Utc>>,
 }
 
 pub struct QueueRow {
@@ -122,14 +130,16 @@ pub struct QueueRow {
 }
 
 /// The row as one JSON document, so PostgreSQL and Redis reads parse the same way.
-const ORDER_JSON: &str = "json_build_object(
+pub(crate) const ORDER_JSON: &str = "json_build_object(
     'delivery_order_id', d.id, 'ordering_id', d.ordering_id, 'customer_id', d.customer_id,
     'payment_id', d.payment_id, 'state', d.state, 'version', d.version,
     'partner_order_number', d.partner_order_number, 'failure_reason', d.failure_reason,
     'failure_detail', d.failure_detail, 'replaces_id', d.replaces_id, 'replaced_by_id', d.replaced_by_id,
     'shipping_address', d.shipping_address, 'items', d.items, 'notes', d.notes, 'budget', d.budget,
     'driver', d.driver, 'location', d.location, 'location_at', d.location_at, 'eta', d.eta,
-    'graph_version', d.graph_version, 'created_at', d.created_at, 'updated_at', d.updated_at)::text";
+    'graph_version', d.graph_version, 'created_at', d.created_at, 'updated_at', d.updated_at,
+    'next_deadline', CASE WHEN d.next_deadline_at IS NOT NULL THEN json_build_object(
+        'timer', d.next_deadline_kind, 'due_at', d.next_deadline_at) END)::text";
 
 /// The read model as the gateway uses it: queries, the tracking data partners send, the shared
 /// `/api/state`, the compatible API's statuses and the live updates.
@@ -267,29 +277,50 @@ impl ReadModel {
         }
     }
 
-    /// A page of delivery orders, newest first.
+    /// A page of delivery orders, newest first. Only the given filters go into the statement,
+    /// so each is planned with its index rather than a generic plan that must allow for all.
     pub async fn list(
         &self,
         filter: &ListFilter,
         limit: u32,
         after: Option<Cursor>,
     ) -> Result<(Vec<StoredOrder>, Option<Cursor>), ReadError> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {ORDER_JSON} AS doc, d.created_at, d.id FROM delivery_orders d
-             WHERE ($1::text IS NULL OR d.state = $1)
-               AND ($2::text IS NULL OR d.ordering_id = $2)
-               AND ($3::text IS NULL OR d.customer_id = $3)
-               AND ($4::timestamptz IS NULL OR (d.created_at, d.id) < ($4, $5))
-             ORDER BY d.created_at DESC, d.id DESC LIMIT $6"
-        )))
-        .bind(filter.state.map(|s| s.as_str()))
-        .bind(&filter.ordering_id)
-        .bind(&filter.customer_id)
-        .bind(after.map(|c| c.created_at))
-        .bind(after.map(|c| c.id))
-        .bind(i64::from(limit) + 1)
-        .fetch_all(&self.pool)
-        .await?;
+        let mut query = sqlx::QueryBuilder::<sqlx::Postgres>::new(format!(
+            "SELECT {ORDER_JSON} AS doc, d.created_at, d.id FROM delivery_orders d WHERE true"
+        ));
+        if let Some(state) = filter.state {
+            query.push(" AND d.state = ").push_bind(state.as_str());
+        }
+        for (column, value) in [
+            ("ordering_id", &filter.ordering_id),
+            ("customer_id", &filter.customer_id),
+            ("payment_id", &filter.payment_id),
+            ("partner_order_number", &filter.partner_order_number),
+        ] {
+            if let Some(value) = value {
+                query
+                    .push(format_args!(" AND d.{column} = "))
+                    .push_bind(value.clone());
+            }
+        }
+        if let Some(from) = filter.created_from {
+            query.push(" AND d.created_at >= ").push_bind(from);
+        }
+        if let Some(to) = filter.created_to {
+            query.push(" AND d.created_at < ").push_bind(to);
+        }
+        if let Some(after) = after {
+            query
+                .push(" AND (d.created_at, d.id) < (")
+                .push_bind(after.created_at)
+                .push(", ")
+                .push_bind(after.id)
+                .push(")");
+        }
+        query
+            .push(" ORDER BY d.created_at DESC, d.id DESC LIMIT ")
+            .push_bind(i64::from(limit) + 1);
+        let rows = query.build().fetch_all(&self.pool).await?;
         let more = rows.len() > limit as usize;
         let mut records = Vec::with_capacity(rows.len());
         let mut last = None;
@@ -403,15 +434,40 @@ impl ReadModel {
     }
 
     /// Records a location ping from the partner: tracking data, never a workflow event. Returns
-    /// `None` for an unknown order, `Some(false)` when a newer ping is already stored.
+    /// `None` for an unknown order, `Some(false)` when a newer ping is already stored. The ping
+    /// also joins the order's route (even a late one: the route is in time order), unless the
+    /// order has ended; `destination` is where the partner geocoded the drop-off.
     pub async fn record_location(
         &self,
         id: Uuid,
         event_id: &str,
         location: &Value,
+        destination: Option<&Value>,
         at: DateTime<Utc>,
     ) -> Result<Option<bool>, ReadError> {
         let mut tx = self.pool.begin().await?;
+        // The row lock orders this ping with the projection that ends the order (and prunes
+        // its route).
+        let state: Option<String> =
+            sqlx::query_scalar("SELECT state FROM delivery_orders WHERE id = $1 FOR UPDATE")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(state) = state else {
+            return Ok(None);
+        };
+        let ended = serde_json::from_value::<State>(Value::String(state))
+            .is_ok_and(|s| delivery_workflows::DELIVERY_ORDER_V1.is_terminal(s));
+        if !ended {
+            crate::route::record(&mut tx, id, at, location).await?;
+            if let Some(destination) = destination {
+                sqlx::query("UPDATE delivery_orders SET destination = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(sqlx::types::Json(destination))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
         let updated: Option<(i64, String)> = sqlx::query_as(
             "UPDATE delivery_orders SET location = $2, location_at = $3
              WHERE id = $1 AND (location_at IS NULL OR location_at < $3) RETURNING version, customer_id",
@@ -422,12 +478,8 @@ impl ReadModel {
         .fetch_optional(&mut *tx)
         .await?;
         let Some((version, customer_id)) = updated else {
-            let exists: bool =
-                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM delivery_orders WHERE id = $1)")
-                    .bind(id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-            return Ok(exists.then_some(false));
+            tx.commit().await?;
+            return Ok(Some(false));
         };
         let update = LiveMessage::Tracking(TrackingUpdate {
             delivery_order_id: id.to_string(),

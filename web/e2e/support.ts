@@ -1,7 +1,7 @@
 // What the browser tests need besides the browser: the stack's gateway, tokens for each role,
 // and the harness's control endpoint (restarting the gateway).
 import { expect, type APIRequestContext, type Page } from "@playwright/test";
-import { randomUUID } from "node:crypto";
+import { createHmac, randomUUID } from "node:crypto";
 
 export interface Tokens {
   customer: string;
@@ -9,6 +9,7 @@ export interface Tokens {
   operator: string;
   payment_service: string;
   partner: string;
+  partner_webhook_secret: string;
 }
 
 function required(name: string): string {
@@ -112,4 +113,49 @@ export async function restartGateway() {
 
 export async function snapshot(page: Page, name: string) {
   await page.screenshot({ path: `test-results/screenshots/${name}.png`, fullPage: true });
+}
+
+/**
+ * A location ping as the partner ("sim") sends it: a webhook signed with its secret
+ * (`t=<unix>,v1=<hex HMAC-SHA256 of "t.body">`), each with an event id of its own.
+ */
+export async function locationPing(
+  request: APIRequestContext,
+  id: string,
+  at: { lat: number; lon: number },
+  destination?: { lat: number; lon: number },
+) {
+  const body = JSON.stringify({
+    event_id: `ping-${randomUUID()}`,
+    type: "LOCATION",
+    delivery_order_id: id,
+    data: destination ? { ...at, destination } : at,
+  });
+  const t = Math.floor(Date.now() / 1000);
+  const mac = createHmac("sha256", tokens.partner_webhook_secret).update(`${t}.${body}`).digest("hex");
+  const answer = await request.post("/api/v1/partner-webhooks/sim", {
+    headers: { "Content-Type": "application/json", "X-Partner-Signature": `t=${t},v1=${mac}` },
+    data: body,
+  });
+  expect(answer.status(), await answer.text()).toBe(200);
+  expect((await answer.json()).outcome).toBe("tracking_updated");
+}
+
+/**
+ * An order of the test customer whose pickup is due in 10 minutes, started by the harness
+ * through Temporal (the gateway's orders wait 48 h); its id, once its pickup is accepted.
+ */
+export async function orderDueSoon(): Promise<string> {
+  const answer = await fetch(`${required("E2E_CONTROL_URL")}/order-due-soon`, { method: "POST" });
+  expect(answer.status).toBe(200);
+  return answer.text();
+}
+
+/** The order as operators read it. */
+export async function readOrder(request: APIRequestContext, id: string) {
+  const answer = await request.get(`/api/v1/delivery-orders/${id}`, {
+    headers: { Authorization: `Bearer ${tokens.operator}` },
+  });
+  expect(answer.status(), await answer.text()).toBe(200);
+  return answer.json();
 }

@@ -2,7 +2,7 @@ import { act, cleanup, fireEvent, render, screen, waitFor, within } from "@testi
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { App } from "./App";
 import { FakeSocket, stubFetch, token } from "./test/fakes";
-import type { DeliveryOrder, Tracking } from "./types";
+import type { AtRiskList, DeliveryOrder, DeliveryOrderPage, DeliveryRoute, Tracking } from "./types";
 
 const ID = "0196a3b0-7c1e-7cc0-9d1e-2f3a4b5c6d7e";
 
@@ -40,6 +40,14 @@ function tracking(version: number, state: DeliveryOrder["state"]): Tracking {
     recipient: "Ada",
     city: "Lisbon",
   };
+}
+
+function route(state: DeliveryOrder["state"]): DeliveryRoute {
+  const points = [
+    { lat: 38.71, lon: -9.14, at: "2026-11-20T10:01:00Z" },
+    { lat: 38.72, lon: -9.14, at: "2026-11-20T10:02:00Z" },
+  ];
+  return { delivery_order_id: ID, state, points, current: points[1], destination: { lat: 38.73, lon: -9.14 } };
 }
 
 function signIn(sub: string, roles: string[]) {
@@ -89,6 +97,7 @@ describe("App", () => {
     const calls = stubFetch({
       "/api/v1/ui-config": { body: { workflow_url_template: "http://t/wf/{delivery_order_id}" } },
       [`/api/v1/delivery-orders/${ID}`]: () => ({ body: current }),
+      [`/api/v1/tracking/${ID}/route`]: () => ({ body: route(current.state) }),
       [`/api/v1/tracking/${ID}`]: () => ({ body: tracking(current.version, current.state) }),
     });
     signIn("cust-1", ["customer"]);
@@ -128,6 +137,7 @@ describe("App", () => {
       const path = String(input);
       const json = (body: unknown) => new Response(JSON.stringify(body), { headers: { "Content-Type": "application/json" } });
       if (path.startsWith("/api/v1/ui-config")) return json({});
+      if (path.startsWith(`/api/v1/tracking/${ID}/route`)) return json(route("DELIVERED"));
       if (path.startsWith(`/api/v1/tracking/${ID}`)) return json(tracking(5, "DELIVERED"));
       // The first read is slow and answers with what was true when it was sent.
       await new Promise<void>((resolve) => (answerRead = resolve));
@@ -147,6 +157,52 @@ describe("App", () => {
     expect(screen.queryByText("On the way")).toBeNull();
   });
 
+  it("lists a customer's own deliveries on the start page, newest first, a page at a time", async () => {
+    const first: DeliveryOrderPage = { items: [order(2, "PICKED_UP")], next_cursor: "c1" };
+    const older = { ...order(0, "DELIVERY_CONFIRMED"), delivery_order_id: "0196a3b0-0000-7cc0-9d1e-2f3a4b5c6d7e" };
+    const calls = stubFetch({
+      "/api/v1/ui-config": { body: {} },
+      "/api/v1/me/delivery-orders?limit=20&cursor=c1": { body: { items: [older] } },
+      "/api/v1/me/delivery-orders": { body: first },
+    });
+    signIn("cust-1", ["customer"]);
+    render(<App />);
+    const mine = await screen.findByTestId(`mine-${ID}`);
+    expect(mine.textContent).toContain("On the way");
+    expect(mine.textContent).toContain("1 × Dune");
+    expect(within(mine).getByRole("link").getAttribute("href")).toBe(`/track/${ID}`);
+    fireEvent.click(screen.getByRole("button", { name: "Show older deliveries" }));
+    expect((await screen.findByTestId(`mine-${older.delivery_order_id}`)).textContent).toContain("Received");
+    expect(screen.queryByRole("button", { name: "Show older deliveries" })).toBeNull();
+    expect(calls.some((c) => c.path === "/api/v1/me/delivery-orders?limit=20&cursor=c1")).toBe(true);
+  });
+
+  it("shows operators the deadlines at risk and reads them again when a change is pushed", async () => {
+    const due = new Date(Date.now() + 65 * 60_000).toISOString();
+    let list: AtRiskList = { within_seconds: 7200, entries: [] };
+    const calls = stubFetch({
+      "/api/v1/ui-config": { body: {} },
+      "/api/v1/operator/at-risk": () => ({ body: list }),
+      "/api/v1/operator/queue": { body: { entries: [] } },
+    });
+    signIn("alice", ["operator"]);
+    window.history.pushState(null, "", "/ops/queue");
+    render(<App />);
+    await screen.findByText("No deadline falls within this window.");
+    list = {
+      within_seconds: 7200,
+      entries: [{ delivery_order: order(0, "CREATED"), deadline: { timer: "pickup_deadline", due_at: due }, seconds_left: 3900 }],
+    };
+    const socket = FakeSocket.latest();
+    act(() => socket.open());
+    act(() => socket.receive({ type: "update", delivery_order: order(0, "CREATED") }));
+    const row = await screen.findByTestId(`at-risk-${ID}`, {}, { timeout: 3000 });
+    expect(row.textContent).toContain("Pickup deadline");
+    expect(within(row).getByTestId("time-left").textContent).toMatch(/^1 h [45] min left$/);
+    fireEvent.change(screen.getByLabelText("Deadlines within"), { target: { value: "3d" } });
+    await waitFor(() => expect(calls.some((c) => c.path === "/api/v1/operator/at-risk?within=3d")).toBe(true));
+  });
+
   it("sends the customer's receipt and shows the gateway's refusal in words", async () => {
     const current = order(4, "DELIVERED");
     stubFetch({
@@ -156,6 +212,7 @@ describe("App", () => {
         body: { title: "Conflict", detail: "CONFIRMED is not allowed in state DELIVERY_CONFIRMED" },
       },
       [`/api/v1/delivery-orders/${ID}`]: { body: current },
+      [`/api/v1/tracking/${ID}/route`]: { body: route("DELIVERED") },
       [`/api/v1/tracking/${ID}`]: { body: tracking(4, "DELIVERED") },
     });
     signIn("cust-1", ["customer"]);

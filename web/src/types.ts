@@ -20,6 +20,24 @@ export interface Address {
   postal_code: string;
 }
 
+/** An order whose deadline is near. */
+export interface AtRiskEntry {
+  deadline: Deadline;
+  delivery_order: DeliveryOrder;
+  /**
+   * Whole seconds until the deadline; negative once it passed while its timer has not fired
+   * yet (a batch holding the order, a worker catching up).
+   */
+  seconds_left: number;
+}
+
+export interface AtRiskList {
+  /** Soonest deadline first. */
+  entries: AtRiskEntry[];
+  /** The window asked for, in seconds. */
+  within_seconds: number;
+}
+
 /**
  * What an audit entry records: the order's creation (`CREATE`, always the first entry, seq 0)
  * or an event of the graph.
@@ -76,6 +94,14 @@ export interface CreateDelivery {
   type: string;
 }
 
+/** The deadline an order's workflow has armed in its current state. */
+export interface Deadline {
+  /** When the timer fires unless an event comes first. */
+  due_at: string;
+  /** `pickup_deadline` (CREATED), `delivery_deadline` (PICKED_UP) or `auto_confirm` (DELIVERED). */
+  timer: string;
+}
+
 export interface DeliveryEvent {
   data?: unknown;
   delivery_id: string;
@@ -103,6 +129,11 @@ export interface DeliveryOrder {
   /** Last location reported by the partner. */
   location?: unknown;
   location_at?: string;
+  /**
+   * The deadline the order's workflow has armed in its state (pickup, delivery or
+   * auto-confirm); absent in the other states.
+   */
+  next_deadline?: Deadline & unknown;
   notes?: string;
   ordering_id: string;
   partner_order_number?: string;
@@ -138,6 +169,21 @@ export interface DeliveryOrderPage {
   items: DeliveryOrder[];
   /** Pass as `cursor` for the next page; absent on the last page. */
   next_cursor?: string;
+}
+
+/**
+ * Where the parcel went: the partner's location pings in time order (the latest is the
+ * current position), and the destination as the partner geocoded it.
+ */
+export interface DeliveryRoute {
+  /** The latest ping, if any. */
+  current?: RoutePoint & unknown;
+  delivery_order_id: string;
+  /** Absent until the partner sends it with a ping. */
+  destination?: GeoPoint & unknown;
+  /** Oldest first; at most the latest 900 pings, none once the order ended. */
+  points: RoutePoint[];
+  state: State;
 }
 
 /** The original app's error body. */
@@ -199,8 +245,22 @@ export type EventType = "PICKED_UP" | "DELIVERED" | "DELIVERY_FAILED" | "CONFIRM
 
 export type FailureReason = "WRONG_ADDRESS" | "RECIPIENT_UNAVAILABLE" | "REFUSED_BY_RECIPIENT" | "PACKAGE_DAMAGED" | "PACKAGE_LOST" | "PARTNER_REJECTED" | "PICKUP_TIMEOUT" | "DELIVERY_TIMEOUT" | "OTHER";
 
+/** A point on the map, in degrees. */
+export interface GeoPoint {
+  lat: number;
+  lon: number;
+}
+
 export interface Health {
   status: string;
+}
+
+/** How many orders entered one state in one hour. */
+export interface HourCount {
+  count: number;
+  /** The start of the hour. */
+  hour: string;
+  state: State;
 }
 
 /** One line of an order. */
@@ -236,6 +296,19 @@ export interface NoDeliveryRequired {
   payment_id: string;
 }
 
+/** The operations charts of the last 24 hours, from the read model and its audit trail. */
+export interface OperationsCharts {
+  /** Orders entering each state, per hour (hours and states without any are left out). */
+  entered: HourCount[];
+  /** Most frequent first. */
+  failures_by_reason: ReasonCount[];
+  /** When these figures were computed (they are shared by the gateways for 60 s). */
+  generated_at: string;
+  /** The 24 hours covered, oldest first (starts of the hours; the current hour last). */
+  hours: string[];
+  stage_durations: StageDuration[];
+}
+
 export interface OperatorQueue {
   /** Oldest first. */
   entries: QueueEntry[];
@@ -251,7 +324,7 @@ export interface OrderingDeliveries {
 export interface PartnerCallback {
   /**
    * The event's fields (`PICKED_UP`: partner_order_number, driver, eta; `DELIVERED`: proof;
-   * `DELIVERY_FAILED`: reason, detail; `LOCATION`: lat, lon).
+   * `DELIVERY_FAILED`: reason, detail; `LOCATION`: lat, lon, accuracy_m?, destination? {lat, lon}).
    */
   data?: unknown;
   delivery_order_id: string;
@@ -336,8 +409,30 @@ export interface Readiness {
   status: string;
 }
 
+/** How many deliveries failed for one reason in the last 24 h. */
+export interface ReasonCount {
+  count: number;
+  reason: string;
+}
+
 /** Roles a token may carry (the `roles` claim). */
 export type Role = "customer" | "partner" | "operator" | "payment_service" | "order_management" | "admin";
+
+/** One location ping of the route. */
+export interface RoutePoint {
+  accuracy_m?: number;
+  at: string;
+  lat: number;
+  lon: number;
+}
+
+/** How long orders stayed in one stage (over the stays that ended in the last 24 h). */
+export interface StageDuration {
+  count: number;
+  p50_seconds: number;
+  p95_seconds: number;
+  stage: State;
+}
 
 /** States of the delivery-order graph. */
 export type State = "CREATED" | "PICKED_UP" | "DELIVERED" | "DELIVERY_CONFIRMED" | "DELIVERY_FAILED" | "PENDING_BY_OPERATOR" | "RESHIPPED" | "CANCELLED";
@@ -369,6 +464,11 @@ export interface Tracking {
 
 /** What the web UI needs to know about this deployment. */
 export interface UiConfig {
+  /**
+   * The route map's raster tiles (`{z}`, `{x}`, `{y}` to fill in); absent when the gateway
+   * has none (`MAP_TILE_URL`), and the map is drawn on a blank background.
+   */
+  map_tile_url?: string;
   /**
    * A link to one delivery order's workflow in Temporal Web UI, with `{delivery_order_id}`
    * to fill in; absent when the gateway was not told where that UI is.

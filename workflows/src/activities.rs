@@ -138,6 +138,36 @@ pub struct ProjectedOrder {
     pub graph_version: u32,
     pub created_at: String,
     pub updated_at: String,
+    /// The deadline the workflow arms in the current state, if it has one. Absent from
+    /// documents written before deadlines were projected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_deadline: Option<NextDeadline>,
+}
+
+/// A deadline of the order's current state: when its timer fires unless an event comes first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NextDeadline {
+    /// The graph's timer: `pickup_deadline`, `delivery_deadline` or `auto_confirm`.
+    pub timer: String,
+    /// RFC 3339, UTC, milliseconds.
+    pub due_at: String,
+}
+
+impl NextDeadline {
+    /// The deadline the workflow arms for `order` as it stands. The workflow starts a state's
+    /// timer in the task that entered the state (the order's `updated_at`), for the length of
+    /// the input's override or the graph's default, and carries it across continue-as-new; so
+    /// the deadline follows from the order alone and the projection needs no command of its own.
+    pub fn of(order: &DeliveryOrder) -> Option<Self> {
+        let (timer, spec) = crate::DELIVERY_ORDER_V1.timer_for(order.state)?;
+        let length = order.input.deadlines.get(timer).unwrap_or(spec.default);
+        let entered = chrono::DateTime::parse_from_rfc3339(&order.updated_at).ok()?;
+        let due = entered.with_timezone(&chrono::Utc) + chrono::Duration::from_std(length).ok()?;
+        Some(Self {
+            timer: timer.to_owned(),
+            due_at: due.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        })
+    }
 }
 
 /// What one projection writes: the order at `version` and the events applied since the last
@@ -181,6 +211,7 @@ impl Projection {
                 eta: order.partner.eta.clone(),
                 created_at: order.created_at.clone(),
                 updated_at: order.updated_at.clone(),
+                next_deadline: NextDeadline::of(order),
             },
             events: order
                 .events

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use poem::Request;
 use poem::web::Data;
 use poem_openapi::OpenApi;
@@ -128,7 +129,11 @@ impl DeliveryOrdersApi {
         queries::audit_trail(auth.0, &state, &id.0, min_version.0).await
     }
 
-    /// Delivery orders, newest first, filtered and paged (operators, admins).
+    /// Search delivery orders (operators, admins): newest first, paged by `next_cursor`
+    /// (`limit` 1-200, default 50). Every given filter applies: `state`, `ordering_id`,
+    /// `customer_id`, `payment_id`, `partner_order_number`, and the creation time in
+    /// [`created_from`, `created_to`) (RFC 3339; 400 when `created_from` is not before
+    /// `created_to`).
     #[oai(
         path = "/delivery-orders",
         method = "get",
@@ -143,6 +148,10 @@ impl DeliveryOrdersApi {
         #[oai(name = "state")] state_filter: Query<Option<State>>,
         ordering_id: Query<Option<RefId>>,
         customer_id: Query<Option<RefId>>,
+        payment_id: Query<Option<RefId>>,
+        partner_order_number: Query<Option<RefId>>,
+        created_from: Query<Option<DateTime<Utc>>>,
+        created_to: Query<Option<DateTime<Utc>>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u32>>,
         #[oai(validator(max_length = 100))] cursor: Query<Option<String>>,
     ) -> Result<Json<DeliveryOrderPage>, ApiError> {
@@ -150,6 +159,10 @@ impl DeliveryOrdersApi {
             state: state_filter.0.map(Into::into),
             ordering_id: ordering_id.0.map(String::from),
             customer_id: customer_id.0.map(String::from),
+            payment_id: payment_id.0.map(String::from),
+            partner_order_number: partner_order_number.0.map(String::from),
+            created_from: created_from.0,
+            created_to: created_to.0,
         };
         queries::list(auth.0, &state, filter, limit.0, cursor.0).await
     }

@@ -6,6 +6,8 @@ pub mod codec;
 pub mod commands;
 pub mod compat;
 pub mod delivery_orders;
+pub mod me;
+pub mod operations;
 pub mod partners;
 pub mod queries;
 pub mod system;

@@ -49,7 +49,7 @@ pub struct PartnerCallback {
     pub partner_order_number: Option<RefId>,
     pub occurred_at: Option<DateTime<Utc>>,
     /// The event's fields (`PICKED_UP`: partner_order_number, driver, eta; `DELIVERED`: proof;
-    /// `DELIVERY_FAILED`: reason, detail; `LOCATION`: lat, lon).
+    /// `DELIVERY_FAILED`: reason, detail; `LOCATION`: lat, lon, accuracy_m?, destination? {lat, lon}).
     pub data: Option<Any<Value>>,
 }
 
@@ -226,7 +226,7 @@ async fn handle(state: &AppState, partner: &str, body: &[u8]) -> Result<WebhookA
     let data = callback.data.map(|d| d.0).unwrap_or(Value::Null);
     let event_type = match callback.callback_type {
         CallbackType::Location => {
-            let location = location(&data)?;
+            let (location, destination) = location(&data)?;
             out_with(
                 state,
                 partner,
@@ -241,7 +241,7 @@ async fn handle(state: &AppState, partner: &str, body: &[u8]) -> Result<WebhookA
                 .map_or_else(Utc::now, |at| at.min(Utc::now()));
             return match state
                 .read_model
-                .record_location(id, &callback.event_id, &location, at)
+                .record_location(id, &callback.event_id, &location, destination.as_ref(), at)
                 .await
                 .map_err(|e| ApiError::unavailable("the read model is unavailable", &e))?
             {
@@ -347,20 +347,33 @@ async fn out_with(
     Ok(())
 }
 
-/// A location ping: `{lat, lon}` in degrees, optionally `accuracy_m`.
-fn location(data: &Value) -> Result<Value, ApiError> {
+/// A location ping: `{lat, lon}` in degrees, optionally `accuracy_m`, and optionally the
+/// `destination {lat, lon}` the partner geocoded for the drop-off. Returns the location and the
+/// destination.
+fn location(data: &Value) -> Result<(Value, Option<Value>), ApiError> {
     let bad = |why: &str| ApiError::unprocessable("invalid-location", why.to_owned());
     let object = data
         .as_object()
         .ok_or_else(|| bad("LOCATION data must be an object {lat, lon}"))?;
     if let Some(unknown) = object
         .keys()
-        .find(|k| !["lat", "lon", "accuracy_m"].contains(&k.as_str()))
+        .find(|k| !["lat", "lon", "accuracy_m", "destination"].contains(&k.as_str()))
     {
         return Err(bad(&format!(
-            "unknown field `{unknown}` in LOCATION data; allowed: lat, lon, accuracy_m"
+            "unknown field `{unknown}` in LOCATION data; allowed: lat, lon, accuracy_m, destination"
         )));
     }
+    let destination = match object.get("destination") {
+        None => None,
+        Some(place) => {
+            let (point, _) = location(place)
+                .map_err(|_| bad("LOCATION destination must be {lat, lon} in degrees"))?;
+            if place.get("accuracy_m").is_some() || place.get("destination").is_some() {
+                return Err(bad("LOCATION destination takes only lat and lon"));
+            }
+            Some(point)
+        }
+    };
     let number = |key: &str, range: std::ops::RangeInclusive<f64>| {
         object
             .get(key)
@@ -378,5 +391,5 @@ fn location(data: &Value) -> Result<Value, ApiError> {
     if object.contains_key("accuracy_m") {
         location["accuracy_m"] = number("accuracy_m", 0.0..=100_000.0)?.into();
     }
-    Ok(location)
+    Ok((location, destination))
 }

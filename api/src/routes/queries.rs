@@ -262,6 +262,32 @@ pub(super) async fn list(
     cursor: Option<String>,
 ) -> Result<Json<DeliveryOrderPage>, ApiError> {
     caller.require(&[Role::Operator, Role::Admin])?;
+    if let (Some(from), Some(to)) = (filter.created_from, filter.created_to)
+        && from >= to
+    {
+        return Err(ApiError::bad_request(
+            "invalid-range",
+            "created_from must be before created_to",
+        ));
+    }
+    page(
+        &caller,
+        state,
+        &filter,
+        limit.unwrap_or(50).min(MAX_PAGE),
+        cursor,
+    )
+    .await
+}
+
+/// One page of `filter`'s orders, newest first, as `caller` may see them.
+pub(super) async fn page(
+    caller: &Caller,
+    state: &AppState,
+    filter: &ListFilter,
+    limit: u32,
+    cursor: Option<String>,
+) -> Result<Json<DeliveryOrderPage>, ApiError> {
     let after = cursor
         .as_deref()
         .map(|c| {
@@ -272,13 +298,15 @@ pub(super) async fn list(
         .transpose()?;
     let (records, next) = state
         .read_model
-        .list(&filter, limit.unwrap_or(50).min(MAX_PAGE), after)
+        .list(filter, limit.min(MAX_PAGE), after)
         .await
         .map_err(read_failed)?;
     Ok(Json(DeliveryOrderPage {
         items: records
             .iter()
-            .map(|o| delivery_order(o, Audience::Staff))
+            // The filter already says whose orders these are; this keeps it so whatever the filter.
+            .filter(|o| caller.may_see(&o.order.customer_id))
+            .map(|o| delivery_order(o, Audience::of(caller)))
             .collect(),
         next_cursor: next.map(|c| c.encode()),
     }))

@@ -49,6 +49,7 @@ impl SystemApi {
                     delivery_workflows::workflow_id("{delivery_order_id}")
                 )
             }),
+            map_tile_url: config.map_tiles.as_ref().map(|t| t.url.clone()),
         })
     }
 

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use delivery_read_model::ReadError;
+use delivery_read_model::route::Route;
 use delivery_workflows::{DELIVERY_ORDER_V1, State as DomainState, StateGraph};
 use poem::web::Data;
 use poem_openapi::param::Path;
@@ -13,7 +14,7 @@ use poem_openapi::{Object, OpenApi};
 use serde_json::Value;
 
 use crate::auth::{BearerAuth, Role};
-use crate::model::{AuditEvent, Item, State};
+use crate::model::{AuditEvent, DeliveryRoute, GeoPoint, Item, RoutePoint, State, timestamp};
 use crate::problem::ApiError;
 use crate::read::{Audience, audit_event, delivery_order};
 use crate::routes::{Tag, delivery_order_id};
@@ -124,6 +125,62 @@ impl TrackingApi {
             replaced_by_id: record.replaced_by_id,
         }))
     }
+
+    /// The route of a delivery (customers: their own; operators, admins: any): the partner's
+    /// location pings in time order (the latest is the current position; at most the latest
+    /// 900, none once the order ended) and the destination as the partner geocoded it.
+    #[oai(
+        path = "/tracking/:id/route",
+        method = "get",
+        operation_id = "get_delivery_route"
+    )]
+    async fn route(
+        &self,
+        auth: BearerAuth,
+        state: Data<&Arc<AppState>>,
+        id: Path<String>,
+    ) -> Result<Json<DeliveryRoute>, ApiError> {
+        let caller = auth.0;
+        caller.require(&[Role::Customer, Role::Operator, Role::Admin])?;
+        let uuid = delivery_order_id(&id.0)?;
+        let route = state
+            .read_model
+            .route(uuid)
+            .await
+            .map_err(|e| ApiError::unavailable("the read model is unavailable", &e))?
+            .filter(|r| caller.may_see(&r.customer_id))
+            .ok_or_else(|| ApiError::delivery_order_not_found(&id.0))?;
+        Ok(Json(route_document(&id.0, route)?))
+    }
+}
+
+/// The route as the API shows it.
+fn route_document(id: &str, route: Route) -> Result<DeliveryRoute, ApiError> {
+    let state = serde_json::from_value::<DomainState>(Value::String(route.state.clone()))
+        .map_err(|e| ApiError::unavailable("the read model holds an unknown state", &e))?;
+    let points: Vec<RoutePoint> = route
+        .points
+        .iter()
+        .map(|p| RoutePoint {
+            lat: p.lat,
+            lon: p.lon,
+            at: timestamp(&p.at),
+            accuracy_m: p.accuracy_m,
+        })
+        .collect();
+    let coordinate = |v: &Value, key: &str| v.get(key).and_then(Value::as_f64);
+    Ok(DeliveryRoute {
+        delivery_order_id: id.to_owned(),
+        state: state.into(),
+        current: points.last().cloned(),
+        points,
+        destination: route.destination.as_ref().and_then(|d| {
+            Some(GeoPoint {
+                lat: coordinate(d, "lat")?,
+                lon: coordinate(d, "lon")?,
+            })
+        }),
+    })
 }
 
 /// The happy path with times from the audit trail, then where the delivery went instead.

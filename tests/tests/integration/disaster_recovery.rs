@@ -35,12 +35,13 @@ struct Snapshot {
 }
 
 async fn snapshot(pool: &PgPool, prefix: &str, ids: &[uuid::Uuid]) -> Snapshot {
-    // `location` and `location_at` are tracking data the gateway writes from partner pings; they
+    // `location`, `location_at` and `destination` are tracking data the gateway writes from
+    // partner pings (as is the route, in a table of its own); they
     // never enter workflow history, so a rebuild cannot have them (restore.md says so). No other
     // column is left out: every time in these tables is the workflow's clock, not the time of
     // writing, so the rebuild must reproduce it exactly.
     let orders: Vec<Value> = sqlx::query_scalar(
-        "SELECT to_jsonb(d) - 'location' - 'location_at' FROM delivery_orders d
+        "SELECT to_jsonb(d) - 'location' - 'location_at' - 'destination' FROM delivery_orders d
          WHERE id = ANY($1) ORDER BY id",
     )
     .bind(ids)

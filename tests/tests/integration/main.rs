@@ -31,6 +31,7 @@ mod integrity_flood;
 mod lifecycle;
 mod live_tracking;
 mod observability;
+mod operator_views;
 mod partner_client;
 mod projection_integrity;
 mod read_model;

@@ -5,10 +5,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::time::Duration;
 
 use delivery_api::auth::Role;
 use delivery_tests::{
-    GatewayProcess, Stack, StackOptions, free_port, temporal_server, workspace_root,
+    GatewayProcess, Stack, StackOptions, deadlines, free_port, new_order_id, order_input,
+    start_order, temporal_server, workspace_root,
 };
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -57,6 +59,8 @@ async fn browser_flows() {
         "operator": api.token("olivia", &[Role::Operator]),
         "payment_service": api.token("payments", &[Role::PaymentService]),
         "partner": api.token("sim", &[Role::Partner]),
+        // Location pings come only as signed partner webhooks.
+        "partner_webhook_secret": delivery_tests::TEST_PARTNER_SECRET,
     });
     let control = TcpListener::bind("127.0.0.1:0").await.expect("a port");
     let control_url = format!("http://{}", control.local_addr().expect("bound"));
@@ -85,9 +89,14 @@ async fn browser_flows() {
                 let request = String::from_utf8_lossy(&head[..n]);
                 let answer = if request.starts_with("POST /restart-gateway ") {
                     stack.gateway.as_mut().expect("the gateway").restart().await;
-                    "HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    "HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_owned()
+                } else if request.starts_with("POST /order-due-soon ") {
+                    // The gateway's orders wait 48 h for their pickup; one due in minutes is
+                    // started as any other service would, with its own deadlines.
+                    let id = order_due_soon(&stack, &customer).await;
+                    format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{id}", id.len())
                 } else {
-                    "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_owned()
                 };
                 let _ = socket.write_all(answer.as_bytes()).await;
             }
@@ -97,6 +106,27 @@ async fn browser_flows() {
         status.success(),
         "the browser tests failed ({status}); screenshots and traces are in web/test-results/"
     );
+}
+
+/// An order of `customer` whose pickup is due in 10 minutes (delivery and auto-confirm in 7
+/// days), once the read model holds it and the partner accepted its pickup; its id.
+async fn order_due_soon(stack: &Stack, customer: &str) -> String {
+    let id = new_order_id();
+    let mut input = order_input(
+        &id,
+        deadlines(
+            Duration::from_secs(600),
+            Duration::from_secs(7 * 86_400),
+            Duration::from_secs(7 * 86_400),
+        ),
+    );
+    input.customer_id = customer.to_owned();
+    start_order(&stack.client, &stack.task_queue, input).await;
+    let api = stack.api();
+    let ops = api.token("olivia", &[Role::Operator]);
+    api.wait_state(&ops, &id, "CREATED").await;
+    api.pickup_confirmed(&id).await;
+    id
 }
 
 /// The gateway's side of the UI, without a browser: pages, assets, headers, and what happens

@@ -1,7 +1,9 @@
-// Operations dashboard: counts by state, drivers on the road, a live feed of changes and the
-// health of what the service runs on. Refreshes every 5 s (the gateway caches the state as
-// long) and soon after any pushed change.
+// Operations dashboard: deadlines at risk, counts by state, drivers on the road, charts of the
+// last 24 hours, a live feed of changes and the health of what the service runs on. Refreshes
+// every 5 s (the gateway caches the state as long) and soon after any pushed change.
 import { useCallback, useEffect, useState } from "react";
+import { AtRisk } from "../components/AtRisk";
+import { Charts } from "../components/Charts";
 import { ConnectionBanner } from "../components/ConnectionBanner";
 import { ErrorNotice } from "../components/ErrorNotice";
 import { StateBadge } from "../components/StateBadge";
@@ -27,6 +29,7 @@ export function Dashboard() {
   const [state, setState] = useState<SystemState | null>(null);
   const [feed, setFeed] = useState<FeedEntry[]>([]);
   const [error, setError] = useState<unknown>(null);
+  const [pulse, setPulse] = useState(0);
 
   const refresh = useCallback(async () => {
     try {
@@ -57,6 +60,7 @@ export function Dashboard() {
     (message: LiveMessage) => {
       if (message.type === "resync") {
         refreshSoon();
+        setPulse((p) => p + 1);
         return;
       }
       if (message.type === "snapshot") return;
@@ -76,7 +80,10 @@ export function Dashboard() {
               at: message.location_at ?? new Date().toISOString(),
             };
       setFeed((current) => [entry, ...current.filter((e) => e.key !== entry.key)].slice(0, FEED_LENGTH));
-      if (message.type === "update") refreshSoon();
+      if (message.type === "update") {
+        refreshSoon();
+        setPulse((p) => p + 1);
+      }
     },
     [refreshSoon],
   );
@@ -92,6 +99,7 @@ export function Dashboard() {
         <ConnectionBanner connection={connection} />
       </header>
       <ErrorNotice error={error} />
+      <AtRisk pulse={pulse} />
       {state && (
         <>
           <div className="cards totals" aria-label="Totals">
@@ -161,6 +169,7 @@ export function Dashboard() {
           </section>
         </>
       )}
+      <Charts />
       <section aria-labelledby="feed">
         <h2 id="feed">Recent events</h2>
         <ol className="feed plain" aria-live="polite" data-testid="feed">

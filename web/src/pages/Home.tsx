@@ -1,6 +1,7 @@
 // Sign-in with a token, and for signed-in users the way into their pages.
 import { useState, type FormEvent } from "react";
 import { useApp } from "../context";
+import { MyDeliveries } from "../components/MyDeliveries";
 import { Link, navigate } from "../router";
 import { TokenError, isCustomer, isOperator, parseToken, type Session } from "../session";
 
@@ -72,6 +73,7 @@ export function Home() {
     <section className="narrow">
       <h1>Deliveries</h1>
       <p>Signed in as {session?.sub}.</p>
+      {isCustomer(session) && <MyDeliveries />}
       <form onSubmit={track} className="stack" aria-label="Track a delivery">
         <label>
           Delivery number

@@ -1,7 +1,10 @@
-// Operator console: delivery orders waiting for a decision, the longest waiting first, each
-// with why it waits and its audit trail; reship, cancel or confirm delivered with a note.
+// Operator console: search, the deadlines at risk, then the delivery orders waiting for a
+// decision, the longest waiting first, each with why it waits and its audit trail; reship,
+// cancel or confirm delivered with a note.
 import { useCallback, useEffect, useState, type FormEvent } from "react";
+import { AtRisk } from "../components/AtRisk";
 import { ConnectionBanner } from "../components/ConnectionBanner";
+import { Search } from "../components/Search";
 import { ErrorNotice } from "../components/ErrorNotice";
 import { StateBadge } from "../components/StateBadge";
 import { useApp, workflowUrl } from "../context";
@@ -31,6 +34,7 @@ export function OperatorQueue() {
   const [entries, setEntries] = useState<QueueEntry[] | null>(null);
   const [resolved, setResolved] = useState<Resolved[]>([]);
   const [error, setError] = useState<unknown>(null);
+  const [pulse, setPulse] = useState(0);
 
   const refresh = useCallback(async () => {
     try {
@@ -46,7 +50,10 @@ export function OperatorQueue() {
   const refreshSoon = useDebounced(() => void refresh(), 500);
   const onMessage = useCallback(
     (message: LiveMessage) => {
-      if (message.type === "update" || message.type === "resync") refreshSoon();
+      if (message.type === "update" || message.type === "resync") {
+        refreshSoon();
+        setPulse((p) => p + 1);
+      }
     },
     [refreshSoon],
   );
@@ -66,6 +73,9 @@ export function OperatorQueue() {
         </div>
         <ConnectionBanner connection={connection} />
       </header>
+      <Search />
+      <AtRisk pulse={pulse} />
+      <h2>Waiting for a decision</h2>
       <ErrorNotice error={error} />
       {resolved.length > 0 && (
         <section aria-labelledby="resolved" className="card">

@@ -3,6 +3,7 @@
 import { useCallback, useEffect, useRef, useState, type FormEvent } from "react";
 import { ApiProblem } from "../api";
 import { ConnectionBanner } from "../components/ConnectionBanner";
+import { RouteMap } from "../components/RouteMap";
 import { ErrorNotice } from "../components/ErrorNotice";
 import { StateBadge } from "../components/StateBadge";
 import { Stepper } from "../components/Stepper";
@@ -19,7 +20,7 @@ import { decide } from "../live";
 import { Link } from "../router";
 import { isCustomer, isOperator } from "../session";
 import type { LiveMessage } from "../shapes";
-import type { AuditEvent, AuditTrail, DeliveryOrder, EventApplied, ProgressStep, Tracking } from "../types";
+import type { AuditEvent, AuditTrail, DeliveryOrder, DeliveryRoute, EventApplied, ProgressStep, Tracking } from "../types";
 
 /** Before pickup there is no tracking yet: the stages come from the order itself. */
 function stepsBeforePickup(order: DeliveryOrder): ProgressStep[] {
@@ -32,12 +33,26 @@ function stepsBeforePickup(order: DeliveryOrder): ProgressStep[] {
 }
 
 const OFF_PATH = new Set(["DELIVERY_FAILED", "PENDING_BY_OPERATOR", "RESHIPPED", "CANCELLED"]);
+/** States with a route to show: on the way, and just delivered. */
+const ON_THE_ROAD = new Set(["PICKED_UP", "DELIVERED"]);
+
+/** A pushed ping on the route (a repeated or older one changes nothing). */
+export function withPing(route: DeliveryRoute, location: Record<string, unknown>, at: string): DeliveryRoute {
+  const lat = Number(location.lat);
+  const lon = Number(location.lon);
+  if (!Number.isFinite(lat) || !Number.isFinite(lon)) return route;
+  const last = route.points[route.points.length - 1];
+  if (last && new Date(last.at).getTime() >= new Date(at).getTime()) return route;
+  const point = { lat, lon, at };
+  return { ...route, points: [...route.points, point], current: point };
+}
 
 export function Track({ id }: { id: string }) {
   const { api, session, config } = useApp();
   const [order, setOrder] = useState<DeliveryOrder | null>(null);
   const [tracking, setTracking] = useState<Tracking | null>(null);
   const [trail, setTrail] = useState<AuditEvent[]>([]);
+  const [route, setRoute] = useState<DeliveryRoute | null>(null);
   const [error, setError] = useState<unknown>(null);
   const version = useRef<number | null>(null);
 
@@ -48,6 +63,11 @@ export function Track({ id }: { id: string }) {
           setTracking(await api.get<Tracking>(`/api/v1/tracking/${id}`));
         } else {
           setTracking(null);
+        }
+        if (ON_THE_ROAD.has(current.state)) {
+          setRoute(await api.get<DeliveryRoute>(`/api/v1/tracking/${id}/route`));
+        } else {
+          setRoute(null);
         }
         if (OFF_PATH.has(current.state)) {
           const audit = await api.get<AuditTrail>(`/api/v1/delivery-orders/${id}/events`);
@@ -88,6 +108,7 @@ export function Track({ id }: { id: string }) {
     setOrder(null);
     setTracking(null);
     setTrail([]);
+    setRoute(null);
     void reload();
   }, [reload]);
 
@@ -95,6 +116,7 @@ export function Track({ id }: { id: string }) {
     (message: LiveMessage) => {
       if (message.type === "tracking") {
         setTracking((t) => (t ? { ...t, location: message.location, location_at: message.location_at } : t));
+        setRoute((r) => (r ? withPing(r, message.location, message.location_at) : r));
         return;
       }
       const decision = decide(version.current, message);
@@ -176,6 +198,12 @@ export function Track({ id }: { id: string }) {
           </p>
         </div>
       </div>
+      {route && ON_THE_ROAD.has(order.state) && (
+        <section aria-labelledby="route-heading">
+          <h2 id="route-heading">Route</h2>
+          <RouteMap route={route} tileUrl={config.map_tile_url} />
+        </section>
+      )}
       {order.state === "DELIVERED" && isCustomer(session) && (
         <ReceiptActions id={order.delivery_order_id} onDone={(applied) => void reload(applied)} />
       )}
