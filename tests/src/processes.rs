@@ -164,7 +164,8 @@ impl WorkerProcess {
         let mut child = Command::new(binary("delivery-worker", "DELIVERY_WORKER_BIN"))
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(log_file(&format!("worker-{task_queue}")))
-            .stderr(Stdio::null())
+            // A panic's message goes to stderr: kept beside the log, not thrown away.
+            .stderr(log_file(&format!("worker-{task_queue}.stderr")))
             .spawn()
             .expect("starting delivery-worker");
         // The last entry of a key wins, as it does for the child's environment.

@@ -55,24 +55,23 @@ pub struct WorkerConfig {
     pub payload_keys: Arc<Keyring>,
 }
 
-/// The worker's polling of Temporal. The SDK's defaults (5 workflow-task polls of which one on
-/// the shared queue) leave one poll to pick up every new order and every order no worker holds
-/// in its cache: under a burst of payments or after a restart, tasks queue on the server for
-/// minutes while the worker idles (docs/performance.md has the measurement).
+/// The worker's polling of Temporal, the SDK's defaults unless set. Those leave one poll to pick
+/// up every new order and every order no worker holds in its cache (5 workflow-task polls, one
+/// on the shared queue), and a killed worker's orders wait 10 s for it: docs/performance.md has
+/// the measurements, and why more polls and a shorter sticky timeout are not the default yet.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TaskPolling {
-    /// `WORKER_WORKFLOW_POLLERS` (default 10): concurrent workflow-task polls, this worker's own
+    /// `WORKER_WORKFLOW_POLLERS` (default 5, the SDK's): concurrent workflow-task polls, this worker's own
     /// (sticky) queue and the shared queue together.
     pub workflow_pollers: usize,
-    /// `WORKER_SHARED_QUEUE_POLL_SHARE` (default 0.5): the share of those polls on the shared
+    /// `WORKER_SHARED_QUEUE_POLL_SHARE` (default 0.2, the SDK's): the share of those polls on the shared
     /// queue, where new orders and orders cached by no live worker arrive.
     pub shared_queue_share: f32,
-    /// `WORKER_ACTIVITY_POLLERS` (default 10).
+    /// `WORKER_ACTIVITY_POLLERS` (default 5, the SDK's).
     pub activity_pollers: usize,
-    /// `WORKER_STICKY_TIMEOUT_MS` (default 3000): how long a task waits on this worker's own
-    /// queue before any worker may take it. After a `kill -9` the server keeps sending the
-    /// killed worker's orders there until this runs out, so it bounds that stall, well below
-    /// the gateway's Temporal deadline.
+    /// `WORKER_STICKY_TIMEOUT_MS` (default 10000, the SDK's): how long a task waits on this
+    /// worker's own queue before any worker may take it. After a `kill -9` the server keeps
+    /// sending the killed worker's orders there until this runs out, so it bounds that stall.
     pub sticky_timeout: Duration,
     /// `WORKER_MAX_CACHED_WORKFLOWS` (default 1000): orders kept in memory between tasks.
     pub max_cached_workflows: usize,
@@ -87,7 +86,7 @@ impl TaskPolling {
             }
             Ok(n as usize)
         };
-        let share = env.get("WORKER_SHARED_QUEUE_POLL_SHARE", "0.5");
+        let share = env.get("WORKER_SHARED_QUEUE_POLL_SHARE", "0.2");
         let shared_queue_share = share
             .parse::<f32>()
             .ok()
@@ -100,11 +99,11 @@ impl TaskPolling {
             })?;
         Ok(Self {
             // The SDK needs two at least: one for the sticky queue, one for the shared one.
-            workflow_pollers: count("WORKER_WORKFLOW_POLLERS", 10, 2)?,
+            workflow_pollers: count("WORKER_WORKFLOW_POLLERS", 5, 2)?,
             shared_queue_share,
-            activity_pollers: count("WORKER_ACTIVITY_POLLERS", 10, 1)?,
+            activity_pollers: count("WORKER_ACTIVITY_POLLERS", 5, 1)?,
             sticky_timeout: Duration::from_millis(
-                count("WORKER_STICKY_TIMEOUT_MS", 3_000, 100)? as u64
+                count("WORKER_STICKY_TIMEOUT_MS", 10_000, 100)? as u64
             ),
             max_cached_workflows: count("WORKER_MAX_CACHED_WORKFLOWS", 1_000, 0)?,
         })
@@ -247,10 +246,10 @@ mod tests {
         assert_eq!(
             c.polling,
             TaskPolling {
-                workflow_pollers: 10,
-                shared_queue_share: 0.5,
-                activity_pollers: 10,
-                sticky_timeout: Duration::from_secs(3),
+                workflow_pollers: 5,
+                shared_queue_share: 0.2,
+                activity_pollers: 5,
+                sticky_timeout: Duration::from_secs(10),
                 max_cached_workflows: 1000,
             }
         );

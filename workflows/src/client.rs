@@ -65,6 +65,27 @@ impl TemporalTarget {
     pub(crate) fn rpc(&self) -> RpcOptions {
         RpcOptions::builder().maybe_timeout(self.timeout).build()
     }
+
+    /// Runs one operation within the caller's deadline as a whole. The deadline of
+    /// [`Self::rpc`] bounds each call to the server, and an update is several: its start, then
+    /// polls for its outcome that the server answers empty after its own long-poll interval
+    /// (about 20 s), so without this a deadline of 30 s let one command wait past a minute.
+    pub(crate) async fn within_deadline<T>(
+        &self,
+        operation: impl Future<Output = Result<T, ClientError>>,
+    ) -> Result<T, ClientError> {
+        match self.timeout {
+            None => operation.await,
+            Some(limit) => tokio::time::timeout(limit, operation)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(ClientError::Unavailable(format!(
+                        "no answer within {} ms",
+                        limit.as_millis()
+                    )))
+                }),
+        }
+    }
 }
 
 /// An update's error with the payloads of its failure decoded by `client`'s codec. The SDK hands

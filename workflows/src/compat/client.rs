@@ -53,13 +53,17 @@ impl CompatClient {
             .rpc_options(self.target.rpc())
             .build();
         let client = self.target.client();
-        match client
-            .get_workflow_handle::<CompatDeliveryWorkflow>(compat_workflow_id(id))
-            .execute_update(CompatDeliveryWorkflow::apply, command, options)
+        self.target
+            .within_deadline(async {
+                match client
+                    .get_workflow_handle::<CompatDeliveryWorkflow>(compat_workflow_id(id))
+                    .execute_update(CompatDeliveryWorkflow::apply, command, options)
+                    .await
+                {
+                    Ok(delivery) => Ok(delivery),
+                    Err(error) => Err(update_error(decode_update_error(client, error).await)),
+                }
+            })
             .await
-        {
-            Ok(delivery) => Ok(delivery),
-            Err(error) => Err(update_error(decode_update_error(client, error).await)),
-        }
     }
 }

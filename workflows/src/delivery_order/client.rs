@@ -216,16 +216,20 @@ impl DeliveryOrderClient {
         U: UpdateDefinition<Workflow = <DeliveryOrderWorkflow as HasWorkflowDefinition>::Run>,
         U::Input: Send,
     {
-        match self
-            .handle(delivery_order_id)
-            .execute_update(update, input, options)
+        self.target
+            .within_deadline(async {
+                match self
+                    .handle(delivery_order_id)
+                    .execute_update(update, input, options)
+                    .await
+                {
+                    Ok(output) => Ok(output),
+                    Err(error) => Err(update_error(
+                        decode_update_error(self.target.client(), error).await,
+                    )),
+                }
+            })
             .await
-        {
-            Ok(output) => Ok(output),
-            Err(error) => Err(update_error(
-                decode_update_error(self.target.client(), error).await,
-            )),
-        }
     }
 
     /// One update id per batch and step, so a retried step is answered by Temporal itself.
