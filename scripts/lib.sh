@@ -132,11 +132,19 @@ stop_started() {
 
 temporal_healthy() { "$TEMPORAL_CLI" operator cluster health --address "$1" >/dev/null 2>&1; }
 
+# The dev server's SQLite in write-ahead-log mode, synced at checkpoints rather than at every
+# commit: a history write no longer waits for its own fsync (docs/performance.md, "Levers"). A
+# killed server loses nothing committed (the log is on disk); a machine that loses power may lose
+# the last commits, which a development server can afford. TEMPORAL_SQLITE_PRAGMAS="" for the
+# SQLite defaults.
+read -r -a TEMPORAL_SQLITE_PRAGMAS <<<"${TEMPORAL_SQLITE_PRAGMAS---sqlite-pragma journal_mode=wal --sqlite-pragma synchronous=normal}"
+
 # start_temporal DB_FILE PORT UI_PORT LOG [headless]
 start_temporal() {
   local db=$1 port=$2 ui_port=$3 log=$4 headless=${5:-}
   local args=(server start-dev --ip 127.0.0.1 --port "$port" --http-port "$(free_port)"
-              --metrics-port "$(free_port)" --db-filename "$db" --namespace default --log-level warn)
+              --metrics-port "$(free_port)" --db-filename "$db" --namespace default --log-level warn
+              "${TEMPORAL_SQLITE_PRAGMAS[@]}")
   if [ -n "$headless" ]; then args+=(--headless); else args+=(--ui-port "$ui_port"); fi
   # The Web UI decodes payloads through this codec server when set (make run: the gateway's).
   if [ -z "$headless" ] && [ -n "${TEMPORAL_UI_CODEC_ENDPOINT:-}" ]; then

@@ -139,7 +139,8 @@ pub(crate) const ORDER_JSON: &str = "json_build_object(
     'driver', d.driver, 'location', d.location, 'location_at', d.location_at, 'eta', d.eta,
     'graph_version', d.graph_version, 'created_at', d.created_at, 'updated_at', d.updated_at,
     'next_deadline', CASE WHEN d.next_deadline_at IS NOT NULL THEN json_build_object(
-        'timer', d.next_deadline_kind, 'due_at', d.next_deadline_at) END)::text";
+        'timer', d.next_deadline_kind, 'due_at', d.next_deadline_at) END,
+    'stages', d.stages)::text";
 
 /// The read model as the gateway uses it: queries, the tracking data partners send, the shared
 /// `/api/state`, the compatible API's statuses and the live updates.

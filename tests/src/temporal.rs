@@ -55,6 +55,9 @@ pub async fn temporal_server() -> &'static TemporalServer {
                 "--port".into(), port.to_string(), "--http-port".into(), free_port().to_string(),
                 "--metrics-port".into(), free_port().to_string(), "--log-level".into(), "warn".into(),
                 "--db-filename".into(), dir.join("temporal.db").display().to_string(),
+                // As scripts/lib.sh starts it: SQLite in WAL mode, synced at checkpoints.
+                "--sqlite-pragma".into(), "journal_mode=wal".into(),
+                "--sqlite-pragma".into(), "synchronous=normal".into(),
             ];
             for attribute in SEARCH_ATTRIBUTES {
                 args.push("--search-attribute".into());

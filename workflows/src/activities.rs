@@ -142,6 +142,48 @@ pub struct ProjectedOrder {
     /// documents written before deadlines were projected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_deadline: Option<NextDeadline>,
+    /// When the order entered each state it has left `CREATED` for, in order: the stages a
+    /// tracking page shows, carried here so tracking reads one document instead of the audit
+    /// trail. Absent from documents written before stages were projected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stages: Option<Vec<StageReached>>,
+}
+
+/// A state the order entered, and when (RFC 3339, the workflow's clock).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageReached {
+    pub state: State,
+    pub reached_at: String,
+}
+
+impl StageReached {
+    /// The states `order`'s applied events moved it into.
+    pub fn of(order: &DeliveryOrder) -> Vec<Self> {
+        Self::first_entries(
+            order
+                .events
+                .iter()
+                .map(|e| (Some(e.from_state), e.to_state, e.occurred_at.as_str())),
+        )
+    }
+
+    /// From transitions in order (from, to, when; `from` absent on the creation): each state
+    /// entered, at its first entry. The graph is acyclic, so a state is entered once; an event
+    /// that keeps the state adds nothing.
+    pub fn first_entries<'a>(
+        transitions: impl IntoIterator<Item = (Option<State>, State, &'a str)>,
+    ) -> Vec<Self> {
+        let mut stages: Vec<Self> = Vec::new();
+        for (from, to, at) in transitions {
+            if from.is_some_and(|from| from != to) && !stages.iter().any(|s| s.state == to) {
+                stages.push(Self {
+                    state: to,
+                    reached_at: at.to_owned(),
+                });
+            }
+        }
+        stages
+    }
 }
 
 /// A deadline of the order's current state: when its timer fires unless an event comes first.
@@ -212,6 +254,7 @@ impl Projection {
                 created_at: order.created_at.clone(),
                 updated_at: order.updated_at.clone(),
                 next_deadline: NextDeadline::of(order),
+                stages: Some(StageReached::of(order)),
             },
             events: order
                 .events

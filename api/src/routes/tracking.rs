@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use delivery_read_model::ReadError;
 use delivery_read_model::route::Route;
+use delivery_workflows::activities::StageReached;
 use delivery_workflows::{DELIVERY_ORDER_V1, State as DomainState, StateGraph};
 use poem::web::Data;
 use poem_openapi::param::Path;
@@ -14,9 +15,9 @@ use poem_openapi::{Object, OpenApi};
 use serde_json::Value;
 
 use crate::auth::{BearerAuth, Role};
-use crate::model::{AuditEvent, DeliveryRoute, GeoPoint, Item, RoutePoint, State, timestamp};
+use crate::model::{DeliveryRoute, GeoPoint, Item, RoutePoint, State, timestamp};
 use crate::problem::ApiError;
-use crate::read::{Audience, audit_event, delivery_order};
+use crate::read::{Audience, delivery_order};
 use crate::routes::{Tag, delivery_order_id};
 use crate::state::AppState;
 
@@ -89,25 +90,44 @@ impl TrackingApi {
         caller.require(&[Role::Customer, Role::Operator, Role::Admin])?;
         let uuid = delivery_order_id(&id.0)?;
         let failed = |e: ReadError| ApiError::unavailable("the read model is unavailable", &e);
-        // The stages' times come from the trail: read it with the order from one snapshot.
-        let (order, trail) = state
+        let order = state
             .read_model
-            .order_with_trail(uuid)
+            .order(uuid)
             .await
             .map_err(failed)?
-            .filter(|(o, _)| caller.may_see(&o.order.customer_id))
+            .filter(|o| caller.may_see(&o.order.customer_id))
             .ok_or_else(|| ApiError::delivery_order_not_found(&id.0))?;
-        let audience = Audience::of(&caller);
-        let trail: Vec<AuditEvent> = trail.iter().map(|e| audit_event(e, audience)).collect();
         if order.order.state == DomainState::Created {
             return Err(ApiError::bad_request(
                 "not-dispatched",
                 "the delivery has not been dispatched yet: the partner has not picked it up",
             ));
         }
+        let audience = Audience::of(&caller);
+        // The stages travel in the order's document; an order last projected before they did
+        // has them only in its audit trail, read with the order from one snapshot.
+        let (order, stages) = match order.order.stages.clone() {
+            Some(stages) => (order, stages),
+            None => {
+                let (order, trail) = state
+                    .read_model
+                    .order_with_trail(uuid)
+                    .await
+                    .map_err(failed)?
+                    .ok_or_else(|| ApiError::delivery_order_not_found(&id.0))?;
+                let times: Vec<String> = trail.iter().map(|e| timestamp(&e.occurred_at)).collect();
+                let stages = StageReached::first_entries(
+                    trail
+                        .iter()
+                        .zip(&times)
+                        .map(|(e, at)| (e.from_state, e.to_state, at.as_str())),
+                );
+                (order, stages)
+            }
+        };
         let record = delivery_order(&order, audience);
         Ok(Json(Tracking {
-            steps: steps(order.order.state, &record.created_at, &trail),
+            steps: steps(order.order.state, &record.created_at, &stages),
             delivery_order_id: record.delivery_order_id,
             state: record.state,
             version: record.version,
@@ -184,16 +204,18 @@ fn route_document(id: &str, route: Route) -> Result<DeliveryRoute, ApiError> {
 }
 
 /// The happy path with times from the audit trail, then where the delivery went instead.
-fn steps(current: DomainState, created_at: &str, trail: &[AuditEvent]) -> Vec<ProgressStep> {
+/// The happy path with the time each stage was reached, then the states off it the delivery
+/// entered, in order. `stages` are the states entered after creation, each with its time.
+fn steps(current: DomainState, created_at: &str, stages: &[StageReached]) -> Vec<ProgressStep> {
     let graph: &StateGraph = &DELIVERY_ORDER_V1;
     let reached = |state: DomainState| -> Option<String> {
         if state == graph.initial {
             return Some(created_at.to_owned());
         }
-        trail
+        stages
             .iter()
-            .find(|e| DomainState::from(e.to_state) == state)
-            .map(|e| e.occurred_at.clone())
+            .find(|s| s.state == state)
+            .map(|s| s.reached_at.clone())
     };
     let mut steps: Vec<ProgressStep> = graph
         .happy_path
@@ -205,17 +227,16 @@ fn steps(current: DomainState, created_at: &str, trail: &[AuditEvent]) -> Vec<Pr
         })
         .collect();
     if !graph.happy_path.contains(&current) {
-        // Off the happy path: the stages it passed through instead, in order.
-        for event in trail {
-            let to = DomainState::from(event.to_state);
-            if !graph.happy_path.contains(&to) {
-                steps.push(ProgressStep {
-                    state: event.to_state,
-                    reached_at: Some(event.occurred_at.clone()),
-                    current: to == current,
-                });
-            }
-        }
+        steps.extend(
+            stages
+                .iter()
+                .filter(|s| !graph.happy_path.contains(&s.state))
+                .map(|s| ProgressStep {
+                    state: s.state.into(),
+                    reached_at: Some(s.reached_at.clone()),
+                    current: s.state == current,
+                }),
+        );
     }
     steps
 }

@@ -158,6 +158,86 @@ async fn tracking_shows_progress_driver_and_location_to_the_owner_only() {
     assert_eq!(api.get(&path, &payer_or_ops(api)).await.status, 200);
 }
 
+/// Tracking reads the order's document alone: the stages' times travel in it (`stages`), the
+/// same times as the audit trail's. An order last projected before they did (no `stages` in its
+/// row or its cached document) is tracked from its trail, with the same answer.
+#[tokio::test]
+async fn tracking_stages_come_with_the_order_and_agree_with_the_trail() {
+    let stack = Stack::start_with(StackOptions::quiet().with_gateway()).await;
+    let api = stack.api();
+    let id = api.paid_order("cust-stages").await;
+    let owner = api.token("cust-stages", &[Role::Customer]);
+    let path = format!("/api/v1/tracking/{id}");
+    partner(
+        api,
+        &id,
+        "s-pu",
+        "PICKED_UP",
+        json!({"partner_order_number": "PN-S1"}),
+    )
+    .await;
+    partner(api, &id, "s-dl", "DELIVERED", json!({})).await;
+    let tracking = eventually("tracking of the delivered order", || async {
+        let t = api.get(&path, &owner).await;
+        (t.json["state"] == "DELIVERED").then_some(t.json)
+    })
+    .await;
+
+    let trail = api
+        .get(&format!("/api/v1/delivery-orders/{id}/events"), &owner)
+        .await
+        .json;
+    let entered = |state: &str| -> Value {
+        trail["events"]
+            .as_array()
+            .expect("the trail")
+            .iter()
+            .find(|e| e["to_state"] == state && e["from_state"] != state)
+            .map(|e| e["occurred_at"].clone())
+            .unwrap_or(Value::Null)
+    };
+    let steps = tracking["steps"].as_array().unwrap();
+    assert_eq!(steps[1]["state"], "PICKED_UP");
+    assert_eq!(steps[1]["reached_at"], entered("PICKED_UP"));
+    assert_eq!(steps[2]["state"], "DELIVERED");
+    assert_eq!(steps[2]["reached_at"], entered("DELIVERED"));
+    assert!(steps[2]["reached_at"].is_string());
+
+    // The documents as a projection before stages existed left them: without `stages`.
+    let pool = read_model().await;
+    sqlx::query("UPDATE delivery_orders SET stages = NULL WHERE id = $1::uuid")
+        .bind(&id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let key = delivery_read_model::RedisKeys::new(redis_prefix().await).status(&id);
+    let mut redis = redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let cached: String = redis::cmd("GET")
+        .arg(&key)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let mut document: Value = serde_json::from_str(&cached).unwrap();
+    assert!(
+        document["stages"].is_array(),
+        "the cached document carries the stages"
+    );
+    document.as_object_mut().unwrap().remove("stages");
+    let _: () = redis::cmd("SET")
+        .arg(&key)
+        .arg(document.to_string())
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let from_trail = api.get(&path, &owner).await;
+    assert_eq!(from_trail.status, 200, "{}", from_trail.text);
+    assert_eq!(from_trail.json["steps"], tracking["steps"]);
+}
+
 #[tokio::test]
 async fn a_websocket_gets_a_snapshot_then_every_change_in_order() {
     let stack = Stack::start_with(StackOptions::quiet().with_gateway()).await;
