@@ -55,23 +55,58 @@ pub struct WorkerConfig {
     pub payload_keys: Arc<Keyring>,
 }
 
-/// The worker's polling of Temporal, the SDK's defaults unless set. Those leave one poll to pick
-/// up every new order and every order no worker holds in its cache (5 workflow-task polls, one
-/// on the shared queue), and a killed worker's orders wait 10 s for it: docs/performance.md has
-/// the measurements, and why more polls and a shorter sticky timeout are not the default yet.
+/// How many polls a worker keeps open on one kind of task queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pollers {
+    /// Scaled by the server's feedback between one poll and `maximum`, on each queue (for
+    /// workflow tasks: this worker's own sticky queue and the shared queue apart).
+    Autoscaling { maximum: usize },
+    /// Always this many (for workflow tasks: split between the two queues by
+    /// [`TaskPolling::shared_queue_share`]).
+    Fixed(usize),
+}
+
+impl Pollers {
+    /// The SDK's behaviour for this setting.
+    pub fn behavior(self) -> temporalio_sdk::runtime::PollerBehavior {
+        use temporalio_sdk::runtime::{AutoscalingOptions, PollerBehavior};
+        match self {
+            Self::Autoscaling { maximum } => PollerBehavior::Autoscaling(
+                AutoscalingOptions::builder()
+                    .minimum(1)
+                    .maximum(maximum)
+                    .initial(AUTOSCALING_INITIAL_POLLS.min(maximum))
+                    .build(),
+            ),
+            Self::Fixed(n) => PollerBehavior::SimpleMaximum(n),
+        }
+    }
+}
+
+/// Polls an autoscaled queue starts with before the server's feedback scales them.
+const AUTOSCALING_INITIAL_POLLS: usize = 5;
+
+/// The worker's polling of Temporal: the SDK's five polls of each kind unless set. Those leave
+/// one poll on the shared queue for every new order and every order no live worker has cached;
+/// `auto` scales them with the server's backlog instead, which measured worse on a worker short
+/// of CPU (it takes more tasks than it can finish in time): docs/performance.md, "Worker
+/// polling".
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TaskPolling {
-    /// `WORKER_WORKFLOW_POLLERS` (default 5, the SDK's): concurrent workflow-task polls, this worker's own
-    /// (sticky) queue and the shared queue together.
-    pub workflow_pollers: usize,
-    /// `WORKER_SHARED_QUEUE_POLL_SHARE` (default 0.2, the SDK's): the share of those polls on the shared
-    /// queue, where new orders and orders cached by no live worker arrive.
+    /// `WORKER_WORKFLOW_POLLERS` (default 5): a number (2 or more) keeps that many, split
+    /// between the queues by `WORKER_SHARED_QUEUE_POLL_SHARE`; `auto` scales them up to
+    /// `WORKER_MAX_POLLERS` (default 100) on each queue.
+    pub workflow_pollers: Pollers,
+    /// `WORKER_SHARED_QUEUE_POLL_SHARE` (default 0.2): with a fixed number of workflow-task
+    /// polls, the share on the shared queue, where new orders and orders cached by no live
+    /// worker arrive.
     pub shared_queue_share: f32,
-    /// `WORKER_ACTIVITY_POLLERS` (default 5, the SDK's).
-    pub activity_pollers: usize,
-    /// `WORKER_STICKY_TIMEOUT_MS` (default 10000, the SDK's): how long a task waits on this
-    /// worker's own queue before any worker may take it. After a `kill -9` the server keeps
-    /// sending the killed worker's orders there until this runs out, so it bounds that stall.
+    /// `WORKER_ACTIVITY_POLLERS` (default 5): a number (1 or more) or `auto`.
+    pub activity_pollers: Pollers,
+    /// `WORKER_STICKY_TIMEOUT_MS` (default 3000): how long a task waits on this worker's own
+    /// queue before any worker may take it. After a `kill -9` the server keeps sending the
+    /// killed worker's orders there until this runs out, so it bounds that stall (the SDK's
+    /// 10 s matched the gateway's deadline: the first command to such an order answered 503).
     pub sticky_timeout: Duration,
     /// `WORKER_MAX_CACHED_WORKFLOWS` (default 1000): orders kept in memory between tasks.
     pub max_cached_workflows: usize,
@@ -86,6 +121,20 @@ impl TaskPolling {
             }
             Ok(n as usize)
         };
+        let maximum = count("WORKER_MAX_POLLERS", 100, 1)?;
+        let pollers = |var: &'static str, minimum: usize| -> Result<Pollers, ConfigError> {
+            let value = env.get(var, "5");
+            if value == "auto" {
+                return Ok(Pollers::Autoscaling { maximum });
+            }
+            match value.parse::<usize>() {
+                Ok(n) if n >= minimum => Ok(Pollers::Fixed(n)),
+                _ => Err(ConfigError::new(
+                    var,
+                    format!("must be `auto` or a number, {minimum} or more; got {value:?}"),
+                )),
+            }
+        };
         let share = env.get("WORKER_SHARED_QUEUE_POLL_SHARE", "0.2");
         let shared_queue_share = share
             .parse::<f32>()
@@ -98,12 +147,12 @@ impl TaskPolling {
                 )
             })?;
         Ok(Self {
-            // The SDK needs two at least: one for the sticky queue, one for the shared one.
-            workflow_pollers: count("WORKER_WORKFLOW_POLLERS", 5, 2)?,
+            // A fixed number needs two at least: one for the sticky queue, one for the shared.
+            workflow_pollers: pollers("WORKER_WORKFLOW_POLLERS", 2)?,
             shared_queue_share,
-            activity_pollers: count("WORKER_ACTIVITY_POLLERS", 5, 1)?,
+            activity_pollers: pollers("WORKER_ACTIVITY_POLLERS", 1)?,
             sticky_timeout: Duration::from_millis(
-                count("WORKER_STICKY_TIMEOUT_MS", 10_000, 100)? as u64
+                count("WORKER_STICKY_TIMEOUT_MS", 3_000, 100)? as u64
             ),
             max_cached_workflows: count("WORKER_MAX_CACHED_WORKFLOWS", 1_000, 0)?,
         })
@@ -246,10 +295,10 @@ mod tests {
         assert_eq!(
             c.polling,
             TaskPolling {
-                workflow_pollers: 5,
+                workflow_pollers: Pollers::Fixed(5),
                 shared_queue_share: 0.2,
-                activity_pollers: 5,
-                sticky_timeout: Duration::from_secs(10),
+                activity_pollers: Pollers::Fixed(5),
+                sticky_timeout: Duration::from_secs(3),
                 max_cached_workflows: 1000,
             }
         );
@@ -264,6 +313,8 @@ mod tests {
             ("WORKER_SHARED_QUEUE_POLL_SHARE", "0"),
             ("WORKER_SHARED_QUEUE_POLL_SHARE", "half"),
             ("WORKER_STICKY_TIMEOUT_MS", "10"),
+            ("WORKER_WORKFLOW_POLLERS", "many"),
+            ("WORKER_MAX_POLLERS", "0"),
         ] {
             let error = config(&[(var, value)]).unwrap_err();
             assert!(error.to_string().contains(var), "{var}={value}: {error}");
@@ -274,9 +325,25 @@ mod tests {
             ("WORKER_STICKY_TIMEOUT_MS", "1500"),
         ])
         .unwrap();
-        assert_eq!(tuned.polling.workflow_pollers, 4);
+        assert_eq!(tuned.polling.workflow_pollers, Pollers::Fixed(4));
+        assert_eq!(tuned.polling.activity_pollers, Pollers::Fixed(5));
         assert_eq!(tuned.polling.shared_queue_share, 0.25);
         assert_eq!(tuned.polling.sticky_timeout, Duration::from_millis(1500));
+        let capped = config(&[
+            ("WORKER_WORKFLOW_POLLERS", "auto"),
+            ("WORKER_MAX_POLLERS", "3"),
+        ])
+        .unwrap();
+        assert_eq!(
+            capped.polling.workflow_pollers.behavior(),
+            temporalio_sdk::runtime::PollerBehavior::Autoscaling(
+                temporalio_sdk::runtime::AutoscalingOptions::builder()
+                    .minimum(1)
+                    .maximum(3)
+                    .initial(3)
+                    .build()
+            )
+        );
     }
 
     #[test]

@@ -26,7 +26,6 @@ use prometheus::Registry;
 use sqlx::PgPool;
 use temporalio_client::Client;
 use temporalio_sdk::interceptors::{ActivityInboundInterceptor, WorkerInterceptor};
-use temporalio_sdk::runtime::PollerBehavior;
 use temporalio_sdk::{Runtime, SimplePlugin, Worker, WorkerOptions};
 
 pub use config::WorkerConfig;
@@ -134,13 +133,9 @@ pub fn build_worker(
         ))
         .register_activities(ReadModelActivities::new(writer))
         .maybe_deployment_options(config.version.as_ref().map(|v| v.deployment_options()))
-        .workflow_task_poller_behavior(PollerBehavior::SimpleMaximum(
-            config.polling.workflow_pollers,
-        ))
+        .workflow_task_poller_behavior(config.polling.workflow_pollers.behavior())
         .nonsticky_to_sticky_poll_ratio(config.polling.shared_queue_share)
-        .activity_task_poller_behavior(PollerBehavior::SimpleMaximum(
-            config.polling.activity_pollers,
-        ))
+        .activity_task_poller_behavior(config.polling.activity_pollers.behavior())
         .sticky_queue_schedule_to_start_timeout(config.polling.sticky_timeout)
         .max_cached_workflows(config.polling.max_cached_workflows)
         .build();
