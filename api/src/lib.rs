@@ -105,46 +105,27 @@ pub async fn serve(
         "gateway listening"
     );
     tokio::spawn(state.clone().prune_rate_limits());
-    let http = state.config.http;
-    let metrics = state.metrics.connections.clone();
-    // The connection limit and the read deadlines wrap the TLS layer, so they see the
-    // decrypted request (and a stalled handshake counts against the first head's deadline).
     match state.config.tls.clone() {
-        Some(tls) => {
-            let acceptor = tls::TlsAcceptor::new(acceptor, &tls);
-            run(
-                connection_limit::LimitedAcceptor::new(
-                    acceptor,
-                    http.max_connections,
-                    http.read,
-                    metrics,
-                ),
-                state,
-                shutdown,
-            )
-            .await
-        }
-        None => {
-            run(
-                connection_limit::LimitedAcceptor::new(
-                    acceptor,
-                    http.max_connections,
-                    http.read,
-                    metrics,
-                ),
-                state,
-                shutdown,
-            )
-            .await
-        }
+        Some(tls) => run(tls::TlsAcceptor::new(acceptor, &tls), state, shutdown).await,
+        None => run(acceptor, state, shutdown).await,
     }
 }
 
+/// Serves what `acceptor` accepts (plain TCP, or TLS over it) behind the connection limit and
+/// the read deadlines. They wrap the TLS layer, so they see the decrypted request (and a stalled
+/// handshake counts against the first head's deadline).
 async fn run<A: Acceptor + 'static>(
     acceptor: A,
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
+    let http = state.config.http;
+    let acceptor = connection_limit::LimitedAcceptor::new(
+        acceptor,
+        http.max_connections,
+        http.read,
+        state.metrics.connections.clone(),
+    );
     poem::Server::new_with_acceptor(acceptor)
         // Closes connections silent for this long (keep-alive, idle or stalled clients); live
         // sockets stay busy with the gateway's pings.
