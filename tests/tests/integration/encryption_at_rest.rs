@@ -542,43 +542,11 @@ async fn the_codec_endpoint_round_trips_for_operators_only_and_refuses_malformed
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
     altered["payloads"][0]["data"] = STANDARD.encode(&bytes).into();
-    let tampered = api
-        .send(
-            reqwest::Method::POST,
-            "/codec/decode",
-            Some(&ops),
-            Some(&altered),
-            &[],
-        )
-        .await;
-    assert!(
-        tampered.problem(422)["detail"]
-            .as_str()
-            .unwrap()
-            .contains("failed authentication"),
-        "{}",
-        tampered.text
-    );
+    decode_refused(api, &ops, &altered, "failed authentication").await;
     let mut unknown = encoded.json.clone();
     unknown["payloads"][0]["metadata"][delivery_payload_codec::KEY_ID_METADATA] =
         STANDARD.encode("retired-2024").into();
-    let answer = api
-        .send(
-            reqwest::Method::POST,
-            "/codec/decode",
-            Some(&ops),
-            Some(&unknown),
-            &[],
-        )
-        .await;
-    assert!(
-        answer.problem(422)["detail"]
-            .as_str()
-            .unwrap()
-            .contains("\"retired-2024\""),
-        "{}",
-        answer.text
-    );
+    decode_refused(api, &ops, &unknown, "\"retired-2024\"").await;
 
     // The Temporal Web UI's origin may call it from a browser (with credentials); others not.
     let allowed = preflight(api, "http://localhost:8233").await;
@@ -641,4 +609,25 @@ async fn the_codec_endpoint_round_trips_for_operators_only_and_refuses_malformed
     )
     .await
     .problem(403);
+}
+
+/// `/codec/decode` refuses `body` with a 422 whose detail says `why`.
+async fn decode_refused(api: &GatewayProcess, token: &str, body: &Value, why: &str) {
+    let answer = api
+        .send(
+            reqwest::Method::POST,
+            "/codec/decode",
+            Some(token),
+            Some(body),
+            &[],
+        )
+        .await;
+    assert!(
+        answer.problem(422)["detail"]
+            .as_str()
+            .unwrap()
+            .contains(why),
+        "{}",
+        answer.text
+    );
 }
