@@ -294,10 +294,22 @@ async fn await_pickup(ctx: &mut Ctx, version: u64) -> WorkflowResult<()> {
     if !deadline_timer.is_terminated() {
         deadline_timer.cancel();
     }
+    let now = rfc3339(ctx.workflow_time());
     if !pickup.is_terminated() {
         pickup.cancel();
+        // The partner's answer may already be in this task, only not delivered yet: an event
+        // and the pickup's completion that arrive in one workflow task reach the workflow in
+        // either order (live, the event first; on replay, the completion first). Taking the
+        // answer here makes both runs alike, and a job the partner accepted is withdrawn below
+        // whichever came first. A request still out resolves as cancelled at once.
+        if let Ok(PickupOutcome::Accepted {
+            pickup_id,
+            partner_id,
+        }) = pickup.as_mut().await
+        {
+            ctx.state_mut(|s| s.bind_partner(partner_id, pickup_id, &now));
+        }
     }
-    let now = rfc3339(ctx.workflow_time());
     ctx.state_mut(|s| {
         s.pickup_pending = false;
         s.release_deferred(&now);
