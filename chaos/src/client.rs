@@ -1,0 +1,174 @@
+//! The run's HTTP client of the public API, as a careful client behaves: requests spread over both
+//! gateways, a refused connection tried on the other one, a 503 / 429 / 5xx / lost answer retried
+//! with the same body (and so the same `event_id` or `Idempotency-Key`) after `Retry-After`,
+//! within a bounded patience. Every attempt is written to the ledger with its outcome.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use delivery_api::auth::{Role, TokenKeys};
+use delivery_tests::TEST_JWT_SECRET;
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::ledger::{Ledger, Outcome};
+
+/// What a call came to.
+#[derive(Debug, Clone)]
+pub enum Answer {
+    /// 2xx, with its status and body.
+    Done(u16, Value),
+    /// A 4xx the request itself caused (409 invalid transition, 404, ...), with its body.
+    Refused(u16, Value),
+    /// No final answer within the patience.
+    GaveUp,
+}
+
+impl Answer {
+    pub fn done(&self) -> Option<&Value> {
+        match self {
+            Answer::Done(_, body) => Some(body),
+            _ => None,
+        }
+    }
+}
+
+pub struct Api {
+    pub urls: Vec<String>,
+    http: reqwest::Client,
+    keys: TokenKeys,
+    next: AtomicUsize,
+    pub ledger: Arc<Ledger>,
+}
+
+impl Api {
+    pub fn new(urls: Vec<String>, ledger: Arc<Ledger>) -> Self {
+        Self {
+            urls,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(20))
+                .connect_timeout(Duration::from_secs(2))
+                .pool_max_idle_per_host(64)
+                .build()
+                .expect("http client"),
+            keys: TokenKeys::new(TEST_JWT_SECRET.as_bytes()),
+            next: AtomicUsize::new(0),
+            ledger,
+        }
+    }
+
+    pub fn token(&self, sub: &str, role: Role) -> String {
+        self.keys
+            .mint(sub, &[role], Duration::from_secs(4 * 3600))
+            .expect("minting a token")
+    }
+
+    /// The gateway the next request goes to.
+    pub fn pick(&self) -> &str {
+        &self.urls[self.next.fetch_add(1, Ordering::Relaxed) % self.urls.len()]
+    }
+
+    /// One attempt on one gateway: its outcome, body and `Retry-After`.
+    async fn once(
+        &self,
+        base: &str,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> (Outcome, Value, Option<Duration>) {
+        let started = Instant::now();
+        let mut request = self
+            .http
+            .request(method, format!("{base}{path}"))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let (outcome, body, retry_after) = match request.send().await {
+            Ok(response) => {
+                let code = response.status().as_u16();
+                let retry_after = response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs);
+                match response.text().await {
+                    Ok(text) => (
+                        Outcome::Status {
+                            code,
+                            retry_after: retry_after.is_some(),
+                        },
+                        serde_json::from_str(&text).unwrap_or(Value::Null),
+                        retry_after,
+                    ),
+                    Err(_) => (Outcome::NoAnswer, Value::Null, None),
+                }
+            }
+            Err(_) => (Outcome::NoAnswer, Value::Null, None),
+        };
+        self.ledger.request(started, outcome);
+        (outcome, body, retry_after)
+    }
+
+    /// A request retried (same body) until it gets a final answer or `patience` runs out.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+        patience: Duration,
+    ) -> Answer {
+        let started = Instant::now();
+        loop {
+            let base = self.pick().to_owned();
+            let (outcome, answer, retry_after) = self
+                .once(&base, method.clone(), path, token, body, headers)
+                .await;
+            let wait = match outcome {
+                Outcome::Status { code, .. } if (200..300).contains(&code) => {
+                    return Answer::Done(code, answer);
+                }
+                Outcome::Status { code, .. } if (400..500).contains(&code) && code != 429 => {
+                    return Answer::Refused(code, answer);
+                }
+                Outcome::Status { .. } => retry_after
+                    .unwrap_or(Duration::from_millis(500))
+                    .min(Duration::from_secs(2)),
+                // The other gateway at once: this one may be gone.
+                Outcome::NoAnswer => Duration::from_millis(100),
+            };
+            if started.elapsed() + wait > patience {
+                return Answer::GaveUp;
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: &Value, patience: Duration) -> Answer {
+        self.call(Method::POST, path, token, Some(body), &[], patience)
+            .await
+    }
+
+    /// A read, tried once on the next gateway (and once more on the other when unanswered).
+    pub async fn get(&self, path: &str, token: &str) -> Option<Value> {
+        for _ in 0..2 {
+            let base = self.pick().to_owned();
+            let (outcome, body, _) = self.once(&base, Method::GET, path, token, None, &[]).await;
+            match outcome {
+                Outcome::Status { code, .. } if (200..300).contains(&code) => return Some(body),
+                Outcome::NoAnswer => continue,
+                _ => return None,
+            }
+        }
+        None
+    }
+}

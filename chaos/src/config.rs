@@ -1,0 +1,95 @@
+//! What one chaos run does, read once from the environment: how long the load runs and how many
+//! faults of each kind are injected. `CHAOS_SHORT=1` is the run `make test` makes (about a
+//! minute, one or two faults of each kind, a small burst); otherwise `CHAOS_MINUTES` (default 5)
+//! sets the length of the loaded phase and the fault counts are those `make chaos` promises.
+
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct ChaosConfig {
+    /// The short run of `make test`.
+    pub short: bool,
+    /// How long journeys are started and faults injected.
+    pub load_for: Duration,
+    /// New journeys started per second.
+    pub journeys_per_second: f64,
+    pub worker_kills: u32,
+    pub gateway_kills: u32,
+    pub temporal_restarts: u32,
+    pub simulator_kills: u32,
+    pub redis_restarts: u32,
+    pub postgres_cuts: u32,
+    /// How long PostgreSQL stays cut off.
+    pub postgres_cut_for: Duration,
+    /// How long Redis stays stopped.
+    pub redis_down_for: Duration,
+    pub partner_error_bursts: u32,
+    pub partner_latency_spikes: u32,
+    /// How long a partner burst or spike lasts.
+    pub partner_fault_for: Duration,
+    /// Open workflows created in a burst before the whole stack is restarted (0: no restart).
+    pub burst_orders: usize,
+    /// How long journeys in flight may take to finish once the loaded phase ends.
+    pub drain_for: Duration,
+    /// How long the read model, Redis and the stream get to catch up before the checks.
+    pub settle_for: Duration,
+}
+
+impl ChaosConfig {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let short = matches!(std::env::var("CHAOS_SHORT").as_deref(), Ok("1" | "true"));
+        let number = |key: &str, default: f64| -> anyhow::Result<f64> {
+            match std::env::var(key) {
+                Ok(v) if !v.is_empty() => {
+                    v.parse::<f64>().ok().filter(|n| *n > 0.0).ok_or_else(|| {
+                        anyhow::anyhow!("{key} must be a positive number, got {v:?}")
+                    })
+                }
+                _ => Ok(default),
+            }
+        };
+        if short {
+            return Ok(Self {
+                short,
+                load_for: Duration::from_secs_f64(number("CHAOS_SECONDS", 45.0)?),
+                journeys_per_second: number("CHAOS_RATE", 2.0)?,
+                worker_kills: 2,
+                gateway_kills: 1,
+                temporal_restarts: 1,
+                simulator_kills: 1,
+                redis_restarts: 1,
+                postgres_cuts: 1,
+                postgres_cut_for: Duration::from_secs(5),
+                redis_down_for: Duration::from_secs(2),
+                partner_error_bursts: 1,
+                partner_latency_spikes: 1,
+                partner_fault_for: Duration::from_secs(3),
+                burst_orders: 40,
+                drain_for: Duration::from_secs(30),
+                settle_for: Duration::from_secs(30),
+            });
+        }
+        let minutes = number("CHAOS_MINUTES", 5.0)?;
+        // Longer soaks repeat the faults of the default run once per five minutes.
+        let rounds = (minutes / 5.0).ceil().max(1.0) as u32;
+        Ok(Self {
+            short,
+            load_for: Duration::from_secs_f64(minutes * 60.0),
+            journeys_per_second: number("CHAOS_RATE", 4.0)?,
+            worker_kills: 5 * rounds,
+            gateway_kills: 3 * rounds,
+            temporal_restarts: 2 * rounds,
+            simulator_kills: rounds,
+            redis_restarts: rounds,
+            postgres_cuts: rounds,
+            postgres_cut_for: Duration::from_secs(30),
+            redis_down_for: Duration::from_secs(5),
+            partner_error_bursts: 2 * rounds,
+            partner_latency_spikes: 2 * rounds,
+            partner_fault_for: Duration::from_secs(10),
+            burst_orders: number("CHAOS_BURST", 2000.0)? as usize,
+            drain_for: Duration::from_secs(120),
+            settle_for: Duration::from_secs(90),
+        })
+    }
+}
