@@ -9,13 +9,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-pub struct Balancer {
-    pub port: u16,
+pub(crate) struct Balancer {
+    pub(crate) port: u16,
     accept: JoinHandle<()>,
 }
 
 impl Balancer {
-    pub async fn start(upstreams: Vec<SocketAddr>) -> anyhow::Result<Self> {
+    pub(crate) async fn start(upstreams: Vec<SocketAddr>) -> anyhow::Result<Self> {
         anyhow::ensure!(!upstreams.is_empty(), "a balancer needs an upstream");
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let port = listener.local_addr()?.port();

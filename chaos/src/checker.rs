@@ -21,7 +21,7 @@ use crate::ledger::{BatchAnswer, Snapshot, SocketProblem};
 use crate::load::TERMINAL;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Kind {
+pub(crate) enum Kind {
     Lost,
     Duplicated,
     OutOfOrder,
@@ -43,10 +43,10 @@ impl fmt::Display for Kind {
 }
 
 #[derive(Debug, Clone)]
-pub struct Finding {
-    pub kind: Kind,
-    pub order: String,
-    pub what: String,
+pub(crate) struct Finding {
+    pub(crate) kind: Kind,
+    pub(crate) order: String,
+    pub(crate) what: String,
 }
 
 /// One audit entry.
@@ -59,7 +59,7 @@ struct AuditEntry {
 
 /// Everything the stores hold, read once.
 #[derive(Default)]
-pub struct Facts {
+pub(crate) struct Facts {
     workflows: HashMap<String, Result<DeliveryOrderView, String>>,
     rows: HashMap<String, (String, u64)>,
     audit: HashMap<String, Vec<AuditEntry>>,
@@ -74,35 +74,38 @@ pub struct Facts {
 }
 
 /// What the checks found, with the counts the report prints.
-pub struct Verdict {
-    pub findings: Vec<Finding>,
-    pub orders: usize,
-    pub compat_deliveries: usize,
-    pub events: usize,
-    pub stream_entries: usize,
+pub(crate) struct Verdict {
+    pub(crate) findings: Vec<Finding>,
+    pub(crate) orders: usize,
+    pub(crate) compat_deliveries: usize,
+    pub(crate) events: usize,
+    pub(crate) stream_entries: usize,
     /// Orders waiting on a long timer (their partner forgot the job in a simulator kill).
-    pub long_timer: usize,
-    pub in_operator_queue: usize,
-    pub terminal: usize,
+    pub(crate) long_timer: usize,
+    pub(crate) in_operator_queue: usize,
+    pub(crate) terminal: usize,
 }
 
 impl Verdict {
-    pub fn count(&self, kind: Kind) -> usize {
+    pub(crate) fn count(&self, kind: Kind) -> usize {
         self.findings.iter().filter(|f| f.kind == kind).count()
     }
 }
 
-pub struct Sources<'a> {
-    pub temporal: &'a temporalio_client::Client,
-    pub pool: &'a sqlx::PgPool,
-    pub redis: &'a mut redis::aio::MultiplexedConnection,
-    pub keys: &'a RedisKeys,
+pub(crate) struct Sources<'a> {
+    pub(crate) temporal: &'a temporalio_client::Client,
+    pub(crate) pool: &'a sqlx::PgPool,
+    pub(crate) redis: &'a mut redis::aio::MultiplexedConnection,
+    pub(crate) keys: &'a RedisKeys,
     /// The running simulator's pickups.
-    pub sim_now: Vec<Value>,
+    pub(crate) sim_now: Vec<Value>,
 }
 
 /// Every delivery order id known anywhere: acknowledged to a client or in the read model.
-pub async fn universe(pool: &sqlx::PgPool, ledger: &Snapshot) -> anyhow::Result<BTreeSet<String>> {
+pub(crate) async fn universe(
+    pool: &sqlx::PgPool,
+    ledger: &Snapshot,
+) -> anyhow::Result<BTreeSet<String>> {
     let mut ids: BTreeSet<String> = ledger.orders.clone();
     let rows = sqlx::query("SELECT id FROM delivery_orders")
         .fetch_all(pool)
@@ -114,7 +117,7 @@ pub async fn universe(pool: &sqlx::PgPool, ledger: &Snapshot) -> anyhow::Result<
     Ok(ids)
 }
 
-pub async fn query_state(
+pub(crate) async fn query_state(
     temporal: &temporalio_client::Client,
     id: &str,
 ) -> Result<DeliveryOrderView, String> {
@@ -139,7 +142,7 @@ pub async fn query_state(
 }
 
 impl Facts {
-    pub async fn gather(
+    pub(crate) async fn gather(
         sources: &mut Sources<'_>,
         ids: &BTreeSet<String>,
         ledger: &Snapshot,
@@ -183,7 +186,7 @@ impl Facts {
         for id in ids {
             let cached: Option<String> = redis::cmd("GET")
                 .arg(sources.keys.status(id))
-                .query_async(sources.redis)
+                .query_async(&mut *sources.redis)
                 .await?;
             let parsed = cached
                 .and_then(|text| serde_json::from_str::<Value>(&text).ok())
@@ -217,7 +220,7 @@ impl Facts {
         for id in ledger.compat.keys() {
             let cached: Option<String> = redis::cmd("GET")
                 .arg(sources.keys.compat_status(id))
-                .query_async(sources.redis)
+                .query_async(&mut *sources.redis)
                 .await?;
             let version = cached
                 .and_then(|text| serde_json::from_str::<Value>(&text).ok())
@@ -238,7 +241,7 @@ impl Facts {
                 .arg("+")
                 .arg("COUNT")
                 .arg(5000)
-                .query_async(sources.redis)
+                .query_async(&mut *sources.redis)
                 .await?;
             let Some(last) = page.ids.last() else {
                 return Ok(());
@@ -267,7 +270,7 @@ impl Facts {
 
     /// Orders whose read model, cache or stream is still behind the workflow (the catch-up
     /// after the last fault may still be running).
-    pub fn behind(&self) -> usize {
+    pub(crate) fn behind(&self) -> usize {
         self.workflows
             .iter()
             .filter(|(id, wf)| {
@@ -284,7 +287,7 @@ impl Facts {
             .count()
     }
 
-    pub fn check(&self, ledger: &Snapshot) -> Verdict {
+    pub(crate) fn check(&self, ledger: &Snapshot) -> Verdict {
         let mut findings = Vec::new();
         let mut find = |kind: Kind, order: &str, what: String| {
             findings.push(Finding {

@@ -16,34 +16,34 @@ use crate::ledger::{Ledger, Outcome};
 
 /// What a call came to.
 #[derive(Debug, Clone)]
-pub enum Answer {
-    /// 2xx, with its status and body.
-    Done(u16, Value),
-    /// A 4xx the request itself caused (409 invalid transition, 404, ...), with its body.
-    Refused(u16, Value),
+pub(crate) enum Answer {
+    /// 2xx, with its body.
+    Done(Value),
+    /// A 4xx the request itself caused (409 invalid transition, 404, ...): its status.
+    Refused(u16),
     /// No final answer within the patience.
     GaveUp,
 }
 
 impl Answer {
-    pub fn done(&self) -> Option<&Value> {
+    pub(crate) fn done(&self) -> Option<&Value> {
         match self {
-            Answer::Done(_, body) => Some(body),
+            Answer::Done(body) => Some(body),
             _ => None,
         }
     }
 }
 
-pub struct Api {
-    pub urls: Vec<String>,
+pub(crate) struct Api {
+    pub(crate) urls: Vec<String>,
     http: reqwest::Client,
     keys: TokenKeys,
     next: AtomicUsize,
-    pub ledger: Arc<Ledger>,
+    pub(crate) ledger: Arc<Ledger>,
 }
 
 impl Api {
-    pub fn new(urls: Vec<String>, ledger: Arc<Ledger>) -> Self {
+    pub(crate) fn new(urls: Vec<String>, ledger: Arc<Ledger>) -> Self {
         Self {
             urls,
             http: reqwest::Client::builder()
@@ -58,14 +58,14 @@ impl Api {
         }
     }
 
-    pub fn token(&self, sub: &str, role: Role) -> String {
+    pub(crate) fn token(&self, sub: &str, role: Role) -> String {
         self.keys
             .mint(sub, &[role], Duration::from_secs(4 * 3600))
             .expect("minting a token")
     }
 
     /// The gateway the next request goes to.
-    pub fn pick(&self) -> &str {
+    pub(crate) fn pick(&self) -> &str {
         &self.urls[self.next.fetch_add(1, Ordering::Relaxed) % self.urls.len()]
     }
 
@@ -79,7 +79,6 @@ impl Api {
         body: Option<&Value>,
         headers: &[(&str, &str)],
     ) -> (Outcome, Value, Option<Duration>) {
-        let started = Instant::now();
         let mut request = self
             .http
             .request(method, format!("{base}{path}"))
@@ -113,12 +112,12 @@ impl Api {
             }
             Err(_) => (Outcome::NoAnswer, Value::Null, None),
         };
-        self.ledger.request(started, outcome);
+        self.ledger.request(outcome);
         (outcome, body, retry_after)
     }
 
     /// A request retried (same body) until it gets a final answer or `patience` runs out.
-    pub async fn call(
+    pub(crate) async fn call(
         &self,
         method: Method,
         path: &str,
@@ -135,10 +134,10 @@ impl Api {
                 .await;
             let wait = match outcome {
                 Outcome::Status { code, .. } if (200..300).contains(&code) => {
-                    return Answer::Done(code, answer);
+                    return Answer::Done(answer);
                 }
                 Outcome::Status { code, .. } if (400..500).contains(&code) && code != 429 => {
-                    return Answer::Refused(code, answer);
+                    return Answer::Refused(code);
                 }
                 Outcome::Status { .. } => retry_after
                     .unwrap_or(Duration::from_millis(500))
@@ -153,13 +152,19 @@ impl Api {
         }
     }
 
-    pub async fn post(&self, path: &str, token: &str, body: &Value, patience: Duration) -> Answer {
+    pub(crate) async fn post(
+        &self,
+        path: &str,
+        token: &str,
+        body: &Value,
+        patience: Duration,
+    ) -> Answer {
         self.call(Method::POST, path, token, Some(body), &[], patience)
             .await
     }
 
     /// A read, tried once on the next gateway (and once more on the other when unanswered).
-    pub async fn get(&self, path: &str, token: &str) -> Option<Value> {
+    pub(crate) async fn get(&self, path: &str, token: &str) -> Option<Value> {
         for _ in 0..2 {
             let base = self.pick().to_owned();
             let (outcome, body, _) = self.once(&base, Method::GET, path, token, None, &[]).await;

@@ -6,37 +6,37 @@
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
-pub struct ChaosConfig {
+pub(crate) struct ChaosConfig {
     /// The short run of `make test`.
-    pub short: bool,
+    pub(crate) short: bool,
     /// How long journeys are started and faults injected.
-    pub load_for: Duration,
+    pub(crate) load_for: Duration,
     /// New journeys started per second.
-    pub journeys_per_second: f64,
-    pub worker_kills: u32,
-    pub gateway_kills: u32,
-    pub temporal_restarts: u32,
-    pub simulator_kills: u32,
-    pub redis_restarts: u32,
-    pub postgres_cuts: u32,
+    pub(crate) journeys_per_second: f64,
+    pub(crate) worker_kills: u32,
+    pub(crate) gateway_kills: u32,
+    pub(crate) temporal_restarts: u32,
+    pub(crate) simulator_kills: u32,
+    pub(crate) redis_restarts: u32,
+    pub(crate) postgres_cuts: u32,
     /// How long PostgreSQL stays cut off.
-    pub postgres_cut_for: Duration,
+    pub(crate) postgres_cut_for: Duration,
     /// How long Redis stays stopped.
-    pub redis_down_for: Duration,
-    pub partner_error_bursts: u32,
-    pub partner_latency_spikes: u32,
+    pub(crate) redis_down_for: Duration,
+    pub(crate) partner_error_bursts: u32,
+    pub(crate) partner_latency_spikes: u32,
     /// How long a partner burst or spike lasts.
-    pub partner_fault_for: Duration,
+    pub(crate) partner_fault_for: Duration,
     /// Open workflows created in a burst before the whole stack is restarted (0: no restart).
-    pub burst_orders: usize,
+    pub(crate) burst_orders: usize,
     /// How long journeys in flight may take to finish once the loaded phase ends.
-    pub drain_for: Duration,
+    pub(crate) drain_for: Duration,
     /// How long the read model, Redis and the stream get to catch up before the checks.
-    pub settle_for: Duration,
+    pub(crate) settle_for: Duration,
 }
 
 impl ChaosConfig {
-    pub fn from_env() -> anyhow::Result<Self> {
+    pub(crate) fn from_env() -> anyhow::Result<Self> {
         let short = matches!(std::env::var("CHAOS_SHORT").as_deref(), Ok("1" | "true"));
         let number = |key: &str, default: f64| -> anyhow::Result<f64> {
             match std::env::var(key) {

@@ -3,14 +3,14 @@
 
 use sqlx::postgres::PgPoolOptions;
 
-pub struct Database {
-    pub url: String,
+pub(crate) struct Database {
+    pub(crate) url: String,
     admin: String,
     name: String,
 }
 
 impl Database {
-    pub async fn create() -> anyhow::Result<Self> {
+    pub(crate) async fn create() -> anyhow::Result<Self> {
         let admin = std::env::var("DATABASE_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
         let name = format!(
@@ -38,7 +38,7 @@ impl Database {
     }
 
     /// Drops the database, closing whatever sessions it still has.
-    pub async fn drop_now(self) {
+    pub(crate) async fn drop_now(self) {
         if let Ok(pool) = PgPoolOptions::new()
             .max_connections(1)
             .connect(&self.admin)

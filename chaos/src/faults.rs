@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use futures::future::join_all;
 use serde_json::json;
 use tokio::sync::Mutex;
@@ -19,7 +20,7 @@ use crate::sim::SimControl;
 use crate::stack::Stack;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum FaultKind {
+pub(crate) enum FaultKind {
     WorkerKill,
     GatewayKill,
     TemporalKill,
@@ -32,7 +33,7 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             FaultKind::WorkerKill => "worker kill -9",
             FaultKind::GatewayKill => "gateway kill -9",
@@ -46,7 +47,7 @@ impl FaultKind {
         }
     }
 
-    pub const ALL: [FaultKind; 9] = [
+    pub(crate) const ALL: [FaultKind; 9] = [
         FaultKind::WorkerKill,
         FaultKind::GatewayKill,
         FaultKind::TemporalKill,
@@ -61,7 +62,7 @@ impl FaultKind {
 
 /// The faults in the order they are injected: kinds interleaved round-robin, the whole-stack
 /// restart (with its burst of open workflows) last.
-pub fn schedule(config: &ChaosConfig) -> Vec<FaultKind> {
+pub(crate) fn schedule(config: &ChaosConfig) -> Vec<FaultKind> {
     let mut left = [
         (FaultKind::WorkerKill, config.worker_kills),
         (FaultKind::GatewayKill, config.gateway_kills),
@@ -87,17 +88,17 @@ pub fn schedule(config: &ChaosConfig) -> Vec<FaultKind> {
     order
 }
 
-pub struct Injector {
-    pub config: ChaosConfig,
-    pub stack: Arc<Mutex<Stack>>,
-    pub driver: Arc<Driver>,
-    pub sim: Arc<SimControl>,
-    pub ledger: Arc<Ledger>,
+pub(crate) struct Injector {
+    pub(crate) config: ChaosConfig,
+    pub(crate) stack: Arc<Mutex<Stack>>,
+    pub(crate) driver: Arc<Driver>,
+    pub(crate) sim: Arc<SimControl>,
+    pub(crate) ledger: Arc<Ledger>,
 }
 
 impl Injector {
     /// Injects the whole schedule over `config.load_for`.
-    pub async fn run(&self) -> anyhow::Result<()> {
+    pub(crate) async fn run(&self) -> anyhow::Result<()> {
         let faults = schedule(&self.config);
         let began = Instant::now();
         let slot = self.config.load_for / (faults.len() as u32 + 1);
@@ -113,7 +114,9 @@ impl Injector {
                 kind.name()
             );
             let injected = self.ledger.now();
-            let probes = match self.inject(*kind, n).await? {
+            // Which occurrence of its kind this is (workers and gateways take turns).
+            let nth = faults[..n].iter().filter(|k| *k == kind).count();
+            let probes = match self.inject(*kind, nth).await? {
                 Some(burst) => burst,
                 None => probes,
             };
@@ -294,5 +297,3 @@ impl Injector {
         Some(longest)
     }
 }
-
-use futures::StreamExt;

@@ -8,38 +8,28 @@ use std::time::{Duration, Instant};
 
 /// How one HTTP request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// An HTTP status; for 503, whether `Retry-After` came with it.
     Status { code: u16, retry_after: bool },
     /// No answer: refused, reset or timed out.
     NoAnswer,
 }
 
-impl Outcome {
-    /// An answer a client of a healthy service gets (2xx, or a 4xx the request itself caused).
-    pub fn is_normal(self) -> bool {
-        matches!(self, Outcome::Status { code, .. } if code < 500 && code != 429)
-    }
-}
-
 #[derive(Debug, Clone)]
-pub struct Request {
-    /// Since the run started.
-    pub at: Duration,
-    pub took: Duration,
-    pub outcome: Outcome,
+pub(crate) struct Request {
+    pub(crate) outcome: Outcome,
 }
 
 /// An event a client was told was applied (200 with this version).
 #[derive(Debug, Clone)]
-pub struct Ack {
-    pub order: String,
-    pub event_id: String,
-    pub version: u64,
+pub(crate) struct Ack {
+    pub(crate) order: String,
+    pub(crate) event_id: String,
+    pub(crate) version: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BatchAnswer {
+pub(crate) enum BatchAnswer {
     Applied,
     RolledBack,
     /// No final answer (the client gave up): all or nothing still holds.
@@ -47,37 +37,37 @@ pub enum BatchAnswer {
 }
 
 #[derive(Debug, Clone)]
-pub struct Batch {
+pub(crate) struct Batch {
     /// `(order, event_id)` of each event, in order.
-    pub events: Vec<(String, String)>,
-    pub answer: BatchAnswer,
+    pub(crate) events: Vec<(String, String)>,
+    pub(crate) answer: BatchAnswer,
 }
 
 /// A delivery of the compatible API and the events acknowledged on it (`Idempotency-Key`s).
 #[derive(Debug, Clone, Default)]
-pub struct CompatDelivery {
-    pub acked: Vec<String>,
+pub(crate) struct CompatDelivery {
+    pub(crate) acked: Vec<String>,
 }
 
 /// One injected fault: when it began and when the service it hit was back.
 #[derive(Debug, Clone)]
-pub struct Fault {
-    pub kind: &'static str,
-    pub injected: Duration,
-    pub repaired: Duration,
+pub(crate) struct Fault {
+    pub(crate) kind: &'static str,
+    pub(crate) injected: Duration,
+    pub(crate) repaired: Duration,
     /// From the repair until commands and reads answered normally again.
-    pub recovery: Option<Duration>,
+    pub(crate) recovery: Option<Duration>,
 }
 
 /// Something a WebSocket watcher saw that the promise excludes.
 #[derive(Debug, Clone)]
-pub struct SocketFinding {
-    pub order: String,
-    pub what: SocketProblem,
+pub(crate) struct SocketFinding {
+    pub(crate) order: String,
+    pub(crate) what: SocketProblem,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SocketProblem {
+pub(crate) enum SocketProblem {
     /// A version skipped without a resync.
     Gap { after: u64, got: u64 },
     /// The same version twice.
@@ -88,9 +78,9 @@ pub enum SocketProblem {
 
 /// The last version a watcher of one order saw, and whether it was still watching at the end.
 #[derive(Debug, Clone, Copy)]
-pub struct WatchEnd {
-    pub last_version: Option<u64>,
-    pub saw_terminal: bool,
+pub(crate) struct WatchEnd {
+    pub(crate) last_version: Option<u64>,
+    pub(crate) saw_terminal: bool,
 }
 
 #[derive(Default)]
@@ -111,13 +101,13 @@ struct Books {
     burst: BTreeSet<String>,
 }
 
-pub struct Ledger {
+pub(crate) struct Ledger {
     started: Instant,
     books: Mutex<Books>,
 }
 
 impl Ledger {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             started: Instant::now(),
             books: Mutex::default(),
@@ -128,32 +118,27 @@ impl Ledger {
         self.books.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn now(&self) -> Duration {
+    pub(crate) fn now(&self) -> Duration {
         self.started.elapsed()
     }
 
-    pub fn request(&self, started: Instant, outcome: Outcome) {
-        let at = started.saturating_duration_since(self.started);
-        self.books().requests.push(Request {
-            at,
-            took: started.elapsed(),
-            outcome,
-        });
+    pub(crate) fn request(&self, outcome: Outcome) {
+        self.books().requests.push(Request { outcome });
     }
 
-    pub fn order(&self, id: &str) {
+    pub(crate) fn order(&self, id: &str) {
         self.books().orders.insert(id.to_owned());
     }
 
-    pub fn silent(&self, id: &str) {
+    pub(crate) fn silent(&self, id: &str) {
         self.books().silent.insert(id.to_owned());
     }
 
-    pub fn burst(&self, id: &str) {
+    pub(crate) fn burst(&self, id: &str) {
         self.books().burst.insert(id.to_owned());
     }
 
-    pub fn ack(&self, order: &str, event_id: &str, version: u64) {
+    pub(crate) fn ack(&self, order: &str, event_id: &str, version: u64) {
         self.books().acks.push(Ack {
             order: order.to_owned(),
             event_id: event_id.to_owned(),
@@ -161,15 +146,15 @@ impl Ledger {
         });
     }
 
-    pub fn batch(&self, batch: Batch) {
+    pub(crate) fn batch(&self, batch: Batch) {
         self.books().batches.push(batch);
     }
 
-    pub fn compat_created(&self, id: &str) {
+    pub(crate) fn compat_created(&self, id: &str) {
         self.books().compat.entry(id.to_owned()).or_default();
     }
 
-    pub fn compat_ack(&self, id: &str, key: &str) {
+    pub(crate) fn compat_ack(&self, id: &str, key: &str) {
         self.books()
             .compat
             .entry(id.to_owned())
@@ -178,26 +163,26 @@ impl Ledger {
             .push(key.to_owned());
     }
 
-    pub fn fault(&self, fault: Fault) {
+    pub(crate) fn fault(&self, fault: Fault) {
         self.books().faults.push(fault);
     }
 
-    pub fn socket_finding(&self, order: &str, what: SocketProblem) {
+    pub(crate) fn socket_finding(&self, order: &str, what: SocketProblem) {
         self.books().socket_findings.push(SocketFinding {
             order: order.to_owned(),
             what,
         });
     }
 
-    pub fn watch_end(&self, order: &str, end: WatchEnd) {
+    pub(crate) fn watch_end(&self, order: &str, end: WatchEnd) {
         self.books().watch_ends.insert(order.to_owned(), end);
     }
 
-    pub fn sim_record(&self, pickups: Vec<serde_json::Value>) {
+    pub(crate) fn sim_record(&self, pickups: Vec<serde_json::Value>) {
         self.books().sim_records.push(pickups);
     }
 
-    pub fn snapshot(&self) -> Snapshot {
+    pub(crate) fn snapshot(&self) -> Snapshot {
         let b = self.books();
         Snapshot {
             orders: b.orders.clone(),
@@ -213,30 +198,20 @@ impl Ledger {
             burst: b.burst.clone(),
         }
     }
-
-    /// Requests that started in `[from, to)`.
-    pub fn requests_between(&self, from: Duration, to: Duration) -> Vec<Request> {
-        self.books()
-            .requests
-            .iter()
-            .filter(|r| r.at >= from && r.at < to)
-            .cloned()
-            .collect()
-    }
 }
 
 /// A copy of the books for the checker and the report.
 #[derive(Debug, Clone)]
-pub struct Snapshot {
-    pub orders: BTreeSet<String>,
-    pub acks: Vec<Ack>,
-    pub batches: Vec<Batch>,
-    pub compat: BTreeMap<String, CompatDelivery>,
-    pub requests: Vec<Request>,
-    pub faults: Vec<Fault>,
-    pub socket_findings: Vec<SocketFinding>,
-    pub watch_ends: BTreeMap<String, WatchEnd>,
-    pub sim_records: Vec<Vec<serde_json::Value>>,
-    pub silent: BTreeSet<String>,
-    pub burst: BTreeSet<String>,
+pub(crate) struct Snapshot {
+    pub(crate) orders: BTreeSet<String>,
+    pub(crate) acks: Vec<Ack>,
+    pub(crate) batches: Vec<Batch>,
+    pub(crate) compat: BTreeMap<String, CompatDelivery>,
+    pub(crate) requests: Vec<Request>,
+    pub(crate) faults: Vec<Fault>,
+    pub(crate) socket_findings: Vec<SocketFinding>,
+    pub(crate) watch_ends: BTreeMap<String, WatchEnd>,
+    pub(crate) sim_records: Vec<Vec<serde_json::Value>>,
+    pub(crate) silent: BTreeSet<String>,
+    pub(crate) burst: BTreeSet<String>,
 }

@@ -19,12 +19,12 @@ use crate::sim::SimControl;
 use crate::watchers;
 
 /// How long a command is retried before the client gives up on it.
-pub const COMMAND_PATIENCE: Duration = Duration::from_secs(90);
+pub(crate) const COMMAND_PATIENCE: Duration = Duration::from_secs(90);
 /// How long one journey may take.
 const JOURNEY_PATIENCE: Duration = Duration::from_secs(150);
 const CUSTOMERS: u64 = 25;
 /// Terminal states of a delivery order.
-pub const TERMINAL: [&str; 3] = ["DELIVERY_CONFIRMED", "CANCELLED", "RESHIPPED"];
+pub(crate) const TERMINAL: [&str; 3] = ["DELIVERY_CONFIRMED", "CANCELLED", "RESHIPPED"];
 
 /// What an operator does with an order in the queue.
 #[derive(Debug, Clone, Copy)]
@@ -45,11 +45,11 @@ enum Plan {
     Silent { in_batch: bool },
 }
 
-pub struct Driver {
-    pub api: Arc<Api>,
-    pub sim: Arc<SimControl>,
+pub(crate) struct Driver {
+    pub(crate) api: Arc<Api>,
+    pub(crate) sim: Arc<SimControl>,
     /// Set when the loaded phase ends: no new journeys.
-    pub stopping: AtomicBool,
+    pub(crate) stopping: AtomicBool,
     /// Silent orders waiting for a batch to cancel them.
     batch_pool: Mutex<Vec<String>>,
     journeys: AtomicU64,
@@ -58,12 +58,12 @@ pub struct Driver {
     oms: String,
 }
 
-pub fn new_event_id() -> String {
+pub(crate) fn new_event_id() -> String {
     format!("ev-{}", uuid::Uuid::new_v4().simple())
 }
 
 impl Driver {
-    pub fn new(api: Arc<Api>, sim: Arc<SimControl>) -> Self {
+    pub(crate) fn new(api: Arc<Api>, sim: Arc<SimControl>) -> Self {
         Self {
             payer: api.token("chaos-payments", Role::PaymentService),
             operator: api.token("chaos-operator", Role::Operator),
@@ -81,7 +81,7 @@ impl Driver {
     }
 
     /// Starts journeys at `per_second` until `stopping`; returns the handles of all of them.
-    pub async fn run(self: Arc<Self>, per_second: f64) -> Vec<tokio::task::JoinHandle<()>> {
+    pub(crate) async fn run(self: Arc<Self>, per_second: f64) -> Vec<tokio::task::JoinHandle<()>> {
         let mut handles = Vec::new();
         let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / per_second));
         handles.push(tokio::spawn(self.clone().batches()));
@@ -110,12 +110,8 @@ impl Driver {
             delivery_api::routes::commands::delivery_order_id_of_payment(&payment_id).to_string();
         match plan {
             Plan::Fail => {
-                self.sim
-                    .scenario(
-                        &id,
-                        json!({"outcome": "fail", "failure_reason": "WRONG_ADDRESS"}),
-                    )
-                    .await
+                let outcome = json!({"outcome": "fail", "failure_reason": "WRONG_ADDRESS"});
+                self.sim.scenario(&id, outcome).await;
             }
             Plan::Silent { .. } => {
                 if self.sim.scenario(&id, json!({"outcome": "silent"})).await {
@@ -135,7 +131,7 @@ impl Driver {
     }
 
     /// The payment service reports a payment; retried under the same payment id until answered.
-    pub async fn pay(&self, payment_id: &str, customer: &str) -> bool {
+    pub(crate) async fn pay(&self, payment_id: &str, customer: &str) -> bool {
         let id = delivery_api::routes::commands::delivery_order_id_of_payment(payment_id);
         let answer = self
             .api
@@ -162,7 +158,7 @@ impl Driver {
     }
 
     /// Sends one event with an id of its own (retries carry the same id); records the ack.
-    pub async fn send(&self, id: &str, token: &str, kind: &str, data: Value) -> Answer {
+    pub(crate) async fn send(&self, id: &str, token: &str, kind: &str, data: Value) -> Answer {
         let event_id = new_event_id();
         let answer = self
             .api
@@ -181,7 +177,7 @@ impl Driver {
         answer
     }
 
-    pub async fn cancel(&self, id: &str) -> Answer {
+    pub(crate) async fn cancel(&self, id: &str) -> Answer {
         self.send(
             id,
             &self.operator,
@@ -317,7 +313,7 @@ impl Driver {
                 .await;
             let answer = match answer {
                 Answer::Done(..) => BatchAnswer::Applied,
-                Answer::Refused(409, _) => BatchAnswer::RolledBack,
+                Answer::Refused(409) => BatchAnswer::RolledBack,
                 _ => BatchAnswer::Unknown,
             };
             self.api.ledger.batch(Batch {
@@ -372,7 +368,7 @@ impl Driver {
                     "/event",
                     &self.oms,
                     Some(&json!({"delivery_id": id, "type": kind, "data": data})),
-                    &[("Idempotency-Key", &key)],
+                    &[("Idempotency-Key", key.as_str())],
                     COMMAND_PATIENCE,
                 )
                 .await;

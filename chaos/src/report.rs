@@ -40,12 +40,12 @@ fn answer_group(outcome: Outcome) -> (&'static str, bool) {
     }
 }
 
-pub struct Report {
-    pub text: String,
-    pub passed: bool,
+pub(crate) struct Report {
+    pub(crate) text: String,
+    pub(crate) passed: bool,
 }
 
-pub fn render(
+pub(crate) fn render(
     config: &ChaosConfig,
     ledger: &Snapshot,
     verdict: &Verdict,
@@ -65,8 +65,8 @@ pub fn render(
     );
     let _ = writeln!(
         t,
-        "{:<52} {:>8} {:>18}",
-        "fault injected", "count", "longest recovery"
+        "{:<52} {:>8} {:>16} {:>18}",
+        "fault injected", "count", "longest outage", "longest recovery"
     );
     for kind in FaultKind::ALL {
         let faults: Vec<_> = ledger
@@ -88,20 +88,25 @@ pub fn render(
                     .unwrap_or_default(),
             )
         };
+        let outage = faults
+            .iter()
+            .map(|f| f.repaired.saturating_sub(f.injected))
+            .max()
+            .unwrap_or_default();
         let _ = writeln!(
             t,
-            "  {:<50} {:>8} {:>18}",
+            "  {:<50} {:>8} {:>16} {:>18}",
             kind.name(),
             faults.len(),
+            seconds(outage),
             longest
         );
     }
     let _ = writeln!(
         t,
-        "  {:<50} {:>8} {:>18}",
+        "  {:<50} {:>8}",
         "partner accepts, never calls back (orders)",
-        ledger.silent.len(),
-        "-"
+        ledger.silent.len()
     );
     let row = |t: &mut String, name: &str, value: String| {
         let _ = writeln!(t, "{name:<52} {value:>8}");
@@ -110,6 +115,11 @@ pub fn render(
         &mut t,
         "delivery orders checked",
         verdict.orders.to_string(),
+    );
+    row(
+        &mut t,
+        "  open in the burst before the stack restart",
+        ledger.burst.len().to_string(),
     );
     row(&mut t, "  terminal", verdict.terminal.to_string());
     row(

@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-pub struct SimControl {
-    pub url: String,
+pub(crate) struct SimControl {
+    pub(crate) url: String,
     http: reqwest::Client,
 }
 
 impl SimControl {
-    pub fn new(url: &str) -> Self {
+    pub(crate) fn new(url: &str) -> Self {
         Self {
             url: url.to_owned(),
             http: reqwest::Client::builder()
@@ -39,18 +39,18 @@ impl SimControl {
     }
 
     /// Scripts how the pickup of `delivery_order_id` goes; whether the simulator took it.
-    pub async fn scenario(&self, delivery_order_id: &str, scenario: Value) -> bool {
+    pub(crate) async fn scenario(&self, delivery_order_id: &str, scenario: Value) -> bool {
         self.put(&format!("/_sim/scenarios/{delivery_order_id}"), &scenario)
             .await
     }
 
     /// Changes the simulator's knobs (`error_rate`, `latency_ms`, ...).
-    pub async fn configure(&self, patch: Value) -> bool {
+    pub(crate) async fn configure(&self, patch: Value) -> bool {
         self.put("/_sim/config", &patch).await
     }
 
     /// Every pickup the running simulator accepted.
-    pub async fn pickups(&self) -> anyhow::Result<Vec<Value>> {
+    pub(crate) async fn pickups(&self) -> anyhow::Result<Vec<Value>> {
         let body: Value = self
             .http
             .get(format!("{}/_sim/pickups", self.url))

@@ -24,8 +24,8 @@ enum Ready {
 }
 
 /// One child process with everything needed to start it again the same way.
-pub struct Proc {
-    pub name: String,
+pub(crate) struct Proc {
+    pub(crate) name: String,
     program: PathBuf,
     args: Vec<String>,
     env: Vec<(String, String)>,
@@ -62,13 +62,9 @@ impl Proc {
         self
     }
 
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-
     /// Starts the process (its log is appended to, so a restart keeps what came before) and
     /// waits until it is ready, for at most `patience`.
-    pub async fn start(&mut self, patience: Duration) -> anyhow::Result<()> {
+    pub(crate) async fn start(&mut self, patience: Duration) -> anyhow::Result<()> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -130,7 +126,7 @@ impl Proc {
     }
 
     /// `kill -9`: no shutdown at all.
-    pub fn kill_hard(&mut self) {
+    pub(crate) fn kill_hard(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -138,7 +134,7 @@ impl Proc {
     }
 
     /// `SIGTERM`, up to 10 s to finish, then `SIGKILL`.
-    pub async fn stop(&mut self) {
+    pub(crate) async fn stop(&mut self) {
         let Some(mut child) = self.child.take() else {
             return;
         };
@@ -181,26 +177,25 @@ async fn redis_pings(port: u16) -> bool {
 }
 
 /// Every process of the run, and where each listens.
-pub struct Stack {
-    pub temporal: Proc,
+pub(crate) struct Stack {
+    pub(crate) temporal: Proc,
     /// `host:port` of the Temporal frontend.
-    pub temporal_address: String,
-    pub redis: Proc,
-    pub redis_url: String,
-    pub redis_prefix: String,
+    pub(crate) temporal_address: String,
+    pub(crate) redis: Proc,
+    pub(crate) redis_url: String,
+    pub(crate) redis_prefix: String,
     /// The read model's database, directly (the checker reads it this way).
-    pub database_url: String,
+    pub(crate) database_url: String,
     /// Between the services and PostgreSQL.
-    pub postgres_proxy: TcpProxy,
-    /// Between the simulator's webhooks and the two gateways, as a load balancer would be.
-    pub balancer: Balancer,
-    pub sim: Proc,
-    pub sim_url: String,
-    pub workers: Vec<Proc>,
-    pub gateways: Vec<Proc>,
-    pub gateway_urls: Vec<String>,
-    pub task_queue: String,
-    pub log_dir: PathBuf,
+    pub(crate) postgres_proxy: TcpProxy,
+    /// Between the simulator's webhooks and the two gateways, as a load balancer would be
+    /// (held for its lifetime).
+    _balancer: Balancer,
+    pub(crate) sim: Proc,
+    pub(crate) sim_url: String,
+    pub(crate) workers: Vec<Proc>,
+    pub(crate) gateways: Vec<Proc>,
+    pub(crate) gateway_urls: Vec<String>,
 }
 
 /// The patience for a start: a Temporal server restarted on a database with thousands of open
@@ -208,7 +203,7 @@ pub struct Stack {
 const START_PATIENCE: Duration = Duration::from_secs(120);
 
 impl Stack {
-    pub async fn start(log_dir: &Path, database_url: &str) -> anyhow::Result<Self> {
+    pub(crate) async fn start(log_dir: &Path, database_url: &str) -> anyhow::Result<Self> {
         std::fs::create_dir_all(log_dir)?;
         let task_queue = format!("chaos-{}", uuid::Uuid::new_v4().simple());
         let redis_prefix = "chaos:".to_owned();
@@ -389,23 +384,21 @@ impl Stack {
             redis_prefix,
             database_url,
             postgres_proxy,
-            balancer,
+            _balancer: balancer,
             sim,
             sim_url,
             workers,
             gateways,
             gateway_urls,
-            task_queue,
-            log_dir: log_dir.to_owned(),
         })
     }
 
-    pub async fn restart(proc: &mut Proc) -> anyhow::Result<()> {
+    pub(crate) async fn restart(proc: &mut Proc) -> anyhow::Result<()> {
         proc.start(START_PATIENCE).await
     }
 
     /// Everything stopped, newest first (the run's end).
-    pub async fn stop_all(&mut self) {
+    pub(crate) async fn stop_all(&mut self) {
         for gateway in self.gateways.iter_mut().rev() {
             gateway.stop().await;
         }
@@ -418,7 +411,7 @@ impl Stack {
     }
 
     /// A Temporal client with the stack's payload codec.
-    pub async fn temporal_client(&self) -> anyhow::Result<temporalio_client::Client> {
+    pub(crate) async fn temporal_client(&self) -> anyhow::Result<temporalio_client::Client> {
         let server = delivery_tests::TemporalServer {
             address: self.temporal_address.clone(),
             cli: delivery_tests::temporal::temporal_cli(),

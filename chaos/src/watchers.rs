@@ -20,7 +20,7 @@ use crate::load::TERMINAL;
 /// Set once the checks begin: watchers record where they are and end.
 static STOP: AtomicBool = AtomicBool::new(false);
 
-pub fn stop_all() {
+pub(crate) fn stop_all() {
     STOP.store(true, Ordering::SeqCst);
 }
 
@@ -50,7 +50,7 @@ async fn next_message(
 }
 
 /// Watches one order until it shows a terminal state or the checks begin.
-pub async fn watch_order(api: Arc<Api>, id: String) {
+pub(crate) async fn watch_order(api: Arc<Api>, id: String) {
     let token = api.token("chaos-watcher", Role::Operator);
     let mut last: Option<u64> = None;
     let mut saw_terminal = false;
@@ -131,7 +131,7 @@ pub async fn watch_order(api: Arc<Api>, id: String) {
 
 /// The dashboard's socket of every change: per order, versions only go up and a gap comes after
 /// a `resync` (which makes every order's next version a fresh start).
-pub async fn watch_everything(api: Arc<Api>) {
+pub(crate) async fn watch_everything(api: Arc<Api>) {
     let token = api.token("chaos-dashboard", Role::Operator);
     while !STOP.load(Ordering::SeqCst) {
         let url = socket_url(&api, "/api/v1/ws/events", &token);
