@@ -51,21 +51,21 @@ impl ChaosConfig {
         if short {
             return Ok(Self {
                 short,
-                load_for: Duration::from_secs_f64(number("CHAOS_SECONDS", 45.0)?),
-                journeys_per_second: number("CHAOS_RATE", 2.0)?,
-                worker_kills: 2,
+                load_for: Duration::from_secs_f64(number("CHAOS_SECONDS", 40.0)?),
+                journeys_per_second: number("CHAOS_RATE", 1.0)?,
+                worker_kills: 1,
                 gateway_kills: 1,
                 temporal_restarts: 1,
                 simulator_kills: 1,
                 redis_restarts: 1,
                 postgres_cuts: 1,
-                postgres_cut_for: Duration::from_secs(5),
+                postgres_cut_for: Duration::from_secs(3),
                 redis_down_for: Duration::from_secs(2),
                 partner_error_bursts: 1,
                 partner_latency_spikes: 1,
-                partner_fault_for: Duration::from_secs(3),
-                burst_orders: 40,
-                drain_for: Duration::from_secs(30),
+                partner_fault_for: Duration::from_secs(2),
+                burst_orders: 20,
+                drain_for: Duration::from_secs(20),
                 settle_for: Duration::from_secs(30),
             });
         }

@@ -98,8 +98,9 @@ pub(crate) struct Injector {
 
 impl Injector {
     /// Injects the whole schedule over `config.load_for`.
-    pub(crate) async fn run(&self) -> anyhow::Result<()> {
+    pub(crate) async fn run(self: Arc<Self>) -> anyhow::Result<()> {
         let faults = schedule(&self.config);
+        let mut measuring = Vec::new();
         let began = Instant::now();
         let slot = self.config.load_for / (faults.len() as u32 + 1);
         for (n, kind) in faults.iter().enumerate() {
@@ -121,24 +122,45 @@ impl Injector {
                 None => probes,
             };
             let repaired = self.ledger.now();
-            let recovery = self.recover(&probes).await;
-            eprintln!(
-                "[{:>6.1}s]   repaired after {:.1}s; commands normal {}",
-                self.ledger.now().as_secs_f64(),
-                (repaired - injected).as_secs_f64(),
-                recovery.map_or("not within the patience".to_owned(), |r| format!(
-                    "{:.1}s after",
-                    r.as_secs_f64()
-                ))
-            );
-            self.ledger.fault(Fault {
-                kind: kind.name(),
-                injected,
-                repaired,
-                recovery,
-            });
+            let measured = self.clone().measure(*kind, injected, repaired, probes);
+            if self.config.short {
+                // The short run does not wait: the next fault may overlap this recovery.
+                measuring.push(tokio::spawn(measured));
+            } else {
+                measured.await;
+            }
+        }
+        for measured in measuring {
+            let _ = measured.await;
         }
         Ok(())
+    }
+
+    /// Measures the recovery after one fault and records the fault.
+    async fn measure(
+        self: Arc<Self>,
+        kind: FaultKind,
+        injected: Duration,
+        repaired: Duration,
+        probes: Vec<String>,
+    ) {
+        let recovery = self.recover(&probes).await;
+        eprintln!(
+            "[{:>6.1}s]   {}: repaired after {:.1}s; commands normal {}",
+            self.ledger.now().as_secs_f64(),
+            kind.name(),
+            (repaired - injected).as_secs_f64(),
+            recovery.map_or("not within the patience".to_owned(), |r| format!(
+                "{:.1}s after",
+                r.as_secs_f64()
+            ))
+        );
+        self.ledger.fault(Fault {
+            kind: kind.name(),
+            injected,
+            repaired,
+            recovery,
+        });
     }
 
     /// `count` orders whose partner never calls back, readable in the read model: commands on

@@ -198,7 +198,7 @@ impl Driver {
         };
         let mut plan = plan;
         while started.elapsed() < JOURNEY_PATIENCE {
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
             let Some(order) = self.read(&id).await else {
                 continue;
             };

@@ -47,7 +47,11 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let outcome = run(&database.url).await;
+    // Interrupted, the run ends here: dropping it stops every process it started, by PID.
+    let outcome = tokio::select! {
+        outcome = run(&database.url) => outcome,
+        signal = interrupted() => Err(anyhow::anyhow!("interrupted by {signal}")),
+    };
     database.drop_now().await;
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
@@ -56,6 +60,21 @@ async fn main() -> ExitCode {
             eprintln!("chaos: the run could not be carried out: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// The first of SIGINT and SIGTERM.
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
     }
 }
 
@@ -89,13 +108,13 @@ async fn run(database_url: &str) -> anyhow::Result<bool> {
         config.journeys_per_second, config.load_for
     );
     let load = tokio::spawn(driver.clone().run(config.journeys_per_second));
-    let injector = Injector {
+    let injector = Arc::new(Injector {
         config: config.clone(),
         stack: stack.clone(),
         driver: driver.clone(),
         sim: sim.clone(),
         ledger: ledger.clone(),
-    };
+    });
     let injected = injector.run().await;
     driver
         .stopping
