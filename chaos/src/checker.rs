@@ -440,9 +440,13 @@ impl Facts {
                 );
             }
             // A cancelled order's accepted job must have been withdrawn from the partner.
-            if state == "CANCELLED"
-                && let Some(pickup) = &o.partner.pickup_id
-            {
+            // A job withdrawn from CREATED (the partner had accepted it, nothing more) must have
+            // been cancelled at the partner; later cancellations follow a finished job.
+            let cancelled_from_created = o.events.iter().any(|e| {
+                e.to_state == delivery_workflows::State::Cancelled
+                    && e.from_state == delivery_workflows::State::Created
+            });
+            if cancelled_from_created && let Some(pickup) = &o.partner.pickup_id {
                 if !o.partner.cancelled {
                     find(
                         Kind::Lost,
@@ -561,10 +565,10 @@ impl Facts {
         // WebSocket watchers.
         for f in &ledger.socket_findings {
             match f.what {
-                SocketProblem::Gap { after, got } => find(
+                SocketProblem::StaleAfterGap { got, read } => find(
                     Kind::Lost,
                     &f.order,
-                    format!("socket went from version {after} to {got} without a resync"),
+                    format!("socket showed version {got}, the read right after {read}"),
                 ),
                 SocketProblem::Repeated { version } => find(
                     Kind::Duplicated,

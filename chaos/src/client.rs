@@ -79,6 +79,7 @@ impl Api {
         body: Option<&Value>,
         headers: &[(&str, &str)],
     ) -> (Outcome, Value, Option<Duration>) {
+        let method_name = method.to_string();
         let mut request = self
             .http
             .request(method, format!("{base}{path}"))
@@ -112,7 +113,7 @@ impl Api {
             }
             Err(_) => (Outcome::NoAnswer, Value::Null, None),
         };
-        self.ledger.request(outcome);
+        self.ledger.request(endpoint(&method_name, path), outcome);
         (outcome, body, retry_after)
     }
 
@@ -176,4 +177,20 @@ impl Api {
         }
         None
     }
+}
+
+/// `method path` with ids (UUIDs) replaced by `{id}` and the query left out.
+fn endpoint(method: &str, path: &str) -> String {
+    let path = path.split('?').next().unwrap_or_default();
+    let template: Vec<&str> = path
+        .split('/')
+        .map(|segment| {
+            if uuid::Uuid::parse_str(segment).is_ok() {
+                "{id}"
+            } else {
+                segment
+            }
+        })
+        .collect();
+    format!("{method} {}", template.join("/"))
 }

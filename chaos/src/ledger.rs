@@ -17,6 +17,8 @@ pub(crate) enum Outcome {
 
 #[derive(Debug, Clone)]
 pub(crate) struct Request {
+    /// Method and path, ids replaced by `{id}` (`POST /api/v1/delivery-orders/{id}/events`).
+    pub(crate) endpoint: String,
     pub(crate) outcome: Outcome,
 }
 
@@ -68,8 +70,8 @@ pub(crate) struct SocketFinding {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SocketProblem {
-    /// A version skipped without a resync.
-    Gap { after: u64, got: u64 },
+    /// A version skipped, and the order read right after still behind what the socket showed.
+    StaleAfterGap { got: u64, read: u64 },
     /// The same version twice.
     Repeated { version: u64 },
     /// A lower version after a higher one.
@@ -122,8 +124,8 @@ impl Ledger {
         self.started.elapsed()
     }
 
-    pub(crate) fn request(&self, outcome: Outcome) {
-        self.books().requests.push(Request { outcome });
+    pub(crate) fn request(&self, endpoint: String, outcome: Outcome) {
+        self.books().requests.push(Request { endpoint, outcome });
     }
 
     pub(crate) fn order(&self, id: &str) {

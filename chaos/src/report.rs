@@ -193,6 +193,20 @@ pub(crate) fn render(
             n,
             if *bad { "  NOT FINE" } else { "" }
         );
+        if *bad {
+            // Where a client got it, so the answer can be traced to its handler.
+            let mut endpoints: BTreeMap<&str, usize> = BTreeMap::new();
+            for r in ledger
+                .requests
+                .iter()
+                .filter(|r| answer_group(r.outcome).0 == *group)
+            {
+                *endpoints.entry(r.endpoint.as_str()).or_default() += 1;
+            }
+            for (endpoint, n) in endpoints {
+                let _ = writeln!(t, "      {endpoint:<46} {n:>8}");
+            }
+        }
     }
     let defects = [
         Kind::Lost,
