@@ -194,3 +194,26 @@ fn endpoint(method: &str, path: &str) -> String {
         .collect();
     format!("{method} {}", template.join("/"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::endpoint;
+
+    #[test]
+    fn endpoints_name_the_route_not_the_order() {
+        assert_eq!(
+            endpoint(
+                "POST",
+                "/api/v1/delivery-orders/0b1c2d3e-4f50-4617-8899-aabbccddeeff/events"
+            ),
+            "POST /api/v1/delivery-orders/{id}/events"
+        );
+        assert_eq!(
+            endpoint(
+                "GET",
+                "/api/v1/delivery-orders/0b1c2d3e-4f50-4617-8899-aabbccddeeff?min_version=0"
+            ),
+            "GET /api/v1/delivery-orders/{id}"
+        );
+    }
+}

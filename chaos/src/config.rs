@@ -1,7 +1,7 @@
 //! What one chaos run does, read once from the environment: how long the load runs and how many
-//! faults of each kind are injected. `CHAOS_SHORT=1` is the run `make test` makes (about a
-//! minute, one or two faults of each kind, a small burst); otherwise `CHAOS_MINUTES` (default 5)
-//! sets the length of the loaded phase and the fault counts are those `make chaos` promises.
+//! faults of each kind are injected. `CHAOS_SHORT=1` is the run `make test` makes (40 s of load,
+//! one fault of each kind, a small burst); otherwise `CHAOS_MINUTES` (default 5) sets the length
+//! of the loaded phase and the fault counts are those `make chaos` promises.
 
 use std::time::Duration;
 
@@ -70,12 +70,19 @@ impl ChaosConfig {
             });
         }
         let minutes = number("CHAOS_MINUTES", 5.0)?;
-        // Longer soaks repeat the faults of the default run once per five minutes.
+        let mut config = Self::default_run(minutes);
+        config.journeys_per_second = number("CHAOS_RATE", config.journeys_per_second)?;
+        config.burst_orders = number("CHAOS_BURST", config.burst_orders as f64)? as usize;
+        Ok(config)
+    }
+
+    /// The default run of `minutes` of load: the faults of five minutes, once per five minutes.
+    pub(crate) fn default_run(minutes: f64) -> Self {
         let rounds = (minutes / 5.0).ceil().max(1.0) as u32;
-        Ok(Self {
-            short,
+        Self {
+            short: false,
             load_for: Duration::from_secs_f64(minutes * 60.0),
-            journeys_per_second: number("CHAOS_RATE", 4.0)?,
+            journeys_per_second: 4.0,
             worker_kills: 5 * rounds,
             gateway_kills: 3 * rounds,
             temporal_restarts: 2 * rounds,
@@ -87,9 +94,9 @@ impl ChaosConfig {
             partner_error_bursts: 2 * rounds,
             partner_latency_spikes: 2 * rounds,
             partner_fault_for: Duration::from_secs(10),
-            burst_orders: number("CHAOS_BURST", 2000.0)? as usize,
+            burst_orders: 2000,
             drain_for: Duration::from_secs(120),
             settle_for: Duration::from_secs(90),
-        })
+        }
     }
 }

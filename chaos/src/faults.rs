@@ -319,3 +319,23 @@ impl Injector {
         Some(longest)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schedule_holds_every_fault_once_with_kinds_interleaved_and_the_restart_last() {
+        let config = ChaosConfig::default_run(5.0);
+        let order = schedule(&config);
+        let count = |kind| order.iter().filter(|k| **k == kind).count() as u32;
+        assert_eq!(count(FaultKind::WorkerKill), config.worker_kills);
+        assert_eq!(count(FaultKind::GatewayKill), config.gateway_kills);
+        assert_eq!(count(FaultKind::TemporalKill), config.temporal_restarts);
+        assert_eq!(count(FaultKind::PostgresCut), config.postgres_cuts);
+        assert_eq!(order.last(), Some(&FaultKind::StackRestart));
+        assert_eq!(count(FaultKind::StackRestart), 1);
+        // No kind twice in a row while others are left.
+        assert_ne!(order[0], order[1]);
+    }
+}
