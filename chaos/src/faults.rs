@@ -123,8 +123,8 @@ impl Injector {
             };
             let repaired = self.ledger.now();
             let measured = self.clone().measure(*kind, injected, repaired, probes);
-            if self.config.short {
-                // The short run does not wait: the next fault may overlap this recovery.
+            if self.config.overlap_recovery {
+                // The next fault does not wait: it may overlap this recovery.
                 measuring.push(tokio::spawn(measured));
             } else {
                 measured.await;

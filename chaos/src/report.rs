@@ -63,6 +63,12 @@ pub(crate) fn render(
         },
         seconds(ran_for)
     );
+    if config.overlap_recovery {
+        let _ = writeln!(
+            t,
+            "(faults did not wait for the previous recovery: a recovery may include later faults)"
+        );
+    }
     let _ = writeln!(
         t,
         "{:<52} {:>8} {:>16} {:>18}",
