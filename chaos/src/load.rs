@@ -95,10 +95,10 @@ impl Driver {
     }
 
     async fn journey(self: Arc<Self>, n: u64) {
-        let roll = rand::rng().random_range(0..100);
+        let roll: u32 = rand::rng().random_range(0..100);
         let plan = match roll {
             0..50 => Plan::Deliver {
-                dispute: roll % 5 == 0,
+                dispute: roll.is_multiple_of(5),
             },
             50..62 => Plan::Fail,
             62..72 => Plan::Silent { in_batch: false },
@@ -124,7 +124,7 @@ impl Driver {
         if !self.pay(&payment_id, &customer).await {
             return;
         }
-        if matches!(plan, Plan::Deliver { .. }) && n % 3 == 0 {
+        if matches!(plan, Plan::Deliver { .. }) && n.is_multiple_of(3) {
             tokio::spawn(watchers::watch_order(self.api.clone(), id.clone()));
         }
         self.drive(id, plan, &customer, 0).await;
@@ -288,7 +288,7 @@ impl Driver {
                     )
                 })
                 .collect();
-            if n % 3 == 0 {
+            if n.is_multiple_of(3) {
                 events.push((
                     ids[0].clone(),
                     new_event_id(),
