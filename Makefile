@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 
 .DEFAULT_GOAL := help
-.PHONY: help run test security build lint bench demo token diagrams web-types capture-histories flood dr-drill clean-data validate-deploy
+.PHONY: help run test security build lint bench chaos demo token diagrams web-types capture-histories flood dr-drill clean-data validate-deploy
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ token: ## Print a development token: make token ROLE=operator SUB=alice (JWT_SEC
 
 bench: ## Start the stack from release builds and print throughput / latency figures (docs/performance.md)
 	@scripts/bench.sh
+
+chaos: ## Kill, cut and flood every part of the stack (2 workers, 2 gateways, release builds) under load, then check every order (CHAOS_MINUTES, default 5; docs/reliability.md)
+	@scripts/chaos.sh
 
 diagrams: ## Regenerate the PlantUML diagrams and the CloudFormation graph template from the graph
 	cargo run -q -p delivery-workflows --bin graphgen -- resources deploy/cloudformation

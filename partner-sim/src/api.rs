@@ -30,6 +30,7 @@ pub fn routes() -> Route {
         .at("/_sim/scenarios/:delivery_order_id", put(put_scenario))
         .at("/_sim/faults", post(post_faults))
         .at("/_sim/stats", get(get_stats))
+        .at("/_sim/pickups", get(list_pickups))
 }
 
 fn reply(status: StatusCode, body: Value) -> Response {
@@ -332,4 +333,23 @@ fn get_stats(Data(app): Data<&Arc<App>>) -> impl IntoResponse {
         StatusCode::OK,
         serde_json::to_value(&app.state.lock().stats).unwrap_or_default(),
     )
+}
+
+/// Every pickup this process accepted, oldest first: fault drills compare it with the service's
+/// records (no order booked twice, every withdrawn job cancelled).
+#[handler]
+fn list_pickups(Data(app): Data<&Arc<App>>) -> Response {
+    let mut pickups: Vec<Value> = {
+        let inner = app.state.lock();
+        inner
+            .pickups
+            .values()
+            .map(|p| serde_json::to_value(p).unwrap_or_default())
+            .collect()
+    };
+    pickups.sort_by(|a, b| {
+        let key = |v: &Value| v["created_at"].as_str().unwrap_or_default().to_owned();
+        key(a).cmp(&key(b))
+    });
+    reply(StatusCode::OK, json!({ "pickups": pickups }))
 }

@@ -25,7 +25,8 @@ const RANDOM_FAILURES: [&str; 4] = [
     "PACKAGE_DAMAGED",
     "REFUSED_BY_RECIPIENT",
 ];
-const ATTEMPTS: u32 = 5;
+/// The longest wait between two tries of one callback.
+const MAX_WAIT: Duration = Duration::from_secs(10);
 
 /// One callback as the contract describes it.
 #[derive(Debug, Clone)]
@@ -62,11 +63,13 @@ pub struct Sink {
     keys: Option<Arc<Keyring>>,
     http: reqwest::Client,
     temporal: Mutex<Option<Client>>,
+    attempts: u32,
 }
 
 impl Sink {
-    pub fn new(mode: CallbackMode, keys: Option<Arc<Keyring>>) -> Self {
+    pub fn new(mode: CallbackMode, keys: Option<Arc<Keyring>>, attempts: u32) -> Self {
         Self {
+            attempts: attempts.max(1),
             mode,
             keys,
             http: reqwest::Client::builder()
@@ -80,13 +83,13 @@ impl Sink {
     /// Delivers one callback, retrying transient failures with backoff. Returns whether it landed.
     pub async fn deliver(&self, callback: &Callback) -> bool {
         let mut wait = Duration::from_millis(100);
-        for attempt in 1..=ATTEMPTS {
+        for attempt in 1..=self.attempts {
             match self.try_deliver(callback).await {
                 Ok(()) => return true,
-                Err(error) if attempt < ATTEMPTS => {
+                Err(error) if attempt < self.attempts => {
                     tracing::warn!(%error, attempt, "callback failed; retrying");
                     tokio::time::sleep(wait).await;
-                    wait *= 2;
+                    wait = (wait * 2).min(MAX_WAIT);
                 }
                 Err(error) => tracing::error!(%error, "callback given up"),
             }

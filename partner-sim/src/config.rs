@@ -48,6 +48,10 @@ pub struct SimConfig {
     /// unless `DEV_MODE=1`, as for the worker): the signals carry the driver's name and phone, so
     /// they are encrypted like every other payload. `None` in the other modes.
     pub payload_keys: Option<Arc<Keyring>>,
+    /// Tries per callback (`PARTNER_CALLBACK_ATTEMPTS`, default 5); the wait between them doubles
+    /// from 100 ms up to 10 s. A real partner retries for longer than a few seconds; fault drills
+    /// that stop the service for longer raise it.
+    pub callback_attempts: u32,
 }
 
 impl SimConfig {
@@ -107,8 +111,13 @@ impl SimConfig {
             }
             _ => None,
         };
+        let callback_attempts = u32::try_from(num("PARTNER_CALLBACK_ATTEMPTS", "5")?)
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| anyhow::anyhow!("PARTNER_CALLBACK_ATTEMPTS must be 1 or more"))?;
         Ok(Self {
             payload_keys,
+            callback_attempts,
             bind: get("PARTNER_SIM_BIND", "127.0.0.1"),
             port: u16::try_from(num("PARTNER_SIM_PORT", "8090")?)
                 .map_err(|_| anyhow::anyhow!("PARTNER_SIM_PORT must be a port"))?,

@@ -32,7 +32,11 @@ impl Simulator {
         let (stop, stop_rx) = watch::channel(false);
         let app = Arc::new(api::App {
             state: Arc::new(state::SimState::new(config.knobs)),
-            sink: Arc::new(callbacks::Sink::new(config.callbacks, config.payload_keys)),
+            sink: Arc::new(callbacks::Sink::new(
+                config.callbacks,
+                config.payload_keys,
+                config.callback_attempts,
+            )),
             stop: stop_rx,
         });
         Ok(Self {

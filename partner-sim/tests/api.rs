@@ -38,6 +38,7 @@ async fn start(callbacks: CallbackMode) -> Running {
         callbacks,
         knobs: knobs(),
         payload_keys: None,
+        callback_attempts: 5,
     })
     .await
     .unwrap();

@@ -27,6 +27,12 @@ use crate::state::AppState;
 /// Namespace of delivery order ids derived from idempotency keys (UUID v5).
 const ID_NAMESPACE: Uuid = Uuid::from_u128(0x5d1c_7a3e_0b6f_4e29_9f3a_2c8d_41e7_b960);
 
+/// The delivery order a payment creates: derived from its `payment_id`, so a repeated payment
+/// names the same order (and a client can know the id before the answer arrives).
+pub fn delivery_order_id_of_payment(payment_id: &str) -> Uuid {
+    Uuid::new_v5(&ID_NAMESPACE, format!("payment:{payment_id}").as_bytes())
+}
+
 #[derive(ApiResponse)]
 pub enum CreateResponse {
     /// A new delivery order was started.
@@ -100,10 +106,7 @@ impl CommandsApi {
                 ordering_id: p.ordering_id.into(),
             })));
         }
-        let id = Uuid::new_v5(
-            &ID_NAMESPACE,
-            format!("payment:{}", p.payment_id).as_bytes(),
-        );
+        let id = delivery_order_id_of_payment(&p.payment_id);
         let correlation_id = explicit_correlation_id(req).unwrap_or_else(|| p.event_id.to_string());
         let creation = Creation {
             payment_id: Some(p.payment_id.into()),
@@ -152,9 +155,7 @@ pub(super) async fn create_delivery_order(
         ));
     }
     let id = match (&m.payment_id, &idempotency_key) {
-        (Some(payment_id), _) => {
-            Uuid::new_v5(&ID_NAMESPACE, format!("payment:{payment_id}").as_bytes())
-        }
+        (Some(payment_id), _) => delivery_order_id_of_payment(payment_id),
         (None, Some(key)) => Uuid::new_v5(
             &ID_NAMESPACE,
             format!("manual:{}:{key}", caller.sub).as_bytes(),

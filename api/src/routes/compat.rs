@@ -61,8 +61,10 @@ pub enum CompatAnswer {
     /// Too many requests from this caller (a problem document, from the gateway's edge).
     #[oai(status = 429, content_type = "application/problem+json")]
     TooManyRequests(Json<Problem>, #[oai(header = "Retry-After")] u64),
+    /// A dependency (Temporal, PostgreSQL) cannot serve the request now: retry after
+    /// `Retry-After` seconds, as every other 503 of the gateway says.
     #[oai(status = 503)]
-    Unavailable(Json<Detail>),
+    Unavailable(Json<Detail>, #[oai(header = "Retry-After")] u64),
 }
 
 /// A refusal of the compatible API (every [`CompatAnswer`] but the status).
@@ -81,7 +83,7 @@ impl From<Result<Json<Any<Value>>, CompatFailure>> for CompatAnswer {
             Err(CompatFailure::BadRequest(d)) => Self::BadRequest(d),
             Err(CompatFailure::Forbidden(d)) => Self::Forbidden(d),
             Err(CompatFailure::NotFound(d)) => Self::NotFound(d),
-            Err(CompatFailure::Unavailable(d)) => Self::Unavailable(d),
+            Err(CompatFailure::Unavailable(d)) => Self::Unavailable(d, RETRY_AFTER_SECS),
         }
     }
 }
@@ -113,6 +115,9 @@ fn not_found() -> CompatFailure {
         detail: "Delivery not found".into(),
     }))
 }
+
+/// What a 503 of this API asks a client to wait before retrying.
+const RETRY_AFTER_SECS: u64 = 1;
 
 fn unavailable(what: &str, cause: &dyn std::fmt::Display) -> CompatFailure {
     tracing::error!(cause = %cause, "{what}");

@@ -1,0 +1,656 @@
+//! The invariant checker. For every delivery order it compares the workflow's own state (the
+//! `state` query) with each place the order is kept or told: the read model row, the audit trail,
+//! the Redis status cache, the `delivery-events` stream (every version once, in order), the
+//! partner simulator's pickups (none booked twice; every cancelled order's job withdrawn), the
+//! WebSocket watchers (versions only go up; gaps only after a resync), what clients were
+//! acknowledged (every acknowledged event recorded at its version), event batches (all or
+//! nothing), and that every order not waiting on a long timer reached a terminal state or the
+//! operator queue. Compatible-API deliveries are checked the same way against their store.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+
+use delivery_read_model::RedisKeys;
+use delivery_workflows::{DeliveryOrderView, DeliveryOrderWorkflow};
+use futures::StreamExt;
+use serde_json::Value;
+use sqlx::Row;
+use temporalio_client::WorkflowQueryOptions;
+
+use crate::ledger::{BatchAnswer, Snapshot, SocketProblem};
+use crate::load::TERMINAL;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Kind {
+    Lost,
+    Duplicated,
+    OutOfOrder,
+    /// Two records disagree at the same version.
+    Differs,
+    Stuck,
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Kind::Lost => "lost",
+            Kind::Duplicated => "duplicated",
+            Kind::OutOfOrder => "out of order",
+            Kind::Differs => "differs",
+            Kind::Stuck => "stuck",
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Finding {
+    pub(crate) kind: Kind,
+    pub(crate) order: String,
+    pub(crate) what: String,
+}
+
+/// One audit entry.
+#[derive(Debug, Clone)]
+struct AuditEntry {
+    seq: u64,
+    event_id: String,
+    event_type: String,
+}
+
+/// Everything the stores hold, read once.
+#[derive(Default)]
+pub(crate) struct Facts {
+    workflows: HashMap<String, Result<DeliveryOrderView, String>>,
+    rows: HashMap<String, (String, u64)>,
+    audit: HashMap<String, Vec<AuditEntry>>,
+    cache: HashMap<String, Option<(String, u64)>>,
+    /// Per order, the `seq` of each stream entry in stream order.
+    stream: HashMap<String, Vec<u64>>,
+    stream_entries: usize,
+    /// Each simulator process's pickups (the running one last).
+    sim_lifetimes: Vec<Vec<Value>>,
+    compat_rows: HashMap<String, (u64, Vec<(u64, String)>)>,
+    compat_cache: HashMap<String, Option<u64>>,
+}
+
+/// What the checks found, with the counts the report prints.
+pub(crate) struct Verdict {
+    pub(crate) findings: Vec<Finding>,
+    pub(crate) orders: usize,
+    pub(crate) compat_deliveries: usize,
+    pub(crate) events: usize,
+    pub(crate) stream_entries: usize,
+    /// Orders waiting on a long timer (their partner forgot the job in a simulator kill).
+    pub(crate) long_timer: usize,
+    pub(crate) in_operator_queue: usize,
+    pub(crate) terminal: usize,
+}
+
+impl Verdict {
+    pub(crate) fn count(&self, kind: Kind) -> usize {
+        self.findings.iter().filter(|f| f.kind == kind).count()
+    }
+}
+
+pub(crate) struct Sources<'a> {
+    pub(crate) temporal: &'a temporalio_client::Client,
+    pub(crate) pool: &'a sqlx::PgPool,
+    pub(crate) redis: &'a mut redis::aio::MultiplexedConnection,
+    pub(crate) keys: &'a RedisKeys,
+    /// The running simulator's pickups.
+    pub(crate) sim_now: Vec<Value>,
+}
+
+/// Every delivery order id known anywhere: acknowledged to a client or in the read model.
+pub(crate) async fn universe(
+    pool: &sqlx::PgPool,
+    ledger: &Snapshot,
+) -> anyhow::Result<BTreeSet<String>> {
+    let mut ids: BTreeSet<String> = ledger.orders.clone();
+    let rows = sqlx::query("SELECT id FROM delivery_orders")
+        .fetch_all(pool)
+        .await?;
+    ids.extend(
+        rows.iter()
+            .map(|r| r.get::<uuid::Uuid, _>("id").to_string()),
+    );
+    Ok(ids)
+}
+
+pub(crate) async fn query_state(
+    temporal: &temporalio_client::Client,
+    id: &str,
+) -> Result<DeliveryOrderView, String> {
+    let handle = delivery_tests::workflows::handle(temporal, id);
+    let mut last = String::new();
+    for _ in 0..3 {
+        match handle
+            .query(
+                DeliveryOrderWorkflow::state,
+                (),
+                WorkflowQueryOptions::default(),
+            )
+            .await
+        {
+            Ok(Some(view)) => return Ok(view),
+            Ok(None) => return Err("the workflow holds no order (invalid start)".into()),
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    Err(format!("state query failed: {last}"))
+}
+
+impl Facts {
+    pub(crate) async fn gather(
+        sources: &mut Sources<'_>,
+        ids: &BTreeSet<String>,
+        ledger: &Snapshot,
+    ) -> anyhow::Result<Self> {
+        let mut facts = Facts::default();
+        let temporal = sources.temporal;
+        facts.workflows = futures::stream::iter(ids.iter().cloned())
+            .map(|id| async move {
+                let view = query_state(temporal, &id).await;
+                (id, view)
+            })
+            .buffer_unordered(32)
+            .collect()
+            .await;
+
+        for row in sqlx::query("SELECT id, state, version FROM delivery_orders")
+            .fetch_all(sources.pool)
+            .await?
+        {
+            facts.rows.insert(
+                row.get::<uuid::Uuid, _>("id").to_string(),
+                (row.get("state"), row.get::<i64, _>("version") as u64),
+            );
+        }
+        for row in sqlx::query(
+            "SELECT delivery_order_id, seq, event_id, type FROM delivery_order_events ORDER BY delivery_order_id, seq",
+        )
+        .fetch_all(sources.pool)
+        .await?
+        {
+            facts
+                .audit
+                .entry(row.get::<uuid::Uuid, _>("delivery_order_id").to_string())
+                .or_default()
+                .push(AuditEntry {
+                    seq: row.get::<i64, _>("seq") as u64,
+                    event_id: row.get("event_id"),
+                    event_type: row.get("type"),
+                });
+        }
+        for id in ids {
+            let cached: Option<String> = redis::cmd("GET")
+                .arg(sources.keys.status(id))
+                .query_async(&mut *sources.redis)
+                .await?;
+            let parsed = cached
+                .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+                .and_then(|v| Some((v["state"].as_str()?.to_owned(), v["version"].as_u64()?)));
+            facts.cache.insert(id.clone(), parsed);
+        }
+        facts.read_stream(sources).await?;
+        facts.sim_lifetimes = ledger.sim_records.clone();
+        facts.sim_lifetimes.push(sources.sim_now.clone());
+
+        for row in sqlx::query("SELECT id, version FROM compat_deliveries")
+            .fetch_all(sources.pool)
+            .await?
+        {
+            facts.compat_rows.insert(
+                row.get::<uuid::Uuid, _>("id").to_string(),
+                (row.get::<i64, _>("version") as u64, Vec::new()),
+            );
+        }
+        for row in sqlx::query(
+            "SELECT delivery_id, seq, event_id FROM compat_delivery_events ORDER BY delivery_id, seq",
+        )
+        .fetch_all(sources.pool)
+        .await?
+        {
+            let id = row.get::<uuid::Uuid, _>("delivery_id").to_string();
+            if let Some((_, events)) = facts.compat_rows.get_mut(&id) {
+                events.push((row.get::<i64, _>("seq") as u64, row.get("event_id")));
+            }
+        }
+        for id in ledger.compat.keys() {
+            let cached: Option<String> = redis::cmd("GET")
+                .arg(sources.keys.compat_status(id))
+                .query_async(&mut *sources.redis)
+                .await?;
+            let version = cached
+                .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+                .and_then(|v| v["version"].as_u64());
+            facts.compat_cache.insert(id.clone(), version);
+        }
+        Ok(facts)
+    }
+
+    /// The whole `delivery-events` stream, in pages.
+    async fn read_stream(&mut self, sources: &mut Sources<'_>) -> anyhow::Result<()> {
+        let key = sources.keys.stream();
+        let mut start = "-".to_owned();
+        loop {
+            let page: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+                .arg(&key)
+                .arg(&start)
+                .arg("+")
+                .arg("COUNT")
+                .arg(5000)
+                .query_async(&mut *sources.redis)
+                .await?;
+            let Some(last) = page.ids.last() else {
+                return Ok(());
+            };
+            start = format!("({}", last.id);
+            for entry in &page.ids {
+                self.stream_entries += 1;
+                let Some(payload) = entry.get::<String>("payload") else {
+                    continue;
+                };
+                let Ok(payload) = serde_json::from_str::<Value>(&payload) else {
+                    continue;
+                };
+                if payload["type"] == "BatchRolledBack" {
+                    continue;
+                }
+                if let (Some(id), Some(seq)) = (
+                    payload["delivery_order_id"].as_str(),
+                    payload["seq"].as_u64(),
+                ) {
+                    self.stream.entry(id.to_owned()).or_default().push(seq);
+                }
+            }
+        }
+    }
+
+    /// Orders whose read model, cache or stream is still behind the workflow (the catch-up
+    /// after the last fault may still be running).
+    pub(crate) fn behind(&self) -> usize {
+        self.workflows
+            .iter()
+            .filter(|(id, wf)| {
+                let Ok(wf) = wf else { return false };
+                let v = wf.order.version;
+                let row_behind = self.rows.get(*id).is_none_or(|(_, rv)| *rv < v);
+                let cache_behind = self
+                    .cache
+                    .get(*id)
+                    .is_none_or(|c| c.as_ref().is_none_or(|(_, cv)| *cv < v));
+                let stream_behind = self.stream.get(*id).map_or(0, Vec::len) < v as usize + 1;
+                row_behind || cache_behind || stream_behind
+            })
+            .count()
+    }
+
+    pub(crate) fn check(&self, ledger: &Snapshot) -> Verdict {
+        let mut findings = Vec::new();
+        let mut find = |kind: Kind, order: &str, what: String| {
+            findings.push(Finding {
+                kind,
+                order: order.to_owned(),
+                what,
+            })
+        };
+        // Which pickups the running simulator knows, and each lifetime's bookings per order.
+        let sim_now: HashMap<String, String> = self
+            .sim_lifetimes
+            .last()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| {
+                Some((
+                    p["pickup_id"].as_str()?.to_owned(),
+                    p["status"].as_str()?.to_owned(),
+                ))
+            })
+            .collect();
+        for (lifetime, pickups) in self.sim_lifetimes.iter().enumerate() {
+            let mut per_order: BTreeMap<&str, usize> = BTreeMap::new();
+            for p in pickups {
+                if let Some(id) = p["delivery_order_id"].as_str() {
+                    *per_order.entry(id).or_default() += 1;
+                }
+            }
+            for (order, n) in per_order.into_iter().filter(|(_, n)| *n > 1) {
+                find(
+                    Kind::Duplicated,
+                    order,
+                    format!("{n} pickups booked by simulator process #{lifetime}"),
+                );
+            }
+        }
+
+        let (mut long_timer, mut in_queue, mut terminal, mut events) = (0, 0, 0, 0);
+        for (id, wf) in &self.workflows {
+            let wf = match wf {
+                Ok(wf) => wf,
+                Err(e) => {
+                    find(Kind::Lost, id, format!("workflow unreadable: {e}"));
+                    continue;
+                }
+            };
+            let o = &wf.order;
+            let (v, state) = (o.version, o.state.to_string());
+            events += v as usize + 1;
+            match self.rows.get(id) {
+                None => find(Kind::Lost, id, "no read-model row".into()),
+                Some((_, rv)) if *rv < v => find(
+                    Kind::Lost,
+                    id,
+                    format!("read model at version {rv}, workflow at {v}"),
+                ),
+                Some((_, rv)) if *rv > v => find(
+                    Kind::Differs,
+                    id,
+                    format!("read model at version {rv}, ahead of the workflow's {v}"),
+                ),
+                Some((rs, _)) if *rs != state => find(
+                    Kind::Differs,
+                    id,
+                    format!("read model says {rs}, workflow {state} at version {v}"),
+                ),
+                _ => {}
+            }
+            let audit = self.audit.get(id).map(Vec::as_slice).unwrap_or_default();
+            let seqs: BTreeSet<u64> = audit.iter().map(|e| e.seq).collect();
+            for missing in (0..=v).filter(|s| !seqs.contains(s)) {
+                find(
+                    Kind::Lost,
+                    id,
+                    format!("audit trail lacks seq {missing} (workflow at {v})"),
+                );
+            }
+            for extra in seqs.iter().filter(|s| **s > v) {
+                find(
+                    Kind::Differs,
+                    id,
+                    format!("audit trail has seq {extra}, beyond the workflow's {v}"),
+                );
+            }
+            for entry in audit.iter().filter(|e| e.seq >= 1) {
+                if let Some(applied) = o.events.iter().find(|e| e.seq == entry.seq)
+                    && (applied.event_id != entry.event_id
+                        || applied.event_type.as_str() != entry.event_type)
+                {
+                    find(
+                        Kind::Differs,
+                        id,
+                        format!(
+                            "seq {}: audit {} {}, workflow {} {}",
+                            entry.seq,
+                            entry.event_type,
+                            entry.event_id,
+                            applied.event_type.as_str(),
+                            applied.event_id
+                        ),
+                    );
+                }
+            }
+            match self.cache.get(id).cloned().flatten() {
+                None => find(Kind::Lost, id, "no status in the Redis cache".into()),
+                Some((_, cv)) if cv < v => find(
+                    Kind::Lost,
+                    id,
+                    format!("Redis cache at version {cv}, workflow at {v}"),
+                ),
+                Some((cs, cv)) if cv == v && cs != state => find(
+                    Kind::Differs,
+                    id,
+                    format!("Redis cache says {cs}, workflow {state}"),
+                ),
+                Some((_, cv)) if cv > v => find(
+                    Kind::Differs,
+                    id,
+                    format!("Redis cache at version {cv}, ahead of the workflow's {v}"),
+                ),
+                _ => {}
+            }
+            let stream = self.stream.get(id).map(Vec::as_slice).unwrap_or_default();
+            let mut seen = BTreeSet::new();
+            let mut highest: Option<u64> = None;
+            for seq in stream {
+                if !seen.insert(*seq) {
+                    find(
+                        Kind::Duplicated,
+                        id,
+                        format!("stream holds seq {seq} twice"),
+                    );
+                } else if highest.is_some_and(|h| *seq < h) {
+                    find(
+                        Kind::OutOfOrder,
+                        id,
+                        format!(
+                            "stream holds seq {seq} after seq {}",
+                            highest.unwrap_or_default()
+                        ),
+                    );
+                }
+                highest = highest.max(Some(*seq));
+            }
+            for missing in (0..=v).filter(|s| !seen.contains(s)) {
+                find(
+                    Kind::Lost,
+                    id,
+                    format!("stream lacks seq {missing} (workflow at {v})"),
+                );
+            }
+            // A cancelled order's accepted job must have been withdrawn from the partner.
+            // A job withdrawn from CREATED (the partner had accepted it, nothing more) must have
+            // been cancelled at the partner; later cancellations follow a finished job.
+            let cancelled_from_created = o.events.iter().any(|e| {
+                e.to_state == delivery_workflows::State::Cancelled
+                    && e.from_state == delivery_workflows::State::Created
+            });
+            if cancelled_from_created && let Some(pickup) = &o.partner.pickup_id {
+                if !o.partner.cancelled {
+                    find(
+                        Kind::Lost,
+                        id,
+                        format!("pickup {pickup} never withdrawn (workflow)"),
+                    );
+                } else if let Some(status) = sim_now.get(pickup)
+                    && !matches!(status.as_str(), "CANCELLED" | "DELIVERED" | "FAILED")
+                {
+                    find(
+                        Kind::Lost,
+                        id,
+                        format!("partner still holds pickup {pickup} as {status}"),
+                    );
+                }
+            }
+            if TERMINAL.contains(&state.as_str()) {
+                terminal += 1;
+            } else if state == "PENDING_BY_OPERATOR" {
+                in_queue += 1;
+            } else {
+                // Waiting for a partner that forgot the job (its process was killed): only the
+                // pickup or delivery deadline (days) moves it on. Anything else is stuck.
+                let forgotten = o
+                    .partner
+                    .pickup_id
+                    .as_ref()
+                    .is_some_and(|p| !sim_now.contains_key(p))
+                    && matches!(state.as_str(), "CREATED" | "PICKED_UP");
+                if forgotten {
+                    long_timer += 1;
+                } else {
+                    find(
+                        Kind::Stuck,
+                        id,
+                        format!(
+                            "{state} at version {v} (pickup {:?}, pickup pending {})",
+                            o.partner.pickup_id, wf.pickup_pending
+                        ),
+                    );
+                }
+            }
+        }
+        for id in ledger
+            .orders
+            .iter()
+            .filter(|id| !self.workflows.contains_key(*id))
+        {
+            find(
+                Kind::Lost,
+                id,
+                "acknowledged creation with no workflow checked".into(),
+            );
+        }
+
+        // Every acknowledged event recorded at the version its answer gave.
+        for ack in &ledger.acks {
+            let audit = self
+                .audit
+                .get(&ack.order)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            match audit.iter().find(|e| e.event_id == ack.event_id) {
+                None => find(
+                    Kind::Lost,
+                    &ack.order,
+                    format!(
+                        "acknowledged event {} (version {}) not in the audit trail",
+                        ack.event_id, ack.version
+                    ),
+                ),
+                Some(e) if e.seq != ack.version => find(
+                    Kind::Differs,
+                    &ack.order,
+                    format!(
+                        "event {} acknowledged at version {}, recorded at {}",
+                        ack.event_id, ack.version, e.seq
+                    ),
+                ),
+                _ => {}
+            }
+        }
+        // Batches: all or nothing, and what the answer said.
+        for batch in &ledger.batches {
+            let present = batch
+                .events
+                .iter()
+                .filter(|(order, event_id)| {
+                    self.audit
+                        .get(order)
+                        .is_some_and(|a| a.iter().any(|e| &e.event_id == event_id))
+                })
+                .count();
+            let all = batch.events.len();
+            let order = batch
+                .events
+                .first()
+                .map(|(o, _)| o.as_str())
+                .unwrap_or_default();
+            let ok = match batch.answer {
+                BatchAnswer::Applied => present == all,
+                BatchAnswer::RolledBack => present == 0,
+                BatchAnswer::Unknown => present == 0 || present == all,
+            };
+            if !ok {
+                find(
+                    Kind::Differs,
+                    order,
+                    format!(
+                        "batch answered {:?}: {present} of its {all} events applied",
+                        batch.answer
+                    ),
+                );
+            }
+        }
+        // WebSocket watchers.
+        for f in &ledger.socket_findings {
+            match f.what {
+                SocketProblem::StaleAfterGap { got, read } => find(
+                    Kind::Lost,
+                    &f.order,
+                    format!("socket showed version {got}, the read right after {read}"),
+                ),
+                SocketProblem::Repeated { version } => find(
+                    Kind::Duplicated,
+                    &f.order,
+                    format!("socket sent version {version} twice"),
+                ),
+                SocketProblem::Backwards { after, got } => find(
+                    Kind::OutOfOrder,
+                    &f.order,
+                    format!("socket sent version {got} after {after}"),
+                ),
+            }
+        }
+        for (id, end) in &ledger.watch_ends {
+            let Some(Ok(wf)) = self.workflows.get(id) else {
+                continue;
+            };
+            let v = wf.order.version;
+            if end.last_version.is_none_or(|seen| seen < v)
+                && !(end.saw_terminal && end.last_version == Some(v))
+            {
+                find(
+                    Kind::Lost,
+                    id,
+                    format!(
+                        "watcher's last version {:?}, order at {v} (terminal seen: {})",
+                        end.last_version, end.saw_terminal
+                    ),
+                );
+            }
+        }
+        // Compatible-API deliveries.
+        for (id, delivery) in &ledger.compat {
+            let Some((version, stored)) = self.compat_rows.get(id) else {
+                find(
+                    Kind::Lost,
+                    id,
+                    "compat delivery acknowledged, not stored".into(),
+                );
+                continue;
+            };
+            for key in &delivery.acked {
+                match stored.iter().filter(|(_, e)| e == key).count() {
+                    0 => find(
+                        Kind::Lost,
+                        id,
+                        format!("compat event {key} acknowledged, not stored"),
+                    ),
+                    1 => {}
+                    n => find(
+                        Kind::Duplicated,
+                        id,
+                        format!("compat event {key} stored {n} times"),
+                    ),
+                }
+            }
+            let seqs: Vec<u64> = stored.iter().map(|(s, _)| *s).collect();
+            if seqs != (1..=*version).collect::<Vec<_>>() {
+                find(
+                    Kind::Lost,
+                    id,
+                    format!("compat events {seqs:?} for version {version}"),
+                );
+            }
+            match self.compat_cache.get(id).copied().flatten() {
+                Some(cv) if cv == *version => {}
+                other => find(
+                    Kind::Lost,
+                    id,
+                    format!("compat status cache at {other:?}, store at {version}"),
+                ),
+            }
+        }
+        Verdict {
+            findings,
+            orders: self.workflows.len(),
+            compat_deliveries: ledger.compat.len(),
+            events,
+            stream_entries: self.stream_entries,
+            long_timer,
+            in_operator_queue: in_queue,
+            terminal,
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! The one table a run prints, and whether the run passed: no lost, duplicated, out-of-order,
+//! differing or stuck item, and no client-visible answer a client should never get (a 500, a 503
+//! without `Retry-After`).
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::time::Duration;
+
+use crate::checker::{Kind, Verdict};
+use crate::config::ChaosConfig;
+use crate::faults::FaultKind;
+use crate::ledger::{Outcome, Snapshot};
+
+/// How many findings are printed one by one.
+const SHOWN_FINDINGS: usize = 40;
+
+fn seconds(d: Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
+}
+
+/// Client-visible answers grouped as the report shows them; `true` when acceptable.
+fn answer_group(outcome: Outcome) -> (&'static str, bool) {
+    match outcome {
+        Outcome::Status { code, .. } if (200..300).contains(&code) => ("2xx", true),
+        Outcome::Status { code: 409, .. } => ("409 (a conflict the request caused)", true),
+        Outcome::Status { code: 404, .. } => ("404", true),
+        Outcome::Status { code: 429, .. } => ("429 rate limited", true),
+        Outcome::Status { code, .. } if (400..500).contains(&code) => ("other 4xx", true),
+        Outcome::Status {
+            code: 503,
+            retry_after: true,
+        } => ("503 with Retry-After", true),
+        Outcome::Status {
+            code: 503,
+            retry_after: false,
+        } => ("503 without Retry-After", false),
+        Outcome::Status { code: 500, .. } => ("500", false),
+        Outcome::Status { .. } => ("other 5xx", false),
+        Outcome::NoAnswer => ("no answer (connection refused, reset or timed out)", true),
+    }
+}
+
+pub(crate) struct Report {
+    pub(crate) text: String,
+    pub(crate) passed: bool,
+}
+
+pub(crate) fn render(
+    config: &ChaosConfig,
+    ledger: &Snapshot,
+    verdict: &Verdict,
+    ran_for: Duration,
+) -> Report {
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "chaos run: {} of load and faults ({}), {} in all; 2 workers, 2 gateways",
+        seconds(config.load_for),
+        if config.short {
+            "short run"
+        } else {
+            "default run"
+        },
+        seconds(ran_for)
+    );
+    if config.overlap_recovery {
+        let _ = writeln!(
+            t,
+            "(faults did not wait for the previous recovery: a recovery may include later faults)"
+        );
+    }
+    let _ = writeln!(
+        t,
+        "{:<52} {:>8} {:>16} {:>18}",
+        "fault injected", "count", "longest outage", "longest recovery"
+    );
+    for kind in FaultKind::ALL {
+        let faults: Vec<_> = ledger
+            .faults
+            .iter()
+            .filter(|f| f.kind == kind.name())
+            .collect();
+        if faults.is_empty() {
+            continue;
+        }
+        let longest = if faults.iter().any(|f| f.recovery.is_none()) {
+            "not within 90 s".to_owned()
+        } else {
+            seconds(
+                faults
+                    .iter()
+                    .filter_map(|f| f.recovery)
+                    .max()
+                    .unwrap_or_default(),
+            )
+        };
+        let outage = faults
+            .iter()
+            .map(|f| f.repaired.saturating_sub(f.injected))
+            .max()
+            .unwrap_or_default();
+        let _ = writeln!(
+            t,
+            "  {:<50} {:>8} {:>16} {:>18}",
+            kind.name(),
+            faults.len(),
+            seconds(outage),
+            longest
+        );
+    }
+    let _ = writeln!(
+        t,
+        "  {:<50} {:>8}",
+        "partner accepts, never calls back (orders)",
+        ledger.silent.len()
+    );
+    let row = |t: &mut String, name: &str, value: String| {
+        let _ = writeln!(t, "{name:<52} {value:>8}");
+    };
+    row(
+        &mut t,
+        "delivery orders checked",
+        verdict.orders.to_string(),
+    );
+    row(
+        &mut t,
+        "  open in the burst before the stack restart",
+        ledger.burst.len().to_string(),
+    );
+    row(&mut t, "  terminal", verdict.terminal.to_string());
+    row(
+        &mut t,
+        "  in the operator queue",
+        verdict.in_operator_queue.to_string(),
+    );
+    row(
+        &mut t,
+        "  waiting on a long timer (partner forgot the job)",
+        verdict.long_timer.to_string(),
+    );
+    row(
+        &mut t,
+        "compatible-API deliveries checked",
+        verdict.compat_deliveries.to_string(),
+    );
+    row(
+        &mut t,
+        "events (versions, creations included)",
+        verdict.events.to_string(),
+    );
+    row(
+        &mut t,
+        "delivery-events stream entries",
+        verdict.stream_entries.to_string(),
+    );
+    row(
+        &mut t,
+        "acknowledged commands checked",
+        ledger.acks.len().to_string(),
+    );
+    row(
+        &mut t,
+        "event batches checked",
+        ledger.batches.len().to_string(),
+    );
+    row(
+        &mut t,
+        "order WebSocket watchers checked",
+        ledger.watch_ends.len().to_string(),
+    );
+    for kind in [
+        Kind::Lost,
+        Kind::Duplicated,
+        Kind::OutOfOrder,
+        Kind::Differs,
+        Kind::Stuck,
+    ] {
+        row(&mut t, &kind.to_string(), verdict.count(kind).to_string());
+    }
+    let mut answers: BTreeMap<(bool, &str), usize> = BTreeMap::new();
+    for r in &ledger.requests {
+        let (group, fine) = answer_group(r.outcome);
+        *answers.entry((!fine, group)).or_default() += 1;
+    }
+    let _ = writeln!(
+        t,
+        "client-visible answers ({} requests)",
+        ledger.requests.len()
+    );
+    let mut unacceptable = 0;
+    for ((bad, group), n) in &answers {
+        if *bad {
+            unacceptable += n;
+        }
+        let _ = writeln!(
+            t,
+            "  {:<50} {:>8}{}",
+            group,
+            n,
+            if *bad { "  NOT FINE" } else { "" }
+        );
+        if *group != "2xx" {
+            // Where a client got it, so the answer can be traced to its handler.
+            let mut endpoints: BTreeMap<&str, usize> = BTreeMap::new();
+            for r in ledger
+                .requests
+                .iter()
+                .filter(|r| answer_group(r.outcome).0 == *group)
+            {
+                *endpoints.entry(r.endpoint.as_str()).or_default() += 1;
+            }
+            for (endpoint, n) in endpoints {
+                let _ = writeln!(t, "      {endpoint:<46} {n:>8}");
+            }
+        }
+    }
+    let defects = [
+        Kind::Lost,
+        Kind::Duplicated,
+        Kind::OutOfOrder,
+        Kind::Differs,
+        Kind::Stuck,
+    ]
+    .iter()
+    .map(|k| verdict.count(*k))
+    .sum::<usize>();
+    if !verdict.findings.is_empty() {
+        let _ = writeln!(t, "findings (first {SHOWN_FINDINGS}):");
+        for f in verdict.findings.iter().take(SHOWN_FINDINGS) {
+            let _ = writeln!(t, "  {:<12} {}  {}", f.kind.to_string(), f.order, f.what);
+        }
+    }
+    let passed = defects == 0 && unacceptable == 0;
+    let _ = writeln!(t, "{}", if passed { "PASSED" } else { "FAILED" });
+    Report { text: t, passed }
+}
