@@ -13,43 +13,51 @@ use delivery_worker::sdk_metrics;
 use temporalio_client::{
     Client, WorkflowExecuteUpdateOptions, WorkflowGetResultOptions, WorkflowStartOptions,
 };
-use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::runtime::RuntimeOptions;
-use temporalio_sdk::{
-    Runtime, SyncWorkflowContext, Worker, WorkerOptions, WorkflowContext, WorkflowContextView,
-    WorkflowResult,
-};
+use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 
 use crate::measure::{Outcome, Row};
 use crate::run_concurrently;
 
-/// Completes once it has accepted the number of updates its input names (0: at once).
-#[workflow]
-pub struct NoopWorkflow {
-    expected: u32,
-    accepted: u32,
-}
+pub(crate) use noop::NoopWorkflow;
 
-#[workflow_methods]
-impl NoopWorkflow {
-    #[init]
-    pub fn new(_ctx: &WorkflowContextView, expected: u32) -> Self {
-        Self {
-            expected,
-            accepted: 0,
+mod noop {
+    // The workflow macros generate public items for the workflow's definition.
+    #![allow(unreachable_pub)]
+
+    use temporalio_macros::{workflow, workflow_methods};
+    use temporalio_sdk::{
+        SyncWorkflowContext, WorkflowContext, WorkflowContextView, WorkflowResult,
+    };
+
+    /// Completes once it has accepted the number of updates its input names (0: at once).
+    #[workflow]
+    pub struct NoopWorkflow {
+        expected: u32,
+        accepted: u32,
+    }
+
+    #[workflow_methods]
+    impl NoopWorkflow {
+        #[init]
+        pub fn new(_ctx: &WorkflowContextView, expected: u32) -> Self {
+            Self {
+                expected,
+                accepted: 0,
+            }
         }
-    }
 
-    #[run]
-    pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<u32> {
-        ctx.wait_condition(|s| s.accepted >= s.expected).await?;
-        Ok(ctx.state(|s| s.accepted))
-    }
+        #[run]
+        pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<u32> {
+            ctx.wait_condition(|s| s.accepted >= s.expected).await?;
+            Ok(ctx.state(|s| s.accepted))
+        }
 
-    #[update(name = "noop")]
-    pub fn noop(&mut self, _ctx: &mut SyncWorkflowContext<Self>, _input: u32) -> u32 {
-        self.accepted += 1;
-        self.accepted
+        #[update(name = "noop")]
+        pub fn noop(&mut self, _ctx: &mut SyncWorkflowContext<Self>, _input: u32) -> u32 {
+            self.accepted += 1;
+            self.accepted
+        }
     }
 }
 
@@ -209,7 +217,11 @@ pub(crate) async fn updates(client: &Client, queue: &str, count: usize, concurre
             let started = Instant::now();
             client
                 .get_workflow_handle::<NoopWorkflow>(id)
-                .execute_update(NoopWorkflow::noop, 1, WorkflowExecuteUpdateOptions::default())
+                .execute_update(
+                    NoopWorkflow::noop,
+                    1,
+                    WorkflowExecuteUpdateOptions::default(),
+                )
                 .await
                 .map_err(|e| format!("update: {e}"))?;
             Outcome::Ok(started.elapsed())

@@ -96,8 +96,7 @@ impl Phases {
         let before = self.probe.scrape().await;
         let result = work.await;
         let after = self.probe.scrape().await;
-        self.reports
-            .push(breakdown::report(phase, &before, &after));
+        self.reports.push(breakdown::report(phase, &before, &after));
         result
     }
 }
@@ -463,7 +462,11 @@ async fn open_workflows_count(stack: &Stack) -> anyhow::Result<i64> {
 }
 
 /// Runs `work` over `items` with `concurrency` in flight; keeps every outcome.
-pub(crate) async fn run_concurrently<F, Fut>(items: &[String], concurrency: usize, work: F) -> Samples
+pub(crate) async fn run_concurrently<F, Fut>(
+    items: &[String],
+    concurrency: usize,
+    work: F,
+) -> Samples
 where
     F: Fn(String) -> Fut,
     Fut: Future<Output = Outcome>,
@@ -526,12 +529,15 @@ async fn create_orders(
 
 /// One GET, judged: 2xx with its whole body read.
 async fn get(http: &reqwest::Client, url: &str, path: &str, token: &str) -> Result<(), String> {
-    send(&format!("GET {path}"), http.get(format!("{url}{path}")).bearer_auth(token))
-        .await?
-        .bytes()
-        .await
-        .map(|_| ())
-        .map_err(|e| format!("GET {path}: body: {e}"))
+    send(
+        &format!("GET {path}"),
+        http.get(format!("{url}{path}")).bearer_auth(token),
+    )
+    .await?
+    .bytes()
+    .await
+    .map(|_| ())
+    .map_err(|e| format!("GET {path}: body: {e}"))
 }
 
 /// Closed-loop GETs over `paths` for `duration`, 64 in flight.
@@ -561,11 +567,7 @@ pub(crate) async fn read_load(
                     let path = &paths[n % paths.len()];
                     n += 64;
                     let t = Instant::now();
-                    mine.push(
-                        get(&http, &url, path, &token)
-                            .await
-                            .map(|()| t.elapsed()),
-                    );
+                    mine.push(get(&http, &url, path, &token).await.map(|()| t.elapsed()));
                 }
                 samples.lock().unwrap().extend(mine);
             })
@@ -699,9 +701,12 @@ async fn websocket_push(
         sent.lock().unwrap().insert(id.clone(), Instant::now());
         if let Err(reason) = send(
             "POST /api/v1/delivery-orders/{id}/events CONFIRMED",
-            http.post(format!("{}/api/v1/delivery-orders/{id}/events", gateways.next()))
-                .bearer_auth(customer)
-                .json(&json!({"type": "CONFIRMED"})),
+            http.post(format!(
+                "{}/api/v1/delivery-orders/{id}/events",
+                gateways.next()
+            ))
+            .bearer_auth(customer)
+            .json(&json!({"type": "CONFIRMED"})),
         )
         .await
         {

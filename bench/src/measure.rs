@@ -108,7 +108,10 @@ impl Row {
     pub(crate) fn against(mut self, ceiling: &Row) -> Self {
         let mut parts = Vec::new();
         if let (Some(ours), Some(best)) = (self.rate, ceiling.rate) {
-            parts.push(format!("{:.0} % of its rate", 100.0 * ours / best.max(1e-9)));
+            parts.push(format!(
+                "{:.0} % of its rate",
+                100.0 * ours / best.max(1e-9)
+            ));
         }
         // Latency: the ceiling's as a share of ours (100 % = as fast as a no-op).
         for (label, ours, best) in [

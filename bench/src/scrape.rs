@@ -29,7 +29,11 @@ fn parse_line(line: &str) -> Option<Series> {
     let (name, labels, rest) = match line.find('{') {
         Some(open) => {
             let close = line.rfind('}')?;
-            (&line[..open], parse_labels(&line[open + 1..close])?, &line[close + 1..])
+            (
+                &line[..open],
+                parse_labels(&line[open + 1..close])?,
+                &line[close + 1..],
+            )
         }
         None => {
             let (name, rest) = line.split_once(' ')?;
@@ -105,9 +109,7 @@ impl Snapshot {
                 .filter(|v| !v.is_empty())
                 .collect::<Vec<_>>()
                 .join(" ");
-            *sums
-                .entry((group, s.label("le").to_owned()))
-                .or_insert(0.0) += s.value;
+            *sums.entry((group, s.label("le").to_owned())).or_insert(0.0) += s.value;
         }
         sums
     }
@@ -179,7 +181,10 @@ pub(crate) fn histogram_delta(
             "+Inf" => f64::INFINITY,
             other => other.parse().unwrap_or(f64::INFINITY),
         };
-        out.entry(group).or_default().buckets.push((bound, cumulative));
+        out.entry(group)
+            .or_default()
+            .buckets
+            .push((bound, cumulative));
     }
     out.retain(|_, h| h.count > 0.0);
     for h in out.values_mut() {
@@ -201,7 +206,11 @@ pub(crate) fn counter_delta(
 
 /// The value of gauge `name` in `snapshot`, summed over the series `keep` accepts; `None` when
 /// there is no such series.
-pub(crate) fn gauge(snapshot: &Snapshot, name: &str, keep: &dyn Fn(&Series) -> bool) -> Option<f64> {
+pub(crate) fn gauge(
+    snapshot: &Snapshot,
+    name: &str,
+    keep: &dyn Fn(&Series) -> bool,
+) -> Option<f64> {
     let sums = snapshot.sums(name, keep, &[]);
     (!sums.is_empty()).then(|| sums.values().sum())
 }
@@ -251,7 +260,11 @@ polls_total{queue="c",kind="z"} 1
     fn a_histogram_changes_by_its_phase_only() {
         let (before, after) = (snapshot(BEFORE), snapshot(AFTER));
         let deltas = histogram_delta(&before, &after, "rpc", &|_| true, &["op"]);
-        assert_eq!(deltas.keys().collect::<Vec<_>>(), ["Start"], "no Update seen");
+        assert_eq!(
+            deltas.keys().collect::<Vec<_>>(),
+            ["Start"],
+            "no Update seen"
+        );
         let start = &deltas["Start"];
         assert_eq!(start.count, 100.0);
         assert!((start.mean().unwrap() - 0.02).abs() < 1e-9);
@@ -259,7 +272,11 @@ polls_total{queue="c",kind="z"} 1
         assert!((start.quantile(0.5).unwrap() - 0.01).abs() < 1e-9);
         let p99 = start.quantile(0.99).unwrap();
         assert!(p99 > 0.09 && p99 <= 0.1, "{p99}");
-        assert_eq!(start.quantile(1.0), Some(0.1), "the rank of the last observation is in the 100 ms bucket");
+        assert_eq!(
+            start.quantile(1.0),
+            Some(0.1),
+            "the rank of the last observation is in the 100 ms bucket"
+        );
     }
 
     #[test]
@@ -267,7 +284,10 @@ polls_total{queue="c",kind="z"} 1
         let before = snapshot(BEFORE);
         let mut after = snapshot(AFTER);
         after.add("polls_total{queue=\"d\"} 4\n");
-        assert_eq!(counter_delta(&before, &after, "polls_total", &|_| true), 12.0);
+        assert_eq!(
+            counter_delta(&before, &after, "polls_total", &|_| true),
+            12.0
+        );
         assert_eq!(
             counter_delta(&before, &after, "polls_total", &|s| s.label("queue") == "c"),
             1.0

@@ -20,7 +20,10 @@ async fn every_bench_phase_completes_without_a_failure() {
             "DELIVERY_WORKER_BIN",
             binary("delivery-worker", "DELIVERY_WORKER_BIN"),
         )
-        .env("DELIVERY_API_BIN", binary("delivery-api", "DELIVERY_API_BIN"))
+        .env(
+            "DELIVERY_API_BIN",
+            binary("delivery-api", "DELIVERY_API_BIN"),
+        )
         .env("PARTNER_SIM_BIN", binary("partner-sim", "PARTNER_SIM_BIN"))
         .kill_on_drop(true);
     match &temporal.metrics_url {

@@ -398,10 +398,16 @@ async fn check_sdk_series_recorded(stack: &Stack) {
             "temporal_workflow_task_schedule_to_start_latency_seconds_count",
             "",
         ),
-        ("temporal_workflow_task_execution_latency_seconds_count", delivery),
+        (
+            "temporal_workflow_task_execution_latency_seconds_count",
+            delivery,
+        ),
         ("temporal_workflow_task_queue_poll_succeed_total", ""),
         ("temporal_sticky_cache_hit_total", ""),
-        ("temporal_activity_schedule_to_start_latency_seconds_count", ""),
+        (
+            "temporal_activity_schedule_to_start_latency_seconds_count",
+            "",
+        ),
         ("temporal_activity_execution_latency_seconds_count", ""),
     ] {
         let total = sample_total(&body, series, labels);
