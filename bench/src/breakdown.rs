@@ -108,10 +108,10 @@ fn lines(
         .collect();
     groups.sort_by(|a, b| b.1.sum.total_cmp(&a.1.sum));
     for (group, h) in groups.into_iter().take(limit) {
-        let what = if group.is_empty() {
-            label.to_owned()
-        } else {
-            format!("{label} {group}")
+        let what = match (label.is_empty(), group.is_empty()) {
+            (_, true) => label.to_owned(),
+            (true, false) => group,
+            (false, false) => format!("{label} {group}"),
         };
         line(out, side, &what, &h);
     }

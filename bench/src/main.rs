@@ -171,7 +171,9 @@ async fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
         .timeout(Duration::from_secs(60))
         .build()?;
     let payer = api.token("payments", &[Role::PaymentService]);
-    let partner = api.token("bench-partner", &[Role::Partner]);
+    // The partner the worker books pickups with (`PARTNER_ID`, `sim`): its events are accepted
+    // once it has accepted the order's pickup.
+    let partner = api.token("sim", &[Role::Partner]);
     let customer = api.token(CUSTOMER, &[Role::Customer]);
     let operator = api.token("bench-operator", &[Role::Operator]);
     let oms = api.token("bench-oms", &[Role::OrderManagement]);
@@ -209,9 +211,18 @@ async fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
         .await;
     rows.push(row.against(&noop_start));
 
-    // 2. Command round trip (PICKED_UP through the apply_event update).
-    eprintln!("sending {command_count} commands…");
+    // 2. Command round trip (PICKED_UP through the apply_event update), to orders whose pickup
+    // the partner has accepted (waited for first, untimed).
     let picked: Vec<String> = ids[..command_count.min(ids.len())].to_vec();
+    eprintln!(
+        "waiting for the partner to accept {} pickups…",
+        picked.len()
+    );
+    stream::iter(picked.iter().map(|id| api.pickup_confirmed(id)))
+        .buffer_unordered(WRITERS)
+        .collect::<Vec<_>>()
+        .await;
+    eprintln!("sending {command_count} commands…");
     let samples = phases
         .measure(
             "event command round trip",

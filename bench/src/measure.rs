@@ -75,7 +75,7 @@ impl Row {
     pub(crate) fn latency(name: &str, s: &Samples) -> Self {
         let mut failures = BTreeMap::new();
         for reason in &s.failures {
-            *failures.entry(reason.clone()).or_insert(0) += 1;
+            *failures.entry(without_ids(reason)).or_insert(0) += 1;
         }
         Self {
             name: name.to_owned(),
@@ -167,6 +167,9 @@ pub(crate) fn table(rows: &[Row]) -> String {
     out
 }
 
+/// Distinct reasons printed per row; the rest are counted.
+const REASONS_SHOWN: usize = 10;
+
 /// Every failed operation's reason, by row, most frequent first; empty when none failed.
 pub(crate) fn failure_report(rows: &[Row]) -> String {
     let mut out = String::new();
@@ -174,10 +177,43 @@ pub(crate) fn failure_report(rows: &[Row]) -> String {
         out.push_str(&format!("{} — {} failed:\n", row.name, row.failed()));
         let mut reasons: Vec<_> = row.failures.iter().collect();
         reasons.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-        for (reason, count) in reasons {
+        for (reason, count) in reasons.iter().take(REASONS_SHOWN) {
             out.push_str(&format!("  {count} × {reason}\n"));
         }
+        if reasons.len() > REASONS_SHOWN {
+            let rest: usize = reasons[REASONS_SHOWN..].iter().map(|(_, n)| **n).sum();
+            out.push_str(&format!(
+                "  {rest} more, for {} other reasons\n",
+                reasons.len() - REASONS_SHOWN
+            ));
+        }
     }
+    out
+}
+
+/// A reason with its ids (UUIDs, request ids: runs of 16 or more hex digits and dashes) written
+/// as `<id>`, so the same failure of many requests counts as one reason.
+fn without_ids(reason: &str) -> String {
+    let mut out = String::with_capacity(reason.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        let hex = word.chars().filter(char::is_ascii_hexdigit).count();
+        if word.len() >= 16 && hex >= 16 && word.chars().any(|c| c.is_ascii_digit()) {
+            out.push_str("<id>");
+        } else {
+            out.push_str(word);
+        }
+        word.clear();
+    };
+    for c in reason.chars() {
+        if c.is_ascii_hexdigit() || c == '-' {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
     out
 }
 
@@ -223,9 +259,30 @@ mod tests {
     }
 
     #[test]
+    fn reasons_are_counted_without_their_ids() {
+        let samples = Samples::new(
+            vec![
+                Err("GET /t/c75b398b-382f-5f56-bb94-2abcfbb011b6 → 400: {\"request_id\":\"79ae7b988b204f3a9f88d5eec56cff9c\"}".into()),
+                Err("GET /t/02e24921-0dc2-5102-bd09-809a42b929fc → 400: {\"request_id\":\"7d7351e036de4012b9cf96f945a7f5bb\"}".into()),
+                Err("a deadline of 10 s passed".into()),
+            ],
+            Duration::from_secs(1),
+        );
+        let row = Row::latency("x", &samples);
+        assert_eq!(
+            row.failures.keys().collect::<Vec<_>>(),
+            [
+                "GET /t/<id> → 400: {\"request_id\":\"<id>\"}",
+                "a deadline of 10 s passed"
+            ]
+        );
+        assert_eq!(row.failures.values().sum::<usize>(), 3);
+    }
+
+    #[test]
     fn a_row_against_its_ceiling() {
         let ours = Samples::new(vec![ms(10), ms(40)], Duration::from_secs(1));
-        let best = Samples::new(vec![ms(5), ms(10), ms(10), ms(10)], Duration::from_secs(1));
+        let best = Samples::new(vec![ms(5), ms(5), ms(10), ms(10)], Duration::from_secs(1));
         let row = Row::throughput("ours", &ours).against(&Row::throughput("best", &best));
         assert_eq!(
             row.note,
