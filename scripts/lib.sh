@@ -141,9 +141,12 @@ read -r -a TEMPORAL_SQLITE_PRAGMAS <<<"${TEMPORAL_SQLITE_PRAGMAS---sqlite-pragma
 
 # start_temporal DB_FILE PORT UI_PORT LOG [headless]
 start_temporal() {
-  local db=$1 port=$2 ui_port=$3 log=$4 headless=${5:-}
+  local db=$1 port=$2 ui_port=$3 log=$4 headless=${5:-} metrics_port
+  metrics_port=$(free_port)
+  # The server's own Prometheus metrics: the bench scrapes them to attribute a command's time.
+  export TEMPORAL_METRICS_URL="http://127.0.0.1:$metrics_port/metrics"
   local args=(server start-dev --ip 127.0.0.1 --port "$port" --http-port "$(free_port)"
-              --metrics-port "$(free_port)" --db-filename "$db" --namespace default --log-level warn
+              --metrics-port "$metrics_port" --db-filename "$db" --namespace default --log-level warn
               "${TEMPORAL_SQLITE_PRAGMAS[@]}")
   if [ -n "$headless" ]; then args+=(--headless); else args+=(--ui-port "$ui_port"); fi
   # The Web UI decodes payloads through this codec server when set (make run: the gateway's).

@@ -55,6 +55,7 @@ say "building"
 cargo build --workspace --all-targets
 BIN_DIR="$(target_dir)/debug"
 export DELIVERY_WORKER_BIN="$BIN_DIR/delivery-worker" PARTNER_SIM_BIN="$BIN_DIR/partner-sim" DELIVERY_API_BIN="$BIN_DIR/delivery-api"
+export DELIVERY_BENCH_BIN="$BIN_DIR/delivery-bench"
 
 say "running tests"
 # shellcheck disable=SC2086 # TEST_ARGS is split on purpose

@@ -1,8 +1,16 @@
 //! `make bench`: starts the stack from release builds on loopback and prints one table of
-//! figures. Every phase is bounded in count or time (`BENCH_*` variables). Figures, not
-//! assertions: `docs/performance.md` records them and says what limits them.
+//! figures, then per write phase where its time went (gateway, Temporal server, worker), then
+//! the reason of every failed request. Every phase is bounded in count or time (`BENCH_*`
+//! variables). Figures, not assertions: `docs/performance.md` records them and says what limits
+//! them. `BENCH_SMOKE=1` runs every phase with tiny counts and exits non-zero on any failure
+//! (`make test` runs it so). `delivery-bench noop-worker` is the ceiling's worker process.
 
+mod breakdown;
+mod ceiling;
+mod compat;
+mod gateways;
 mod measure;
+mod scrape;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,114 +18,283 @@ use std::time::{Duration, Instant};
 
 use delivery_api::auth::Role;
 use delivery_tests::{
-    GatewayProcess, Stack, StackOptions, database_url, new_payment_id, payment_event,
+    GatewayProcess, Stack, StackOptions, WorkerProcess, database_url, free_port, new_payment_id,
+    payment_event,
 };
 use futures::{StreamExt, stream};
 use serde_json::{Value, json};
 
-use crate::measure::{Row, Samples, env_number, rss_mib};
+use crate::breakdown::Probe;
+use crate::gateways::{Gateways, send};
+use crate::measure::{Outcome, Row, Samples, env_number, rss_mib};
 
 const CUSTOMER: &str = "bench-customer";
+/// Requests in flight in the write phases (ours and the ceiling's alike).
+const WRITERS: usize = 16;
+
+/// The run's counts, from `BENCH_*` (tiny ones under `BENCH_SMOKE=1`).
+struct Settings {
+    smoke: bool,
+    create: usize,
+    commands: usize,
+    compat: usize,
+    read_seconds: usize,
+    paced_rate: usize,
+    ws_clients: usize,
+    open_workflows: usize,
+    workers: usize,
+    gateways: usize,
+}
+
+impl Settings {
+    fn from_env() -> Self {
+        let smoke = std::env::var("BENCH_SMOKE").is_ok_and(|v| v == "1");
+        let pick = |name: &str, full: usize, tiny: usize| {
+            env_number(name, if smoke { tiny } else { full })
+        };
+        let create = pick("BENCH_CREATE", 500, 8);
+        Self {
+            smoke,
+            create,
+            commands: pick("BENCH_COMMANDS", 300, 8).min(create),
+            compat: pick("BENCH_COMPAT", 300, 6),
+            read_seconds: pick("BENCH_READ_SECONDS", 5, 1),
+            paced_rate: pick("BENCH_PACED_RATE", 5000, 200),
+            ws_clients: pick("BENCH_WS_CLIENTS", 1000, 4),
+            open_workflows: pick("BENCH_OPEN_WORKFLOWS", 10_000, 4),
+            workers: env_number("BENCH_WORKERS", 1).max(1),
+            gateways: env_number("BENCH_GATEWAYS", 1).max(1),
+        }
+    }
+}
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
-    let create_count = env_number("BENCH_CREATE", 500);
-    let command_count = env_number("BENCH_COMMANDS", 300).min(create_count);
-    let read_seconds = env_number("BENCH_READ_SECONDS", 5);
-    let ws_clients = env_number("BENCH_WS_CLIENTS", 1000);
-    let open_workflows = env_number("BENCH_OPEN_WORKFLOWS", 10_000);
+    if std::env::args().nth(1).as_deref() == Some("noop-worker") {
+        return ceiling::run_worker().await;
+    }
+    let settings = Settings::from_env();
+    let rows = run(&settings).await?;
+    if settings.smoke {
+        let failed: usize = rows.iter().map(Row::failed).sum();
+        if failed > 0 {
+            eprintln!("BENCH_SMOKE: {failed} operations failed (reasons above)");
+            std::process::exit(1);
+        }
+    }
+    Ok(())
+}
 
-    eprintln!("starting the stack (release builds)…");
-    let stack = Stack::start_with(
-        StackOptions::quiet()
-            .gateway("RATE_LIMIT_PER_SECOND", "1000000")
-            .gateway("RATE_LIMIT_BURST", "1000000")
-            .gateway("RUST_LOG", "warn")
-            .worker("RUST_LOG", "warn")
-            .sim("RUST_LOG", "warn"),
-    )
-    .await;
+/// Records the breakdown of each phase it wraps.
+struct Phases {
+    probe: Probe,
+    reports: Vec<String>,
+}
+
+impl Phases {
+    async fn measure<T>(&mut self, phase: &str, work: impl Future<Output = T>) -> T {
+        let before = self.probe.scrape().await;
+        let result = work.await;
+        let after = self.probe.scrape().await;
+        self.reports.push(breakdown::report(phase, &before, &after));
+        result
+    }
+}
+
+async fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
+    let Settings {
+        create: create_count,
+        commands: command_count,
+        ..
+    } = *settings;
+    eprintln!(
+        "starting the stack ({} worker(s), {} gateway(s))…",
+        settings.workers, settings.gateways
+    );
+    let gateway_env = [
+        ("RATE_LIMIT_PER_SECOND", "1000000"),
+        ("RATE_LIMIT_BURST", "1000000"),
+        ("RUST_LOG", "warn"),
+    ];
+    let mut options = StackOptions::quiet()
+        .worker("RUST_LOG", "warn")
+        .sim("RUST_LOG", "warn");
+    for (key, value) in gateway_env {
+        options = options.gateway(key, value);
+    }
+    let stack = Stack::start_with(options).await;
+    let mut extra_workers = Vec::new();
+    for _ in 1..settings.workers {
+        extra_workers.push(
+            WorkerProcess::start(
+                stack.temporal,
+                &stack.task_queue,
+                &stack.sim.url,
+                &[("RUST_LOG", "warn")],
+            )
+            .await,
+        );
+    }
+    let mut extra_gateways = Vec::new();
+    for _ in 1..settings.gateways {
+        extra_gateways.push(
+            GatewayProcess::start(stack.temporal, &stack.task_queue, free_port(), &gateway_env)
+                .await,
+        );
+    }
     let api = stack.api();
+    let all_gateways: Vec<&GatewayProcess> =
+        std::iter::once(api).chain(extra_gateways.iter()).collect();
+    let all_workers: Vec<&WorkerProcess> = std::iter::once(&stack.worker)
+        .chain(extra_workers.iter())
+        .collect();
+    let gateways = Gateways::new(
+        all_gateways
+            .iter()
+            .map(|g| (g.url.clone(), g.port))
+            .collect(),
+    );
+    let noop = ceiling::NoopWorker::start(&stack.temporal.url()).await?;
+    let mut worker_metrics: Vec<String> =
+        all_workers.iter().map(|w| w.metrics_url.clone()).collect();
+    worker_metrics.push(noop.metrics_url.clone());
+    let mut phases = Phases {
+        probe: Probe::new(
+            gateways.metrics_urls(),
+            worker_metrics,
+            stack.temporal.metrics_url.clone(),
+        ),
+        reports: Vec::new(),
+    };
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
+        .timeout(Duration::from_secs(60))
         .build()?;
     let payer = api.token("payments", &[Role::PaymentService]);
-    let partner = api.token("bench-partner", &[Role::Partner]);
+    // The partner the worker books pickups with (`PARTNER_ID`, `sim`): its events are accepted
+    // once it has accepted the order's pickup.
+    let partner = api.token("sim", &[Role::Partner]);
     let customer = api.token(CUSTOMER, &[Role::Customer]);
     let operator = api.token("bench-operator", &[Role::Operator]);
+    let oms = api.token("bench-oms", &[Role::OrderManagement]);
     let mut rows = Vec::new();
+
+    // 0. The ceiling: the same server with workflows and updates that do nothing.
+    eprintln!("measuring the no-op ceiling…");
+    let raw = stack.temporal.raw_client().await;
+    let noop_start = phases
+        .measure(
+            "no-op workflow start",
+            ceiling::starts(&raw, &noop.queue, create_count, WRITERS),
+        )
+        .await;
+    let noop_complete = phases
+        .measure(
+            "no-op workflow start → completed",
+            ceiling::completions(&raw, &noop.queue, command_count, WRITERS),
+        )
+        .await;
+    let noop_update = phases
+        .measure(
+            "no-op update",
+            ceiling::updates(&raw, &noop.queue, command_count, WRITERS),
+        )
+        .await;
 
     // 1. Creation through payment events.
     eprintln!("creating {create_count} delivery orders…");
-    let (ids, row) = create_orders(&http, api, &payer, create_count, 16).await;
-    rows.push(row);
+    let (ids, row) = phases
+        .measure(
+            "creation via payment events",
+            create_orders(&http, &gateways, &payer, create_count, WRITERS),
+        )
+        .await;
+    rows.push(row.against(&noop_start));
 
-    // 2. Command round trip (PICKED_UP through the apply_event update).
+    // 2. Command round trip (PICKED_UP through the apply_event update), to orders whose pickup
+    // the partner has accepted (waited for first, untimed).
+    let picked: Vec<String> = ids[..command_count.min(ids.len())].to_vec();
+    eprintln!(
+        "waiting for the partner to accept {} pickups…",
+        picked.len()
+    );
+    stream::iter(picked.iter().map(|id| api.pickup_confirmed(id)))
+        .buffer_unordered(WRITERS)
+        .collect::<Vec<_>>()
+        .await;
     eprintln!("sending {command_count} commands…");
-    let picked: Vec<String> = ids[..command_count].to_vec();
-    let samples = run_concurrently(&picked, 16, |id| {
-        let (http, api, token) = (http.clone(), api.url.clone(), partner.clone());
-        async move {
-            let started = Instant::now();
-            let answer = http
-                .post(format!("{api}/api/v1/delivery-orders/{id}/events"))
-                .bearer_auth(token)
-                .json(&json!({"type": "PICKED_UP", "data": {"partner_order_number": format!("PN-{}", &id[..8]),
-                              "driver": {"name": "Bench Driver", "phone": "+44 7700 900123"}, "eta": "2030-01-01T10:00:00Z"}}))
-                .send()
-                .await
-                .ok()?;
-            answer.status().is_success().then(|| started.elapsed())
-        }
-    })
-    .await;
-    rows.push(Row::latency(
-        "event command round trip (POST …/events → 200)",
-        &samples,
-    ));
+    let samples = phases
+        .measure(
+            "event command round trip",
+            run_concurrently(&picked, WRITERS, |id| {
+                let (http, url, token) =
+                    (http.clone(), gateways.next().to_owned(), partner.clone());
+                async move {
+                    let started = Instant::now();
+                    send(
+                        "POST /api/v1/delivery-orders/{id}/events PICKED_UP",
+                        http.post(format!("{url}/api/v1/delivery-orders/{id}/events"))
+                            .bearer_auth(token)
+                            .json(&json!({"type": "PICKED_UP", "data": {"partner_order_number": format!("PN-{}", &id[..8]),
+                                          "driver": {"name": "Bench Driver", "phone": "+44 7700 900123"}, "eta": "2030-01-01T10:00:00Z"}})),
+                    )
+                    .await?;
+                    Outcome::Ok(started.elapsed())
+                }
+            }),
+        )
+        .await;
+    rows.push(
+        Row::latency(
+            &format!("event command round trip (POST …/events → 200, {WRITERS} in flight)"),
+            &samples,
+        )
+        .against(&noop_update),
+    );
 
     // 3. Event to read model: from sending DELIVERED to the row holding it in PostgreSQL.
     eprintln!("measuring read-model lag…");
     let pool = sqlx::PgPool::connect(database_url().await).await?;
-    let samples = run_concurrently(&picked, 8, |id| {
-        let (http, api, token, pool) =
-            (http.clone(), api.url.clone(), partner.clone(), pool.clone());
-        async move {
-            let started = Instant::now();
-            let answer = http
-                .post(format!("{api}/api/v1/delivery-orders/{id}/events"))
-                .bearer_auth(token)
-                .json(&json!({"type": "DELIVERED"}))
-                .send()
-                .await
-                .ok()?;
-            let version = answer.json::<Value>().await.ok()?["version"].as_i64()?;
-            let uuid = uuid::Uuid::parse_str(&id).ok()?;
-            let deadline = started + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                let stored: Option<i64> =
-                    sqlx::query_scalar("SELECT version FROM delivery_orders WHERE id = $1")
-                        .bind(uuid)
-                        .fetch_optional(&pool)
-                        .await
-                        .ok()?;
-                if stored.is_some_and(|v| v >= version) {
-                    return Some(started.elapsed());
-                }
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            None
-        }
-    })
-    .await;
+    let samples = phases
+        .measure(
+            "event → read model lag",
+            run_concurrently(&picked, 8, |id| {
+                let (http, url, token, pool) = (
+                    http.clone(),
+                    gateways.next().to_owned(),
+                    partner.clone(),
+                    pool.clone(),
+                );
+                async move { read_model_lag(&http, &url, &token, &pool, &id).await }
+            }),
+        )
+        .await;
     rows.push(Row::latency(
         "event → read model lag (send → row in PostgreSQL)",
         &samples,
     ));
 
-    // 4. Reads.
-    eprintln!("reading for {read_seconds} s each…");
-    let read_for = Duration::from_secs(read_seconds as u64);
+    // 4. The compatible API: creation, one event each, status reads.
+    let read_for = Duration::from_secs(settings.read_seconds as u64);
+    eprintln!("the compatible API: {} deliveries…", settings.compat);
+    let (compat_ids, row) = phases
+        .measure(
+            "compat POST /deliveries/create",
+            compat::create(&http, &gateways, &oms, settings.compat, WRITERS),
+        )
+        .await;
+    rows.push(row.against(&noop_start));
+    let row = phases
+        .measure(
+            "compat POST /event",
+            compat::start_each(&http, &gateways, &oms, &compat_ids, WRITERS),
+        )
+        .await;
+    rows.push(row.against(&noop_update));
+    rows.push(compat::status(&http, &gateways, &oms, &compat_ids, read_for).await);
+
+    // 5. Reads.
+    eprintln!("reading for {} s each…", settings.read_seconds);
     let order_paths: Vec<String> = picked
         .iter()
         .map(|id| format!("/api/v1/delivery-orders/{id}"))
@@ -125,7 +302,7 @@ async fn main() -> anyhow::Result<()> {
     rows.push(
         read_load(
             &http,
-            api,
+            &gateways,
             &customer,
             &order_paths,
             read_for,
@@ -133,8 +310,17 @@ async fn main() -> anyhow::Result<()> {
         )
         .await,
     );
-    let paced_rate = env_number("BENCH_PACED_RATE", 5000);
-    rows.push(paced_reads(&http, api, &customer, &order_paths, paced_rate, read_for).await);
+    rows.push(
+        paced_reads(
+            &http,
+            &gateways,
+            &customer,
+            &order_paths,
+            settings.paced_rate,
+            read_for,
+        )
+        .await,
+    );
     let tracking_paths: Vec<String> = picked
         .iter()
         .map(|id| format!("/api/v1/tracking/{id}"))
@@ -142,7 +328,7 @@ async fn main() -> anyhow::Result<()> {
     rows.push(
         read_load(
             &http,
-            api,
+            &gateways,
             &customer,
             &tracking_paths,
             read_for,
@@ -154,7 +340,7 @@ async fn main() -> anyhow::Result<()> {
     rows.push(
         read_load(
             &http,
-            api,
+            &gateways,
             &operator,
             &state_paths,
             read_for,
@@ -163,30 +349,110 @@ async fn main() -> anyhow::Result<()> {
         .await,
     );
 
-    // 5. WebSocket push to many clients: customer confirmations watched by every socket.
-    eprintln!("opening {ws_clients} WebSockets…");
-    rows.push(websocket_push(&http, api, &operator, &customer, &picked, ws_clients).await?);
+    // 6. WebSocket push to many clients: customer confirmations watched by every socket.
+    eprintln!("opening {} WebSockets…", settings.ws_clients);
+    rows.push(
+        websocket_push(
+            &http,
+            &gateways,
+            &operator,
+            &customer,
+            &picked,
+            settings.ws_clients,
+        )
+        .await?,
+    );
 
-    // 6. Open workflows held.
-    eprintln!("starting {open_workflows} more delivery orders and holding them open…");
-    let (_, mut row) = create_orders(&http, api, &payer, open_workflows, 32).await;
-    row.name = format!("creation of {open_workflows} more (all held open)");
+    // 7. Open workflows held.
+    let open = settings.open_workflows;
+    eprintln!("starting {open} more delivery orders and holding them open…");
+    let (_, mut row) = create_orders(&http, &gateways, &payer, open, 32).await;
+    row.name = format!("creation of {open} more (32 in flight, all held open)");
     rows.push(row);
     rows.push(Row::figure(
         "open delivery workflows held (Temporal visibility)",
         format!("{}", open_workflows_count(&stack).await?),
     ));
+    let rss = |pids: Vec<u32>| {
+        pids.into_iter()
+            .map(rss_mib)
+            .collect::<Vec<_>>()
+            .join(" + ")
+    };
     rows.push(Row::figure(
         "memory (RSS): worker / gateway",
         format!(
             "{} MiB / {} MiB",
-            rss_mib(stack.worker.pid()),
-            rss_mib(api.pid())
+            rss(all_workers.iter().map(|w| w.pid()).collect()),
+            rss(all_gateways.iter().map(|g| g.pid()).collect())
         ),
     ));
 
-    println!("\n{}", measure::table(&rows));
-    Ok(())
+    let mut ceiling_rows = vec![noop_start, noop_complete, noop_update];
+    ceiling_rows.append(&mut rows);
+    let rows = ceiling_rows;
+    println!(
+        "\n{} worker(s), {} gateway(s), {WRITERS} writes in flight\n\n{}",
+        settings.workers,
+        settings.gateways,
+        measure::table(&rows)
+    );
+    println!("\n### Where the time of each write phase went");
+    if phases.probe.server.is_none() {
+        println!("(the Temporal server's metrics endpoint is unknown: its segments are left out)");
+    }
+    for report in &phases.reports {
+        print!("{report}");
+    }
+    let failures = measure::failure_report(&rows);
+    if failures.is_empty() {
+        println!("\nno request failed");
+    } else {
+        println!("\n### Failed requests\n{failures}");
+    }
+    Ok(rows)
+}
+
+/// Sends DELIVERED and polls the read model until its row holds the answered version.
+async fn read_model_lag(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    pool: &sqlx::PgPool,
+    id: &str,
+) -> Outcome {
+    let started = Instant::now();
+    let answer = send(
+        "POST /api/v1/delivery-orders/{id}/events DELIVERED",
+        http.post(format!("{url}/api/v1/delivery-orders/{id}/events"))
+            .bearer_auth(token)
+            .json(&json!({"type": "DELIVERED"})),
+    )
+    .await?;
+    let body: Value = answer
+        .json()
+        .await
+        .map_err(|e| format!("DELIVERED answer: {e}"))?;
+    let version = body["version"]
+        .as_i64()
+        .ok_or_else(|| format!("DELIVERED answer without a version: {body}"))?;
+    let uuid = uuid::Uuid::parse_str(id).map_err(|e| format!("order id {id}: {e}"))?;
+    let deadline = started + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let stored: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM delivery_orders WHERE id = $1")
+                .bind(uuid)
+                .fetch_optional(pool)
+                .await
+                .map_err(|e| format!("reading the read model: {e}"))?;
+        if stored.is_some_and(|v| v >= version) {
+            return Ok(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    Err(format!(
+        "the read model did not reach version {version} within 10 s"
+    ))
 }
 
 /// Running `DeliveryOrderWorkflow`s on the stack's task queue, as Temporal counts them.
@@ -206,14 +472,18 @@ async fn open_workflows_count(stack: &Stack) -> anyhow::Result<i64> {
     Ok(answer.into_inner().count)
 }
 
-/// Runs `work` over `items` with `concurrency` in flight; keeps the successful samples.
-async fn run_concurrently<F, Fut>(items: &[String], concurrency: usize, work: F) -> Samples
+/// Runs `work` over `items` with `concurrency` in flight; keeps every outcome.
+pub(crate) async fn run_concurrently<F, Fut>(
+    items: &[String],
+    concurrency: usize,
+    work: F,
+) -> Samples
 where
     F: Fn(String) -> Fut,
-    Fut: Future<Output = Option<Duration>>,
+    Fut: Future<Output = Outcome>,
 {
     let started = Instant::now();
-    let results: Vec<Option<Duration>> = stream::iter(items.iter().cloned().map(work))
+    let results: Vec<Outcome> = stream::iter(items.iter().cloned().map(work))
         .buffer_unordered(concurrency)
         .collect()
         .await;
@@ -222,7 +492,7 @@ where
 
 async fn create_orders(
     http: &reqwest::Client,
-    api: &GatewayProcess,
+    gateways: &Gateways,
     token: &str,
     count: usize,
     concurrency: usize,
@@ -230,37 +500,61 @@ async fn create_orders(
     let ids = Arc::new(Mutex::new(Vec::with_capacity(count)));
     let seeds: Vec<String> = (0..count).map(|_| new_payment_id()).collect();
     let samples = run_concurrently(&seeds, concurrency, |payment_id| {
-        let (http, url, token, ids) =
-            (http.clone(), api.url.clone(), token.to_owned(), ids.clone());
+        let (http, url, token, ids) = (
+            http.clone(),
+            gateways.next().to_owned(),
+            token.to_owned(),
+            ids.clone(),
+        );
         async move {
             let started = Instant::now();
-            let answer = http
-                .post(format!("{url}/api/v1/payment-events"))
-                .bearer_auth(token)
-                .json(&payment_event(&payment_id, CUSTOMER))
-                .send()
-                .await
-                .ok()?;
+            let answer = send(
+                "POST /api/v1/payment-events",
+                http.post(format!("{url}/api/v1/payment-events"))
+                    .bearer_auth(token)
+                    .json(&payment_event(&payment_id, CUSTOMER)),
+            )
+            .await?;
             let elapsed = started.elapsed();
-            let body: Value = answer.json().await.ok()?;
-            ids.lock()
-                .unwrap()
-                .push(body["delivery_order_id"].as_str()?.to_owned());
-            Some(elapsed)
+            let body: Value = answer
+                .json()
+                .await
+                .map_err(|e| format!("payment event answer: {e}"))?;
+            let id = body["delivery_order_id"]
+                .as_str()
+                .ok_or_else(|| format!("payment event answer without an id: {body}"))?;
+            ids.lock().unwrap().push(id.to_owned());
+            Outcome::Ok(elapsed)
         }
     })
     .await;
     let ids = ids.lock().unwrap().clone();
     (
         ids,
-        Row::throughput("creation via payment events", &samples),
+        Row::throughput(
+            &format!("creation via payment events ({concurrency} in flight)"),
+            &samples,
+        ),
     )
 }
 
+/// One GET, judged: 2xx with its whole body read.
+async fn get(http: &reqwest::Client, url: &str, path: &str, token: &str) -> Result<(), String> {
+    send(
+        &format!("GET {path}"),
+        http.get(format!("{url}{path}")).bearer_auth(token),
+    )
+    .await?
+    .bytes()
+    .await
+    .map(|_| ())
+    .map_err(|e| format!("GET {path}: body: {e}"))
+}
+
 /// Closed-loop GETs over `paths` for `duration`, 64 in flight.
-async fn read_load(
+pub(crate) async fn read_load(
     http: &reqwest::Client,
-    api: &GatewayProcess,
+    gateways: &Gateways,
     token: &str,
     paths: &[String],
     duration: Duration,
@@ -272,7 +566,7 @@ async fn read_load(
         .map(|worker| {
             let (http, url, token, paths, samples) = (
                 http.clone(),
-                api.url.clone(),
+                gateways.next().to_owned(),
                 token.to_owned(),
                 paths.to_vec(),
                 samples.clone(),
@@ -280,20 +574,11 @@ async fn read_load(
             tokio::spawn(async move {
                 let mut mine = Vec::new();
                 let mut n = worker;
-                while started.elapsed() < duration {
+                while started.elapsed() < duration && !paths.is_empty() {
                     let path = &paths[n % paths.len()];
                     n += 64;
                     let t = Instant::now();
-                    let ok = match http
-                        .get(format!("{url}{path}"))
-                        .bearer_auth(&token)
-                        .send()
-                        .await
-                    {
-                        Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
-                        Err(_) => false,
-                    };
-                    mine.push(ok.then(|| t.elapsed()));
+                    mine.push(get(&http, &url, path, &token).await.map(|()| t.elapsed()));
                 }
                 samples.lock().unwrap().extend(mine);
             })
@@ -310,7 +595,7 @@ async fn read_load(
 /// its request was due, so a stalled server shows up instead of slowing the load down.
 async fn paced_reads(
     http: &reqwest::Client,
-    api: &GatewayProcess,
+    gateways: &Gateways,
     token: &str,
     paths: &[String],
     rate: usize,
@@ -322,29 +607,26 @@ async fn paced_reads(
     let started = Instant::now();
     let mut requests = Vec::new();
     let mut n = 0usize;
-    while started.elapsed() < duration {
+    while started.elapsed() < duration && !paths.is_empty() {
         let due = ticker.tick().await;
         for _ in 0..per_tick {
-            let (http, url, token) = (http.clone(), api.url.clone(), token.to_owned());
+            let (http, url, token) = (http.clone(), gateways.next().to_owned(), token.to_owned());
             let path = paths[n % paths.len()].clone();
             n += 1;
             requests.push(tokio::spawn(async move {
-                let ok = match http
-                    .get(format!("{url}{path}"))
-                    .bearer_auth(&token)
-                    .send()
+                get(&http, &url, &path, &token)
                     .await
-                {
-                    Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
-                    Err(_) => false,
-                };
-                ok.then(|| due.elapsed())
+                    .map(|()| due.elapsed())
             }));
         }
     }
     let mut results = Vec::with_capacity(requests.len());
     for request in requests {
-        results.push(request.await.ok().flatten());
+        results.push(
+            request
+                .await
+                .unwrap_or_else(|e| Err(format!("request task: {e}"))),
+        );
     }
     Row::throughput(
         &format!("GET delivery order at a fixed {rate} req/s"),
@@ -352,11 +634,11 @@ async fn paced_reads(
     )
 }
 
-/// `clients` sockets on `/ws/events`; each confirmation's update timed from the moment the
-/// command was sent to its arrival at every socket.
+/// `clients` sockets on `/ws/events`, spread over the gateways; each confirmation's update timed
+/// from the moment the command was sent to its arrival at every socket.
 async fn websocket_push(
     http: &reqwest::Client,
-    api: &GatewayProcess,
+    gateways: &Gateways,
     operator: &str,
     customer: &str,
     delivered: &[String],
@@ -364,16 +646,25 @@ async fn websocket_push(
 ) -> anyhow::Result<Row> {
     let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let latencies = Arc::new(Mutex::new(Vec::new()));
-    let url = format!(
-        "ws://127.0.0.1:{}/api/v1/ws/events?access_token={operator}",
-        api.port
-    );
-    let sockets: Vec<_> = stream::iter(0..clients)
-        .map(|_| tokio_tungstenite::connect_async(url.clone()))
+    let connections: Vec<_> = stream::iter(0..clients)
+        .map(|n| {
+            let url = format!(
+                "ws://127.0.0.1:{}/api/v1/ws/events?access_token={operator}",
+                gateways.port(n)
+            );
+            async move { tokio_tungstenite::connect_async(url).await }
+        })
         .buffer_unordered(50)
-        .filter_map(|r| async move { r.ok().map(|(socket, _)| socket) })
         .collect()
         .await;
+    let mut sockets = Vec::new();
+    let mut failures = Vec::new();
+    for connection in connections {
+        match connection {
+            Ok((socket, _)) => sockets.push(socket),
+            Err(error) => failures.push(format!("WebSocket connect: {error}")),
+        }
+    }
     let connected = sockets.len();
     let targets = delivered.len().min(100);
     let readers: Vec<_> = sockets
@@ -386,10 +677,17 @@ async fn websocket_push(
                     let next = tokio::time::timeout(Duration::from_secs(20), socket.next()).await;
                     let Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Text(text)))) = next
                     else {
-                        if matches!(next, Err(_) | Ok(None) | Ok(Some(Err(_)))) {
-                            break;
+                        match next {
+                            Err(_) => {
+                                return Some(format!(
+                                    "WebSocket: {} of {targets} changes did not arrive within 20 s",
+                                    targets - seen
+                                ));
+                            }
+                            Ok(None) => return Some("WebSocket closed by the gateway".into()),
+                            Ok(Some(Err(error))) => return Some(format!("WebSocket: {error}")),
+                            Ok(Some(Ok(_))) => continue,
                         }
-                        continue;
                     };
                     let Ok(message) = serde_json::from_str::<Value>(&text) else {
                         continue;
@@ -401,27 +699,38 @@ async fn websocket_push(
                         .as_str()
                         .unwrap_or_default();
                     if let Some(at) = sent.lock().unwrap().get(id) {
-                        latencies.lock().unwrap().push(Some(at.elapsed()));
+                        latencies.lock().unwrap().push(Ok(at.elapsed()));
                         seen += 1;
                     }
                 }
+                None
             })
         })
         .collect();
     let started = Instant::now();
     for id in &delivered[..targets] {
         sent.lock().unwrap().insert(id.clone(), Instant::now());
-        let _ = http
-            .post(format!("{}/api/v1/delivery-orders/{id}/events", api.url))
+        if let Err(reason) = send(
+            "POST /api/v1/delivery-orders/{id}/events CONFIRMED",
+            http.post(format!(
+                "{}/api/v1/delivery-orders/{id}/events",
+                gateways.next()
+            ))
             .bearer_auth(customer)
-            .json(&json!({"type": "CONFIRMED"}))
-            .send()
-            .await;
+            .json(&json!({"type": "CONFIRMED"})),
+        )
+        .await
+        {
+            failures.push(reason);
+        }
     }
     for reader in readers {
-        let _ = reader.await;
+        if let Ok(Some(reason)) = reader.await {
+            failures.push(reason);
+        }
     }
-    let all = std::mem::take(&mut *latencies.lock().unwrap());
+    let mut all = std::mem::take(&mut *latencies.lock().unwrap());
+    all.extend(failures.into_iter().map(Err));
     let mut row = Row::latency(
         &format!("WebSocket push ({connected} clients, {targets} changes each)"),
         &Samples::new(all, started.elapsed()),

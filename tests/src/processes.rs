@@ -37,6 +37,16 @@ pub fn binary(name: &str, env: &str) -> PathBuf {
     let sources: &[&str] = match name {
         "partner-sim" => &["partner-sim"],
         "delivery-api" => &["workflows", "read-model", "platform", "api", "resources"],
+        "delivery-bench" => &[
+            "platform",
+            "workflows",
+            "read-model",
+            "activities",
+            "worker",
+            "api",
+            "bench",
+            "tests/src",
+        ],
         _ => &[
             "platform",
             "workflows",

@@ -24,6 +24,9 @@ pub struct TemporalServer {
     /// `host:port`, as the CLI takes it.
     pub address: String,
     pub cli: PathBuf,
+    /// Its Prometheus endpoint (`--metrics-port`): `TEMPORAL_METRICS_URL` beside
+    /// `TEMPORAL_ADDRESS`, or the private server's.
+    pub metrics_url: Option<String>,
 }
 
 static SERVER: OnceCell<TemporalServer> = OnceCell::const_new();
@@ -40,7 +43,8 @@ pub async fn temporal_server() -> &'static TemporalServer {
             let cli = temporal_cli();
             if let Ok(address) = std::env::var("TEMPORAL_ADDRESS") {
                 let address = address.trim_start_matches("http://").trim_end_matches('/').to_owned();
-                return TemporalServer { address, cli };
+                let metrics_url = std::env::var("TEMPORAL_METRICS_URL").ok().filter(|u| !u.is_empty());
+                return TemporalServer { address, cli, metrics_url };
             }
             assert!(
                 cli.exists(),
@@ -48,12 +52,13 @@ pub async fn temporal_server() -> &'static TemporalServer {
                 cli.display()
             );
             let port = free_port();
+            let metrics_port = free_port();
             let dir = std::env::temp_dir().join(format!("delivery-tests-temporal-{}", std::process::id()));
             std::fs::create_dir_all(&dir).expect("temp dir");
             let mut args: Vec<String> = vec![
                 "server".into(), "start-dev".into(), "--headless".into(), "--ip".into(), "127.0.0.1".into(),
                 "--port".into(), port.to_string(), "--http-port".into(), free_port().to_string(),
-                "--metrics-port".into(), free_port().to_string(), "--log-level".into(), "warn".into(),
+                "--metrics-port".into(), metrics_port.to_string(), "--log-level".into(), "warn".into(),
                 "--db-filename".into(), dir.join("temporal.db").display().to_string(),
                 // As scripts/lib.sh starts it: SQLite in WAL mode, synced at checkpoints.
                 "--sqlite-pragma".into(), "journal_mode=wal".into(),
@@ -80,7 +85,11 @@ pub async fn temporal_server() -> &'static TemporalServer {
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("starting the Temporal dev server");
-            let server = TemporalServer { address: format!("127.0.0.1:{port}"), cli };
+            let server = TemporalServer {
+                address: format!("127.0.0.1:{port}"),
+                cli,
+                metrics_url: Some(format!("http://127.0.0.1:{metrics_port}/metrics")),
+            };
             wait_until_serving(&server).await;
             server
         })

@@ -15,6 +15,7 @@ mod api_fuzzing;
 mod audit_trail;
 mod authorization_matrix;
 mod batches;
+mod bench_smoke;
 mod compat_api;
 mod compose;
 mod contract;

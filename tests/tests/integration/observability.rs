@@ -360,6 +360,84 @@ async fn exported_metrics_match_the_table_the_dashboards_and_the_rules() {
     let exported = exported(&stack).await;
     check_metrics_table(&exported);
     check_queries(&exported);
+    check_sdk_series_recorded(&stack).await;
+}
+
+/// The sum of the samples of `series` (a full sample name, `_count` included) whose label text
+/// contains `labels` (`""` for all): `None` when there is no such sample.
+fn sample_total(exposition: &str, series: &str, labels: &str) -> Option<f64> {
+    let values: Vec<f64> = exposition
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (name_and_labels, value) = line.rsplit_once(' ')?;
+            let (name, label_text) = match name_and_labels.split_once('{') {
+                Some((name, rest)) => (name, rest),
+                None => (name_and_labels, ""),
+            };
+            (name == series && label_text.contains(labels)).then(|| value.parse().ok())?
+        })
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}
+
+/// After a delivery the worker's `/metrics` holds the SDK's figures of where a workflow task's
+/// time goes, recorded and not only declared: schedule-to-start, execution, polls, the sticky
+/// cache and the slots (the bench's breakdown reads these).
+async fn check_sdk_series_recorded(stack: &Stack) {
+    let body = reqwest::get(&stack.worker.metrics_url)
+        .await
+        .and_then(|r| r.error_for_status())
+        .expect("the worker's /metrics")
+        .text()
+        .await
+        .expect("metrics body");
+    let delivery = "workflow_type=\"DeliveryOrderWorkflow\"";
+    for (series, labels) in [
+        (
+            "temporal_workflow_task_schedule_to_start_latency_seconds_count",
+            "",
+        ),
+        (
+            "temporal_workflow_task_execution_latency_seconds_count",
+            delivery,
+        ),
+        ("temporal_workflow_task_queue_poll_succeed_total", ""),
+        ("temporal_sticky_cache_hit_total", ""),
+        (
+            "temporal_activity_schedule_to_start_latency_seconds_count",
+            "",
+        ),
+        ("temporal_activity_execution_latency_seconds_count", ""),
+    ] {
+        let total = sample_total(&body, series, labels);
+        assert!(
+            total.is_some_and(|t| t > 0.0),
+            "{series}{{{labels}}} not recorded after a delivery ({total:?}):\n{body}"
+        );
+    }
+    for (gauge, labels) in [
+        ("temporal_sticky_cache_size", ""),
+        (
+            "temporal_worker_task_slots_available",
+            "worker_type=\"WorkflowWorker\"",
+        ),
+        ("temporal_num_pollers", ""),
+    ] {
+        assert!(
+            sample_total(&body, gauge, labels).is_some(),
+            "{gauge}{{{labels}}} not exported:\n{body}"
+        );
+    }
+}
+
+#[test]
+fn sample_totals_sum_the_matching_series() {
+    let text = "# TYPE a counter\na_total{q=\"x\",k=\"1\"} 2\na_total{q=\"y\"} 3\nb 1\n";
+    assert_eq!(sample_total(text, "a_total", ""), Some(5.0));
+    assert_eq!(sample_total(text, "a_total", "q=\"x\""), Some(2.0));
+    assert_eq!(sample_total(text, "b", ""), Some(1.0));
+    assert_eq!(sample_total(text, "c", ""), None);
 }
 
 /// A Prometheus server (Debian's, as `make test` installs it) scraping the stack every second
