@@ -221,6 +221,12 @@ impl Stack {
             "warn",
             "--namespace",
             "default",
+            // As scripts/lib.sh starts it: WAL, synced at checkpoints (a kill -9 loses nothing
+            // committed).
+            "--sqlite-pragma",
+            "journal_mode=wal",
+            "--sqlite-pragma",
+            "synchronous=normal",
         ]
         .map(str::to_owned)
         .into();
@@ -415,6 +421,8 @@ impl Stack {
         let server = delivery_tests::TemporalServer {
             address: self.temporal_address.clone(),
             cli: delivery_tests::temporal::temporal_cli(),
+            // Only its client is wanted here.
+            metrics_url: None,
         };
         Ok(server.client().await)
     }
