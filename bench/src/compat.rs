@@ -4,9 +4,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::gateways::{Gateways, send};
+use crate::gateways::{Gateways, send, send_creation};
 use crate::measure::{Outcome, Row};
 use crate::{read_load, run_concurrently};
 
@@ -28,24 +28,16 @@ pub(crate) async fn create(
             ids.clone(),
         );
         async move {
-            let started = Instant::now();
-            let answer = send(
+            let (elapsed, id) = send_creation(
                 "POST /deliveries/create",
                 http.post(format!("{url}/deliveries/create"))
                     .bearer_auth(token)
                     .json(&json!({"type": "CREATE_DELIVERY",
                                   "data": {"budget": 100, "notes": format!("bench crate {n}")}})),
+                "id",
             )
             .await?;
-            let elapsed = started.elapsed();
-            let body: Value = answer
-                .json()
-                .await
-                .map_err(|e| format!("POST /deliveries/create: body: {e}"))?;
-            let id = body["id"]
-                .as_str()
-                .ok_or_else(|| format!("POST /deliveries/create: no id in {body}"))?;
-            ids.lock().unwrap().push(id.to_owned());
+            ids.lock().unwrap().push(id);
             Outcome::Ok(elapsed)
         }
     })

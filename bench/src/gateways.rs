@@ -2,6 +2,9 @@
 //! requests over them in turn) and the one way a request is sent and judged.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 pub(crate) struct Gateways {
     urls: Vec<String>,
@@ -48,6 +51,26 @@ pub(crate) async fn send(
     }
     let body = answer.text().await.unwrap_or_default();
     Err(format!("{what} → {status}: {}", snippet(&body)))
+}
+
+/// Sends a request that creates something: the time to its answer's head, and the id the
+/// answer names in `id_field` (the body is read after the clock stops).
+pub(crate) async fn send_creation(
+    what: &str,
+    request: reqwest::RequestBuilder,
+    id_field: &str,
+) -> Result<(Duration, String), String> {
+    let started = Instant::now();
+    let answer = send(what, request).await?;
+    let elapsed = started.elapsed();
+    let body: Value = answer
+        .json()
+        .await
+        .map_err(|e| format!("{what}: body: {e}"))?;
+    let id = body[id_field]
+        .as_str()
+        .ok_or_else(|| format!("{what}: no {id_field} in {body}"))?;
+    Ok((elapsed, id.to_owned()))
 }
 
 /// The first 200 characters of a body, on one line.

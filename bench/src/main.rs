@@ -25,7 +25,7 @@ use futures::{StreamExt, stream};
 use serde_json::{Value, json};
 
 use crate::breakdown::Probe;
-use crate::gateways::{Gateways, send};
+use crate::gateways::{Gateways, send, send_creation};
 use crate::measure::{Outcome, Row, Samples, env_number, rss_mib};
 
 const CUSTOMER: &str = "bench-customer";
@@ -507,23 +507,15 @@ async fn create_orders(
             ids.clone(),
         );
         async move {
-            let started = Instant::now();
-            let answer = send(
+            let (elapsed, id) = send_creation(
                 "POST /api/v1/payment-events",
                 http.post(format!("{url}/api/v1/payment-events"))
                     .bearer_auth(token)
                     .json(&payment_event(&payment_id, CUSTOMER)),
+                "delivery_order_id",
             )
             .await?;
-            let elapsed = started.elapsed();
-            let body: Value = answer
-                .json()
-                .await
-                .map_err(|e| format!("payment event answer: {e}"))?;
-            let id = body["delivery_order_id"]
-                .as_str()
-                .ok_or_else(|| format!("payment event answer without an id: {body}"))?;
-            ids.lock().unwrap().push(id.to_owned());
+            ids.lock().unwrap().push(id);
             Outcome::Ok(elapsed)
         }
     })

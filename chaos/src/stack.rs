@@ -221,15 +221,10 @@ impl Stack {
             "warn",
             "--namespace",
             "default",
-            // As scripts/lib.sh starts it: WAL, synced at checkpoints (a kill -9 loses nothing
-            // committed).
-            "--sqlite-pragma",
-            "journal_mode=wal",
-            "--sqlite-pragma",
-            "synchronous=normal",
         ]
         .map(str::to_owned)
         .into();
+        args.extend(delivery_tests::temporal::SQLITE_PRAGMAS.map(str::to_owned));
         args.extend([
             "--port".into(),
             temporal_port.to_string(),

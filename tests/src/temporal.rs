@@ -29,6 +29,15 @@ pub struct TemporalServer {
     pub metrics_url: Option<String>,
 }
 
+/// The dev server's SQLite settings, as `scripts/lib.sh` starts it: write-ahead log, synced at
+/// checkpoints (a killed server loses nothing committed; docs/performance.md, "Levers").
+pub const SQLITE_PRAGMAS: [&str; 4] = [
+    "--sqlite-pragma",
+    "journal_mode=wal",
+    "--sqlite-pragma",
+    "synchronous=normal",
+];
+
 static SERVER: OnceCell<TemporalServer> = OnceCell::const_new();
 
 pub fn temporal_cli() -> PathBuf {
@@ -60,10 +69,8 @@ pub async fn temporal_server() -> &'static TemporalServer {
                 "--port".into(), port.to_string(), "--http-port".into(), free_port().to_string(),
                 "--metrics-port".into(), metrics_port.to_string(), "--log-level".into(), "warn".into(),
                 "--db-filename".into(), dir.join("temporal.db").display().to_string(),
-                // As scripts/lib.sh starts it: SQLite in WAL mode, synced at checkpoints.
-                "--sqlite-pragma".into(), "journal_mode=wal".into(),
-                "--sqlite-pragma".into(), "synchronous=normal".into(),
             ];
+            args.extend(SQLITE_PRAGMAS.map(String::from));
             for attribute in SEARCH_ATTRIBUTES {
                 args.push("--search-attribute".into());
                 args.push(format!("{attribute}=Keyword"));

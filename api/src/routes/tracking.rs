@@ -203,7 +203,6 @@ fn route_document(id: &str, route: Route) -> Result<DeliveryRoute, ApiError> {
     })
 }
 
-/// The happy path with times from the audit trail, then where the delivery went instead.
 /// The happy path with the time each stage was reached, then the states off it the delivery
 /// entered, in order. `stages` are the states entered after creation, each with its time.
 fn steps(current: DomainState, created_at: &str, stages: &[StageReached]) -> Vec<ProgressStep> {
