@@ -97,8 +97,9 @@ pub(crate) struct Sources<'a> {
     pub(crate) pool: &'a sqlx::PgPool,
     pub(crate) redis: &'a mut redis::aio::MultiplexedConnection,
     pub(crate) keys: &'a RedisKeys,
-    /// The running simulator's pickups.
-    pub(crate) sim_now: Vec<Value>,
+    /// The running simulator, asked for its pickups after the workflows: an order's
+    /// withdrawal is then never newer than the partner's record of it.
+    pub(crate) sim: &'a crate::sim::SimControl,
 }
 
 /// Every delivery order id known anywhere: acknowledged to a client or in the read model.
@@ -115,6 +116,15 @@ pub(crate) async fn universe(
             .map(|r| r.get::<uuid::Uuid, _>("id").to_string()),
     );
     Ok(ids)
+}
+
+/// Whether the order left CREATED any way but PICKED_UP: the job the partner accepted for it
+/// is withdrawn.
+fn left_created(order: &delivery_workflows::DeliveryOrder) -> bool {
+    order.events.iter().any(|e| {
+        e.from_state == delivery_workflows::State::Created
+            && e.to_state != delivery_workflows::State::PickedUp
+    })
 }
 
 pub(crate) async fn query_state(
@@ -195,7 +205,9 @@ impl Facts {
         }
         facts.read_stream(sources).await?;
         facts.sim_lifetimes = ledger.sim_records.clone();
-        facts.sim_lifetimes.push(sources.sim_now.clone());
+        facts
+            .sim_lifetimes
+            .push(sources.sim.pickups().await.unwrap_or_default());
 
         for row in sqlx::query("SELECT id, version FROM compat_deliveries")
             .fetch_all(sources.pool)
@@ -282,7 +294,11 @@ impl Facts {
                     .get(*id)
                     .is_none_or(|c| c.as_ref().is_none_or(|(_, cv)| *cv < v));
                 let stream_behind = self.stream.get(*id).map_or(0, Vec::len) < v as usize + 1;
-                row_behind || cache_behind || stream_behind
+                // Still waiting for a pickup request's answer, or withdrawing the job it booked.
+                let withdrawing = left_created(&wf.order)
+                    && (wf.pickup_pending
+                        || (wf.order.partner.pickup_id.is_some() && !wf.order.partner.cancelled));
+                row_behind || cache_behind || stream_behind || withdrawing
             })
             .count()
     }
@@ -296,19 +312,21 @@ impl Facts {
                 what,
             })
         };
-        // Which pickups the running simulator knows, and each lifetime's bookings per order.
-        let sim_now: HashMap<String, String> = self
-            .sim_lifetimes
-            .last()
-            .into_iter()
-            .flatten()
-            .filter_map(|p| {
-                Some((
-                    p["pickup_id"].as_str()?.to_owned(),
-                    p["status"].as_str()?.to_owned(),
-                ))
-            })
-            .collect();
+        // Which pickups the running simulator knows, by id and by delivery order, and each
+        // lifetime's bookings per order.
+        let mut sim_now: HashMap<&str, &str> = HashMap::new();
+        let mut sim_jobs: HashMap<&str, Vec<(&str, &str)>> = HashMap::new();
+        for p in self.sim_lifetimes.last().into_iter().flatten() {
+            let (Some(pickup), Some(status), Some(order)) = (
+                p["pickup_id"].as_str(),
+                p["status"].as_str(),
+                p["delivery_order_id"].as_str(),
+            ) else {
+                continue;
+            };
+            sim_now.insert(pickup, status);
+            sim_jobs.entry(order).or_default().push((pickup, status));
+        }
         for (lifetime, pickups) in self.sim_lifetimes.iter().enumerate() {
             let mut per_order: BTreeMap<&str, usize> = BTreeMap::new();
             for p in pickups {
@@ -439,28 +457,33 @@ impl Facts {
                     format!("stream lacks seq {missing} (workflow at {v})"),
                 );
             }
-            // A cancelled order's accepted job must have been withdrawn from the partner.
-            // A job withdrawn from CREATED (the partner had accepted it, nothing more) must have
-            // been cancelled at the partner; later cancellations follow a finished job.
-            let cancelled_from_created = o.events.iter().any(|e| {
-                e.to_state == delivery_workflows::State::Cancelled
-                    && e.from_state == delivery_workflows::State::Created
-            });
-            if cancelled_from_created && let Some(pickup) = &o.partner.pickup_id {
-                if !o.partner.cancelled {
+            // Leaving CREATED any way but PICKED_UP withdraws the job the partner accepted (later
+            // cancellations follow a job already under way). The running simulator must hold no
+            // accepted job for such an order, whether or not the workflow learned its id: a
+            // request still out when the order moved on may have been booked all the same.
+            if left_created(o) {
+                if let Some(pickup) = &o.partner.pickup_id
+                    && !o.partner.cancelled
+                {
                     find(
                         Kind::Lost,
                         id,
                         format!("pickup {pickup} never withdrawn (workflow)"),
                     );
-                } else if let Some(status) = sim_now.get(pickup)
-                    && !matches!(status.as_str(), "CANCELLED" | "DELIVERED" | "FAILED")
-                {
-                    find(
-                        Kind::Lost,
-                        id,
-                        format!("partner still holds pickup {pickup} as {status}"),
-                    );
+                }
+                for (pickup, status) in sim_jobs.get(id.as_str()).into_iter().flatten() {
+                    if *status == "ACCEPTED" {
+                        let known = if o.partner.pickup_id.as_deref() == Some(pickup) {
+                            "the workflow's"
+                        } else {
+                            "unknown to the workflow"
+                        };
+                        find(
+                            Kind::Lost,
+                            id,
+                            format!("partner still holds pickup {pickup} ({known}) as {status}"),
+                        );
+                    }
                 }
             }
             if TERMINAL.contains(&state.as_str()) {
@@ -474,7 +497,7 @@ impl Facts {
                     .partner
                     .pickup_id
                     .as_ref()
-                    .is_some_and(|p| !sim_now.contains_key(p))
+                    .is_some_and(|p| !sim_now.contains_key(p.as_str()))
                     && matches!(state.as_str(), "CREATED" | "PICKED_UP");
                 if forgotten {
                     long_timer += 1;

@@ -156,7 +156,7 @@ async fn run(database_url: &str) -> anyhow::Result<bool> {
             pool: &pool,
             redis: &mut redis,
             keys: &keys,
-            sim_now: sim.pickups().await.unwrap_or_default(),
+            sim: &sim,
         };
         let facts = Facts::gather(&mut sources, &ids, &snapshot).await?;
         let behind = facts.behind();

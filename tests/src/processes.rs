@@ -353,6 +353,17 @@ impl SimProcess {
     pub async fn stats(&self) -> Value {
         self.call(reqwest::Method::GET, "/_sim/stats", None).await
     }
+
+    /// Every job this simulator accepted, with its status now.
+    pub async fn pickups(&self) -> Vec<Value> {
+        match self.call(reqwest::Method::GET, "/_sim/pickups", None).await {
+            Value::Object(mut body) => match body.remove("pickups") {
+                Some(Value::Array(pickups)) => pickups,
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        }
+    }
 }
 
 impl Drop for SimProcess {

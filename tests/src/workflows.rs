@@ -16,6 +16,8 @@ use temporalio_client::{
 };
 use temporalio_common::data_converters::RawValue;
 use temporalio_common::protos::temporal::api::common::v1::Payload;
+use temporalio_common::protos::temporal::api::enums::v1::EventType as HistoryEventType;
+use temporalio_common::protos::temporal::api::history::v1::HistoryEvent;
 
 pub type OrderHandle = WorkflowHandle<Client, DeliveryOrderWorkflow>;
 
@@ -332,12 +334,43 @@ pub async fn history_json(handle: &OrderHandle) -> Vec<u8> {
 }
 
 pub async fn history_len(handle: &OrderHandle) -> usize {
+    history_events(handle).await.len()
+}
+
+async fn history_events(handle: &OrderHandle) -> Vec<HistoryEvent> {
     handle
         .fetch_history(WorkflowFetchHistoryOptions::default())
         .into_events()
         .await
         .expect("history")
-        .len()
+}
+
+/// The history's length once the run is at rest: no activity outstanding (the pickup request,
+/// a projection) and nothing added for half a second. A test that checks what an action adds to
+/// history starts from here, not from a moment when the projector is still writing.
+pub async fn settled_history_len(handle: &OrderHandle) -> usize {
+    let give_up = tokio::time::Instant::now() + PATIENCE;
+    let mut before = None;
+    loop {
+        let events = history_events(handle).await;
+        let outstanding = events.iter().fold(0i64, |n, e| match e.event_type() {
+            HistoryEventType::ActivityTaskScheduled => n + 1,
+            HistoryEventType::ActivityTaskCompleted
+            | HistoryEventType::ActivityTaskFailed
+            | HistoryEventType::ActivityTaskTimedOut
+            | HistoryEventType::ActivityTaskCanceled => n - 1,
+            _ => n,
+        });
+        if outstanding == 0 && before == Some(events.len()) {
+            return events.len();
+        }
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "the history never settled ({outstanding} activities outstanding)"
+        );
+        before = (outstanding == 0).then_some(events.len());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// With `CAPTURE_HISTORIES=1`, saves the finished run's history as `tests/histories/<name>.json`

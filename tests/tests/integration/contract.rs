@@ -22,7 +22,7 @@ async fn started(stack: &Stack) -> (String, OrderHandle) {
 async fn an_invalid_transition_is_refused_to_the_caller_and_leaves_no_trace() {
     let stack = Stack::quiet().await;
     let (_, order) = started(&stack).await;
-    let before = history_len(&order).await;
+    let before = settled_history_len(&order).await;
 
     let error = apply_event(
         &order,

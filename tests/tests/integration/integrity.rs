@@ -378,15 +378,7 @@ async fn repeats_and_refusals_add_nothing_to_the_history() {
     );
     // Let the projection and the tasks that follow the event settle: the history stops growing.
     read_at(api, &id, 1).await;
-    let mut before = history_len(&order).await;
-    loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let now = history_len(&order).await;
-        if now == before {
-            break;
-        }
-        before = now;
-    }
+    let before = settled_history_len(&order).await;
 
     for n in 0..100 {
         // The same event again, with the gateway's per-request content (a new request id).

@@ -88,6 +88,60 @@ async fn delivered_orders_confirm_themselves_when_the_timer_fires() {
 }
 
 #[tokio::test]
+async fn a_cancel_while_the_pickup_request_is_out_withdraws_the_job_it_booked() {
+    let stack = Stack::quiet().await;
+    // The partner takes two seconds to answer: the operator cancels before it has.
+    stack.sim.configure(json!({"latency_ms": 2000})).await;
+    let id = new_order_id();
+    let order = start_order(
+        &stack.client,
+        &stack.task_queue,
+        order_input(&id, deadlines(HOUR, HOUR, HOUR)),
+    )
+    .await;
+    wait_for(&order, "the pickup requested", |v| v.pickup_pending).await;
+    let cancelled = apply_event(
+        &order,
+        envelope(
+            "cancel-while-booking",
+            EventType::Cancel,
+            json!({"reason": "customer changed their mind"}),
+            ActorKind::Operator,
+        ),
+    )
+    .await
+    .expect("a cancel applies while the pickup request is out");
+    assert_eq!(cancelled.state, State::Cancelled);
+
+    // The request answers after the cancel: the job it booked is bound and withdrawn.
+    let view = wait_for(&order, "the job booked meanwhile withdrawn", |v| {
+        v.order.partner.cancelled && !v.pickup_pending
+    })
+    .await;
+    let pickup = view
+        .order
+        .partner
+        .pickup_id
+        .expect("the late answer is recorded");
+    let jobs: Vec<_> = stack
+        .sim
+        .pickups()
+        .await
+        .into_iter()
+        .filter(|p| p["delivery_order_id"] == id.as_str())
+        .collect();
+    assert_eq!(jobs.len(), 1, "one job booked: {jobs:?}");
+    assert_eq!(jobs[0]["pickup_id"], pickup.as_str());
+    assert_eq!(jobs[0]["status"], "CANCELLED", "{jobs:?}");
+    let result = order
+        .get_result(WorkflowGetResultOptions::default())
+        .await
+        .expect("the run ends once the job is withdrawn");
+    assert_eq!(result.order.state, State::Cancelled);
+    capture_history(&order, "cancel_while_booking").await;
+}
+
+#[tokio::test]
 async fn a_missed_pickup_deadline_goes_to_an_operator_who_cancels() {
     let stack = Stack::start().await;
     let id = new_order_id();

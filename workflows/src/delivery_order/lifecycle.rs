@@ -3,6 +3,7 @@
 //! a batch hold whose lease ran out, and starts the replacement of a reshipped order.
 
 use std::pin::pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use futures::future::FusedFuture;
@@ -16,8 +17,9 @@ use temporalio_sdk::{
 
 use super::options::{cancel_options, pickup_options, retried_until_done};
 use super::{
-    BATCH_LEASE_PATCH, Deadline, DeliveryOrderWorkflow, HISTORY_LIMIT, READ_MODEL_PATCH,
-    REPLACEMENT_ACTIVITY_PATCH, SENDER_CHECKS_PATCH, StartInput, graph, workflow_id,
+    BATCH_LEASE_PATCH, Deadline, DeliveryOrderWorkflow, HISTORY_LIMIT, PICKUP_SETTLE_PATIENCE,
+    PICKUP_SETTLES_PATCH, READ_MODEL_PATCH, REPLACEMENT_ACTIVITY_PATCH, SENDER_CHECKS_PATCH,
+    StartInput, graph, workflow_id,
 };
 use crate::activities::{
     CancelPickup, CancelPickupRequest, PickupOutcome, PickupRequest, ProjectEvents, Projection,
@@ -53,15 +55,19 @@ pub(super) async fn run(ctx: &mut Ctx) -> WorkflowResult<LifecycleEnd> {
     ctx.state_mut(|s| s.order_mut().checks_senders = checks_senders);
     // Runs started before the read model existed replay without projections.
     if !ctx.patched(READ_MODEL_PATCH) {
-        return drive_lifecycle(ctx).await;
+        return drive_lifecycle(ctx, false).await;
     }
     // Runs started before batch leases replay without the lease timer.
     let leases = ctx.patched(BATCH_LEASE_PATCH);
+    // Runs started before a pickup request could settle cancel it at once. Asked here, at the
+    // run's start, not where it matters: whether a request is still out there depends on how
+    // events fell into workflow tasks, and a marker must not.
+    let pickup_settles = ctx.patched(PICKUP_SETTLES_PATCH);
     let mut lifecycle_ctx = ctx.clone();
     let mut projector_ctx = ctx.clone();
     let mut lease_ctx = ctx.clone();
     let (lifecycle, projection, lease) = join!(
-        drive_lifecycle(&mut lifecycle_ctx),
+        drive_lifecycle(&mut lifecycle_ctx, pickup_settles),
         project_read_model(&mut projector_ctx),
         async {
             if leases {
@@ -78,7 +84,7 @@ pub(super) async fn run(ctx: &mut Ctx) -> WorkflowResult<LifecycleEnd> {
 
 /// Moves the order through the graph until a terminal state, then starts a replacement if it was
 /// reshipped; or stops at a safe point when the history grew long, to continue as new.
-async fn drive_lifecycle(ctx: &mut Ctx) -> WorkflowResult<LifecycleEnd> {
+async fn drive_lifecycle(ctx: &mut Ctx, pickup_settles: bool) -> WorkflowResult<LifecycleEnd> {
     let mut published = None;
     loop {
         let (state, version) = ctx.state(|s| (s.order().state, s.order().version));
@@ -97,7 +103,7 @@ async fn drive_lifecycle(ctx: &mut Ctx) -> WorkflowResult<LifecycleEnd> {
             return Ok(LifecycleEnd::ContinueAsNew);
         }
         if state == State::Created {
-            await_pickup(ctx, version).await?;
+            await_pickup(ctx, version, pickup_settles).await?;
         } else {
             await_next_event(ctx, state, version).await?;
         }
@@ -228,7 +234,8 @@ fn deadline_left(ctx: &Ctx, version: u64, timer: &str, default: Duration) -> Dur
 }
 
 /// CREATED: ask the partner for a pickup while waiting for the next event or the pickup deadline.
-async fn await_pickup(ctx: &mut Ctx, version: u64) -> WorkflowResult<()> {
+/// With `pickup_settles`, an order that leaves CREATED lets a request still out answer first.
+async fn await_pickup(ctx: &mut Ctx, version: u64, pickup_settles: bool) -> WorkflowResult<()> {
     let (timer_name, timer) = graph()
         .timer_for(State::Created)
         .expect("the graph has a pickup deadline");
@@ -294,22 +301,59 @@ async fn await_pickup(ctx: &mut Ctx, version: u64) -> WorkflowResult<()> {
     if !deadline_timer.is_terminated() {
         deadline_timer.cancel();
     }
-    let now = rfc3339(ctx.workflow_time());
     if !pickup.is_terminated() {
-        pickup.cancel();
-        // The partner's answer may already be in this task, only not delivered yet: an event
-        // and the pickup's completion that arrive in one workflow task reach the workflow in
-        // either order (live, the event first; on replay, the completion first). Taking the
-        // answer here makes both runs alike, and a job the partner accepted is withdrawn below
-        // whichever came first. A request still out resolves as cancelled at once.
+        // A request still out may have booked the job at the partner already (its answer lost
+        // with a killed worker, or slow). An order that leaves CREATED lets it answer, for a
+        // while, so the job it booked is withdrawn below; a run that continues as new asks
+        // again under the same key instead.
+        let leaving = ctx.state(|s| s.order().state != State::Created && !s.continue_due);
+        let mut settled = None;
+        if pickup_settles && leaving {
+            // An answer that came in this same task is taken as it is (live and on replay it may
+            // reach the workflow before or after the event); only a request truly still out
+            // starts the patience timer.
+            settled = match futures::poll!(pickup.as_mut()) {
+                Poll::Ready(outcome) => Some(outcome),
+                Poll::Pending => {
+                    let mut patience = pin!(ctx.timer(PICKUP_SETTLE_PATIENCE));
+                    select! {
+                        outcome = pickup.as_mut() => {
+                            patience.cancel();
+                            Some(outcome)
+                        }
+                        _ = patience.as_mut() => {
+                            if !ctx.is_replaying() {
+                                tracing::warn!("the pickup request never answered; a job it booked stays with the partner");
+                            }
+                            None
+                        }
+                    }
+                }
+            };
+        }
+        let outcome = match settled {
+            Some(outcome) => outcome,
+            None => {
+                pickup.cancel();
+                // The partner's answer may already be in this task, only not delivered yet: an
+                // event and the pickup's completion that arrive in one workflow task reach the
+                // workflow in either order (live, the event first; on replay, the completion
+                // first). Taking the answer here makes both runs alike, and a job the partner
+                // accepted is withdrawn below whichever came first. A request still out
+                // resolves as cancelled at once.
+                pickup.as_mut().await
+            }
+        };
         if let Ok(PickupOutcome::Accepted {
             pickup_id,
             partner_id,
-        }) = pickup.as_mut().await
+        }) = outcome
         {
+            let now = rfc3339(ctx.workflow_time());
             ctx.state_mut(|s| s.bind_partner(partner_id, pickup_id, &now));
         }
     }
+    let now = rfc3339(ctx.workflow_time());
     ctx.state_mut(|s| {
         s.pickup_pending = false;
         s.release_deferred(&now);

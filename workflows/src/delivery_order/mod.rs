@@ -12,6 +12,7 @@ mod lifecycle;
 mod options;
 
 use std::error::Error;
+use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
@@ -62,6 +63,14 @@ pub const BATCH_LEASE_PATCH: &str = "batch-lease-v1";
 /// Patch id of starting the replacement through an activity (runs before it started a child
 /// workflow once and only logged a refused start).
 pub const REPLACEMENT_ACTIVITY_PATCH: &str = "replacement-start-activity-v1";
+/// Patch id of letting a pickup request still out settle before the job is withdrawn (runs
+/// before it cancelled the request at once, and a job the partner booked meanwhile stayed booked).
+pub const PICKUP_SETTLES_PATCH: &str = "pickup-settles-before-withdrawal-v1";
+
+/// How long an order that left CREATED waits for a pickup request still out to answer, so a
+/// job the partner booked meanwhile can be withdrawn: past one attempt's start-to-close limit (a
+/// worker killed mid-request) and the retry that asks the partner again under the same key.
+pub const PICKUP_SETTLE_PATIENCE: Duration = Duration::from_secs(120);
 
 /// The graph every delivery order of this build runs (its version is recorded on the order).
 fn graph() -> &'static StateGraph {
