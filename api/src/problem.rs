@@ -236,6 +236,29 @@ impl ApiError {
         Self::Unavailable(Json(p), 1)
     }
 
+    /// A batch the workflow engine did not finish in time: it may still commit or roll back.
+    /// Names the batch; with an `Idempotency-Key` a retry joins it and gets its outcome, without
+    /// one a retry would start another batch, so the answer says to read the orders instead.
+    pub fn undecided_batch(batch_id: &str, joinable: bool, cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(cause = %cause, batch_id, "the batch did not finish in time");
+        let next = if joinable {
+            "retry with the same Idempotency-Key: the retry joins this batch and answers its outcome"
+        } else {
+            "this request carried no Idempotency-Key, so a retry starts another batch; read the \
+             delivery orders to learn this one's outcome, and send an Idempotency-Key next time"
+        };
+        let mut p = problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "dependency-unavailable",
+            format!(
+                "the batch did not finish in time; it may still commit or roll back as a whole. {next}"
+            ),
+        );
+        p.extensions.batch_id = Some(batch_id.to_owned());
+        p.extensions.retry_after_seconds = Some(1);
+        Self::Unavailable(Json(p), 1)
+    }
+
     /// Names the delivery order a failed creation is about: a retry of the same request (same
     /// `payment_id` or `Idempotency-Key`) finds the order if the first attempt started it.
     pub fn for_order(mut self, delivery_order_id: &str) -> Self {
@@ -401,4 +424,27 @@ pub fn problem_response(
 fn problem_json(p: &Problem) -> Value {
     use poem_openapi::types::ToJSON;
     p.to_json().unwrap_or(Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_undecided_batch_names_itself_and_says_how_to_learn_its_outcome() {
+        let mut joinable = ApiError::undecided_batch("b-1", true, &"timed out");
+        let Json(p) = joinable.document_mut();
+        assert_eq!(p.status, 503);
+        assert_eq!(p.extensions.batch_id.as_deref(), Some("b-1"));
+        let detail = p.detail.clone().unwrap_or_default();
+        assert!(detail.contains("may still commit"), "{detail}");
+        assert!(detail.contains("same Idempotency-Key"), "{detail}");
+
+        let mut keyless = ApiError::undecided_batch("b-2", false, &"timed out");
+        let Json(p) = keyless.document_mut();
+        let detail = p.detail.clone().unwrap_or_default();
+        assert!(detail.contains("no Idempotency-Key"), "{detail}");
+        assert!(detail.contains("read the delivery orders"), "{detail}");
+        assert!(matches!(keyless, ApiError::Unavailable(_, 1)));
+    }
 }

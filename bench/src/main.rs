@@ -355,7 +355,10 @@ async fn run(settings: &Settings) -> anyhow::Result<Vec<Row>> {
         websocket_push(
             &http,
             &gateways,
-            &operator,
+            // One operator per dashboard: the gateway caps the sockets of any one caller.
+            &(0..settings.ws_clients)
+                .map(|n| api.token(&format!("bench-dashboard-{n}"), &[Role::Operator]))
+                .collect::<Vec<_>>(),
             &customer,
             &picked,
             settings.ws_clients,
@@ -626,12 +629,13 @@ async fn paced_reads(
     )
 }
 
-/// `clients` sockets on `/ws/events`, spread over the gateways; each confirmation's update timed
-/// from the moment the command was sent to its arrival at every socket.
+/// `clients` sockets on `/ws/events`, spread over the gateways, each with its own operator's
+/// token from `dashboards`; each confirmation's update timed from the moment the command was sent
+/// to its arrival at every socket.
 async fn websocket_push(
     http: &reqwest::Client,
     gateways: &Gateways,
-    operator: &str,
+    dashboards: &[String],
     customer: &str,
     delivered: &[String],
     clients: usize,
@@ -641,8 +645,9 @@ async fn websocket_push(
     let connections: Vec<_> = stream::iter(0..clients)
         .map(|n| {
             let url = format!(
-                "ws://127.0.0.1:{}/api/v1/ws/events?access_token={operator}",
-                gateways.port(n)
+                "ws://127.0.0.1:{}/api/v1/ws/events?access_token={}",
+                gateways.port(n),
+                dashboards[n]
             );
             async move { tokio_tungstenite::connect_async(url).await }
         })

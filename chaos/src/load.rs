@@ -302,12 +302,17 @@ impl Driver {
                     "delivery_order_id": id, "type": kind, "data": data, "event_id": event_id,
                 })).collect::<Vec<_>>(),
             });
+            // A retry after an unanswered or undecided attempt joins the same batch, so the
+            // last answer is the batch's own outcome.
+            let key = new_event_id();
             let answer = self
                 .api
-                .post(
+                .call(
+                    reqwest::Method::POST,
                     "/api/v1/event-batches",
                     &self.operator,
-                    &body,
+                    Some(&body),
+                    &[("Idempotency-Key", key.as_str())],
                     COMMAND_PATIENCE,
                 )
                 .await;

@@ -88,6 +88,7 @@ async fn run(database_url: &str) -> anyhow::Result<bool> {
         });
     eprintln!("starting the stack (logs in {})…", log_dir.display());
     let stack = Stack::start(&log_dir, database_url).await?;
+    let usage_at_start = stack.usage();
     let ledger = Arc::new(Ledger::new());
     let api = Arc::new(Api::new(stack.gateway_urls.clone(), ledger.clone()));
     let sim = Arc::new(SimControl::new(&stack.sim_url));
@@ -173,7 +174,9 @@ async fn run(database_url: &str) -> anyhow::Result<bool> {
     let verdict = facts.check(&snapshot);
     let report = report::render(&config, &snapshot, &verdict, began.elapsed());
     println!("\n{}", report.text);
-    stack.lock().await.stop_all().await;
+    let mut stack = stack.lock().await;
+    println!("{}", report::usage_table(&usage_at_start, &stack.usage()));
+    stack.stop_all().await;
     Ok(report.passed)
 }
 

@@ -10,6 +10,7 @@ use crate::checker::{Kind, Verdict};
 use crate::config::ChaosConfig;
 use crate::faults::FaultKind;
 use crate::ledger::{Outcome, Snapshot};
+use crate::stack::Usage;
 
 /// How many findings are printed one by one.
 const SHOWN_FINDINGS: usize = 40;
@@ -233,4 +234,39 @@ pub(crate) fn render(
     let passed = defects == 0 && unacceptable == 0;
     let _ = writeln!(t, "{}", if passed { "PASSED" } else { "FAILED" });
     Report { text: t, passed }
+}
+
+/// Each process's resident memory and open files when the load began and at the end: a process
+/// killed and started again in between is a new one (its pid differs), so only a process that
+/// lived through the whole run shows growth of its own.
+pub(crate) fn usage_table(
+    at_start: &[(String, Option<Usage>)],
+    at_end: &[(String, Option<Usage>)],
+) -> String {
+    let mut out = String::from(
+        "process        RSS at start   RSS at end   open files at start / end   same process\n",
+    );
+    let shown = |u: Option<Usage>| {
+        u.map_or(("-".to_owned(), "-".to_owned()), |u| {
+            (
+                format!("{:.1} MiB", u.rss_kib as f64 / 1024.0),
+                u.fds.to_string(),
+            )
+        })
+    };
+    for (name, start) in at_start {
+        let end = at_end.iter().find(|(n, _)| n == name).and_then(|(_, u)| *u);
+        let ((rss0, fd0), (rss1, fd1)) = (shown(*start), shown(end));
+        let same = match (start, end) {
+            (Some(a), Some(b)) if a.pid == b.pid => "yes",
+            (Some(_), Some(_)) => "no (restarted)",
+            _ => "-",
+        };
+        let _ = writeln!(
+            out,
+            "{name:<14} {rss0:>12}   {rss1:>10}   {:>25}   {same}",
+            format!("{fd0} / {fd1}")
+        );
+    }
+    out
 }

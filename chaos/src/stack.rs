@@ -35,7 +35,31 @@ pub(crate) struct Proc {
     http: reqwest::Client,
 }
 
+/// What one process holds, from `/proc`: resident memory and open file descriptors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Usage {
+    pub(crate) pid: u32,
+    pub(crate) rss_kib: u64,
+    pub(crate) fds: usize,
+}
+
 impl Proc {
+    /// The running process's memory and open files; `None` when it is not running.
+    pub(crate) fn usage(&self) -> Option<Usage> {
+        let pid = self.child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let rss_kib = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count();
+        Some(Usage { pid, rss_kib, fds })
+    }
+
     fn new(name: &str, program: PathBuf, log_dir: &Path, ready: Ready) -> Self {
         Self {
             name: name.to_owned(),
@@ -396,6 +420,16 @@ impl Stack {
 
     pub(crate) async fn restart(proc: &mut Proc) -> anyhow::Result<()> {
         proc.start(START_PATIENCE).await
+    }
+
+    /// Every process's memory and open files now, by name.
+    pub(crate) fn usage(&self) -> Vec<(String, Option<Usage>)> {
+        [&self.temporal, &self.redis, &self.sim]
+            .into_iter()
+            .chain(&self.workers)
+            .chain(&self.gateways)
+            .map(|proc| (proc.name.clone(), proc.usage()))
+            .collect()
     }
 
     /// Everything stopped, newest first (the run's end).

@@ -163,7 +163,11 @@ impl BatchesApi {
                 &batch_id,
                 &reason,
             )),
-            Err(error) => Err(ApiError::unavailable("the batch did not finish", &error)),
+            Err(error) => Err(ApiError::undecided_batch(
+                &batch_id,
+                idempotency_key.0.is_some(),
+                &error,
+            )),
         }
     }
 }
