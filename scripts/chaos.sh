@@ -30,4 +30,14 @@ export DELIVERY_WORKER_BIN="$BIN_DIR/delivery-worker" PARTNER_SIM_BIN="$BIN_DIR/
 export CHAOS_LOG_DIR="${CHAOS_LOG_DIR:-$RUN_DIR/logs}"
 ulimit -n 8192 2>/dev/null || true
 say "chaos run: ${CHAOS_MINUTES:-5} min of load and faults (logs in $CHAOS_LOG_DIR, removed at the end unless CHAOS_LOG_DIR is set)"
-"$BIN_DIR/delivery-chaos"
+# Memory and open files of every process once a minute (the soak's leak figures).
+USAGE_TSV="$CHAOS_LOG_DIR/usage.tsv"
+mkdir -p "$CHAOS_LOG_DIR"
+scripts/usage-sampler.sh sample "$USAGE_TSV" "$BIN_DIR" "$CHAOS_LOG_DIR" "${CHAOS_USAGE_INTERVAL:-60}" &
+track $! usage-sampler
+status=0
+"$BIN_DIR/delivery-chaos" || status=$?
+echo
+echo "memory and open files, the longest-lived process of each role (sampled every ${CHAOS_USAGE_INTERVAL:-60} s; $USAGE_TSV):"
+scripts/usage-sampler.sh summary "$USAGE_TSV"
+exit $status
