@@ -7,7 +7,7 @@
 //! nothing), and that every order not waiting on a long timer reached a terminal state or the
 //! operator queue. Compatible-API deliveries are checked the same way against their store.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 
 use delivery_read_model::RedisKeys;
@@ -125,6 +125,11 @@ fn left_created(order: &delivery_workflows::DeliveryOrder) -> bool {
         e.from_state == delivery_workflows::State::Created
             && e.to_state != delivery_workflows::State::PickedUp
     })
+}
+
+/// A job the workflow knows it must withdraw and has not (yet).
+fn withdrawal_owed(order: &delivery_workflows::DeliveryOrder) -> bool {
+    left_created(order) && order.partner.pickup_id.is_some() && !order.partner.cancelled
 }
 
 pub(crate) async fn query_state(
@@ -295,9 +300,8 @@ impl Facts {
                     .is_none_or(|c| c.as_ref().is_none_or(|(_, cv)| *cv < v));
                 let stream_behind = self.stream.get(*id).map_or(0, Vec::len) < v as usize + 1;
                 // Still waiting for a pickup request's answer, or withdrawing the job it booked.
-                let withdrawing = left_created(&wf.order)
-                    && (wf.pickup_pending
-                        || (wf.order.partner.pickup_id.is_some() && !wf.order.partner.cancelled));
+                let withdrawing =
+                    (left_created(&wf.order) && wf.pickup_pending) || withdrawal_owed(&wf.order);
                 row_behind || cache_behind || stream_behind || withdrawing
             })
             .count()
@@ -314,7 +318,7 @@ impl Facts {
         };
         // Which pickups the running simulator knows, by id and by delivery order, and each
         // lifetime's bookings per order.
-        let mut sim_now: HashMap<&str, &str> = HashMap::new();
+        let mut sim_now: HashSet<&str> = HashSet::new();
         let mut sim_jobs: HashMap<&str, Vec<(&str, &str)>> = HashMap::new();
         for p in self.sim_lifetimes.last().into_iter().flatten() {
             let (Some(pickup), Some(status), Some(order)) = (
@@ -324,7 +328,7 @@ impl Facts {
             ) else {
                 continue;
             };
-            sim_now.insert(pickup, status);
+            sim_now.insert(pickup);
             sim_jobs.entry(order).or_default().push((pickup, status));
         }
         for (lifetime, pickups) in self.sim_lifetimes.iter().enumerate() {
@@ -462,13 +466,14 @@ impl Facts {
             // accepted job for such an order, whether or not the workflow learned its id: a
             // request still out when the order moved on may have been booked all the same.
             if left_created(o) {
-                if let Some(pickup) = &o.partner.pickup_id
-                    && !o.partner.cancelled
-                {
+                if withdrawal_owed(o) {
                     find(
                         Kind::Lost,
                         id,
-                        format!("pickup {pickup} never withdrawn (workflow)"),
+                        format!(
+                            "pickup {} never withdrawn (workflow)",
+                            o.partner.pickup_id.as_deref().unwrap_or_default()
+                        ),
                     );
                 }
                 for (pickup, status) in sim_jobs.get(id.as_str()).into_iter().flatten() {
@@ -497,7 +502,7 @@ impl Facts {
                     .partner
                     .pickup_id
                     .as_ref()
-                    .is_some_and(|p| !sim_now.contains_key(p.as_str()))
+                    .is_some_and(|p| !sim_now.contains(p.as_str()))
                     && matches!(state.as_str(), "CREATED" | "PICKED_UP");
                 if forgotten {
                     long_timer += 1;
