@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use crate::faults::FaultKind;
+
 #[derive(Debug, Clone)]
 pub(crate) struct ChaosConfig {
     /// The short run of `make test`.
@@ -78,7 +80,48 @@ impl ChaosConfig {
         config.journeys_per_second = number("CHAOS_RATE", config.journeys_per_second)?;
         config.burst_orders = number("CHAOS_BURST", config.burst_orders as f64)? as usize;
         config.overlap_recovery = matches!(std::env::var("CHAOS_OVERLAP").as_deref(), Ok("1"));
+        if let Ok(only) = std::env::var("CHAOS_FAULTS") {
+            if !only.trim().is_empty() {
+                config.keep_only(&only)?;
+            }
+        }
         Ok(config)
+    }
+
+    /// `CHAOS_FAULTS`: a comma-separated list of fault kinds (`worker-kill`, `stack-restart`, …);
+    /// every other kind is not injected, so one fault can be drilled and measured on its own.
+    pub(crate) fn keep_only(&mut self, list: &str) -> anyhow::Result<()> {
+        let mut wanted = Vec::new();
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let kind = FaultKind::ALL
+                .into_iter()
+                .find(|k| k.slug() == name)
+                .ok_or_else(|| {
+                    let known: Vec<&str> = FaultKind::ALL.iter().map(|k| k.slug()).collect();
+                    anyhow::anyhow!(
+                        "CHAOS_FAULTS: unknown fault kind {name:?}; known: {}",
+                        known.join(", ")
+                    )
+                })?;
+            wanted.push(kind);
+        }
+        let keep = |kind: FaultKind, n: &mut u32| {
+            if !wanted.contains(&kind) {
+                *n = 0;
+            }
+        };
+        keep(FaultKind::WorkerKill, &mut self.worker_kills);
+        keep(FaultKind::GatewayKill, &mut self.gateway_kills);
+        keep(FaultKind::TemporalKill, &mut self.temporal_restarts);
+        keep(FaultKind::SimulatorKill, &mut self.simulator_kills);
+        keep(FaultKind::RedisRestart, &mut self.redis_restarts);
+        keep(FaultKind::PostgresCut, &mut self.postgres_cuts);
+        keep(FaultKind::PartnerErrors, &mut self.partner_error_bursts);
+        keep(FaultKind::PartnerLatency, &mut self.partner_latency_spikes);
+        if !wanted.contains(&FaultKind::StackRestart) {
+            self.burst_orders = 0;
+        }
+        Ok(())
     }
 
     /// The default run of `minutes` of load: the faults of five minutes, once per five minutes.
@@ -104,5 +147,28 @@ impl ChaosConfig {
             drain_for: Duration::from_secs(120),
             settle_for: Duration::from_secs(90),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::faults::schedule;
+
+    #[test]
+    fn chaos_faults_keeps_only_the_kinds_named() {
+        let mut config = ChaosConfig::default_run(5.0);
+        config.keep_only("stack-restart, worker-kill").unwrap();
+        let order = schedule(&config);
+        assert_eq!(order.iter().filter(|k| **k == FaultKind::WorkerKill).count(), 5);
+        assert_eq!(order.last(), Some(&FaultKind::StackRestart));
+        assert_eq!(order.len(), 6, "{order:?}");
+
+        let mut config = ChaosConfig::default_run(5.0);
+        config.keep_only("redis-restart").unwrap();
+        assert_eq!(schedule(&config), vec![FaultKind::RedisRestart]);
+
+        let err = ChaosConfig::default_run(5.0).keep_only("worker-kil").unwrap_err();
+        assert!(err.to_string().contains("worker-kill"), "{err}");
     }
 }

@@ -47,6 +47,21 @@ impl FaultKind {
         }
     }
 
+    /// The kind's name in `CHAOS_FAULTS`.
+    pub(crate) fn slug(self) -> &'static str {
+        match self {
+            FaultKind::WorkerKill => "worker-kill",
+            FaultKind::GatewayKill => "gateway-kill",
+            FaultKind::TemporalKill => "temporal-restart",
+            FaultKind::SimulatorKill => "simulator-kill",
+            FaultKind::RedisRestart => "redis-restart",
+            FaultKind::PostgresCut => "postgres-cut",
+            FaultKind::PartnerErrors => "partner-errors",
+            FaultKind::PartnerLatency => "partner-latency",
+            FaultKind::StackRestart => "stack-restart",
+        }
+    }
+
     pub(crate) const ALL: [FaultKind; 9] = [
         FaultKind::WorkerKill,
         FaultKind::GatewayKill,
