@@ -160,7 +160,13 @@ mod tests {
         let mut config = ChaosConfig::default_run(5.0);
         config.keep_only("stack-restart, worker-kill").unwrap();
         let order = schedule(&config);
-        assert_eq!(order.iter().filter(|k| **k == FaultKind::WorkerKill).count(), 5);
+        assert_eq!(
+            order
+                .iter()
+                .filter(|k| **k == FaultKind::WorkerKill)
+                .count(),
+            5
+        );
         assert_eq!(order.last(), Some(&FaultKind::StackRestart));
         assert_eq!(order.len(), 6, "{order:?}");
 
@@ -168,7 +174,9 @@ mod tests {
         config.keep_only("redis-restart").unwrap();
         assert_eq!(schedule(&config), vec![FaultKind::RedisRestart]);
 
-        let err = ChaosConfig::default_run(5.0).keep_only("worker-kil").unwrap_err();
+        let err = ChaosConfig::default_run(5.0)
+            .keep_only("worker-kil")
+            .unwrap_err();
         assert!(err.to_string().contains("worker-kill"), "{err}");
     }
 }
