@@ -132,12 +132,13 @@ stop_started() {
 
 temporal_healthy() { "$TEMPORAL_CLI" operator cluster health --address "$1" >/dev/null 2>&1; }
 
-# The dev server's SQLite in write-ahead-log mode, synced at checkpoints rather than at every
-# commit: a history write no longer waits for its own fsync (docs/performance.md, "Levers"). A
-# killed server loses nothing committed (the log is on disk); a machine that loses power may lose
-# the last commits, which a development server can afford. TEMPORAL_SQLITE_PRAGMAS="" for the
-# SQLite defaults.
-read -r -a TEMPORAL_SQLITE_PRAGMAS <<<"${TEMPORAL_SQLITE_PRAGMAS---sqlite-pragma journal_mode=wal --sqlite-pragma synchronous=normal}"
+# The dev server's tuning (TEMPORAL_DEV_FLAGS, empty for the server's own defaults; the tests'
+# and the chaos run's servers read the same variable, tests/src/temporal.rs): SQLite in
+# write-ahead-log mode, synced at checkpoints rather than at every commit, so a history write no
+# longer waits for its own fsync (docs/performance.md, "Levers"). A killed server loses nothing
+# it committed (the log is on disk); a machine that loses power may lose the last commits, which
+# a development server can afford.
+read -r -a TEMPORAL_DEV_FLAGS_ARRAY <<<"${TEMPORAL_DEV_FLAGS---sqlite-pragma journal_mode=wal --sqlite-pragma synchronous=normal}"
 
 # start_temporal DB_FILE PORT UI_PORT LOG [headless]
 start_temporal() {
@@ -147,7 +148,7 @@ start_temporal() {
   export TEMPORAL_METRICS_URL="http://127.0.0.1:$metrics_port/metrics"
   local args=(server start-dev --ip 127.0.0.1 --port "$port" --http-port "$(free_port)"
               --metrics-port "$metrics_port" --db-filename "$db" --namespace default --log-level warn
-              "${TEMPORAL_SQLITE_PRAGMAS[@]}")
+              "${TEMPORAL_DEV_FLAGS_ARRAY[@]}")
   if [ -n "$headless" ]; then args+=(--headless); else args+=(--ui-port "$ui_port"); fi
   # The Web UI decodes payloads through this codec server when set (make run: the gateway's).
   if [ -z "$headless" ] && [ -n "${TEMPORAL_UI_CODEC_ENDPOINT:-}" ]; then

@@ -8,23 +8,34 @@ use std::sync::Arc;
 use delivery_read_model::ReadModelWriter;
 
 use delivery_workflows::activities::{
-    BatchAbortStep, BatchCommitStep, BatchPrepareStep, BatchRolledBack, BatchStepRequest,
-    PrepareOutcome, PublishBatchRolledBack,
+    BatchAbortStep, BatchCommitStep, BatchCoordinatorRunning, BatchPrepareStep, BatchRolledBack,
+    BatchStepRequest, PrepareOutcome, PublishBatchRolledBack,
 };
 use delivery_workflows::delivery_order::BatchPrepare;
-use delivery_workflows::{ApplyOutcome, ClientError, DeliveryOrderClient, RejectionCode};
+use delivery_workflows::{
+    ApplyOutcome, ClientError, DeliveryOrderClient, RejectionCode, batch::EventBatchClient,
+};
 use temporalio_common::error::ApplicationFailure;
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 pub struct BatchActivities {
     orders: DeliveryOrderClient,
+    coordinators: EventBatchClient,
     read_model: ReadModelWriter,
 }
 
 impl BatchActivities {
-    pub fn new(orders: DeliveryOrderClient, read_model: ReadModelWriter) -> Self {
-        Self { orders, read_model }
+    pub fn new(
+        orders: DeliveryOrderClient,
+        coordinators: EventBatchClient,
+        read_model: ReadModelWriter,
+    ) -> Self {
+        Self {
+            orders,
+            coordinators,
+            read_model,
+        }
     }
 }
 
@@ -110,6 +121,18 @@ impl BatchActivities {
             Ok(_) | Err(ClientError::NotFound | ClientError::Completed) => Ok(()),
             Err(error) => Err(anyhow::anyhow!("abort_batch: {error}").into()),
         }
+    }
+
+    /// Whether the batch's coordinator still runs, for an order whose hold outlived its lease.
+    #[activity(definition = BatchCoordinatorRunning)]
+    pub async fn batch_coordinator_running(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        batch_id: String,
+    ) -> Result<bool, ActivityError> {
+        self.coordinators.is_running(&batch_id).await.map_err(|e| {
+            anyhow::anyhow!("asking about the coordinator of batch {batch_id}: {e}").into()
+        })
     }
 
     #[activity(definition = PublishBatchRolledBack)]

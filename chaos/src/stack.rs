@@ -248,7 +248,7 @@ impl Stack {
         ]
         .map(str::to_owned)
         .into();
-        args.extend(delivery_tests::temporal::SQLITE_PRAGMAS.map(str::to_owned));
+        args.extend(delivery_tests::temporal::dev_server_flags());
         args.extend([
             "--port".into(),
             temporal_port.to_string(),

@@ -29,9 +29,18 @@ pub struct TemporalServer {
     pub metrics_url: Option<String>,
 }
 
-/// The dev server's SQLite settings, as `scripts/lib.sh` starts it: write-ahead log, synced at
-/// checkpoints (a killed server loses nothing committed; docs/performance.md, "Levers").
-pub const SQLITE_PRAGMAS: [&str; 4] = [
+/// The flags the dev server is tuned with, as `scripts/lib.sh` starts it: `TEMPORAL_DEV_FLAGS`
+/// (split on whitespace; empty for the server's own defaults), else [`DEV_SERVER_FLAGS`].
+pub fn dev_server_flags() -> Vec<String> {
+    match std::env::var("TEMPORAL_DEV_FLAGS") {
+        Ok(flags) => flags.split_whitespace().map(str::to_owned).collect(),
+        Err(_) => DEV_SERVER_FLAGS.map(str::to_owned).into(),
+    }
+}
+
+/// The default tuning: SQLite's write-ahead log, synced at checkpoints (a killed server loses
+/// nothing committed; docs/performance.md, "Levers").
+pub const DEV_SERVER_FLAGS: [&str; 4] = [
     "--sqlite-pragma",
     "journal_mode=wal",
     "--sqlite-pragma",
@@ -70,7 +79,7 @@ pub async fn temporal_server() -> &'static TemporalServer {
                 "--metrics-port".into(), metrics_port.to_string(), "--log-level".into(), "warn".into(),
                 "--db-filename".into(), dir.join("temporal.db").display().to_string(),
             ];
-            args.extend(SQLITE_PRAGMAS.map(String::from));
+            args.extend(dev_server_flags());
             for attribute in SEARCH_ATTRIBUTES {
                 args.push("--search-attribute".into());
                 args.push(format!("{attribute}=Keyword"));

@@ -19,7 +19,7 @@ use delivery_activities::{
 };
 use delivery_platform::connect_temporal;
 use delivery_read_model::{OutboxRelay, ProjectionMetrics, ReadModelWriter, RedisKeys};
-use delivery_workflows::batch::EventBatchWorkflow;
+use delivery_workflows::batch::{EventBatchClient, EventBatchWorkflow};
 use delivery_workflows::compat::CompatDeliveryWorkflow;
 use delivery_workflows::{DeliveryOrderClient, DeliveryOrderWorkflow, TemporalTarget};
 use prometheus::Registry;
@@ -118,15 +118,17 @@ pub fn build_worker(
         .worker_plugin(failure_tracking(registry)?)
         .register_activities(PartnerActivities::new(partner))
         .register_activities(CompatActivities::new(writer.clone()))
-        .register_activities(BatchActivities::new(
+        .register_activities({
             // Bounded below the steps' 10 s start-to-close: a call to a busy or unreachable
             // server gives up (and the step retries) rather than outliving its attempt.
-            DeliveryOrderClient::new(
-                TemporalTarget::new(client.clone(), config.task_queue.clone())
-                    .with_rpc_timeout(Duration::from_secs(8)),
-            ),
-            writer.clone(),
-        ))
+            let target = TemporalTarget::new(client.clone(), config.task_queue.clone())
+                .with_rpc_timeout(Duration::from_secs(8));
+            BatchActivities::new(
+                DeliveryOrderClient::new(target.clone()),
+                EventBatchClient::new(target),
+                writer.clone(),
+            )
+        })
         .register_activities(ReplacementActivities::new(
             client.clone(),
             config.task_queue.clone(),

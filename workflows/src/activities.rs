@@ -306,6 +306,23 @@ pub const BATCH_COMMIT: &str = "batch_commit";
 pub const BATCH_ABORT: &str = "batch_abort";
 pub const BATCH_ROLLED_BACK: &str = "batch_rolled_back";
 
+/// Activity type name of [`BatchCoordinatorRunning`].
+pub const BATCH_COORDINATOR_RUNNING: &str = "batch_coordinator_running";
+
+/// Whether a batch's coordinator workflow still runs (input: the batch id). An order whose hold
+/// outlived its lease asks before releasing itself: a running coordinator always reaches its
+/// decision and delivers it to every order, so releasing one of them then would break the
+/// batch's all-or-nothing; a closed or unknown one never will.
+pub struct BatchCoordinatorRunning;
+
+impl ActivityDefinition for BatchCoordinatorRunning {
+    type Input = String;
+    type Output = bool;
+    fn name(&self) -> &str {
+        BATCH_COORDINATOR_RUNNING
+    }
+}
+
 /// Ask one delivery order to hold a batch's events (its `prepare_batch` update).
 pub struct BatchPrepareStep;
 /// Apply a prepared batch on one order (`commit_batch`).

@@ -559,3 +559,113 @@ async fn a_batch_hold_that_is_never_decided_ends_with_its_lease() {
         "{after_abort}"
     );
 }
+
+/// An outage can hold a coordinator up past its orders' leases (seen in a whole-stack restart:
+/// one order of a batch released itself, the other took the commit). An order whose lease ran
+/// out asks the coordinator first and keeps the hold while it runs, so a late commit still
+/// applies; once the coordinator is gone, the order releases itself at its next look.
+#[tokio::test]
+async fn a_hold_outlives_its_lease_while_its_coordinator_runs_and_ends_once_it_is_gone() {
+    let stack = quiet_stack().await;
+    let api = stack.api();
+    let partner = api.token("sim", &[Role::Partner]);
+    let delayed = api.paid_order("cust-i6").await;
+    let abandoned = api.paid_order("cust-i7").await;
+    // Coordinators that run but make no progress, as during an outage: started on a task
+    // queue no worker polls, under the ids the orders' batches would have.
+    let nobody = format!("nobody-polls-{}", uuid::Uuid::new_v4());
+    for batch in ["delayed-batch", "abandoned-batch"] {
+        let (started, out, err) = stack.temporal.cli(&[
+            "workflow",
+            "start",
+            "--type",
+            "EventBatchWorkflow",
+            "--task-queue",
+            &nobody,
+            "--workflow-id",
+            &delivery_workflows::batch::batch_workflow_id(batch),
+        ]);
+        assert!(started, "{out}{err}");
+    }
+    prepare(
+        &handle(&stack.client, &delayed),
+        "delayed-batch",
+        1_000,
+        "D-1",
+    )
+    .await
+    .unwrap();
+    prepare(
+        &handle(&stack.client, &abandoned),
+        "abandoned-batch",
+        1_000,
+        "A-1",
+    )
+    .await
+    .unwrap();
+
+    // Well past both one-second leases, both orders still hold their batches.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    for id in [&delayed, &abandoned] {
+        let locked = api
+            .post(
+                &events_of(id),
+                &partner,
+                &json!({"type": "PICKED_UP", "data": {"partner_order_number": "PN-H"}}),
+            )
+            .await;
+        let problem = locked.problem(409);
+        assert!(
+            problem["type"]
+                .as_str()
+                .unwrap()
+                .ends_with("locked-by-batch"),
+            "{problem}"
+        );
+    }
+
+    // The delayed commit applies: the batch is all or nothing still.
+    let version = decide(&handle(&stack.client, &delayed), "delayed-batch", true)
+        .await
+        .unwrap();
+    assert_eq!(version, 1);
+
+    // The other coordinator is terminated: the order releases itself, nothing applied.
+    let (terminated, out, err) = stack.temporal.cli(&[
+        "workflow",
+        "terminate",
+        "--workflow-id",
+        &delivery_workflows::batch::batch_workflow_id("abandoned-batch"),
+        "--reason",
+        "abandoned",
+    ]);
+    assert!(terminated, "{out}{err}");
+    let abandoned_order = handle(&stack.client, &abandoned);
+    let (_, pickup_id) = api.pickup_confirmed(&abandoned).await;
+    let applied = eventually(
+        "the order released once its coordinator is gone",
+        || async {
+            let answer = api
+            .webhook(
+                "sim",
+                TEST_PARTNER_SECRET,
+                &json!({"event_id": "A-hook", "type": "PICKED_UP", "delivery_order_id": abandoned,
+                        "pickup_id": pickup_id, "data": {"partner_order_number": "PN-A"}}),
+            )
+            .await;
+            (answer.status == 200).then_some(answer.json)
+        },
+    )
+    .await;
+    // Its own event, not the batch's.
+    assert_eq!(applied["version"], 1);
+    let late = decide(&abandoned_order, "abandoned-batch", true)
+        .await
+        .unwrap_err();
+    assert_eq!(late.code(), RejectionCode::BatchReleased, "{late}");
+    let view = query_state(&abandoned_order).await.unwrap();
+    assert_eq!(
+        view.order.partner.partner_order_number.as_deref(),
+        Some("PN-A")
+    );
+}

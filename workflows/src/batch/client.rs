@@ -2,8 +2,11 @@
 
 use std::time::Duration;
 
-use temporalio_client::errors::WorkflowStartError;
-use temporalio_client::{WorkflowGetResultOptions, WorkflowIdReusePolicy, WorkflowStartOptions};
+use temporalio_client::errors::{WorkflowInteractionError, WorkflowStartError};
+use temporalio_client::{
+    WorkflowDescribeOptions, WorkflowGetResultOptions, WorkflowIdReusePolicy, WorkflowStartOptions,
+};
+use temporalio_common::protos::temporal::api::enums::v1::WorkflowExecutionStatus;
 
 use super::{BatchInput, BatchResult, EventBatchWorkflow, batch_workflow_id};
 use crate::client::{ClientError, TemporalTarget};
@@ -48,6 +51,30 @@ impl EventBatchClient {
                 "the batch did not finish within {} s",
                 wait.as_secs()
             ))),
+        }
+    }
+
+    /// Whether the coordinator of `batch_id` is still running: false once it closed in any way
+    /// (completed, failed, terminated, timed out) and when no such batch was ever started.
+    pub async fn is_running(&self, batch_id: &str) -> Result<bool, ClientError> {
+        let id = batch_workflow_id(batch_id);
+        let described = self
+            .target
+            .client()
+            .get_workflow_handle::<EventBatchWorkflow>(id)
+            .describe(
+                WorkflowDescribeOptions::builder()
+                    .rpc_options(self.target.rpc())
+                    .build(),
+            )
+            .await;
+        match described {
+            Ok(description) => Ok(description
+                .raw_description
+                .workflow_execution_info
+                .is_some_and(|info| info.status() == WorkflowExecutionStatus::Running)),
+            Err(WorkflowInteractionError::NotFound(_)) => Ok(false),
+            Err(error) => Err(ClientError::Unavailable(error.to_string())),
         }
     }
 }

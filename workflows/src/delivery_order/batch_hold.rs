@@ -295,6 +295,18 @@ impl BatchHold {
         ended
     }
 
+    /// The lease of `batch_id` ran out while its coordinator still runs: it holds on until
+    /// `until_ms` (the coordinator will commit or abort). False when it no longer holds it.
+    pub fn extend(&mut self, batch_id: &str, until_ms: u64) -> bool {
+        match self.held.as_mut() {
+            Some(held) if held.prepare.batch_id == batch_id => {
+                held.lease_until_ms = held.lease_until_ms.max(until_ms);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// The lease of `batch_id` ran out: the order releases itself. True when it still held it.
     pub fn expire(&mut self, batch_id: &str) -> bool {
         let held = self
@@ -486,6 +498,24 @@ mod tests {
         assert_eq!(hold.fate("early"), Some(BatchFate::Aborted));
         let late = batch("early", vec![picked_up("e1")], None);
         assert_eq!(refused(&hold, &late).code(), RejectionCode::BatchFinished);
+    }
+
+    #[test]
+    fn a_lease_extended_for_a_running_coordinator_keeps_the_hold() {
+        let mut hold = BatchHold::default();
+        hold.prepare(batch("b1", vec![picked_up("e")], Some(5_000)), 1_000);
+        assert!(hold.extend("b1", 21_000));
+        assert_eq!(hold.lease(), Some(("b1", 21_000)));
+        // Never shortened, and another batch's id changes nothing.
+        assert!(hold.extend("b1", 10_000));
+        assert_eq!(hold.lease(), Some(("b1", 21_000)));
+        assert!(!hold.extend("b2", 90_000));
+        assert!(hold.check_commit("b1").is_ok());
+        assert!(hold.expire("b1"));
+        assert!(
+            !hold.extend("b1", 90_000),
+            "a released hold is not taken again"
+        );
     }
 
     #[test]

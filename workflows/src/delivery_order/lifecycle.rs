@@ -17,13 +17,13 @@ use temporalio_sdk::{
 
 use super::options::{cancel_options, pickup_options, retried_until_done};
 use super::{
-    BATCH_LEASE_PATCH, Deadline, DeliveryOrderWorkflow, HISTORY_LIMIT, PICKUP_SETTLE_PATIENCE,
-    PICKUP_SETTLES_PATCH, READ_MODEL_PATCH, REPLACEMENT_ACTIVITY_PATCH, SENDER_CHECKS_PATCH,
-    StartInput, graph, workflow_id,
+    BATCH_LEASE_PATCH, COORDINATOR_RECHECK, Deadline, DeliveryOrderWorkflow, HISTORY_LIMIT,
+    LEASE_ASKS_COORDINATOR_PATCH, PICKUP_SETTLE_PATIENCE, PICKUP_SETTLES_PATCH, READ_MODEL_PATCH,
+    REPLACEMENT_ACTIVITY_PATCH, SENDER_CHECKS_PATCH, StartInput, graph, workflow_id,
 };
 use crate::activities::{
-    CancelPickup, CancelPickupRequest, PickupOutcome, PickupRequest, ProjectEvents, Projection,
-    RequestPickup, StartReplacement,
+    BatchCoordinatorRunning, CancelPickup, CancelPickupRequest, PickupOutcome, PickupRequest,
+    ProjectEvents, Projection, RequestPickup, StartReplacement,
 };
 use crate::clock::{epoch_ms, rfc3339};
 use crate::domain::{Actor, ActorKind, DeliveryOrderInput, EventType, FailureReason, State};
@@ -59,6 +59,8 @@ pub(super) async fn run(ctx: &mut Ctx) -> WorkflowResult<LifecycleEnd> {
     }
     // Runs started before batch leases replay without the lease timer.
     let leases = ctx.patched(BATCH_LEASE_PATCH);
+    // Runs started before a hold asked its coordinator release it as soon as the lease ends.
+    let asks_coordinator = leases && ctx.patched(LEASE_ASKS_COORDINATOR_PATCH);
     // Runs started before a pickup request could settle cancel it at once. Asked here, at the
     // run's start, not where it matters: whether a request is still out there depends on how
     // events fell into workflow tasks, and a marker must not.
@@ -71,7 +73,7 @@ pub(super) async fn run(ctx: &mut Ctx) -> WorkflowResult<LifecycleEnd> {
         project_read_model(&mut projector_ctx),
         async {
             if leases {
-                release_expired_batches(&mut lease_ctx).await
+                release_expired_batches(&mut lease_ctx, asks_coordinator).await
             } else {
                 Ok(())
             }
@@ -155,8 +157,11 @@ async fn project_read_model(ctx: &mut Ctx) -> WorkflowResult<()> {
 }
 
 /// Releases a batch hold whose lease ran out: a coordinator that was terminated, reset or never
-/// decides cannot keep the order locked.
-async fn release_expired_batches(ctx: &mut Ctx) -> WorkflowResult<()> {
+/// decides cannot keep the order locked. With `asks_coordinator`, a hold whose coordinator still
+/// runs is kept (and asked about again later): that coordinator commits or aborts every order
+/// of the batch, and an outage that delayed its commit past the lease must not leave the batch
+/// applied on some orders only.
+async fn release_expired_batches(ctx: &mut Ctx, asks_coordinator: bool) -> WorkflowResult<()> {
     loop {
         ctx.wait_condition(|s| s.hold.is_holding() || s.lifecycle_done || s.continuing)
             .await?;
@@ -181,6 +186,12 @@ async fn release_expired_batches(ctx: &mut Ctx) -> WorkflowResult<()> {
                 if fired == TimerResult::Cancelled {
                     return Err(WorkflowTermination::cancelled());
                 }
+                if asks_coordinator && coordinator_running(ctx, &batch_id).await? {
+                    let until = epoch_ms(ctx.workflow_time())
+                        + COORDINATOR_RECHECK.as_millis() as u64;
+                    ctx.state_mut(|s| s.hold.extend(&batch_id, until));
+                    continue;
+                }
                 let now = rfc3339(ctx.workflow_time());
                 if !ctx.is_replaying() {
                     tracing::warn!(%batch_id, "batch lease ran out; the delivery order releases itself");
@@ -192,6 +203,28 @@ async fn release_expired_batches(ctx: &mut Ctx) -> WorkflowResult<()> {
                 });
             }
         }
+    }
+}
+
+/// Whether the coordinator of `batch_id` still runs (asked of Temporal by an activity, retried
+/// until it answers).
+async fn coordinator_running(ctx: &Ctx, batch_id: &str) -> WorkflowResult<bool> {
+    match ctx
+        .execute_activity(
+            BatchCoordinatorRunning,
+            batch_id.to_owned(),
+            retried_until_done(),
+        )
+        .await
+    {
+        Ok(running) => {
+            if running && !ctx.is_replaying() {
+                tracing::info!(%batch_id, "batch lease ran out but its coordinator still runs; the hold stays");
+            }
+            Ok(running)
+        }
+        // Retries are unlimited, so only cancellation of the run ends them.
+        Err(_) => Err(WorkflowTermination::cancelled()),
     }
 }
 

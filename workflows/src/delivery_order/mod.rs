@@ -60,6 +60,12 @@ pub const READ_MODEL_PATCH: &str = "read-model-projection-v1";
 pub const SENDER_CHECKS_PATCH: &str = "sender-checks-v1";
 /// Patch id of the batch-hold lease timer.
 pub const BATCH_LEASE_PATCH: &str = "batch-lease-v1";
+/// Patch id of asking the batch's coordinator before a hold whose lease ran out is released (runs
+/// before it released at once, and a batch whose commit was delayed past the lease, by an outage,
+/// was applied on some of its orders only).
+pub const LEASE_ASKS_COORDINATOR_PATCH: &str = "batch-lease-asks-coordinator-v1";
+/// How long a hold whose coordinator still runs waits before asking again.
+pub const COORDINATOR_RECHECK: Duration = Duration::from_secs(15);
 /// Patch id of starting the replacement through an activity (runs before it started a child
 /// workflow once and only logged a refused start).
 pub const REPLACEMENT_ACTIVITY_PATCH: &str = "replacement-start-activity-v1";
