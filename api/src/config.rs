@@ -64,6 +64,12 @@ pub struct ApiConfig {
     /// `MIN_VERSION_WAITS_PER_CALLER` (8): reads one caller may have waiting for a
     /// `min_version` at once; more get 429.
     pub min_version_waits_per_caller: usize,
+    /// `MIN_VERSION_WAITS_TOTAL` (default `DATABASE_POOL_SIZE`): reads the gateway has waiting
+    /// for a `min_version` at once, whoever asks; more get 429. Each wait looks at the read
+    /// model when it starts and when woken, so the pool bounds how many it can serve.
+    pub min_version_waits_total: usize,
+    /// `DATABASE_POOL_SIZE` (20): connections the gateway keeps to PostgreSQL.
+    pub database_pool_size: u32,
     /// `BATCH_LEASE_MS` (default 30 000, 1 000-600 000): how long an order held by an event
     /// batch waits for the commit before it releases itself.
     pub batch_lease: Duration,
@@ -139,6 +145,7 @@ impl ApiConfig {
             ));
         }
         let rate_burst = positive(&env, "RATE_LIMIT_BURST", 100)?;
+        let database_pool_size = positive(&env, "DATABASE_POOL_SIZE", 20)?;
         let temporal_web_ui = Some(env.get("TEMPORAL_WEB_UI_URL", "http://localhost:8233"))
             .filter(|url| url != "off")
             .map(|url| url.trim_end_matches('/').to_owned());
@@ -175,6 +182,12 @@ impl ApiConfig {
             min_version_wait: Duration::from_millis(env.number("MIN_VERSION_WAIT_MS", 5_000)?),
             min_version_waits_per_caller: positive(&env, "MIN_VERSION_WAITS_PER_CALLER", 8)?
                 as usize,
+            min_version_waits_total: positive(
+                &env,
+                "MIN_VERSION_WAITS_TOTAL",
+                u64::from(database_pool_size),
+            )? as usize,
+            database_pool_size,
             batch_lease: {
                 let lease = Duration::from_millis(env.number("BATCH_LEASE_MS", 30_000)?);
                 let bounds = delivery_workflows::delivery_order::MIN_BATCH_LEASE

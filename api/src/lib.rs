@@ -59,8 +59,12 @@ pub async fn connect(config: ApiConfig, patience: Duration) -> anyhow::Result<Ar
         patience,
     )
     .await?;
-    let pool =
-        delivery_platform::connect_read_model(config.database_url.expose(), 20, patience).await?;
+    let pool = delivery_platform::connect_read_model(
+        config.database_url.expose(),
+        config.database_pool_size,
+        patience,
+    )
+    .await?;
     let redis_client =
         delivery_platform::redis_client(config.redis_url.expose(), config.redis_tls_ca.as_ref())
             .context("REDIS_URL is not a Redis URL")?;

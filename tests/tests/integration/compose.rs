@@ -124,7 +124,11 @@ fn compose_ports_match_the_readme_table() {
         beyond.is_empty(),
         "docker-compose.yml publishes {beyond:?}; only the gateway and the web UIs ({PUBLISHABLE:?}) may be published"
     );
-    let marked: BTreeSet<u16> = readme.iter().filter(|r| r.published).map(|r| r.port).collect();
+    let marked: BTreeSet<u16> = readme
+        .iter()
+        .filter(|r| r.published)
+        .map(|r| r.port)
+        .collect();
     let only_compose: Vec<_> = compose.difference(&marked).collect();
     let only_readme: Vec<_> = marked.difference(&compose).collect();
     assert!(
@@ -134,7 +138,10 @@ fn compose_ports_match_the_readme_table() {
     // The table still lists every port of the local stack (`make run` uses them all).
     let listed: BTreeSet<u16> = readme.iter().map(|r| r.port).collect();
     for port in [8080, 7233, 8233, 8090, 9464, 5432, 6379] {
-        assert!(listed.contains(&port), "README.md's table lacks port {port}");
+        assert!(
+            listed.contains(&port),
+            "README.md's table lacks port {port}"
+        );
     }
 }
 
