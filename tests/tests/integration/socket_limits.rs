@@ -1,6 +1,7 @@
 //! Live WebSockets cannot be used to exhaust or outlive the gateway: one caller holds at most
-//! `WS_MAX_PER_CALLER` sockets, frames beyond a few KiB end the socket, a client that never
-//! answers pings is closed as idle, and a socket closes when its token expires.
+//! `WS_MAX_PER_CALLER` sockets and the gateway `WS_MAX_TOTAL`, frames beyond a few KiB end the
+//! socket, a client that never answers pings is closed as idle, and a socket closes when its
+//! token expires.
 
 use std::time::Duration;
 
@@ -85,6 +86,83 @@ async fn one_caller_holds_a_bounded_number_of_sockets_and_gets_them_back() {
     })
     .await;
     assert!(stays_open(&mut again, Duration::from_millis(300)).await);
+}
+
+/// The gateway's `delivery_api_websocket_connections` now.
+async fn sockets_held(api: &GatewayProcess) -> i64 {
+    let metrics = reqwest::get(format!("{}/metrics", api.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("delivery_api_websocket_connections "))
+        .expect("the socket gauge")
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_default_per_caller_cap_and_a_small_total_hold_at_the_gateway() {
+    // WS_MAX_PER_CALLER left at its default (20).
+    let stack = Stack::start_with(StackOptions::quiet().gateway("WS_MAX_TOTAL", "24")).await;
+    let api = stack.api();
+    let olga = api.token("olga", &[Role::Operator]);
+
+    // One caller opens 25: the first 20 stay open, the other 5 are closed at once with 1013.
+    let mut sockets = Vec::new();
+    for _ in 0..25 {
+        sockets.push(connect(api, &olga).await);
+    }
+    let mut refused = sockets.split_off(20);
+    for socket in &mut refused {
+        let (code, reason) = closed(socket, Duration::from_secs(5))
+            .await
+            .expect("a close frame");
+        assert_eq!(code, CloseCode::Again, "{reason}");
+        assert!(reason.contains("20 live sockets"), "{reason}");
+    }
+    let open = futures::future::join_all(
+        sockets
+            .iter_mut()
+            .map(|s| stays_open(s, Duration::from_millis(500))),
+    )
+    .await;
+    assert!(open.iter().all(|o| *o), "{open:?}");
+    assert_eq!(sockets_held(api).await, 20);
+
+    // Other callers share the rest of the gateway's 24 places, then are refused with 1013 too.
+    let ivan = api.token("ivan", &[Role::Operator]);
+    let mut others = Vec::new();
+    for _ in 0..4 {
+        let mut socket = connect(api, &ivan).await;
+        assert!(stays_open(&mut socket, Duration::from_millis(300)).await);
+        others.push(socket);
+    }
+    let mut beyond = connect(api, &api.token("petra", &[Role::Customer])).await;
+    let (code, reason) = closed(&mut beyond, Duration::from_secs(5))
+        .await
+        .expect("a close frame");
+    assert_eq!(code, CloseCode::Again, "{reason}");
+    assert!(reason.contains("maximum of 24 live sockets"), "{reason}");
+    assert_eq!(sockets_held(api).await, 24);
+
+    // A socket that ends gives its place to whoever asks next.
+    let mut gone = sockets.pop().unwrap();
+    gone.close(None).await.unwrap();
+    drop(gone);
+    let petra = api.token("petra", &[Role::Customer]);
+    let mut admitted = eventually("a gateway place freed", || async {
+        let mut socket = connect(api, &petra).await;
+        stays_open(&mut socket, Duration::from_millis(300))
+            .await
+            .then_some(socket)
+    })
+    .await;
+    assert!(stays_open(&mut admitted, Duration::from_millis(300)).await);
+    assert_eq!(sockets_held(api).await, 24);
 }
 
 #[tokio::test]
