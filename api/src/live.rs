@@ -14,9 +14,6 @@ use tokio::sync::{broadcast, watch};
 
 use crate::read::{Audience, delivery_order};
 
-/// How many changes a socket may fall behind before it is told to resync.
-const BACKLOG: usize = 1024;
-
 /// What the WebSocket endpoints send; `type` says which.
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -112,9 +109,10 @@ pub struct LiveHub {
 }
 
 impl LiveHub {
-    /// Follows the read model's live updates from now on.
-    pub fn start(read_model: &ReadModel) -> Self {
-        let (sender, _) = broadcast::channel(BACKLOG);
+    /// Follows the read model's live updates from now on; a listener may fall `backlog`
+    /// changes behind (`WS_BACKLOG`) before it is told how many it missed.
+    pub fn start(read_model: &ReadModel, backlog: usize) -> Self {
+        let (sender, _) = broadcast::channel(backlog.max(1));
         let (connected, _) = watch::channel(false);
         let (hub, up) = (sender.clone(), connected.clone());
         read_model.follow_live_updates(move |feed| {

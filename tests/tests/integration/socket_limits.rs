@@ -1,7 +1,7 @@
 //! Live WebSockets cannot be used to exhaust or outlive the gateway: one caller holds at most
 //! `WS_MAX_PER_CALLER` sockets and the gateway `WS_MAX_TOTAL`, frames beyond a few KiB end the
-//! socket, a client that never answers pings is closed as idle, and a socket closes when its
-//! token expires.
+//! socket, a client that never answers pings is closed as idle, a socket closes when its token
+//! expires, and a client that stops reading falls behind alone and is told to resync.
 
 use std::time::Duration;
 
@@ -210,4 +210,141 @@ async fn big_frames_idle_clients_and_expired_tokens_end_the_socket() {
         .expect("a close frame");
     assert_eq!(code, CloseCode::Policy, "{reason}");
     assert!(reason.contains("expired"), "{reason}");
+}
+
+/// A socket whose client keeps a small receive buffer (so the gateway's sends block as soon as
+/// the client stops reading, rather than after megabytes of kernel buffers).
+async fn connect_with_small_buffer(api: &GatewayProcess, token: &str) -> Socket {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket
+        .connect(([127, 0, 0, 1], api.port).into())
+        .await
+        .expect("tcp connect");
+    let url = format!("ws://127.0.0.1:{}{EVENTS}?access_token={token}", api.port);
+    tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(stream))
+        .await
+        .expect("websocket handshake")
+        .0
+}
+
+/// The next JSON message, within `within` (`None`: none came, or the socket ended).
+async fn next_json(socket: &mut Socket, within: Duration) -> Option<serde_json::Value> {
+    tokio::time::timeout(within, async {
+        while let Some(frame) = socket.next().await {
+            match frame {
+                Ok(Message::Text(text)) => return serde_json::from_str(&text).ok(),
+                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_resynced_while_the_others_get_every_change() {
+    const BACKLOG: usize = 64;
+    const PINGS: usize = 600;
+    let stack = Stack::start_with(
+        StackOptions::quiet()
+            .gateway("WS_BACKLOG", &BACKLOG.to_string())
+            // A few dozen pings fill the stalled socket's buffers (the default holds hundreds).
+            .gateway("WS_SEND_BUFFER_BYTES", "8192")
+            // Long enough that the stalled client is resynced, not closed, when it reads again.
+            .gateway("WS_SEND_TIMEOUT_SECS", "60"),
+    )
+    .await;
+    let api = stack.api();
+    let id = api.paid_order("cust-slow").await;
+    let (_, pickup_id) = api.pickup_confirmed(&id).await;
+    let picked = api
+        .webhook(
+            "sim",
+            TEST_PARTNER_SECRET,
+            &serde_json::json!({"event_id": "slow-pu", "type": "PICKED_UP", "delivery_order_id": id,
+                    "pickup_id": pickup_id, "data": {"partner_order_number": "PN-SLOW"}}),
+        )
+        .await;
+    assert_eq!(picked.status, 200, "{}", picked.text);
+    let olga = api.token("olga", &[Role::Operator]);
+    let mut reader = connect(api, &olga).await;
+    let mut stalled = connect_with_small_buffer(api, &api.token("ivan", &[Role::Operator])).await;
+    // Both sockets follow the live updates before the flood starts.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // The reader reads as the pings are sent; the stalled client reads nothing meanwhile.
+    let reading = async {
+        let mut seen = std::collections::BTreeSet::new();
+        while seen.len() < PINGS {
+            let message = next_json(&mut reader, Duration::from_secs(20))
+                .await
+                .unwrap_or_else(|| panic!("the reader got {} of {PINGS} pings", seen.len()));
+            assert_ne!(message["type"], "resync", "the reader never falls behind");
+            if message["type"] == "tracking" && message["delivery_order_id"] == id.as_str() {
+                seen.insert(message["location_at"].as_str().unwrap().to_owned());
+            }
+        }
+        seen.len()
+    };
+    let sending = async {
+        for n in 0..PINGS {
+            let answer = api
+                .webhook(
+                    "sim",
+                    TEST_PARTNER_SECRET,
+                    &serde_json::json!({"event_id": format!("slow-loc-{n}"), "type": "LOCATION",
+                        "delivery_order_id": id, "pickup_id": pickup_id,
+                        "data": {"lat": 51.5 + n as f64 * 1e-4, "lon": -0.12}}),
+                )
+                .await;
+            assert_eq!(
+                answer.json["outcome"], "tracking_updated",
+                "{}",
+                answer.text
+            );
+        }
+    };
+    let (received, ()) = tokio::join!(reading, sending);
+    assert_eq!(received, PINGS, "the reader got every change");
+
+    // Reading again, the stalled client first gets what its buffers held, then a resync that
+    // says how much it missed: it was not buffered for without bound.
+    let mut pings_before = 0;
+    let resync = loop {
+        let message = next_json(&mut stalled, Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|| panic!("the stalled client got {pings_before} pings and no resync"));
+        match message["type"].as_str() {
+            Some("resync") => break message,
+            Some("tracking") => pings_before += 1,
+            _ => {}
+        }
+    };
+    let missed = resync["missed"].as_u64().expect("how many were missed");
+    assert!(missed > 0, "{resync}");
+    assert!(pings_before < PINGS, "{pings_before}");
+    // It is still served: after the resync it follows the live updates again.
+    let last = api
+        .webhook(
+            "sim",
+            TEST_PARTNER_SECRET,
+            &serde_json::json!({"event_id": "slow-loc-last", "type": "LOCATION",
+                "delivery_order_id": id, "pickup_id": pickup_id,
+                "data": {"lat": 52.0, "lon": -0.12}}),
+        )
+        .await;
+    assert_eq!(last.json["outcome"], "tracking_updated", "{}", last.text);
+    let followed = loop {
+        let message = next_json(&mut stalled, Duration::from_secs(10))
+            .await
+            .expect("the resynced client follows the updates");
+        if message["type"] == "tracking" && message["location"]["lat"] == serde_json::json!(52.0) {
+            break message;
+        }
+    };
+    assert_eq!(followed["delivery_order_id"], id.as_str());
 }
