@@ -108,6 +108,12 @@ pub fn build_worker(
     );
     let partner = PartnerClient::new(config.partner.clone(), metrics)
         .context("building the partner HTTP client")?;
+    // Bounded below the activities' 10 s start-to-close: a call to a busy or unreachable
+    // server gives up (and the step retries) rather than outliving its attempt.
+    let orders = DeliveryOrderClient::new(
+        TemporalTarget::new(client.clone(), config.task_queue.clone())
+            .with_rpc_timeout(Duration::from_secs(8)),
+    );
     let options = WorkerOptions::new(config.task_queue.clone())
         .register_workflow::<DeliveryOrderWorkflow>()
         .context("registering DeliveryOrderWorkflow")?
@@ -118,19 +124,8 @@ pub fn build_worker(
         .worker_plugin(failure_tracking(registry)?)
         .register_activities(PartnerActivities::new(partner))
         .register_activities(CompatActivities::new(writer.clone()))
-        .register_activities(BatchActivities::new(
-            // Bounded below the steps' 10 s start-to-close: a call to a busy or unreachable
-            // server gives up (and the step retries) rather than outliving its attempt.
-            DeliveryOrderClient::new(
-                TemporalTarget::new(client.clone(), config.task_queue.clone())
-                    .with_rpc_timeout(Duration::from_secs(8)),
-            ),
-            writer.clone(),
-        ))
-        .register_activities(ReplacementActivities::new(
-            client.clone(),
-            config.task_queue.clone(),
-        ))
+        .register_activities(BatchActivities::new(orders.clone(), writer.clone()))
+        .register_activities(ReplacementActivities::new(orders))
         .register_activities(ReadModelActivities::new(writer))
         .maybe_deployment_options(config.version.as_ref().map(|v| v.deployment_options()))
         .workflow_task_poller_behavior(config.polling.workflow_pollers.behavior())
