@@ -64,6 +64,12 @@ pub struct ApiConfig {
     /// `MIN_VERSION_WAITS_PER_CALLER` (8): reads one caller may have waiting for a
     /// `min_version` at once; more get 429.
     pub min_version_waits_per_caller: usize,
+    /// `MIN_VERSION_WAITS_TOTAL` (default `DATABASE_POOL_SIZE`): reads the gateway has waiting
+    /// for a `min_version` at once, whoever asks; more get 429. Each wait looks at the read
+    /// model when it starts and when woken, so the pool bounds how many it can serve.
+    pub min_version_waits_total: usize,
+    /// `DATABASE_POOL_SIZE` (20): connections the gateway keeps to PostgreSQL.
+    pub database_pool_size: u32,
     /// `BATCH_LEASE_MS` (default 30 000, 1 000-600 000): how long an order held by an event
     /// batch waits for the commit before it releases itself.
     pub batch_lease: Duration,
@@ -78,7 +84,8 @@ pub struct ApiConfig {
     /// unset, the map draws the route on a blank background. Its origin is added to the web
     /// UI's `img-src`.
     pub map_tiles: Option<MapTiles>,
-    /// `WS_MAX_PER_CALLER` (20), `WS_MAX_TOTAL` (10 000), `WS_IDLE_TIMEOUT_SECS` (90).
+    /// `WS_MAX_PER_CALLER` (20), `WS_MAX_TOTAL` (10 000), `WS_IDLE_TIMEOUT_SECS` (90),
+    /// `WS_BACKLOG` (1024), `WS_SEND_TIMEOUT_SECS` (5), `WS_SEND_BUFFER_BYTES` (65 536).
     pub sockets: SocketLimits,
     /// `HTTP_MAX_CONNECTIONS` (10 000), `HTTP_IDLE_TIMEOUT_SECS` (60),
     /// `HTTP_HEADER_TIMEOUT_SECS` (10), `HTTP_BODY_TIMEOUT_SECS` (30).
@@ -139,6 +146,7 @@ impl ApiConfig {
             ));
         }
         let rate_burst = positive(&env, "RATE_LIMIT_BURST", 100)?;
+        let database_pool_size = positive(&env, "DATABASE_POOL_SIZE", 20)?;
         let temporal_web_ui = Some(env.get("TEMPORAL_WEB_UI_URL", "http://localhost:8233"))
             .filter(|url| url != "off")
             .map(|url| url.trim_end_matches('/').to_owned());
@@ -175,6 +183,12 @@ impl ApiConfig {
             min_version_wait: Duration::from_millis(env.number("MIN_VERSION_WAIT_MS", 5_000)?),
             min_version_waits_per_caller: positive(&env, "MIN_VERSION_WAITS_PER_CALLER", 8)?
                 as usize,
+            min_version_waits_total: positive(
+                &env,
+                "MIN_VERSION_WAITS_TOTAL",
+                u64::from(database_pool_size),
+            )? as usize,
+            database_pool_size,
             batch_lease: {
                 let lease = Duration::from_millis(env.number("BATCH_LEASE_MS", 30_000)?);
                 let bounds = delivery_workflows::delivery_order::MIN_BATCH_LEASE
@@ -215,6 +229,13 @@ impl ApiConfig {
                 idle_timeout: Duration::from_secs(
                     u64::from(positive(&env, "WS_IDLE_TIMEOUT_SECS", 90)?).max(3),
                 ),
+                backlog: positive(&env, "WS_BACKLOG", 1024)? as usize,
+                send_timeout: Duration::from_secs(u64::from(positive(
+                    &env,
+                    "WS_SEND_TIMEOUT_SECS",
+                    5,
+                )?)),
+                send_buffer_bytes: positive(&env, "WS_SEND_BUFFER_BYTES", 64 * 1024)? as usize,
             },
             temporal_web_ui,
             payload_keys: env.payload_keys()?,
@@ -272,6 +293,17 @@ pub struct SocketLimits {
     /// A socket whose client sent nothing (not even a pong to the gateway's pings) for this
     /// long is closed; pings go out three times as often. At least 3 s.
     pub idle_timeout: Duration,
+    /// Live changes a socket may fall behind before it is sent a `resync` (and, for one
+    /// order, a fresh snapshot) instead of what it missed. Also the depth of the gateway's one
+    /// fan-out buffer of live updates.
+    pub backlog: usize,
+    /// A socket that cannot take a message within this long (its client stopped reading and
+    /// the connection's buffers are full) is closed.
+    pub send_timeout: Duration,
+    /// The kernel send buffer of a WebSocket's connection (the kernel may double it): what the
+    /// gateway holds for a client that stopped reading before its sends block, instead of the
+    /// megabytes an autotuned buffer grows to.
+    pub send_buffer_bytes: usize,
 }
 
 /// Inbound frames are capped at this: clients only ping and close.

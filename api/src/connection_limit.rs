@@ -2,7 +2,11 @@
 //! place before it accepts, and a connection type that gives the place back when it closes. Past
 //! the limit new clients wait in the kernel's backlog instead of exhausting file descriptors and
 //! memory. Idle clients are cut by the server's idle timeout, and clients that trickle a request
-//! by the read deadlines each connection keeps (`read_deadline`), which frees their places.
+//! by the read deadlines each connection keeps (`read_deadline`), which frees their places. A
+//! connection upgraded to a WebSocket gets a small kernel send buffer (`WS_SEND_BUFFER_BYTES`),
+//! so a client that stops reading blocks the gateway's sends after that much rather than after
+//! the megabytes the kernel would otherwise buffer for it: the socket then falls behind the live
+//! updates and is resynced or closed (`routes::ws`).
 
 use std::io::Result as IoResult;
 use std::pin::Pin;
@@ -26,11 +30,23 @@ pub struct ConnectionMetrics {
     pub deadline_cuts: IntCounterVec,
 }
 
+/// A connection whose kernel send buffer can be capped.
+pub trait SendBuffer {
+    fn cap_send_buffer(&self, bytes: usize) -> IoResult<()>;
+}
+
+impl SendBuffer for tokio::net::TcpStream {
+    fn cap_send_buffer(&self, bytes: usize) -> IoResult<()> {
+        socket2::SockRef::from(self).set_send_buffer_size(bytes)
+    }
+}
+
 pub struct LimitedAcceptor<A> {
     inner: A,
     places: Arc<Semaphore>,
     deadlines: ReadDeadlines,
     metrics: ConnectionMetrics,
+    websocket_send_buffer: usize,
 }
 
 impl<A> LimitedAcceptor<A> {
@@ -39,17 +55,22 @@ impl<A> LimitedAcceptor<A> {
         max_connections: usize,
         deadlines: ReadDeadlines,
         metrics: ConnectionMetrics,
+        websocket_send_buffer: usize,
     ) -> Self {
         Self {
             inner,
             places: Arc::new(Semaphore::new(max_connections)),
             deadlines,
             metrics,
+            websocket_send_buffer,
         }
     }
 }
 
-impl<A: Acceptor> Acceptor for LimitedAcceptor<A> {
+impl<A: Acceptor> Acceptor for LimitedAcceptor<A>
+where
+    A::Io: SendBuffer,
+{
     type Io = Counted<A::Io>;
 
     fn local_addr(&self) -> Vec<LocalAddr> {
@@ -72,6 +93,7 @@ impl<A: Acceptor> Acceptor for LimitedAcceptor<A> {
                 timer: Box::pin(tokio::time::sleep_until(now)),
                 metrics: self.metrics.clone(),
                 was_cut: false,
+                websocket_send_buffer: self.websocket_send_buffer,
             },
             local,
             remote,
@@ -91,6 +113,8 @@ pub struct Counted<T> {
     metrics: ConnectionMetrics,
     /// Whether a deadline has cut this connection (counted once, however often it is read).
     was_cut: bool,
+    /// The kernel send buffer a WebSocket gets.
+    websocket_send_buffer: usize,
 }
 
 impl<T> Drop for Counted<T> {
@@ -150,13 +174,25 @@ impl<T> Counted<T> {
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
+impl<T: SendBuffer> Counted<T> {
+    /// Notes the answer the server starts writing; a `101` makes this a WebSocket, whose send
+    /// buffer is capped.
+    fn answering(&mut self, bytes: &[u8]) {
+        if self.framing.wrote(bytes)
+            && let Err(error) = self.io.cap_send_buffer(self.websocket_send_buffer)
+        {
+            tracing::warn!(%error, "capping a WebSocket's send buffer failed");
+        }
+    }
+}
+
+impl<T: AsyncWrite + SendBuffer + Unpin> AsyncWrite for Counted<T> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<IoResult<usize>> {
-        self.framing.wrote(buf);
+        self.answering(buf);
         Pin::new(&mut self.io).poll_write(cx, buf)
     }
 
@@ -174,7 +210,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<IoResult<usize>> {
         if let Some(first) = bufs.iter().find(|b| !b.is_empty()) {
-            self.framing.wrote(first);
+            self.answering(first);
         }
         Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
     }

@@ -59,8 +59,12 @@ pub async fn connect(config: ApiConfig, patience: Duration) -> anyhow::Result<Ar
         patience,
     )
     .await?;
-    let pool =
-        delivery_platform::connect_read_model(config.database_url.expose(), 20, patience).await?;
+    let pool = delivery_platform::connect_read_model(
+        config.database_url.expose(),
+        config.database_pool_size,
+        patience,
+    )
+    .await?;
     let redis_client =
         delivery_platform::redis_client(config.redis_url.expose(), config.redis_tls_ca.as_ref())
             .context("REDIS_URL is not a Redis URL")?;
@@ -70,7 +74,7 @@ pub async fn connect(config: ApiConfig, patience: Duration) -> anyhow::Result<Ar
         RedisKeys::new(config.redis_key_prefix.clone()),
     )
     .context("creating the Redis connection")?;
-    let live = LiveHub::start(&read_model);
+    let live = LiveHub::start(&read_model, config.sockets.backlog);
     let target = TemporalTarget::new(client, config.task_queue.clone())
         .with_rpc_timeout(config.temporal_timeout);
     let temporal = TemporalClients {
@@ -114,17 +118,22 @@ pub async fn serve(
 /// Serves what `acceptor` accepts (plain TCP, or TLS over it) behind the connection limit and
 /// the read deadlines. They wrap the TLS layer, so they see the decrypted request (and a stalled
 /// handshake counts against the first head's deadline).
-async fn run<A: Acceptor + 'static>(
+async fn run<A>(
     acceptor: A,
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<()>
+where
+    A: Acceptor + 'static,
+    A::Io: connection_limit::SendBuffer,
+{
     let http = state.config.http;
     let acceptor = connection_limit::LimitedAcceptor::new(
         acceptor,
         http.max_connections,
         http.read,
         state.metrics.connections.clone(),
+        state.config.sockets.send_buffer_bytes,
     );
     poem::Server::new_with_acceptor(acceptor)
         // Closes connections silent for this long (keep-alive, idle or stalled clients); live

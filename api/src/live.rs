@@ -10,12 +10,9 @@ use delivery_read_model::{LiveMessage, ReadModel, StoredOrder, TrackingUpdate};
 use poem_openapi::types::ToJSON;
 use serde::Serialize;
 use serde_json::Value;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::read::{Audience, delivery_order};
-
-/// How many changes a socket may fall behind before it is told to resync.
-const BACKLOG: usize = 1024;
 
 /// What the WebSocket endpoints send; `type` says which.
 #[derive(Debug, Serialize)]
@@ -106,30 +103,51 @@ pub enum Live {
 #[derive(Clone)]
 pub struct LiveHub {
     sender: broadcast::Sender<Live>,
+    /// Whether the Redis subscription stands now: while it does not, nothing is announced, and
+    /// whoever waits for an announcement looks for itself.
+    connected: watch::Sender<bool>,
 }
 
 impl LiveHub {
-    /// Follows the read model's live updates from now on.
-    pub fn start(read_model: &ReadModel) -> Self {
-        let (sender, _) = broadcast::channel(BACKLOG);
-        let hub = sender.clone();
+    /// Follows the read model's live updates from now on; a listener may fall `backlog`
+    /// changes behind (`WS_BACKLOG`) before it is told how many it missed.
+    pub fn start(read_model: &ReadModel, backlog: usize) -> Self {
+        let (sender, _) = broadcast::channel(backlog.max(1));
+        let (connected, _) = watch::channel(false);
+        let (hub, up) = (sender.clone(), connected.clone());
         read_model.follow_live_updates(move |feed| {
             let live = match feed {
                 LiveFeed::Message(message) => Live::Change(Arc::new(Change::of(message))),
-                LiveFeed::Resubscribed => Live::Resubscribed,
+                LiveFeed::Subscribed => {
+                    up.send_replace(true);
+                    return;
+                }
+                LiveFeed::Lost => {
+                    up.send_replace(false);
+                    return;
+                }
+                LiveFeed::Resubscribed => {
+                    up.send_replace(true);
+                    Live::Resubscribed
+                }
             };
             // No receivers is fine: nobody is watching.
             let _ = hub.send(live);
         });
-        Self { sender }
+        Self { sender, connected }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Live> {
         self.sender.subscribe()
     }
 
-    /// Sockets listening now (for metrics and tests).
-    pub fn listeners(&self) -> usize {
-        self.sender.receiver_count()
+    /// Whether the live updates flow now, and its changes from now on.
+    pub fn connection(&self) -> watch::Receiver<bool> {
+        self.connected.subscribe()
+    }
+
+    /// Whether the live updates flow now (the Redis subscription stands).
+    pub fn is_connected(&self) -> bool {
+        *self.connected.borrow()
     }
 }

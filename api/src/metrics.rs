@@ -28,6 +28,9 @@ pub struct ApiMetrics {
     pub latency: HistogramVec,
     pub webhooks: IntCounterVec,
     pub min_version_wait: HistogramVec,
+    /// Looks at the read model by reads waiting for a `min_version`, by why they looked.
+    pub min_version_lookups: IntCounterVec,
+    live_updates_connected: IntGauge,
     outbox_pending: IntGauge,
     outbox_oldest_ms: IntGauge,
     /// Events sent to delivery orders (commands and partner webhooks) by type and outcome.
@@ -75,6 +78,20 @@ impl ApiMetrics {
                 0.0, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
             ]),
             &["outcome"],
+        )?;
+        let min_version_lookups = IntCounterVec::new(
+            Opts::new(
+                "read_your_writes_lookups_total",
+                "Looks at the read model by reads with min_version: start (once per read), announced (woken by the live update of the version), resync (live updates may have been missed), fallback (every second while live updates are disconnected)",
+            ),
+            &["reason"],
+        )?;
+        for reason in LOOKUP_REASONS {
+            min_version_lookups.with_label_values(&[reason]);
+        }
+        let live_updates_connected = IntGauge::new(
+            "live_updates_connected",
+            "1 while the gateway's subscription to the relay's live updates stands (sockets and min_version waits are woken by it), else 0",
         )?;
         let outbox_pending = IntGauge::new(
             "read_model_outbox_pending",
@@ -182,6 +199,8 @@ impl ApiMetrics {
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(webhooks.clone()))?;
         registry.register(Box::new(min_version_wait.clone()))?;
+        registry.register(Box::new(min_version_lookups.clone()))?;
+        registry.register(Box::new(live_updates_connected.clone()))?;
         registry.register(Box::new(outbox_pending.clone()))?;
         registry.register(Box::new(outbox_oldest_ms.clone()))?;
         Ok(Self {
@@ -191,6 +210,8 @@ impl ApiMetrics {
             latency,
             webhooks,
             min_version_wait,
+            min_version_lookups,
+            live_updates_connected,
             outbox_pending,
             outbox_oldest_ms,
             events,
@@ -229,12 +250,13 @@ impl ApiMetrics {
     pub async fn render(
         &self,
         read_model: &ReadModel,
-        websocket_connections: usize,
+        live: LiveState,
         temporal: &Client,
         task_queue: &str,
     ) -> String {
         self.websocket_connections
-            .set(i64::try_from(websocket_connections).unwrap_or(i64::MAX));
+            .set(i64::try_from(live.sockets).unwrap_or(i64::MAX));
+        self.live_updates_connected.set(i64::from(live.connected));
         self.measure_operator_queue(read_model).await;
         self.measure_batches(temporal, task_queue).await;
         self.measure_at_risk(read_model).await;
@@ -248,6 +270,17 @@ impl ApiMetrics {
         }
         String::from_utf8(body).unwrap_or_default()
     }
+}
+
+/// Why a read waiting for a `min_version` looked at the read model.
+pub const LOOKUP_REASONS: [&str; 4] = ["start", "announced", "resync", "fallback"];
+
+/// What a scrape reports of the live updates.
+pub struct LiveState {
+    /// WebSockets open now.
+    pub sockets: usize,
+    /// Whether the subscription to the relay's live updates stands.
+    pub connected: bool,
 }
 
 /// The timers of the graph, as `orders_at_risk` labels them.

@@ -31,21 +31,19 @@ pub async fn around<E: Endpoint>(next: Arc<E>, mut req: Request) -> poem::Result
         .cloned()
         .expect("the route table is attached outside this middleware");
     let method = req.method().to_string();
-    // The template the path matches (the label of metrics, the log span and rate limits); a
-    // path that matches none is named as it is in the log and `unmatched` everywhere else.
+    // The template the path matches names the request everywhere: metrics, rate limits, the log
+    // span and the trace's span name, so no id or made-up path becomes a series or a span
+    // name. A path that matches none is `unmatched`; the log line alone keeps the path itself
+    // (cut short), to tell what was asked.
     let path = req.uri().path().to_owned();
     let route = routes.label(&path).to_owned();
-    let named_route = if route == UNMATCHED {
-        path.as_str()
-    } else {
-        route.as_str()
-    };
     let span = tracing::info_span!(
         "request",
-        otel.name = %format!("{method} {named_route}"),
+        otel.name = %format!("{method} {route}"),
         otel.kind = "server",
         %method,
-        route = %named_route,
+        %route,
+        path = tracing::field::Empty,
         request_id = tracing::field::Empty,
         correlation_id = tracing::field::Empty,
         delivery_order_id = tracing::field::Empty,
@@ -53,6 +51,9 @@ pub async fn around<E: Endpoint>(next: Arc<E>, mut req: Request) -> poem::Result
     );
     // The request's span continues the caller's trace (W3C `traceparent`); its trace id is the
     // request id unless the caller names its own.
+    if route == UNMATCHED {
+        span.record("path", cut_short(&path, UNMATCHED_PATH_CHARS));
+    }
     let caller_trace = request_id::caller_trace(req.headers());
     let _ = span.set_parent(caller_trace.clone());
     let ids = request_id::assign(&req, request_id::trace_id(&span.context(), &caller_trace));
@@ -127,6 +128,17 @@ pub async fn around<E: Endpoint>(next: Arc<E>, mut req: Request) -> poem::Result
         response.headers_mut().insert(REQUEST_ID, value);
     }
     Ok(response)
+}
+
+/// Longest part of an unknown path the log line keeps.
+const UNMATCHED_PATH_CHARS: usize = 200;
+
+/// `text` up to `max` characters, with `…` when cut.
+fn cut_short(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
 }
 
 /// The code of a problem+json answer (the last segment of its `type`), read from the body and

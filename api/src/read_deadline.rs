@@ -138,18 +138,24 @@ impl RequestFraming {
         }
     }
 
-    /// The server started writing `bytes` (its answer).
-    pub fn wrote(&mut self, bytes: &[u8]) {
+    /// The server started writing `bytes` (its answer). True when this answer hands the
+    /// connection over to a WebSocket (a `101` to an upgrade).
+    pub fn wrote(&mut self, bytes: &[u8]) -> bool {
         match self.phase {
             Phase::UpgradeAsked => {
-                self.phase = if bytes.starts_with(b"HTTP/1.1 101") {
+                let upgraded = bytes.starts_with(b"HTTP/1.1 101");
+                self.phase = if upgraded {
                     Phase::Passthrough
                 } else {
                     Phase::Idle
                 };
+                upgraded
             }
-            Phase::Chunked { .. } => self.phase = Phase::Idle,
-            _ => {}
+            Phase::Chunked { .. } => {
+                self.phase = Phase::Idle;
+                false
+            }
+            _ => false,
         }
     }
 }
@@ -261,7 +267,7 @@ mod tests {
         let upgrade = b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
         let mut framing = RequestFraming::new(LIMITS, start);
         framing.read(upgrade, start);
-        framing.wrote(b"HTTP/1.1 101 Switching Protocols\r\n");
+        assert!(framing.wrote(b"HTTP/1.1 101 Switching Protocols\r\n"));
         framing.read(b"\x81\x05hello", at(start, 1));
         assert_eq!(framing.deadline(), None);
 

@@ -37,7 +37,8 @@ pub struct AppState {
     pub state_cache: StateCache,
     /// Places for live WebSockets (`WS_MAX_PER_CALLER`, `WS_MAX_TOTAL`).
     pub sockets: Arc<CallerSlots>,
-    /// Places for reads waiting for a `min_version` (`MIN_VERSION_WAITS_PER_CALLER`).
+    /// Places for reads waiting for a `min_version` (`MIN_VERSION_WAITS_PER_CALLER`,
+    /// `MIN_VERSION_WAITS_TOTAL`).
     pub version_waits: Arc<CallerSlots>,
 }
 
@@ -73,8 +74,7 @@ impl AppState {
             version_waits: CallerSlots::new(
                 "reads waiting for a min_version",
                 config.min_version_waits_per_caller,
-                // The database pool is the bound that matters: every wait looks at PostgreSQL.
-                1_000,
+                config.min_version_waits_total,
             ),
             config,
         })

@@ -122,6 +122,18 @@ where
     }
 }
 
+impl<T: crate::connection_limit::SendBuffer> crate::connection_limit::SendBuffer
+    for Handshaking<T>
+{
+    fn cap_send_buffer(&self, bytes: usize) -> IoResult<()> {
+        match self {
+            Handshaking::Ready(stream) => stream.get_ref().0.cap_send_buffer(bytes),
+            // Nothing is answered before the handshake.
+            Handshaking::Pending(_) => Ok(()),
+        }
+    }
+}
+
 /// A TLS connection whose handshake completes on its first read or write.
 pub enum Handshaking<T> {
     Pending(Box<tokio_rustls::Accept<T>>),

@@ -59,14 +59,18 @@ impl LiveMessage {
 #[derive(Debug)]
 pub enum LiveFeed {
     Message(LiveMessage),
+    /// The first subscription stands: messages flow from now on.
+    Subscribed,
+    /// The subscription ended (Redis went away): nothing is announced until [`Self::Resubscribed`].
+    Lost,
     /// The subscription was lost and is back: messages may have been missed meanwhile.
     Resubscribed,
 }
 
 impl ReadModel {
     /// Follows every live update for as long as the process runs, reconnecting by itself when
-    /// Redis goes away, and hands each to `deliver`. A message that does not parse is logged and
-    /// skipped.
+    /// Redis goes away, and hands each to `deliver`, with the subscription's state as it changes
+    /// (subscribed, lost, back). A message that does not parse is logged and skipped.
     pub fn follow_live_updates(&self, mut deliver: impl FnMut(LiveFeed) + Send + 'static) {
         let redis = self.redis_client.clone();
         let channel = self.keys.updates();
@@ -81,6 +85,8 @@ impl ReadModel {
                             if subscribed_before {
                                 tracing::info!(%channel, "live updates resubscribed");
                                 deliver(LiveFeed::Resubscribed);
+                            } else {
+                                deliver(LiveFeed::Subscribed);
                             }
                             subscribed_before = true;
                             pause = Duration::from_millis(200);
@@ -97,6 +103,7 @@ impl ReadModel {
                                 }
                             }
                             tracing::warn!(%channel, "live updates subscription ended; reconnecting");
+                            deliver(LiveFeed::Lost);
                         }
                         Err(error) => tracing::warn!(%error, "subscribing to live updates failed"),
                     },

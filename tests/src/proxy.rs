@@ -1,16 +1,20 @@
-//! A TCP proxy a test can cut: stands between a worker and PostgreSQL so an outage can be
-//! simulated without touching the real server.
+//! A TCP proxy a test can cut or stall: stands between a process and PostgreSQL, Redis or
+//! Temporal so an outage (connections refused) or a hang (connections open, nothing answered)
+//! can be simulated without touching the real server.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub struct TcpProxy {
     pub port: u16,
     up: Arc<AtomicBool>,
+    /// While true, every connection is held open and nothing is forwarded either way.
+    stalled: watch::Sender<bool>,
     connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
     accept: JoinHandle<()>,
 }
@@ -20,17 +24,30 @@ impl TcpProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("proxy port");
         let port = listener.local_addr().expect("bound").port();
         let up = Arc::new(AtomicBool::new(true));
+        let (stalled, _) = watch::channel(false);
         let connections: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
         let accept = tokio::spawn({
-            let (up, connections) = (up.clone(), connections.clone());
+            let (up, connections, stalled) = (up.clone(), connections.clone(), stalled.clone());
             async move {
                 while let Ok((mut client, _)) = listener.accept().await {
                     if !up.load(Ordering::SeqCst) {
                         continue; // dropped at once: the server looks down
                     }
+                    let mut stall = stalled.subscribe();
                     let task = tokio::spawn(async move {
-                        if let Ok(mut server) = TcpStream::connect(upstream).await {
-                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        let forward = async {
+                            if let Ok(mut server) = TcpStream::connect(upstream).await {
+                                let _ =
+                                    tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                            }
+                        };
+                        tokio::select! {
+                            () = forward => {}
+                            // Both ends stay open (held by this task until the proxy drops or
+                            // cuts it) and nothing more passes: the server looks hung.
+                            () = async { drop(stall.wait_for(|stalled| *stalled).await) } => {
+                                std::future::pending::<()>().await
+                            }
                         }
                     });
                     connections.lock().expect("lock").push(task);
@@ -40,6 +57,7 @@ impl TcpProxy {
         Self {
             port,
             up,
+            stalled,
             connections,
             accept,
         }
@@ -69,6 +87,12 @@ impl TcpProxy {
 
     pub fn restore(&self) {
         self.up.store(true, Ordering::SeqCst);
+    }
+
+    /// Holds every connection, open ones and new ones, open without passing a byte either way:
+    /// a server that accepts and never answers. [`Self::cut`] ends them.
+    pub fn stall(&self) {
+        self.stalled.send_replace(true);
     }
 }
 

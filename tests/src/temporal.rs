@@ -125,7 +125,9 @@ async fn wait_until_serving(server: &TemporalServer) {
     );
 }
 
-async fn connect(address: &str) -> anyhow::Result<Client> {
+/// A client with the test stack's payload codec for the frontend at `address` (`host:port`),
+/// e.g. through a [`crate::TcpProxy`].
+pub async fn connect(address: &str) -> anyhow::Result<Client> {
     let url = url_of(address);
     let connection = Connection::connect(
         ConnectionOptions::new(url)

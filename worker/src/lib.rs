@@ -108,6 +108,11 @@ pub fn build_worker(
     );
     let partner = PartnerClient::new(config.partner.clone(), metrics)
         .context("building the partner HTTP client")?;
+    // Bounded below the activities' 10 s start-to-close: a call to a busy or unreachable
+    // server gives up (and the step retries) rather than outliving its attempt.
+    let target = TemporalTarget::new(client.clone(), config.task_queue.clone())
+        .with_rpc_timeout(Duration::from_secs(8));
+    let orders = DeliveryOrderClient::new(target.clone());
     let options = WorkerOptions::new(config.task_queue.clone())
         .register_workflow::<DeliveryOrderWorkflow>()
         .context("registering DeliveryOrderWorkflow")?
@@ -118,21 +123,12 @@ pub fn build_worker(
         .worker_plugin(failure_tracking(registry)?)
         .register_activities(PartnerActivities::new(partner))
         .register_activities(CompatActivities::new(writer.clone()))
-        .register_activities({
-            // Bounded below the steps' 10 s start-to-close: a call to a busy or unreachable
-            // server gives up (and the step retries) rather than outliving its attempt.
-            let target = TemporalTarget::new(client.clone(), config.task_queue.clone())
-                .with_rpc_timeout(Duration::from_secs(8));
-            BatchActivities::new(
-                DeliveryOrderClient::new(target.clone()),
-                EventBatchClient::new(target),
-                writer.clone(),
-            )
-        })
-        .register_activities(ReplacementActivities::new(
-            client.clone(),
-            config.task_queue.clone(),
+        .register_activities(BatchActivities::new(
+            orders.clone(),
+            EventBatchClient::new(target),
+            writer.clone(),
         ))
+        .register_activities(ReplacementActivities::new(orders))
         .register_activities(ReadModelActivities::new(writer))
         .maybe_deployment_options(config.version.as_ref().map(|v| v.deployment_options()))
         .workflow_task_poller_behavior(config.polling.workflow_pollers.behavior())

@@ -19,7 +19,7 @@ pub mod signals;
 pub mod validation;
 
 pub use client::{ClientError, TemporalTarget};
-pub use delivery_order::client::DeliveryOrderClient;
+pub use delivery_order::client::{DeliveryOrderClient, ReplacementStart};
 pub use delivery_order::{
     DeliveryOrderView, DeliveryOrderWorkflow, StartInput, TASK_QUEUE, WORKFLOW_TYPE, workflow_id,
 };

@@ -132,15 +132,18 @@ pub(super) async fn get_delivery_order(
     )))
 }
 
-/// How often a waiting read looks at PostgreSQL itself: the live update that wakes it comes
-/// through Redis, which may be down while PostgreSQL moves on.
-const FALLBACK_LOOK: Duration = Duration::from_millis(250);
+/// How often a waiting read looks at the read model itself while the live updates are
+/// disconnected (Redis down while PostgreSQL moves on). While they flow, it looks only when
+/// woken by one.
+const FALLBACK_LOOK: Duration = Duration::from_secs(1);
 
 /// The order as the read model holds it now, or, with `min_version`, once it holds that
 /// version (bounded wait; 409 `projection-behind` if it does not get there in time). The caller's
-/// right to see the order is checked before any wait, the wait is woken by the live update that
-/// announces the version (not by polling), and one caller has at most
-/// `MIN_VERSION_WAITS_PER_CALLER` reads waiting at once.
+/// right to see the order is checked before any wait. The wait looks at the read model once when
+/// it starts, then only when the relay's live update announces the version (or says updates may
+/// have been missed), and every [`FALLBACK_LOOK`] while the live updates are disconnected; it
+/// never polls while they flow. One caller has at most `MIN_VERSION_WAITS_PER_CALLER` reads
+/// waiting and the gateway `MIN_VERSION_WAITS_TOTAL`.
 async fn read_order(
     caller: &Caller,
     state: &AppState,
@@ -151,41 +154,78 @@ async fn read_order(
     let Some(min) = min_version else {
         return state.read_model.order(uuid).await.map_err(read_failed);
     };
-    let now = state
-        .read_model
-        .order_if_at_least(uuid, min)
-        .await
-        .map_err(read_failed)?;
-    match now {
+    // Subscribed before the first look, so an announcement between the look and the wait is
+    // kept.
+    let mut updates = state.live.subscribe();
+    let mut connection = state.live.connection();
+    let look = |reason: &'static str| {
+        state
+            .metrics
+            .min_version_lookups
+            .with_label_values(&[reason])
+            .inc();
+        state.read_model.order_if_at_least(uuid, min)
+    };
+    let mut seen = match look("start").await.map_err(read_failed)? {
         Ok(order) => return Ok(Some(order)),
         Err(Some(current)) if !caller.may_see(&current.order.customer_id) => {
             return Err(ApiError::delivery_order_not_found(id));
         }
-        Err(_) => {}
-    }
+        Err(current) => current.map(|o| Seen {
+            version: o.order.version,
+            customer_id: o.order.customer_id,
+        }),
+    };
     let _place = state
         .version_waits
         .take(&caller.sub)
         .map_err(|refused| ApiError::too_busy(refused.to_string()))?;
     let started = tokio::time::Instant::now();
     let deadline = started + state.config.min_version_wait;
-    // Subscribed before each look, so an announcement between the look and the wait is kept.
-    let mut updates = state.live.subscribe();
+    // Set when the hub is gone (shutting down): only the deadline remains.
+    let mut hub_gone = false;
     let found = loop {
-        let look = state
-            .read_model
-            .order_if_at_least(uuid, min)
-            .await
-            .map_err(read_failed)?;
-        match look {
+        let connected = *connection.borrow_and_update();
+        let fallback = async {
+            if connected {
+                std::future::pending::<()>().await
+            } else {
+                tokio::time::sleep(FALLBACK_LOOK).await
+            }
+        };
+        let reason = tokio::select! {
+            wake = announced(&mut updates, id, min, &mut seen), if !hub_gone => match wake {
+                Wake::Reached => "announced",
+                Wake::MayHaveMissed => "resync",
+                Wake::HubGone => {
+                    hub_gone = true;
+                    continue;
+                }
+            },
+            _ = fallback => "fallback",
+            changed = connection.changed(), if !hub_gone => {
+                if changed.is_err() {
+                    hub_gone = true;
+                    continue;
+                }
+                if !*connection.borrow() {
+                    continue; // disconnected: the fallback looks start
+                }
+                // Connected (again): whatever was announced before may have been missed.
+                "resync"
+            }
+            _ = tokio::time::sleep_until(deadline) => break Err(seen),
+        };
+        match look(reason).await.map_err(read_failed)? {
             Ok(order) => break Ok(order),
-            Err(current) if tokio::time::Instant::now() >= deadline => break Err(current),
-            Err(_) => {}
-        }
-        tokio::select! {
-            _ = announced(&mut updates, id, min) => {}
-            _ = tokio::time::sleep(FALLBACK_LOOK) => {}
-            _ = tokio::time::sleep_until(deadline) => {}
+            Err(current) => {
+                if let Some(current) = current {
+                    seen = Some(Seen {
+                        version: current.order.version,
+                        customer_id: current.order.customer_id,
+                    });
+                }
+            }
         }
     };
     state
@@ -196,31 +236,55 @@ async fn read_order(
     match found {
         Ok(order) => Ok(Some(order)),
         // Created meanwhile for somebody else: as if it did not exist.
-        Err(Some(current)) if !caller.may_see(&current.order.customer_id) => {
+        Err(Some(current)) if !caller.may_see(&current.customer_id) => {
             Err(ApiError::delivery_order_not_found(id))
         }
         Err(current) => Err(ApiError::projection_behind(
             min,
-            current.map(|o| o.order.version),
+            current.map(|o| o.version),
             started.elapsed().as_millis(),
         )),
     }
 }
 
+/// What a waiting read last learnt of its order, from a look or an announcement.
+struct Seen {
+    version: u64,
+    customer_id: String,
+}
+
+/// Why a waiting read woke.
+enum Wake {
+    /// A live update says the order reached the version.
+    Reached,
+    /// Live updates may have been missed (the subscription came back, or this read fell behind).
+    MayHaveMissed,
+    /// The hub is gone (shutting down).
+    HubGone,
+}
+
 /// Resolves when a live update says `id` reached `min` (or when updates may have been missed,
-/// so the caller looks again).
-async fn announced(updates: &mut broadcast::Receiver<Live>, id: &str, min: u64) {
+/// so the caller looks again); an update of `id` below `min` is noted in `seen`.
+async fn announced(
+    updates: &mut broadcast::Receiver<Live>,
+    id: &str,
+    min: u64,
+    seen: &mut Option<Seen>,
+) -> Wake {
     loop {
         match updates.recv().await {
-            Ok(Live::Change(change))
-                if change.is_status && change.delivery_order_id == id && change.version >= min =>
-            {
-                return;
+            Ok(Live::Change(change)) if change.is_status && change.delivery_order_id == id => {
+                if change.version >= min {
+                    return Wake::Reached;
+                }
+                *seen = Some(Seen {
+                    version: change.version,
+                    customer_id: change.customer_id.clone(),
+                });
             }
             Ok(Live::Change(_)) => {}
-            Ok(Live::Resubscribed) | Err(RecvError::Lagged(_)) => return,
-            // The hub is gone (shutting down): the fallback looks and the deadline remain.
-            Err(RecvError::Closed) => std::future::pending::<()>().await,
+            Ok(Live::Resubscribed) | Err(RecvError::Lagged(_)) => return Wake::MayHaveMissed,
+            Err(RecvError::Closed) => return Wake::HubGone,
         }
     }
 }

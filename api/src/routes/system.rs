@@ -116,7 +116,10 @@ impl SystemApi {
                 .metrics
                 .render(
                     &state.read_model,
-                    state.live.listeners(),
+                    crate::metrics::LiveState {
+                        sockets: state.sockets.held(),
+                        connected: state.live.is_connected(),
+                    },
                     state.orders.client(),
                     &state.config.task_queue,
                 )

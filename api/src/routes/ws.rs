@@ -8,7 +8,10 @@
 //! `WS_MAX_TOTAL` (beyond either, the socket is closed at once with 1013 "try again later");
 //! inbound frames are capped at a few KiB (clients only ping and close); the gateway pings and
 //! closes a socket whose client stayed silent for `WS_IDLE_TIMEOUT_SECS` (1001); and the socket
-//! is closed when its token expires (1008), so a revoked caller does not listen for ever.
+//! is closed when its token expires (1008), so a revoked caller does not listen for ever. A
+//! client that reads too slowly is never buffered for without bound: once it is `WS_BACKLOG`
+//! changes behind it gets a `resync` (with how many it missed) instead of them, and a send it
+//! does not take within `WS_SEND_TIMEOUT_SECS` closes the socket.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -29,10 +32,6 @@ use crate::live::{Live, SocketMessage};
 use crate::problem::ApiError;
 use crate::routes::delivery_order_id;
 use crate::state::AppState;
-
-/// A socket that cannot take a message within this long is closed: it would only fall further
-/// behind.
-const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Deserialize)]
 pub struct WsQuery {
@@ -218,6 +217,9 @@ struct Session {
     _slot: Slot,
     expires_at: Instant,
     idle_timeout: Duration,
+    /// A send the client does not take within this long closes the socket: it would only fall
+    /// further behind (`WS_SEND_TIMEOUT_SECS`).
+    send_timeout: Duration,
 }
 
 impl Session {
@@ -249,6 +251,7 @@ impl Session {
             expires_at: Instant::now()
                 + Duration::from_secs(expires_at_unix.saturating_sub(now_unix)),
             idle_timeout: limits.idle_timeout,
+            send_timeout: limits.send_timeout,
         })
     }
 
@@ -309,7 +312,7 @@ impl Session {
 
     async fn send_frame(&mut self, message: Message) -> bool {
         matches!(
-            tokio::time::timeout(SEND_TIMEOUT, self.sink.send(message)).await,
+            tokio::time::timeout(self.send_timeout, self.sink.send(message)).await,
             Ok(Ok(()))
         )
     }

@@ -1,5 +1,6 @@
 //! docker-compose.yml describes the same stack as `make run` and the README: the same services,
-//! and exactly the host ports the README's table lists.
+//! and as host ports exactly those the README's table marks published, which are only the
+//! gateway's and the web UIs'.
 
 use std::collections::BTreeSet;
 
@@ -45,8 +46,20 @@ fn published_ports(compose: &Value) -> BTreeSet<u16> {
     ports
 }
 
-/// Ports of the README table whose header has `service` and `port` columns.
-fn readme_ports() -> BTreeSet<u16> {
+/// The only ports compose may publish: the gateway and the web UIs (Temporal's, Prometheus,
+/// Grafana). Temporal's frontend (no auth), PostgreSQL, Redis, the simulator and the worker's
+/// metrics stay on the compose network.
+const PUBLISHABLE: [u16; 4] = [8080, 8233, 9090, 3000];
+
+/// One row of the README's `| service | port | docker compose | what |` table.
+struct ReadmePort {
+    port: u16,
+    /// What the `docker compose` column says: `published ...` or `compose network only`.
+    published: bool,
+}
+
+/// The rows of the README table whose header has `service`, `port` and `docker compose` columns.
+fn readme_ports() -> Vec<ReadmePort> {
     let readme = std::fs::read_to_string(workspace_root().join("README.md")).expect("README.md");
     let mut lines = readme.lines();
     let header = lines
@@ -55,19 +68,35 @@ fn readme_ports() -> BTreeSet<u16> {
             let l = l.to_lowercase();
             l.starts_with('|') && l.contains("| service") && l.contains("| port")
         })
-        .expect("README.md has a `| service | port | ... |` table");
+        .expect("README.md has a `| service | port | docker compose | ... |` table");
     let columns: Vec<String> = header.split('|').map(|c| c.trim().to_lowercase()).collect();
-    let port_column = columns
-        .iter()
-        .position(|c| c == "port")
-        .expect("port column");
+    let column = |name: &str| {
+        columns
+            .iter()
+            .position(|c| c == name)
+            .unwrap_or_else(|| panic!("README table has no {name:?} column: {header}"))
+    };
+    let (port_column, compose_column) = (column("port"), column("docker compose"));
     lines
         .skip(1) // the |---| row
         .take_while(|l| l.starts_with('|'))
         .map(|l| {
-            let cell = l.split('|').nth(port_column).unwrap_or_default().trim();
-            cell.parse()
-                .unwrap_or_else(|_| panic!("README port cell {cell:?} is not a port"))
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            let cell = cells.get(port_column).copied().unwrap_or_default();
+            let compose = cells.get(compose_column).copied().unwrap_or_default();
+            let published = match compose {
+                c if c.starts_with("published") => true,
+                "compose network only" => false,
+                other => panic!(
+                    "README row {l:?}: the docker compose cell {other:?} is neither `published ...` nor `compose network only`"
+                ),
+            };
+            ReadmePort {
+                port: cell
+                    .parse()
+                    .unwrap_or_else(|_| panic!("README port cell {cell:?} is not a port")),
+                published,
+            }
         })
         .collect()
 }
@@ -83,16 +112,37 @@ fn compose_has_every_service_of_the_local_stack() {
     }
 }
 
+/// compose publishes exactly the ports the README's table marks published, and those are only
+/// the gateway and the web UIs; every other port of the table is `make run`'s alone.
 #[test]
 fn compose_ports_match_the_readme_table() {
     let compose = published_ports(&compose());
     let readme = readme_ports();
-    let only_compose: Vec<_> = compose.difference(&readme).collect();
-    let only_readme: Vec<_> = readme.difference(&compose).collect();
+    let publishable = BTreeSet::from(PUBLISHABLE);
+    let beyond: Vec<_> = compose.difference(&publishable).collect();
+    assert!(
+        beyond.is_empty(),
+        "docker-compose.yml publishes {beyond:?}; only the gateway and the web UIs ({PUBLISHABLE:?}) may be published"
+    );
+    let marked: BTreeSet<u16> = readme
+        .iter()
+        .filter(|r| r.published)
+        .map(|r| r.port)
+        .collect();
+    let only_compose: Vec<_> = compose.difference(&marked).collect();
+    let only_readme: Vec<_> = marked.difference(&compose).collect();
     assert!(
         only_compose.is_empty() && only_readme.is_empty(),
-        "ports differ: published by docker-compose.yml only {only_compose:?}; in README.md's table only {only_readme:?}"
+        "ports differ: published by docker-compose.yml only {only_compose:?}; marked published in README.md's table only {only_readme:?}"
     );
+    // The table still lists every port of the local stack (`make run` uses them all).
+    let listed: BTreeSet<u16> = readme.iter().map(|r| r.port).collect();
+    for port in [8080, 7233, 8233, 8090, 9464, 5432, 6379] {
+        assert!(
+            listed.contains(&port),
+            "README.md's table lacks port {port}"
+        );
+    }
 }
 
 /// Every `${...}` in the file: compose interpolation, as `docker compose config` reads it.

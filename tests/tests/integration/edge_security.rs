@@ -314,6 +314,120 @@ async fn min_version_reads_check_ownership_first_and_are_bounded_per_caller() {
     );
 }
 
+/// The sum of the samples of `name` whose labels contain `label` (`""` for all).
+fn sample_sum(metrics: &str, name: &str, label: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.split([' ', '{']).next() == Some(name) && l.contains(label))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum()
+}
+
+#[tokio::test]
+async fn min_version_waits_are_woken_by_the_publication_and_capped_in_total() {
+    let stack = Stack::start_with(
+        StackOptions::quiet()
+            .gateway("MIN_VERSION_WAIT_MS", "8000")
+            .gateway("MIN_VERSION_WAITS_TOTAL", "3"),
+    )
+    .await;
+    let api = stack.api();
+    let id = api.paid_order("cust-edge-5").await;
+    let (_, pickup_id) = api.pickup_confirmed(&id).await;
+    eventually("the gateway's live updates connected", || async {
+        let metrics = gateway_metrics(api).await;
+        (sample_sum(&metrics, "delivery_api_live_updates_connected", "") == 1.0).then_some(())
+    })
+    .await;
+    let lookups = |reason: &'static str| async move {
+        let label = format!("reason=\"{reason}\"");
+        sample_sum(
+            &gateway_metrics(api).await,
+            "delivery_api_read_your_writes_lookups_total",
+            if reason.is_empty() { "" } else { &label },
+        )
+    };
+    let (before, started_before) = (lookups("").await, lookups("start").await);
+
+    // One read waits for version 1 of the order, two others for orders nobody creates: the
+    // gateway's three places are taken, and a fourth caller is told to come back.
+    let olga = api.token("olga", &[Role::Operator]);
+    let order = format!("/api/v1/delivery-orders/{id}?min_version=1");
+    let wait = api.get(&order, &olga);
+    let nowhere = |sub: &'static str| {
+        let token = api.token(sub, &[Role::PaymentService]);
+        async move {
+            let path = format!(
+                "/api/v1/delivery-orders/{}?min_version=0",
+                uuid::Uuid::new_v4()
+            );
+            api.get(&path, &token).await
+        }
+    };
+    let (others_a, others_b) = (nowhere("payments-a"), nowhere("payments-b"));
+    let fourth = async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        nowhere("payments-c").await
+    };
+    // Two seconds into the wait the partner picks the order up: version 1, published by the
+    // relay, wakes the wait.
+    let pick = async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        api.webhook(
+            "sim",
+            TEST_PARTNER_SECRET,
+            &json!({"event_id": "edge-wake-1", "type": "PICKED_UP", "delivery_order_id": id,
+                    "pickup_id": pickup_id, "data": {"partner_order_number": "PN-W"}}),
+        )
+        .await
+    };
+    let started = std::time::Instant::now();
+    let (read, a, b, refused, picked) = tokio::join!(
+        async {
+            let read = wait.await;
+            (read, started.elapsed())
+        },
+        others_a,
+        others_b,
+        fourth,
+        pick
+    );
+    assert_eq!(picked.status, 200, "{}", picked.text);
+    let (read, waited) = read;
+    assert_eq!(read.status, 200, "{}", read.text);
+    assert_eq!(read.json["state"], "PICKED_UP", "{}", read.text);
+    assert!(waited >= Duration::from_secs(2), "{waited:?}");
+    for other in [&a, &b] {
+        other.problem(409);
+    }
+    assert!(
+        refused.problem(429)["detail"]
+            .as_str()
+            .unwrap()
+            .contains("maximum of 3 reads waiting"),
+        "{}",
+        refused.text
+    );
+
+    // Four reads started (one look each, the refused one's included); of the three that
+    // waited, only the one answered by the publication looked again. Polling every 250 ms would
+    // have looked about 70 times.
+    let started_looks = lookups("start").await - started_before;
+    let later_looks = lookups("").await - before - started_looks;
+    assert_eq!(started_looks, 4.0);
+    assert!(
+        (1.0..=2.0).contains(&later_looks),
+        "looks after the start: {later_looks}\n{}",
+        gateway_metrics(api).await
+    );
+    assert_eq!(
+        lookups("fallback").await,
+        0.0,
+        "no fallback while live updates flow"
+    );
+}
+
 #[tokio::test]
 async fn only_operators_read_the_drivers_phone_in_full() {
     let stack = Stack::start_with(StackOptions::quiet().with_gateway()).await;

@@ -240,6 +240,62 @@ async fn callers_over_their_rate_get_429_with_retry_after() {
         200,
         "probes are never limited"
     );
+
+    // A made-up path answered 413 (a body over MAX_BODY_BYTES) and 429 (a caller over its rate)
+    // is counted under the one `unmatched` route: no path becomes a series.
+    let made_up = uuid::Uuid::new_v4().to_string();
+    let unknown = format!("/nope/{made_up}");
+    let bulky = api.token("bulky", &[Role::Operator]);
+    api.post_raw(
+        &unknown,
+        Some(&bulky),
+        "application/json",
+        vec![b' '; 1024 * 1024],
+    )
+    .await
+    .problem(413);
+    let mut limited = None;
+    for _ in 0..6 {
+        let answer = api.get(&unknown, &greedy).await;
+        if answer.status == 429 {
+            limited = Some(answer);
+            break;
+        }
+    }
+    limited.expect("the greedy caller is limited").problem(429);
+    let metrics = api
+        .send(reqwest::Method::GET, "/metrics", None, None, &[])
+        .await
+        .text;
+    assert!(
+        !metrics.contains(&made_up) && !metrics.contains("/nope"),
+        "{metrics}"
+    );
+    for status in ["413", "429"] {
+        let series: Vec<&str> = metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with("delivery_api_http_requests_total{")
+                    && l.contains(&format!("status=\"{status}\""))
+            })
+            .collect();
+        // The 429s of /operator/queue above keep their route; the made-up path has none.
+        assert!(
+            series.iter().any(|l| l.contains("route=\"unmatched\""))
+                && series.iter().all(|l| {
+                    l.contains("route=\"unmatched\"")
+                        || l.contains("route=\"/api/v1/operator/queue\"")
+                }),
+            "{status}: {series:?}"
+        );
+    }
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("delivery_api_http_request_duration_seconds_count{")
+                && l.contains("route=\"unmatched\"")
+        ),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

@@ -254,6 +254,53 @@ fn rules() -> (BTreeSet<String>, Vec<(String, String)>) {
     (recorded, exprs)
 }
 
+/// The query of every panel of `board` (named `file`), with where it is: the panels at the top
+/// and those inside rows (a collapsed row holds its panels in its own `panels`), at any depth.
+fn board_queries(file: &str, board: &Value) -> Vec<(String, String)> {
+    let mut queries = Vec::new();
+    let mut panels: Vec<&Value> = board["panels"].as_array().expect("panels").iter().collect();
+    while let Some(panel) = panels.pop() {
+        panels.extend(panel["panels"].as_array().into_iter().flatten());
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            queries.push((
+                format!("{file}: {}", panel["title"]),
+                target["expr"]
+                    .as_str()
+                    .unwrap_or_else(|| {
+                        panic!("{file}: {} has a target without expr", panel["title"])
+                    })
+                    .to_owned(),
+            ));
+        }
+    }
+    queries
+}
+
+#[test]
+fn the_panels_inside_rows_are_queried_too() {
+    let board = serde_json::json!({"panels": [
+        {"title": "top", "type": "timeseries", "targets": [{"expr": "a_total"}]},
+        {"title": "open row", "type": "row", "collapsed": false, "panels": []},
+        {"title": "collapsed row", "type": "row", "collapsed": true, "panels": [
+            {"title": "inside", "type": "timeseries", "targets": [{"expr": "b_total"}]},
+            {"title": "nested row", "type": "row", "panels": [
+                {"title": "deeper", "type": "stat", "targets": [{"expr": "c_total"}, {"expr": "d"}]}
+            ]}
+        ]}
+    ]});
+    let mut queries = board_queries("x.json", &board);
+    queries.sort();
+    assert_eq!(
+        queries,
+        [
+            ("x.json: \"deeper\"".to_owned(), "c_total".to_owned()),
+            ("x.json: \"deeper\"".to_owned(), "d".to_owned()),
+            ("x.json: \"inside\"".to_owned(), "b_total".to_owned()),
+            ("x.json: \"top\"".to_owned(), "a_total".to_owned()),
+        ]
+    );
+}
+
 /// The query of every panel of every dashboard in resources/grafana/dashboards.
 fn dashboard_queries() -> Vec<(String, String)> {
     let dir = workspace_root().join("resources/grafana/dashboards");
@@ -262,14 +309,7 @@ fn dashboard_queries() -> Vec<(String, String)> {
         let file = entry.file_name().to_string_lossy().into_owned();
         let board: Value = serde_json::from_slice(&std::fs::read(entry.path()).unwrap())
             .unwrap_or_else(|e| panic!("{file} is not JSON: {e}"));
-        for panel in board["panels"].as_array().expect("panels") {
-            for target in panel["targets"].as_array().into_iter().flatten() {
-                queries.push((
-                    format!("{file}: {}", panel["title"]),
-                    target["expr"].as_str().expect("expr").to_owned(),
-                ));
-            }
-        }
+        queries.extend(board_queries(&file, &board));
     }
     assert!(
         queries.len() > 20,

@@ -1,6 +1,8 @@
 //! A reshipped order starts its replacement through an activity retried until it lands: when
 //! Temporal refuses the start (here: the replacement's workflow id is held by another workflow),
 //! the start is tried again, and the replacement runs once the id is free. Never only logged.
+//! And the start never hangs on a Temporal that does not answer: it gives up at the client's RPC
+//! deadline, so the attempt fails and is retried instead of outliving its timeout.
 
 use delivery_tests::*;
 use delivery_workflows::machine::DeliveryOrder;
@@ -96,5 +98,49 @@ async fn a_refused_start_of_the_replacement_is_retried_until_it_lands() {
     assert_eq!(
         result.order.replaced_by_id.as_deref(),
         Some(replacement_id.as_str())
+    );
+}
+
+#[tokio::test]
+async fn starting_a_replacement_gives_up_at_its_rpc_deadline_when_temporal_hangs() {
+    use delivery_workflows::{ClientError, DeliveryOrderClient, ReplacementStart, TemporalTarget};
+    use std::time::{Duration, Instant};
+
+    let temporal = temporal_server().await;
+    let (proxy, url) = TcpProxy::in_front_of(&temporal.url(), 7233).await;
+    let address = url.trim_start_matches("http://").trim_end_matches('/');
+    let client = delivery_tests::temporal::connect(address)
+        .await
+        .expect("a client through the proxy");
+    // As the worker builds it: the deadline below the activity's 10 s start-to-close.
+    let orders = DeliveryOrderClient::new(
+        TemporalTarget::new(client, format!("nobody-polls-{}", uuid::Uuid::new_v4()))
+            .with_rpc_timeout(Duration::from_secs(2)),
+    );
+    let input = order_input(&new_order_id(), far_deadlines());
+    assert_eq!(
+        orders.start_replacement(input.clone()).await.unwrap(),
+        ReplacementStart::Started
+    );
+    assert_eq!(
+        orders.start_replacement(input).await.unwrap(),
+        ReplacementStart::AlreadyStarted,
+        "an earlier attempt's replacement is this one"
+    );
+
+    // Temporal accepts connections and answers nothing.
+    proxy.stall();
+    let started = Instant::now();
+    let hung = tokio::time::timeout(
+        Duration::from_secs(60),
+        orders.start_replacement(order_input(&new_order_id(), far_deadlines())),
+    )
+    .await
+    .expect("the start gives up by itself");
+    assert!(matches!(hung, Err(ClientError::Unavailable(_))), "{hung:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "gave up after {:?}",
+        started.elapsed()
     );
 }

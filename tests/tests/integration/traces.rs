@@ -351,4 +351,38 @@ async fn one_delivery_is_one_trace_per_request_from_the_gateway_to_the_partner()
         failed["cause"].as_str().is_some_and(|c| c.contains("503")),
         "{failed}"
     );
+
+    // A made-up path names its span by the `unmatched` route, not by the path: no caller can
+    // mint span names (the log line keeps the path).
+    let made_up = uuid::Uuid::new_v4().to_string();
+    let nowhere = api.get(&format!("/nope/{made_up}"), &ops).await;
+    nowhere.problem(404);
+    let nowhere_trace = nowhere.headers["x-request-id"].to_str().unwrap().to_owned();
+    wait_chain(
+        &receiver,
+        &nowhere_trace,
+        "",
+        &[Link("delivery-api", "GET unmatched".into())],
+    )
+    .await;
+    assert!(
+        receiver
+            .trace(&nowhere_trace)
+            .iter()
+            .all(|s| !s.name.contains(&made_up)),
+        "{:#?}",
+        receiver.trace(&nowhere_trace)
+    );
+    let logged = eventually("the unknown path's log line", || async {
+        json_log_lines(&api.log()).into_iter().find(|l| {
+            l["span"]["request_id"] == nowhere_trace.as_str() && l["message"] == "request"
+        })
+    })
+    .await;
+    assert_eq!(logged["span"]["route"], "unmatched", "{logged}");
+    assert_eq!(
+        logged["span"]["path"],
+        format!("/nope/{made_up}"),
+        "{logged}"
+    );
 }

@@ -20,6 +20,17 @@ use crate::refusal::RejectionCode;
 /// content is told apart from a retry.
 const FINGERPRINT_MEMO: &str = "request_fingerprint";
 
+/// What starting a reshipment's replacement found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReplacementStart {
+    /// Started now.
+    Started,
+    /// A delivery order holds the id already: this replacement, started by an earlier attempt.
+    AlreadyStarted,
+    /// Another kind of workflow (named) holds the id for now.
+    HeldBy(String),
+}
+
 #[derive(Debug)]
 pub enum Started {
     New,
@@ -82,6 +93,73 @@ impl DeliveryOrderClient {
             }),
             Err(error) => Err(ClientError::Unavailable(error.to_string())),
         }
+    }
+
+    /// Starts the replacement delivery order of a reshipped one, within the target's deadline
+    /// as a whole (the start, and the description of whatever holds the id). A closed
+    /// replacement is never started twice; a run that failed or was terminated (or something
+    /// else that held the id) may be followed by the replacement.
+    pub async fn start_replacement(
+        &self,
+        input: DeliveryOrderInput,
+    ) -> Result<ReplacementStart, ClientError> {
+        let id = workflow_id(&input.delivery_order_id);
+        let options = WorkflowStartOptions::new(self.target.task_queue(), id.clone())
+            .id_reuse_policy(WorkflowIdReusePolicy::AllowDuplicateFailedOnly)
+            .static_summary(format!(
+                "Reshipment of delivery order {}",
+                input.replaces_id.as_deref().unwrap_or_default()
+            ))
+            .rpc_options(self.target.rpc())
+            .build();
+        let delivery_order_id = input.delivery_order_id.clone();
+        self.target
+            .within_deadline(async {
+                match self
+                    .client()
+                    .start_workflow(DeliveryOrderWorkflow::run, StartInput::from(input), options)
+                    .await
+                {
+                    Ok(_) => Ok(ReplacementStart::Started),
+                    Err(WorkflowStartError::AlreadyStarted { .. }) => {
+                        let holder = self.holder(&delivery_order_id).await?;
+                        Ok(if holder == crate::WORKFLOW_TYPE {
+                            ReplacementStart::AlreadyStarted
+                        } else {
+                            ReplacementStart::HeldBy(holder)
+                        })
+                    }
+                    Err(error) => Err(ClientError::Unavailable(format!(
+                        "starting the replacement {id}: {error}"
+                    ))),
+                }
+            })
+            .await
+    }
+
+    /// The workflow type of whatever holds the order's workflow id.
+    async fn holder(&self, delivery_order_id: &str) -> Result<String, ClientError> {
+        let description = self
+            .handle(delivery_order_id)
+            .describe(
+                WorkflowDescribeOptions::builder()
+                    .rpc_options(self.target.rpc())
+                    .build(),
+            )
+            .await
+            .map_err(|e| {
+                ClientError::Unavailable(format!(
+                    "describing {}: {e}",
+                    workflow_id(delivery_order_id)
+                ))
+            })?;
+        Ok(description
+            .raw_description
+            .workflow_execution_info
+            .as_ref()
+            .and_then(|info| info.r#type.as_ref())
+            .map(|t| t.name.clone())
+            .unwrap_or_default())
     }
 
     async fn fingerprint(&self, delivery_order_id: &str) -> Result<Option<String>, ClientError> {
