@@ -4,7 +4,9 @@
 //! is snapshotted, and the command rebuilds it into an empty database and an empty Redis prefix;
 //! every order row, ordering, audit row, cached status and stream entry must come out as it was.
 //! A second run over a partly damaged copy must repair it and publish nothing twice, and a run
-//! over the intact read model must change nothing.
+//! over the intact read model must change nothing. Closed orders come back with no worker
+//! polling at all (read from their workflow results), as after a blue-green release once the old
+//! build's workers are scaled to 0.
 //!
 //! The rebuild goes to a fresh database rather than dropping the test database, which the other
 //! suites of this binary share; an empty database is what a lost one is replaced by.
@@ -134,6 +136,17 @@ async fn projected(pool: &PgPool, prefix: &str, id: &str, version: u64) {
 /// Runs `delivery-worker rebuild-read-model` against `database_url` and `prefix`, for at most
 /// `limit`; its output.
 async fn rebuild(stack: &Stack, database_url: &str, prefix: &str, limit: Duration) -> String {
+    rebuild_with(stack, database_url, prefix, limit, &[]).await
+}
+
+/// [`rebuild`] with more settings of the command's environment.
+async fn rebuild_with(
+    stack: &Stack,
+    database_url: &str,
+    prefix: &str,
+    limit: Duration,
+    env: &[(&str, &str)],
+) -> String {
     let run = tokio::process::Command::new(delivery_tests::processes::worker_binary())
         .arg("rebuild-read-model")
         .envs(delivery_tests::payload_key_env())
@@ -143,6 +156,7 @@ async fn rebuild(stack: &Stack, database_url: &str, prefix: &str, limit: Duratio
         .env("REDIS_URL", redis_url())
         .env("REDIS_KEY_PREFIX", prefix)
         .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
         .kill_on_drop(true)
         .output();
     let out = tokio::time::timeout(limit, run)
@@ -313,6 +327,114 @@ async fn the_read_model_is_rebuilt_from_temporal_alone() {
         before,
         "a rebuild over the intact read model changed it"
     );
+
+    rebuilt_pool.close().await;
+    drop_database(&lost_url).await;
+    let mut redis = redis_connection().await;
+    let keys: Vec<String> = redis.keys(format!("{lost_prefix}*")).await.unwrap();
+    if !keys.is_empty() {
+        let _: () = redis.del(keys).await.unwrap();
+    }
+}
+
+/// Closed orders are rebuilt with no worker polling the task queue: a completed workflow's
+/// result carries the order and every applied event (of every run), and reading it is a history
+/// read that needs no worker. This is the case after a blue-green release, when the old build's
+/// workers are scaled to 0 while orders pinned to it are closed. A workflow whose start input was
+/// refused is counted as having no order, also without a worker.
+#[tokio::test]
+async fn closed_orders_are_rebuilt_with_no_worker_polling() {
+    let mut stack = Stack::start().await;
+    let pool = read_model().await;
+    let prefix = redis_prefix().await;
+
+    // Delivered, continued as new (a flood of signals that do not parse), then confirmed: the
+    // last run's result must carry the events applied in the first.
+    let (long_id, long) = stack.new_order().await;
+    delivered(&long).await;
+    futures::stream::iter(0..HISTORY_LIMIT + 100)
+        .for_each_concurrent(64, |_| signal(&long, "picked_up", json!("not an object")))
+        .await;
+    wait_for(&long, "the order to continue as new", |v| v.runs > 0).await;
+    confirm(&long, "dr-closed-confirm").await;
+    // Cancelled before pickup.
+    let (cancelled_id, cancelled) = stack.silent_order().await;
+    wait_for(&cancelled, "the pickup accepted", |v| !v.pickup_pending).await;
+    apply_event(
+        &cancelled,
+        envelope(
+            "dr-closed-cancel",
+            EventType::Cancel,
+            json!({"reason": "the customer changed their mind"}),
+            ActorKind::Operator,
+        ),
+    )
+    .await
+    .expect("cancelling before pickup");
+    // Refused at the start: no order, so no row.
+    let mut input = order_input(&new_order_id(), far_deadlines());
+    input.items.clear();
+    let refused = start_order(&stack.client, &stack.task_queue, input).await;
+
+    // Every workflow closed, and the read model caught up with each order.
+    for (order, state) in [
+        (&long, State::DeliveryConfirmed),
+        (&cancelled, State::Cancelled),
+    ] {
+        let view = tokio::time::timeout(
+            Duration::from_secs(300),
+            order.get_result(temporalio_client::WorkflowGetResultOptions::default()),
+        )
+        .await
+        .expect("the order closes")
+        .expect("the order completes");
+        assert_eq!(view.order.state, state);
+        projected(
+            &pool,
+            &prefix,
+            &view.order.delivery_order_id,
+            view.order.version,
+        )
+        .await;
+    }
+    refused
+        .get_result(temporalio_client::WorkflowGetResultOptions::default())
+        .await
+        .expect_err("an order without items fails");
+    let ids: Vec<uuid::Uuid> = [&long_id, &cancelled_id]
+        .iter()
+        .map(|id| uuid::Uuid::parse_str(id).unwrap())
+        .collect();
+    let before = snapshot(&pool, &prefix, &ids).await;
+    assert_eq!(before.orders.len(), 2, "{before:#?}");
+
+    // The build these orders ran on is gone: no worker polls the task queue. A query would go
+    // unanswered, so a short timeout makes the command fail fast if it asked one.
+    stack.worker.terminate().await;
+    let lost_url = fresh_database().await;
+    let lost_prefix = format!("{prefix}dr-{}:", uuid::Uuid::new_v4().simple());
+    let output = rebuild_with(
+        &stack,
+        &lost_url,
+        &lost_prefix,
+        Duration::from_secs(180),
+        &[("REBUILD_QUERY_TIMEOUT_MS", "2000")],
+    )
+    .await;
+    assert!(
+        output.contains("rebuild-read-model: 2 orders,")
+            && output.contains(" 1 without an order,")
+            && output.contains(" 0 failed")
+            && output.contains(&format!("oldest order {long_id} created ")),
+        "{output}"
+    );
+    let rebuilt_pool = PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&lost_url)
+        .await
+        .unwrap();
+    let after = snapshot(&rebuilt_pool, &lost_prefix, &ids).await;
+    assert_eq!(after, before, "the rebuilt read model differs");
 
     rebuilt_pool.close().await;
     drop_database(&lost_url).await;
