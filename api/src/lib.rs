@@ -60,7 +60,10 @@ pub async fn connect(config: ApiConfig, patience: Duration) -> anyhow::Result<Ar
     )
     .await?;
     let pool =
-        delivery_platform::connect_read_model(config.database_url.expose(), 20, patience).await?;
+        delivery_platform::connect_postgres(config.database_url.expose(), 20, patience).await?;
+    delivery_read_model::migrate(&pool)
+        .await
+        .context("applying the read-model migrations")?;
     let redis_client =
         delivery_platform::redis_client(config.redis_url.expose(), config.redis_tls_ca.as_ref())
             .context("REDIS_URL is not a Redis URL")?;

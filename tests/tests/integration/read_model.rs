@@ -306,7 +306,7 @@ async fn while_postgres_is_down_deliveries_go_on_and_the_read_model_catches_up_a
 
 #[tokio::test]
 async fn the_services_connections_bound_every_statement() {
-    let pool = delivery_platform::connect_read_model(
+    let pool = delivery_platform::connect_postgres(
         database_url().await,
         1,
         std::time::Duration::from_secs(10),
