@@ -17,7 +17,7 @@ use std::time::Duration;
 use delivery_tests::*;
 use delivery_workflows::delivery_order::HISTORY_LIMIT;
 use delivery_workflows::machine::DeliveryOrder;
-use delivery_workflows::{ActorKind, DELIVERY_ORDER_V1, EventType, State};
+use delivery_workflows::{ActorKind, DELIVERY_ORDER_V1, DeliveryOrderView, EventType, State};
 use futures::StreamExt;
 use redis::AsyncCommands;
 use serde_json::{Value, json};
@@ -110,9 +110,10 @@ async fn redis_connection() -> redis::aio::MultiplexedConnection {
         .unwrap()
 }
 
-/// Waits until the read model and the Redis cache of `prefix` hold `version` of the order (the
-/// cache is written last, so the stream then holds every event up to it).
-async fn projected(pool: &PgPool, prefix: &str, id: &str, version: u64) {
+/// Waits until the read model and the Redis cache of `prefix` hold the order at `view`'s
+/// version (the cache is written last, so the stream then holds every event up to it).
+async fn projected(pool: &PgPool, prefix: &str, view: &DeliveryOrderView) {
+    let (id, version) = (view.order.delivery_order_id.as_str(), view.order.version);
     let uuid = uuid::Uuid::parse_str(id).unwrap();
     eventually(
         &format!("{id} at version {version} in the read model"),
@@ -172,6 +173,59 @@ async fn rebuild_with(
     text
 }
 
+/// An empty database and an empty Redis prefix, as a lost read model is replaced by: the
+/// database's URL and the prefix.
+async fn lost_read_model(prefix: &str) -> (String, String) {
+    let url = fresh_database().await;
+    (
+        url,
+        format!("{prefix}dr-{}:", uuid::Uuid::new_v4().simple()),
+    )
+}
+
+async fn connect(database_url: &str) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(2)
+        .connect(database_url)
+        .await
+        .unwrap()
+}
+
+/// Drops what [`lost_read_model`] made.
+async fn forget(pool: PgPool, database_url: &str, prefix: &str) {
+    pool.close().await;
+    drop_database(database_url).await;
+    let mut redis = redis_connection().await;
+    let keys: Vec<String> = redis.keys(format!("{prefix}*")).await.unwrap();
+    for chunk in keys.chunks(1000) {
+        let _: () = redis.del(chunk).await.unwrap();
+    }
+}
+
+/// An operator cancels the order before its pickup.
+async fn cancel_before_pickup(order: &OrderHandle, event_id: &str) {
+    apply_event(
+        order,
+        envelope(
+            event_id,
+            EventType::Cancel,
+            json!({"reason": "the customer changed their mind"}),
+            ActorKind::Operator,
+        ),
+    )
+    .await
+    .expect("cancelling before pickup");
+}
+
+/// Fills the order's history with signals that do not parse (each one history event, nothing
+/// applied) until its workflow continues as new.
+async fn continue_as_new(order: &OrderHandle) {
+    futures::stream::iter(0..HISTORY_LIMIT + 100)
+        .for_each_concurrent(64, |_| signal(order, "picked_up", json!("not an object")))
+        .await;
+    wait_for(order, "the order to continue as new", |v| v.runs > 0).await;
+}
+
 #[tokio::test]
 async fn the_read_model_is_rebuilt_from_temporal_alone() {
     let stack = Stack::start().await;
@@ -201,34 +255,15 @@ async fn the_read_model_is_rebuilt_from_temporal_alone() {
     // Cancelled before pickup, and one left open: the partner keeps silent about both.
     let (cancelled_id, cancelled) = stack.silent_order().await;
     let (open_id, open) = stack.silent_order().await;
-    apply_event(
-        &cancelled,
-        envelope(
-            "dr-cancel",
-            EventType::Cancel,
-            json!({"reason": "the customer changed their mind"}),
-            ActorKind::Operator,
-        ),
-    )
-    .await
-    .expect("cancelling before pickup");
+    cancel_before_pickup(&cancelled, "dr-cancel").await;
 
-    // The replacement, delivered, continues as new: its history fills with signals that do not
-    // parse (each one history event, nothing applied), so its latest run must hand the rebuild
+    // The replacement, delivered, continues as new, so its latest run must hand the rebuild
     // the events applied in the first.
     wait_for(&replacement, "the replacement DELIVERED", |v| {
         v.order.state == State::Delivered
     })
     .await;
-    futures::stream::iter(0..HISTORY_LIMIT + 100)
-        .for_each_concurrent(64, |_| {
-            signal(&replacement, "picked_up", json!("not an object"))
-        })
-        .await;
-    wait_for(&replacement, "the replacement to continue as new", |v| {
-        v.runs > 0
-    })
-    .await;
+    continue_as_new(&replacement).await;
 
     // Every order at rest, and the read model (rows, cache, stream) caught up with each.
     let finals = [
@@ -254,13 +289,7 @@ async fn the_read_model_is_rebuilt_from_temporal_alone() {
         .await,
     ];
     for view in &finals {
-        projected(
-            &pool,
-            &prefix,
-            &view.order.delivery_order_id,
-            view.order.version,
-        )
-        .await;
+        projected(&pool, &prefix, view).await;
     }
     let ids: Vec<uuid::Uuid> = [
         &confirmed_id,
@@ -277,18 +306,13 @@ async fn the_read_model_is_rebuilt_from_temporal_alone() {
     assert_eq!(before.stream.len(), 5, "every order has stream entries");
 
     // The read model is lost: an empty database and an empty Redis prefix take its place.
-    let lost_url = fresh_database().await;
-    let lost_prefix = format!("{prefix}dr-{}:", uuid::Uuid::new_v4().simple());
+    let (lost_url, lost_prefix) = lost_read_model(&prefix).await;
     let output = rebuild(&stack, &lost_url, &lost_prefix, Duration::from_secs(180)).await;
     assert!(
         output.contains("rebuild-read-model: 5 orders,") && output.contains(" 0 failed"),
         "{output}"
     );
-    let rebuilt_pool = PgPoolOptions::new()
-        .max_connections(2)
-        .connect(&lost_url)
-        .await
-        .unwrap();
+    let rebuilt_pool = connect(&lost_url).await;
     let after = snapshot(&rebuilt_pool, &lost_prefix, &ids).await;
     assert_eq!(after, before, "the rebuilt read model differs");
 
@@ -328,13 +352,7 @@ async fn the_read_model_is_rebuilt_from_temporal_alone() {
         "a rebuild over the intact read model changed it"
     );
 
-    rebuilt_pool.close().await;
-    drop_database(&lost_url).await;
-    let mut redis = redis_connection().await;
-    let keys: Vec<String> = redis.keys(format!("{lost_prefix}*")).await.unwrap();
-    if !keys.is_empty() {
-        let _: () = redis.del(keys).await.unwrap();
-    }
+    forget(rebuilt_pool, &lost_url, &lost_prefix).await;
 }
 
 /// Closed orders are rebuilt with no worker polling the task queue: a completed workflow's
@@ -352,25 +370,12 @@ async fn closed_orders_are_rebuilt_with_no_worker_polling() {
     // last run's result must carry the events applied in the first.
     let (long_id, long) = stack.new_order().await;
     delivered(&long).await;
-    futures::stream::iter(0..HISTORY_LIMIT + 100)
-        .for_each_concurrent(64, |_| signal(&long, "picked_up", json!("not an object")))
-        .await;
-    wait_for(&long, "the order to continue as new", |v| v.runs > 0).await;
+    continue_as_new(&long).await;
     confirm(&long, "dr-closed-confirm").await;
     // Cancelled before pickup.
     let (cancelled_id, cancelled) = stack.silent_order().await;
     wait_for(&cancelled, "the pickup accepted", |v| !v.pickup_pending).await;
-    apply_event(
-        &cancelled,
-        envelope(
-            "dr-closed-cancel",
-            EventType::Cancel,
-            json!({"reason": "the customer changed their mind"}),
-            ActorKind::Operator,
-        ),
-    )
-    .await
-    .expect("cancelling before pickup");
+    cancel_before_pickup(&cancelled, "dr-closed-cancel").await;
     // Refused at the start: no order, so no row.
     let mut input = order_input(&new_order_id(), far_deadlines());
     input.items.clear();
@@ -389,13 +394,7 @@ async fn closed_orders_are_rebuilt_with_no_worker_polling() {
         .expect("the order closes")
         .expect("the order completes");
         assert_eq!(view.order.state, state);
-        projected(
-            &pool,
-            &prefix,
-            &view.order.delivery_order_id,
-            view.order.version,
-        )
-        .await;
+        projected(&pool, &prefix, &view).await;
     }
     refused
         .get_result(temporalio_client::WorkflowGetResultOptions::default())
@@ -411,8 +410,7 @@ async fn closed_orders_are_rebuilt_with_no_worker_polling() {
     // The build these orders ran on is gone: no worker polls the task queue. A query would go
     // unanswered, so a short timeout makes the command fail fast if it asked one.
     stack.worker.terminate().await;
-    let lost_url = fresh_database().await;
-    let lost_prefix = format!("{prefix}dr-{}:", uuid::Uuid::new_v4().simple());
+    let (lost_url, lost_prefix) = lost_read_model(&prefix).await;
     let output = rebuild_with(
         &stack,
         &lost_url,
@@ -428,21 +426,11 @@ async fn closed_orders_are_rebuilt_with_no_worker_polling() {
             && output.contains(&format!("oldest order {long_id} created ")),
         "{output}"
     );
-    let rebuilt_pool = PgPoolOptions::new()
-        .max_connections(2)
-        .connect(&lost_url)
-        .await
-        .unwrap();
+    let rebuilt_pool = connect(&lost_url).await;
     let after = snapshot(&rebuilt_pool, &lost_prefix, &ids).await;
     assert_eq!(after, before, "the rebuilt read model differs");
 
-    rebuilt_pool.close().await;
-    drop_database(&lost_url).await;
-    let mut redis = redis_connection().await;
-    let keys: Vec<String> = redis.keys(format!("{lost_prefix}*")).await.unwrap();
-    if !keys.is_empty() {
-        let _: () = redis.del(keys).await.unwrap();
-    }
+    forget(rebuilt_pool, &lost_url, &lost_prefix).await;
 }
 
 /// The disaster-recovery drill behind `make dr-drill` (never in CI: it is `#[ignore]`d and takes
