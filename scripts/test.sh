@@ -53,7 +53,14 @@ fresh_services "$RUN_DIR" test
 
 say "building"
 cargo build --workspace --all-targets
-BIN_DIR="$(target_dir)/debug"
+# The tests run this build's binaries, linked aside at once: when another checkout shares
+# CARGO_TARGET_DIR, its next build replaces target/debug/<binary> with its own (cargo relinks the
+# file; the link here keeps this build's).
+BIN_DIR="$RUN_DIR/bin"
+mkdir -p "$BIN_DIR"
+for bin in delivery-worker partner-sim delivery-api delivery-bench; do
+  ln -f "$(target_dir)/debug/$bin" "$BIN_DIR/$bin" 2>/dev/null || cp -f "$(target_dir)/debug/$bin" "$BIN_DIR/$bin"
+done
 export DELIVERY_WORKER_BIN="$BIN_DIR/delivery-worker" PARTNER_SIM_BIN="$BIN_DIR/partner-sim" DELIVERY_API_BIN="$BIN_DIR/delivery-api"
 export DELIVERY_BENCH_BIN="$BIN_DIR/delivery-bench"
 

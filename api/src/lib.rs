@@ -59,12 +59,15 @@ pub async fn connect(config: ApiConfig, patience: Duration) -> anyhow::Result<Ar
         patience,
     )
     .await?;
-    let pool = delivery_platform::connect_read_model(
+    let pool = delivery_platform::connect_postgres(
         config.database_url.expose(),
         config.database_pool_size,
         patience,
     )
     .await?;
+    delivery_read_model::migrate(&pool)
+        .await
+        .context("applying the read-model migrations")?;
     let redis_client =
         delivery_platform::redis_client(config.redis_url.expose(), config.redis_tls_ca.as_ref())
             .context("REDIS_URL is not a Redis URL")?;
@@ -86,7 +89,13 @@ pub async fn connect(config: ApiConfig, patience: Duration) -> anyhow::Result<Ar
     Ok(AppState::new(config, temporal, read_model, metrics, live))
 }
 
-/// Serves until `shutdown` resolves; in-flight requests get up to 10 s to finish.
+/// How long in-flight requests may still take once `shutdown` resolved (SIGTERM): the listener
+/// is closed at once, requests already read finish, and whatever is still open after this is cut
+/// and the process exits. The k8s gateway's `terminationGracePeriodSeconds` covers its preStop
+/// sleep plus this (a test in tests/tests/integration/deployment.rs checks it).
+pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(10);
+
+/// Serves until `shutdown` resolves; in-flight requests get up to [`SHUTDOWN_DRAIN`] to finish.
 pub async fn serve(
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send,
@@ -139,7 +148,7 @@ where
         // Closes connections silent for this long (keep-alive, idle or stalled clients); live
         // sockets stay busy with the gateway's pings.
         .idle_timeout(state.config.http.idle_timeout)
-        .run_with_graceful_shutdown(app::app(state), shutdown, Some(Duration::from_secs(10)))
+        .run_with_graceful_shutdown(app::app(state), shutdown, Some(SHUTDOWN_DRAIN))
         .await
         .context("serving HTTP")
 }

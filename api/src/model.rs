@@ -245,7 +245,12 @@ pub struct EventApplied {
     pub allowed_events: Vec<EventType>,
 }
 
-/// A delivery order as the read model holds it.
+/// A delivery order as the read model holds it: the API's form of the status document
+/// (`ProjectedOrder` in `delivery-workflows`, with the latest location), built by
+/// `read::delivery_order`, which adds the events a caller may send, masks the driver's phone for
+/// those who may not see it and shows every time one way. Kept apart from `ProjectedOrder` on
+/// purpose: this one carries the OpenAPI schema and the API's enums, which the workflows crate
+/// does not depend on.
 #[derive(Debug, Clone, Object)]
 #[oai(skip_serializing_if_is_none)]
 pub struct DeliveryOrder {

@@ -136,8 +136,9 @@ pub fn external_events(graph: &StateGraph, state: State) -> Vec<model::EventType
         .collect()
 }
 
-/// Timestamps come from the workflow's clock (the cache) or from PostgreSQL, which renders
-/// them otherwise; the API shows them one way.
+/// The API shows every timestamp one way. The workflows' own times already read so from the
+/// cache and from PostgreSQL (`ORDER_JSON`); the partner's `eta` is the partner's text in the
+/// cache, in any RFC 3339 form.
 fn same_format(text: &str) -> String {
     text.parse::<DateTime<Utc>>()
         .map_or_else(|_| text.to_owned(), |t| timestamp(&t))

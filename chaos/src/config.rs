@@ -80,10 +80,10 @@ impl ChaosConfig {
         config.journeys_per_second = number("CHAOS_RATE", config.journeys_per_second)?;
         config.burst_orders = number("CHAOS_BURST", config.burst_orders as f64)? as usize;
         config.overlap_recovery = matches!(std::env::var("CHAOS_OVERLAP").as_deref(), Ok("1"));
-        if let Ok(only) = std::env::var("CHAOS_FAULTS") {
-            if !only.trim().is_empty() {
-                config.keep_only(&only)?;
-            }
+        if let Ok(only) = std::env::var("CHAOS_FAULTS")
+            && !only.trim().is_empty()
+        {
+            config.keep_only(&only)?;
         }
         Ok(config)
     }

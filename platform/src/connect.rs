@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use delivery_payload_codec::Keyring;
-use delivery_read_model::MIGRATOR;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions};
@@ -71,12 +70,12 @@ pub async fn connect_temporal(
 
 /// Longest a single statement may run on the service's connections: a hung query gives its
 /// connection back with an error instead of holding it (and a pool slot) for ever. Generous,
-/// because migrations run on the same pool.
+/// because the read model's migrations run on the same pool.
 pub const STATEMENT_TIMEOUT: &str = "30s";
 
-/// Connects to the read model and brings its schema up to date, waiting up to `patience` for
-/// PostgreSQL. Several processes may start at once: sqlx serialises migrations with a lock.
-pub async fn connect_read_model(
+/// Connects to PostgreSQL, waiting up to `patience` for it. The schema is the read model's
+/// (`delivery_read_model::migrate`, which the caller runs next).
+pub async fn connect_postgres(
     database_url: &str,
     max_connections: u32,
     patience: Duration,
@@ -101,9 +100,5 @@ pub async fn connect_read_model(
             Err(error) => return Err(error).context("connecting to PostgreSQL (DATABASE_URL)"),
         }
     };
-    MIGRATOR
-        .run(&pool)
-        .await
-        .context("applying the read-model migrations")?;
     Ok(pool)
 }

@@ -7,7 +7,7 @@ pub mod env;
 pub mod telemetry;
 pub mod tls;
 
-pub use connect::{connect_read_model, connect_temporal};
+pub use connect::{connect_postgres, connect_temporal};
 pub use env::{ConfigError, Env, Secret};
 pub use tls::{PemFile, TemporalTls, redis_client};
 

@@ -1,5 +1,5 @@
 //! The read model of the delivery-order service, and its only owner: the PostgreSQL schema
-//! ([`MIGRATOR`]), the projection that writes it ([`ReadModelWriter`], called by the worker's
+//! ([`migrate`]), the projection that writes it ([`ReadModelWriter`], called by the worker's
 //! activities), the outbox and the relay that publish its changes to Redis ([`OutboxRelay`],
 //! under the names of [`RedisKeys`]), and the reads the gateway serves ([`ReadModel`], with the
 //! live updates as [`LiveMessage`]s). Callers get named operations; no pool, connection or raw
@@ -28,4 +28,10 @@ pub use relay::{OutboxRelay, RelaySettings};
 pub use writer::{ProjectionError, ReadModelWriter};
 
 /// The sqlx migrations of the read model, embedded at build time.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Brings the read model's schema up to date on `pool`. Several processes may start at once:
+/// sqlx serialises migrations with a lock.
+pub async fn migrate(pool: &sqlx::PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    MIGRATOR.run(pool).await
+}

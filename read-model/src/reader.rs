@@ -129,18 +129,42 @@ pub struct QueueRow {
     pub waiting_since: DateTime<Utc>,
 }
 
-/// The row as one JSON document, so PostgreSQL and Redis reads parse the same way.
-pub(crate) const ORDER_JSON: &str = "json_build_object(
+/// A `timestamptz` column as the workflows write their times (RFC 3339, UTC, milliseconds,
+/// `Z`), so a document read from PostgreSQL has the very text of the cached one.
+macro_rules! utc_millis {
+    ($column:literal) => {
+        concat!(
+            "to_char(",
+            $column,
+            " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+        )
+    };
+}
+
+/// The row as the status document: the fields of [`ProjectedOrder`] (as the cache holds it,
+/// field for field; the `read_model` suite compares the two reads in every state), with the
+/// tracking data [`StoredOrder`] adds. The partner's `eta` is kept as a time, so it reads in the
+/// form above rather than in the partner's own text.
+pub(crate) const ORDER_JSON: &str = concat!(
+    "json_build_object(
     'delivery_order_id', d.id, 'ordering_id', d.ordering_id, 'customer_id', d.customer_id,
     'payment_id', d.payment_id, 'state', d.state, 'version', d.version,
     'partner_order_number', d.partner_order_number, 'failure_reason', d.failure_reason,
     'failure_detail', d.failure_detail, 'replaces_id', d.replaces_id, 'replaced_by_id', d.replaced_by_id,
     'shipping_address', d.shipping_address, 'items', d.items, 'notes', d.notes, 'budget', d.budget,
-    'driver', d.driver, 'location', d.location, 'location_at', d.location_at, 'eta', d.eta,
-    'graph_version', d.graph_version, 'created_at', d.created_at, 'updated_at', d.updated_at,
+    'driver', d.driver, 'location', d.location, 'location_at', d.location_at, 'eta', ",
+    utc_millis!("d.eta"),
+    ", 'graph_version', d.graph_version, 'created_at', ",
+    utc_millis!("d.created_at"),
+    ", 'updated_at', ",
+    utc_millis!("d.updated_at"),
+    ",
     'next_deadline', CASE WHEN d.next_deadline_at IS NOT NULL THEN json_build_object(
-        'timer', d.next_deadline_kind, 'due_at', d.next_deadline_at) END,
-    'stages', d.stages)::text";
+        'timer', d.next_deadline_kind, 'due_at', ",
+    utc_millis!("d.next_deadline_at"),
+    ") END,
+    'stages', d.stages)::text"
+);
 
 /// The read model as the gateway uses it: queries, the tracking data partners send, the shared
 /// `/api/state`, the compatible API's statuses and the live updates.
@@ -207,7 +231,10 @@ impl ReadModel {
         })
     }
 
-    async fn cached(&self, id: Uuid) -> Option<StoredOrder> {
+    /// The order as the Redis status cache holds it (with the tracking key's data); `None` when
+    /// the cache misses, is down or holds what this build cannot read. [`Self::order`] reads this
+    /// first.
+    pub async fn cached(&self, id: Uuid) -> Option<StoredOrder> {
         let key = id.to_string();
         let mut redis = self.redis.clone();
         let command = redis::cmd("MGET")
@@ -245,7 +272,9 @@ impl ReadModel {
         })
     }
 
-    async fn stored(&self, id: Uuid) -> Result<Option<StoredOrder>, ReadError> {
+    /// The order as its PostgreSQL row holds it, the same document as [`Self::cached`]; what
+    /// [`Self::order`] falls back to.
+    pub async fn stored(&self, id: Uuid) -> Result<Option<StoredOrder>, ReadError> {
         let row: Option<String> = sqlx::query_scalar(AssertSqlSafe(format!(
             "SELECT {ORDER_JSON} FROM delivery_orders d WHERE d.id = $1"
         )))
@@ -278,16 +307,43 @@ impl ReadModel {
         }
     }
 
-    /// A page of delivery orders, newest first. Only the given filters go into the statement,
-    /// so each is planned with its index rather than a generic plan that must allow for all.
+    /// A page of delivery orders, newest first (the statement is [`Self::list_statement`]).
     pub async fn list(
         &self,
         filter: &ListFilter,
         limit: u32,
         after: Option<Cursor>,
     ) -> Result<(Vec<StoredOrder>, Option<Cursor>), ReadError> {
+        let rows = Self::list_statement(false, filter, limit, after)
+            .build()
+            .fetch_all(&self.pool)
+            .await?;
+        let more = rows.len() > limit as usize;
+        let mut records = Vec::with_capacity(rows.len());
+        let mut last = None;
+        for row in rows.into_iter().take(limit as usize) {
+            records.push(serde_json::from_str(row.get::<&str, _>("doc"))?);
+            last = Some(Cursor {
+                created_at: row.get("created_at"),
+                id: row.get("id"),
+            });
+        }
+        Ok((records, if more { last } else { None }))
+    }
+
+    /// The statement of a list page (one row more than `limit`, to tell whether another page
+    /// follows). Only the given filters go into it, so each is planned with its index rather
+    /// than a generic plan that must allow for all. With `explain`, the same text behind
+    /// `EXPLAIN`: the `operator_views` suite checks that every filter is served by an index.
+    pub fn list_statement(
+        explain: bool,
+        filter: &ListFilter,
+        limit: u32,
+        after: Option<Cursor>,
+    ) -> sqlx::QueryBuilder<sqlx::Postgres> {
         let mut query = sqlx::QueryBuilder::<sqlx::Postgres>::new(format!(
-            "SELECT {ORDER_JSON} AS doc, d.created_at, d.id FROM delivery_orders d WHERE true"
+            "{}SELECT {ORDER_JSON} AS doc, d.created_at, d.id FROM delivery_orders d WHERE true",
+            if explain { "EXPLAIN " } else { "" }
         ));
         if let Some(state) = filter.state {
             query.push(" AND d.state = ").push_bind(state.as_str());
@@ -321,18 +377,7 @@ impl ReadModel {
         query
             .push(" ORDER BY d.created_at DESC, d.id DESC LIMIT ")
             .push_bind(i64::from(limit) + 1);
-        let rows = query.build().fetch_all(&self.pool).await?;
-        let more = rows.len() > limit as usize;
-        let mut records = Vec::with_capacity(rows.len());
-        let mut last = None;
-        for row in rows.into_iter().take(limit as usize) {
-            records.push(serde_json::from_str(row.get::<&str, _>("doc"))?);
-            last = Some(Cursor {
-                created_at: row.get("created_at"),
-                id: row.get("id"),
-            });
-        }
-        Ok((records, if more { last } else { None }))
+        query
     }
 
     /// Every delivery order of an ordering, oldest first.

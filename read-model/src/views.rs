@@ -60,20 +60,27 @@ pub struct Charts {
 }
 
 impl ReadModel {
-    /// Orders with a deadline no later than `within` from now, soonest first.
-    pub async fn at_risk(&self, within: Duration, limit: u32) -> Result<Vec<AtRiskRow>, ReadError> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {ORDER_JSON} AS doc, d.next_deadline_kind, d.next_deadline_at,
+    /// The statement of [`Self::at_risk`] (binds: the window in seconds, the limit); with
+    /// `explain`, behind `EXPLAIN` (the `operator_views` suite checks it uses its index).
+    pub fn at_risk_statement(explain: bool) -> String {
+        format!(
+            "{}SELECT {ORDER_JSON} AS doc, d.next_deadline_kind, d.next_deadline_at,
                     EXTRACT(EPOCH FROM d.next_deadline_at - now())::float8 AS seconds_left
              FROM delivery_orders d
              WHERE d.next_deadline_at IS NOT NULL
                AND d.next_deadline_at <= now() + $1 * interval '1 second'
-             ORDER BY d.next_deadline_at, d.id LIMIT $2"
-        )))
-        .bind(within.as_secs_f64())
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
+             ORDER BY d.next_deadline_at, d.id LIMIT $2",
+            if explain { "EXPLAIN " } else { "" }
+        )
+    }
+
+    /// Orders with a deadline no later than `within` from now, soonest first.
+    pub async fn at_risk(&self, within: Duration, limit: u32) -> Result<Vec<AtRiskRow>, ReadError> {
+        let rows = sqlx::query(AssertSqlSafe(Self::at_risk_statement(false)))
+            .bind(within.as_secs_f64())
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|row| {
                 Ok(AtRiskRow {

@@ -41,8 +41,7 @@ pub async fn read_model() -> PgPool {
         .connect(database_url().await)
         .await
         .expect("test database");
-    delivery_read_model::MIGRATOR
-        .run(&pool)
+    delivery_read_model::migrate(&pool)
         .await
         .expect("migrations");
     pool

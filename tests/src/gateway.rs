@@ -162,6 +162,28 @@ impl GatewayProcess {
         log_path(&format!("gateway-{}", self.port))
     }
 
+    /// Sends SIGTERM, as Kubernetes does once the pod's preStop hook ran.
+    pub fn terminate(&self) {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        assert!(sent.is_ok_and(|s| s.success()), "sending SIGTERM");
+    }
+
+    /// Waits up to `limit` for the process to exit; its status, or `None` if it still runs.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Stops and starts the process with the same settings.
     pub async fn restart(&mut self) {
         let _ = self.child.kill();

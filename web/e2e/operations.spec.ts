@@ -1,5 +1,5 @@
 import { expect, test } from "@playwright/test";
-import { markPage, orderDueSoon, paidOrder, partnerEvent, signIn, snapshot, stillSamePage, tokens } from "./support";
+import { forgetCharts, markPage, orderDueSoon, paidOrder, partnerEvent, signIn, snapshot, stillSamePage, tokens } from "./support";
 
 test("the dashboard lists deadlines at risk live, and draws the last 24 hours as charts", async ({ page, request }) => {
   // An order before the page opens, so the charts (computed at most once a minute) count one.
@@ -36,4 +36,37 @@ test("the dashboard lists deadlines at risk live, and draws the last 24 hours as
   expect(created).toBeGreaterThan(0);
   await page.getByTestId("chart-entered").scrollIntoViewIfNeeded();
   await snapshot(page, "operations-2-charts");
+});
+
+test("the failures-by-reason chart draws the count of each reason", async ({ page, request }) => {
+  // A delivery lost on the way, then charts computed afresh (the gateways share them for a minute).
+  const id = await paidOrder(request);
+  await partnerEvent(request, id, "PICKED_UP", { partner_order_number: "PN-E2E-LOST", driver: { name: "George Wickham" } });
+  await partnerEvent(request, id, "DELIVERY_FAILED", { reason: "PACKAGE_LOST", detail: "not found at the depot" });
+  await forgetCharts();
+  await signIn(page, tokens.operator);
+  await page.goto("/ops");
+
+  const chart = page.getByTestId("chart-failures");
+  await expect(chart.locator("canvas")).toHaveCount(1);
+  await expect(chart.locator(".u-title")).toHaveText("Failures by reason");
+  const lost = page.getByTestId("failures-PACKAGE_LOST");
+  await expect(lost.locator("td").first()).toHaveText("the parcel was lost");
+  expect(Number(await lost.locator("td.num").textContent())).toBeGreaterThan(0);
+  // The table's rows are the chart's bars, in order (most failures first): pointing at each bar,
+  // the chart's legend gives the figure it drew, which must be the table's.
+  const counts = await page
+    .getByTestId("table-failures")
+    .locator("tbody tr")
+    .evaluateAll((rows) => rows.map((row) => (row as HTMLTableRowElement).cells[1]?.textContent ?? ""));
+  const plot = chart.locator(".u-over");
+  await plot.scrollIntoViewIfNeeded();
+  const box = await plot.boundingBox();
+  expect(box).not.toBeNull();
+  const value = chart.locator(".u-legend .u-series").nth(1).locator(".u-value");
+  for (const [i, count] of counts.entries()) {
+    await page.mouse.move(box!.x + (box!.width * (i + 0.5)) / counts.length, box!.y + box!.height / 2);
+    await expect(value).toHaveText(count);
+  }
+  await snapshot(page, "operations-3-failures");
 });

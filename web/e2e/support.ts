@@ -151,6 +151,15 @@ export async function orderDueSoon(): Promise<string> {
   return answer.text();
 }
 
+/**
+ * Forgets the charts the gateways share for a minute (in Redis), so the next page computes them
+ * afresh (the harness does it).
+ */
+export async function forgetCharts() {
+  const answer = await fetch(`${required("E2E_CONTROL_URL")}/forget-charts`, { method: "POST" });
+  expect(answer.status).toBe(200);
+}
+
 /** The order as operators read it. */
 export async function readOrder(request: APIRequestContext, id: string) {
   const answer = await request.get(`/api/v1/delivery-orders/${id}`, {

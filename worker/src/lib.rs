@@ -48,7 +48,12 @@ pub async fn connect_read_model(
     config: &WorkerConfig,
     patience: Duration,
 ) -> anyhow::Result<PgPool> {
-    delivery_platform::connect_read_model(config.database_url.expose(), 10, patience).await
+    let pool =
+        delivery_platform::connect_postgres(config.database_url.expose(), 10, patience).await?;
+    delivery_read_model::migrate(&pool)
+        .await
+        .context("applying the read-model migrations")?;
+    Ok(pool)
 }
 
 /// The relay that publishes read-model changes to Redis. Redis need not be up yet: the relay

@@ -65,8 +65,14 @@ async fn rebuild_read_model(args: &[String]) -> anyhow::Result<bool> {
     for (workflow_id, error) in &summary.failed {
         eprintln!("not rebuilt: {workflow_id}: {error}");
     }
+    // The oldest order says how far back Temporal still held orders: closed ones past the
+    // namespace's retention period are gone from it (restore.md).
+    let oldest = match &summary.oldest {
+        Some((created_at, id)) => format!("oldest order {id} created {created_at}"),
+        None => "no order".to_owned(),
+    };
     let line = format!(
-        "rebuild-read-model: {} orders, {} events, {} without an order, {} outbox rows published here, {} failed, {:.1} seconds",
+        "rebuild-read-model: {} orders, {} events, {} without an order, {} outbox rows published here, {} failed, {:.1} seconds; {oldest}",
         summary.orders,
         summary.events,
         summary.without_order,
@@ -79,6 +85,10 @@ async fn rebuild_read_model(args: &[String]) -> anyhow::Result<bool> {
         events = summary.events,
         failed = summary.failed.len(),
         seconds = summary.seconds,
+        oldest = summary
+            .oldest
+            .as_ref()
+            .map(|(created_at, _)| created_at.as_str()),
         "read model rebuilt"
     );
     println!("{line}");

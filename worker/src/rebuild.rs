@@ -2,12 +2,23 @@
 //! the outbox) from Temporal alone, for disaster recovery (docs/runbooks/restore.md).
 //!
 //! Every delivery-order workflow of the task queue is listed through Temporal visibility, and each
-//! order's whole state, with every applied event, is read with the `state` query. The query, not
-//! the history, because it is one code path for open and closed orders alike and for orders that
-//! continued as new (a query without a run id goes to the latest run, whose order carries every
-//! event of the earlier runs): the workflow code itself rebuilds the order, so nothing here
-//! re-implements the state machine. The price is that a worker of the task queue must run, since
-//! Temporal answers a query on a closed workflow by replaying its history on a worker.
+//! order's whole state, with every applied event, is read from Temporal:
+//!
+//! - a **completed** workflow from its result: the run ends with [`DeliveryOrderView`], the order
+//!   and every applied event of every run (a run that continued as new hands the order to the
+//!   next, and visibility lists the latest). Reading a result is a history read on the server and
+//!   needs no worker, so orders pinned to a build whose workers are gone (after a blue-green
+//!   release, docs/runbooks/deploy.md) are rebuilt all the same.
+//! - an **open** workflow with the `state` query, which a worker of the order's build answers (an
+//!   open order's build is still polling: its version drains only once its orders end).
+//! - a **failed** one from its failure when that failure is the start input's refusal
+//!   (`INVALID_INPUT`: there never was an order, nor a row); otherwise, as for a terminated,
+//!   cancelled or timed-out one, which carry no result, with the query (a worker must run).
+//!
+//! Neither path re-implements the state machine: the workflow code itself built the order.
+//! Temporal keeps a closed workflow only for its namespace's retention period, so orders closed
+//! before that are not in Temporal any more and cannot be rebuilt; the summary names the oldest
+//! order it rebuilt.
 //!
 //! Each order is written as one projection of its version 0 onwards through the same
 //! [`ReadModelWriter`] the workflow's projection activity uses. That writer is idempotent on
@@ -16,7 +27,7 @@
 //! that is partly intact, adds nothing. The outbox rows it writes carry the same keys and
 //! payloads as those of the workflow's own projections, so Redis comes out the same.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -24,10 +35,15 @@ use delivery_platform::{ConfigError, Env};
 use delivery_read_model::ReadModelWriter;
 use delivery_read_model::relay::{self, OutboxRelay, RelayError};
 use delivery_workflows::activities::Projection;
+use delivery_workflows::refusal::RejectionCode;
 use delivery_workflows::{DeliveryOrderView, DeliveryOrderWorkflow, WORKFLOW_TYPE};
 use futures::{StreamExt, TryStreamExt};
 use sqlx::PgPool;
-use temporalio_client::{Client, WorkflowListOptions, WorkflowQueryOptions};
+use temporalio_client::errors::WorkflowGetResultError;
+use temporalio_client::{
+    Client, WorkflowExecutionStatus, WorkflowGetResultOptions, WorkflowListOptions,
+    WorkflowQueryOptions,
+};
 use tracing::Instrument;
 
 /// What the rebuild reads besides the worker's own settings (`TEMPORAL_*`, `TASK_QUEUE`,
@@ -35,10 +51,12 @@ use tracing::Instrument;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RebuildOptions {
     /// `REBUILD_CONCURRENCY` (default 16): orders read and written at once. Each in-flight order
-    /// holds one query on a worker and, briefly, one database connection.
+    /// holds one history read (or, for an open order, one query on a worker) and, briefly, one
+    /// database connection.
     pub concurrency: usize,
-    /// `REBUILD_QUERY_TIMEOUT_MS` (default 30000): how long one `state` query may take before
-    /// it counts as failed (and is tried again, up to [`ATTEMPTS`] times).
+    /// `REBUILD_QUERY_TIMEOUT_MS` (default 30000): how long reading one order (its result or its
+    /// `state` query) may take before it counts as failed (and is tried again, up to
+    /// [`ATTEMPTS`] times).
     pub query_timeout: Duration,
     /// `--since <RFC 3339 time>`: only orders still open or closed at or after that time, e.g.
     /// the point a restored database was recovered to. Without it, every order.
@@ -131,6 +149,10 @@ pub struct RebuildSummary {
     pub published: usize,
     /// Orders that could not be rebuilt, with the reason.
     pub failed: Vec<(String, String)>,
+    /// The order created first among those rebuilt: `(created_at, delivery order id)`. Orders
+    /// closed before the namespace's retention period are not in Temporal any more, so this says
+    /// how far back the rebuild reached.
+    pub oldest: Option<(String, String)>,
     pub seconds: f64,
 }
 
@@ -148,10 +170,10 @@ pub async fn rebuild(
     let query = list_query(task_queue, options.since)?;
     tracing::info!(%query, "listing delivery orders in Temporal visibility");
     // Each order once, even if visibility lists a workflow id twice (a run closing while the
-    // pages are read).
-    let ids: BTreeSet<String> = client
+    // pages are read): the status read last wins, and either status reads the order right.
+    let ids: BTreeMap<String, WorkflowExecutionStatus> = client
         .list_workflows(query.clone(), WorkflowListOptions::default())
-        .map_ok(|run| run.id().to_owned())
+        .map_ok(|run| (run.id().to_owned(), run.status()))
         .try_collect()
         .await
         .with_context(|| format!("listing workflows with {query:?}"))?;
@@ -163,11 +185,11 @@ pub async fn rebuild(
     let mut last_progress = Instant::now();
     let mut done = 0usize;
     let mut results = futures::stream::iter(ids)
-        .map(|workflow_id| {
+        .map(|(workflow_id, status)| {
             let writer = writer.clone();
             async move {
-                let span = tracing::info_span!("rebuild order", %workflow_id);
-                let result = rebuild_order(client, &writer, &workflow_id, options)
+                let span = tracing::info_span!("rebuild order", %workflow_id, ?status);
+                let result = rebuild_order(client, &writer, &workflow_id, status, options)
                     .instrument(span)
                     .await;
                 (workflow_id, result)
@@ -177,9 +199,17 @@ pub async fn rebuild(
     while let Some((workflow_id, result)) = results.next().await {
         done += 1;
         match result {
-            Ok(Some(events)) => {
+            Ok(Some(written)) => {
                 summary.orders += 1;
-                summary.events += events;
+                summary.events += written.events;
+                let created = (written.created_at, written.delivery_order_id);
+                if summary
+                    .oldest
+                    .as_ref()
+                    .is_none_or(|oldest| created < *oldest)
+                {
+                    summary.oldest = Some(created);
+                }
             }
             Ok(None) => summary.without_order += 1,
             Err(error) => {
@@ -203,14 +233,23 @@ pub async fn rebuild(
     Ok(summary)
 }
 
+/// One order the rebuild wrote.
+struct Written {
+    delivery_order_id: String,
+    created_at: String,
+    /// Its audit entries, the creation included.
+    events: usize,
+}
+
 /// Reads one order and writes it; `None` when the workflow has no order.
 async fn rebuild_order(
     client: &Client,
     writer: &ReadModelWriter,
     workflow_id: &str,
+    status: WorkflowExecutionStatus,
     options: &RebuildOptions,
-) -> anyhow::Result<Option<usize>> {
-    let Some(view) = query_state(client, workflow_id, options).await? else {
+) -> anyhow::Result<Option<Written>> {
+    let Some(view) = read_order(client, workflow_id, status, options).await? else {
         return Ok(None);
     };
     // Everything after seq 0: the whole audit trail, the creation included.
@@ -222,32 +261,116 @@ async fn rebuild_order(
             view.order.delivery_order_id
         )
     })?;
-    Ok(Some(events))
+    Ok(Some(Written {
+        delivery_order_id: view.order.delivery_order_id,
+        created_at: view.order.created_at,
+        events,
+    }))
 }
 
-/// The `state` query, bounded and tried [`ATTEMPTS`] times: a query can time out while the
-/// workers replay many closed histories at once.
-async fn query_state(
+/// How one order is read from Temporal.
+enum Read {
+    /// The completed workflow's result: a history read, no worker involved.
+    Result,
+    /// The `state` query, answered by a worker (for a closed workflow, by replaying it).
+    Query,
+}
+
+/// What a read found.
+enum Found {
+    Order(Box<DeliveryOrderView>),
+    /// The workflow never had an order (its start input was refused).
+    NoOrder,
+    /// The workflow ended without a result that carries the order: read it with the query.
+    NoResult,
+}
+
+/// The order of one workflow: from the result when the workflow completed, otherwise (or when
+/// it ended without one) with the `state` query.
+async fn read_order(
     client: &Client,
     workflow_id: &str,
+    status: WorkflowExecutionStatus,
     options: &RebuildOptions,
 ) -> anyhow::Result<Option<DeliveryOrderView>> {
+    let closed = !matches!(
+        status,
+        WorkflowExecutionStatus::Running | WorkflowExecutionStatus::Paused
+    );
+    if closed {
+        match read_with_retries(client, workflow_id, Read::Result, options).await? {
+            Found::Order(view) => return Ok(Some(*view)),
+            Found::NoOrder => return Ok(None),
+            Found::NoResult => {}
+        }
+    }
+    match read_with_retries(client, workflow_id, Read::Query, options).await? {
+        Found::Order(view) => Ok(Some(*view)),
+        Found::NoOrder | Found::NoResult => Ok(None),
+    }
+}
+
+/// One read, bounded by the timeout and tried [`ATTEMPTS`] times: a query can time out while
+/// the workers replay many closed histories at once.
+async fn read_with_retries(
+    client: &Client,
+    workflow_id: &str,
+    read: Read,
+    options: &RebuildOptions,
+) -> anyhow::Result<Found> {
     let handle = client.get_workflow_handle::<DeliveryOrderWorkflow>(workflow_id);
+    let what = match read {
+        Read::Result => "workflow result",
+        Read::Query => "state query",
+    };
     let mut last_error = None;
     for attempt in 1..=ATTEMPTS {
-        let query = handle.query(
-            DeliveryOrderWorkflow::state,
-            (),
-            WorkflowQueryOptions::default(),
-        );
-        match tokio::time::timeout(options.query_timeout, query).await {
-            Ok(Ok(view)) => return Ok(view),
-            Ok(Err(error)) => last_error = Some(anyhow::Error::new(error).context("state query")),
+        let found = async {
+            match read {
+                Read::Result => {
+                    match handle.get_result(WorkflowGetResultOptions::default()).await {
+                        Ok(view) => Ok(Found::Order(Box::new(view))),
+                        Err(WorkflowGetResultError::Failed(failure))
+                            if failure
+                                .failure()
+                                .message
+                                .starts_with(RejectionCode::InvalidInput.as_str()) =>
+                        {
+                            Ok(Found::NoOrder)
+                        }
+                        Err(
+                            WorkflowGetResultError::Failed(_)
+                            | WorkflowGetResultError::Cancelled { .. }
+                            | WorkflowGetResultError::Terminated { .. }
+                            | WorkflowGetResultError::TimedOut,
+                        ) => Ok(Found::NoResult),
+                        Err(error) => Err(anyhow::Error::new(error)),
+                    }
+                }
+                Read::Query => handle
+                    .query(
+                        DeliveryOrderWorkflow::state,
+                        (),
+                        WorkflowQueryOptions::default(),
+                    )
+                    .await
+                    .map(|view| view.map_or(Found::NoOrder, |v| Found::Order(Box::new(v))))
+                    .map_err(anyhow::Error::new),
+            }
+        };
+        match tokio::time::timeout(options.query_timeout, found).await {
+            Ok(Ok(found)) => return Ok(found),
+            Ok(Err(error)) => last_error = Some(error.context(what)),
             Err(_) => {
-                last_error = Some(anyhow::anyhow!(
-                    "state query unanswered after {:?} (is a worker of the task queue running?)",
-                    options.query_timeout
-                ))
+                last_error = Some(match read {
+                    Read::Query => anyhow::anyhow!(
+                        "state query unanswered after {:?} (is a worker of the order's build polling the task queue?)",
+                        options.query_timeout
+                    ),
+                    Read::Result => {
+                        anyhow::anyhow!("workflow result unread after {:?}", options.query_timeout)
+                    }
+                })
             }
         }
         if attempt < ATTEMPTS {
@@ -255,7 +378,7 @@ async fn query_state(
                 .as_ref()
                 .map(|e| format!("{e:#}"))
                 .unwrap_or_default();
-            tracing::warn!(attempt, %error, "state query failed; trying again");
+            tracing::warn!(attempt, %error, "{what} failed; trying again");
             tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
         }
     }

@@ -112,8 +112,12 @@ impl ActivityDefinition for ProjectEvents {
 
 /// A delivery order at `version` as the read model holds it: its row in PostgreSQL (tracking
 /// data apart) and, serialised, the status document in the Redis cache and on the live-update
-/// channels. The projection writes it and the gateway reads it back as this one type, so a new
-/// field is added here and in the migration, nowhere else.
+/// channels. The projection writes it and the gateway reads it back as this one type, from
+/// either store. A new field is added here, to [`Projection::of`], to the read model's
+/// migration, row writer (`delivery_read_model::writer`) and `ORDER_JSON`
+/// (`delivery_read_model::reader`, the PostgreSQL read, which the `read_model` suite compares
+/// with the cached document field by field), and, if the API shows it, to the gateway's
+/// `model::DeliveryOrder` and `read::delivery_order` (then `make web-types`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProjectedOrder {
     pub delivery_order_id: String,

@@ -4,7 +4,9 @@
 //! is snapshotted, and the command rebuilds it into an empty database and an empty Redis prefix;
 //! every order row, ordering, audit row, cached status and stream entry must come out as it was.
 //! A second run over a partly damaged copy must repair it and publish nothing twice, and a run
-//! over the intact read model must change nothing.
+//! over the intact read model must change nothing. Closed orders come back with no worker
+//! polling at all (read from their workflow results), as after a blue-green release once the old
+//! build's workers are scaled to 0.
 //!
 //! The rebuild goes to a fresh database rather than dropping the test database, which the other
 //! suites of this binary share; an empty database is what a lost one is replaced by.
@@ -15,7 +17,7 @@ use std::time::Duration;
 use delivery_tests::*;
 use delivery_workflows::delivery_order::HISTORY_LIMIT;
 use delivery_workflows::machine::DeliveryOrder;
-use delivery_workflows::{ActorKind, DELIVERY_ORDER_V1, EventType, State};
+use delivery_workflows::{ActorKind, DELIVERY_ORDER_V1, DeliveryOrderView, EventType, State};
 use futures::StreamExt;
 use redis::AsyncCommands;
 use serde_json::{Value, json};
@@ -108,9 +110,10 @@ async fn redis_connection() -> redis::aio::MultiplexedConnection {
         .unwrap()
 }
 
-/// Waits until the read model and the Redis cache of `prefix` hold `version` of the order (the
-/// cache is written last, so the stream then holds every event up to it).
-async fn projected(pool: &PgPool, prefix: &str, id: &str, version: u64) {
+/// Waits until the read model and the Redis cache of `prefix` hold the order at `view`'s
+/// version (the cache is written last, so the stream then holds every event up to it).
+async fn projected(pool: &PgPool, prefix: &str, view: &DeliveryOrderView) {
+    let (id, version) = (view.order.delivery_order_id.as_str(), view.order.version);
     let uuid = uuid::Uuid::parse_str(id).unwrap();
     eventually(
         &format!("{id} at version {version} in the read model"),
@@ -134,6 +137,17 @@ async fn projected(pool: &PgPool, prefix: &str, id: &str, version: u64) {
 /// Runs `delivery-worker rebuild-read-model` against `database_url` and `prefix`, for at most
 /// `limit`; its output.
 async fn rebuild(stack: &Stack, database_url: &str, prefix: &str, limit: Duration) -> String {
+    rebuild_with(stack, database_url, prefix, limit, &[]).await
+}
+
+/// [`rebuild`] with more settings of the command's environment.
+async fn rebuild_with(
+    stack: &Stack,
+    database_url: &str,
+    prefix: &str,
+    limit: Duration,
+    env: &[(&str, &str)],
+) -> String {
     let run = tokio::process::Command::new(delivery_tests::processes::worker_binary())
         .arg("rebuild-read-model")
         .envs(delivery_tests::payload_key_env())
@@ -143,6 +157,7 @@ async fn rebuild(stack: &Stack, database_url: &str, prefix: &str, limit: Duratio
         .env("REDIS_URL", redis_url())
         .env("REDIS_KEY_PREFIX", prefix)
         .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
         .kill_on_drop(true)
         .output();
     let out = tokio::time::timeout(limit, run)
@@ -156,6 +171,59 @@ async fn rebuild(stack: &Stack, database_url: &str, prefix: &str, limit: Duratio
     );
     assert!(out.status.success(), "the rebuild failed: {text}");
     text
+}
+
+/// An empty database and an empty Redis prefix, as a lost read model is replaced by: the
+/// database's URL and the prefix.
+async fn lost_read_model(prefix: &str) -> (String, String) {
+    let url = fresh_database().await;
+    (
+        url,
+        format!("{prefix}dr-{}:", uuid::Uuid::new_v4().simple()),
+    )
+}
+
+async fn connect(database_url: &str) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(2)
+        .connect(database_url)
+        .await
+        .unwrap()
+}
+
+/// Drops what [`lost_read_model`] made.
+async fn forget(pool: PgPool, database_url: &str, prefix: &str) {
+    pool.close().await;
+    drop_database(database_url).await;
+    let mut redis = redis_connection().await;
+    let keys: Vec<String> = redis.keys(format!("{prefix}*")).await.unwrap();
+    for chunk in keys.chunks(1000) {
+        let _: () = redis.del(chunk).await.unwrap();
+    }
+}
+
+/// An operator cancels the order before its pickup.
+async fn cancel_before_pickup(order: &OrderHandle, event_id: &str) {
+    apply_event(
+        order,
+        envelope(
+            event_id,
+            EventType::Cancel,
+            json!({"reason": "the customer changed their mind"}),
+            ActorKind::Operator,
+        ),
+    )
+    .await
+    .expect("cancelling before pickup");
+}
+
+/// Fills the order's history with signals that do not parse (each one history event, nothing
+/// applied) until its workflow continues as new.
+async fn continue_as_new(order: &OrderHandle) {
+    futures::stream::iter(0..HISTORY_LIMIT + 100)
+        .for_each_concurrent(64, |_| signal(order, "picked_up", json!("not an object")))
+        .await;
+    wait_for(order, "the order to continue as new", |v| v.runs > 0).await;
 }
 
 #[tokio::test]
@@ -187,34 +255,15 @@ async fn the_read_model_is_rebuilt_from_temporal_alone() {
     // Cancelled before pickup, and one left open: the partner keeps silent about both.
     let (cancelled_id, cancelled) = stack.silent_order().await;
     let (open_id, open) = stack.silent_order().await;
-    apply_event(
-        &cancelled,
-        envelope(
-            "dr-cancel",
-            EventType::Cancel,
-            json!({"reason": "the customer changed their mind"}),
-            ActorKind::Operator,
-        ),
-    )
-    .await
-    .expect("cancelling before pickup");
+    cancel_before_pickup(&cancelled, "dr-cancel").await;
 
-    // The replacement, delivered, continues as new: its history fills with signals that do not
-    // parse (each one history event, nothing applied), so its latest run must hand the rebuild
+    // The replacement, delivered, continues as new, so its latest run must hand the rebuild
     // the events applied in the first.
     wait_for(&replacement, "the replacement DELIVERED", |v| {
         v.order.state == State::Delivered
     })
     .await;
-    futures::stream::iter(0..HISTORY_LIMIT + 100)
-        .for_each_concurrent(64, |_| {
-            signal(&replacement, "picked_up", json!("not an object"))
-        })
-        .await;
-    wait_for(&replacement, "the replacement to continue as new", |v| {
-        v.runs > 0
-    })
-    .await;
+    continue_as_new(&replacement).await;
 
     // Every order at rest, and the read model (rows, cache, stream) caught up with each.
     let finals = [
@@ -240,13 +289,7 @@ async fn the_read_model_is_rebuilt_from_temporal_alone() {
         .await,
     ];
     for view in &finals {
-        projected(
-            &pool,
-            &prefix,
-            &view.order.delivery_order_id,
-            view.order.version,
-        )
-        .await;
+        projected(&pool, &prefix, view).await;
     }
     let ids: Vec<uuid::Uuid> = [
         &confirmed_id,
@@ -263,18 +306,13 @@ async fn the_read_model_is_rebuilt_from_temporal_alone() {
     assert_eq!(before.stream.len(), 5, "every order has stream entries");
 
     // The read model is lost: an empty database and an empty Redis prefix take its place.
-    let lost_url = fresh_database().await;
-    let lost_prefix = format!("{prefix}dr-{}:", uuid::Uuid::new_v4().simple());
+    let (lost_url, lost_prefix) = lost_read_model(&prefix).await;
     let output = rebuild(&stack, &lost_url, &lost_prefix, Duration::from_secs(180)).await;
     assert!(
         output.contains("rebuild-read-model: 5 orders,") && output.contains(" 0 failed"),
         "{output}"
     );
-    let rebuilt_pool = PgPoolOptions::new()
-        .max_connections(2)
-        .connect(&lost_url)
-        .await
-        .unwrap();
+    let rebuilt_pool = connect(&lost_url).await;
     let after = snapshot(&rebuilt_pool, &lost_prefix, &ids).await;
     assert_eq!(after, before, "the rebuilt read model differs");
 
@@ -314,13 +352,85 @@ async fn the_read_model_is_rebuilt_from_temporal_alone() {
         "a rebuild over the intact read model changed it"
     );
 
-    rebuilt_pool.close().await;
-    drop_database(&lost_url).await;
-    let mut redis = redis_connection().await;
-    let keys: Vec<String> = redis.keys(format!("{lost_prefix}*")).await.unwrap();
-    if !keys.is_empty() {
-        let _: () = redis.del(keys).await.unwrap();
+    forget(rebuilt_pool, &lost_url, &lost_prefix).await;
+}
+
+/// Closed orders are rebuilt with no worker polling the task queue: a completed workflow's
+/// result carries the order and every applied event (of every run), and reading it is a history
+/// read that needs no worker. This is the case after a blue-green release, when the old build's
+/// workers are scaled to 0 while orders pinned to it are closed. A workflow whose start input was
+/// refused is counted as having no order, also without a worker.
+#[tokio::test]
+async fn closed_orders_are_rebuilt_with_no_worker_polling() {
+    let mut stack = Stack::start().await;
+    let pool = read_model().await;
+    let prefix = redis_prefix().await;
+
+    // Delivered, continued as new (a flood of signals that do not parse), then confirmed: the
+    // last run's result must carry the events applied in the first.
+    let (long_id, long) = stack.new_order().await;
+    delivered(&long).await;
+    continue_as_new(&long).await;
+    confirm(&long, "dr-closed-confirm").await;
+    // Cancelled before pickup.
+    let (cancelled_id, cancelled) = stack.silent_order().await;
+    wait_for(&cancelled, "the pickup accepted", |v| !v.pickup_pending).await;
+    cancel_before_pickup(&cancelled, "dr-closed-cancel").await;
+    // Refused at the start: no order, so no row.
+    let mut input = order_input(&new_order_id(), far_deadlines());
+    input.items.clear();
+    let refused = start_order(&stack.client, &stack.task_queue, input).await;
+
+    // Every workflow closed, and the read model caught up with each order.
+    for (order, state) in [
+        (&long, State::DeliveryConfirmed),
+        (&cancelled, State::Cancelled),
+    ] {
+        let view = tokio::time::timeout(
+            Duration::from_secs(300),
+            order.get_result(temporalio_client::WorkflowGetResultOptions::default()),
+        )
+        .await
+        .expect("the order closes")
+        .expect("the order completes");
+        assert_eq!(view.order.state, state);
+        projected(&pool, &prefix, &view).await;
     }
+    refused
+        .get_result(temporalio_client::WorkflowGetResultOptions::default())
+        .await
+        .expect_err("an order without items fails");
+    let ids: Vec<uuid::Uuid> = [&long_id, &cancelled_id]
+        .iter()
+        .map(|id| uuid::Uuid::parse_str(id).unwrap())
+        .collect();
+    let before = snapshot(&pool, &prefix, &ids).await;
+    assert_eq!(before.orders.len(), 2, "{before:#?}");
+
+    // The build these orders ran on is gone: no worker polls the task queue. A query would go
+    // unanswered, so a short timeout makes the command fail fast if it asked one.
+    stack.worker.terminate().await;
+    let (lost_url, lost_prefix) = lost_read_model(&prefix).await;
+    let output = rebuild_with(
+        &stack,
+        &lost_url,
+        &lost_prefix,
+        Duration::from_secs(180),
+        &[("REBUILD_QUERY_TIMEOUT_MS", "2000")],
+    )
+    .await;
+    assert!(
+        output.contains("rebuild-read-model: 2 orders,")
+            && output.contains(" 1 without an order,")
+            && output.contains(" 0 failed")
+            && output.contains(&format!("oldest order {long_id} created ")),
+        "{output}"
+    );
+    let rebuilt_pool = connect(&lost_url).await;
+    let after = snapshot(&rebuilt_pool, &lost_prefix, &ids).await;
+    assert_eq!(after, before, "the rebuilt read model differs");
+
+    forget(rebuilt_pool, &lost_url, &lost_prefix).await;
 }
 
 /// The disaster-recovery drill behind `make dr-drill` (never in CI: it is `#[ignore]`d and takes

@@ -22,6 +22,7 @@ mod contract;
 mod crash_recovery;
 mod deployment;
 mod disaster_recovery;
+mod documents;
 mod edge_security;
 mod encryption_at_rest;
 mod error_tracking;

@@ -439,6 +439,9 @@ async fn search_filters_by_each_reference_state_and_creation_range_and_pages() {
 
 #[tokio::test]
 async fn every_search_filter_and_the_deadlines_are_read_through_an_index() {
+    use delivery_read_model::ReadModel;
+    use delivery_read_model::reader::{Cursor, ListFilter};
+
     let pool = read_model().await;
     let mut conn = pool.acquire().await.unwrap();
     // On a small table a sequential scan is cheaper; forbid it to see which index serves.
@@ -446,48 +449,89 @@ async fn every_search_filter_and_the_deadlines_are_read_through_an_index() {
         .execute(&mut *conn)
         .await
         .unwrap();
-    let list = |filter: &str| {
-        format!(
-            "EXPLAIN SELECT id FROM delivery_orders d WHERE {filter} ORDER BY d.created_at DESC, d.id DESC LIMIT 51"
-        )
-    };
-    for (statement, index) in [
-        (list("d.payment_id = 'p'"), "delivery_orders_payment_idx"),
+    let plan_lines = |rows: Vec<String>| rows.join("\n");
+    // The gateway's own search statements (`ReadModel::list_statement`, as
+    // `GET /delivery-orders` runs them), behind EXPLAIN, with each filter on its own.
+    let now = chrono::Utc::now();
+    fn only(set: impl FnOnce(&mut ListFilter)) -> ListFilter {
+        let mut filter = ListFilter::default();
+        set(&mut filter);
+        filter
+    }
+    let filters = [
         (
-            list("d.partner_order_number = 'n'"),
+            only(|f| f.payment_id = Some("p".into())),
+            "delivery_orders_payment_idx",
+        ),
+        (
+            only(|f| f.partner_order_number = Some("n".into())),
             "delivery_orders_partner_order_number_idx",
         ),
-        (list("d.ordering_id = 'o'"), "delivery_orders_ordering_created_idx"),
-        (list("d.customer_id = 'c'"), "delivery_orders_customer_created_idx"),
-        (list("d.state = 'CREATED'"), "delivery_orders_state_created_idx"),
         (
-            list("d.created_at >= now() - interval '1 day' AND d.created_at < now()"),
+            only(|f| f.ordering_id = Some("o".into())),
+            "delivery_orders_ordering_created_idx",
+        ),
+        (
+            only(|f| f.customer_id = Some("c".into())),
+            "delivery_orders_customer_created_idx",
+        ),
+        (
+            only(|f| f.state = Some(delivery_workflows::State::Created)),
+            "delivery_orders_state_created_idx",
+        ),
+        (
+            only(|f| {
+                f.created_from = Some(now - chrono::Duration::days(1));
+                f.created_to = Some(now);
+            }),
             "delivery_orders_created_idx",
         ),
+    ];
+    // A later page too: the cursor's condition must not lose the index.
+    let cursor = Cursor::decode(&format!(
+        "{}.00000000-0000-4000-8000-000000000000",
+        now.timestamp_micros()
+    ));
+    assert!(cursor.is_some());
+    for (filter, index) in &filters {
+        for after in [None, cursor] {
+            let mut statement = ReadModel::list_statement(true, filter, 50, after);
+            let sql = statement.sql().as_str().to_owned();
+            let plan: Vec<String> = statement
+                .build_query_scalar()
+                .fetch_all(&mut *conn)
+                .await
+                .unwrap();
+            let plan = plan_lines(plan);
+            assert!(plan.contains(index), "{filter:?}\n{sql}\n{plan}");
+        }
+    }
+    // The operators' deadlines, as `GET /operator/at-risk` reads them.
+    let plan: Vec<String> =
+        sqlx::query_scalar(sqlx::AssertSqlSafe(ReadModel::at_risk_statement(true)))
+            .bind(7200.0_f64)
+            .bind(100_i64)
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+    let plan = plan_lines(plan);
+    assert!(plan.contains("delivery_orders_next_deadline_idx"), "{plan}");
+    for (statement, index) in [
         (
-            "EXPLAIN SELECT id FROM delivery_orders d WHERE d.next_deadline_at IS NOT NULL
-               AND d.next_deadline_at <= now() + interval '2 hours'
-             ORDER BY d.next_deadline_at, d.id LIMIT 100"
-                .to_owned(),
-            "delivery_orders_next_deadline_idx",
-        ),
-        (
-            "EXPLAIN SELECT count(*) FROM delivery_order_events WHERE occurred_at >= now() - interval '24 hours'"
-                .to_owned(),
+            "EXPLAIN SELECT count(*) FROM delivery_order_events WHERE occurred_at >= now() - interval '24 hours'",
             "delivery_order_events_occurred_idx",
         ),
         (
             "EXPLAIN SELECT at FROM delivery_order_locations
-             WHERE delivery_order_id = '00000000-0000-4000-8000-000000000000' ORDER BY at"
-                .to_owned(),
+             WHERE delivery_order_id = '00000000-0000-4000-8000-000000000000' ORDER BY at",
             "delivery_order_locations_pkey",
         ),
     ] {
-        let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(statement.clone()))
+        let plan: Vec<String> = sqlx::query_scalar(statement)
             .fetch_all(&mut *conn)
             .await
             .unwrap();
-        let plan = plan.join("\n");
+        let plan = plan_lines(plan);
         assert!(plan.contains(index), "{statement}\n{plan}");
     }
 }

@@ -1,11 +1,12 @@
 //! The read model in PostgreSQL: what deliveries leave behind, links on reshipment, idempotent
-//! and ordered projections, and a schema that matches `resources/data-model.yaml`.
+//! and ordered projections, a schema that matches `resources/data-model.yaml`, and one status
+//! document whether it is read from PostgreSQL or from the Redis cache.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use delivery_read_model::ReadModelWriter;
+use delivery_read_model::{ReadModel, ReadModelWriter, RedisKeys};
 use delivery_tests::*;
-use delivery_workflows::activities::Projection;
+use delivery_workflows::activities::{ProjectedOrder, Projection};
 use delivery_workflows::machine::DeliveryOrder;
 use delivery_workflows::{ActorKind, DELIVERY_ORDER_V1, EventType, State};
 use serde_json::json;
@@ -305,7 +306,7 @@ async fn while_postgres_is_down_deliveries_go_on_and_the_read_model_catches_up_a
 
 #[tokio::test]
 async fn the_services_connections_bound_every_statement() {
-    let pool = delivery_platform::connect_read_model(
+    let pool = delivery_platform::connect_postgres(
         database_url().await,
         1,
         std::time::Duration::from_secs(10),
@@ -317,4 +318,153 @@ async fn the_services_connections_bound_every_statement() {
         .await
         .unwrap();
     assert_eq!(timeout, delivery_platform::connect::STATEMENT_TIMEOUT);
+}
+
+/// Reads order `id` from the cache (once it holds `version`) and from PostgreSQL, and compares
+/// the two documents field by field. The partner's `eta` is compared as a time: the cache keeps
+/// the partner's text, PostgreSQL the time it names.
+async fn both_reads_agree(read_model: &ReadModel, id: &str, version: u64, what: &str) {
+    let uuid = uuid::Uuid::parse_str(id).unwrap();
+    let cached = eventually(
+        &format!("{what}: the cache at version {version}"),
+        || async {
+            read_model
+                .cached(uuid)
+                .await
+                .filter(|o| o.order.version == version)
+        },
+    )
+    .await;
+    let stored = read_model
+        .stored(uuid)
+        .await
+        .unwrap()
+        .expect("the row in PostgreSQL");
+    assert_eq!(
+        stored.order.version, version,
+        "{what}: PostgreSQL's version"
+    );
+    let fields = |o: &ProjectedOrder| match serde_json::to_value(o).unwrap() {
+        serde_json::Value::Object(map) => map,
+        other => panic!("{other}"),
+    };
+    let (database, cache) = (fields(&stored.order), fields(&cached.order));
+    let names: BTreeSet<&String> = database.keys().chain(cache.keys()).collect();
+    for name in names {
+        let (from_database, from_cache) = (database.get(name), cache.get(name));
+        if name == "eta" {
+            let time = |v: Option<&serde_json::Value>| {
+                v.and_then(|v| v.as_str())
+                    .map(|t| t.parse::<chrono::DateTime<chrono::Utc>>().unwrap())
+            };
+            assert_eq!(time(from_database), time(from_cache), "{what}: eta");
+        } else {
+            assert_eq!(
+                from_database, from_cache,
+                "{what}: {name} from PostgreSQL differs from the cached document"
+            );
+        }
+    }
+    assert_eq!(stored.location, cached.location, "{what}: location");
+    assert_eq!(
+        stored.location_at, cached.location_at,
+        "{what}: location_at"
+    );
+}
+
+/// The status document is one: what the gateway reads from PostgreSQL (a cache miss, Redis
+/// down) is what it reads from the cache, in every state an order rests in.
+#[tokio::test]
+async fn the_database_read_and_the_cached_document_agree_in_every_state() {
+    let stack = Stack::quiet().await;
+    let read_model = ReadModel::new(
+        read_model().await,
+        redis::Client::open(redis_url()).unwrap(),
+        RedisKeys::new(redis_prefix().await),
+    )
+    .unwrap();
+    let accepted = |v: &delivery_workflows::DeliveryOrderView| {
+        v.order.state == State::Created && !v.pickup_pending
+    };
+
+    // Failed, sent to an operator, reshipped; and its replacement.
+    let (id, order) = stack.new_order().await;
+    let view = wait_for(&order, "the pickup accepted", accepted).await;
+    both_reads_agree(&read_model, &id, view.order.version, "CREATED").await;
+    apply_event(
+        &order,
+        envelope(
+            "agree-pu",
+            EventType::PickedUp,
+            json!({"partner_order_number": "PN-AGREE", "driver": {"name": "Sam", "phone": "+44 7700 900123"},
+                   "eta": "2026-12-24T10:00:00Z"}),
+            ActorKind::Partner,
+        ),
+    )
+    .await
+    .unwrap();
+    let view = wait_for(&order, "PICKED_UP", |v| v.order.state == State::PickedUp).await;
+    both_reads_agree(&read_model, &id, view.order.version, "PICKED_UP").await;
+    apply_event(
+        &order,
+        envelope(
+            "agree-fail",
+            EventType::DeliveryFailed,
+            json!({"reason": "PACKAGE_DAMAGED", "detail": "soaked"}),
+            ActorKind::Partner,
+        ),
+    )
+    .await
+    .unwrap();
+    let view = pending_by_operator(&order).await;
+    both_reads_agree(&read_model, &id, view.order.version, "PENDING_BY_OPERATOR").await;
+    signal(
+        &order,
+        "operator_action",
+        json!({"action": "RESHIP", "note": "another copy"}),
+    )
+    .await;
+    let view = wait_for(&order, "RESHIPPED", |v| {
+        v.order.state == State::Reshipped && v.order.replaced_by_id.is_some()
+    })
+    .await;
+    both_reads_agree(&read_model, &id, view.order.version, "RESHIPPED").await;
+    let replacement_id = view.order.replaced_by_id.clone().unwrap();
+    let replacement = handle(&stack.client, &replacement_id);
+    let view = wait_for(&replacement, "the replacement accepted", accepted).await;
+    both_reads_agree(
+        &read_model,
+        &replacement_id,
+        view.order.version,
+        "the replacement, CREATED",
+    )
+    .await;
+
+    // Delivered, then confirmed.
+    let (id, order) = stack.new_order().await;
+    wait_for(&order, "the pickup accepted", accepted).await;
+    for (event_id, event, data) in [
+        (
+            "agree-pu-2",
+            EventType::PickedUp,
+            json!({"partner_order_number": "PN-AGREE-2"}),
+        ),
+        (
+            "agree-dl-2",
+            EventType::Delivered,
+            json!({"proof": {"signed_by": "Ada"}}),
+        ),
+    ] {
+        apply_event(&order, envelope(event_id, event, data, ActorKind::Partner))
+            .await
+            .unwrap();
+    }
+    let view = delivered(&order).await;
+    both_reads_agree(&read_model, &id, view.order.version, "DELIVERED").await;
+    confirm(&order, "agree-confirm").await;
+    let view = wait_for(&order, "DELIVERY_CONFIRMED", |v| {
+        v.order.state == State::DeliveryConfirmed
+    })
+    .await;
+    both_reads_agree(&read_model, &id, view.order.version, "DELIVERY_CONFIRMED").await;
 }

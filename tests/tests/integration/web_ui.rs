@@ -8,9 +8,10 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use delivery_api::auth::Role;
+use delivery_read_model::RedisKeys;
 use delivery_tests::{
     GatewayProcess, Stack, StackOptions, deadlines, free_port, new_order_id, order_input,
-    start_order, temporal_server, workspace_root,
+    redis_prefix, redis_url, start_order, temporal_server, workspace_root,
 };
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -90,6 +91,9 @@ async fn browser_flows() {
                 let answer = if request.starts_with("POST /restart-gateway ") {
                     stack.gateway.as_mut().expect("the gateway").restart().await;
                     "HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_owned()
+                } else if request.starts_with("POST /forget-charts ") {
+                    forget_charts().await;
+                    "HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_owned()
                 } else if request.starts_with("POST /order-due-soon ") {
                     // The gateway's orders wait 48 h for their pickup; one due in minutes is
                     // started as any other service would, with its own deadlines.
@@ -106,6 +110,22 @@ async fn browser_flows() {
         status.success(),
         "the browser tests failed ({status}); screenshots and traces are in web/test-results/"
     );
+}
+
+/// Deletes the charts the stack's gateways share in Redis (for a minute), so the next read
+/// computes them from what the read model holds now.
+async fn forget_charts() {
+    let key = RedisKeys::new(redis_prefix().await).charts();
+    let mut redis = redis::Client::open(redis_url())
+        .expect("REDIS_URL")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis");
+    let _: () = redis::cmd("DEL")
+        .arg(key)
+        .query_async(&mut redis)
+        .await
+        .expect("deleting the shared charts");
 }
 
 /// An order of `customer` whose pickup is due in 10 minutes (delivery and auto-confirm in 7
