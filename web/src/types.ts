@@ -331,6 +331,10 @@ export interface PartnerCallback {
   event_id: string;
   occurred_at?: string;
   partner_order_number?: string;
+  /**
+   * The pickup the partner accepted (`POST /v1/pickups` answered it): required on
+   * `PICKED_UP`, `DELIVERED` and `DELIVERY_FAILED`, checked against the order's pickup.
+   */
   pickup_id?: string;
   type: CallbackType;
 }

@@ -167,6 +167,12 @@ pub struct DeliveryOrder {
     /// they ran).
     #[serde(default)]
     pub checks_senders: bool,
+    /// Whether a partner event that names its partner is refused while no partner has taken
+    /// the pickup (none bound, no pickup id known). On for new orders; the workflow turns it
+    /// off until its run asks the patch that decides (runs recorded before this check took
+    /// such events from any partner, and must replay as they ran).
+    #[serde(default)]
+    pub refuses_unbound_partners: bool,
 }
 
 impl DeliveryOrder {
@@ -196,6 +202,7 @@ impl DeliveryOrder {
             rejected: VecDeque::new(),
             rejected_total: 0,
             checks_senders: true,
+            refuses_unbound_partners: true,
             input,
         }
     }
@@ -224,8 +231,11 @@ impl DeliveryOrder {
                 "actor kind system is reserved for the workflow itself".into(),
             ));
         }
-        // Who may act on this order comes first, so a stranger learns nothing about it.
-        self.check_sender(event)?;
+        // Who may act on this order comes first, so a stranger learns nothing about it. The
+        // order's own events (a partner refusal included) are not a sender's.
+        if origin == Origin::Caller {
+            self.check_sender(event)?;
+        }
         if let Some(index) = self
             .events
             .iter()
@@ -266,8 +276,10 @@ impl DeliveryOrder {
     }
 
     /// A customer acts only on its own order; a partner only on an order whose pickup it
-    /// accepted, and only on that pickup. An actor without an id is a trusted internal sender
-    /// (a signal from a service with Temporal access), which the gateway never produces.
+    /// accepted, and only on that pickup: while no partner has taken the pickup, no partner
+    /// acts on the order (the workflow answers "not confirmed yet" instead while its pickup
+    /// request is still out). An actor without an id is a trusted internal sender (a signal
+    /// from a service with Temporal access), which the gateway never produces.
     fn check_sender(&self, event: &EventEnvelope) -> Result<(), Rejection> {
         let Some(id) = event.actor.id.as_deref().filter(|_| self.checks_senders) else {
             return Ok(());
@@ -282,6 +294,11 @@ impl DeliveryOrder {
                     (Some(bound), _, _) if bound != id => Err(Rejection::NotYourOrder(format!(
                         "partner {id:?} did not take the pickup of this delivery order"
                     ))),
+                    (None, _, None) if self.refuses_unbound_partners => {
+                        Err(Rejection::NotYourOrder(format!(
+                            "no partner has taken the pickup of this delivery order, so partner {id:?} may not act on it"
+                        )))
+                    }
                     (_, Some(given), Some(pickup)) if given != pickup => {
                         Err(Rejection::PickupMismatch {
                             given: given.clone(),

@@ -130,8 +130,18 @@ fn event(event_type: EventType, actor: ActorKind, id: &str) -> EventEnvelope {
     }
 }
 
+/// A new order whose pickup no partner has taken yet.
+fn new_order() -> DeliveryOrder {
+    DeliveryOrder::new(
+        &DELIVERY_ORDER_V1,
+        input(),
+        "2026-11-22T00:00:00.000Z".into(),
+    )
+}
+
 /// An order driven into `state` through the graph (DELIVERY_FAILED is never at rest: it
-/// escalates at once, so it is reached only at graph level).
+/// escalates at once, so it is reached only at graph level). Its pickup was taken by the
+/// partner `tester`, the sender of the partner events of [`event`].
 fn order_in(state: State) -> Option<DeliveryOrder> {
     let path: &[(EventType, ActorKind)] = match state {
         S::Created => &[],
@@ -150,11 +160,9 @@ fn order_in(state: State) -> Option<DeliveryOrder> {
         S::Cancelled => &[(E::Cancel, A::Operator)],
         S::DeliveryFailed => return None,
     };
-    let mut order = DeliveryOrder::new(
-        &DELIVERY_ORDER_V1,
-        input(),
-        "2026-11-22T00:00:00.000Z".into(),
-    );
+    let mut order = new_order();
+    order.partner.partner_id = Some("tester".into());
+    order.partner.pickup_id = Some("pk-1".into());
     for (i, (e, a)) in path.iter().enumerate() {
         order
             .apply(&DELIVERY_ORDER_V1, event(*e, *a, &format!("path-{i}")), "t")
@@ -482,8 +490,9 @@ fn event_ids_make_retries_idempotent() {
         order.apply(g, other_data, "t"),
         Err(Rejection::IdempotencyConflict { .. })
     ));
+    // (Another partner is not told about the order at all; a trusted sender is.)
     let mut other_sender = event(E::PickedUp, A::Partner, "same");
-    other_sender.actor.id = Some("someone-else".into());
+    other_sender.actor.id = None;
     assert!(matches!(
         order.apply(g, other_sender, "t"),
         Err(Rejection::IdempotencyConflict { .. })
@@ -578,14 +587,23 @@ fn a_customer_acts_only_on_its_own_order() {
 #[test]
 fn a_partner_acts_only_on_the_pickup_it_accepted() {
     let g = &*DELIVERY_ORDER_V1;
-    let mut order = order_in(S::Created).unwrap();
+    let mut order = new_order();
     let mut with_pickup = event(E::PickedUp, A::Partner, "p");
     with_pickup.pickup_id = Some("pk-1".into());
+    assert!(
+        matches!(
+            order.apply(g, with_pickup.clone(), "t"),
+            Err(Rejection::NotYourOrder(_))
+        ),
+        "a pickup id before any pickup was accepted"
+    );
+    // Runs recorded before unbound partners were refused: told to wait for the pickup.
+    order.refuses_unbound_partners = false;
     assert_eq!(
         order.apply(g, with_pickup.clone(), "t").unwrap_err(),
         Rejection::PickupNotConfirmed,
-        "a pickup id before any pickup was accepted"
     );
+    order.refuses_unbound_partners = true;
     order.partner.partner_id = Some("tester".into());
     order.partner.pickup_id = Some("pk-1".into());
     let mut stranger = with_pickup.clone();
@@ -601,6 +619,63 @@ fn a_partner_acts_only_on_the_pickup_it_accepted() {
         Err(Rejection::PickupMismatch { .. })
     ));
     assert_eq!(order.apply(g, with_pickup, "t").unwrap().state, S::PickedUp);
+}
+
+/// No partner took the pickup (the partner refused it, the request gave up, or the order
+/// moved on before any partner accepted): no partner may act on the order, whatever pickup id
+/// it names. The order's own events and trusted internal senders still apply.
+#[test]
+fn no_partner_acts_on_an_order_whose_pickup_no_partner_took() {
+    let g = &*DELIVERY_ORDER_V1;
+    let rival = |event_type: EventType, id: &str, pickup: Option<&str>| {
+        let mut e = event(event_type, A::Partner, id);
+        e.actor.id = Some("rival".into());
+        e.pickup_id = pickup.map(str::to_owned);
+        e
+    };
+    let mut order = new_order();
+    for probe in [
+        rival(E::PickedUp, "r1", None),
+        rival(E::PickedUp, "r2", Some("pk-guessed")),
+        rival(E::DeliveryFailed, "r3", None),
+    ] {
+        let refused = order.apply(g, probe, "t");
+        assert!(
+            matches!(&refused, Err(Rejection::NotYourOrder(why)) if why.contains("no partner")),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(order, new_order(), "a refused event changes nothing");
+
+    // Out for delivery by a trusted internal sender (no actor id), still with no partner bound.
+    let mut trusted = event(E::PickedUp, A::Partner, "internal");
+    trusted.actor.id = None;
+    assert_eq!(order.apply(g, trusted, "t").unwrap().state, S::PickedUp);
+    for probe in [
+        rival(E::Delivered, "r4", None),
+        rival(E::DeliveryFailed, "r5", Some("pk-guessed")),
+    ] {
+        assert!(matches!(
+            order.apply(g, probe, "t"),
+            Err(Rejection::NotYourOrder(_))
+        ));
+    }
+    assert_eq!((order.state, order.version), (S::PickedUp, 1));
+
+    // The order's own events are not a partner's: a refused pickup still fails the order.
+    let mut refusal = event(E::DeliveryFailed, A::Partner, "wf:refusal");
+    refusal.actor.id = Some("partner-api".into());
+    let mut refused_pickup = new_order();
+    let failed = refused_pickup.apply_own(g, refusal, "t").unwrap();
+    assert_eq!(failed.state, S::PendingByOperator);
+
+    // Runs recorded before this check replay as they ran: the rival's event applied.
+    let mut recorded = new_order();
+    recorded.refuses_unbound_partners = false;
+    let applied = recorded
+        .apply(g, rival(E::PickedUp, "r6", None), "t")
+        .unwrap();
+    assert_eq!(applied.state, S::PickedUp);
 }
 
 #[test]

@@ -79,7 +79,8 @@ pub struct BatchesApi;
 impl BatchesApi {
     /// Apply events atomically: all in order, or none (409 names the failing event by its
     /// position, and `BatchRolledBack` is published). While a batch runs, its orders refuse
-    /// other commands (409 `LOCKED_BY_BATCH`) and keep partner callbacks until it ends.
+    /// other commands (409 `locked-by-batch`); partner webhooks get 503 `locked-by-batch` with
+    /// `Retry-After`, which partners retry.
     /// `Idempotency-Key` makes a retry join the same batch.
     #[oai(
         path = "/event-batches",

@@ -3,8 +3,9 @@
 //! `delivery-webhook-signature` crate); the signature is checked before the body is parsed, must
 //! be fresh (`WEBHOOK_TOLERANCE_SECS`) and is accepted once: a replay is refused. Pickup, delivery and failure become workflow events sent as the partner; location
 //! pings are tracking data and only update the read model. A partner acts only on the orders
-//! whose pickup it accepted, and only on that pickup; during a batch hold or before its pickup
-//! is confirmed it is answered 503 with `Retry-After`, which partners retry.
+//! whose pickup it accepted, and only on that pickup (`pickup_id` is required on every callback
+//! but `LOCATION`); during a batch hold or before its pickup is confirmed it is answered 503
+//! with `Retry-After`, which partners retry.
 
 use std::sync::Arc;
 
@@ -45,6 +46,8 @@ pub struct PartnerCallback {
     #[oai(rename = "type")]
     pub callback_type: CallbackType,
     pub delivery_order_id: String,
+    /// The pickup the partner accepted (`POST /v1/pickups` answered it): required on
+    /// `PICKED_UP`, `DELIVERED` and `DELIVERY_FAILED`, checked against the order's pickup.
     pub pickup_id: Option<RefId>,
     pub partner_order_number: Option<RefId>,
     pub occurred_at: Option<DateTime<Utc>>,
@@ -211,6 +214,14 @@ async fn handle(state: &AppState, partner: &str, body: &[u8]) -> Result<WebhookA
         .map_err(|e| ApiError::bad_request("malformed-request", e.into_message()))?;
     let id = delivery_order_id(&callback.delivery_order_id)?;
     caller_event_id(&callback.event_id)?;
+    // A callback that changes the order names the pickup it is about, so it is always checked
+    // against the pickup the order's partner accepted.
+    if callback.callback_type != CallbackType::Location && callback.pickup_id.is_none() {
+        return Err(ApiError::unprocessable(
+            "missing-pickup-id",
+            "pickup_id is required on PICKED_UP, DELIVERED and DELIVERY_FAILED callbacks: the id of the pickup the partner accepted for this delivery order",
+        ));
+    }
     if let Some(at) = callback.occurred_at {
         let ahead = at - Utc::now();
         if ahead > chrono::Duration::seconds(MAX_CLOCK_SKEW_SECONDS) {
@@ -319,12 +330,8 @@ async fn out_with(
         }
     };
     let order = &view.order;
-    if order
-        .partner
-        .partner_id
-        .as_deref()
-        .is_some_and(|p| p != partner)
-    {
+    // Only the partner that took the pickup; while none has, no partner.
+    if order.partner.partner_id.as_deref() != Some(partner) {
         return Err(ApiError::delivery_order_not_found(order_id));
     }
     if let (Some(given), Some(pickup)) = (pickup_id, order.partner.pickup_id.as_deref())

@@ -556,7 +556,7 @@ async fn partner_webhooks_are_verified_and_pings_only_track() {
     assert_eq!(read["location_at"], "2026-11-22T10:02:00.000Z");
 
     let failed = api
-        .webhook("sim", TEST_PARTNER_SECRET, &json!({"event_id": "hook-f", "type": "DELIVERY_FAILED", "delivery_order_id": id, "data": {"reason": "WRONG_ADDRESS", "detail": "no such street"}}))
+        .webhook("sim", TEST_PARTNER_SECRET, &json!({"event_id": "hook-f", "type": "DELIVERY_FAILED", "delivery_order_id": id, "pickup_id": pickup_id, "data": {"reason": "WRONG_ADDRESS", "detail": "no such street"}}))
         .await;
     assert_eq!(
         failed.json["state"], "PENDING_BY_OPERATOR",
@@ -567,7 +567,8 @@ async fn partner_webhooks_are_verified_and_pings_only_track() {
         .webhook(
             "sim",
             TEST_PARTNER_SECRET,
-            &json!({"event_id": "hook-d", "type": "DELIVERED", "delivery_order_id": id}),
+            &json!({"event_id": "hook-d", "type": "DELIVERED", "delivery_order_id": id,
+                    "pickup_id": pickup_id}),
         )
         .await;
     assert_eq!(late.problem(409)["current_state"], "PENDING_BY_OPERATOR");

@@ -6,13 +6,19 @@ use std::time::Duration;
 
 use delivery_api::auth::Role;
 use delivery_tests::*;
-use delivery_workflows::delivery_order::{BatchDecision, BatchPrepare};
+use delivery_workflows::batch::EventBatchWorkflow;
+use delivery_workflows::delivery_order::{BatchDecision, BatchPrepare, HISTORY_LIMIT};
 use delivery_workflows::{
     ActorKind, DeliveryOrderWorkflow, EventType, Refusal, RejectionCode, State,
 };
+use futures::StreamExt;
 use serde_json::{Value, json};
-use temporalio_client::WorkflowExecuteUpdateOptions;
 use temporalio_client::errors::WorkflowUpdateError;
+use temporalio_client::{
+    WorkflowDescribeOptions, WorkflowExecuteUpdateOptions, WorkflowFetchHistoryOptions,
+    WorkflowListOptions, WorkflowTerminateOptions,
+};
+use temporalio_common::protos::temporal::api::enums::v1::EventType as HistoryEventType;
 
 async fn quiet_stack() -> Stack {
     Stack::start_with(StackOptions::quiet().with_gateway()).await
@@ -66,15 +72,21 @@ async fn a_caller_cannot_take_the_id_of_an_event_the_order_raises_itself() {
             .ends_with("invalid-event-id")
     );
     assert!(problem["detail"].as_str().unwrap().contains("reserved"));
+    let (_, pickup_id) = api.pickup_confirmed(&id).await;
     let hook = api
         .webhook(
             "sim",
             TEST_PARTNER_SECRET,
             &json!({"event_id": predicted, "type": "DELIVERY_FAILED", "delivery_order_id": id,
-                    "data": {"reason": "WRONG_ADDRESS"}}),
+                    "pickup_id": pickup_id, "data": {"reason": "WRONG_ADDRESS"}}),
         )
         .await;
-    hook.problem(422);
+    assert!(
+        hook.problem(422)["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("invalid-event-id")
+    );
 
     // The id the escalation had before namespaces is an ordinary caller id now: the failure
     // applies, the order escalates under its own id, and the read model follows to the end.
@@ -208,6 +220,35 @@ async fn a_partner_acts_only_on_the_orders_whose_pickup_it_took() {
             .unwrap()
             .ends_with("pickup-mismatch")
     );
+    // The right partner without naming the pickup: refused, naming the field, before anything
+    // about the order is looked at.
+    for (partner, secret) in [
+        ("sim", TEST_PARTNER_SECRET),
+        ("rival", "rival-secret-0123456"),
+    ] {
+        let unnamed = api
+            .webhook(
+                partner,
+                secret,
+                &json!({"event_id": format!("r-np-{partner}"), "type": "PICKED_UP",
+                        "delivery_order_id": id, "data": {"partner_order_number": "PN-R"}}),
+            )
+            .await;
+        let problem = unnamed.problem(422);
+        assert!(
+            problem["type"]
+                .as_str()
+                .unwrap()
+                .ends_with("missing-pickup-id"),
+            "{}",
+            unnamed.text
+        );
+        assert!(
+            problem["detail"].as_str().unwrap().contains("pickup_id"),
+            "{}",
+            unnamed.text
+        );
+    }
     // Location pings before the order is out: refused, and nothing reaches tracking.
     let early_ping = json!({"event_id": "r-loc-0", "type": "LOCATION", "delivery_order_id": id,
                             "pickup_id": pickup_id, "data": {"lat": 1.0, "lon": 1.0}});
@@ -240,6 +281,119 @@ async fn a_partner_acts_only_on_the_orders_whose_pickup_it_took() {
     api.webhook("rival", "rival-secret-0123456", &rival_ping)
         .await
         .problem(404);
+    // Out for delivery, a delivery or a failure must name the pickup too.
+    for kind in ["DELIVERED", "DELIVERY_FAILED"] {
+        let data = if kind == "DELIVERED" {
+            json!({})
+        } else {
+            json!({"reason": "WRONG_ADDRESS"})
+        };
+        api.webhook(
+            "sim",
+            TEST_PARTNER_SECRET,
+            &json!({"event_id": format!("r-np-{kind}"), "type": kind, "delivery_order_id": id,
+                    "data": data}),
+        )
+        .await
+        .problem(422);
+    }
+    let view = query_state(&handle(&stack.client, &id)).await.unwrap();
+    assert_eq!((view.order.state, view.order.version), (State::PickedUp, 1));
+}
+
+/// An order whose pickup no partner took, with no request out: a trusted internal sender (a
+/// service with Temporal access) marked it picked up while the partner was still answering, and
+/// the partner then refused the job. No partner, the simulator's included, may act on it.
+#[tokio::test]
+async fn no_partner_acts_on_an_order_whose_pickup_no_partner_took() {
+    let stack = Stack::start_with(StackOptions::quiet().gateway(
+        "PARTNER_WEBHOOK_SECRETS",
+        &format!("sim={TEST_PARTNER_SECRET},rival=rival-secret-0123456"),
+    ))
+    .await;
+    let api = stack.api();
+    // The partner answers slowly, then refuses the job (it does not serve postal code 00000).
+    stack.sim.configure(json!({"latency_ms": 3000})).await;
+    let id = new_order_id();
+    let mut input = order_input(&id, far_deadlines());
+    input.shipping_address.postal_code = "00000".into();
+    let order = start_order(&stack.client, &stack.task_queue, input).await;
+    wait_for(&order, "the pickup request out", |v| v.pickup_pending).await;
+    signal(
+        &order,
+        "picked_up",
+        json!({"event_id": "internal-pu", "partner_order_number": "PN-INTERNAL"}),
+    )
+    .await;
+    let view = wait_for(&order, "the refused pickup request settled", |v| {
+        v.order.state == State::PickedUp && !v.pickup_pending
+    })
+    .await;
+    assert_eq!(view.order.partner.partner_id, None, "no partner took it");
+    assert_eq!(view.order.partner.pickup_id, None);
+    read_at(api, &id, 1).await;
+
+    let ops = api.token("olga", &[Role::Operator]);
+    for partner in ["rival", "sim"] {
+        let token = api.token(partner, &[Role::Partner]);
+        for body in [
+            json!({"type": "DELIVERED", "event_id": format!("u-de-{partner}")}),
+            json!({"type": "DELIVERY_FAILED", "event_id": format!("u-df-{partner}"),
+                   "data": {"reason": "WRONG_ADDRESS"}}),
+        ] {
+            api.post(&events_of(&id), &token, &body).await.problem(404);
+        }
+        let batch = api
+            .post(
+                "/api/v1/event-batches",
+                &token,
+                &json!({"events": [{"delivery_order_id": id, "type": "DELIVERED",
+                                    "event_id": format!("u-batch-{partner}")}]}),
+            )
+            .await;
+        assert!(
+            batch.problem(409)["detail"]
+                .as_str()
+                .unwrap()
+                .contains("NOT_YOUR_ORDER"),
+            "{}",
+            batch.text
+        );
+    }
+    // Signed webhooks, whatever pickup they name, and location pings.
+    for (partner, secret) in [
+        ("rival", "rival-secret-0123456"),
+        ("sim", TEST_PARTNER_SECRET),
+    ] {
+        api.webhook(
+            partner,
+            secret,
+            &json!({"event_id": format!("u-hook-{partner}"), "type": "DELIVERED",
+                    "delivery_order_id": id, "pickup_id": "pk-guessed", "data": {}}),
+        )
+        .await
+        .problem(404);
+        api.webhook(
+            partner,
+            secret,
+            &json!({"event_id": format!("u-loc-{partner}"), "type": "LOCATION",
+                    "delivery_order_id": id, "data": {"lat": 1.0, "lon": 1.0}}),
+        )
+        .await
+        .problem(404);
+    }
+
+    let view = query_state(&order).await.unwrap();
+    assert_eq!((view.order.state, view.order.version), (State::PickedUp, 1));
+    let read = api
+        .get(&format!("/api/v1/delivery-orders/{id}"), &ops)
+        .await;
+    assert_eq!(read.json["state"], "PICKED_UP");
+    assert!(
+        read.json.get("location").is_none_or(Value::is_null),
+        "{}",
+        read.text
+    );
 }
 
 #[tokio::test]
@@ -667,5 +821,208 @@ async fn a_hold_outlives_its_lease_while_its_coordinator_runs_and_ends_once_it_i
     assert_eq!(
         view.order.partner.partner_order_number.as_deref(),
         Some("PN-A")
+
+/// A real coordinator, started through the batch API, terminated after its first order held
+/// itself and before any commit or abort: the order releases itself when the hold's lease runs
+/// out, and takes commands again; nothing of the batch applied.
+#[tokio::test]
+async fn a_terminated_batch_coordinator_leaves_its_order_to_the_lease() {
+    let stack = Stack::start_with(StackOptions::quiet().gateway("BATCH_LEASE_MS", "1000")).await;
+    let api = stack.api();
+    let id = api.paid_order("cust-i6").await;
+    let order = handle(&stack.client, &id);
+    // The batch's second order runs on a task queue no worker polls: the coordinator waits on
+    // its prepare, so it is caught between the first order's prepare and any decision (the
+    // first order's lease: BATCH_LEASE_MS plus the prepare time allowed to the order after it).
+    let stalled = new_order_id();
+    let stalled_order = start_order(
+        &stack.client,
+        &format!("{}-unpolled", stack.task_queue),
+        order_input(&stalled, far_deadlines()),
+    )
+    .await;
+    let partner = api.token("sim", &[Role::Partner]);
+    let request = {
+        let url = format!("{}/api/v1/event-batches", api.url);
+        let token = partner.clone();
+        let body = json!({"events": [
+            {"delivery_order_id": id, "type": "PICKED_UP", "event_id": "T-1",
+             "data": {"partner_order_number": "PN-T1"}},
+            {"delivery_order_id": stalled, "type": "PICKED_UP", "event_id": "T-2",
+             "data": {"partner_order_number": "PN-T2"}},
+        ]});
+        tokio::spawn(async move {
+            let answer = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .expect("gateway reachable");
+            (
+                answer.status().as_u16(),
+                answer.text().await.unwrap_or_default(),
+            )
+        })
+    };
+
+    // The coordinator, once the first order answered its prepare.
+    let query = format!(
+        "WorkflowType = 'EventBatchWorkflow' AND TaskQueue = '{}'",
+        stack.task_queue
+    );
+    let client = &stack.client;
+    let coordinator = eventually("the coordinator past its first prepare", || {
+        let query = query.clone();
+        async move {
+            let ids: Vec<String> = client
+                .list_workflows(query, WorkflowListOptions::default())
+                .filter_map(|run| async move { run.ok().map(|w| w.id().to_owned()) })
+                .collect()
+                .await;
+            let [workflow_id] = ids.as_slice() else {
+                return None;
+            };
+            let coordinator = client.get_workflow_handle::<EventBatchWorkflow>(workflow_id);
+            let events = coordinator
+                .fetch_history(WorkflowFetchHistoryOptions::default())
+                .into_events()
+                .await
+                .ok()?;
+            events
+                .iter()
+                .any(|e| e.event_type() == HistoryEventType::ActivityTaskCompleted)
+                .then_some((workflow_id.clone(), coordinator))
+        }
+    })
+    .await;
+    let (coordinator_id, coordinator) = coordinator;
+    let batch_id = coordinator_id
+        .strip_prefix("event-batch-")
+        .expect("a batch workflow id")
+        .to_owned();
+    coordinator
+        .terminate(
+            WorkflowTerminateOptions::builder()
+                .reason("the coordinator is lost")
+                .build(),
+        )
+        .await
+        .expect("terminating the coordinator");
+    let (status, text) = request.await.unwrap();
+    assert_eq!(
+        status, 503,
+        "the batch's caller learns it did not finish: {text}"
+    );
+
+    // Its order still holds itself for the dead batch...
+    let picked =
+        json!({"type": "PICKED_UP", "event_id": "T-3", "data": {"partner_order_number": "PN-T3"}});
+    let locked = api.post(&events_of(&id), &partner, &picked).await;
+    assert!(
+        locked.problem(409)["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("locked-by-batch"),
+        "{}",
+        locked.text
+    );
+    // ...until the lease runs out: then it takes commands again.
+    let applied = eventually("the order released by its lease", || async {
+        let answer = api.post(&events_of(&id), &partner, &picked).await;
+        (answer.status == 200).then_some(answer.json)
+    })
+    .await;
+    assert_eq!(
+        (applied["state"].as_str(), applied["version"].as_u64()),
+        (Some("PICKED_UP"), Some(1))
+    );
+    let view = query_state(&order).await.unwrap();
+    assert_eq!(
+        view.order.partner.partner_order_number.as_deref(),
+        Some("PN-T3"),
+        "nothing of the batch applied"
+    );
+    assert!(view.order.events.iter().all(|e| e.event_id != "T-1"));
+    // The hold ended by its lease, not by an abort: a commit arriving now is told so.
+    let late = decide(&order, &batch_id, true).await.unwrap_err();
+    assert_eq!(late.code(), RejectionCode::BatchReleased, "{late}");
+    assert!(late.message().contains("lease ran out"), "{late}");
+
+    stalled_order
+        .terminate(WorkflowTerminateOptions::default())
+        .await
+        .expect("terminating the order nobody runs");
+}
+
+/// A deadline armed before the run continues as new fires when it was due, in the new run: the
+/// continuation carries what is left of it, not a fresh one.
+#[tokio::test]
+async fn a_deadline_armed_before_continue_as_new_fires_on_time_in_the_new_run() {
+    let stack = Stack::quiet().await;
+    let hour = Duration::from_secs(3600);
+    let delivery = Duration::from_secs(25);
+    let slack = chrono::Duration::seconds(3);
+    let id = new_order_id();
+    let order = start_order(
+        &stack.client,
+        &stack.task_queue,
+        order_input(&id, deadlines(hour, delivery, hour)),
+    )
+    .await;
+    let picked = envelope(
+        "can-pu",
+        EventType::PickedUp,
+        json!({"partner_order_number": "PN-C"}),
+        ActorKind::Partner,
+    );
+    apply_event(&order, picked).await.unwrap();
+    // Part of the deadline passes in the first run.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    // Signals that cannot apply (each one history event) push the history past its limit.
+    let signals = HISTORY_LIMIT as usize + 200;
+    futures::stream::iter(0..signals)
+        .for_each_concurrent(32, |_| {
+            let order = &order;
+            async move { signal(order, "picked_up", json!("not an object")).await }
+        })
+        .await;
+    let view = wait_for(&order, "the run to continue as new", |v| v.runs > 0).await;
+    assert_eq!(
+        view.order.state,
+        State::PickedUp,
+        "the run continued as new before the deadline was due"
+    );
+    let time = |at: &str| chrono::DateTime::parse_from_rfc3339(at).expect("an RFC 3339 time");
+    let picked_at = time(&view.order.events[0].occurred_at);
+    let run_started: chrono::DateTime<chrono::Utc> = order
+        .describe(WorkflowDescribeOptions::default())
+        .await
+        .expect("describing the order")
+        .start_time()
+        .expect("the run's start time")
+        .into();
+    assert!(
+        run_started.signed_duration_since(picked_at) > slack,
+        "the new run must start well after the deadline was armed for this test to tell a carried deadline from a fresh one"
+    );
+
+    let failed = wait_for(&order, "the delivery deadline in the new run", |v| {
+        v.order.state == State::PendingByOperator
+    })
+    .await;
+    assert!(failed.runs > 0);
+    assert_eq!(
+        failed.order.failure_reason,
+        Some(delivery_workflows::FailureReason::DeliveryTimeout)
+    );
+    let fired = &failed.order.events[1];
+    assert_eq!(fired.event_type, EventType::DeliveryFailed);
+    let waited = time(&fired.occurred_at).signed_duration_since(picked_at);
+    let due = chrono::Duration::from_std(delivery).unwrap();
+    assert!(
+        waited >= due && waited < due + slack,
+        "the deadline fired {waited} after it was armed; it was due after {due}"
     );
 }

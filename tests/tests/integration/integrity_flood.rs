@@ -2,8 +2,9 @@
 //! workflow stays healthy, its history stays bounded (it continues as new), and the order still
 //! completes with exactly its real events, everywhere.
 //!
-//! `FLOOD_MESSAGES` (default 3,000) and `FLOOD_IN_FLIGHT` (default 32) size it; `make flood`
-//! sends 20,000.
+//! `FLOOD_MESSAGES` (default [`DEFAULT_MESSAGES`], enough signals to take one run past its
+//! history limit, so the default run continues as new) and `FLOOD_IN_FLIGHT` (default 32) size
+//! it; `make flood` sends 20,000.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -15,6 +16,16 @@ use futures::StreamExt;
 use serde_json::json;
 use temporalio_client::WorkflowGetResultOptions;
 
+/// Three messages in five are signals, each one history event: the default sends 20 % more
+/// signals than one run may hold, so it always continues as new at least once.
+const DEFAULT_MESSAGES: usize = HISTORY_LIMIT as usize * 2;
+const _: () = assert!(signals_of(DEFAULT_MESSAGES) > HISTORY_LIMIT as usize * 11 / 10);
+
+/// How many of `messages` are signals (see the mix below).
+const fn signals_of(messages: usize) -> usize {
+    (messages / 5) * 3
+}
+
 fn setting(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -24,7 +35,7 @@ fn setting(name: &str, default: usize) -> usize {
 
 #[tokio::test]
 async fn a_flood_of_bad_and_repeated_messages_leaves_the_order_healthy_and_bounded() {
-    let messages = setting("FLOOD_MESSAGES", 3_000);
+    let messages = setting("FLOOD_MESSAGES", DEFAULT_MESSAGES);
     let in_flight = setting("FLOOD_IN_FLIGHT", 32);
     let stack = Stack::quiet().await;
     let (id, order) = stack.new_order().await;
@@ -116,7 +127,8 @@ async fn a_flood_of_bad_and_repeated_messages_leaves_the_order_healthy_and_bound
         length < (HISTORY_LIMIT as usize) + 500,
         "the current run's history is {length} events"
     );
-    let signals = (messages / 5) * 3;
+    let signals = signals_of(messages);
+    // (Only a FLOOD_MESSAGES smaller than the default may stay within one run.)
     assert!(
         view.runs > 0 || signals < HISTORY_LIMIT as usize,
         "{signals} signals (each one history event) and the workflow never continued as new"

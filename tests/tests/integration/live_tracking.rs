@@ -24,11 +24,13 @@ async fn partner(
     kind: &str,
     data: Value,
 ) -> Answer {
+    let (_, pickup_id) = api.pickup_confirmed(id).await;
     let answer = api
         .webhook(
             "sim",
             TEST_PARTNER_SECRET,
-            &json!({"event_id": event_id, "type": kind, "delivery_order_id": id, "data": data}),
+            &json!({"event_id": event_id, "type": kind, "delivery_order_id": id,
+                    "pickup_id": pickup_id, "data": data}),
         )
         .await;
     assert!(answer.status == 200, "{kind}: {}", answer.text);

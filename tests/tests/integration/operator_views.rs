@@ -9,13 +9,14 @@ use delivery_tests::*;
 use serde_json::{Value, json};
 
 async fn partner(api: &GatewayProcess, id: &str, kind: &str, data: Value) -> Answer {
+    let (_, pickup_id) = api.pickup_confirmed(id).await;
     let answer = api
         .webhook(
             "sim",
             TEST_PARTNER_SECRET,
             &json!({
                 "event_id": format!("{kind}-{}", uuid::Uuid::new_v4().simple()),
-                "type": kind, "delivery_order_id": id, "data": data,
+                "type": kind, "delivery_order_id": id, "pickup_id": pickup_id, "data": data,
             }),
         )
         .await;

@@ -21,6 +21,8 @@ fn escalated_order(id: &str) -> DeliveryOrder {
         order_input(id, far_deadlines()),
         "2026-11-22T10:00:00.000Z".into(),
     );
+    // The simulator took the pickup: its partner events are the order's.
+    order.partner.partner_id = Some("sim".into());
     order
         .apply(
             &DELIVERY_ORDER_V1,

@@ -151,6 +151,8 @@ async fn projections_are_idempotent_and_never_go_back() {
         order_input(&id, far_deadlines()),
         "2026-11-22T10:00:00.000Z".into(),
     );
+    // The simulator took the pickup: its partner events are the order's.
+    order.partner.partner_id = Some("sim".into());
     activities
         .project(&Projection::of(&order, 0))
         .await

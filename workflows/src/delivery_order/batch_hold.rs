@@ -167,13 +167,14 @@ impl BatchHold {
     }
 
     /// Whether `prepare` may hold the order: all its events must apply, in order, to a copy of
-    /// `order`. `must_wait` says which events cannot apply yet (a partner not confirmed).
+    /// `order`. `sender_refused` says which events the workflow refuses before the order sees
+    /// them (a partner not confirmed yet, or not bound at all).
     pub fn check_prepare(
         &self,
         graph: &StateGraph,
         order: &DeliveryOrder,
         prepare: &BatchPrepare,
-        must_wait: impl Fn(&EventEnvelope) -> bool,
+        sender_refused: impl Fn(&EventEnvelope) -> Option<Rejection>,
     ) -> Result<(), Refusal> {
         check_ref_id("batch_id", &prepare.batch_id)
             .map_err(|e| Refusal::worded(RejectionCode::InvalidInput, e))?;
@@ -216,11 +217,8 @@ impl BatchHold {
             if event.actor.kind == ActorKind::System {
                 return Err(Refusal::batch_rejected(index, system_actor_refused()));
             }
-            if must_wait(event) {
-                return Err(Refusal::batch_rejected(
-                    index,
-                    Rejection::PickupNotConfirmed,
-                ));
+            if let Some(rejection) = sender_refused(event) {
+                return Err(Refusal::batch_rejected(index, rejection));
             }
             trial
                 .apply(graph, event.clone(), "")
@@ -382,13 +380,17 @@ mod tests {
         &DELIVERY_ORDER_V1
     }
 
-    /// The example order of the Temporal contract, just created.
+    /// The example order of the Temporal contract, just created, its pickup taken by the
+    /// partner `sim`.
     fn order() -> DeliveryOrder {
         let input: DeliveryOrderInput = serde_json::from_str(include_str!(
             "../../../resources/examples/delivery-order-input.json"
         ))
         .expect("the example input parses");
-        DeliveryOrder::new(graph(), input, "2026-01-01T00:00:00.000Z".into())
+        let mut order = DeliveryOrder::new(graph(), input, "2026-01-01T00:00:00.000Z".into());
+        order.partner.partner_id = Some("sim".into());
+        order.partner.pickup_id = Some("pk-1".into());
+        order
     }
 
     fn picked_up(id: &str) -> EventEnvelope {
@@ -421,8 +423,8 @@ mod tests {
         }
     }
 
-    fn never_waits(_: &EventEnvelope) -> bool {
-        false
+    fn never_waits(_: &EventEnvelope) -> Option<Rejection> {
+        None
     }
 
     fn code(result: Result<(), Refusal>) -> RejectionCode {
@@ -552,12 +554,26 @@ mod tests {
                 graph(),
                 &order(),
                 &batch("b", vec![picked_up("e4")], None),
-                |_| true,
+                |_| Some(Rejection::PickupNotConfirmed),
             )
             .expect_err("the partner is not confirmed");
         assert!(reason(unconfirmed).starts_with("PICKUP_NOT_CONFIRMED"));
         let empty = refused(&hold, &batch("b", vec![], None));
         assert_eq!(empty.batch_item().map(|i| i.index), Some(0));
+        // A partner on an order whose pickup no partner took (and none is being asked).
+        let mut unbound = order();
+        unbound.partner = Default::default();
+        let stranger = hold
+            .check_prepare(
+                graph(),
+                &unbound,
+                &batch("b", vec![picked_up("e5")], None),
+                never_waits,
+            )
+            .expect_err("no partner took the pickup");
+        let item = stranger.batch_item().expect("names the event");
+        assert_eq!(item.index, 0);
+        assert!(item.reason.starts_with("NOT_YOUR_ORDER"), "{stranger}");
     }
 
     #[test]

@@ -19,7 +19,8 @@ use super::options::{cancel_options, pickup_options, retried_until_done};
 use super::{
     BATCH_LEASE_PATCH, COORDINATOR_RECHECK, Deadline, DeliveryOrderWorkflow, HISTORY_LIMIT,
     LEASE_ASKS_COORDINATOR_PATCH, PICKUP_SETTLE_PATIENCE, PICKUP_SETTLES_PATCH, READ_MODEL_PATCH,
-    REPLACEMENT_ACTIVITY_PATCH, SENDER_CHECKS_PATCH, StartInput, graph, workflow_id,
+    REPLACEMENT_ACTIVITY_PATCH, SENDER_CHECKS_PATCH, StartInput, UNBOUND_PARTNER_PATCH, graph,
+    workflow_id,
 };
 use crate::activities::{
     BatchCoordinatorRunning, CancelPickup, CancelPickupRequest, PickupOutcome, PickupRequest,
@@ -53,6 +54,12 @@ pub(super) async fn run(ctx: &mut Ctx) -> WorkflowResult<LifecycleEnd> {
     // Runs recorded before the sender checks replay as they ran.
     let checks_senders = ctx.patched(SENDER_CHECKS_PATCH);
     ctx.state_mut(|s| s.order_mut().checks_senders = checks_senders);
+    // Runs recorded before unbound partners were refused replay taking their events.
+    let refuses_unbound = ctx.patched(UNBOUND_PARTNER_PATCH);
+    ctx.state_mut(|s| {
+        s.order_mut().refuses_unbound_partners = refuses_unbound;
+        s.run_started = true;
+    });
     // Runs started before the read model existed replay without projections.
     if !ctx.patched(READ_MODEL_PATCH) {
         return drive_lifecycle(ctx, false).await;

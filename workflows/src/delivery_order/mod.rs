@@ -33,6 +33,7 @@ pub(crate) use self::options::retried_until_done;
 use crate::clock::{epoch_ms, rfc3339};
 use crate::domain::{
     Actor, ActorKind, ApplyOutcome, DeliveryOrderInput, EventEnvelope, EventType, RejectedEvent,
+    State,
 };
 use crate::graph::{DELIVERY_ORDER_V1, StateGraph};
 use crate::machine::{DeliveryOrder, Rejection, Verdict};
@@ -58,6 +59,9 @@ pub const HISTORY_LIMIT: u32 = 2_000;
 pub const READ_MODEL_PATCH: &str = "read-model-projection-v1";
 /// Patch id of the sender checks (own customer, bound partner) and the partner-event wait.
 pub const SENDER_CHECKS_PATCH: &str = "sender-checks-v1";
+/// Patch id of refusing partner events while no partner has taken the pickup and none is being
+/// asked (runs before it took them from any partner).
+pub const UNBOUND_PARTNER_PATCH: &str = "unbound-partner-refused-v1";
 /// Patch id of the batch-hold lease timer.
 pub const BATCH_LEASE_PATCH: &str = "batch-lease-v1";
 /// Patch id of asking the batch's coordinator before a hold whose lease ran out is released (runs
@@ -199,6 +203,10 @@ pub struct DeliveryOrderWorkflow {
     /// The lifecycle stopped to continue as new: the projector catches up, then the run ends.
     continuing: bool,
     runs: u32,
+    /// The run has asked its patches (the order's rules are settled). Handlers of the run's
+    /// first workflow task may run before; only update validators read this, and they do not
+    /// run on replay.
+    run_started: bool,
 }
 
 #[workflow_methods]
@@ -216,6 +224,7 @@ impl DeliveryOrderWorkflow {
             continue_due: false,
             continuing: false,
             runs: 0,
+            run_started: false,
         };
         let order_id = match &input {
             StartInput::Valid(input) => Some(input.delivery_order_id.clone()),
@@ -234,11 +243,12 @@ impl DeliveryOrderWorkflow {
         }
         match input {
             StartInput::Valid(input) => {
-                workflow.order = Some(DeliveryOrder::new(
-                    graph(),
-                    *input,
-                    rfc3339(ctx.start_time()),
-                ))
+                let mut order = DeliveryOrder::new(graph(), *input, rfc3339(ctx.start_time()));
+                // Whether this run refuses partners while none is bound is its patch's to say,
+                // at run start; handlers of the first task that run before that apply the rule
+                // runs recorded before it had (update validators refuse such partners anyway).
+                order.refuses_unbound_partners = false;
+                workflow.order = Some(order);
             }
             StartInput::Continued(next) => {
                 let next = *next;
@@ -325,6 +335,9 @@ impl DeliveryOrderWorkflow {
         if event.actor.kind == ActorKind::System {
             return Err(system_actor_refused().into());
         }
+        if let Some(refusal) = self.unbound_partner(event) {
+            return Err(Refusal::from(refusal).into());
+        }
         // A retry is answered here, so it adds nothing to the history.
         if let Verdict::Duplicate(original) = order.check(graph(), event).map_err(Refusal::from)? {
             return Err(Refusal::duplicate(&original).into());
@@ -343,8 +356,12 @@ impl DeliveryOrderWorkflow {
         prepare: &BatchPrepare,
     ) -> Result<(), Box<dyn Error + Send + Sync>> {
         let order = self.valid_order()?;
-        self.hold
-            .check_prepare(graph(), order, prepare, |e| self.partner_unconfirmed(e))?;
+        self.hold.check_prepare(graph(), order, prepare, |e| {
+            self.unbound_partner(e).or_else(|| {
+                self.partner_unconfirmed(e)
+                    .then_some(Rejection::PickupNotConfirmed)
+            })
+        })?;
         Ok(())
     }
 
@@ -466,6 +483,33 @@ impl DeliveryOrderWorkflow {
                 .order
                 .as_ref()
                 .is_some_and(|o| o.partner.partner_id.is_none())
+    }
+
+    /// The refusal, by an update validator, of a partner event naming its partner while no
+    /// partner has taken the pickup: asked to retry while the pickup is or will be asked (the
+    /// partner that accepts it may send its events then), not the partner's order otherwise.
+    /// Validators do not run on replay, so this holds from a run's first task on, before the
+    /// run asks its patch; runs recorded before the rule keep theirs.
+    fn unbound_partner(&self, event: &EventEnvelope) -> Option<Rejection> {
+        let order = self.order.as_ref()?;
+        let unbound = order.partner.partner_id.is_none() && order.partner.pickup_id.is_none();
+        let applies = order.refuses_unbound_partners || !self.run_started;
+        if event.actor.kind != ActorKind::Partner
+            || event.actor.id.is_none()
+            || !unbound
+            || !applies
+            || !order.checks_senders
+        {
+            return None;
+        }
+        Some(if self.pickup_pending || order.state == State::Created {
+            Rejection::PickupNotConfirmed
+        } else {
+            Rejection::NotYourOrder(format!(
+                "no partner has taken the pickup of this delivery order, so partner {:?} may not act on it",
+                event.actor.id.as_deref().unwrap_or_default()
+            ))
+        })
     }
 
     /// Whether `event` must wait now rather than apply.
