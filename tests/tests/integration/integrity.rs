@@ -821,6 +821,8 @@ async fn a_hold_outlives_its_lease_while_its_coordinator_runs_and_ends_once_it_i
     assert_eq!(
         view.order.partner.partner_order_number.as_deref(),
         Some("PN-A")
+    );
+}
 
 /// A real coordinator, started through the batch API, terminated after its first order held
 /// itself and before any commit or abort: the order releases itself when the hold's lease runs
