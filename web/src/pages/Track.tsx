@@ -55,13 +55,25 @@ export function Track({ id }: { id: string }) {
   const [route, setRoute] = useState<DeliveryRoute | null>(null);
   const [error, setError] = useState<unknown>(null);
   const version = useRef<number | null>(null);
+  // The version of the tracking document shown: the order read can be ahead of it (a read that
+  // waited for `min_version` and fell back to PostgreSQL while the cache was still a step
+  // behind), and the update that then arrives carries the order's version, already shown.
+  const trackingVersion = useRef<number | null>(null);
 
   const loadDetails = useCallback(
     async (current: DeliveryOrder) => {
       try {
         if (current.state !== "CREATED") {
-          setTracking(await api.get<Tracking>(`/api/v1/tracking/${id}`));
+          let next = await api.get<Tracking>(`/api/v1/tracking/${id}`);
+          // The cache may still be publishing the version just read: a few short tries.
+          for (let tries = 0; tries < 3 && next.version < current.version; tries++) {
+            await new Promise((resolve) => setTimeout(resolve, 300));
+            next = await api.get<Tracking>(`/api/v1/tracking/${id}`);
+          }
+          trackingVersion.current = next.version;
+          setTracking(next);
         } else {
+          trackingVersion.current = null;
           setTracking(null);
         }
         if (ON_THE_ROAD.has(current.state)) {
@@ -105,6 +117,7 @@ export function Track({ id }: { id: string }) {
 
   useEffect(() => {
     version.current = null;
+    trackingVersion.current = null;
     setOrder(null);
     setTracking(null);
     setTrail([]);
@@ -120,10 +133,14 @@ export function Track({ id }: { id: string }) {
         return;
       }
       const decision = decide(version.current, message);
-      if (decision.action === "apply" && decision.order.version !== version.current) show(decision.order);
-      else if (decision.action === "resync") void reload();
+      if (decision.action === "apply") {
+        if (decision.order.version !== version.current) show(decision.order);
+        // The order is current but its tracking was read from a cache a step behind.
+        else if (trackingVersion.current !== null && trackingVersion.current < decision.order.version)
+          void loadDetails(decision.order);
+      } else if (decision.action === "resync") void reload();
     },
-    [reload, show],
+    [loadDetails, reload, show],
   );
   const connection = useLiveSocket(`/api/v1/ws/delivery-orders/${encodeURIComponent(id)}`, onMessage);
 
