@@ -4,8 +4,9 @@
 
 use temporalio_client::errors::{WorkflowQueryError, WorkflowStartError};
 use temporalio_client::{
-    Client, WorkflowDescribeOptions, WorkflowExecuteUpdateOptions, WorkflowHandle,
-    WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowQueryOptions, WorkflowStartOptions,
+    Client, WorkflowDescribeOptions, WorkflowExecuteUpdateOptions, WorkflowExecutionDescription,
+    WorkflowHandle, WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowQueryOptions,
+    WorkflowStartOptions,
 };
 use temporalio_common::{HasWorkflowDefinition, MemoValues, UpdateDefinition};
 
@@ -137,10 +138,12 @@ impl DeliveryOrderClient {
             .await
     }
 
-    /// The workflow type of whatever holds the order's workflow id.
-    async fn holder(&self, delivery_order_id: &str) -> Result<String, ClientError> {
-        let description = self
-            .handle(delivery_order_id)
+    /// What Temporal knows of the workflow holding the order's id, within the call's deadline.
+    async fn describe(
+        &self,
+        delivery_order_id: &str,
+    ) -> Result<WorkflowExecutionDescription, ClientError> {
+        self.handle(delivery_order_id)
             .describe(
                 WorkflowDescribeOptions::builder()
                     .rpc_options(self.target.rpc())
@@ -152,8 +155,14 @@ impl DeliveryOrderClient {
                     "describing {}: {e}",
                     workflow_id(delivery_order_id)
                 ))
-            })?;
-        Ok(description
+            })
+    }
+
+    /// The workflow type of whatever holds the order's workflow id.
+    async fn holder(&self, delivery_order_id: &str) -> Result<String, ClientError> {
+        Ok(self
+            .describe(delivery_order_id)
+            .await?
             .raw_description
             .workflow_execution_info
             .as_ref()
@@ -163,16 +172,9 @@ impl DeliveryOrderClient {
     }
 
     async fn fingerprint(&self, delivery_order_id: &str) -> Result<Option<String>, ClientError> {
-        let description = self
-            .handle(delivery_order_id)
-            .describe(
-                WorkflowDescribeOptions::builder()
-                    .rpc_options(self.target.rpc())
-                    .build(),
-            )
-            .await
-            .map_err(|e| ClientError::Unavailable(e.to_string()))?;
-        Ok(description
+        Ok(self
+            .describe(delivery_order_id)
+            .await?
             .memo()
             .get::<String>(FINGERPRINT_MEMO)
             .ok()
