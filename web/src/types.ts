@@ -112,7 +112,14 @@ export interface DeliveryEvent {
   type: string;
 }
 
-/** A delivery order as the read model holds it. */
+/**
+ * A delivery order as the read model holds it: the API's form of the status document
+ * (`ProjectedOrder` in `delivery-workflows`, with the latest location), built by
+ * `read::delivery_order`, which adds the events a caller may send, masks the driver's phone for
+ * those who may not see it and shows every time one way. Kept apart from `ProjectedOrder` on
+ * purpose: this one carries the OpenAPI schema and the API's enums, which the workflows crate
+ * does not depend on.
+ */
 export interface DeliveryOrder {
   /** Events that may be sent now. */
   allowed_events: EventType[];
