@@ -44,8 +44,8 @@ diagrams: ## Regenerate the PlantUML diagrams and the CloudFormation graph templ
 web-types: ## Regenerate web/src/types.ts from the gateway's OpenAPI document
 	cargo run -q -p delivery-api -- typescript > web/src/types.ts
 
-capture-histories: ## Re-record tests/histories from the scenario tests (only for intended incompatible changes)
-	@TEST_ARGS="-p delivery-tests --test integration -- lifecycle:: batches:: integrity_flood::" CAPTURE_HISTORIES=1 scripts/test.sh
+capture-histories: ## Re-record tests/histories from the scenario tests (move the current ones into a folder of their own first)
+	@TEST_ARGS="-p delivery-tests --test integration -- lifecycle:: batches:: integrity:: integrity_flood::" CAPTURE_HISTORIES=1 scripts/test.sh
 
 flood: ## 20,000 duplicate, refused and malformed messages against one order (FLOOD_MESSAGES, FLOOD_IN_FLIGHT)
 	@FLOOD_MESSAGES=$${FLOOD_MESSAGES:-20000} TEST_ARGS="-p delivery-tests --test integration -- integrity_flood:: --nocapture" scripts/test.sh

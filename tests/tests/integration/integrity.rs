@@ -297,8 +297,10 @@ async fn a_partner_acts_only_on_the_orders_whose_pickup_it_took() {
         .await
         .problem(422);
     }
-    let view = query_state(&handle(&stack.client, &id)).await.unwrap();
+    let order = handle(&stack.client, &id);
+    let view = query_state(&order).await.unwrap();
     assert_eq!((view.order.state, view.order.version), (State::PickedUp, 1));
+    capture_history(&order, "partner_bound_refuses_others").await;
 }
 
 /// An order whose pickup no partner took, with no request out: a trusted internal sender (a
@@ -394,6 +396,7 @@ async fn no_partner_acts_on_an_order_whose_pickup_no_partner_took() {
         "{}",
         read.text
     );
+    capture_history(&order, "unbound_partner_refused").await;
 }
 
 #[tokio::test]
@@ -822,6 +825,8 @@ async fn a_hold_outlives_its_lease_while_its_coordinator_runs_and_ends_once_it_i
         view.order.partner.partner_order_number.as_deref(),
         Some("PN-A")
     );
+    capture_history(&handle(&stack.client, &delayed), "lease_outlived_commit").await;
+    capture_history(&abandoned_order, "lease_outlived_coordinator_gone").await;
 }
 
 /// A real coordinator, started through the batch API, terminated after its first order held
@@ -950,6 +955,7 @@ async fn a_terminated_batch_coordinator_leaves_its_order_to_the_lease() {
     let late = decide(&order, &batch_id, true).await.unwrap_err();
     assert_eq!(late.code(), RejectionCode::BatchReleased, "{late}");
     assert!(late.message().contains("lease ran out"), "{late}");
+    capture_history(&order, "batch_released_by_lease").await;
 
     stalled_order
         .terminate(WorkflowTerminateOptions::default())
@@ -1027,4 +1033,10 @@ async fn a_deadline_armed_before_continue_as_new_fires_on_time_in_the_new_run() 
         waited >= due && waited < due + slack,
         "the deadline fired {waited} after it was armed; it was due after {due}"
     );
+    // The run that took over, with the deadline it carried (the first run is like the flood's).
+    capture_history(
+        &handle(&stack.client, &id),
+        "deadline_after_continue_as_new",
+    )
+    .await;
 }
