@@ -335,6 +335,28 @@ pub fn new_payment_id() -> String {
 }
 
 impl GatewayProcess {
+    /// The gateway's Prometheus exposition now.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.url))
+            .await
+            .and_then(|r| r.error_for_status())
+            .expect("the gateway's /metrics")
+            .text()
+            .await
+            .expect("the metrics body")
+    }
+
+    /// The value of the first sample whose line starts with `name_and_labels` (a metric name, or
+    /// a name with the opening of its labels); panics, showing the exposition, when there is none.
+    pub async fn metric(&self, name_and_labels: &str) -> f64 {
+        let text = self.metrics().await;
+        text.lines()
+            .find(|line| line.starts_with(name_and_labels))
+            .and_then(|line| line.rsplit(' ').next())
+            .and_then(|value| value.parse().ok())
+            .unwrap_or_else(|| panic!("{name_and_labels} not exported:\n{text}"))
+    }
+
     /// A new payment for `customer` through the payment intake: the order's id and the 201 body.
     pub async fn pay(&self, customer: &str) -> (String, Value) {
         let payer = self.token("payments", &[Role::PaymentService]);

@@ -20,16 +20,6 @@ fn picked(id: &str, pickup_id: &str, event_id: &str) -> Vec<u8> {
     .unwrap()
 }
 
-/// The gateway's Prometheus exposition.
-async fn gateway_metrics(api: &delivery_tests::GatewayProcess) -> String {
-    reqwest::get(format!("{}/metrics", api.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn webhook_signatures_are_fresh_bound_to_their_timestamp_and_used_once() {
     let stack = Stack::start_with(StackOptions::quiet().with_gateway()).await;
@@ -95,7 +85,7 @@ async fn webhook_signatures_are_fresh_bound_to_their_timestamp_and_used_once() {
     assert_eq!(retry.json["version"], 1);
 
     // Every refusal and the replay are counted.
-    let metrics = gateway_metrics(api).await;
+    let metrics = api.metrics().await;
     for outcome in ["bad_signature", "replayed", "applied"] {
         let label = format!("outcome=\"{outcome}\"");
         assert!(
@@ -269,7 +259,7 @@ async fn min_version_reads_check_ownership_first_and_are_bounded_per_caller() {
     let api = stack.api();
     let id = api.paid_order("cust-edge-3").await;
     let waits = || async {
-        gateway_metrics(api)
+        api.metrics()
             .await
             .lines()
             .filter(|l| l.starts_with("delivery_api_read_your_writes_wait_seconds_count"))
@@ -336,14 +326,14 @@ async fn min_version_waits_are_woken_by_the_publication_and_capped_in_total() {
     let id = api.paid_order("cust-edge-5").await;
     let (_, pickup_id) = api.pickup_confirmed(&id).await;
     eventually("the gateway's live updates connected", || async {
-        let metrics = gateway_metrics(api).await;
+        let metrics = api.metrics().await;
         (sample_sum(&metrics, "delivery_api_live_updates_connected", "") == 1.0).then_some(())
     })
     .await;
     let lookups = |reason: &'static str| async move {
         let label = format!("reason=\"{reason}\"");
         sample_sum(
-            &gateway_metrics(api).await,
+            &api.metrics().await,
             "delivery_api_read_your_writes_lookups_total",
             if reason.is_empty() { "" } else { &label },
         )
@@ -419,7 +409,7 @@ async fn min_version_waits_are_woken_by_the_publication_and_capped_in_total() {
     assert!(
         (1.0..=2.0).contains(&later_looks),
         "looks after the start: {later_looks}\n{}",
-        gateway_metrics(api).await
+        api.metrics().await
     );
     assert_eq!(
         lookups("fallback").await,

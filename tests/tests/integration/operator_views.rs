@@ -222,12 +222,7 @@ async fn orders_at_risk_are_listed_soonest_first_with_the_time_left_as_deadlines
     assert!(entry(&at_risk("limit=200").await, &later).is_none());
 
     // The gauge the alert reads is exported for each timer.
-    let metrics = reqwest::get(format!("{}/metrics", api.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = api.metrics().await;
     for timer in ["pickup_deadline", "delivery_deadline", "auto_confirm"] {
         assert!(
             metrics.contains(&format!("delivery_api_orders_at_risk{{timer=\"{timer}\"}}")),

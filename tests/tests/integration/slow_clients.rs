@@ -104,20 +104,6 @@ async fn still_answers_at_the_end(
     pong.unwrap_or(false)
 }
 
-async fn metric(api: &GatewayProcess, name_and_labels: &str) -> f64 {
-    let text = reqwest::get(format!("{}/metrics", api.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find(|line| line.starts_with(name_and_labels))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
-        .unwrap_or_else(|| panic!("{name_and_labels} not exported:\n{text}"))
-}
-
 #[tokio::test]
 async fn trickling_and_idle_clients_are_cut_while_others_are_served() {
     let stack = Stack::start_with(
@@ -222,21 +208,17 @@ async fn trickling_and_idle_clients_are_cut_while_others_are_served() {
     );
 
     // Each trickler was cut by the deadline of what it trickled...
-    let heads = metric(
-        api,
-        "delivery_api_http_read_deadline_closes_total{phase=\"header\"}",
-    )
-    .await;
-    let bodies = metric(
-        api,
-        "delivery_api_http_read_deadline_closes_total{phase=\"body\"}",
-    )
-    .await;
+    let heads = api
+        .metric("delivery_api_http_read_deadline_closes_total{phase=\"header\"}")
+        .await;
+    let bodies = api
+        .metric("delivery_api_http_read_deadline_closes_total{phase=\"body\"}")
+        .await;
     assert!(heads >= TRICKLING_HEADS as f64, "{heads}");
     assert!(bodies >= TRICKLING_BODIES as f64, "{bodies}");
     // ...and every place came back: only the socket and the scrape's own connection are open.
     eventually("the slow clients' connections freed", || async {
-        let open = metric(api, "delivery_api_http_connections_open").await;
+        let open = api.metric("delivery_api_http_connections_open").await;
         (open <= 2.0).then_some(())
     })
     .await;

@@ -88,22 +88,6 @@ async fn one_caller_holds_a_bounded_number_of_sockets_and_gets_them_back() {
     assert!(stays_open(&mut again, Duration::from_millis(300)).await);
 }
 
-/// The gateway's `delivery_api_websocket_connections` now.
-async fn sockets_held(api: &GatewayProcess) -> i64 {
-    let metrics = reqwest::get(format!("{}/metrics", api.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("delivery_api_websocket_connections "))
-        .expect("the socket gauge")
-        .parse()
-        .unwrap()
-}
-
 #[tokio::test]
 async fn the_default_per_caller_cap_and_a_small_total_hold_at_the_gateway() {
     // WS_MAX_PER_CALLER left at its default (20).
@@ -131,7 +115,10 @@ async fn the_default_per_caller_cap_and_a_small_total_hold_at_the_gateway() {
     )
     .await;
     assert!(open.iter().all(|o| *o), "{open:?}");
-    assert_eq!(sockets_held(api).await, 20);
+    assert_eq!(
+        api.metric("delivery_api_websocket_connections ").await as i64,
+        20
+    );
 
     // Other callers share the rest of the gateway's 24 places, then are refused with 1013 too.
     let ivan = api.token("ivan", &[Role::Operator]);
@@ -147,7 +134,10 @@ async fn the_default_per_caller_cap_and_a_small_total_hold_at_the_gateway() {
         .expect("a close frame");
     assert_eq!(code, CloseCode::Again, "{reason}");
     assert!(reason.contains("maximum of 24 live sockets"), "{reason}");
-    assert_eq!(sockets_held(api).await, 24);
+    assert_eq!(
+        api.metric("delivery_api_websocket_connections ").await as i64,
+        24
+    );
 
     // A socket that ends gives its place to whoever asks next.
     let mut gone = sockets.pop().unwrap();
@@ -162,7 +152,10 @@ async fn the_default_per_caller_cap_and_a_small_total_hold_at_the_gateway() {
     })
     .await;
     assert!(stays_open(&mut admitted, Duration::from_millis(300)).await);
-    assert_eq!(sockets_held(api).await, 24);
+    assert_eq!(
+        api.metric("delivery_api_websocket_connections ").await as i64,
+        24
+    );
 }
 
 #[tokio::test]
