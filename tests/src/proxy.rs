@@ -85,7 +85,9 @@ impl TcpProxy {
         }
     }
 
+    /// Lets new connections through again (a stall ends with it).
     pub fn restore(&self) {
+        self.stalled.send_replace(false);
         self.up.store(true, Ordering::SeqCst);
     }
 

@@ -18,6 +18,7 @@ use temporalio_common::data_converters::RawValue;
 use temporalio_common::protos::temporal::api::common::v1::Payload;
 use temporalio_common::protos::temporal::api::enums::v1::EventType as HistoryEventType;
 use temporalio_common::protos::temporal::api::history::v1::HistoryEvent;
+use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
 
 pub type OrderHandle = WorkflowHandle<Client, DeliveryOrderWorkflow>;
 
@@ -343,6 +344,33 @@ async fn history_events(handle: &OrderHandle) -> Vec<HistoryEvent> {
         .into_events()
         .await
         .expect("history")
+}
+
+/// The activity types the run scheduled as activity tasks, in order. Local activities are not
+/// among them: they leave a marker in the task that ran them instead ([`local_activity_count`]).
+pub async fn scheduled_activity_types(handle: &OrderHandle) -> Vec<String> {
+    history_events(handle)
+        .await
+        .into_iter()
+        .filter_map(|event| match event.attributes {
+            Some(Attributes::ActivityTaskScheduledEventAttributes(scheduled)) => {
+                scheduled.activity_type.map(|t| t.name)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// How many local activities the run recorded (their markers in history).
+pub async fn local_activity_count(handle: &OrderHandle) -> usize {
+    history_events(handle)
+        .await
+        .into_iter()
+        .filter(|event| {
+            matches!(&event.attributes, Some(Attributes::MarkerRecordedEventAttributes(marker))
+                if marker.marker_name == "core_local_activity")
+        })
+        .count()
 }
 
 /// The history's length once the run is at rest: no activity outstanding (the pickup request,

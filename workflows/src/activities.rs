@@ -100,6 +100,7 @@ pub const PROJECT_EVENTS: &str = "project_events";
 
 /// Write the order's current row and its new audit events to the read model, in one
 /// transaction, idempotently (replaying a projection changes nothing).
+#[derive(Debug, Clone, Copy)]
 pub struct ProjectEvents;
 
 impl ActivityDefinition for ProjectEvents {
@@ -283,6 +284,7 @@ pub const PROJECT_COMPAT: &str = "project_compat";
 
 /// Store a compatible-API delivery's new events and publish its state to the status cache,
 /// idempotently.
+#[derive(Debug, Clone, Copy)]
 pub struct ProjectCompat;
 
 impl ActivityDefinition for ProjectCompat {

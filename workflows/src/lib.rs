@@ -14,6 +14,7 @@ pub mod diagrams;
 pub mod domain;
 pub mod graph;
 pub mod machine;
+pub mod projection;
 pub mod refusal;
 pub mod signals;
 pub mod validation;

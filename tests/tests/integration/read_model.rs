@@ -257,6 +257,53 @@ async fn the_migrated_schema_matches_the_data_model() {
 }
 
 #[tokio::test]
+async fn a_command_is_answered_once_the_read_model_holds_its_version() {
+    let stack = Stack::start().await;
+    let pool = read_model().await;
+    let (id, order) = stack.silent_order().await;
+    let steps = [
+        (
+            "ryw-1",
+            EventType::PickedUp,
+            json!({"partner_order_number": "PN-RYW"}),
+            ActorKind::Partner,
+        ),
+        ("ryw-2", EventType::Delivered, json!({}), ActorKind::Partner),
+        (
+            "ryw-3",
+            EventType::Confirmed,
+            json!({}),
+            ActorKind::Customer,
+        ),
+    ];
+    for (event_id, event_type, data, actor) in steps {
+        let outcome = apply_event(&order, envelope(event_id, event_type, data, actor))
+            .await
+            .unwrap_or_else(|refusal| panic!("{event_type} refused: {refusal}"));
+        // Read at once, without waiting: the task that answered the command projected it.
+        let (state, version, ..) = row(&pool, &id).await.expect("projected");
+        assert_eq!(
+            (state.as_str(), version),
+            (outcome.state.to_string().as_str(), outcome.version as i64),
+            "the read model holds {event_type} when its command is answered"
+        );
+    }
+    order
+        .get_result(WorkflowGetResultOptions::default())
+        .await
+        .unwrap();
+    let activities = scheduled_activity_types(&order).await;
+    assert!(
+        !activities.iter().any(|a| a == "project_events"),
+        "every version projected inside its workflow task, none through an activity task: {activities:?}"
+    );
+    assert!(
+        local_activity_count(&order).await >= 4,
+        "a local projection for the creation and each of the three events"
+    );
+}
+
+#[tokio::test]
 async fn while_postgres_is_down_deliveries_go_on_and_the_read_model_catches_up_after() {
     let pool = read_model().await;
     let (proxy, proxied) = TcpProxy::in_front_of(database_url().await, 5432).await;
@@ -274,12 +321,19 @@ async fn while_postgres_is_down_deliveries_go_on_and_the_read_model_catches_up_a
     .await;
 
     proxy.cut();
-    signal(
+    // A command is answered while the read model cannot be written.
+    let picked_up = apply_event(
         &order,
-        "picked_up",
-        json!({"event_id": "pd-1", "partner_order_number": "PN-PG"}),
+        envelope(
+            "pd-1",
+            EventType::PickedUp,
+            json!({"partner_order_number": "PN-PG"}),
+            ActorKind::Partner,
+        ),
     )
-    .await;
+    .await
+    .expect("PICKED_UP applies while PostgreSQL is down");
+    assert_eq!(picked_up.state, State::PickedUp);
     signal(&order, "delivered", json!({"event_id": "pd-2"})).await;
     wait_for(&order, "DELIVERED while PostgreSQL is down", |v| {
         v.order.state == State::Delivered
@@ -297,6 +351,71 @@ async fn while_postgres_is_down_deliveries_go_on_and_the_read_model_catches_up_a
     })
     .await;
     confirm(&order, "pd-3").await;
+    order
+        .get_result(WorkflowGetResultOptions::default())
+        .await
+        .unwrap();
+    let seqs: Vec<i64> = audit(&pool, &id).await.into_iter().map(|e| e.0).collect();
+    assert_eq!(seqs, vec![0, 1, 2, 3], "the creation, no gap, no duplicate");
+    assert_eq!(row(&pool, &id).await.unwrap().0, "DELIVERY_CONFIRMED");
+    assert!(
+        scheduled_activity_types(&order)
+            .await
+            .iter()
+            .any(|a| a == "project_events"),
+        "the versions the local projection could not write went on as an activity"
+    );
+}
+
+/// PostgreSQL that accepts and never answers: the local projection gives up within its limit,
+/// so commands are still answered, and the versions go on as an activity that lands once the
+/// database answers again.
+#[tokio::test]
+async fn while_postgres_hangs_commands_are_answered_and_the_read_model_catches_up_after() {
+    let pool = read_model().await;
+    let (proxy, proxied) = TcpProxy::in_front_of(database_url().await, 5432).await;
+    let stack = Stack::start_with(StackOptions::quiet().worker("DATABASE_URL", &proxied)).await;
+
+    let (id, order) = stack.new_order().await;
+    wait_for(&order, "pickup accepted", |v| {
+        v.order.partner.pickup_id.is_some()
+    })
+    .await;
+    let (pool_ref, id_ref) = (&pool, &id);
+    eventually("the first projection", || async move {
+        row(pool_ref, id_ref).await
+    })
+    .await;
+
+    proxy.stall();
+    for (event_id, event_type, data) in [
+        (
+            "ph-1",
+            EventType::PickedUp,
+            json!({"partner_order_number": "PN-HANG"}),
+        ),
+        ("ph-2", EventType::Delivered, json!({})),
+    ] {
+        apply_event(
+            &order,
+            envelope(event_id, event_type, data, ActorKind::Partner),
+        )
+        .await
+        .unwrap_or_else(|refusal| panic!("{event_type} refused while PostgreSQL hangs: {refusal}"));
+    }
+    assert_eq!(
+        row(&pool, &id).await.unwrap().1,
+        0,
+        "nothing reached the read model while it hung"
+    );
+
+    proxy.cut();
+    proxy.restore();
+    eventually("the read model to catch up", || async move {
+        row(pool_ref, id_ref).await.filter(|r| r.1 >= 2)
+    })
+    .await;
+    confirm(&order, "ph-3").await;
     order
         .get_result(WorkflowGetResultOptions::default())
         .await

@@ -8,14 +8,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use temporalio_common::error::ApplicationFailure;
 use temporalio_macros::{workflow, workflow_methods};
-use temporalio_sdk::{
-    SyncWorkflowContext, WorkflowContext, WorkflowContextView, WorkflowResult, WorkflowTermination,
-};
+use temporalio_sdk::{SyncWorkflowContext, WorkflowContext, WorkflowContextView, WorkflowResult};
 
 use super::rules::{CompatDelivery, CompatEvent, CompatEventType};
 use crate::activities::{CompatProjection, ProjectCompat};
 use crate::clock::rfc3339;
-use crate::delivery_order::retried_until_done;
+use crate::projection::{LOCAL_PROJECTION_PATCH, project};
 use crate::refusal::{Refusal, RejectionCode};
 use crate::validation::{check_delivery_order_id, check_ref_id};
 
@@ -96,6 +94,8 @@ impl CompatDeliveryWorkflow {
         if let Some(error) = ctx.state(|s| s.start_error.clone()) {
             return Err(ApplicationFailure::non_retryable(error).into());
         }
+        // Runs started before projections ran locally replay with an activity task for each.
+        let locally = ctx.patched(LOCAL_PROJECTION_PATCH);
         let mut projected: Option<u64> = None;
         loop {
             let (version, finished) = ctx.state(|s| {
@@ -104,13 +104,7 @@ impl CompatDeliveryWorkflow {
             });
             if projected != Some(version) {
                 let batch = ctx.state(|s| s.projection(projected.unwrap_or(0)));
-                match ctx
-                    .execute_activity(ProjectCompat, batch, retried_until_done())
-                    .await
-                {
-                    Ok(outcome) => projected = Some(outcome.version),
-                    Err(_) => return Err(WorkflowTermination::cancelled()),
-                }
+                projected = Some(project(ctx, ProjectCompat, batch, locally).await?.version);
                 continue;
             }
             if finished {

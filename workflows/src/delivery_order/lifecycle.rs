@@ -29,6 +29,7 @@ use crate::activities::{
 use crate::clock::{epoch_ms, rfc3339};
 use crate::domain::{Actor, ActorKind, DeliveryOrderInput, EventType, FailureReason, State};
 use crate::machine::DeliveryOrder;
+use crate::projection::{LOCAL_PROJECTION_PATCH, project};
 
 const DELIVERY_STATE: SearchAttributeKey<String> = SearchAttributeKey::keyword("DeliveryState");
 const ORDERING_ID: SearchAttributeKey<String> = SearchAttributeKey::keyword("OrderingId");
@@ -72,12 +73,14 @@ pub(super) async fn run(ctx: &mut Ctx) -> WorkflowResult<LifecycleEnd> {
     // run's start, not where it matters: whether a request is still out there depends on how
     // events fell into workflow tasks, and a marker must not.
     let pickup_settles = ctx.patched(PICKUP_SETTLES_PATCH);
+    // Runs started before projections ran locally replay with an activity task for each.
+    let projects_locally = ctx.patched(LOCAL_PROJECTION_PATCH);
     let mut lifecycle_ctx = ctx.clone();
     let mut projector_ctx = ctx.clone();
     let mut lease_ctx = ctx.clone();
     let (lifecycle, projection, lease) = join!(
         drive_lifecycle(&mut lifecycle_ctx, pickup_settles),
-        project_read_model(&mut projector_ctx),
+        project_read_model(&mut projector_ctx, projects_locally),
         async {
             if leases {
                 release_expired_batches(&mut lease_ctx, asks_coordinator).await
@@ -127,7 +130,10 @@ async fn drive_lifecycle(ctx: &mut Ctx, pickup_settles: bool) -> WorkflowResult<
 /// Writes every version of the order to the read model, in order, alongside the lifecycle: a
 /// read model that is down delays only the read side, never a deadline or a partner call. The
 /// run ends (or continues as new) once the read model holds the last version.
-async fn project_read_model(ctx: &mut Ctx) -> WorkflowResult<()> {
+///
+/// With `locally`, each version is projected inside the workflow task that made it first
+/// ([`project`], ADR 0007).
+async fn project_read_model(ctx: &mut Ctx, locally: bool) -> WorkflowResult<()> {
     loop {
         ctx.wait_condition(|s| {
             Some(s.order().version) != s.projected || s.lifecycle_done || s.continuing
@@ -147,19 +153,8 @@ async fn project_read_model(ctx: &mut Ctx) -> WorkflowResult<()> {
             continue;
         }
         let batch = ctx.state(|s| Projection::of(s.order(), projected.unwrap_or(0)));
-        match ctx
-            .execute_activity(ProjectEvents, batch, retried_until_done())
-            .await
-        {
-            Ok(outcome) => ctx.state_mut(|s| s.projected = Some(outcome.version)),
-            // Retries are unlimited, so only cancellation of the run ends them.
-            Err(error) => {
-                if !ctx.is_replaying() {
-                    tracing::warn!(%error, "read model projection stopped");
-                }
-                return Err(WorkflowTermination::cancelled());
-            }
-        }
+        let outcome = project(ctx, ProjectEvents, batch, locally).await?;
+        ctx.state_mut(|s| s.projected = Some(outcome.version));
     }
 }
 
