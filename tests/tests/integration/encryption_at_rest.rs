@@ -47,18 +47,21 @@ impl FoundPayload {
 
     /// Payloads Temporal or the SDK keep in clear, whatever the codec: search attributes (the
     /// server indexes them), a workflow's summary (user metadata, which the SDK 1.1.1 writes and
-    /// reads without the codec) and the SDK core's patch markers (a patch id). They are still
-    /// searched for customer data.
+    /// reads without the codec), the SDK core's patch markers (a patch id) and the bookkeeping
+    /// of its local-activity markers (`details.data`: sequence number, attempt, activity type,
+    /// times; the activity's result beside it, `details.result`, goes through the codec). They
+    /// are still searched for customer data.
     fn is_clear_by_design(&self) -> bool {
+        // The exports spell field names in snake_case, camelCase or PascalCase.
+        let path = self.path.to_ascii_lowercase().replace('_', "");
         [
-            "indexed_fields",
-            "indexedFields",
-            "user_metadata",
-            "userMetadata",
+            "indexedfields",
+            "usermetadata",
             "patch-data",
+            "markerrecordedeventattributes.details.data.",
         ]
         .iter()
-        .any(|part| self.path.contains(part))
+        .any(|part| path.contains(part))
     }
 }
 
