@@ -15,6 +15,7 @@ use temporalio_client::{
     WorkflowQueryOptions, WorkflowSignalOptions, WorkflowStartOptions,
 };
 use temporalio_common::data_converters::RawValue;
+use temporalio_common::protos::constants::LOCAL_ACTIVITY_MARKER_NAME;
 use temporalio_common::protos::temporal::api::common::v1::Payload;
 use temporalio_common::protos::temporal::api::enums::v1::EventType as HistoryEventType;
 use temporalio_common::protos::temporal::api::history::v1::HistoryEvent;
@@ -368,7 +369,7 @@ pub async fn local_activity_count(handle: &OrderHandle) -> usize {
         .into_iter()
         .filter(|event| {
             matches!(&event.attributes, Some(Attributes::MarkerRecordedEventAttributes(marker))
-                if marker.marker_name == "core_local_activity")
+                if marker.marker_name == LOCAL_ACTIVITY_MARKER_NAME)
         })
         .count()
 }
