@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use delivery_workflows::ActorKind;
+use delivery_workflows::activities::ProjectedOrder;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use poem_openapi::SecurityScheme;
 use serde::{Deserialize, Serialize};
@@ -148,15 +149,40 @@ impl Caller {
         }
     }
 
-    /// True when the caller sees only its own deliveries (a customer and nothing more).
-    pub fn is_customer_only(&self) -> bool {
-        self.roles.iter().all(|r| *r == Role::Customer)
+    /// Whether this caller may read a delivery order of these parties. Staff and the services
+    /// that run the business (operator, admin, order management, payment service) read every
+    /// order; a customer reads its own, a partner those whose pickup it took. A token with
+    /// several roles reads what any of them may, never more because it holds one more role.
+    /// Others get 404, so nobody can even learn that an id exists.
+    pub fn may_see(&self, parties: Parties<'_>) -> bool {
+        self.has_any(&SEE_EVERY_ORDER)
+            || (self.has(Role::Customer) && parties.customer_id == self.sub)
+            || (self.has(Role::Partner) && parties.partner_id == Some(self.sub.as_str()))
     }
+}
 
-    /// Whether this caller may see a delivery order of `customer_id`. Others get 404, so a
-    /// customer cannot even learn that an id exists.
-    pub fn may_see(&self, customer_id: &str) -> bool {
-        !self.is_customer_only() || self.sub == customer_id
+/// The roles that read every delivery order.
+const SEE_EVERY_ORDER: [Role; 4] = [
+    Role::Operator,
+    Role::Admin,
+    Role::OrderManagement,
+    Role::PaymentService,
+];
+
+/// Whom a delivery order concerns, as far as reading it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parties<'a> {
+    pub customer_id: &'a str,
+    /// The partner that took the pickup, once one did.
+    pub partner_id: Option<&'a str>,
+}
+
+impl<'a> From<&'a ProjectedOrder> for Parties<'a> {
+    fn from(order: &'a ProjectedOrder) -> Self {
+        Self {
+            customer_id: &order.customer_id,
+            partner_id: order.partner_id.as_deref(),
+        }
     }
 }
 
@@ -517,17 +543,44 @@ mod tests {
     }
 
     #[test]
-    fn a_customer_sees_only_its_own() {
-        let customer = Caller {
-            sub: "c-1".into(),
-            roles: vec![Role::Customer],
+    fn each_role_reads_only_the_orders_it_may() {
+        let caller = |sub: &str, roles: &[Role]| Caller {
+            sub: sub.into(),
+            roles: roles.to_vec(),
         };
-        assert!(customer.may_see("c-1"));
-        assert!(!customer.may_see("c-2"));
-        let operator = Caller {
-            sub: "op".into(),
-            roles: vec![Role::Operator],
+        let carried = |customer_id, partner_id| Parties {
+            customer_id,
+            partner_id,
         };
-        assert!(operator.may_see("c-2"));
+        let (own, others) = (carried("c-1", Some("sim")), carried("c-2", Some("rival")));
+        let unbound = carried("c-2", None);
+
+        let customer = caller("c-1", &[Role::Customer]);
+        assert!(customer.may_see(own));
+        assert!(!customer.may_see(others));
+
+        let partner = caller("sim", &[Role::Partner]);
+        assert!(partner.may_see(own));
+        assert!(!partner.may_see(others));
+        assert!(!partner.may_see(unbound));
+        // A partner named like a customer is still no customer.
+        assert!(!caller("c-2", &[Role::Partner]).may_see(unbound));
+
+        // Roles add up, and no role widens another: a customer that is also a partner reads its
+        // own orders and the ones it carries, nobody else's.
+        let both = caller("sim", &[Role::Customer, Role::Partner]);
+        assert!(both.may_see(own));
+        assert!(both.may_see(carried("sim", None)));
+        assert!(!both.may_see(others));
+
+        for role in [
+            Role::Operator,
+            Role::Admin,
+            Role::OrderManagement,
+            Role::PaymentService,
+        ] {
+            assert!(caller("staff", &[role]).may_see(others), "{role:?}");
+            assert!(caller("staff", &[role]).may_see(unbound), "{role:?}");
+        }
     }
 }

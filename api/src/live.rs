@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::{broadcast, watch};
 
+use crate::auth::Parties;
 use crate::read::{Audience, delivery_order};
 
 /// What the WebSocket endpoints send; `type` says which.
@@ -53,6 +54,8 @@ impl SocketMessage {
 pub struct Change {
     pub delivery_order_id: String,
     pub customer_id: String,
+    /// The partner that carries the order, when known.
+    pub partner_id: Option<String>,
     pub version: u64,
     /// A new version of the order (not a tracking update).
     pub is_status: bool,
@@ -61,9 +64,10 @@ pub struct Change {
 
 impl Change {
     fn of(live: LiveMessage) -> Self {
-        let (delivery_order_id, customer_id, version) = (
+        let (delivery_order_id, customer_id, partner_id, version) = (
             live.delivery_order_id().to_owned(),
             live.customer_id().to_owned(),
+            live.partner_id().map(str::to_owned),
             live.version(),
         );
         let (is_status, message) = match live {
@@ -85,9 +89,20 @@ impl Change {
         Self {
             delivery_order_id,
             customer_id,
+            partner_id,
             version,
             is_status,
             message,
+        }
+    }
+}
+
+impl Change {
+    /// Whom the changed order concerns.
+    pub fn parties(&self) -> Parties<'_> {
+        Parties {
+            customer_id: &self.customer_id,
+            partner_id: self.partner_id.as_deref(),
         }
     }
 }

@@ -26,6 +26,10 @@ pub enum LiveMessage {
 pub struct TrackingUpdate {
     pub delivery_order_id: String,
     pub customer_id: String,
+    /// The partner that sent the ping (the order's partner). Absent from updates published
+    /// before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partner_id: Option<String>,
     pub version: u64,
     pub location: Value,
     /// RFC 3339.
@@ -44,6 +48,14 @@ impl LiveMessage {
         match self {
             LiveMessage::Status(order) => &order.customer_id,
             LiveMessage::Tracking(update) => &update.customer_id,
+        }
+    }
+
+    /// The partner that carries the order, when known.
+    pub fn partner_id(&self) -> Option<&str> {
+        match self {
+            LiveMessage::Status(order) => order.partner_id.as_deref(),
+            LiveMessage::Tracking(update) => update.partner_id.as_deref(),
         }
     }
 

@@ -148,7 +148,7 @@ macro_rules! utc_millis {
 pub(crate) const ORDER_JSON: &str = concat!(
     "json_build_object(
     'delivery_order_id', d.id, 'ordering_id', d.ordering_id, 'customer_id', d.customer_id,
-    'payment_id', d.payment_id, 'state', d.state, 'version', d.version,
+    'partner_id', d.partner_id, 'payment_id', d.payment_id, 'state', d.state, 'version', d.version,
     'partner_order_number', d.partner_order_number, 'failure_reason', d.failure_reason,
     'failure_detail', d.failure_detail, 'replaces_id', d.replaces_id, 'replaced_by_id', d.replaced_by_id,
     'shipping_address', d.shipping_address, 'items', d.items, 'notes', d.notes, 'budget', d.budget,
@@ -514,22 +514,23 @@ impl ReadModel {
                     .await?;
             }
         }
-        let updated: Option<(i64, String)> = sqlx::query_as(
+        let updated: Option<(i64, String, Option<String>)> = sqlx::query_as(
             "UPDATE delivery_orders SET location = $2, location_at = $3
-             WHERE id = $1 AND (location_at IS NULL OR location_at < $3) RETURNING version, customer_id",
+             WHERE id = $1 AND (location_at IS NULL OR location_at < $3) RETURNING version, customer_id, partner_id",
         )
         .bind(id)
         .bind(sqlx::types::Json(location))
         .bind(at)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((version, customer_id)) = updated else {
+        let Some((version, customer_id, partner_id)) = updated else {
             tx.commit().await?;
             return Ok(Some(false));
         };
         let update = LiveMessage::Tracking(TrackingUpdate {
             delivery_order_id: id.to_string(),
             customer_id,
+            partner_id,
             version: version as u64,
             location: location.clone(),
             location_at: at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),

@@ -26,6 +26,7 @@ pub struct RoutePoint {
 #[derive(Debug, Clone)]
 pub struct Route {
     pub customer_id: String,
+    pub partner_id: Option<String>,
     pub state: String,
     /// Oldest first.
     pub points: Vec<RoutePoint>,
@@ -89,7 +90,7 @@ impl ReadModel {
             .execute(&mut *tx)
             .await?;
         let order = sqlx::query(
-            "SELECT customer_id, state, destination::text AS destination
+            "SELECT customer_id, partner_id, state, destination::text AS destination
              FROM delivery_orders WHERE id = $1",
         )
         .bind(id)
@@ -121,6 +122,7 @@ impl ReadModel {
             .transpose()?;
         Ok(Some(Route {
             customer_id: order.get("customer_id"),
+            partner_id: order.get("partner_id"),
             state: order.get("state"),
             points,
             destination,

@@ -218,9 +218,9 @@ impl ReadModelWriter {
             "INSERT INTO delivery_orders (id, ordering_id, customer_id, payment_id, state, version,
                  partner_order_number, failure_reason, failure_detail, replaces_id, replaced_by_id,
                  shipping_address, items, notes, budget, driver, eta, graph_version, created_at, updated_at,
-                 next_deadline_kind, next_deadline_at, stages)
+                 next_deadline_kind, next_deadline_at, stages, partner_id)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17::timestamptz, $18,
-                     $19::timestamptz, $20::timestamptz, $21, $22::timestamptz, $23)
+                     $19::timestamptz, $20::timestamptz, $21, $22::timestamptz, $23, $24)
              ON CONFLICT (id) DO UPDATE SET
                  state = EXCLUDED.state, version = EXCLUDED.version,
                  partner_order_number = EXCLUDED.partner_order_number,
@@ -229,7 +229,7 @@ impl ReadModelWriter {
                  updated_at = EXCLUDED.updated_at,
                  next_deadline_kind = EXCLUDED.next_deadline_kind,
                  next_deadline_at = EXCLUDED.next_deadline_at,
-                 stages = EXCLUDED.stages
+                 stages = EXCLUDED.stages, partner_id = EXCLUDED.partner_id
              WHERE delivery_orders.version < EXCLUDED.version",
         )
         .bind(id)
@@ -255,6 +255,7 @@ impl ReadModelWriter {
         .bind(p.next_deadline.as_ref().map(|d| d.timer.as_str()))
         .bind(p.next_deadline.as_ref().map(|d| d.due_at.as_str()))
         .bind(p.stages.as_ref().map(Json))
+        .bind(&p.partner_id)
         .execute(&mut *tx)
         .await?;
         if delivery_workflows::DELIVERY_ORDER_V1.is_terminal(p.state) {

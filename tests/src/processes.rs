@@ -397,6 +397,22 @@ impl StackOptions {
         self
     }
 
+    /// A read model of the stack's own (`database`, made by `fresh_database`, and a Redis prefix
+    /// of its own, for the worker and the gateway): for a test that reads across all orders
+    /// (lists, the system state, the latest events), which the other suites' orders in the
+    /// shared read model would crowd. Implies the gateway; the test drops the database after.
+    pub async fn own_read_model(self, database: &str, name: &str) -> Self {
+        let prefix = format!(
+            "{}{name}-{}:",
+            crate::database::redis_prefix().await,
+            uuid::Uuid::new_v4().simple()
+        );
+        self.worker("DATABASE_URL", database)
+            .worker("REDIS_KEY_PREFIX", &prefix)
+            .gateway("DATABASE_URL", database)
+            .gateway("REDIS_KEY_PREFIX", &prefix)
+    }
+
     /// Adds the gateway, with the simulator calling back through its webhooks.
     pub fn with_gateway(mut self) -> Self {
         self.gateway_env.get_or_insert_with(Vec::new);

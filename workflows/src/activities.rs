@@ -124,6 +124,10 @@ pub struct ProjectedOrder {
     pub delivery_order_id: String,
     pub ordering_id: String,
     pub customer_id: String,
+    /// The partner that took the pickup, once one did: the only partner that may read the
+    /// order. Absent from documents written before it was projected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partner_id: Option<String>,
     pub payment_id: Option<String>,
     pub state: State,
     pub version: u64,
@@ -241,6 +245,7 @@ impl Projection {
                 delivery_order_id: order.delivery_order_id.clone(),
                 ordering_id: order.ordering_id.clone(),
                 customer_id: order.customer_id.clone(),
+                partner_id: order.partner.partner_id.clone(),
                 payment_id: order.payment_id.clone(),
                 state: order.state,
                 version: order.version,

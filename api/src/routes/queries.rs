@@ -12,7 +12,7 @@ use poem_openapi::payload::Json;
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::auth::{BearerAuth, Caller, Role};
+use crate::auth::{BearerAuth, Caller, Parties, Role};
 use crate::live::Live;
 use crate::model::{
     AuditTrail, DeliveryOrder, DeliveryOrderPage, OperatorQueue, OrderingDeliveries, QueueEntry,
@@ -34,7 +34,7 @@ fn read_failed(error: ReadError) -> ApiError {
 /// customer's order from one that does not exist).
 fn visible(caller: &Caller, id: &str, order: Option<StoredOrder>) -> Result<StoredOrder, ApiError> {
     order
-        .filter(|o| caller.may_see(&o.order.customer_id))
+        .filter(|o| caller.may_see((&o.order).into()))
         .ok_or_else(|| ApiError::delivery_order_not_found(id))
 }
 
@@ -61,7 +61,7 @@ impl QueriesApi {
             .map_err(read_failed)?;
         let records: Vec<_> = records
             .into_iter()
-            .filter(|o| auth.0.may_see(&o.order.customer_id))
+            .filter(|o| auth.0.may_see((&o.order).into()))
             .collect();
         if records.is_empty() {
             return Err(ApiError::not_found(format!(
@@ -168,12 +168,13 @@ async fn read_order(
     };
     let mut seen = match look("start").await.map_err(read_failed)? {
         Ok(order) => return Ok(Some(order)),
-        Err(Some(current)) if !caller.may_see(&current.order.customer_id) => {
+        Err(Some(current)) if !caller.may_see((&current.order).into()) => {
             return Err(ApiError::delivery_order_not_found(id));
         }
         Err(current) => current.map(|o| Seen {
             version: o.order.version,
             customer_id: o.order.customer_id,
+            partner_id: o.order.partner_id,
         }),
     };
     let _place = state
@@ -223,6 +224,7 @@ async fn read_order(
                     seen = Some(Seen {
                         version: current.order.version,
                         customer_id: current.order.customer_id,
+                        partner_id: current.order.partner_id,
                     });
                 }
             }
@@ -236,7 +238,7 @@ async fn read_order(
     match found {
         Ok(order) => Ok(Some(order)),
         // Created meanwhile for somebody else: as if it did not exist.
-        Err(Some(current)) if !caller.may_see(&current.customer_id) => {
+        Err(Some(current)) if !caller.may_see(current.parties()) => {
             Err(ApiError::delivery_order_not_found(id))
         }
         Err(current) => Err(ApiError::projection_behind(
@@ -251,6 +253,16 @@ async fn read_order(
 struct Seen {
     version: u64,
     customer_id: String,
+    partner_id: Option<String>,
+}
+
+impl Seen {
+    fn parties(&self) -> Parties<'_> {
+        Parties {
+            customer_id: &self.customer_id,
+            partner_id: self.partner_id.as_deref(),
+        }
+    }
 }
 
 /// Why a waiting read woke.
@@ -280,6 +292,7 @@ async fn announced(
                 *seen = Some(Seen {
                     version: change.version,
                     customer_id: change.customer_id.clone(),
+                    partner_id: change.partner_id.clone(),
                 });
             }
             Ok(Live::Change(_)) => {}
@@ -369,7 +382,7 @@ pub(super) async fn page(
         items: records
             .iter()
             // The filter already says whose orders these are; this keeps it so whatever the filter.
-            .filter(|o| caller.may_see(&o.order.customer_id))
+            .filter(|o| caller.may_see((&o.order).into()))
             .map(|o| delivery_order(o, Audience::of(caller)))
             .collect(),
         next_cursor: next.map(|c| c.encode()),

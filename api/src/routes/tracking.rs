@@ -14,7 +14,7 @@ use poem_openapi::types::Any;
 use poem_openapi::{Object, OpenApi};
 use serde_json::Value;
 
-use crate::auth::{BearerAuth, Role};
+use crate::auth::{BearerAuth, Parties, Role};
 use crate::model::{DeliveryRoute, GeoPoint, Item, RoutePoint, State, timestamp};
 use crate::problem::ApiError;
 use crate::read::{Audience, delivery_order};
@@ -95,7 +95,7 @@ impl TrackingApi {
             .order(uuid)
             .await
             .map_err(failed)?
-            .filter(|o| caller.may_see(&o.order.customer_id))
+            .filter(|o| caller.may_see((&o.order).into()))
             .ok_or_else(|| ApiError::delivery_order_not_found(&id.0))?;
         if order.order.state == DomainState::Created {
             return Err(ApiError::bad_request(
@@ -168,7 +168,12 @@ impl TrackingApi {
             .route(uuid)
             .await
             .map_err(|e| ApiError::unavailable("the read model is unavailable", &e))?
-            .filter(|r| caller.may_see(&r.customer_id))
+            .filter(|r| {
+                caller.may_see(Parties {
+                    customer_id: &r.customer_id,
+                    partner_id: r.partner_id.as_deref(),
+                })
+            })
             .ok_or_else(|| ApiError::delivery_order_not_found(&id.0))?;
         Ok(Json(route_document(&id.0, route)?))
     }

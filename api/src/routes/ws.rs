@@ -86,7 +86,7 @@ pub(crate) async fn delivery_order(
         .order(uuid)
         .await
         .map_err(|e| ApiError::unavailable("the read model is unavailable", &e))?
-        .filter(|o| admitted.caller.may_see(&o.order.customer_id))
+        .filter(|o| admitted.caller.may_see((&o.order).into()))
         .ok_or_else(|| ApiError::delivery_order_not_found(&id))?;
     let slot = state.sockets.take(&admitted.caller.sub);
     let state = Arc::clone(state);
@@ -186,7 +186,7 @@ impl Feed for AllOrders {
     async fn messages(&mut self, update: Result<Live, RecvError>) -> Result<Vec<String>, ()> {
         Ok(match update {
             Ok(Live::Change(change)) => {
-                if self.caller.is_customer_only() && change.customer_id != self.caller.sub {
+                if !self.caller.may_see(change.parties()) {
                     return Ok(Vec::new());
                 }
                 vec![change.message.clone()]

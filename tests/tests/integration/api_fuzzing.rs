@@ -54,17 +54,10 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_spec() {
     // with their tests; an event sent to such an order is rightly never taken up (no worker
     // polls its task queue) and answered 503 with its event id once the deadline passes.
     let database = fresh_database().await;
-    let prefix = format!(
-        "{}fuzz-{}:",
-        redis_prefix().await,
-        uuid::Uuid::new_v4().simple()
-    );
     let stack = Stack::start_with(
         StackOptions::quiet()
-            .worker("DATABASE_URL", &database)
-            .worker("REDIS_KEY_PREFIX", &prefix)
-            .gateway("DATABASE_URL", &database)
-            .gateway("REDIS_KEY_PREFIX", &prefix)
+            .own_read_model(&database, "fuzz")
+            .await
             .gateway("TEMPORAL_RPC_TIMEOUT_MS", "30000"),
     )
     .await;

@@ -227,3 +227,173 @@ async fn every_role_event_and_owner_gets_the_status_the_graph_gives() {
         assert_eq!(read.json["version"], *version, "{}", read.text);
     }
 }
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The next JSON message on a socket, within 20 s.
+async fn next_message(socket: &mut Socket) -> Value {
+    loop {
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(20), socket.next())
+            .await
+            .expect("a message within 20 s")
+            .expect("the socket stays open")
+            .expect("a frame");
+        if let tokio_tungstenite::tungstenite::Message::Text(text) = frame {
+            return serde_json::from_str(&text).unwrap();
+        }
+    }
+}
+
+fn order_id_of(message: &Value) -> Option<&str> {
+    message["delivery_order"]["delivery_order_id"]
+        .as_str()
+        .or(message["delivery_order_id"].as_str())
+}
+
+/// Who reads an order, through every read the gateway has: the order, its trail, its ordering,
+/// its tracking and route, a `min_version` wait, and both sockets. The order belongs to
+/// `CUSTOMER` and is carried by the partner `sim`; each caller reads it (200) or not (404, or
+/// 403 where its role has no business at all), whatever other roles its token holds.
+#[tokio::test]
+async fn every_role_reads_only_what_it_may() {
+    let stack = Stack::start_with(StackOptions::quiet().with_gateway()).await;
+    let api = stack.api();
+    let (id, version) = order_in(api, State::PickedUp).await;
+    let ops = api.token("staff", &[Role::Operator]);
+    let order = api
+        .projected(
+            &format!("/api/v1/delivery-orders/{id}?min_version={version}"),
+            &ops,
+        )
+        .await;
+    assert_eq!(order.status, 200, "{}", order.text);
+    let ordering = order.json["ordering_id"].as_str().unwrap().to_owned();
+
+    // (sub, roles, reads the order, may track at all)
+    let callers: [(&str, &[Role], bool, bool); 10] = [
+        (CUSTOMER, &[Role::Customer], true, true),
+        ("cust-stranger", &[Role::Customer], false, true),
+        ("sim", &[Role::Partner], true, false),
+        ("rival-partner", &[Role::Partner], false, false),
+        // One more role never widens another.
+        ("mallory", &[Role::Customer, Role::Partner], false, true),
+        ("sim", &[Role::Customer, Role::Partner], true, true),
+        ("staff", &[Role::Operator], true, true),
+        ("staff", &[Role::Admin], true, true),
+        ("staff", &[Role::OrderManagement], true, false),
+        ("staff", &[Role::PaymentService], true, false),
+    ];
+    let mut wrong = Vec::new();
+    for (sub, roles, reads, tracks) in callers {
+        let token = api.token(sub, roles);
+        let read = if reads { 200 } else { 404 };
+        let track = match (tracks, reads) {
+            (false, _) => 403,
+            (true, true) => 200,
+            (true, false) => 404,
+        };
+        let expectations = [
+            (format!("/api/v1/delivery-orders/{id}"), read),
+            (format!("/api/v1/delivery-orders/{id}/events"), read),
+            // Waiting for a version the order has not reached: 409 after the wait for those who
+            // may read it, 404 at once for the others.
+            (
+                format!("/api/v1/delivery-orders/{id}?min_version={}", version + 50),
+                if reads { 409 } else { 404 },
+            ),
+            (
+                format!("/api/v1/orderings/{ordering}/delivery-orders"),
+                read,
+            ),
+            (format!("/api/v1/tracking/{id}"), track),
+            (format!("/api/v1/tracking/{id}/route"), track),
+        ];
+        for (path, expected) in expectations {
+            let answer = api.get(&path, &token).await;
+            if answer.status != expected {
+                wrong.push(format!(
+                    "{sub} {roles:?} GET {path}: expected {expected}, got {} {}",
+                    answer.status, answer.text
+                ));
+            } else if expected != 200 {
+                answer.problem(expected);
+            }
+        }
+        let socket = format!(
+            "ws://127.0.0.1:{}/api/v1/ws/delivery-orders/{id}?access_token={token}",
+            api.port
+        );
+        let status = match tokio_tungstenite::connect_async(socket).await {
+            Ok((mut socket, _)) => {
+                let snapshot = next_message(&mut socket).await;
+                assert_eq!(order_id_of(&snapshot), Some(id.as_str()), "{snapshot}");
+                200
+            }
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                response.status().as_u16()
+            }
+            Err(other) => panic!("{sub}: handshake: {other}"),
+        };
+        if status != read {
+            wrong.push(format!(
+                "{sub} {roles:?} WS /ws/delivery-orders/{id}: expected {read}, got {status}"
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} reads wrong:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+
+    // The stream of every change: a token that is a customer and a partner sees its own orders
+    // and the ones it carries, not the order of somebody else carried by somebody else.
+    let watch = |sub: &str| {
+        let url = format!(
+            "ws://127.0.0.1:{}/api/v1/ws/events?access_token={}",
+            api.port,
+            api.token(sub, &[Role::Customer, Role::Partner])
+        );
+        async move { tokio_tungstenite::connect_async(url).await.unwrap().0 }
+    };
+    let mut carrier = watch("sim").await;
+    let mut mallory = watch("mallory").await;
+    let own = api.paid_order("mallory").await;
+    let delivered = api
+        .post(
+            &format!("/api/v1/delivery-orders/{id}/events"),
+            &api.token("sim", &[Role::Partner]),
+            &json!({"type": EventType::Delivered, "data": {}}),
+        )
+        .await;
+    assert_eq!(delivered.status, 200, "{}", delivered.text);
+    let cancelled = api
+        .post(
+            &format!("/api/v1/delivery-orders/{own}/events"),
+            &ops,
+            &json!({"type": EventType::Cancel, "data": data(EventType::Cancel)}),
+        )
+        .await;
+    assert_eq!(cancelled.status, 200, "{}", cancelled.text);
+    loop {
+        let message = next_message(&mut carrier).await;
+        assert_ne!(order_id_of(&message), Some(own.as_str()), "{message}");
+        if order_id_of(&message) == Some(id.as_str()) && message["type"] == "update" {
+            assert_eq!(message["delivery_order"]["state"], "DELIVERED", "{message}");
+            break;
+        }
+    }
+    // Each socket gets the changes in the order they were published, so by the time the
+    // cancellation of mallory's own order arrives, the delivery before it would have too.
+    loop {
+        let message = next_message(&mut mallory).await;
+        assert_ne!(order_id_of(&message), Some(id.as_str()), "{message}");
+        if order_id_of(&message) == Some(own.as_str())
+            && message["delivery_order"]["state"] == "CANCELLED"
+        {
+            break;
+        }
+    }
+}
