@@ -3,7 +3,8 @@
 //! when scraped: the read model's publishing backlog, the operator queue, open WebSockets, event
 //! batches holding orders.
 
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use delivery_read_model::ReadModel;
 use futures::TryStreamExt;
@@ -18,12 +19,22 @@ use crate::problem::ApiError;
 
 /// Bound on the Temporal visibility query of a scrape: a slow Temporal must not hold `/metrics`.
 const BATCH_QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+/// Bound on all the gauges a scrape measures from PostgreSQL and Temporal together: past it the
+/// scrape answers with the values measured before, well inside Prometheus' 10 s scrape timeout,
+/// so an unreachable or hung database never costs the gateway its own series (the request
+/// counters behind the 5xx alert among them) when they matter most.
+const MEASURE_BUDGET: Duration = Duration::from_millis(2_500);
+/// Those gauges are measured at most this often, however often `/metrics` is asked (it needs no
+/// token): more scrapes cannot turn into more queries.
+const MEASURE_EVERY: Duration = Duration::from_secs(5);
 /// Most running batches a scrape lists (a batch runs for seconds; more would be an incident).
 const BATCH_LIST_LIMIT: usize = 1_000;
 
 #[derive(Clone)]
 pub struct ApiMetrics {
     registry: Registry,
+    /// When the gauges from PostgreSQL and Temporal were last measured.
+    measured_at: Arc<Mutex<Option<Instant>>>,
     pub requests: IntCounterVec,
     pub latency: HistogramVec,
     pub webhooks: IntCounterVec,
@@ -206,6 +217,7 @@ impl ApiMetrics {
         Ok(Self {
             connections,
             registry,
+            measured_at: Arc::default(),
             requests,
             latency,
             webhooks,
@@ -257,18 +269,49 @@ impl ApiMetrics {
         self.websocket_connections
             .set(i64::try_from(live.sockets).unwrap_or(i64::MAX));
         self.live_updates_connected.set(i64::from(live.connected));
-        self.measure_operator_queue(read_model).await;
-        self.measure_batches(temporal, task_queue).await;
-        self.measure_at_risk(read_model).await;
-        if let Ok((pending, oldest_ms)) = read_model.outbox_backlog().await {
-            self.outbox_pending.set(pending);
-            self.outbox_oldest_ms.set(oldest_ms.unwrap_or(0.0) as i64);
+        if self.measure_due() {
+            let measured = tokio::time::timeout(MEASURE_BUDGET, async {
+                tokio::join!(
+                    self.measure_operator_queue(read_model),
+                    self.measure_batches(temporal, task_queue),
+                    self.measure_at_risk(read_model),
+                    self.measure_outbox(read_model),
+                )
+            })
+            .await;
+            if measured.is_err() {
+                tracing::warn!(
+                    budget_ms = MEASURE_BUDGET.as_millis() as u64,
+                    "the read model or Temporal did not answer the scrape's queries in time; \
+                     their gauges keep the values measured before"
+                );
+            }
         }
         let mut body = Vec::new();
         if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut body) {
             tracing::error!(%error, "encoding metrics failed");
         }
         String::from_utf8(body).unwrap_or_default()
+    }
+}
+
+impl ApiMetrics {
+    /// Whether the gauges from PostgreSQL and Temporal are due for measuring (and if so, marks
+    /// them measured now, so concurrent scrapes do not measure them again).
+    fn measure_due(&self) -> bool {
+        let mut measured_at = self.measured_at.lock().unwrap_or_else(|e| e.into_inner());
+        let due = measured_at.is_none_or(|at| at.elapsed() >= MEASURE_EVERY);
+        if due {
+            *measured_at = Some(Instant::now());
+        }
+        due
+    }
+
+    async fn measure_outbox(&self, read_model: &ReadModel) {
+        if let Ok((pending, oldest_ms)) = read_model.outbox_backlog().await {
+            self.outbox_pending.set(pending);
+            self.outbox_oldest_ms.set(oldest_ms.unwrap_or(0.0) as i64);
+        }
     }
 }
 

@@ -378,6 +378,28 @@ async fn readiness_names_what_is_down_and_reads_survive_a_redis_outage() {
         list.text
     );
     assert!(problem["request_id"].is_string());
+
+    // A database that accepts and never answers: the scrape (this gateway's first, so it
+    // measures the gauges it reads from PostgreSQL) still answers within Prometheus' default
+    // scrape timeout, with the gateway's own series.
+    pg_proxy.restore();
+    pg_proxy.stall();
+    let scrape = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .unwrap()
+        .get(format!("{}/metrics", api.url))
+        .send()
+        .await
+        .expect("/metrics answers within a scrape timeout while PostgreSQL hangs");
+    assert_eq!(scrape.status(), 200);
+    let text = scrape.text().await.unwrap();
+    assert!(
+        text.contains("delivery_api_http_requests_total")
+            && text.contains("delivery_api_operator_queue_size"),
+        "{text}"
+    );
+    pg_proxy.cut(); // ends the hung connections
     pg_proxy.restore();
     eventually("ready again", || async {
         let ready = api
