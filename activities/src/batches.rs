@@ -102,6 +102,17 @@ impl BatchActivities {
                         refusal.message().to_owned(),
                     )))
                 }
+                // The order's workflow no longer runs (terminated, or reset away from its hold):
+                // nothing can apply the commit there, ever. Retrying would keep the coordinator
+                // running for good, and with it the hold of every other order of the batch, which
+                // waits for a running coordinator's decision; failing ends it, so they release
+                // themselves by their leases.
+                ClientError::NotFound | ClientError::Completed => ActivityError::Application(
+                    Box::new(ApplicationFailure::non_retryable(format!(
+                        "delivery order {} no longer runs: it cannot take the commit of batch {}",
+                        request.delivery_order_id, request.batch_id
+                    ))),
+                ),
                 other => anyhow::anyhow!("commit_batch: {other}").into(),
             })
     }

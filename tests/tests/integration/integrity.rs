@@ -18,7 +18,9 @@ use temporalio_client::{
     WorkflowDescribeOptions, WorkflowExecuteUpdateOptions, WorkflowFetchHistoryOptions,
     WorkflowListOptions, WorkflowTerminateOptions,
 };
-use temporalio_common::protos::temporal::api::enums::v1::EventType as HistoryEventType;
+use temporalio_common::protos::temporal::api::enums::v1::{
+    EventType as HistoryEventType, WorkflowExecutionStatus,
+};
 
 async fn quiet_stack() -> Stack {
     Stack::start_with(StackOptions::quiet().with_gateway()).await
@@ -829,35 +831,35 @@ async fn a_hold_outlives_its_lease_while_its_coordinator_runs_and_ends_once_it_i
     capture_history(&abandoned_order, "lease_outlived_coordinator_gone").await;
 }
 
-/// A real coordinator, started through the batch API, terminated after its first order held
-/// itself and before any commit or abort: the order releases itself when the hold's lease runs
-/// out, and takes commands again; nothing of the batch applied.
-#[tokio::test]
-async fn a_terminated_batch_coordinator_leaves_its_order_to_the_lease() {
-    let stack = Stack::start_with(StackOptions::quiet().gateway("BATCH_LEASE_MS", "1000")).await;
+/// Sends a batch of `event` (`{type, data}`) to `id` then to `stalled` (an order on a task queue
+/// no worker polls) through the gateway as `token`'s caller, in the background, and returns once
+/// its coordinator has had the first order's prepare answered: the coordinator then waits on the
+/// second prepare, so the batch is caught between the first hold and any decision. Returns the
+/// request (its status and body) and the coordinator (its workflow id and handle).
+async fn batch_caught_after_first_prepare(
+    stack: &Stack,
+    token: &str,
+    event: Value,
+    id: &str,
+    stalled: &str,
+) -> (
+    tokio::task::JoinHandle<(u16, String)>,
+    (
+        String,
+        temporalio_client::WorkflowHandle<temporalio_client::Client, EventBatchWorkflow>,
+    ),
+) {
     let api = stack.api();
-    let id = api.paid_order("cust-i6").await;
-    let order = handle(&stack.client, &id);
-    // The batch's second order runs on a task queue no worker polls: the coordinator waits on
-    // its prepare, so it is caught between the first order's prepare and any decision (the
-    // first order's lease: BATCH_LEASE_MS plus the prepare time allowed to the order after it).
-    let stalled = new_order_id();
-    let stalled_order = start_order(
-        &stack.client,
-        &format!("{}-unpolled", stack.task_queue),
-        order_input(&stalled, far_deadlines()),
-    )
-    .await;
-    let partner = api.token("sim", &[Role::Partner]);
     let request = {
         let url = format!("{}/api/v1/event-batches", api.url);
-        let token = partner.clone();
-        let body = json!({"events": [
-            {"delivery_order_id": id, "type": "PICKED_UP", "event_id": "T-1",
-             "data": {"partner_order_number": "PN-T1"}},
-            {"delivery_order_id": stalled, "type": "PICKED_UP", "event_id": "T-2",
-             "data": {"partner_order_number": "PN-T2"}},
-        ]});
+        let token = token.to_owned();
+        let item = |order: &str, event_id: &str| {
+            let mut item = event.clone();
+            item["delivery_order_id"] = json!(order);
+            item["event_id"] = json!(event_id);
+            item
+        };
+        let body = json!({"events": [item(id, "T-1"), item(stalled, "T-2")]});
         tokio::spawn(async move {
             let answer = reqwest::Client::new()
                 .post(url)
@@ -903,6 +905,32 @@ async fn a_terminated_batch_coordinator_leaves_its_order_to_the_lease() {
         }
     })
     .await;
+    (request, coordinator)
+}
+
+/// A real coordinator, started through the batch API, terminated after its first order held
+/// itself and before any commit or abort: the order releases itself when the hold's lease runs
+/// out, and takes commands again; nothing of the batch applied.
+#[tokio::test]
+async fn a_terminated_batch_coordinator_leaves_its_order_to_the_lease() {
+    let stack = Stack::start_with(StackOptions::quiet().gateway("BATCH_LEASE_MS", "1000")).await;
+    let api = stack.api();
+    let id = api.paid_order("cust-i6").await;
+    let order = handle(&stack.client, &id);
+    // The batch's second order runs on a task queue no worker polls: the coordinator waits on
+    // its prepare, so it is caught between the first order's prepare and any decision (the
+    // first order's lease: BATCH_LEASE_MS plus the prepare time allowed to the order after it).
+    let stalled = new_order_id();
+    let stalled_order = start_order(
+        &stack.client,
+        &format!("{}-unpolled", stack.task_queue),
+        order_input(&stalled, far_deadlines()),
+    )
+    .await;
+    let partner = api.token("sim", &[Role::Partner]);
+    let picked = json!({"type": "PICKED_UP", "data": {"partner_order_number": "PN-T1"}});
+    let (request, coordinator) =
+        batch_caught_after_first_prepare(&stack, &partner, picked, &id, &stalled).await;
     let (coordinator_id, coordinator) = coordinator;
     let batch_id = coordinator_id
         .strip_prefix("event-batch-")
@@ -961,6 +989,78 @@ async fn a_terminated_batch_coordinator_leaves_its_order_to_the_lease() {
         .terminate(WorkflowTerminateOptions::default())
         .await
         .expect("terminating the order nobody runs");
+}
+
+/// An order of a batch whose workflow is terminated after its prepare, before the commit
+/// reaches it: the commit can never apply there, so the coordinator ends instead of retrying for
+/// good, and the batch's other order, held for a coordinator that no longer runs, releases itself
+/// by its lease and takes events again.
+#[tokio::test]
+async fn a_batch_whose_order_vanished_before_the_commit_lets_the_others_go() {
+    let stack = Stack::start_with(StackOptions::quiet().gateway("BATCH_LEASE_MS", "1000")).await;
+    let api = stack.api();
+    let id = api.paid_order("cust-i6b").await;
+    let stalled = new_order_id();
+    let stalled_queue = format!("{}-later", stack.task_queue);
+    let stalled_order = start_order(
+        &stack.client,
+        &stalled_queue,
+        order_input(&stalled, far_deadlines()),
+    )
+    .await;
+    // An operator's cancel: the second order can take it as soon as it runs (a partner's event
+    // would wait for its pickup to be confirmed).
+    let cancel = json!({"type": "CANCEL", "data": {"reason": "duplicate order"}});
+    let ops = api.token("olga", &[Role::Operator]);
+    let (request, (_, coordinator)) =
+        batch_caught_after_first_prepare(&stack, &ops, cancel, &id, &stalled).await;
+    handle(&stack.client, &id)
+        .terminate(
+            WorkflowTerminateOptions::builder()
+                .reason("an operator ended the order")
+                .build(),
+        )
+        .await
+        .expect("terminating the first order");
+    // A worker for the second order: it holds itself for the batch, which then decides to commit
+    // and finds its first order gone.
+    let _later =
+        WorkerProcess::start(temporal_server().await, &stalled_queue, &stack.sim.url, &[]).await;
+    let ended = eventually("the coordinator ended", || async {
+        let described = coordinator
+            .describe(WorkflowDescribeOptions::default())
+            .await
+            .ok()?;
+        let status = described.raw_description.workflow_execution_info?.status;
+        (status != WorkflowExecutionStatus::Running as i32).then_some(status)
+    })
+    .await;
+    assert_eq!(ended, WorkflowExecutionStatus::Failed as i32);
+    let (status, text) = request.await.unwrap();
+    assert_eq!(
+        status, 503,
+        "the batch's caller learns it did not finish: {text}"
+    );
+
+    // The second order releases itself by its lease and takes events again; nothing of the
+    // batch applied there.
+    let picked = envelope(
+        "T-4",
+        EventType::PickedUp,
+        json!({"partner_order_number": "PN-T4"}),
+        ActorKind::Partner,
+    );
+    let applied = eventually("the second order released by its lease", || async {
+        apply_event(&stalled_order, picked.clone()).await.ok()
+    })
+    .await;
+    assert_eq!((applied.state, applied.version), (State::PickedUp, 1));
+    let view = query_state(&stalled_order).await.unwrap();
+    assert!(view.order.events.iter().all(|e| e.event_id != "T-2"));
+    stalled_order
+        .terminate(WorkflowTerminateOptions::default())
+        .await
+        .expect("terminating the second order");
 }
 
 /// A deadline armed before the run continues as new fires when it was due, in the new run: the
