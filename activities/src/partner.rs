@@ -117,6 +117,15 @@ impl PartnerClient {
                     status,
                     body: clip(&body),
                 })?;
+            if let Err(message) = usable_pickup_id(&accepted.pickup_id) {
+                // Accepted under an id we could never name it by again (to cancel it, or to
+                // match the partner's callbacks): as good as a refusal, and said so.
+                self.count("request_pickup", "rejected");
+                return Ok(PickupOutcome::Rejected {
+                    code: "INVALID_PICKUP_ID".into(),
+                    message,
+                });
+            }
             self.count("request_pickup", "ok");
             return Ok(PickupOutcome::Accepted {
                 pickup_id: accepted.pickup_id,
@@ -267,6 +276,17 @@ fn with_trace_context(
 }
 
 /// Partner bodies end up in errors and history: keep them short.
+/// A pickup id the partner gave is kept and sent back as one URL path segment: the same
+/// characters as any reference, and not a dot segment (`.`/`..`), which a URL resolves away
+/// (escaping does not help: `%2E%2E` is resolved too).
+fn usable_pickup_id(id: &str) -> Result<(), String> {
+    delivery_workflows::validation::check_ref_id("pickup_id", id)?;
+    if id.bytes().all(|b| b == b'.') {
+        return Err(format!("pickup_id may not be a dot segment, got {id:?}"));
+    }
+    Ok(())
+}
+
 fn clip(body: &str) -> String {
     const MAX: usize = 500;
     if body.len() <= MAX {
@@ -277,5 +297,31 @@ fn clip(body: &str) -> String {
             .find(|i| body.is_char_boundary(*i))
             .unwrap_or(0);
         format!("{}…", &body[..cut])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::usable_pickup_id;
+
+    #[test]
+    fn pickup_ids_are_single_path_segments() {
+        for good in ["PK-1", "sim:0196a3b0", "a.b_c-d", "..x"] {
+            assert!(usable_pickup_id(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "...",
+            "a/b",
+            "../cancel",
+            "a b",
+            "x?y=1",
+            "%2E%2E",
+        ] {
+            assert!(usable_pickup_id(bad).is_err(), "{bad:?}");
+        }
+        assert!(usable_pickup_id(&"x".repeat(129)).is_err());
     }
 }

@@ -259,6 +259,16 @@ impl MapTiles {
         if !["{z}", "{x}", "{y}"].iter().all(|p| template.contains(p)) {
             return Err(bad("must hold {z}, {x} and {y}"));
         }
+        // The page's content security policy admits one tile origin: a placeholder in the host
+        // (Leaflet's `{s}` subdomains) would load from hosts it blocks, and the map stay blank.
+        let authority = template
+            .split_once("://")
+            .map_or("", |(_, rest)| rest.split('/').next().unwrap_or(""));
+        if authority.contains('{') {
+            return Err(bad(
+                "may not hold a placeholder in its host (such as {s}): tiles load from one origin; name one host",
+            ));
+        }
         let url = url::Url::parse(&template.replace(['{', '}'], ""))
             .map_err(|e| bad(&format!("is not a URL: {e}")))?;
         if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
@@ -597,6 +607,7 @@ mod tests {
             "ftp://tiles.example/{z}/{x}/{y}.png",
             "/{z}/{x}/{y}.png",
             "javascript:{z}{x}{y}",
+            "https://{s}.tile.example/{z}/{x}/{y}.png",
         ] {
             let err = config(&[("JWT_SECRET", OWN_SECRET), PARTNERS, ("MAP_TILE_URL", bad)])
                 .unwrap_err()

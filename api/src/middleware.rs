@@ -188,36 +188,51 @@ fn rate_limit(
     route: &str,
     caller: Option<&Caller>,
 ) -> Option<Response> {
-    if UNLIMITED.contains(&route) {
+    if UNLIMITED.contains(&route) || is_partner_webhook(req) {
         return None;
     }
-    let key = caller_key(req, route, caller);
-    match state.limiter.check_key(&key) {
-        Ok(()) => None,
-        Err(not_until) => {
+    charge(state, &caller_key(req, caller))
+        .err()
+        .map(IntoResponse::into_response)
+}
+
+/// A partner webhook is charged by its handler, once it knows who is asking: to the partner after
+/// its signature checked out, to the sender's address otherwise. So requests without the secret
+/// can never spend a partner's allowance, whichever address they come from (behind a load
+/// balancer, every partner and every stranger share one).
+fn is_partner_webhook(req: &Request) -> bool {
+    req.uri().path().contains("/partner-webhooks/")
+}
+
+/// Takes one request from `key`'s allowance (`RATE_LIMIT_PER_SECOND`, `RATE_LIMIT_BURST`); 429
+/// with `Retry-After` once it is spent.
+pub(crate) fn charge(state: &AppState, key: &str) -> Result<(), ApiError> {
+    state
+        .limiter
+        .check_key(&key.to_owned())
+        .map_err(|not_until| {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             tracing::info!(caller = %key, retry_after = seconds, "rate limited");
-            Some(ApiError::too_many_requests(seconds.max(1)).into_response())
-        }
-    }
+            ApiError::too_many_requests(seconds.max(1))
+        })
 }
 
-/// Who is asking: the verified token subject, else the partner of a webhook, else the client
-/// address. An invalid token never picks someone else's bucket.
-fn caller_key(req: &Request, route: &str, caller: Option<&Caller>) -> String {
-    if let Some(caller) = caller {
-        return format!("sub:{}", caller.sub);
-    }
-    let peer = req
-        .remote_addr()
+/// The client's address, as this gateway sees it.
+pub(crate) fn peer_ip(req: &Request) -> String {
+    req.remote_addr()
         .as_socket_addr()
         .map(|a| a.ip().to_string())
-        .unwrap_or_default();
-    if req.uri().path().contains("/partner-webhooks/") {
-        return format!("webhook:{route}:{peer}");
+        .unwrap_or_default()
+}
+
+/// Who is asking: the verified token subject, else the client address. An invalid token never
+/// picks someone else's bucket.
+fn caller_key(req: &Request, caller: Option<&Caller>) -> String {
+    match caller {
+        Some(caller) => format!("sub:{}", caller.sub),
+        None => format!("ip:{}", peer_ip(req)),
     }
-    format!("ip:{peer}")
 }
 
 /// Reads the body up to `max` bytes; a larger one is refused with 413 before it is parsed.

@@ -124,8 +124,9 @@ pub struct ProjectedOrder {
     pub delivery_order_id: String,
     pub ordering_id: String,
     pub customer_id: String,
-    /// The partner that took the pickup, once one did: the only partner that may read the
-    /// order. Absent from documents written before it was projected.
+    /// The partner that took the pickup, from the first event a partner applied to the order:
+    /// the only partner that may read it. Absent before that, and from documents written before
+    /// it was projected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partner_id: Option<String>,
     pub payment_id: Option<String>,
@@ -237,6 +238,18 @@ pub struct Projection {
     pub creation_correlation_id: Option<String>,
 }
 
+/// The partner the read model names for `order`: the one bound to it, once a partner event
+/// applied. Taking the partner from the applied events, not from the binding alone (which is not
+/// a new version), makes it a function of the version: every projection of a version, live or
+/// rebuilt from Temporal, writes the same row.
+fn carrying_partner(order: &DeliveryOrder) -> Option<String> {
+    let acted = order
+        .events
+        .iter()
+        .any(|e| e.actor.kind == crate::ActorKind::Partner);
+    order.partner.partner_id.clone().filter(|_| acted)
+}
+
 impl Projection {
     /// The order as it stands, with the events after `after_seq`.
     pub fn of(order: &DeliveryOrder, after_seq: u64) -> Self {
@@ -245,7 +258,7 @@ impl Projection {
                 delivery_order_id: order.delivery_order_id.clone(),
                 ordering_id: order.ordering_id.clone(),
                 customer_id: order.customer_id.clone(),
-                partner_id: order.partner.partner_id.clone(),
+                partner_id: carrying_partner(order),
                 payment_id: order.payment_id.clone(),
                 state: order.state,
                 version: order.version,

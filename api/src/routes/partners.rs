@@ -115,6 +115,7 @@ impl PartnersApi {
     )]
     async fn webhook(
         &self,
+        req: &Request,
         state: Data<&Arc<AppState>>,
         partner_id: Path<String>,
         #[oai(name = "X-Partner-Signature")] signature: Header<Option<String>>,
@@ -135,10 +136,16 @@ impl PartnersApi {
                 ])
                 .inc();
         };
-        let verified = match verify(&state, &partner, signature.0.as_deref(), &body.0).await {
+        let sender = Sender {
+            partner: &partner,
+            peer: crate::middleware::peer_ip(req),
+        };
+        let verified = match verify(&state, &sender, signature.0.as_deref(), &body.0).await {
             Ok(verified) => verified,
             Err(e) => {
-                count(if e.code() == "replayed-webhook" {
+                count(if e.status() == 429 {
+                    "rate_limited"
+                } else if e.code() == "replayed-webhook" {
                     "replayed"
                 } else {
                     "bad_signature"
@@ -167,19 +174,40 @@ impl PartnersApi {
     }
 }
 
-/// Checks the signature and claims it, so the same bytes cannot be handled twice.
+/// Who sent a webhook: the partner its path names, from an address.
+struct Sender<'a> {
+    partner: &'a str,
+    peer: String,
+}
+
+impl Sender<'_> {
+    /// A webhook refused before its signature checked out is charged to the sending address, so
+    /// a flood of them is limited (429) without touching any partner's allowance.
+    fn refused(&self, state: &AppState, error: ApiError) -> ApiError {
+        match crate::middleware::charge(state, &format!("webhook-refused:{}", self.peer)) {
+            Ok(()) => error,
+            Err(limited) => limited,
+        }
+    }
+}
+
+/// Checks the signature, charges the partner's allowance, and claims the signature, so the same
+/// bytes cannot be handled twice. A partner over its rate gets 429 before the claim, so its
+/// retry of the same callback is taken.
 async fn verify(
     state: &AppState,
-    partner: &str,
+    sender: &Sender<'_>,
     signature: Option<&str>,
     body: &[u8],
 ) -> Result<Verified, ApiError> {
-    ref_id("partner_id", partner)?;
-    let secret = state
-        .config
-        .partner_secrets
-        .get(partner)
-        .ok_or_else(|| ApiError::bad_signature(format!("unknown partner {partner:?}")))?;
+    let partner = sender.partner;
+    ref_id("partner_id", partner).map_err(|e| sender.refused(state, e))?;
+    let secret = state.config.partner_secrets.get(partner).ok_or_else(|| {
+        sender.refused(
+            state,
+            ApiError::bad_signature(format!("unknown partner {partner:?}")),
+        )
+    })?;
     let now = Utc::now().timestamp().max(0) as u64;
     let verified = delivery_webhook_signature::verify(
         secret.expose().as_bytes(),
@@ -188,7 +216,8 @@ async fn verify(
         now,
         state.config.webhook_tolerance,
     )
-    .map_err(|e| ApiError::bad_signature(e.to_string()))?;
+    .map_err(|e| sender.refused(state, ApiError::bad_signature(e.to_string())))?;
+    crate::middleware::charge(state, &format!("partner:{partner}"))?;
     let first = state
         .read_model
         .claim_webhook_signature(

@@ -298,6 +298,76 @@ async fn callers_over_their_rate_get_429_with_retry_after() {
     );
 }
 
+/// Partner webhooks are charged to their partner only once the signature checks out: a flood of
+/// unsigned callbacks naming the partner, from the partner's own address, is limited on that
+/// address and leaves the partner's allowance whole; a partner over its own allowance gets 429
+/// before its signature is claimed, so the same callback sent again later is taken.
+#[tokio::test]
+async fn webhook_floods_without_the_secret_never_spend_the_partners_allowance() {
+    let stack = Stack::start_with(
+        StackOptions::quiet()
+            .gateway("RATE_LIMIT_PER_SECOND", "1")
+            .gateway("RATE_LIMIT_BURST", "3"),
+    )
+    .await;
+    let api = stack.api();
+    let ping = |event_id: &str| {
+        json!({"event_id": event_id, "type": "LOCATION", "delivery_order_id": new_order_id(),
+               "data": {"lat": 48.85, "lon": 2.35}})
+    };
+    let mut forged = Vec::new();
+    for n in 0..8 {
+        let body = serde_json::to_vec(&ping(&format!("forged-{n}"))).unwrap();
+        forged.push(api.signed_webhook("sim", "t=1,v1=00", body).await.status);
+    }
+    assert!(
+        forged.contains(&401) && forged.contains(&429),
+        "refused, then limited: {forged:?}"
+    );
+    let taken = api
+        .webhook("sim", TEST_PARTNER_SECRET, &ping("genuine-0"))
+        .await;
+    assert_eq!(
+        taken.status, 404,
+        "the partner's callback is handled (an unknown order): {}",
+        taken.text
+    );
+
+    // The partner over its own allowance: 429, and the very same bytes and signature later are
+    // handled, not refused as a replay.
+    let mut limited = None;
+    for n in 1..8 {
+        let body = serde_json::to_vec(&ping(&format!("genuine-{n}"))).unwrap();
+        let signature = delivery_webhook_signature::sign(
+            TEST_PARTNER_SECRET.as_bytes(),
+            delivery_tests::gateway::unix_now(),
+            &body,
+        );
+        let answer = api.signed_webhook("sim", &signature, body.clone()).await;
+        if answer.status == 429 {
+            limited = Some((answer, signature, body));
+            break;
+        }
+    }
+    let (answer, signature, body) = limited.expect("the partner's burst runs out");
+    answer.problem(429);
+    let wait: u64 = answer.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+    let retried = api.signed_webhook("sim", &signature, body).await;
+    assert_eq!(retried.status, 404, "{}", retried.text);
+    let metrics = api.metrics().await;
+    assert!(
+        metrics.contains(
+            r#"delivery_api_partner_webhooks_total{outcome="rate_limited",partner="sim"}"#
+        ),
+        "{metrics}"
+    );
+}
+
 #[tokio::test]
 async fn readiness_names_what_is_down_and_reads_survive_a_redis_outage() {
     let (redis_proxy, redis_url) = TcpProxy::in_front_of(&redis_url(), 6379).await;
