@@ -462,8 +462,11 @@ pub struct AtRiskEntry {
 pub struct AtRiskList {
     /// The window asked for, in seconds.
     pub within_seconds: u64,
-    /// Soonest deadline first.
+    /// Soonest deadline first, at most `limit` of them.
     pub entries: Vec<AtRiskEntry>,
+    /// How many orders have a deadline within the window in all (more than `entries` holds when
+    /// the list was cut at `limit`).
+    pub total: u64,
 }
 
 /// How many orders entered one state in one hour.

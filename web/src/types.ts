@@ -32,8 +32,13 @@ export interface AtRiskEntry {
 }
 
 export interface AtRiskList {
-  /** Soonest deadline first. */
+  /** Soonest deadline first, at most `limit` of them. */
   entries: AtRiskEntry[];
+  /**
+   * How many orders have a deadline within the window in all (more than `entries` holds when
+   * the list was cut at `limit`).
+   */
+  total: number;
   /** The window asked for, in seconds. */
   within_seconds: number;
 }

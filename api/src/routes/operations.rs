@@ -81,13 +81,16 @@ impl OperationsApi {
     ) -> Result<Json<AtRiskList>, ApiError> {
         auth.0.require(&[Role::Operator, Role::Admin])?;
         let within = window(within.0.as_deref())?;
-        let rows = state
-            .read_model
-            .at_risk(within, limit.0.unwrap_or(100))
-            .await
-            .map_err(read_failed)?;
+        let (rows, counts) = tokio::try_join!(
+            state.read_model.at_risk(within, limit.0.unwrap_or(100)),
+            state.read_model.at_risk_counts(within),
+        )
+        .map_err(read_failed)?;
+        // Counted a moment apart from the list: never report fewer than it shows.
+        let total = counts.iter().map(|(_, n)| *n).sum::<i64>().max(0) as u64;
         Ok(Json(AtRiskList {
             within_seconds: within.as_secs(),
+            total: total.max(rows.len() as u64),
             entries: rows
                 .into_iter()
                 .map(|row| AtRiskEntry {

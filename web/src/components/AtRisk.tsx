@@ -40,6 +40,7 @@ export function AtRisk({ pulse }: { pulse: number }) {
   const { api } = useApp();
   const [within, setWithin] = useState("2h");
   const [entries, setEntries] = useState<AtRiskEntry[] | null>(null);
+  const [total, setTotal] = useState(0);
   const [error, setError] = useState<unknown>(null);
   const [now, setNow] = useState(() => Date.now());
 
@@ -47,6 +48,7 @@ export function AtRisk({ pulse }: { pulse: number }) {
     try {
       const list = await api.get<AtRiskList>(`/api/v1/operator/at-risk?within=${encodeURIComponent(within)}`);
       setEntries(list.entries);
+      setTotal(list.total);
       setNow(Date.now());
       setError(null);
     } catch (e) {
@@ -77,6 +79,11 @@ export function AtRisk({ pulse }: { pulse: number }) {
       </label>
       <ErrorNotice error={error} />
       {entries?.length === 0 && <p className="muted">No deadline falls within this window.</p>}
+      {entries && total > entries.length && (
+        <p className="muted" data-testid="at-risk-count">
+          Showing the {entries.length} soonest of {total} orders with a deadline in this window.
+        </p>
+      )}
       {entries && entries.length > 0 && (
         <table>
           <thead>
