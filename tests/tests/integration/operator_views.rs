@@ -187,7 +187,10 @@ async fn orders_at_risk_are_listed_soonest_first_with_the_time_left_as_deadlines
         .map(|e| time(&e["deadline"]["due_at"]))
         .collect();
     assert!(dues.windows(2).all(|w| w[0] <= w[1]), "ordered by deadline");
-    assert!(list["total"].as_u64().unwrap() >= dues.len() as u64, "{list}");
+    assert!(
+        list["total"].as_u64().unwrap() >= dues.len() as u64,
+        "{list}"
+    );
     // A list cut at its limit says how many there are in all.
     let first = at_risk("limit=1").await;
     assert_eq!(first["entries"].as_array().unwrap().len(), 1);
