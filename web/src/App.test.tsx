@@ -179,7 +179,7 @@ describe("App", () => {
 
   it("shows operators the deadlines at risk and reads them again when a change is pushed", async () => {
     const due = new Date(Date.now() + 65 * 60_000).toISOString();
-    let list: AtRiskList = { within_seconds: 7200, entries: [] };
+    let list: AtRiskList = { within_seconds: 7200, entries: [], total: 0 };
     const calls = stubFetch({
       "/api/v1/ui-config": { body: {} },
       "/api/v1/operator/at-risk": () => ({ body: list }),
@@ -189,9 +189,11 @@ describe("App", () => {
     window.history.pushState(null, "", "/ops/queue");
     render(<App />);
     await screen.findByText("No deadline falls within this window.");
+    // The soonest of three: the list was cut at its limit, and says so.
     list = {
       within_seconds: 7200,
       entries: [{ delivery_order: order(0, "CREATED"), deadline: { timer: "pickup_deadline", due_at: due }, seconds_left: 3900 }],
+      total: 3,
     };
     const socket = FakeSocket.latest();
     act(() => socket.open());
@@ -199,6 +201,9 @@ describe("App", () => {
     const row = await screen.findByTestId(`at-risk-${ID}`, {}, { timeout: 3000 });
     expect(row.textContent).toContain("Pickup deadline");
     expect(within(row).getByTestId("time-left").textContent).toMatch(/^1 h [45] min left$/);
+    expect(screen.getByTestId("at-risk-count").textContent).toBe(
+      "Showing the 1 soonest of 3 orders with a deadline in this window.",
+    );
     fireEvent.change(screen.getByLabelText("Deadlines within"), { target: { value: "3d" } });
     await waitFor(() => expect(calls.some((c) => c.path === "/api/v1/operator/at-risk?within=3d")).toBe(true));
   });
