@@ -415,3 +415,23 @@ impl GatewayProcess {
         .await
     }
 }
+
+/// A WebSocket to the gateway, as the tests open them.
+pub type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The next JSON text message on `socket` (other frames skipped); panics unless one comes
+/// within `within` on a socket that stays open.
+pub async fn next_socket_message(socket: &mut Socket, within: Duration) -> Value {
+    use futures::StreamExt;
+    loop {
+        let frame = tokio::time::timeout(within, socket.next())
+            .await
+            .unwrap_or_else(|_| panic!("a message within {within:?}"))
+            .expect("the socket stays open")
+            .expect("a frame");
+        if let tokio_tungstenite::tungstenite::Message::Text(text) = frame {
+            return serde_json::from_str(&text).expect("a JSON message");
+        }
+    }
+}

@@ -18,7 +18,8 @@ pub use database::{
 pub use encryption::{TEST_KEY_A, TEST_KEY_B, decoded_update_error, payload_key_env, test_keyring};
 pub use fixtures::{confirm, delivered, pending_by_operator};
 pub use gateway::{
-    Answer, GatewayProcess, TEST_JWT_SECRET, TEST_PARTNER_SECRET, new_payment_id, payment_event,
+    Answer, GatewayProcess, Socket, TEST_JWT_SECRET, TEST_PARTNER_SECRET, new_payment_id,
+    next_socket_message, payment_event,
 };
 pub use processes::{SimProcess, Stack, StackOptions, WorkerProcess, json_log_lines};
 pub use proxy::TcpProxy;

@@ -228,22 +228,8 @@ async fn every_role_event_and_owner_gets_the_status_the_graph_gives() {
     }
 }
 
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// The next JSON message on a socket, within 20 s.
-async fn next_message(socket: &mut Socket) -> Value {
-    loop {
-        let frame = tokio::time::timeout(std::time::Duration::from_secs(20), socket.next())
-            .await
-            .expect("a message within 20 s")
-            .expect("the socket stays open")
-            .expect("a frame");
-        if let tokio_tungstenite::tungstenite::Message::Text(text) = frame {
-            return serde_json::from_str(&text).unwrap();
-        }
-    }
-}
+/// How long a socket may take to deliver a change.
+const SOCKET_PATIENCE: std::time::Duration = std::time::Duration::from_secs(20);
 
 fn order_id_of(message: &Value) -> Option<&str> {
     message["delivery_order"]["delivery_order_id"]
@@ -326,7 +312,7 @@ async fn every_role_reads_only_what_it_may() {
         );
         let status = match tokio_tungstenite::connect_async(socket).await {
             Ok((mut socket, _)) => {
-                let snapshot = next_message(&mut socket).await;
+                let snapshot = next_socket_message(&mut socket, SOCKET_PATIENCE).await;
                 assert_eq!(order_id_of(&snapshot), Some(id.as_str()), "{snapshot}");
                 200
             }
@@ -378,7 +364,7 @@ async fn every_role_reads_only_what_it_may() {
         .await;
     assert_eq!(cancelled.status, 200, "{}", cancelled.text);
     loop {
-        let message = next_message(&mut carrier).await;
+        let message = next_socket_message(&mut carrier, SOCKET_PATIENCE).await;
         assert_ne!(order_id_of(&message), Some(own.as_str()), "{message}");
         if order_id_of(&message) == Some(id.as_str()) && message["type"] == "update" {
             assert_eq!(message["delivery_order"]["state"], "DELIVERED", "{message}");
@@ -388,7 +374,7 @@ async fn every_role_reads_only_what_it_may() {
     // Each socket gets the changes in the order they were published, so by the time the
     // cancellation of mallory's own order arrives, the delivery before it would have too.
     loop {
-        let message = next_message(&mut mallory).await;
+        let message = next_socket_message(&mut mallory, SOCKET_PATIENCE).await;
         assert_ne!(order_id_of(&message), Some(id.as_str()), "{message}");
         if order_id_of(&message) == Some(own.as_str())
             && message["delivery_order"]["state"] == "CANCELLED"

@@ -201,14 +201,16 @@ async fn malformed_input_is_refused_clearly_and_never_with_a_5xx() {
     assert_eq!(read.json["version"], 0);
 }
 
+/// A gateway that allows each caller a burst of 3 requests, then 1 a second.
+fn small_allowance() -> StackOptions {
+    StackOptions::quiet()
+        .gateway("RATE_LIMIT_PER_SECOND", "1")
+        .gateway("RATE_LIMIT_BURST", "3")
+}
+
 #[tokio::test]
 async fn callers_over_their_rate_get_429_with_retry_after() {
-    let stack = Stack::start_with(
-        StackOptions::quiet()
-            .gateway("RATE_LIMIT_PER_SECOND", "1")
-            .gateway("RATE_LIMIT_BURST", "3"),
-    )
-    .await;
+    let stack = Stack::start_with(small_allowance()).await;
     let api = stack.api();
     let greedy = api.token("greedy", &[Role::Operator]);
     let other = api.token("patient", &[Role::Operator]);
@@ -304,12 +306,7 @@ async fn callers_over_their_rate_get_429_with_retry_after() {
 /// before its signature is claimed, so the same callback sent again later is taken.
 #[tokio::test]
 async fn webhook_floods_without_the_secret_never_spend_the_partners_allowance() {
-    let stack = Stack::start_with(
-        StackOptions::quiet()
-            .gateway("RATE_LIMIT_PER_SECOND", "1")
-            .gateway("RATE_LIMIT_BURST", "3"),
-    )
-    .await;
+    let stack = Stack::start_with(small_allowance()).await;
     let api = stack.api();
     let ping = |event_id: &str| {
         json!({"event_id": event_id, "type": "LOCATION", "delivery_order_id": new_order_id(),

@@ -6,12 +6,7 @@ use std::time::Duration;
 
 use delivery_api::auth::Role;
 use delivery_tests::*;
-use futures::StreamExt;
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 fn payer_or_ops(api: &GatewayProcess) -> String {
     api.token("olga", &[Role::Operator])
@@ -47,16 +42,7 @@ async fn connect(api: &GatewayProcess, path: &str, token: &str) -> Socket {
 
 /// The next JSON message, within 10 s.
 async fn next(socket: &mut Socket) -> Value {
-    loop {
-        let frame = tokio::time::timeout(Duration::from_secs(10), socket.next())
-            .await
-            .expect("a message within 10 s")
-            .expect("the socket stays open")
-            .expect("a frame");
-        if let Message::Text(text) = frame {
-            return serde_json::from_str(&text).unwrap();
-        }
-    }
+    next_socket_message(socket, Duration::from_secs(10)).await
 }
 
 #[tokio::test]

@@ -64,9 +64,6 @@ async fn idle_after_one_request(port: u16) -> Option<String> {
         .map(|()| String::from_utf8_lossy(&answer).into_owned())
 }
 
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
 /// Reads the socket until `finish`, then sends a ping and waits for its pong; false if the
 /// socket closed first.
 async fn still_answers_at_the_end(

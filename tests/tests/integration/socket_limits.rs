@@ -11,9 +11,6 @@ use futures::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
 const EVENTS: &str = "/api/v1/ws/events";
 
 async fn connect(api: &GatewayProcess, token: &str) -> Socket {
