@@ -30,6 +30,21 @@ export const STATE_STYLES: Record<State, { stroke: string; dash: number[]; width
   CANCELLED: { stroke: "#862e9c", dash: [1, 3], width: 3, point: 6 },
 };
 
+/**
+ * The legend's sample of a state's line, as SVG draws it: the line's own dash pattern
+ * ("none" for a solid line), width and point size. uPlot's own markers are boxes with a CSS
+ * border, whose few styles (solid, dashed, dotted) cannot tell eight patterns apart.
+ */
+export function legendSample(state: State): { stroke: string; dasharray: string; width: number; point: number } {
+  const style = STATE_STYLES[state];
+  return {
+    stroke: style.stroke,
+    dasharray: style.dash.length > 0 ? style.dash.join(" ") : "none",
+    width: style.width,
+    point: style.point,
+  };
+}
+
 export interface Series {
   label: string;
   values: number[];

@@ -198,9 +198,16 @@ export interface DeliveryRoute {
   state: State;
 }
 
-/** The original app's error body. */
+/**
+ * The original app's error body. A 503 also names what the request may already have done, so
+ * its retry converges on it instead of doing it twice.
+ */
 export interface Detail {
   detail: string;
+  /** The event id (the `Idempotency-Key`) an event that timed out was sent under. */
+  event_id?: string;
+  /** The delivery a creation that timed out may have created. */
+  id?: string;
 }
 
 /** The driver, with the phone number masked. */

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use temporalio_client::errors::WorkflowUpdateError;
-use temporalio_client::{Client, NamespacedClient, RpcOptions};
+use temporalio_client::{Client, NamespacedClient, RpcOptions, WorkflowDescribeOptions};
+use temporalio_common::HasWorkflowDefinition;
 use temporalio_common::data_converters::{SerializationContextData, WorkflowSerializationContext};
 use temporalio_common::payload_visitor::decode_payloads;
 
@@ -64,6 +65,27 @@ impl TemporalTarget {
     /// Options of every call: the caller's deadline, if it has one.
     pub(crate) fn rpc(&self) -> RpcOptions {
         RpcOptions::builder().maybe_timeout(self.timeout).build()
+    }
+
+    /// The memo entry `key` of the workflow holding `workflow_id`: the digest of the request
+    /// that started it, so a start that finds the id taken tells a retry (same digest) from a
+    /// reused key with other content. A workflow started before digests were recorded has none.
+    pub(crate) async fn recorded_digest<W: HasWorkflowDefinition>(
+        &self,
+        workflow_id: &str,
+        key: &str,
+    ) -> Result<Option<String>, ClientError> {
+        let described = self
+            .client
+            .get_workflow_handle::<W>(workflow_id.to_owned())
+            .describe(
+                WorkflowDescribeOptions::builder()
+                    .rpc_options(self.rpc())
+                    .build(),
+            )
+            .await
+            .map_err(|e| ClientError::Unavailable(format!("describing {workflow_id}: {e}")))?;
+        Ok(described.memo().get::<String>(key).ok().flatten())
     }
 
     /// Runs one operation within the caller's deadline as a whole. The deadline of

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use delivery_workflows::batch::{BatchInput, BatchItem, BatchResult};
+use delivery_workflows::batch::{BatchInput, BatchItem, BatchResult, BatchRun};
 use delivery_workflows::{Actor, EventEnvelope, EventType as DomainEventType};
 use poem::Request;
 use poem::web::Data;
@@ -81,7 +81,8 @@ impl BatchesApi {
     /// position, and `BatchRolledBack` is published). While a batch runs, its orders refuse
     /// other commands (409 `locked-by-batch`); partner webhooks get 503 `locked-by-batch` with
     /// `Retry-After`, which partners retry.
-    /// `Idempotency-Key` makes a retry join the same batch.
+    /// `Idempotency-Key` makes a retry join the same batch; the same key with other events is
+    /// 409 `idempotency-key-reused`, and nothing is applied.
     #[oai(
         path = "/event-batches",
         method = "post",
@@ -140,7 +141,12 @@ impl BatchesApi {
             lease_ms: Some(state.config.batch_lease.as_millis() as u64),
         };
         match state.batches.run(input, BATCH_WAIT).await {
-            Ok(BatchResult::Committed { results }) => {
+            Ok(BatchRun::IdReused) => Err(ApiError::conflict(
+                "idempotency-key-reused",
+                "this Idempotency-Key already named a batch of other events; nothing was applied \
+                 (send these events under a new key)",
+            )),
+            Ok(BatchRun::Finished(BatchResult::Committed { results })) => {
                 Ok(BatchResponse::Applied(Json(BatchApplied {
                     batch_id,
                     correlation_id,
@@ -154,11 +160,11 @@ impl BatchesApi {
                         .collect(),
                 })))
             }
-            Ok(BatchResult::RolledBack {
+            Ok(BatchRun::Finished(BatchResult::RolledBack {
                 failed_event_index,
                 delivery_order_id,
                 reason,
-            }) => Err(ApiError::batch_rolled_back(
+            })) => Err(ApiError::batch_rolled_back(
                 failed_event_index,
                 &delivery_order_id,
                 &batch_id,

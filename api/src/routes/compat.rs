@@ -6,9 +6,10 @@
 
 use std::sync::Arc;
 
-use delivery_workflows::ClientError;
-use delivery_workflows::compat::CompatCommand;
-use delivery_workflows::compat::{CompatDelivery, CompatEventType, normalize_data};
+use delivery_workflows::compat::{
+    CompatCommand, CompatDelivery, CompatEventType, CompatStarted, normalize_data,
+};
+use delivery_workflows::{ClientError, RejectionCode};
 use poem::web::Data;
 use poem_openapi::param::{Header, Path};
 use poem_openapi::payload::Json;
@@ -23,11 +24,25 @@ use crate::ref_id::RefId;
 use crate::routes::Tag;
 use crate::state::AppState;
 
-/// The original app's error body.
-#[derive(Debug, Clone, Object)]
+/// The original app's error body. A 503 also names what the request may already have done, so
+/// its retry converges on it instead of doing it twice.
+#[derive(Debug, Clone, Object, Default)]
 #[oai(skip_serializing_if_is_none)]
 pub struct Detail {
     pub detail: String,
+    /// The delivery a creation that timed out may have created.
+    pub id: Option<String>,
+    /// The event id (the `Idempotency-Key`) an event that timed out was sent under.
+    pub event_id: Option<String>,
+}
+
+impl Detail {
+    fn new(detail: impl Into<String>) -> Self {
+        Self {
+            detail: detail.into(),
+            ..Self::default()
+        }
+    }
 }
 
 /// Every answer of the compatible API. One type for all of them, so that a request that does
@@ -54,6 +69,10 @@ pub enum CompatAnswer {
     Forbidden(Json<Detail>),
     #[oai(status = 404)]
     NotFound(Json<Detail>),
+    /// The `Idempotency-Key` was used before for another creation or another event: nothing was
+    /// done.
+    #[oai(status = 409)]
+    Conflict(Json<Detail>),
     /// The body is larger than the gateway accepts (a problem document, from the gateway's
     /// edge, before this API sees the request).
     #[oai(status = 413, content_type = "application/problem+json")]
@@ -73,6 +92,7 @@ pub enum CompatFailure {
     BadRequest(Json<Detail>),
     Forbidden(Json<Detail>),
     NotFound(Json<Detail>),
+    Conflict(Json<Detail>),
     Unavailable(Json<Detail>),
 }
 
@@ -83,6 +103,7 @@ impl From<Result<Json<Any<Value>>, CompatFailure>> for CompatAnswer {
             Err(CompatFailure::BadRequest(d)) => Self::BadRequest(d),
             Err(CompatFailure::Forbidden(d)) => Self::Forbidden(d),
             Err(CompatFailure::NotFound(d)) => Self::NotFound(d),
+            Err(CompatFailure::Conflict(d)) => Self::Conflict(d),
             Err(CompatFailure::Unavailable(d)) => Self::Unavailable(d, RETRY_AFTER_SECS),
         }
     }
@@ -99,31 +120,42 @@ fn malformed(error: poem::Error) -> CompatAnswer {
             return CompatAnswer::Unauthorized(body, challenge);
         }
     }
-    CompatAnswer::BadRequest(Json(Detail {
-        detail: error.to_string(),
-    }))
+    CompatAnswer::BadRequest(Json(Detail::new(error.to_string())))
 }
 
 fn refused(detail: impl Into<String>) -> CompatFailure {
-    CompatFailure::BadRequest(Json(Detail {
-        detail: detail.into(),
-    }))
+    CompatFailure::BadRequest(Json(Detail::new(detail)))
 }
 
 fn not_found() -> CompatFailure {
-    CompatFailure::NotFound(Json(Detail {
-        detail: "Delivery not found".into(),
-    }))
+    CompatFailure::NotFound(Json(Detail::new("Delivery not found")))
+}
+
+fn key_reused(detail: impl Into<String>) -> CompatFailure {
+    CompatFailure::Conflict(Json(Detail::new(detail)))
 }
 
 /// What a 503 of this API asks a client to wait before retrying.
 const RETRY_AFTER_SECS: u64 = 1;
 
 fn unavailable(what: &str, cause: &dyn std::fmt::Display) -> CompatFailure {
-    tracing::error!(cause = %cause, "{what}");
-    CompatFailure::Unavailable(Json(Detail {
-        detail: format!("{what}; retry shortly"),
-    }))
+    unavailable_with(
+        what,
+        cause,
+        format!("{what}; retry shortly"),
+        Detail::default(),
+    )
+}
+
+/// A 503 whose body says what the request may have done (`detail` says how to retry).
+fn unavailable_with(
+    what: &str,
+    cause: &dyn std::fmt::Display,
+    detail: String,
+    named: Detail,
+) -> CompatFailure {
+    tracing::error!(cause = %cause, id = named.id, event_id = named.event_id, "{what}");
+    CompatFailure::Unavailable(Json(Detail { detail, ..named }))
 }
 
 #[derive(Debug, Clone, Object)]
@@ -154,7 +186,9 @@ const ROLES: &[Role] = &[Role::Operator, Role::Admin, Role::OrderManagement];
 
 #[OpenApi(tag = "Tag::Compat")]
 impl CompatApi {
-    /// Create a delivery (`CREATE_DELIVERY {budget, notes}`): status `ready`.
+    /// Create a delivery (`CREATE_DELIVERY {budget, notes}`): status `ready`. With an
+    /// `Idempotency-Key` a retry finds the delivery the first attempt created (its current
+    /// status) instead of creating another; the same key with other data is 409.
     #[oai(
         path = "/deliveries/create",
         method = "post",
@@ -165,11 +199,14 @@ impl CompatApi {
         auth: BearerAuth,
         state: Data<&Arc<AppState>>,
         body: Json<CreateDelivery>,
+        #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<RefId>>,
     ) -> CompatAnswer {
-        create(auth, state, body).await.into()
+        create(auth, state, body, idempotency_key).await.into()
     }
 
-    /// Apply an event to a delivery; answers its new status.
+    /// Apply an event to a delivery; answers its new status. The `Idempotency-Key` is the
+    /// event's id: the same event again answers the current status without applying it twice,
+    /// another event under it is 409. A 503 names the id the event was sent under.
     #[oai(path = "/event", method = "post", operation_id = "compat_event")]
     async fn event(
         &self,
@@ -197,25 +234,67 @@ impl CompatApi {
     }
 }
 
+/// Namespace of the delivery ids derived from a caller's creation `Idempotency-Key`.
+const CREATION_NAMESPACE: Uuid = Uuid::from_u128(0x5c0f_7d1e_4b8a_4e6f_9a31_c2d4_e5f6_0718);
+
 async fn create(
     auth: BearerAuth,
     state: Data<&Arc<AppState>>,
     body: Json<CreateDelivery>,
+    idempotency_key: Header<Option<RefId>>,
 ) -> Result<Json<Any<Value>>, CompatFailure> {
     allowed(&auth)?;
     if CompatEventType::parse(&body.0.event_type) != Some(CompatEventType::CreateDelivery) {
         return Err(refused("type must be CREATE_DELIVERY"));
     }
     let data = normalize_data(body.0.data.0).map_err(|e| refused(e.0))?;
-    let id = Uuid::now_v7().to_string();
+    // A key names one delivery of its caller, so a retry under it reaches the same workflow.
+    let id = match &idempotency_key.0 {
+        Some(key) => Uuid::new_v5(
+            &CREATION_NAMESPACE,
+            format!("{}:{key}", auth.0.sub).as_bytes(),
+        ),
+        None => Uuid::now_v7(),
+    }
+    .to_string();
     let delivery = CompatDelivery::create(&id, &data).map_err(|e| refused(e.0))?;
-    state
-        .compat
-        .start(&id, data)
-        .await
-        .map_err(|e| unavailable("the workflow engine did not answer", &e))?;
-    state.read_model.cache_compat(&delivery).await;
-    Ok(Json(Any(shape(&delivery))))
+    let started = state.compat.start(&id, data).await.map_err(|e| {
+        let next = if idempotency_key.0.is_some() {
+            "retry with the same Idempotency-Key: the retry finds this delivery if it was created"
+        } else {
+            "this request carried no Idempotency-Key, so a retry creates another delivery; read \
+             this one's status to learn whether it exists, and send an Idempotency-Key next time"
+        };
+        unavailable_with(
+            "the workflow engine did not answer",
+            &e,
+            format!(
+                "the workflow engine did not answer; delivery {id} may have been created. {next}"
+            ),
+            Detail {
+                id: Some(id.clone()),
+                ..Detail::default()
+            },
+        )
+    })?;
+    match started {
+        CompatStarted::New => {
+            state.read_model.cache_compat(&delivery).await;
+            Ok(Json(Any(shape(&delivery))))
+        }
+        // A retry: the delivery as it is now (its first status until an event is projected).
+        CompatStarted::Existing => {
+            let current = state
+                .read_model
+                .compat_delivery(Uuid::parse_str(&id).expect("a UUID"))
+                .await
+                .map_err(|e| unavailable("the event store is unavailable", &e))?;
+            Ok(Json(Any(shape(current.as_ref().unwrap_or(&delivery)))))
+        }
+        CompatStarted::IdReused => Err(key_reused(
+            "this Idempotency-Key already created a delivery with other data; nothing was created",
+        )),
+    }
 }
 
 async fn event(
@@ -241,11 +320,12 @@ async fn event(
     };
     let data =
         normalize_data(event.data.map(|d| d.0).unwrap_or(Value::Null)).map_err(|e| refused(e.0))?;
+    let event_id = idempotency_key
+        .0
+        .map(String::from)
+        .unwrap_or_else(|| Uuid::new_v4().to_string());
     let command = CompatCommand {
-        event_id: idempotency_key
-            .0
-            .map(String::from)
-            .unwrap_or_else(|| Uuid::new_v4().to_string()),
+        event_id: event_id.clone(),
         event_type,
         data,
     };
@@ -254,12 +334,27 @@ async fn event(
             state.read_model.cache_compat(&delivery).await;
             Ok(Json(Any(shape(&delivery))))
         }
+        Err(ClientError::Refused(refusal))
+            if refusal.code() == RejectionCode::IdempotencyConflict =>
+        {
+            Err(key_reused(refusal.message()))
+        }
         Err(ClientError::Refused(refusal)) => Err(refused(refusal.message())),
         Err(ClientError::Completed) => Err(refused("Delivery already completed")),
         Err(ClientError::NotFound) => Err(not_found()),
-        Err(e @ ClientError::Unavailable(_)) => {
-            Err(unavailable("the workflow engine did not answer", &e))
-        }
+        // Temporal may have admitted the event: a retry under its id converges on it.
+        Err(e @ ClientError::Unavailable(_)) => Err(unavailable_with(
+            "the workflow engine did not answer",
+            &e,
+            format!(
+                "the workflow engine did not answer; the event may still be applied. Retry with \
+                 Idempotency-Key: {event_id} and the answer is its outcome, never a second event"
+            ),
+            Detail {
+                event_id: Some(event_id),
+                ..Detail::default()
+            },
+        )),
     }
 }
 
@@ -283,9 +378,9 @@ fn allowed(auth: &BearerAuth) -> Result<(), CompatFailure> {
     if auth.0.has_any(ROLES) {
         Ok(())
     } else {
-        Err(CompatFailure::Forbidden(Json(Detail {
-            detail: "this needs one of the roles: operator, admin, order_management".into(),
-        })))
+        Err(CompatFailure::Forbidden(Json(Detail::new(
+            "this needs one of the roles: operator, admin, order_management",
+        ))))
     }
 }
 

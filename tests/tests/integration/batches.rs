@@ -88,6 +88,70 @@ async fn a_batch_applies_every_event_in_order_under_one_correlation_id() {
     }
 }
 
+/// An `Idempotency-Key` names one batch: the same events again join it and answer its outcome
+/// (nothing applied twice); other events under the same key are refused and apply nothing.
+#[tokio::test]
+async fn a_reused_batch_key_with_other_events_is_refused_and_applies_nothing() {
+    let stack = Stack::start_with(StackOptions::quiet().with_gateway()).await;
+    let api = stack.api();
+    let (a, b) = (
+        api.paid_order("cust-bk").await,
+        api.paid_order("cust-bk").await,
+    );
+    let partner = api.token("sim", &[Role::Partner]);
+    let post = |body: Value| {
+        let api = &api;
+        let partner = &partner;
+        async move {
+            api.send(
+                reqwest::Method::POST,
+                "/api/v1/event-batches",
+                Some(partner),
+                Some(&body),
+                &[("Idempotency-Key", "manifest-9")],
+            )
+            .await
+        }
+    };
+    let first = json!({"events": [
+        event(&a, "PICKED_UP", json!({"partner_order_number": "PN-K"}))
+    ]});
+    let applied = post(first.clone()).await;
+    assert_eq!(applied.status, 200, "{}", applied.text);
+    assert_eq!(applied.json["results"][0]["version"], 1);
+
+    let again = post(first).await;
+    assert_eq!(again.status, 200, "{}", again.text);
+    assert_eq!(again.json["batch_id"], applied.json["batch_id"]);
+    assert_eq!(
+        again.json["results"][0]["version"], 1,
+        "nothing applied twice"
+    );
+
+    for other in [
+        json!({"events": [event(&a, "DELIVERED", json!({"proof": {"signed_by": "Ada"}}))]}),
+        json!({"events": [
+            event(&b, "PICKED_UP", json!({"partner_order_number": "PN-K"}))
+        ]}),
+    ] {
+        let refused = post(other).await;
+        assert_eq!(refused.status, 409, "{}", refused.text);
+        let problem = refused.problem(409);
+        assert!(
+            problem["type"]
+                .as_str()
+                .is_some_and(|t| t.ends_with("/idempotency-key-reused")),
+            "{}",
+            refused.text
+        );
+    }
+    assert_eq!(
+        versions(&stack, &[&a, &b]).await,
+        [(State::PickedUp, 1), (State::Created, 0)],
+        "the refused batches applied nothing"
+    );
+}
+
 #[tokio::test]
 async fn a_batch_that_cannot_apply_changes_nothing_wherever_it_fails() {
     let stack = Stack::start_with(StackOptions::quiet().with_gateway()).await;

@@ -263,3 +263,83 @@ async fn bad_requests_get_the_original_detail_shape() {
         .await;
     assert_eq!(anonymous.status, 401);
 }
+
+/// An `Idempotency-Key` names one creation and one event of its caller: the same request again
+/// is answered with the delivery as it is, never done twice; the same key with other content is
+/// 409 and does nothing.
+#[tokio::test]
+async fn idempotency_keys_name_one_creation_and_one_event() {
+    let stack = Stack::start_with(StackOptions::quiet().with_gateway()).await;
+    let api = stack.api();
+    let oms = api.token("oms", &[Role::OrderManagement]);
+    let keyed = |path: &'static str, key: &'static str, body: Value| {
+        let oms = oms.clone();
+        async move {
+            api.send(
+                reqwest::Method::POST,
+                path,
+                Some(&oms),
+                Some(&body),
+                &[("Idempotency-Key", key)],
+            )
+            .await
+        }
+    };
+    let create = json!({"type": "CREATE_DELIVERY", "data": {"budget": 100, "notes": "crates"}});
+    let created = keyed("/deliveries/create", "order-77", create.clone()).await;
+    assert_eq!(created.status, 200, "{}", created.text);
+    let id = created.json["id"].as_str().unwrap().to_owned();
+
+    let event = |budget: u64| json!({"delivery_id": id, "type": "INCREASE_BUDGET", "data": {"budget": budget}});
+    let raised = keyed("/event", "raise-1", event(50)).await;
+    assert_eq!(raised.json["budget"], 150, "{}", raised.text);
+    let again = keyed("/event", "raise-1", event(50)).await;
+    assert_eq!(again.status, 200, "{}", again.text);
+    assert_eq!(again.json["budget"], 150, "the retry applied nothing");
+    let other = keyed("/event", "raise-1", event(60)).await;
+    assert!(
+        detail(&other, 409).contains("raise-1"),
+        "names the reused key: {}",
+        other.text
+    );
+
+    let retried = keyed("/deliveries/create", "order-77", create).await;
+    assert_eq!(retried.status, 200, "{}", retried.text);
+    assert_eq!(
+        retried.json["id"],
+        id.as_str(),
+        "the retry finds the same delivery"
+    );
+    assert_eq!(
+        retried.json["budget"], 150,
+        "as it is now: {}",
+        retried.text
+    );
+    let reused = keyed(
+        "/deliveries/create",
+        "order-77",
+        json!({"type": "CREATE_DELIVERY", "data": {"budget": 5, "notes": "other"}}),
+    )
+    .await;
+    detail(&reused, 409);
+    let elsewhere = api.token("oms-2", &[Role::OrderManagement]);
+    let theirs = api
+        .send(
+            reqwest::Method::POST,
+            "/deliveries/create",
+            Some(&elsewhere),
+            Some(&json!({"type": "CREATE_DELIVERY", "data": {"budget": 5, "notes": "other"}})),
+            &[("Idempotency-Key", "order-77")],
+        )
+        .await;
+    assert_eq!(
+        theirs.status, 200,
+        "a key is its caller's own: {}",
+        theirs.text
+    );
+    assert_ne!(theirs.json["id"], id.as_str());
+
+    let status = api.get(&format!("/deliveries/{id}/status"), &oms).await;
+    assert_eq!(status.json["budget"], 150, "{}", status.text);
+    assert_eq!(status.json["notes"], "crates", "{}", status.text);
+}

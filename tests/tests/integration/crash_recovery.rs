@@ -172,3 +172,126 @@ async fn a_command_that_times_out_names_its_event_id_and_its_retry_converges() {
     assert_eq!(pickups.len(), 1, "{}", trail.text);
     assert_eq!(pickups[0]["event_id"], event_id.as_str(), "{}", trail.text);
 }
+
+/// The compatible API's event with no worker to run it: the 503 names the event id it was
+/// sent under, and the retry under that id is answered with its outcome once a worker is back —
+/// the budget raised once, not twice.
+#[tokio::test]
+async fn a_compat_event_that_times_out_names_its_event_id_and_its_retry_converges() {
+    let mut stack = Stack::start_with(StackOptions::quiet().with_gateway()).await;
+    let oms = stack.api().token("oms", &[Role::OrderManagement]);
+    let created = stack
+        .api()
+        .post(
+            "/deliveries/create",
+            &oms,
+            &json!({"type": "CREATE_DELIVERY", "data": {"budget": 100, "notes": "late"}}),
+        )
+        .await;
+    assert_eq!(created.status, 200, "{}", created.text);
+    let id = created.json["id"].as_str().unwrap().to_owned();
+    let raise = json!({"delivery_id": id, "type": "INCREASE_BUDGET", "data": {"budget": 25}});
+
+    stack.worker.kill_hard();
+    let timed_out = stack.api().post("/event", &oms, &raise).await;
+    assert_eq!(timed_out.status, 503, "{}", timed_out.text);
+    assert!(
+        timed_out.headers.contains_key("retry-after"),
+        "{}",
+        timed_out.text
+    );
+    let event_id = timed_out.json["event_id"]
+        .as_str()
+        .expect("the 503 names the event id it sent")
+        .to_owned();
+    assert!(
+        timed_out.json["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&event_id),
+        "{}",
+        timed_out.text
+    );
+
+    stack.worker.restart().await;
+    let api = stack.api();
+    let converged = eventually("the retry to be answered", || async {
+        let answer = api
+            .send(
+                reqwest::Method::POST,
+                "/event",
+                Some(&oms),
+                Some(&raise),
+                &[("Idempotency-Key", event_id.as_str())],
+            )
+            .await;
+        (answer.status != 503).then_some(answer)
+    })
+    .await;
+    assert_eq!(converged.status, 200, "{}", converged.text);
+    assert_eq!(
+        converged.json["budget"], 125,
+        "raised once: {}",
+        converged.text
+    );
+    let status = api.get(&format!("/deliveries/{id}/status"), &oms).await;
+    assert_eq!(status.json["budget"], 125, "{}", status.text);
+}
+
+/// A compatible-API creation while Temporal hangs: the 503 names the delivery it may have
+/// created, and the retry under the same `Idempotency-Key` finds that one delivery.
+#[tokio::test]
+async fn a_compat_creation_that_times_out_names_its_delivery_and_its_retry_finds_it() {
+    let temporal = temporal_server().await;
+    let (proxy, url) = TcpProxy::in_front_of(&temporal.url(), 7233).await;
+    let stack = Stack::start_with(
+        StackOptions::quiet()
+            .with_gateway()
+            .gateway("TEMPORAL_ADDRESS", url.trim_end_matches('/'))
+            .gateway("TEMPORAL_RPC_TIMEOUT_MS", "2000"),
+    )
+    .await;
+    let api = stack.api();
+    let oms = api.token("oms", &[Role::OrderManagement]);
+    let create = json!({"type": "CREATE_DELIVERY", "data": {"budget": 40, "notes": "hung"}});
+    let send = || {
+        api.send(
+            reqwest::Method::POST,
+            "/deliveries/create",
+            Some(&oms),
+            Some(&create),
+            &[("Idempotency-Key", "basket-5")],
+        )
+    };
+
+    proxy.stall();
+    let timed_out = send().await;
+    assert_eq!(timed_out.status, 503, "{}", timed_out.text);
+    let id = timed_out.json["id"]
+        .as_str()
+        .expect("the 503 names the delivery")
+        .to_owned();
+    assert!(
+        timed_out.json["detail"].as_str().unwrap().contains(&id),
+        "{}",
+        timed_out.text
+    );
+
+    proxy.cut();
+    proxy.restore();
+    let found = eventually("the retry to be answered", || async {
+        let answer = send().await;
+        (answer.status != 503).then_some(answer)
+    })
+    .await;
+    assert_eq!(found.status, 200, "{}", found.text);
+    assert_eq!(found.json["id"], id.as_str(), "{}", found.text);
+    let again = send().await;
+    assert_eq!(again.json["id"], id.as_str(), "{}", again.text);
+    let status = eventually("the delivery's status", || async {
+        let s = api.get(&format!("/deliveries/{id}/status"), &oms).await;
+        (s.status == 200).then_some(s)
+    })
+    .await;
+    assert_eq!(status.json["budget"], 40, "{}", status.text);
+}

@@ -1,6 +1,7 @@
 // Orders whose deadline is near (pickup, delivery, auto-confirm), soonest first, with the time
 // left: read again soon after every pushed change (`pulse`, counted by the page's live socket)
-// and every 30 s, the time left counted down between.
+// and every 30 s, the time left counted down between. The time left is the gateway's, counted
+// down by the time passed since it answered: the browser's clock may be set wrong.
 import { useCallback, useEffect, useState } from "react";
 import { useApp } from "../context";
 import { useDebounced, useInterval } from "../hooks";
@@ -24,9 +25,18 @@ export const TIMER_LABELS: Record<string, string> = {
   auto_confirm: "Automatic confirmation",
 };
 
+/**
+ * Seconds left until an entry's deadline at `now`: the gateway's `seconds_left` as of
+ * `receivedAt`, less the time passed since. Both are `performance.now()` readings, a local
+ * duration that the browser's clock being off (or being set) does not change.
+ */
+export function secondsLeft(entry: AtRiskEntry, receivedAt: number, now: number): number {
+  return entry.seconds_left - (now - receivedAt) / 1000;
+}
+
 /** Time left in words: "1 h 5 min left", "overdue by 3 min". */
-export function timeLeft(dueAt: string, now: number): string {
-  const seconds = Math.round((new Date(dueAt).getTime() - now) / 1000);
+export function timeLeft(secondsLeft: number): string {
+  const seconds = Math.round(secondsLeft);
   const abs = Math.abs(seconds);
   const days = Math.floor(abs / 86_400);
   const hours = Math.floor((abs % 86_400) / 3600);
@@ -42,14 +52,17 @@ export function AtRisk({ pulse }: { pulse: number }) {
   const [entries, setEntries] = useState<AtRiskEntry[] | null>(null);
   const [total, setTotal] = useState(0);
   const [error, setError] = useState<unknown>(null);
-  const [now, setNow] = useState(() => Date.now());
+  const [receivedAt, setReceivedAt] = useState(() => performance.now());
+  const [now, setNow] = useState(() => performance.now());
 
   const refresh = useCallback(async () => {
     try {
       const list = await api.get<AtRiskList>(`/api/v1/operator/at-risk?within=${encodeURIComponent(within)}`);
+      const at = performance.now();
       setEntries(list.entries);
       setTotal(list.total);
-      setNow(Date.now());
+      setReceivedAt(at);
+      setNow(at);
       setError(null);
     } catch (e) {
       setError(e);
@@ -57,7 +70,7 @@ export function AtRisk({ pulse }: { pulse: number }) {
   }, [api, within]);
   useEffect(() => void refresh(), [refresh]);
   useInterval(() => void refresh(), 30_000);
-  useInterval(() => setNow(Date.now()), 1000);
+  useInterval(() => setNow(performance.now()), 1000);
   const refreshSoon = useDebounced(() => void refresh(), 500);
   // A change of state moves, sets or clears an order's deadline.
   useEffect(() => {
@@ -98,7 +111,8 @@ export function AtRisk({ pulse }: { pulse: number }) {
           <tbody>
             {entries.map((entry) => {
               const id = entry.delivery_order.delivery_order_id;
-              const overdue = new Date(entry.deadline.due_at).getTime() <= now;
+              const left = secondsLeft(entry, receivedAt, now);
+              const overdue = left <= 0;
               return (
                 <tr key={id} data-testid={`at-risk-${id}`} className={overdue ? "overdue" : undefined}>
                   <td>
@@ -115,7 +129,7 @@ export function AtRisk({ pulse }: { pulse: number }) {
                   </td>
                   <td className="num" data-testid="time-left">
                     {overdue && <span aria-hidden="true">⚠ </span>}
-                    {timeLeft(entry.deadline.due_at, now)}
+                    {timeLeft(left)}
                   </td>
                 </tr>
               );

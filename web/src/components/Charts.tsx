@@ -5,11 +5,11 @@
 import { memo, useCallback, useEffect, useRef, useState } from "react";
 import type uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
-import { duration, enteredPerHour, failuresByReason, stageTimes, STATE_STYLES, type Figures } from "../charts";
+import { duration, enteredPerHour, failuresByReason, legendSample, stageTimes, STATE_STYLES, type Figures } from "../charts";
 import { useApp } from "../context";
 import { useInterval } from "../hooks";
 import { formatTime, reasonInWords, stateLabel } from "../labels";
-import type { OperationsCharts } from "../types";
+import type { OperationsCharts, State } from "../types";
 import { ErrorNotice } from "./ErrorNotice";
 
 type UPlotModule = typeof uPlot;
@@ -44,6 +44,31 @@ function hatch(ctx: CanvasRenderingContext2D, colour: string): CanvasPattern | s
   t.lineTo(8, 0);
   t.stroke();
   return ctx.createPattern(tile, "repeat") ?? colour;
+}
+
+const SVG = "http://www.w3.org/2000/svg";
+
+/** A short stretch of a state's line for the legend, dashed as the chart draws it. */
+export function legendSampleSvg(state: State): SVGSVGElement {
+  const sample = legendSample(state);
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("width", "40");
+  svg.setAttribute("height", "12");
+  svg.setAttribute("viewBox", "0 0 40 12");
+  svg.setAttribute("aria-hidden", "true");
+  const line = document.createElementNS(SVG, "line");
+  const attributes: Record<string, string> = {
+    x1: "0",
+    y1: "6",
+    x2: "40",
+    y2: "6",
+    stroke: sample.stroke,
+    "stroke-width": String(sample.width),
+    "stroke-dasharray": sample.dasharray,
+  };
+  for (const [name, value] of Object.entries(attributes)) line.setAttribute(name, value);
+  svg.appendChild(line);
+  return svg;
 }
 
 function Plot({ lib, options, data, testId }: { lib: UPlotModule; options: Omit<uPlot.Options, "width">; data: uPlot.AlignedData; testId: string }) {
@@ -82,10 +107,25 @@ function EnteredChart({ lib, charts }: { lib: UPlotModule; charts: OperationsCha
           dash: style.dash,
           width: style.width,
           points: { show: true, size: style.point, fill: "#fff" },
+          // Names the series' legend row, for its sample below.
+          class: `chart-state-${state}`,
         };
       }),
     ],
-    legend: { markers: { width: 3 } },
+    // uPlot's markers are bordered boxes, all alike without colour: each becomes a sample of
+    // its line instead, drawn once the legend is built.
+    legend: { markers: { width: 0 } },
+    hooks: {
+      init: [
+        (u) => {
+          for (const state of figures.states) {
+            const marker = u.root.querySelector(`.u-legend .chart-state-${state} .u-marker`);
+            marker?.classList.add("legend-sample");
+            marker?.replaceChildren(legendSampleSvg(state));
+          }
+        },
+      ],
+    },
     axes: [{}, { label: "orders" }],
   };
   const data = [figures.x, ...figures.series.map((s) => s.values)] as uPlot.AlignedData;

@@ -31,7 +31,8 @@ interface Layers {
 export function RouteMap({ route, tileUrl }: { route: DeliveryRoute; tileUrl?: string | null }) {
   const box = useRef<HTMLDivElement>(null);
   const [lib, setLib] = useState<LeafletModule | null>(null);
-  const layers = useRef<Layers | null>(null);
+  // State, not a ref: a map built anew (the tile URL arriving after the route) is drawn on at once.
+  const [layers, setLayers] = useState<Layers | null>(null);
 
   useEffect(() => {
     let live = true;
@@ -61,16 +62,16 @@ export function RouteMap({ route, tileUrl }: { route: DeliveryRoute; tileUrl?: s
         icon: lib.divIcon({ className: "route-destination", html: "⚑", iconSize: [24, 24], iconAnchor: [4, 22] }),
       })
       .bindTooltip("Destination");
-    layers.current = { map, line, current, destination };
+    setLayers({ map, line, current, destination });
     return () => {
       map.remove();
-      layers.current = null;
+      setLayers(null);
     };
   }, [lib, tileUrl]);
 
-  // Every change of the route: the line, the markers and the view.
+  // Every change of the route, and every new map: the line, the markers and the view.
   useEffect(() => {
-    const l = layers.current;
+    const l = layers;
     if (!lib || !l) return;
     const points = routeLine(route);
     l.line.setLatLngs(points);
@@ -81,7 +82,7 @@ export function RouteMap({ route, tileUrl }: { route: DeliveryRoute; tileUrl?: s
     const extent = routeExtent(route);
     if (extent.length === 1) l.map.setView(extent[0], 16);
     else if (extent.length > 1) l.map.fitBounds(lib.latLngBounds(extent), { padding: [24, 24], maxZoom: 17 });
-  }, [lib, route]);
+  }, [lib, layers, route]);
 
   const last = route.current;
   return (

@@ -5,7 +5,7 @@
 pub mod client;
 pub mod workflow;
 
-pub use self::client::EventBatchClient;
+pub use self::client::{BatchRun, EventBatchClient};
 pub use self::workflow::{
     BatchInput, BatchItem, BatchResult, EventBatchWorkflow, OrderResult, batch_workflow_id,
 };

@@ -1,14 +1,32 @@
 //! The typed client of `CompatDeliveryWorkflow`, for the gateway's compatible API.
 
 use serde_json::Value;
+use sha2::{Digest, Sha256};
+use temporalio_client::errors::WorkflowStartError;
 use temporalio_client::{
     WorkflowExecuteUpdateOptions, WorkflowIdReusePolicy, WorkflowStartOptions,
 };
+use temporalio_common::MemoValues;
 
 use super::{
     CompatCommand, CompatDelivery, CompatDeliveryWorkflow, CompatStart, compat_workflow_id,
 };
 use crate::client::{ClientError, TemporalTarget, decode_update_error, update_error};
+
+/// Memo key holding a digest of the delivery's `CREATE_DELIVERY` data, so a reused creation key
+/// with other data is told apart from a retry.
+const CREATION_MEMO: &str = "creation_digest";
+
+/// What a creation found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CompatStarted {
+    /// Started now.
+    New,
+    /// Started before with the same data (a retry).
+    Existing,
+    /// The id holds a delivery created with other data: nothing was started.
+    IdReused,
+}
 
 #[derive(Clone)]
 pub struct CompatClient {
@@ -20,17 +38,24 @@ impl CompatClient {
         Self { target }
     }
 
-    /// Starts a delivery's workflow with its `CREATE_DELIVERY` data (the workflow checks it).
-    pub async fn start(&self, id: &str, data: Value) -> Result<(), ClientError> {
-        let options = WorkflowStartOptions::new(self.target.task_queue(), compat_workflow_id(id))
+    /// Starts a delivery's workflow with its `CREATE_DELIVERY` data (the workflow checks it). An
+    /// id is never reused, so a retry of a creation (same id, same data) finds its delivery.
+    pub async fn start(&self, id: &str, data: Value) -> Result<CompatStarted, ClientError> {
+        let workflow_id = compat_workflow_id(id);
+        let digest = digest(&data);
+        let mut memo = MemoValues::new();
+        memo.insert(CREATION_MEMO, digest.clone());
+        let options = WorkflowStartOptions::new(self.target.task_queue(), workflow_id.clone())
             .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
+            .memo(memo)
             .rpc_options(self.target.rpc())
             .build();
         let start = CompatStart {
             id: id.to_owned(),
             data,
         };
-        self.target
+        match self
+            .target
             .client()
             .start_workflow(
                 CompatDeliveryWorkflow::run,
@@ -38,8 +63,21 @@ impl CompatClient {
                 options,
             )
             .await
-            .map(|_| ())
-            .map_err(|e| ClientError::Unavailable(e.to_string()))
+        {
+            Ok(_) => Ok(CompatStarted::New),
+            Err(WorkflowStartError::AlreadyStarted { .. }) => {
+                let recorded = self
+                    .target
+                    .recorded_digest::<CompatDeliveryWorkflow>(&workflow_id, CREATION_MEMO)
+                    .await?;
+                Ok(if recorded.is_some_and(|r| r != digest) {
+                    CompatStarted::IdReused
+                } else {
+                    CompatStarted::Existing
+                })
+            }
+            Err(error) => Err(ClientError::Unavailable(error.to_string())),
+        }
     }
 
     /// Sends one event; a refusal carries the original app's detail as its text.
@@ -48,8 +86,12 @@ impl CompatClient {
         id: &str,
         command: CompatCommand,
     ) -> Result<CompatDelivery, ClientError> {
+        // Temporal answers a repeated update id with the first update's result without asking
+        // the workflow, so the id covers the content: another event under a used key reaches
+        // the validator, which refuses it.
+        let content = digest(&serde_json::json!([command.event_type, command.data]));
         let options = WorkflowExecuteUpdateOptions::builder()
-            .update_id(format!("compat:{}", command.event_id))
+            .update_id(format!("compat:{}:{}", command.event_id, &content[..16]))
             .rpc_options(self.target.rpc())
             .build();
         let client = self.target.client();
@@ -66,4 +108,9 @@ impl CompatClient {
             })
             .await
     }
+}
+
+/// A hex SHA-256 of a JSON value's text.
+fn digest(value: &Value) -> String {
+    hex::encode(Sha256::digest(value.to_string().as_bytes()))
 }

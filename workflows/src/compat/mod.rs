@@ -6,6 +6,6 @@ pub mod client;
 pub mod rules;
 pub mod workflow;
 
-pub use self::client::CompatClient;
+pub use self::client::{CompatClient, CompatStarted};
 pub use self::rules::{CompatDelivery, CompatEvent, CompatEventType, normalize_data};
 pub use self::workflow::{CompatCommand, CompatDeliveryWorkflow, CompatStart, compat_workflow_id};

@@ -130,8 +130,20 @@ impl CompatDeliveryWorkflow {
         };
         check_ref_id("event_id", &command.event_id)
             .map_err(|e| Refusal::worded(RejectionCode::InvalidEventId, e))?;
-        if self.events.iter().any(|e| e.event_id == command.event_id) {
-            return Ok(()); // a retry: answered with the current state
+        if let Some(earlier) = self.events.iter().find(|e| e.event_id == command.event_id) {
+            // A retry is answered with the current state; another event under a used key
+            // would be answered as if it applied, so it is refused.
+            if earlier.event_type != command.event_type || earlier.data != command.data {
+                return Err(Refusal::worded(
+                    RejectionCode::IdempotencyConflict,
+                    format!(
+                        "the Idempotency-Key {} was used for another event ({:?})",
+                        command.event_id, earlier.event_type
+                    ),
+                )
+                .into());
+            }
+            return Ok(());
         }
         delivery
             .apply(command.event_type, &command.data)

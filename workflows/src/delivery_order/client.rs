@@ -90,7 +90,13 @@ impl DeliveryOrderClient {
         {
             Ok(_) => Ok(Started::New),
             Err(WorkflowStartError::AlreadyStarted { .. }) => Ok(Started::Existing {
-                fingerprint: self.fingerprint(&delivery_order_id).await?,
+                fingerprint: self
+                    .target
+                    .recorded_digest::<DeliveryOrderWorkflow>(
+                        &workflow_id(&delivery_order_id),
+                        FINGERPRINT_MEMO,
+                    )
+                    .await?,
             }),
             Err(error) => Err(ClientError::Unavailable(error.to_string())),
         }
@@ -169,16 +175,6 @@ impl DeliveryOrderClient {
             .and_then(|info| info.r#type.as_ref())
             .map(|t| t.name.clone())
             .unwrap_or_default())
-    }
-
-    async fn fingerprint(&self, delivery_order_id: &str) -> Result<Option<String>, ClientError> {
-        Ok(self
-            .describe(delivery_order_id)
-            .await?
-            .memo()
-            .get::<String>(FINGERPRINT_MEMO)
-            .ok()
-            .flatten())
     }
 
     /// Sends one event through the `apply_event` update. A retry of an event applied before is
