@@ -67,18 +67,21 @@ impl BatchActivities {
                     (_, Some(item)) => PrepareOutcome::Rejected {
                         index: item.index,
                         reason: item.reason,
+                        code: item.code,
                     },
                     // Held by another batch, or a batch over here already: the first event stands
                     // for the order.
                     _ => PrepareOutcome::Rejected {
                         index: 0,
                         reason: refusal.message().to_owned(),
+                        code: Some(refusal.code()),
                     },
                 })
             }
             Err(ClientError::Completed) => Ok(PrepareOutcome::Rejected {
                 index: 0,
                 reason: "the delivery order is finished and takes no more events".into(),
+                code: None,
             }),
             Err(ClientError::NotFound) => Ok(PrepareOutcome::NotFound),
             Err(error) => Err(anyhow::anyhow!("prepare_batch: {error}").into()),

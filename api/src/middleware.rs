@@ -188,7 +188,7 @@ fn rate_limit(
     route: &str,
     caller: Option<&Caller>,
 ) -> Option<Response> {
-    if UNLIMITED.contains(&route) || is_partner_webhook(req) {
+    if UNLIMITED.contains(&route) || is_partner_webhook(req, route) {
         return None;
     }
     charge(state, &caller_key(req, caller))
@@ -199,9 +199,10 @@ fn rate_limit(
 /// A partner webhook is charged by its handler, once it knows who is asking: to the partner after
 /// its signature checked out, to the sender's address otherwise. So requests without the secret
 /// can never spend a partner's allowance, whichever address they come from (behind a load
-/// balancer, every partner and every stranger share one).
-fn is_partner_webhook(req: &Request) -> bool {
-    req.uri().path().contains("/partner-webhooks/")
+/// balancer, every partner and every stranger share one). Only the webhook itself: any other
+/// method on its path, or any other path, is charged here like every request.
+fn is_partner_webhook(req: &Request, route: &str) -> bool {
+    route == crate::routes::partners::WEBHOOK_ROUTE && req.method() == poem::http::Method::POST
 }
 
 /// Takes one request from `key`'s allowance (`RATE_LIMIT_PER_SECOND`, `RATE_LIMIT_BURST`); 429

@@ -74,6 +74,7 @@ pub(crate) struct Facts {
 }
 
 /// What the checks found, with the counts the report prints.
+#[derive(Default)]
 pub(crate) struct Verdict {
     pub(crate) findings: Vec<Finding>,
     pub(crate) orders: usize,

@@ -38,6 +38,8 @@ pub(crate) struct ChaosConfig {
     pub(crate) drain_for: Duration,
     /// How long the read model, Redis and the stream get to catch up before the checks.
     pub(crate) settle_for: Duration,
+    /// Whether a missed recovery target fails the run (`CHAOS_REQUIRE_RECOVERY_TARGETS=1`).
+    pub(crate) require_recovery_targets: bool,
 }
 
 impl ChaosConfig {
@@ -73,6 +75,7 @@ impl ChaosConfig {
                 burst_orders: 20,
                 drain_for: Duration::from_secs(20),
                 settle_for: Duration::from_secs(30),
+                require_recovery_targets: false,
             });
         }
         let minutes = number("CHAOS_MINUTES", 5.0)?;
@@ -80,6 +83,10 @@ impl ChaosConfig {
         config.journeys_per_second = number("CHAOS_RATE", config.journeys_per_second)?;
         config.burst_orders = number("CHAOS_BURST", config.burst_orders as f64)? as usize;
         config.overlap_recovery = matches!(std::env::var("CHAOS_OVERLAP").as_deref(), Ok("1"));
+        config.require_recovery_targets = matches!(
+            std::env::var("CHAOS_REQUIRE_RECOVERY_TARGETS").as_deref(),
+            Ok("1")
+        );
         if let Ok(only) = std::env::var("CHAOS_FAULTS")
             && !only.trim().is_empty()
         {
@@ -146,6 +153,7 @@ impl ChaosConfig {
             burst_orders: 2000,
             drain_for: Duration::from_secs(120),
             settle_for: Duration::from_secs(90),
+            require_recovery_targets: false,
         }
     }
 }

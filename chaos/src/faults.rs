@@ -47,6 +47,17 @@ impl FaultKind {
         }
     }
 
+    /// How soon after this fault commands must answer normally again (the targets:
+    /// a worker or gateway kill under 10 s, a Temporal restart under 30 s); none for faults of
+    /// a dependency whose outage the service only rides out.
+    pub(crate) fn recovery_target(self) -> Option<Duration> {
+        match self {
+            FaultKind::WorkerKill | FaultKind::GatewayKill => Some(Duration::from_secs(10)),
+            FaultKind::TemporalKill | FaultKind::StackRestart => Some(Duration::from_secs(30)),
+            _ => None,
+        }
+    }
+
     /// The kind's name in `CHAOS_FAULTS`.
     pub(crate) fn slug(self) -> &'static str {
         match self {

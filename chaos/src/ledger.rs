@@ -203,7 +203,7 @@ impl Ledger {
 }
 
 /// A copy of the books for the checker and the report.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Snapshot {
     pub(crate) orders: BTreeSet<String>,
     pub(crate) acks: Vec<Ack>,

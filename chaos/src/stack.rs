@@ -339,7 +339,7 @@ impl Stack {
             ("PARTNER_PING_INTERVAL_MS", "500"),
             ("PARTNER_FAILURE_RATE", "0.1"),
             // A partner keeps calling back for about two minutes: longer than any outage here.
-            ("PARTNER_CALLBACK_ATTEMPTS", "20"),
+            ("PARTNER_CALLBACK_RETRY_SECS", "180"),
             ("RUST_LOG", "warn"),
         ]));
         sim.start(START_PATIENCE).await?;

@@ -28,6 +28,23 @@ const RANDOM_FAILURES: [&str; 4] = [
 /// The longest wait between two tries of one callback.
 const MAX_WAIT: Duration = Duration::from_secs(10);
 
+/// A try that may land later: a network error, a 5xx, or a 429. `retry_after` is the service's
+/// own estimate (`Retry-After`: a batch holding the order, a rate limit), which beats guessing.
+#[derive(Debug)]
+struct Transient {
+    error: anyhow::Error,
+    retry_after: Option<Duration>,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Transient {
+    fn from(error: E) -> Self {
+        Self {
+            error: error.into(),
+            retry_after: None,
+        }
+    }
+}
+
 /// One callback as the contract describes it.
 #[derive(Debug, Clone)]
 pub struct Callback {
@@ -63,13 +80,14 @@ pub struct Sink {
     keys: Option<Arc<Keyring>>,
     http: reqwest::Client,
     temporal: Mutex<Option<Client>>,
-    attempts: u32,
+    retry_for: Duration,
 }
 
 impl Sink {
-    pub fn new(mode: CallbackMode, keys: Option<Arc<Keyring>>, attempts: u32) -> Self {
+    /// A sink that keeps retrying a callback for `retry_for` before it gives it up.
+    pub fn new(mode: CallbackMode, keys: Option<Arc<Keyring>>, retry_for: Duration) -> Self {
         Self {
-            attempts: attempts.max(1),
+            retry_for,
             mode,
             keys,
             http: reqwest::Client::builder()
@@ -80,24 +98,29 @@ impl Sink {
         }
     }
 
-    /// Delivers one callback, retrying transient failures with backoff. Returns whether it landed.
+    /// Delivers one callback, retrying transient failures for the sink's time budget: after the
+    /// service's `Retry-After` when it gives one, else with a backoff doubling from 100 ms up to
+    /// 10 s. Returns whether it landed.
     pub async fn deliver(&self, callback: &Callback) -> bool {
-        let mut wait = Duration::from_millis(100);
-        for attempt in 1..=self.attempts {
-            match self.try_deliver(callback).await {
-                Ok(()) => return true,
-                Err(error) if attempt < self.attempts => {
-                    tracing::warn!(%error, attempt, "callback failed; retrying");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(MAX_WAIT);
-                }
-                Err(error) => tracing::error!(%error, "callback given up"),
+        let give_up_at = tokio::time::Instant::now() + self.retry_for;
+        let mut backoff = Duration::from_millis(100);
+        for attempt in 1.. {
+            let Err(failed) = self.try_deliver(callback).await else {
+                return true;
+            };
+            let wait = failed.retry_after.unwrap_or(backoff).min(MAX_WAIT);
+            if tokio::time::Instant::now() + wait > give_up_at {
+                tracing::error!(error = %failed.error, attempt, kind = callback.kind, "callback given up");
+                return false;
             }
+            tracing::warn!(error = %failed.error, attempt, wait_ms = wait.as_millis() as u64, "callback failed; retrying");
+            tokio::time::sleep(wait).await;
+            backoff = (backoff * 2).min(MAX_WAIT);
         }
-        false
+        unreachable!("the loop returns")
     }
 
-    async fn try_deliver(&self, callback: &Callback) -> anyhow::Result<()> {
+    async fn try_deliver(&self, callback: &Callback) -> Result<(), Transient> {
         match &self.mode {
             CallbackMode::None => Ok(()),
             CallbackMode::Webhook { url, secret } => {
@@ -114,7 +137,18 @@ impl Sink {
                     .send()
                     .await?;
                 let status = response.status();
-                anyhow::ensure!(!status.is_server_error(), "webhook answered {status}");
+                if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+                    let retry_after = response
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map(Duration::from_secs);
+                    return Err(Transient {
+                        error: anyhow::anyhow!("webhook answered {status}"),
+                        retry_after,
+                    });
+                }
                 if !status.is_success() {
                     // A 4xx will not improve with retries: log it and move on.
                     tracing::warn!(%status, kind = callback.kind, "webhook refused the callback");
@@ -305,4 +339,106 @@ async fn sleep_or_stop(duration: Duration, stop: &mut watch::Receiver<bool>) -> 
         _ = stop.wait_for(|s| *s) => true,
     };
     !stopped && !*stop.borrow()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex as StdMutex;
+
+    use poem::http::StatusCode;
+    use poem::listener::{Acceptor, Listener, TcpListener};
+    use poem::web::Data;
+    use poem::{EndpointExt, Response, Route, Server, handler, post};
+
+    use super::*;
+
+    type Script = Arc<StdMutex<(Vec<(u16, Option<&'static str>)>, usize)>>;
+
+    /// A webhook that answers each try with the next of `script` (then 200); the script's
+    /// counter is how many tries came.
+    async fn webhook(script: Vec<(u16, Option<&'static str>)>) -> (String, Script) {
+        #[handler]
+        fn hook(Data(script): Data<&Script>) -> Response {
+            let mut script = script.lock().unwrap();
+            let tries = script.1;
+            script.1 += 1;
+            let (status, retry_after) = script.0.get(tries).copied().unwrap_or((200, None));
+            let mut response = Response::builder().status(StatusCode::from_u16(status).unwrap());
+            if let Some(seconds) = retry_after {
+                response = response.header("Retry-After", seconds);
+            }
+            response.finish()
+        }
+        let script: Script = Arc::new(StdMutex::new((script, 0)));
+        let acceptor = TcpListener::bind("127.0.0.1:0")
+            .into_acceptor()
+            .await
+            .unwrap();
+        let port = acceptor.local_addr()[0].as_socket_addr().unwrap().port();
+        let app = Route::new().at("/hook", post(hook)).data(script.clone());
+        tokio::spawn(Server::new_with_acceptor(acceptor).run(app));
+        (format!("http://127.0.0.1:{port}/hook"), script)
+    }
+
+    fn sink(url: String, retry_for: Duration) -> Sink {
+        Sink::new(
+            CallbackMode::Webhook {
+                url,
+                secret: "s".into(),
+            },
+            None,
+            retry_for,
+        )
+    }
+
+    fn callback() -> Callback {
+        Callback {
+            event_id: "e-1".into(),
+            kind: "PICKED_UP",
+            delivery_order_id: "o-1".into(),
+            pickup_id: "p-1".into(),
+            partner_order_number: None,
+            data: json!({}),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_held_or_limited_order_is_retried_after_the_services_retry_after() {
+        let (url, tries) = webhook(vec![(503, Some("1")), (429, Some("1")), (502, None)]).await;
+        let landed = sink(url, Duration::from_secs(30))
+            .deliver(&callback())
+            .await;
+        assert!(landed);
+        assert_eq!(
+            tries.lock().unwrap().1,
+            4,
+            "503, 429 and 502 retried, then taken"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_not_retried_and_a_lasting_outage_is_given_up_at_the_budget() {
+        let (url, tries) = webhook(vec![(404, None)]).await;
+        assert!(
+            sink(url, Duration::from_secs(30))
+                .deliver(&callback())
+                .await
+        );
+        assert_eq!(
+            tries.lock().unwrap().1,
+            1,
+            "a 4xx is an answer, not a fault"
+        );
+
+        let (url, tries) = webhook(vec![(503, Some("1")); 100]).await;
+        let landed = sink(url, Duration::from_millis(2500))
+            .deliver(&callback())
+            .await;
+        assert!(!landed);
+        let tried = tries.lock().unwrap().1;
+        assert!(
+            (2..=3).contains(&tried),
+            "one try a second for 2.5 s: {tried}"
+        );
+    }
 }

@@ -2,6 +2,7 @@
 //! may change while it runs.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use delivery_payload_codec::Keyring;
 use serde::{Deserialize, Serialize};
@@ -48,10 +49,10 @@ pub struct SimConfig {
     /// unless `DEV_MODE=1`, as for the worker): the signals carry the driver's name and phone, so
     /// they are encrypted like every other payload. `None` in the other modes.
     pub payload_keys: Option<Arc<Keyring>>,
-    /// Tries per callback (`PARTNER_CALLBACK_ATTEMPTS`, default 5); the wait between them doubles
-    /// from 100 ms up to 10 s. A real partner retries for longer than a few seconds; fault drills
-    /// that stop the service for longer raise it.
-    pub callback_attempts: u32,
+    /// How long one callback is retried before it is given up (`PARTNER_CALLBACK_RETRY_SECS`,
+    /// default 900): longer than the longest batch hold (600 s), during which the service
+    /// answers the order's callbacks 503 with `Retry-After`, as a real partner retries for long.
+    pub callback_retry_for: Duration,
 }
 
 impl SimConfig {
@@ -111,13 +112,10 @@ impl SimConfig {
             }
             _ => None,
         };
-        let callback_attempts = u32::try_from(num("PARTNER_CALLBACK_ATTEMPTS", "5")?)
-            .ok()
-            .filter(|n| *n >= 1)
-            .ok_or_else(|| anyhow::anyhow!("PARTNER_CALLBACK_ATTEMPTS must be 1 or more"))?;
+        let callback_retry_for = Duration::from_secs(num("PARTNER_CALLBACK_RETRY_SECS", "900")?);
         Ok(Self {
             payload_keys,
-            callback_attempts,
+            callback_retry_for,
             bind: get("PARTNER_SIM_BIND", "127.0.0.1"),
             port: u16::try_from(num("PARTNER_SIM_PORT", "8090")?)
                 .map_err(|_| anyhow::anyhow!("PARTNER_SIM_PORT must be a port"))?,

@@ -35,7 +35,7 @@ impl Simulator {
             sink: Arc::new(callbacks::Sink::new(
                 config.callbacks,
                 config.payload_keys,
-                config.callback_attempts,
+                config.callback_retry_for,
             )),
             stop: stop_rx,
         });

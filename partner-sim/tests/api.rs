@@ -38,7 +38,7 @@ async fn start(callbacks: CallbackMode) -> Running {
         callbacks,
         knobs: knobs(),
         payload_keys: None,
-        callback_attempts: 5,
+        callback_retry_for: Duration::from_secs(30),
     })
     .await
     .unwrap();

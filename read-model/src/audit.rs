@@ -18,6 +18,8 @@ use crate::writer::Anomaly;
 
 /// What recording one event found.
 pub(crate) struct Recorded {
+    /// The event was recorded now for the first time (not a replay of one recorded before).
+    pub(crate) inserted: bool,
     /// The seq held other content; the workflow's replaced it.
     pub(crate) replaced: Option<Anomaly>,
     /// An event at a lower seq of the order already carries this event's id.
@@ -73,6 +75,7 @@ pub(crate) async fn record(
         }),
     });
     Ok(Recorded {
+        inserted,
         replaced,
         collision,
     })

@@ -273,8 +273,15 @@ impl ReadModelWriter {
         let stale = (p.version as i64) < held;
         let mut anomalies = Vec::new();
         let mut reused_ids = BTreeSet::new();
+        // Events recorded by this projection for the first time: a projection that runs again
+        // (its retry after a crash, or the ordinary activity behind a local one that landed
+        // late) finds them recorded, and counts nothing twice.
+        let mut first_recorded = BTreeSet::new();
         for e in &projection.events {
             let found = audit::record(&mut tx, id, e, stale).await?;
+            if found.inserted {
+                first_recorded.insert(e.seq);
+            }
             if let Some(anomaly) = found.replaced {
                 anomalies.push(anomaly);
             }
@@ -321,7 +328,11 @@ impl ReadModelWriter {
         }
         if let Some(metrics) = &self.metrics {
             let now = chrono::Utc::now();
-            for event in &projection.events {
+            for event in projection
+                .events
+                .iter()
+                .filter(|e| first_recorded.contains(&e.seq))
+            {
                 if let Ok(at) = chrono::DateTime::parse_from_rfc3339(&event.occurred_at) {
                     let lag = (now - at.with_timezone(&chrono::Utc)).num_microseconds();
                     metrics.lag.observe(lag.unwrap_or(0).max(0) as f64 / 1e6);

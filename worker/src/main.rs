@@ -72,9 +72,10 @@ async fn rebuild_read_model(args: &[String]) -> anyhow::Result<bool> {
         None => "no order".to_owned(),
     };
     let line = format!(
-        "rebuild-read-model: {} orders, {} events, {} without an order, {} outbox rows published here, {} failed, {:.1} seconds; {oldest}",
+        "rebuild-read-model: {} orders, {} events, {} compatible-API deliveries, {} without an order, {} outbox rows published here, {} failed, {:.1} seconds; {oldest}",
         summary.orders,
         summary.events,
+        summary.compat_deliveries,
         summary.without_order,
         summary.published,
         summary.failed.len(),

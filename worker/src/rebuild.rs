@@ -20,6 +20,10 @@
 //! before that are not in Temporal any more and cannot be rebuilt; the summary names the oldest
 //! order it rebuilt.
 //!
+//! The compatible API's deliveries (`CompatDeliveryWorkflow`) are rebuilt the same way, each
+//! from its `projection` query (every event it applied), open or closed: a closed one is
+//! replayed by a worker to answer, so a worker of its build must be polling.
+//!
 //! Each order is written as one projection of its version 0 onwards through the same
 //! [`ReadModelWriter`] the workflow's projection activity uses. That writer is idempotent on
 //! `(order, seq)` and only ever replaces a row by a higher version, and outbox rows and their
@@ -34,7 +38,8 @@ use anyhow::Context;
 use delivery_platform::{ConfigError, Env};
 use delivery_read_model::ReadModelWriter;
 use delivery_read_model::relay::{self, OutboxRelay, RelayError};
-use delivery_workflows::activities::Projection;
+use delivery_workflows::activities::{CompatProjection, Projection};
+use delivery_workflows::compat::{COMPAT_WORKFLOW_TYPE, CompatDeliveryWorkflow};
 use delivery_workflows::refusal::RejectionCode;
 use delivery_workflows::{DeliveryOrderView, DeliveryOrderWorkflow, WORKFLOW_TYPE};
 use futures::{StreamExt, TryStreamExt};
@@ -119,13 +124,22 @@ pub fn list_query(
     task_queue: &str,
     since: Option<chrono::DateTime<chrono::Utc>>,
 ) -> anyhow::Result<String> {
+    list_query_of(WORKFLOW_TYPE, task_queue, since)
+}
+
+/// The visibility query of the workflows of `workflow_type` to rebuild (see [`list_query`]).
+fn list_query_of(
+    workflow_type: &str,
+    task_queue: &str,
+    since: Option<chrono::DateTime<chrono::Utc>>,
+) -> anyhow::Result<String> {
     // The task queue comes from our own configuration, but a quote in it would change the query.
     anyhow::ensure!(
         !task_queue.contains(['\'', '"', '\\']),
         "TASK_QUEUE {task_queue:?} cannot be used in a visibility query"
     );
     let mut query = format!(
-        "WorkflowType = '{WORKFLOW_TYPE}' AND TaskQueue = '{task_queue}' AND ExecutionStatus != 'ContinuedAsNew'"
+        "WorkflowType = '{workflow_type}' AND TaskQueue = '{task_queue}' AND ExecutionStatus != 'ContinuedAsNew'"
     );
     if let Some(since) = since {
         let at = since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
@@ -145,6 +159,8 @@ pub struct RebuildSummary {
     pub events: usize,
     /// Workflows without an order (their start input was invalid, so they never had a row).
     pub without_order: usize,
+    /// Compatible-API deliveries written to the read model.
+    pub compat_deliveries: usize,
     /// Outbox rows this command published itself (0 when a running worker's relay did).
     pub published: usize,
     /// Orders that could not be rebuilt, with the reason.
@@ -228,9 +244,73 @@ pub async fn rebuild(
             );
         }
     }
+    rebuild_compat(client, &writer, task_queue, options, &mut summary).await?;
     summary.published = publish(&pool, relay, redis).await?;
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// Rebuilds every compatible-API delivery of `task_queue` from its `projection` query.
+async fn rebuild_compat(
+    client: &Client,
+    writer: &ReadModelWriter,
+    task_queue: &str,
+    options: &RebuildOptions,
+    summary: &mut RebuildSummary,
+) -> anyhow::Result<()> {
+    let query = list_query_of(COMPAT_WORKFLOW_TYPE, task_queue, options.since)?;
+    tracing::info!(%query, "listing compatible-API deliveries in Temporal visibility");
+    let ids: std::collections::BTreeSet<String> = client
+        .list_workflows(query.clone(), WorkflowListOptions::default())
+        .map_ok(|run| run.id().to_owned())
+        .try_collect()
+        .await
+        .with_context(|| format!("listing workflows with {query:?}"))?;
+    tracing::info!(
+        deliveries = ids.len(),
+        "rebuilding the compatible API's deliveries"
+    );
+    let mut results = futures::stream::iter(ids)
+        .map(|workflow_id| async move {
+            let handle = client.get_workflow_handle::<CompatDeliveryWorkflow>(&workflow_id);
+            let read = with_attempts("projection query", options, || async {
+                handle
+                    .query(
+                        CompatDeliveryWorkflow::whole_projection,
+                        (),
+                        WorkflowQueryOptions::default(),
+                    )
+                    .await
+                    .map_err(anyhow::Error::new)
+            })
+            .await;
+            let written = match read {
+                Ok(Some(projection)) => write_compat(writer, &projection).await.map(Some),
+                Ok(None) => Ok(None),
+                Err(error) => Err(error),
+            };
+            (workflow_id, written)
+        })
+        .buffer_unordered(options.concurrency);
+    while let Some((workflow_id, written)) = results.next().await {
+        match written {
+            Ok(Some(())) => summary.compat_deliveries += 1,
+            Ok(None) => summary.without_order += 1,
+            Err(error) => {
+                tracing::error!(%workflow_id, error = format!("{error:#}"), "delivery not rebuilt");
+                summary.failed.push((workflow_id, format!("{error:#}")));
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn write_compat(writer: &ReadModelWriter, p: &CompatProjection) -> anyhow::Result<()> {
+    writer
+        .project_compat(p)
+        .await
+        .with_context(|| format!("writing delivery {} to the read model", p.delivery_id))?;
+    Ok(())
 }
 
 /// One order the rebuild wrote.
@@ -319,35 +399,33 @@ async fn read_with_retries(
     options: &RebuildOptions,
 ) -> anyhow::Result<Found> {
     let handle = client.get_workflow_handle::<DeliveryOrderWorkflow>(workflow_id);
-    let what = match read {
-        Read::Result => "workflow result",
-        Read::Query => "state query",
-    };
-    let mut last_error = None;
-    for attempt in 1..=ATTEMPTS {
-        let found = async {
-            match read {
-                Read::Result => {
-                    match handle.get_result(WorkflowGetResultOptions::default()).await {
-                        Ok(view) => Ok(Found::Order(Box::new(view))),
-                        Err(WorkflowGetResultError::Failed(failure))
-                            if failure
-                                .failure()
-                                .message
-                                .starts_with(RejectionCode::InvalidInput.as_str()) =>
-                        {
-                            Ok(Found::NoOrder)
-                        }
-                        Err(
-                            WorkflowGetResultError::Failed(_)
-                            | WorkflowGetResultError::Cancelled { .. }
-                            | WorkflowGetResultError::Terminated { .. }
-                            | WorkflowGetResultError::TimedOut,
-                        ) => Ok(Found::NoResult),
-                        Err(error) => Err(anyhow::Error::new(error)),
+    match read {
+        Read::Result => {
+            with_attempts("workflow result", options, || async {
+                match handle.get_result(WorkflowGetResultOptions::default()).await {
+                    Ok(view) => Ok(Found::Order(Box::new(view))),
+                    Err(WorkflowGetResultError::Failed(failure))
+                        if failure
+                            .failure()
+                            .message
+                            .starts_with(RejectionCode::InvalidInput.as_str()) =>
+                    {
+                        Ok(Found::NoOrder)
                     }
+                    Err(
+                        WorkflowGetResultError::Failed(_)
+                        | WorkflowGetResultError::Cancelled { .. }
+                        | WorkflowGetResultError::Terminated { .. }
+                        | WorkflowGetResultError::TimedOut,
+                    ) => Ok(Found::NoResult),
+                    Err(error) => Err(anyhow::Error::new(error)),
                 }
-                Read::Query => handle
+            })
+            .await
+        }
+        Read::Query => {
+            with_attempts("state query", options, || async {
+                handle
                     .query(
                         DeliveryOrderWorkflow::state,
                         (),
@@ -355,22 +433,40 @@ async fn read_with_retries(
                     )
                     .await
                     .map(|view| view.map_or(Found::NoOrder, |v| Found::Order(Box::new(v))))
-                    .map_err(anyhow::Error::new),
-            }
-        };
-        match tokio::time::timeout(options.query_timeout, found).await {
+                    .map_err(anyhow::Error::new)
+            })
+            .await
+        }
+    }
+}
+
+/// Runs `read` (a result read or a query, named `what`) bounded by the query timeout, up to
+/// [`ATTEMPTS`] times.
+async fn with_attempts<T, F, Fut>(
+    what: &str,
+    options: &RebuildOptions,
+    mut read: F,
+) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let mut last_error = None;
+    for attempt in 1..=ATTEMPTS {
+        match tokio::time::timeout(options.query_timeout, read()).await {
             Ok(Ok(found)) => return Ok(found),
-            Ok(Err(error)) => last_error = Some(error.context(what)),
+            Ok(Err(error)) => last_error = Some(error.context(what.to_owned())),
+            Err(_) if what.contains("query") => {
+                last_error = Some(anyhow::anyhow!(
+                    "{what} unanswered after {:?} (is a worker of the workflow's build polling the task queue?)",
+                    options.query_timeout
+                ))
+            }
             Err(_) => {
-                last_error = Some(match read {
-                    Read::Query => anyhow::anyhow!(
-                        "state query unanswered after {:?} (is a worker of the order's build polling the task queue?)",
-                        options.query_timeout
-                    ),
-                    Read::Result => {
-                        anyhow::anyhow!("workflow result unread after {:?}", options.query_timeout)
-                    }
-                })
+                last_error = Some(anyhow::anyhow!(
+                    "{what} unread after {:?}",
+                    options.query_timeout
+                ))
             }
         }
         if attempt < ATTEMPTS {

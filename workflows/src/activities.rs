@@ -415,6 +415,9 @@ pub enum PrepareOutcome {
     Rejected {
         index: usize,
         reason: String,
+        /// Why, when the order said (absent in the results of older workers).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        code: Option<crate::refusal::RejectionCode>,
     },
     NotFound,
 }

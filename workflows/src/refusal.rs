@@ -54,6 +54,9 @@ pub enum RejectionCode {
     NoSuchBatch,
     /// The compatible API's rules refuse the event; the text is the original app's detail.
     CompatRefused,
+    /// No workflow holds the delivery order a batch names (never a workflow's own refusal:
+    /// the batch coordinator reports it, so a caller is answered as for an order it may not see).
+    NoSuchOrder,
 }
 
 impl RejectionCode {
@@ -77,6 +80,7 @@ impl RejectionCode {
             Self::BatchReleased => "BATCH_RELEASED",
             Self::NoSuchBatch => "NO_SUCH_BATCH",
             Self::CompatRefused => "COMPAT_REFUSED",
+            Self::NoSuchOrder => "NO_SUCH_ORDER",
         }
     }
 
@@ -98,6 +102,10 @@ pub struct BatchItemRefusal {
     /// Position of the event among the events this order was asked to prepare.
     pub index: usize,
     pub reason: String,
+    /// Why that event on its own would be refused, when it would be (absent for a batch that
+    /// is malformed as a whole, and in refusals of orders that ran older code).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<RejectionCode>,
 }
 
 /// A refused update: the code programs act on, the text people read, and the data some codes
@@ -144,11 +152,17 @@ impl Refusal {
         }
     }
 
-    /// The batch event at `index` (of this order's share) cannot apply.
-    pub fn batch_rejected(index: usize, reason: impl fmt::Display) -> Self {
+    /// The batch event at `index` (of this order's share) cannot apply; `code` is why that
+    /// event on its own would be refused, when it would be.
+    pub fn batch_rejected(
+        index: usize,
+        code: Option<RejectionCode>,
+        reason: impl fmt::Display,
+    ) -> Self {
         let item = BatchItemRefusal {
             index,
             reason: reason.to_string(),
+            code,
         };
         Self {
             code: RejectionCode::BatchRejected,
@@ -304,7 +318,11 @@ mod tests {
 
     #[test]
     fn a_batch_rejection_names_its_event() {
-        let failure = rejected_update(Refusal::batch_rejected(3, "INVALID_TRANSITION: no"));
+        let failure = rejected_update(Refusal::batch_rejected(
+            3,
+            Some(RejectionCode::InvalidTransition),
+            "INVALID_TRANSITION: no",
+        ));
         assert_eq!(failure.message, "BATCH_REJECTED:3: INVALID_TRANSITION: no");
         let received = Refusal::from_failure(&failure).expect("typed");
         assert_eq!(received.code(), RejectionCode::BatchRejected);
@@ -312,7 +330,8 @@ mod tests {
             received.batch_item(),
             Some(BatchItemRefusal {
                 index: 3,
-                reason: "INVALID_TRANSITION: no".into()
+                reason: "INVALID_TRANSITION: no".into(),
+                code: Some(RejectionCode::InvalidTransition),
             })
         );
         assert_eq!(received.outcome(), None);

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use delivery_workflows::batch::{BatchInput, BatchItem, BatchResult, BatchRun};
-use delivery_workflows::{Actor, EventEnvelope, EventType as DomainEventType};
+use delivery_workflows::{Actor, EventEnvelope, EventType as DomainEventType, RejectionCode};
 use poem::Request;
 use poem::web::Data;
 use poem_openapi::param::Header;
@@ -160,10 +160,22 @@ impl BatchesApi {
                         .collect(),
                 })))
             }
+            // An order the caller may not act on, or none at all: answered as `/events` answers
+            // it, the same for both, so a batch cannot tell which ids exist.
+            Ok(BatchRun::Finished(BatchResult::RolledBack {
+                failed_event_index,
+                delivery_order_id,
+                code: Some(RejectionCode::NotYourOrder | RejectionCode::NoSuchOrder),
+                ..
+            })) => Err(at(
+                failed_event_index,
+                ApiError::delivery_order_not_found(&delivery_order_id),
+            )),
             Ok(BatchRun::Finished(BatchResult::RolledBack {
                 failed_event_index,
                 delivery_order_id,
                 reason,
+                ..
             })) => Err(ApiError::batch_rolled_back(
                 failed_event_index,
                 &delivery_order_id,

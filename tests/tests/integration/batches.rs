@@ -227,14 +227,31 @@ async fn a_batch_that_cannot_apply_changes_nothing_wherever_it_fails() {
         )
         .await;
     assert_eq!(refused.problem(400)["failed_event_index"], 0);
+    // An order no workflow holds, and an order another partner carries, are answered alike:
+    // 404 naming the event, so a partner's batch cannot tell which ids exist.
+    let picked = |id: &str| json!({"events": [event(id, "PICKED_UP", json!({"partner_order_number": "x"}))]});
+    let unknown_id = new_order_id();
     let unknown = api
-        .post("/api/v1/event-batches", &partner, &json!({"events": [event(&new_order_id(), "PICKED_UP", json!({"partner_order_number": "x"}))]}))
+        .post("/api/v1/event-batches", &partner, &picked(&unknown_id))
         .await;
-    assert!(
-        unknown.problem(409)["detail"]
-            .as_str()
-            .unwrap()
-            .contains("no delivery order")
+    let carried_by_sim = api.paid_order("cust-b2").await;
+    let rival = api.token("rival", &[Role::Partner]);
+    let theirs = api
+        .post("/api/v1/event-batches", &rival, &picked(&carried_by_sim))
+        .await;
+    for (answer, id) in [(&unknown, &unknown_id), (&theirs, &carried_by_sim)] {
+        let problem = answer.problem(404);
+        assert_eq!(
+            problem["detail"],
+            format!("event 0: no delivery order {id}"),
+            "{}",
+            answer.text
+        );
+        assert_eq!(problem["failed_event_index"], 0, "{}", answer.text);
+    }
+    assert_eq!(
+        versions(&stack, &[&carried_by_sim]).await,
+        [(State::Created, 0)]
     );
 }
 

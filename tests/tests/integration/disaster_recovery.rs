@@ -102,6 +102,98 @@ async fn snapshot(pool: &PgPool, prefix: &str, ids: &[uuid::Uuid]) -> Snapshot {
     }
 }
 
+/// Two compatible-API deliveries, as its clients make them: one taken through to `completed`,
+/// one left open after a budget increase; their ids once the read model holds every event.
+async fn compat_deliveries(stack: &Stack) -> Vec<uuid::Uuid> {
+    use delivery_workflows::TemporalTarget;
+    use delivery_workflows::compat::{CompatClient, CompatCommand, CompatEventType};
+    let compat = CompatClient::new(TemporalTarget::new(
+        stack.client.clone(),
+        stack.task_queue.clone(),
+    ));
+    let script: [&[(CompatEventType, Value)]; 2] = [
+        &[
+            (CompatEventType::StartDelivery, json!({})),
+            (
+                CompatEventType::PickupProducts,
+                json!({"purchase_price": 10, "quantity": 3}),
+            ),
+            (
+                CompatEventType::DeliverProducts,
+                json!({"sell_price": 15, "quantity": 3}),
+            ),
+        ],
+        &[(CompatEventType::IncreaseBudget, json!({"budget": 20}))],
+    ];
+    let mut ids = Vec::new();
+    for events in script {
+        let id = uuid::Uuid::now_v7();
+        compat
+            .start(&id.to_string(), json!({"budget": 100, "notes": "dr"}))
+            .await
+            .expect("started");
+        for (n, (event_type, data)) in events.iter().enumerate() {
+            let command = CompatCommand {
+                event_id: format!("dr-{id}-{n}"),
+                event_type: *event_type,
+                data: data.clone(),
+            };
+            compat
+                .apply(&id.to_string(), command)
+                .await
+                .expect("applied");
+        }
+        let pool = read_model().await;
+        let expected = events.len() as i64;
+        eventually(&format!("compat delivery {id} projected"), || async {
+            let held: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM compat_delivery_events WHERE delivery_id = $1",
+            )
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            (held == expected).then_some(())
+        })
+        .await;
+        ids.push(id);
+    }
+    ids
+}
+
+/// The compatible API's read model of `ids`: each delivery's row, its events, and its cached
+/// status (once the outbox published it).
+async fn compat_snapshot(pool: &PgPool, prefix: &str, ids: &[uuid::Uuid]) -> Vec<Value> {
+    let mut out = Vec::new();
+    for id in ids {
+        let row: Value = sqlx::query_scalar(
+            "SELECT to_jsonb(d) - 'updated_at' FROM compat_deliveries d WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        let events: Vec<Value> = sqlx::query_scalar(
+            "SELECT to_jsonb(e) FROM compat_delivery_events e WHERE delivery_id = $1 ORDER BY seq",
+        )
+        .bind(id)
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        let version = row["version"].clone();
+        let key = format!("{prefix}compat-delivery:{id}");
+        let status = eventually(&format!("{key} cached"), || async {
+            let mut redis = redis_connection().await;
+            let raw: Option<String> = redis.get(&key).await.unwrap();
+            raw.and_then(|r| serde_json::from_str::<Value>(&r).ok())
+                .filter(|s| s["version"] == version)
+        })
+        .await;
+        out.push(json!({"row": row, "events": events, "status": status}));
+    }
+    out
+}
+
 async fn redis_connection() -> redis::aio::MultiplexedConnection {
     redis::Client::open(redis_url())
         .unwrap()
@@ -304,17 +396,28 @@ async fn the_read_model_is_rebuilt_from_temporal_alone() {
     let before = snapshot(&pool, &prefix, &ids).await;
     assert_eq!(before.orders.len(), 5, "{before:#?}");
     assert_eq!(before.stream.len(), 5, "every order has stream entries");
+    // The compatible API's deliveries: one completed, one open.
+    let compat = compat_deliveries(&stack).await;
+    let compat_before = compat_snapshot(&pool, &prefix, &compat).await;
+    assert_eq!(compat_before.len(), 2, "{compat_before:#?}");
 
     // The read model is lost: an empty database and an empty Redis prefix take its place.
     let (lost_url, lost_prefix) = lost_read_model(&prefix).await;
     let output = rebuild(&stack, &lost_url, &lost_prefix, Duration::from_secs(180)).await;
     assert!(
-        output.contains("rebuild-read-model: 5 orders,") && output.contains(" 0 failed"),
+        output.contains("rebuild-read-model: 5 orders,")
+            && output.contains(" 2 compatible-API deliveries,")
+            && output.contains(" 0 failed"),
         "{output}"
     );
     let rebuilt_pool = connect(&lost_url).await;
     let after = snapshot(&rebuilt_pool, &lost_prefix, &ids).await;
     assert_eq!(after, before, "the rebuilt read model differs");
+    assert_eq!(
+        compat_snapshot(&rebuilt_pool, &lost_prefix, &compat).await,
+        compat_before,
+        "the rebuilt compatible-API deliveries differ"
+    );
 
     // Partly damaged (audit rows of one order gone) and rebuilt again: repaired, and nothing is
     // written to the outbox or published twice.

@@ -363,6 +363,20 @@ async fn webhook_floods_without_the_secret_never_spend_the_partners_allowance() 
         ),
         "{metrics}"
     );
+
+    // Only the webhook is charged by its handler: another method on its path, or a path that
+    // merely contains its segment, spends the sender's allowance like any request.
+    for path in ["/api/v1/partner-webhooks/sim", "/x/partner-webhooks/y"] {
+        let mut statuses = Vec::new();
+        for _ in 0..8 {
+            statuses.push(
+                api.send(reqwest::Method::GET, path, None, None, &[])
+                    .await
+                    .status,
+            );
+        }
+        assert!(statuses.contains(&429), "{path}: {statuses:?}");
+    }
 }
 
 #[tokio::test]

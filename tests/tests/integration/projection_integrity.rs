@@ -320,3 +320,48 @@ async fn a_permanent_failure_is_counted_once_shown_in_api_state_and_cleared_when
     })
     .await;
 }
+
+/// A projection that runs again (the retry after a worker died past its commit, or the ordinary
+/// activity behind a local projection that landed late) counts no transition and no lag twice:
+/// the dashboards and the deadline-miss alert read these counters.
+#[tokio::test]
+async fn a_projection_run_again_counts_each_event_once() {
+    let pool = read_model().await;
+    let metrics = ProjectionMetrics::unregistered();
+    let activities = ReadModelWriter::new(pool.clone()).with_metrics(metrics.clone());
+    let id = new_order_id();
+    let order = escalated_order(&id);
+    let projection = Projection::of(&order, 0);
+    let failed = || {
+        metrics
+            .transitions
+            .with_label_values(&["DELIVERY_FAILED", "DELIVERY_FAILED", "WRONG_ADDRESS"])
+            .get()
+    };
+
+    // The pickup alone first, then everything from the start, then everything again.
+    let mut first = projection.clone();
+    first.events.truncate(1);
+    activities.project(&first).await.unwrap();
+    assert_eq!(failed(), 0);
+    assert_eq!(metrics.lag.get_sample_count(), 1);
+    activities.project(&projection).await.unwrap();
+    activities.project(&projection).await.unwrap();
+    assert_eq!(
+        failed(),
+        1,
+        "the failure once, however often it is projected"
+    );
+    assert_eq!(
+        metrics
+            .transitions
+            .with_label_values(&["PICKED_UP", "PICKED_UP", ""])
+            .get(),
+        1
+    );
+    assert_eq!(
+        metrics.lag.get_sample_count(),
+        projection.events.len() as u64,
+        "one lag sample per event"
+    );
+}

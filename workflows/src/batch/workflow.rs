@@ -18,6 +18,7 @@ use crate::activities::{
 };
 use crate::delivery_order::{DEFAULT_BATCH_LEASE, MAX_BATCH_LEASE, retried_until_done};
 use crate::domain::{EventEnvelope, State};
+use crate::refusal::RejectionCode;
 
 /// The Temporal workflow id of a batch.
 pub fn batch_workflow_id(batch_id: &str) -> String {
@@ -61,6 +62,10 @@ pub enum BatchResult {
         failed_event_index: usize,
         delivery_order_id: String,
         reason: String,
+        /// Why the failing event was refused, when its order said (`NO_SUCH_ORDER` when no
+        /// workflow holds the order; absent when the order did not answer in time).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        code: Option<RejectionCode>,
     },
 }
 
@@ -116,13 +121,22 @@ impl EventBatchWorkflow {
                     state,
                     version,
                 }),
-                Ok(PrepareOutcome::Rejected { index, reason }) => {
+                Ok(PrepareOutcome::Rejected {
+                    index,
+                    reason,
+                    code,
+                }) => {
                     let global = indexed.get(index).map_or(first, |(i, _)| *i);
-                    failure = Some((global, order.clone(), reason));
+                    failure = Some((global, order.clone(), reason, code));
                     break;
                 }
                 Ok(PrepareOutcome::NotFound) => {
-                    failure = Some((first, order.clone(), format!("no delivery order {order}")));
+                    failure = Some((
+                        first,
+                        order.clone(),
+                        format!("no delivery order {order}"),
+                        Some(RejectionCode::NoSuchOrder),
+                    ));
                     break;
                 }
                 Err(_) => {
@@ -130,13 +144,14 @@ impl EventBatchWorkflow {
                         first,
                         order.clone(),
                         format!("delivery order {order} did not answer in time"),
+                        None,
                     ));
                     break;
                 }
             }
         }
 
-        if let Some((failed_event_index, delivery_order_id, reason)) = failure {
+        if let Some((failed_event_index, delivery_order_id, reason, code)) = failure {
             // Release every order asked so far (the last may hold itself even if its answer
             // was lost; aborting an order that does not hold the batch changes nothing).
             let held = touched
@@ -163,6 +178,7 @@ impl EventBatchWorkflow {
                 failed_event_index,
                 delivery_order_id,
                 reason,
+                code,
             });
         }
 

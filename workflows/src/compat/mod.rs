@@ -8,4 +8,6 @@ pub mod workflow;
 
 pub use self::client::{CompatClient, CompatStarted};
 pub use self::rules::{CompatDelivery, CompatEvent, CompatEventType, normalize_data};
-pub use self::workflow::{CompatCommand, CompatDeliveryWorkflow, CompatStart, compat_workflow_id};
+pub use self::workflow::{
+    COMPAT_WORKFLOW_TYPE, CompatCommand, CompatDeliveryWorkflow, CompatStart, compat_workflow_id,
+};

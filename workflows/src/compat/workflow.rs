@@ -17,6 +17,9 @@ use crate::projection::{LOCAL_PROJECTION_PATCH, project};
 use crate::refusal::{Refusal, RejectionCode};
 use crate::validation::{check_delivery_order_id, check_ref_id};
 
+/// The Temporal workflow type of a compatible-API delivery (visibility lists it by this name).
+pub const COMPAT_WORKFLOW_TYPE: &str = "CompatDeliveryWorkflow";
+
 /// The Temporal workflow id of a compatible-API delivery.
 pub fn compat_workflow_id(delivery_id: &str) -> String {
     format!("compat-delivery-{delivery_id}")
@@ -182,6 +185,14 @@ impl CompatDeliveryWorkflow {
     #[query(name = "state")]
     pub fn state(&self, _ctx: &WorkflowContextView) -> Option<CompatDelivery> {
         self.delivery.clone()
+    }
+
+    /// The delivery with every event it applied, as its projections wrote it from the start:
+    /// what `delivery-worker rebuild-read-model` writes back after the read model was lost.
+    /// `None` for a run whose start was refused (there never was a delivery).
+    #[query(name = "projection")]
+    pub fn whole_projection(&self, _ctx: &WorkflowContextView) -> Option<CompatProjection> {
+        self.delivery.as_ref().map(|_| self.projection(0))
     }
 }
 

@@ -197,6 +197,7 @@ impl BatchHold {
         if prepare.events.is_empty() {
             return Err(Refusal::batch_rejected(
                 0,
+                None,
                 "a batch needs at least one event",
             ));
         }
@@ -205,6 +206,7 @@ impl BatchHold {
         {
             return Err(Refusal::batch_rejected(
                 0,
+                None,
                 format!(
                     "lease_ms must be {}-{}",
                     MIN_BATCH_LEASE.as_millis(),
@@ -215,14 +217,23 @@ impl BatchHold {
         let mut trial = order.clone();
         for (index, event) in prepare.events.iter().enumerate() {
             if event.actor.kind == ActorKind::System {
-                return Err(Refusal::batch_rejected(index, system_actor_refused()));
+                let refusal = system_actor_refused();
+                return Err(Refusal::batch_rejected(
+                    index,
+                    Some(refusal.code()),
+                    refusal,
+                ));
             }
             if let Some(rejection) = sender_refused(event) {
-                return Err(Refusal::batch_rejected(index, rejection));
+                return Err(Refusal::batch_rejected(
+                    index,
+                    Some(rejection.code()),
+                    rejection,
+                ));
             }
-            trial
-                .apply(graph, event.clone(), "")
-                .map_err(|rejection| Refusal::batch_rejected(index, rejection))?;
+            trial.apply(graph, event.clone(), "").map_err(|rejection| {
+                Refusal::batch_rejected(index, Some(rejection.code()), rejection)
+            })?;
         }
         // Every event applied before (a repeated batch): nothing to hold the order for, and
         // nothing added to its history.
