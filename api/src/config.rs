@@ -64,9 +64,11 @@ pub struct ApiConfig {
     /// `MIN_VERSION_WAITS_PER_CALLER` (8): reads one caller may have waiting for a
     /// `min_version` at once; more get 429.
     pub min_version_waits_per_caller: usize,
-    /// `MIN_VERSION_WAITS_TOTAL` (default `DATABASE_POOL_SIZE`): reads the gateway has waiting
-    /// for a `min_version` at once, whoever asks; more get 429. Each wait looks at the read
-    /// model when it starts and when woken, so the pool bounds how many it can serve.
+    /// `MIN_VERSION_WAITS_TOTAL` (default 256): reads the gateway has waiting for a
+    /// `min_version` at once, whoever asks; more get 429. A waiting read holds no connection:
+    /// it looks at the read model when it starts and when its order's version is announced, so
+    /// the bound is memory, and it is far above one caller's share so that a few callers
+    /// cannot take every place (32 callers at their `MIN_VERSION_WAITS_PER_CALLER` would).
     pub min_version_waits_total: usize,
     /// `DATABASE_POOL_SIZE` (20): connections the gateway keeps to PostgreSQL.
     pub database_pool_size: u32,
@@ -183,11 +185,7 @@ impl ApiConfig {
             min_version_wait: Duration::from_millis(env.number("MIN_VERSION_WAIT_MS", 5_000)?),
             min_version_waits_per_caller: positive(&env, "MIN_VERSION_WAITS_PER_CALLER", 8)?
                 as usize,
-            min_version_waits_total: positive(
-                &env,
-                "MIN_VERSION_WAITS_TOTAL",
-                u64::from(database_pool_size),
-            )? as usize,
+            min_version_waits_total: positive(&env, "MIN_VERSION_WAITS_TOTAL", 256)? as usize,
             database_pool_size,
             batch_lease: {
                 let lease = Duration::from_millis(env.number("BATCH_LEASE_MS", 30_000)?);

@@ -142,8 +142,10 @@ fn cut_short(text: &str, max: usize) -> String {
 }
 
 /// The code of a problem+json answer (the last segment of its `type`), read from the body and
-/// put back; `unknown` for any other body.
+/// put back. An answer in another shape (the compatible API's `{detail}`) is classed by its
+/// status: every 503 of the gateway is a dependency that cannot serve; anything else `unknown`.
 async fn problem_code(response: &mut Response) -> String {
+    let status = response.status();
     let body = response.take_body().into_vec().await.unwrap_or_default();
     let code = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
@@ -153,7 +155,13 @@ async fn problem_code(response: &mut Response) -> String {
                 .and_then(|t| t.rsplit('/').next())
                 .map(str::to_owned)
         })
-        .unwrap_or_else(|| "unknown".to_owned());
+        .unwrap_or_else(|| {
+            if status == poem::http::StatusCode::SERVICE_UNAVAILABLE {
+                "dependency-unavailable".to_owned()
+            } else {
+                "unknown".to_owned()
+            }
+        });
     response.set_body(body);
     code
 }

@@ -16,6 +16,22 @@ use crate::domain::{ActorKind, DisputeReason, EventType, FailureReason, State};
 /// The graph source as shipped.
 pub const DELIVERY_ORDER_V1_YAML: &str = include_str!("../../resources/delivery-order.v1.yaml");
 
+/// The content digest of every released graph version: `(version, digest)`. A released version
+/// is never edited in place (running workflows replay under it); a change is a new version, with
+/// its own entry here. A test fails when the shipped YAML no longer has its version's digest.
+pub const RELEASED_GRAPH_DIGESTS: &[(u32, &str)] = &[(
+    1,
+    "62c716adbc05047fc580880aeb5c1beb01d59e3b1dd1e493399393fd489feb7d",
+)];
+
+/// The digest of a graph's content: SHA-256 of its YAML parsed to JSON with sorted keys, so
+/// comments and layout may change while states, events, rules and timers may not.
+pub fn graph_digest(yaml: &str) -> Result<String, serde_yaml::Error> {
+    use sha2::{Digest, Sha256};
+    let content: Value = serde_yaml::from_str(yaml)?;
+    Ok(hex::encode(Sha256::digest(content.to_string().as_bytes())))
+}
+
 /// The delivery-order graph v1, parsed once per process.
 pub static DELIVERY_ORDER_V1: LazyLock<StateGraph> = LazyLock::new(|| {
     StateGraph::from_yaml(DELIVERY_ORDER_V1_YAML).expect("the shipped delivery-order graph parses")

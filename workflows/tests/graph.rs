@@ -746,3 +746,33 @@ fn cloudformation_graph_template_is_up_to_date() {
         "deploy/cloudformation/delivery-order-graph.yaml is out of date: run `make diagrams`"
     );
 }
+
+/// A released graph version is never edited in place: its content digest is pinned, and a change
+/// to states, events, rules or timers must become a new version (comments may change).
+#[test]
+fn the_released_graph_is_not_edited_in_place() {
+    use delivery_workflows::graph::{RELEASED_GRAPH_DIGESTS, graph_digest};
+    let digest = graph_digest(DELIVERY_ORDER_V1_YAML).unwrap();
+    let pinned = RELEASED_GRAPH_DIGESTS
+        .iter()
+        .find(|(v, _)| *v == DELIVERY_ORDER_V1.version)
+        .map(|(_, d)| *d);
+    assert_eq!(
+        pinned,
+        Some(digest.as_str()),
+        "resources/delivery-order.v1.yaml changed: copy it to a new version instead of editing \
+         a released one (or, for a version not yet released, pin its new digest)"
+    );
+    let commented = format!("# a comment\n{DELIVERY_ORDER_V1_YAML}");
+    assert_eq!(
+        graph_digest(&commented).unwrap(),
+        digest,
+        "comments do not count"
+    );
+    let edited = DELIVERY_ORDER_V1_YAML.replacen("default: 48h", "default: 49h", 1);
+    assert_ne!(
+        edited, DELIVERY_ORDER_V1_YAML,
+        "the edit below must change the YAML"
+    );
+    assert_ne!(graph_digest(&edited).unwrap(), digest, "a rule change does");
+}

@@ -257,6 +257,8 @@ async fn create(
         None => Uuid::now_v7(),
     }
     .to_string();
+    // The request's log lines (and its error, if any) name the delivery, as for orders.
+    tracing::Span::current().record("delivery_order_id", id.as_str());
     let delivery = CompatDelivery::create(&id, &data).map_err(|e| refused(e.0))?;
     let started = state.compat.start(&id, data).await.map_err(|e| {
         let next = if idempotency_key.0.is_some() {
@@ -306,6 +308,7 @@ async fn event(
     allowed(&auth)?;
     let event = body.0;
     let id = parse_id(&event.delivery_id)?;
+    tracing::Span::current().record("delivery_order_id", id.to_string());
     let event_type = match CompatEventType::parse(&event.event_type) {
         Some(CompatEventType::CreateDelivery) => {
             return Err(refused("create deliveries with POST /deliveries/create"));
@@ -365,6 +368,7 @@ async fn status(
 ) -> Result<Json<Any<Value>>, CompatFailure> {
     allowed(&auth)?;
     let id = parse_id(&pk.0)?;
+    tracing::Span::current().record("delivery_order_id", id.to_string());
     let delivery = state
         .read_model
         .compat_delivery(id)

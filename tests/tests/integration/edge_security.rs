@@ -418,6 +418,63 @@ async fn min_version_waits_are_woken_by_the_publication_and_capped_in_total() {
     );
 }
 
+/// A few callers at their own share of waiting reads (on ids nobody creates) cannot take every
+/// place: the owner's read-your-writes read still waits and is answered.
+#[tokio::test]
+async fn a_few_callers_at_their_share_of_waits_leave_room_for_everyone_else() {
+    let stack = Stack::start_with(
+        StackOptions::quiet()
+            .with_gateway()
+            .gateway("MIN_VERSION_WAIT_MS", "4000"),
+    )
+    .await;
+    let api = stack.api();
+    let id = api.paid_order("cust-edge-6").await;
+    let hogs: Vec<_> = (0..3)
+        .flat_map(|n| {
+            let token = api.token(&format!("hog-{n}"), &[Role::Operator]);
+            (0..8).map(move |_| (token.clone(), uuid::Uuid::new_v4()))
+        })
+        .map(|(token, nowhere)| async move {
+            api.get(
+                &format!("/api/v1/delivery-orders/{nowhere}?min_version=0"),
+                &token,
+            )
+            .await
+            .status
+        })
+        .collect();
+    // The owner waits for the pickup it is about to see; the partner sends it a second later.
+    let (_, pickup_id) = api.pickup_confirmed(&id).await;
+    let owner = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let customer = api.token("cust-edge-6", &[Role::Customer]);
+        api.get(
+            &format!("/api/v1/delivery-orders/{id}?min_version=1"),
+            &customer,
+        )
+        .await
+    };
+    let pick = async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        api.webhook(
+            "sim",
+            TEST_PARTNER_SECRET,
+            &json!({"event_id": "edge-share-1", "type": "PICKED_UP", "delivery_order_id": id,
+                    "pickup_id": pickup_id, "data": {"partner_order_number": "PN-S"}}),
+        )
+        .await
+    };
+    let (hogged, read, picked) = tokio::join!(futures::future::join_all(hogs), owner, pick);
+    assert_eq!(picked.status, 200, "{}", picked.text);
+    assert_eq!(read.status, 200, "{}", read.text);
+    assert_eq!(read.json["state"], "PICKED_UP", "{}", read.text);
+    assert!(
+        hogged.iter().all(|status| *status == 409),
+        "each hog's own waits ran out: {hogged:?}"
+    );
+}
+
 #[tokio::test]
 async fn only_operators_read_the_drivers_phone_in_full() {
     let stack = Stack::start_with(StackOptions::quiet().with_gateway()).await;

@@ -89,6 +89,33 @@ async fn a_server_error_is_logged_once_with_its_order_and_cause_and_counted_by_k
         .unwrap_or_else(|| panic!("an access line for {request_id}"));
     assert_eq!(access["kind"], "dependency-unavailable", "{access}");
     assert!(access.get("cause").is_none(), "{access}");
+
+    // The compatible API answers in its own `{detail}` shape: its 503 is counted by the same
+    // kind, and its lines name the delivery its body or path named.
+    let before = sample(&metrics, "delivery_api_server_errors_total", &kind).await;
+    let delivery = uuid::Uuid::new_v4().to_string();
+    pg_proxy.cut();
+    let status = api
+        .get(&format!("/deliveries/{delivery}/status"), &operator)
+        .await;
+    pg_proxy.restore();
+    assert_eq!(status.status, 503, "{}", status.text);
+    let request_id = status.headers["x-request-id"].to_str().unwrap().to_owned();
+    let after = sample(&metrics, "delivery_api_server_errors_total", &kind).await;
+    assert_eq!(
+        after - before,
+        1.0,
+        "the compatible API's 503 counted by its kind"
+    );
+    let lines = json_log_lines(&api.log());
+    let errors = error_lines(&lines, &request_id);
+    assert_eq!(errors.len(), 1, "logged once: {errors:#?}");
+    assert_eq!(
+        errors[0]["span"]["delivery_order_id"],
+        delivery.as_str(),
+        "{}",
+        errors[0]
+    );
 }
 
 #[tokio::test]

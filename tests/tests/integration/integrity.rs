@@ -355,11 +355,10 @@ async fn no_partner_acts_on_an_order_whose_pickup_no_partner_took() {
                                     "event_id": format!("u-batch-{partner}")}]}),
             )
             .await;
-        assert!(
-            batch.problem(409)["detail"]
-                .as_str()
-                .unwrap()
-                .contains("NOT_YOUR_ORDER"),
+        // As `/events` answers it: the batch cannot tell the order exists.
+        assert_eq!(
+            batch.problem(404)["detail"],
+            format!("event 0: no delivery order {id}"),
             "{}",
             batch.text
         );

@@ -19,8 +19,8 @@ use super::options::{cancel_options, pickup_options, retried_until_done};
 use super::{
     BATCH_LEASE_PATCH, COORDINATOR_RECHECK, Deadline, DeliveryOrderWorkflow, HISTORY_LIMIT,
     LEASE_ASKS_COORDINATOR_PATCH, PICKUP_SETTLE_PATIENCE, PICKUP_SETTLES_PATCH, READ_MODEL_PATCH,
-    REPLACEMENT_ACTIVITY_PATCH, SENDER_CHECKS_PATCH, StartInput, UNBOUND_PARTNER_PATCH, graph,
-    workflow_id,
+    RECHECK_BACKS_OFF_PATCH, REPLACEMENT_ACTIVITY_PATCH, SENDER_CHECKS_PATCH, StartInput,
+    UNBOUND_PARTNER_PATCH, coordinator_recheck, graph, workflow_id,
 };
 use crate::activities::{
     BatchCoordinatorRunning, CancelPickup, CancelPickupRequest, PickupOutcome, PickupRequest,
@@ -69,6 +69,8 @@ pub(super) async fn run(ctx: &mut Ctx) -> WorkflowResult<LifecycleEnd> {
     let leases = ctx.patched(BATCH_LEASE_PATCH);
     // Runs started before a hold asked its coordinator release it as soon as the lease ends.
     let asks_coordinator = leases && ctx.patched(LEASE_ASKS_COORDINATOR_PATCH);
+    // Runs started before that asked every 15 s, however long the coordinator ran.
+    let recheck_backs_off = asks_coordinator && ctx.patched(RECHECK_BACKS_OFF_PATCH);
     // Runs started before a pickup request could settle cancel it at once. Asked here, at the
     // run's start, not where it matters: whether a request is still out there depends on how
     // events fell into workflow tasks, and a marker must not.
@@ -83,7 +85,7 @@ pub(super) async fn run(ctx: &mut Ctx) -> WorkflowResult<LifecycleEnd> {
         project_read_model(&mut projector_ctx, projects_locally),
         async {
             if leases {
-                release_expired_batches(&mut lease_ctx, asks_coordinator).await
+                release_expired_batches(&mut lease_ctx, asks_coordinator, recheck_backs_off).await
             } else {
                 Ok(())
             }
@@ -162,8 +164,15 @@ async fn project_read_model(ctx: &mut Ctx, locally: bool) -> WorkflowResult<()> 
 /// decides cannot keep the order locked. With `asks_coordinator`, a hold whose coordinator still
 /// runs is kept (and asked about again later): that coordinator commits or aborts every order
 /// of the batch, and an outage that delayed its commit past the lease must not leave the batch
-/// applied on some orders only.
-async fn release_expired_batches(ctx: &mut Ctx, asks_coordinator: bool) -> WorkflowResult<()> {
+/// applied on some orders only. With `backs_off`, the questions come less and less often, and
+/// a history they made long continues as new (the hold goes with it).
+async fn release_expired_batches(
+    ctx: &mut Ctx,
+    asks_coordinator: bool,
+    backs_off: bool,
+) -> WorkflowResult<()> {
+    // The batch asked about, and how many times.
+    let mut asked: Option<(String, u32)> = None;
     loop {
         ctx.wait_condition(|s| s.hold.is_holding() || s.lifecycle_done || s.continuing)
             .await?;
@@ -189,9 +198,24 @@ async fn release_expired_batches(ctx: &mut Ctx, asks_coordinator: bool) -> Workf
                     return Err(WorkflowTermination::cancelled());
                 }
                 if asks_coordinator && coordinator_running(ctx, &batch_id).await? {
-                    let until = epoch_ms(ctx.workflow_time())
-                        + COORDINATOR_RECHECK.as_millis() as u64;
+                    let times = match &asked {
+                        Some((id, n)) if *id == batch_id => *n,
+                        _ => 0,
+                    };
+                    asked = Some((batch_id.clone(), times + 1));
+                    let wait = if backs_off {
+                        coordinator_recheck(times)
+                    } else {
+                        COORDINATOR_RECHECK
+                    };
+                    let until = epoch_ms(ctx.workflow_time()) + wait.as_millis() as u64;
                     ctx.state_mut(|s| s.hold.extend(&batch_id, until));
+                    if backs_off
+                        && (ctx.history_length() >= HISTORY_LIMIT
+                            || ctx.continue_as_new_suggested())
+                    {
+                        ctx.state_mut(|s| s.continue_due = true);
+                    }
                     continue;
                 }
                 let now = rfc3339(ctx.workflow_time());

@@ -68,8 +68,24 @@ pub const BATCH_LEASE_PATCH: &str = "batch-lease-v1";
 /// before it released at once, and a batch whose commit was delayed past the lease, by an outage,
 /// was applied on some of its orders only).
 pub const LEASE_ASKS_COORDINATOR_PATCH: &str = "batch-lease-asks-coordinator-v1";
-/// How long a hold whose coordinator still runs waits before asking again.
+/// How long a hold whose coordinator still runs waits before asking again (the first time; see
+/// [`coordinator_recheck`]).
 pub const COORDINATOR_RECHECK: Duration = Duration::from_secs(15);
+/// The longest wait between two questions to a coordinator that still runs.
+pub const MAX_COORDINATOR_RECHECK: Duration = Duration::from_secs(300);
+/// Patch id of asking a running coordinator less and less often, and of continuing as new when
+/// the questions alone made the history long (runs before it asked every 15 s for as long as the
+/// coordinator ran, about 11 history events each time, with nothing to bound the history).
+pub const RECHECK_BACKS_OFF_PATCH: &str = "batch-hold-recheck-backs-off-v1";
+
+/// How long a hold waits before asking its running coordinator again after `asked` questions:
+/// 15 s, doubling to at most 5 minutes. A coordinator that runs that long is held up by an
+/// outage; asking often changes nothing but the order's history.
+pub fn coordinator_recheck(asked: u32) -> Duration {
+    COORDINATOR_RECHECK
+        .saturating_mul(1u32.checked_shl(asked).unwrap_or(u32::MAX))
+        .min(MAX_COORDINATOR_RECHECK)
+}
 /// Patch id of starting the replacement through an activity (runs before it started a child
 /// workflow once and only logged a refused start).
 pub const REPLACEMENT_ACTIVITY_PATCH: &str = "replacement-start-activity-v1";
@@ -707,5 +723,28 @@ fn rejected(
         event_type: event.map(|e| e.event_type),
         reason: why.to_string(),
         received_at: now.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_running_coordinator_is_asked_less_and_less_often() {
+        let waits: Vec<u64> = (0..8).map(|n| coordinator_recheck(n).as_secs()).collect();
+        assert_eq!(waits, [15, 30, 60, 120, 240, 300, 300, 300]);
+        assert_eq!(coordinator_recheck(u32::MAX), MAX_COORDINATOR_RECHECK);
+        // About 11 history events a question: an hour of questions adds 165, where asking every
+        // 15 s added 2,640 (past the limit that makes the order continue as new, which the
+        // questions now also check).
+        let mut elapsed = 0;
+        let first_hour = (0..)
+            .map_while(|n| {
+                elapsed += coordinator_recheck(n).as_secs();
+                (elapsed <= 3600).then_some(())
+            })
+            .count();
+        assert_eq!(first_hour, 15);
     }
 }
