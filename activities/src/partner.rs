@@ -115,7 +115,7 @@ impl PartnerClient {
             let accepted: PickupAccepted =
                 serde_json::from_str(&body).map_err(|_| PartnerError::BadAnswer {
                     status,
-                    body: clip(&body),
+                    body: partner_said(&body),
                 })?;
             if let Err(message) = usable_pickup_id(&accepted.pickup_id) {
                 // Accepted under an id we could never name it by again (to cancel it, or to
@@ -141,7 +141,10 @@ impl PartnerClient {
             code: problem
                 .code
                 .unwrap_or_else(|| format!("HTTP_{}", status.as_u16())),
-            message: problem.message.unwrap_or_else(|| clip(&body)),
+            message: problem
+                .message
+                .map(|m| clip(&m))
+                .unwrap_or_else(|| partner_said(&body)),
         })
     }
 
@@ -171,7 +174,7 @@ impl PartnerClient {
                 self.count("cancel_pickup", "error");
                 return Err(PartnerError::BadAnswer {
                     status,
-                    body: clip(&body),
+                    body: partner_said(&body),
                 });
             }
         };
@@ -216,13 +219,13 @@ impl PartnerClient {
             {
                 return Err(PartnerError::Server {
                     status,
-                    body: clip(&body),
+                    body: partner_said(&body),
                 });
             }
             if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
                 return Err(PartnerError::Unauthorized {
                     status,
-                    body: clip(&body),
+                    body: partner_said(&body),
                 });
             }
             Ok((status, body))
@@ -287,6 +290,28 @@ fn usable_pickup_id(id: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// What of a partner's error body may be kept: its `{code, message}` as the partner contract
+/// words them, else only its size. Error messages of activities are stored in clear in the
+/// order's workflow history, so a body that echoes the request (the recipient's address and
+/// phone) or is some proxy's HTML page is never quoted.
+fn partner_said(body: &str) -> String {
+    let problem = serde_json::from_str::<PartnerProblem>(body).ok();
+    match problem {
+        Some(PartnerProblem {
+            code: Some(code),
+            message,
+        }) => clip(&match message {
+            Some(message) => format!("{code}: {message}"),
+            None => code,
+        }),
+        Some(PartnerProblem {
+            code: None,
+            message: Some(message),
+        }) => clip(&message),
+        _ => format!("a body of {} bytes, not shown", body.len()),
+    }
+}
+
 fn clip(body: &str) -> String {
     const MAX: usize = 500;
     if body.len() <= MAX {
@@ -302,7 +327,25 @@ fn clip(body: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::usable_pickup_id;
+    use super::{partner_said, usable_pickup_id};
+
+    #[test]
+    fn only_the_contracts_words_of_an_error_body_are_kept() {
+        assert_eq!(
+            partner_said(r#"{"code":"OUTAGE","message":"simulated partner outage"}"#),
+            "OUTAGE: simulated partner outage"
+        );
+        assert_eq!(partner_said(r#"{"message":"try later"}"#), "try later");
+        for echoed in [
+            r#"{"error":"bad","request":{"shipping_address":{"line1":"1 Rue de Rivoli","phone":"+33 6 12"}}}"#,
+            "<html><body>502 Bad Gateway for 1 Rue de Rivoli</body></html>",
+            "",
+        ] {
+            let kept = partner_said(echoed);
+            assert!(!kept.contains("Rivoli") && !kept.contains("+33"), "{kept}");
+            assert_eq!(kept, format!("a body of {} bytes, not shown", echoed.len()));
+        }
+    }
 
     #[test]
     fn pickup_ids_are_single_path_segments() {

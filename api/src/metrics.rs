@@ -251,10 +251,16 @@ impl ApiMetrics {
             Ok(_) => "duplicate",
             Err(problem) => problem.code(),
         };
-        self.events.with_label_values(&[event_type, outcome]).inc();
+        self.count_event(event_type, outcome);
         self.event_latency
             .with_label_values(&[event_type])
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// One event sent to a delivery order, by type and outcome (a batch counts each of its
+    /// events with the batch's outcome).
+    pub fn count_event(&self, event_type: &str, outcome: &str) {
+        self.events.with_label_values(&[event_type, outcome]).inc();
     }
 
     /// The text exposition, with the gauges measured now (those from PostgreSQL or Temporal are

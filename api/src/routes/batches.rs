@@ -134,13 +134,15 @@ impl BatchesApi {
                 },
             });
         }
+        let event_types: Vec<&'static str> =
+            items.iter().map(|i| i.event.event_type.as_str()).collect();
         let input = BatchInput {
             batch_id: batch_id.clone(),
             correlation_id: correlation_id.clone(),
             items,
             lease_ms: Some(state.config.batch_lease.as_millis() as u64),
         };
-        match state.batches.run(input, BATCH_WAIT).await {
+        let answer = match state.batches.run(input, BATCH_WAIT).await {
             Ok(BatchRun::IdReused) => Err(ApiError::conflict(
                 "idempotency-key-reused",
                 "this Idempotency-Key already named a batch of other events; nothing was applied \
@@ -187,7 +189,17 @@ impl BatchesApi {
                 idempotency_key.0.is_some(),
                 &error,
             )),
+        };
+        // Every event of the batch shares its fate: counted with the batch's outcome, as
+        // `/events` counts one event.
+        let outcome = match &answer {
+            Ok(_) => "applied",
+            Err(problem) => problem.code(),
+        };
+        for event_type in event_types {
+            state.metrics.count_event(event_type, outcome);
         }
+        answer
     }
 }
 

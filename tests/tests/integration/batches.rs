@@ -55,6 +55,15 @@ async fn a_batch_applies_every_event_in_order_under_one_correlation_id() {
         api.paid_order("cust-b1").await,
     );
     let partner = api.token("sim", &[Role::Partner]);
+    let counted = |outcome: &'static str, kind: &'static str| async move {
+        let metrics = api.metrics().await;
+        let line = format!("delivery_api_events_total{{outcome=\"{outcome}\",type=\"{kind}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(line.as_str()))
+            .map_or(0.0, |v| v.parse::<f64>().unwrap())
+    };
+    let picked_before = counted("applied", "PICKED_UP").await;
     let applied = api
         .post(
             "/api/v1/event-batches",
@@ -71,6 +80,11 @@ async fn a_batch_applies_every_event_in_order_under_one_correlation_id() {
     assert_eq!(applied.json["results"][0]["state"], "DELIVERED");
     assert_eq!(applied.json["results"][0]["version"], 2);
     assert_eq!(applied.json["results"][1]["state"], "PICKED_UP");
+    assert_eq!(
+        counted("applied", "PICKED_UP").await - picked_before,
+        2.0,
+        "each event of the batch counted by its type"
+    );
 
     let ops = api.token("olga", &[Role::Operator]);
     let trail = eventually("both events of A in the audit trail", || async {

@@ -894,3 +894,73 @@ async fn charts_aggregate_the_last_day_from_the_audit_trail_and_are_shared_for_a
     .await
     .problem(403);
 }
+
+/// The stage figures are the right numbers, not only plausible ones: three orders that stayed
+/// 60, 120 and 180 s in CREATED (then picked up) give p50 120 s and p95 174 s (percentile with
+/// interpolation), on a read model holding only them.
+#[tokio::test]
+async fn stage_durations_are_the_percentiles_of_the_stays() {
+    use delivery_read_model::{ReadModel, ReadModelWriter, RedisKeys};
+    use delivery_workflows::activities::Projection;
+    use delivery_workflows::machine::DeliveryOrder;
+    use delivery_workflows::{ActorKind, DELIVERY_ORDER_V1, EventType};
+
+    let database = fresh_database().await;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&database)
+        .await
+        .unwrap();
+    delivery_read_model::migrate(&pool).await.unwrap();
+    let writer = ReadModelWriter::new(pool.clone());
+    let at = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let base = Utc::now() - Span::hours(2);
+    for (n, stay) in [60, 120, 180].into_iter().enumerate() {
+        let created = base + Span::minutes(10 * n as i64);
+        let mut order = DeliveryOrder::new(
+            &DELIVERY_ORDER_V1,
+            order_input(&new_order_id(), far_deadlines()),
+            at(created),
+        );
+        order.partner.partner_id = Some("sim".into());
+        order
+            .apply(
+                &DELIVERY_ORDER_V1,
+                envelope(
+                    &format!("pu-{n}"),
+                    EventType::PickedUp,
+                    json!({"partner_order_number": format!("PN-{n}")}),
+                    ActorKind::Partner,
+                ),
+                &at(created + Span::seconds(stay)),
+            )
+            .unwrap();
+        writer.project(&Projection::of(&order, 0)).await.unwrap();
+    }
+    let read_model = ReadModel::new(
+        pool.clone(),
+        redis::Client::open(redis_url()).unwrap(),
+        RedisKeys::new(format!(
+            "{}stages-{}:",
+            redis_prefix().await,
+            uuid::Uuid::new_v4().simple()
+        )),
+    )
+    .unwrap();
+    let charts = read_model.charts().await.unwrap();
+    let created = charts
+        .stage_durations
+        .iter()
+        .find(|d| d.stage == "CREATED")
+        .unwrap_or_else(|| panic!("{charts:?}"));
+    assert_eq!(created.count, 3);
+    assert!((created.p50_seconds - 120.0).abs() < 1e-6, "{created:?}");
+    assert!((created.p95_seconds - 174.0).abs() < 1e-6, "{created:?}");
+    assert_eq!(
+        charts.stage_durations.len(),
+        1,
+        "only stays that ended count: {charts:?}"
+    );
+    pool.close().await;
+    drop_database(&database).await;
+}

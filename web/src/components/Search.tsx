@@ -76,6 +76,8 @@ export function Search() {
     }
     setInvalid(null);
     setQuery(q);
+    // The previous search's cursor belongs to its filters: never page the new one with it.
+    setNext(null);
     void fetchPage(q, null);
   };
   const set = (key: keyof SearchForm) => (e: { target: { value: string } }) => {

@@ -228,6 +228,18 @@ impl CompatDelivery {
     pub fn is_finished(&self) -> bool {
         COMPAT_GRAPH.terminal.contains(&self.status)
     }
+
+    /// Whether the delivery takes another event. `INCREASE_BUDGET` may repeat, so without a
+    /// bound one delivery could be sent events until its workflow's history reaches Temporal's
+    /// limit, where the server terminates it; [`MAX_COMPAT_EVENTS`] keeps it far below.
+    pub fn has_room(&self) -> Result<(), CompatError> {
+        if self.version >= MAX_COMPAT_EVENTS {
+            return refuse(format!(
+                "Delivery has reached the maximum of {MAX_COMPAT_EVENTS} events"
+            ));
+        }
+        Ok(())
+    }
 }
 
 fn status_text(status: CompatStatus) -> &'static str {
@@ -239,12 +251,30 @@ fn status_text(status: CompatStatus) -> &'static str {
     }
 }
 
+/// The most events one delivery takes (each adds about seven events to its workflow's history,
+/// whose limit is 51,200).
+pub const MAX_COMPAT_EVENTS: u64 = 1_000;
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
 
     use super::*;
     use CompatEventType::*;
+
+    #[test]
+    fn a_delivery_takes_a_bounded_number_of_events() {
+        let mut d = created();
+        while d.version < MAX_COMPAT_EVENTS {
+            assert_eq!(d.has_room(), Ok(()));
+            d = d.apply(IncreaseBudget, &json!({"budget": 1})).unwrap();
+        }
+        assert_eq!(d.budget, 100 + MAX_COMPAT_EVENTS as i64);
+        assert_eq!(
+            d.has_room().unwrap_err().0,
+            "Delivery has reached the maximum of 1000 events"
+        );
+    }
 
     fn created() -> CompatDelivery {
         CompatDelivery::create("d1", &json!({"budget": 100, "notes": "books"})).unwrap()

@@ -148,8 +148,11 @@ impl CompatDeliveryWorkflow {
             }
             return Ok(());
         }
+        // Checked here and not in the handler: a validator never runs on replay, so a bound
+        // added later cannot change what a recorded history applied.
         delivery
-            .apply(command.event_type, &command.data)
+            .has_room()
+            .and_then(|_| delivery.apply(command.event_type, &command.data))
             .map_err(|e| Refusal::worded(RejectionCode::CompatRefused, e.0))?;
         Ok(())
     }
