@@ -9,7 +9,6 @@ use poem_openapi::types::Any;
 
 use crate::auth::{Caller, Role};
 use crate::model::{self, timestamp};
-use crate::routes::tracking::mask_phone;
 
 /// Who reads: only operators and admins see a driver's phone number in full; everyone else
 /// (customers, partners, services, every live socket) sees it masked.
@@ -61,6 +60,25 @@ fn mask_driver_phone(value: &mut serde_json::Value) {
         serde_json::Value::Array(items) => items.iter_mut().for_each(mask_driver_phone),
         _ => {}
     }
+}
+
+/// Keeps the last three digits: `+44 7700 900123` → `*** *** **123`.
+pub fn mask_phone(phone: &str) -> String {
+    let digits = phone.chars().filter(char::is_ascii_digit).count();
+    let mut seen = 0;
+    phone
+        .chars()
+        .map(|c| {
+            if c.is_ascii_digit() {
+                seen += 1;
+                if digits - seen < 3 { c } else { '*' }
+            } else if c == '+' {
+                '*'
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 /// Masks the `phone` of one driver object.
@@ -147,6 +165,13 @@ fn same_format(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn phones_keep_only_their_last_three_digits() {
+        assert_eq!(mask_phone("+44 7700 900123"), "*** **** ***123");
+        assert_eq!(mask_phone("12"), "12");
+        assert_eq!(mask_phone(""), "");
+    }
 
     #[test]
     fn only_staff_see_a_drivers_phone_in_full() {

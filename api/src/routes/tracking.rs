@@ -17,7 +17,7 @@ use serde_json::Value;
 use crate::auth::{BearerAuth, Parties, Role};
 use crate::model::{DeliveryRoute, GeoPoint, Item, RoutePoint, State, timestamp};
 use crate::problem::ApiError;
-use crate::read::{Audience, delivery_order};
+use crate::read::{Audience, delivery_order, mask_phone};
 use crate::routes::{Tag, delivery_order_id};
 use crate::state::AppState;
 
@@ -252,36 +252,5 @@ fn driver(value: &Value) -> Driver {
         name: text("name"),
         phone: text("phone").map(|p| mask_phone(&p)),
         vehicle: text("vehicle"),
-    }
-}
-
-/// Keeps the last three digits: `+44 7700 900123` → `*** *** **123`.
-pub fn mask_phone(phone: &str) -> String {
-    let digits = phone.chars().filter(char::is_ascii_digit).count();
-    let mut seen = 0;
-    phone
-        .chars()
-        .map(|c| {
-            if c.is_ascii_digit() {
-                seen += 1;
-                if digits - seen < 3 { c } else { '*' }
-            } else if c == '+' {
-                '*'
-            } else {
-                c
-            }
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::mask_phone;
-
-    #[test]
-    fn phones_keep_only_their_last_three_digits() {
-        assert_eq!(mask_phone("+44 7700 900123"), "*** **** ***123");
-        assert_eq!(mask_phone("12"), "12");
-        assert_eq!(mask_phone(""), "");
     }
 }
