@@ -110,6 +110,13 @@ impl TemporalTarget {
     }
 }
 
+/// A hex SHA-256 of a JSON value's text (maps serialize with sorted keys): the content digest the
+/// clients record or put in update ids, to tell a retry from other content under a used id.
+pub(crate) fn json_digest(value: &serde_json::Value) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(value.to_string().as_bytes()))
+}
+
 /// An update's error with the payloads of its failure decoded by `client`'s codec. The SDK hands
 /// an update's failure over as Temporal carries it, so a refusal's details (the original outcome
 /// of a duplicate, the allowed events) are still encrypted there; [`Refusal::from_failure`]

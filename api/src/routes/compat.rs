@@ -249,14 +249,14 @@ async fn create(
     }
     let data = normalize_data(body.0.data.0).map_err(|e| refused(e.0))?;
     // A key names one delivery of its caller, so a retry under it reaches the same workflow.
-    let id = match &idempotency_key.0 {
+    let uuid = match &idempotency_key.0 {
         Some(key) => Uuid::new_v5(
             &CREATION_NAMESPACE,
             format!("{}:{key}", auth.0.sub).as_bytes(),
         ),
         None => Uuid::now_v7(),
-    }
-    .to_string();
+    };
+    let id = uuid.to_string();
     // The request's log lines (and its error, if any) name the delivery, as for orders.
     tracing::Span::current().record("delivery_order_id", id.as_str());
     let delivery = CompatDelivery::create(&id, &data).map_err(|e| refused(e.0))?;
@@ -288,7 +288,7 @@ async fn create(
         CompatStarted::Existing => {
             let current = state
                 .read_model
-                .compat_delivery(Uuid::parse_str(&id).expect("a UUID"))
+                .compat_delivery(uuid)
                 .await
                 .map_err(|e| unavailable("the event store is unavailable", &e))?;
             Ok(Json(Any(shape(current.as_ref().unwrap_or(&delivery)))))

@@ -10,7 +10,7 @@ use temporalio_common::MemoValues;
 use temporalio_common::protos::temporal::api::enums::v1::WorkflowExecutionStatus;
 
 use super::{BatchInput, BatchResult, EventBatchWorkflow, batch_workflow_id};
-use crate::client::{ClientError, TemporalTarget};
+use crate::client::{ClientError, TemporalTarget, json_digest};
 
 /// Memo key holding a digest of the batch's events, so a reused batch id (the same caller's
 /// `Idempotency-Key`) with other events is told apart from a retry of the same batch.
@@ -112,7 +112,6 @@ impl EventBatchClient {
 /// A digest of what a batch asks for: each event's order, id, type and data, in order. The
 /// correlation id and the lease are left out: a retry may carry another trace, not other events.
 fn content_digest(input: &BatchInput) -> String {
-    use sha2::{Digest, Sha256};
     let content: Vec<_> = input
         .items
         .iter()
@@ -125,7 +124,5 @@ fn content_digest(input: &BatchInput) -> String {
             ])
         })
         .collect();
-    hex::encode(Sha256::digest(
-        serde_json::Value::from(content).to_string().as_bytes(),
-    ))
+    json_digest(&serde_json::Value::from(content))
 }

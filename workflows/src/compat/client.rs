@@ -1,7 +1,6 @@
 //! The typed client of `CompatDeliveryWorkflow`, for the gateway's compatible API.
 
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use temporalio_client::errors::WorkflowStartError;
 use temporalio_client::{
     WorkflowExecuteUpdateOptions, WorkflowIdReusePolicy, WorkflowStartOptions,
@@ -11,7 +10,7 @@ use temporalio_common::MemoValues;
 use super::{
     CompatCommand, CompatDelivery, CompatDeliveryWorkflow, CompatStart, compat_workflow_id,
 };
-use crate::client::{ClientError, TemporalTarget, decode_update_error, update_error};
+use crate::client::{ClientError, TemporalTarget, decode_update_error, json_digest, update_error};
 
 /// Memo key holding a digest of the delivery's `CREATE_DELIVERY` data, so a reused creation key
 /// with other data is told apart from a retry.
@@ -42,7 +41,7 @@ impl CompatClient {
     /// id is never reused, so a retry of a creation (same id, same data) finds its delivery.
     pub async fn start(&self, id: &str, data: Value) -> Result<CompatStarted, ClientError> {
         let workflow_id = compat_workflow_id(id);
-        let digest = digest(&data);
+        let digest = json_digest(&data);
         let mut memo = MemoValues::new();
         memo.insert(CREATION_MEMO, digest.clone());
         let options = WorkflowStartOptions::new(self.target.task_queue(), workflow_id.clone())
@@ -89,7 +88,7 @@ impl CompatClient {
         // Temporal answers a repeated update id with the first update's result without asking
         // the workflow, so the id covers the content: another event under a used key reaches
         // the validator, which refuses it.
-        let content = digest(&serde_json::json!([command.event_type, command.data]));
+        let content = json_digest(&serde_json::json!([command.event_type, command.data]));
         let options = WorkflowExecuteUpdateOptions::builder()
             .update_id(format!("compat:{}:{}", command.event_id, &content[..16]))
             .rpc_options(self.target.rpc())
@@ -108,9 +107,4 @@ impl CompatClient {
             })
             .await
     }
-}
-
-/// A hex SHA-256 of a JSON value's text.
-fn digest(value: &Value) -> String {
-    hex::encode(Sha256::digest(value.to_string().as_bytes()))
 }

@@ -13,7 +13,7 @@ use temporalio_common::{HasWorkflowDefinition, MemoValues, UpdateDefinition};
 use super::{
     BatchDecision, BatchPrepare, DeliveryOrderView, DeliveryOrderWorkflow, StartInput, workflow_id,
 };
-use crate::client::{ClientError, TemporalTarget, decode_update_error, update_error};
+use crate::client::{ClientError, TemporalTarget, decode_update_error, json_digest, update_error};
 use crate::domain::{ApplyOutcome, DeliveryOrderInput, EventEnvelope};
 use crate::refusal::RejectionCode;
 
@@ -325,8 +325,6 @@ fn decision(batch_id: &str) -> BatchDecision {
 
 /// A short digest of what an event says (type, data, sender), for its update id.
 fn content_digest(event: &EventEnvelope) -> String {
-    use sha2::{Digest, Sha256};
     let content = serde_json::json!([event.event_type, event.data, event.actor, event.pickup_id]);
-    let digest = Sha256::digest(content.to_string().as_bytes());
-    hex::encode(&digest[..8])
+    json_digest(&content)[..16].to_owned()
 }
