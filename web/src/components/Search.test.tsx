@@ -212,6 +212,31 @@ describe("Search", () => {
     expect(paths()).toEqual([first, failing]);
   });
 
+  it("shows no rows of the previous search after a new search fails", async () => {
+    const first = `${LIST}?limit=50&customer_id=cust-1`;
+    const failing = `${LIST}?limit=50&ordering_id=ord-9`;
+    const { paths } = stubList({
+      [first]: { body: { items: [A, B] } satisfies DeliveryOrderPage },
+      [failing]: { status: 503, body: { title: "Unavailable", detail: "the read model is down" } },
+    });
+    renderSearch();
+    fill("Search by", "customer_id");
+    fill("Reference", "cust-1");
+    submit();
+    await waitFor(() => expect(rowIds()).toEqual([A.delivery_order_id, B.delivery_order_id]));
+
+    fill("Search by", "ordering_id");
+    fill("Reference", "ord-9");
+    submit();
+    expect((await screen.findByRole("alert")).textContent).toContain("the read model is down");
+    // The rows answered the earlier query: under the new one's error they would mislead.
+    expect(screen.queryByTestId("search-results")).toBeNull();
+    expect(screen.queryByText("cust-a")).toBeNull();
+    // Nor does the failure claim that nothing matches: the new query got no answer at all.
+    expect(screen.queryByText("No delivery order matches.")).toBeNull();
+    expect(paths()).toEqual([first, failing]);
+  });
+
   it("refuses an id that breaks the reference rule, says why, and sends nothing", async () => {
     const { calls } = stubList({});
     renderSearch();

@@ -63,6 +63,13 @@ export function Search() {
       setError(null);
     } catch (e) {
       setError(e);
+      // A new search that fails has no rows: the ones shown answered the previous query, and
+      // its cursor too. A failed next page keeps the rows and the cursor of the current query,
+      // so More results retries it.
+      if (!cursor) {
+        setResults(null);
+        setNext(null);
+      }
     } finally {
       setBusy(false);
     }
