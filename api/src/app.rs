@@ -62,6 +62,7 @@ pub fn route_table() -> RouteTable {
 }
 
 pub fn app(state: Arc<AppState>) -> impl poem::Endpoint {
+    // The APIs of this app, built once: `StateApi` keeps the gateway's cache of `/api/state`.
     let api = openapi();
     let docs = api.swagger_ui();
     let spec = api.spec_endpoint();
@@ -71,6 +72,7 @@ pub fn app(state: Arc<AppState>) -> impl poem::Endpoint {
     );
     let api = crate::web::with_start_page(api.into_endpoint(), dist, &csp);
     let origins = state.config.codec_cors_origins.clone();
+    let tokens = Arc::clone(&state.tokens);
     crate::web::mount(Route::new(), dist, &csp)
         .nest(route_table::DOCS, docs)
         .at(route_table::OPENAPI_JSON, spec)
@@ -93,6 +95,7 @@ pub fn app(state: Arc<AppState>) -> impl poem::Endpoint {
         )
         .nest("/", api)
         .around(middleware::around)
+        .data(tokens)
         .data(state)
         .data(Arc::new(route_table()))
 }

@@ -14,7 +14,6 @@ use poem_openapi::SecurityScheme;
 use serde::{Deserialize, Serialize};
 
 use crate::problem::ApiError;
-use crate::state::AppState;
 
 /// Roles a token may carry (the `roles` claim).
 #[derive(
@@ -360,9 +359,8 @@ async fn check_bearer(
     let caller = match checked {
         Some(caller) => caller,
         None => req
-            .data::<Arc<AppState>>()
-            .expect("the app state is attached to every route")
-            .tokens
+            .data::<Arc<TokenKeys>>()
+            .expect("the token keys are attached to every route")
             .verify(&bearer.token),
     };
     caller.map_err(|why| ApiError::unauthorized(why).into())

@@ -72,7 +72,7 @@ fn token(args: &[String]) -> anyhow::Result<()> {
             })?),
             "--sub" => sub = Some(value.clone()),
             "--ttl" => {
-                ttl = delivery_workflows::graph::duration_text::parse(value)
+                ttl = delivery_workflows::duration_text::parse(value)
                     .map_err(|e| anyhow::anyhow!("--ttl: {e}"))?
             }
             other => anyhow::bail!("unknown option {other}; use --role, --sub, --ttl"),

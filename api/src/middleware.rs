@@ -210,7 +210,7 @@ fn rate_limit(
 /// balancer, every partner and every stranger share one). Only the webhook itself: any other
 /// method on its path, or any other path, is charged here like every request.
 fn is_partner_webhook(req: &Request, route: &str) -> bool {
-    route == crate::routes::partners::WEBHOOK_ROUTE && req.method() == poem::http::Method::POST
+    route == crate::route_table::WEBHOOK_ROUTE && req.method() == poem::http::Method::POST
 }
 
 /// Takes one request from `key`'s allowance (`RATE_LIMIT_PER_SECOND`, `RATE_LIMIT_BURST`); 429

@@ -22,6 +22,10 @@ pub const CODEC_ENCODE: &str = "/codec/encode";
 pub const CODEC_DECODE: &str = "/codec/decode";
 pub const CODEC_SESSION: &str = "/codec/session";
 
+/// The partner webhook's route label (`routes::partners`, an OpenAPI operation), which its
+/// handler charges itself.
+pub(crate) const WEBHOOK_ROUTE: &str = "/api/v1/partner-webhooks/{partner_id}";
+
 /// The endpoints mounted beside the OpenAPI operations (their paths are not in the spec).
 pub const MOUNTED: [&str; 7] = [
     WS_DELIVERY_ORDER,

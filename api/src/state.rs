@@ -15,7 +15,6 @@ use crate::caller_slots::CallerSlots;
 use crate::config::ApiConfig;
 use crate::live::LiveHub;
 use crate::metrics::ApiMetrics;
-use crate::routes::system_state::StateCache;
 
 /// The typed clients of the workflows the gateway drives.
 pub struct TemporalClients {
@@ -26,7 +25,9 @@ pub struct TemporalClients {
 
 pub struct AppState {
     pub config: ApiConfig,
-    pub tokens: TokenKeys,
+    /// Also attached to the app on their own (see `app::app`): the bearer check reads them
+    /// there.
+    pub tokens: Arc<TokenKeys>,
     pub orders: DeliveryOrderClient,
     pub compat: CompatClient,
     pub batches: EventBatchClient,
@@ -34,7 +35,6 @@ pub struct AppState {
     pub metrics: ApiMetrics,
     pub limiter: DefaultKeyedRateLimiter<String>,
     pub live: LiveHub,
-    pub state_cache: StateCache,
     /// Places for live WebSockets (`WS_MAX_PER_CALLER`, `WS_MAX_TOTAL`).
     pub sockets: Arc<CallerSlots>,
     /// Places for reads waiting for a `min_version` (`MIN_VERSION_WAITS_PER_CALLER`,
@@ -54,10 +54,10 @@ impl AppState {
             Quota::per_second(NonZeroU32::new(config.rate_per_second).unwrap_or(NonZeroU32::MIN))
                 .allow_burst(NonZeroU32::new(config.rate_burst).unwrap_or(NonZeroU32::MIN));
         Arc::new(Self {
-            tokens: TokenKeys::with_policy(
+            tokens: Arc::new(TokenKeys::with_policy(
                 config.jwt_secret.expose().as_bytes(),
                 config.token_policy.clone(),
-            ),
+            )),
             orders: temporal.orders,
             compat: temporal.compat,
             batches: temporal.batches,
@@ -65,7 +65,6 @@ impl AppState {
             metrics,
             limiter: RateLimiter::keyed(quota),
             live,
-            state_cache: StateCache::default(),
             sockets: CallerSlots::new(
                 "live sockets",
                 config.sockets.per_caller,

@@ -18,7 +18,7 @@ use sqlx::Row;
 use temporalio_client::WorkflowQueryOptions;
 
 use crate::ledger::{BatchAnswer, Snapshot, SocketProblem};
-use crate::load::TERMINAL;
+use crate::states::is_terminal;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Kind {
@@ -492,7 +492,7 @@ impl Facts {
                     }
                 }
             }
-            if TERMINAL.contains(&state.as_str()) {
+            if is_terminal(&state) {
                 terminal += 1;
             } else if state == "PENDING_BY_OPERATOR" {
                 in_queue += 1;

@@ -14,77 +14,11 @@ use tokio::sync::Mutex;
 
 use crate::client::Answer;
 use crate::config::ChaosConfig;
+use crate::fault_kind::FaultKind;
 use crate::ledger::{Fault, Ledger};
 use crate::load::{COMMAND_PATIENCE, Driver};
 use crate::sim::SimControl;
 use crate::stack::Stack;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum FaultKind {
-    WorkerKill,
-    GatewayKill,
-    TemporalKill,
-    SimulatorKill,
-    RedisRestart,
-    PostgresCut,
-    PartnerErrors,
-    PartnerLatency,
-    StackRestart,
-}
-
-impl FaultKind {
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            FaultKind::WorkerKill => "worker kill -9",
-            FaultKind::GatewayKill => "gateway kill -9",
-            FaultKind::TemporalKill => "Temporal kill -9 + restart",
-            FaultKind::SimulatorKill => "partner simulator kill -9",
-            FaultKind::RedisRestart => "Redis stop + start",
-            FaultKind::PostgresCut => "PostgreSQL cut (proxy)",
-            FaultKind::PartnerErrors => "partner 5xx burst",
-            FaultKind::PartnerLatency => "partner latency spike",
-            FaultKind::StackRestart => "whole-stack restart",
-        }
-    }
-
-    /// How soon after this fault commands must answer normally again (the targets:
-    /// a worker or gateway kill under 10 s, a Temporal restart under 30 s); none for faults of
-    /// a dependency whose outage the service only rides out.
-    pub(crate) fn recovery_target(self) -> Option<Duration> {
-        match self {
-            FaultKind::WorkerKill | FaultKind::GatewayKill => Some(Duration::from_secs(10)),
-            FaultKind::TemporalKill | FaultKind::StackRestart => Some(Duration::from_secs(30)),
-            _ => None,
-        }
-    }
-
-    /// The kind's name in `CHAOS_FAULTS`.
-    pub(crate) fn slug(self) -> &'static str {
-        match self {
-            FaultKind::WorkerKill => "worker-kill",
-            FaultKind::GatewayKill => "gateway-kill",
-            FaultKind::TemporalKill => "temporal-restart",
-            FaultKind::SimulatorKill => "simulator-kill",
-            FaultKind::RedisRestart => "redis-restart",
-            FaultKind::PostgresCut => "postgres-cut",
-            FaultKind::PartnerErrors => "partner-errors",
-            FaultKind::PartnerLatency => "partner-latency",
-            FaultKind::StackRestart => "stack-restart",
-        }
-    }
-
-    pub(crate) const ALL: [FaultKind; 9] = [
-        FaultKind::WorkerKill,
-        FaultKind::GatewayKill,
-        FaultKind::TemporalKill,
-        FaultKind::SimulatorKill,
-        FaultKind::RedisRestart,
-        FaultKind::PostgresCut,
-        FaultKind::PartnerErrors,
-        FaultKind::PartnerLatency,
-        FaultKind::StackRestart,
-    ];
-}
 
 /// The faults in the order they are injected: kinds interleaved round-robin, the whole-stack
 /// restart (with its burst of open workflows) last.
@@ -363,5 +297,30 @@ mod tests {
         assert_eq!(count(FaultKind::StackRestart), 1);
         // No kind twice in a row while others are left.
         assert_ne!(order[0], order[1]);
+    }
+
+    #[test]
+    fn chaos_faults_keeps_only_the_kinds_named() {
+        let mut config = ChaosConfig::default_run(5.0);
+        config.keep_only("stack-restart, worker-kill").unwrap();
+        let order = schedule(&config);
+        assert_eq!(
+            order
+                .iter()
+                .filter(|k| **k == FaultKind::WorkerKill)
+                .count(),
+            5
+        );
+        assert_eq!(order.last(), Some(&FaultKind::StackRestart));
+        assert_eq!(order.len(), 6, "{order:?}");
+
+        let mut config = ChaosConfig::default_run(5.0);
+        config.keep_only("redis-restart").unwrap();
+        assert_eq!(schedule(&config), vec![FaultKind::RedisRestart]);
+
+        let err = ChaosConfig::default_run(5.0)
+            .keep_only("worker-kil")
+            .unwrap_err();
+        assert!(err.to_string().contains("worker-kill"), "{err}");
     }
 }

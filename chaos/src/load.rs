@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use crate::client::{Answer, Api};
 use crate::ledger::{Batch, BatchAnswer};
 use crate::sim::SimControl;
+use crate::states::is_terminal;
 use crate::watchers;
 
 /// How long a command is retried before the client gives up on it.
@@ -23,8 +24,6 @@ pub(crate) const COMMAND_PATIENCE: Duration = Duration::from_secs(90);
 /// How long one journey may take.
 const JOURNEY_PATIENCE: Duration = Duration::from_secs(150);
 const CUSTOMERS: u64 = 25;
-/// Terminal states of a delivery order.
-pub(crate) const TERMINAL: [&str; 3] = ["DELIVERY_CONFIRMED", "CANCELLED", "RESHIPPED"];
 
 /// What an operator does with an order in the queue.
 #[derive(Debug, Clone, Copy)]
@@ -253,7 +252,7 @@ impl Driver {
                     depth += 1;
                     plan = Plan::Deliver { dispute: false };
                 }
-                (state, _) if TERMINAL.contains(&state) => return,
+                (state, _) if is_terminal(state) => return,
                 _ => {}
             }
         }

@@ -9,12 +9,14 @@ mod checker;
 mod client;
 mod config;
 mod database;
+mod fault_kind;
 mod faults;
 mod ledger;
 mod load;
 mod report;
 mod sim;
 mod stack;
+mod states;
 mod watchers;
 
 use std::process::ExitCode;

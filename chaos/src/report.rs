@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::checker::{Kind, Verdict};
 use crate::config::ChaosConfig;
-use crate::faults::FaultKind;
+use crate::fault_kind::FaultKind;
 use crate::ledger::{Outcome, Snapshot};
 use crate::stack::Usage;
 

@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::client::Api;
 use crate::ledger::{SocketProblem, WatchEnd};
-use crate::load::TERMINAL;
+use crate::states::is_terminal;
 
 /// Set once the checks begin: watchers record where they are and end.
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -123,10 +123,7 @@ pub(crate) async fn watch_order(api: Arc<Api>, id: String) {
                 (Some("resync"), _) => resync_pending = true,
                 _ => {}
             }
-            if order["state"]
-                .as_str()
-                .is_some_and(|s| TERMINAL.contains(&s))
-            {
+            if order["state"].as_str().is_some_and(is_terminal) {
                 saw_terminal = true;
                 break 'sessions;
             }

@@ -1,5 +1,7 @@
 //! Writing one applied event into the audit log, idempotently, with the workflow as the source
-//! of truth: what the workflow applied at a seq is what the log holds at that seq.
+//! of truth: what the workflow applied at a seq is what the log holds at that seq. What does not
+//! look right is reported as an [`Anomaly`] (public as `writer::Anomaly`, what
+//! [`ReadModelWriter::project`](crate::ReadModelWriter::project) returns).
 
 use delivery_workflows::AppliedEvent;
 use sqlx::postgres::PgArguments;
@@ -14,7 +16,15 @@ pub(crate) const SEQ_CONTENT_MISMATCH: &str = "seq_content_mismatch";
 /// Every anomaly kind (the metric exports each from 0).
 pub(crate) const ANOMALY_KINDS: [&str; 2] = [EVENT_ID_COLLISION, SEQ_CONTENT_MISMATCH];
 
-use crate::writer::Anomaly;
+/// Something the projection applied although it did not look right.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anomaly {
+    pub seq: u64,
+    pub event_id: String,
+    /// `event_id_collision` or `seq_content_mismatch`.
+    pub kind: &'static str,
+    pub detail: serde_json::Value,
+}
 
 /// What recording one event found.
 pub(crate) struct Recorded {

@@ -20,9 +20,9 @@ mod webhook_signatures;
 pub mod writer;
 
 pub use keys::RedisKeys;
-pub use live::{LiveFeed, LiveMessage, TrackingUpdate};
+pub use live::LiveFeed;
 pub use metrics::ProjectionMetrics;
-pub use outbox::OutboxKind;
+pub use outbox::{LiveMessage, OutboxKind, TrackingUpdate};
 pub use reader::{ReadError, ReadModel, StoredOrder};
 pub use relay::{OutboxRelay, RelaySettings};
 pub use writer::{ProjectionError, ReadModelWriter};

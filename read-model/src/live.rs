@@ -1,71 +1,13 @@
-//! Live updates: what the relay publishes on the `{prefix}delivery-updates` channels, as one
-//! tagged type, and the subscription that follows them. Every message says what it is in
-//! `type`; nothing is told apart by a field it lacks.
+//! Live updates: the subscription that follows what the relay publishes on the
+//! `{prefix}delivery-updates` channels. The messages are [`LiveMessage`]s, the payload of the
+//! outbox's status and tracking rows (defined in [`crate::outbox`], re-exported here).
 
 use std::time::Duration;
 
-use delivery_workflows::activities::ProjectedOrder;
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
+pub use crate::outbox::{LiveMessage, TrackingUpdate};
 use crate::reader::ReadModel;
-
-/// A message on the live-update channels (and the document the relay caches for it).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum LiveMessage {
-    /// A new version of a delivery order: its status document.
-    Status(Box<ProjectedOrder>),
-    /// A location ping: tracking data, not a new version.
-    Tracking(TrackingUpdate),
-}
-
-/// The latest location of a delivery order, at the version it was reported in.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrackingUpdate {
-    pub delivery_order_id: String,
-    pub customer_id: String,
-    /// The partner that sent the ping (the order's partner). Absent from updates published
-    /// before it was recorded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub partner_id: Option<String>,
-    pub version: u64,
-    pub location: Value,
-    /// RFC 3339.
-    pub location_at: String,
-}
-
-impl LiveMessage {
-    pub fn delivery_order_id(&self) -> &str {
-        match self {
-            LiveMessage::Status(order) => &order.delivery_order_id,
-            LiveMessage::Tracking(update) => &update.delivery_order_id,
-        }
-    }
-
-    pub fn customer_id(&self) -> &str {
-        match self {
-            LiveMessage::Status(order) => &order.customer_id,
-            LiveMessage::Tracking(update) => &update.customer_id,
-        }
-    }
-
-    /// The partner that carries the order, when known.
-    pub fn partner_id(&self) -> Option<&str> {
-        match self {
-            LiveMessage::Status(order) => order.partner_id.as_deref(),
-            LiveMessage::Tracking(update) => update.partner_id.as_deref(),
-        }
-    }
-
-    pub fn version(&self) -> u64 {
-        match self {
-            LiveMessage::Status(order) => order.version,
-            LiveMessage::Tracking(update) => update.version,
-        }
-    }
-}
 
 /// What following the live updates yields.
 #[derive(Debug)]

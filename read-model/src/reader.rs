@@ -14,8 +14,7 @@ use sqlx::{AssertSqlSafe, PgPool, Row};
 use uuid::Uuid;
 
 use crate::keys::RedisKeys;
-use crate::live::{LiveMessage, TrackingUpdate};
-use crate::outbox::{self, OutboxKind, OutboxRow};
+use crate::outbox::TrackingUpdate;
 
 /// Longest a cache read may take before the read goes to PostgreSQL instead.
 const CACHE_TIMEOUT: Duration = Duration::from_millis(250);
@@ -477,74 +476,6 @@ impl ReadModel {
                 })
             })
             .collect()
-    }
-
-    /// Records a location ping from the partner: tracking data, never a workflow event. Returns
-    /// `None` for an unknown order, `Some(false)` when a newer ping is already stored. The ping
-    /// also joins the order's route (even a late one: the route is in time order), unless the
-    /// order has ended; `destination` is where the partner geocoded the drop-off.
-    pub async fn record_location(
-        &self,
-        id: Uuid,
-        event_id: &str,
-        location: &Value,
-        destination: Option<&Value>,
-        at: DateTime<Utc>,
-    ) -> Result<Option<bool>, ReadError> {
-        let mut tx = self.pool.begin().await?;
-        // The row lock orders this ping with the projection that ends the order (and prunes
-        // its route).
-        let state: Option<String> =
-            sqlx::query_scalar("SELECT state FROM delivery_orders WHERE id = $1 FOR UPDATE")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let Some(state) = state else {
-            return Ok(None);
-        };
-        let ended = serde_json::from_value::<State>(Value::String(state))
-            .is_ok_and(|s| delivery_workflows::DELIVERY_ORDER_V1.is_terminal(s));
-        if !ended {
-            crate::route::record(&mut tx, id, at, location).await?;
-            if let Some(destination) = destination {
-                sqlx::query("UPDATE delivery_orders SET destination = $2 WHERE id = $1")
-                    .bind(id)
-                    .bind(sqlx::types::Json(destination))
-                    .execute(&mut *tx)
-                    .await?;
-            }
-        }
-        let updated: Option<(i64, String, Option<String>)> = sqlx::query_as(
-            "UPDATE delivery_orders SET location = $2, location_at = $3
-             WHERE id = $1 AND (location_at IS NULL OR location_at < $3) RETURNING version, customer_id, partner_id",
-        )
-        .bind(id)
-        .bind(sqlx::types::Json(location))
-        .bind(at)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some((version, customer_id, partner_id)) = updated else {
-            tx.commit().await?;
-            return Ok(Some(false));
-        };
-        let update = LiveMessage::Tracking(TrackingUpdate {
-            delivery_order_id: id.to_string(),
-            customer_id,
-            partner_id,
-            version: version as u64,
-            location: location.clone(),
-            location_at: at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        });
-        let row = OutboxRow {
-            dedup_key: format!("tracking:{id}:{event_id}"),
-            delivery_order_id: id,
-            version,
-            kind: OutboxKind::Tracking,
-            payload: serde_json::to_value(update)?,
-        };
-        outbox::enqueue(&mut tx, [row]).await?;
-        tx.commit().await?;
-        Ok(Some(true))
     }
 }
 

@@ -1,12 +1,15 @@
 //! The route of a delivery: the partner's location pings of one order, in time order. Tracking
-//! data written by the gateway beside the order's latest location, never workflow history.
-//! Bounded: an order keeps its latest [`MAX_ROUTE_POINTS`] pings, and none once it ends.
+//! data the gateway writes ([`ReadModel::record_location`]) beside the order's latest location,
+//! never workflow history. Bounded: an order keeps its latest [`MAX_ROUTE_POINTS`] pings, and
+//! none once it ends.
 
 use chrono::{DateTime, Utc};
+use delivery_workflows::State;
 use serde_json::Value;
 use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
+use crate::outbox::{self, LiveMessage, OutboxKind, OutboxRow, TrackingUpdate};
 use crate::reader::{ReadError, ReadModel};
 
 /// Most pings kept per order: at one ping a second that is the last quarter of an hour of the
@@ -127,5 +130,73 @@ impl ReadModel {
             points,
             destination,
         }))
+    }
+
+    /// Records a location ping from the partner: tracking data, never a workflow event. Returns
+    /// `None` for an unknown order, `Some(false)` when a newer ping is already stored. The ping
+    /// also joins the order's route (even a late one: the route is in time order), unless the
+    /// order has ended; `destination` is where the partner geocoded the drop-off.
+    pub async fn record_location(
+        &self,
+        id: Uuid,
+        event_id: &str,
+        location: &Value,
+        destination: Option<&Value>,
+        at: DateTime<Utc>,
+    ) -> Result<Option<bool>, ReadError> {
+        let mut tx = self.pool.begin().await?;
+        // The row lock orders this ping with the projection that ends the order (and prunes
+        // its route).
+        let state: Option<String> =
+            sqlx::query_scalar("SELECT state FROM delivery_orders WHERE id = $1 FOR UPDATE")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(state) = state else {
+            return Ok(None);
+        };
+        let ended = serde_json::from_value::<State>(Value::String(state))
+            .is_ok_and(|s| delivery_workflows::DELIVERY_ORDER_V1.is_terminal(s));
+        if !ended {
+            record(&mut tx, id, at, location).await?;
+            if let Some(destination) = destination {
+                sqlx::query("UPDATE delivery_orders SET destination = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(sqlx::types::Json(destination))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        let updated: Option<(i64, String, Option<String>)> = sqlx::query_as(
+            "UPDATE delivery_orders SET location = $2, location_at = $3
+             WHERE id = $1 AND (location_at IS NULL OR location_at < $3) RETURNING version, customer_id, partner_id",
+        )
+        .bind(id)
+        .bind(sqlx::types::Json(location))
+        .bind(at)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((version, customer_id, partner_id)) = updated else {
+            tx.commit().await?;
+            return Ok(Some(false));
+        };
+        let update = LiveMessage::Tracking(TrackingUpdate {
+            delivery_order_id: id.to_string(),
+            customer_id,
+            partner_id,
+            version: version as u64,
+            location: location.clone(),
+            location_at: at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        });
+        let row = OutboxRow {
+            dedup_key: format!("tracking:{id}:{event_id}"),
+            delivery_order_id: id,
+            version,
+            kind: OutboxKind::Tracking,
+            payload: serde_json::to_value(update)?,
+        };
+        outbox::enqueue(&mut tx, [row]).await?;
+        tx.commit().await?;
+        Ok(Some(true))
     }
 }

@@ -14,9 +14,9 @@ use sqlx::PgPool;
 use sqlx::types::Json;
 
 use crate::audit;
-use crate::live::LiveMessage;
+pub use crate::audit::Anomaly;
 use crate::metrics::ProjectionMetrics;
-use crate::outbox::{self, OutboxKind, OutboxRow};
+use crate::outbox::{self, LiveMessage, OutboxKind, OutboxRow};
 
 /// The outbox rows of one projection: one domain event per applied event (plus `DeliveryCreated`
 /// for the first version), then the order's status at this version. The status goes last, so once
@@ -138,16 +138,6 @@ fn permanent_database_error(error: &sqlx::Error) -> bool {
         | sqlx::Error::ColumnIndexOutOfBounds { .. } => true,
         _ => false,
     }
-}
-
-/// Something the projection applied although it did not look right.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Anomaly {
-    pub seq: u64,
-    pub event_id: String,
-    /// `event_id_collision` or `seq_content_mismatch`.
-    pub kind: &'static str,
-    pub detail: serde_json::Value,
 }
 
 fn uuid(field: &'static str, value: &str) -> Result<uuid::Uuid, ProjectionError> {

@@ -6,7 +6,7 @@ use delivery_workflows::{ActorKind, ApplyOutcome, DeliveryOrderView, EventType, 
 use serde_json::{Value, json};
 
 use crate::gateway::GatewayProcess;
-use crate::processes::Stack;
+use crate::stack::Stack;
 use crate::workflows::{
     OrderHandle, apply_event, envelope, eventually, far_deadlines, new_order_id, order_input,
     start_order, wait_for,

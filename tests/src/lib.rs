@@ -8,6 +8,7 @@ pub mod fixtures;
 pub mod gateway;
 pub mod processes;
 pub mod proxy;
+pub mod stack;
 pub mod temporal;
 pub mod tls;
 pub mod workflows;
@@ -21,8 +22,9 @@ pub use gateway::{
     Answer, GatewayProcess, Socket, TEST_JWT_SECRET, TEST_PARTNER_SECRET, new_payment_id,
     next_socket_message, payment_event,
 };
-pub use processes::{SimProcess, Stack, StackOptions, WorkerProcess, json_log_lines};
+pub use processes::{SimProcess, WorkerProcess, json_log_lines};
 pub use proxy::TcpProxy;
+pub use stack::{Stack, StackOptions};
 pub use temporal::{TemporalServer, temporal_server};
 pub use tls::{TestCa, TlsProxy};
 pub use workflows::*;

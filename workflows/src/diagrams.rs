@@ -65,7 +65,7 @@ fn timer_notes(out: &mut String, graph: &StateGraph, include: impl Fn(State) -> 
                 "note right of {} : timer {name}: {} after {}",
                 timer.state,
                 timer.event,
-                crate::graph::duration_text::format(timer.default)
+                crate::duration_text::format(timer.default)
             );
         }
     }

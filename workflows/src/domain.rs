@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::graph::duration_text;
+use crate::duration_text;
 
 macro_rules! wire_enum {
     ($(#[$meta:meta])* $name:ident, $case:literal { $($variant:ident => $text:literal),+ $(,)? }) => {

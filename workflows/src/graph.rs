@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::domain::{ActorKind, DisputeReason, EventType, FailureReason, State};
+use crate::duration_text;
 
 /// The graph source as shipped.
 pub const DELIVERY_ORDER_V1_YAML: &str = include_str!("../../resources/delivery-order.v1.yaml");
@@ -490,77 +491,5 @@ pub(crate) fn json_kind(value: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
-    }
-}
-
-/// Durations written as `30s`, `15m`, `48h` or `7d` in the graph and in workflow input.
-pub mod duration_text {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn parse(text: &str) -> Result<Duration, String> {
-        let text = text.trim();
-        let split = text
-            .find(|c: char| !c.is_ascii_digit())
-            .ok_or_else(|| format!("duration {text:?} needs a unit (ms, s, m, h, d)"))?;
-        let (number, unit) = text.split_at(split);
-        let n: u64 = number
-            .parse()
-            .map_err(|_| format!("duration {text:?} must start with a whole number"))?;
-        let secs = match unit {
-            "ms" => return Ok(Duration::from_millis(n)),
-            "s" => n,
-            "m" => n * 60,
-            "h" => n * 3600,
-            "d" => n * 86_400,
-            _ => return Err(format!("duration {text:?} has unknown unit {unit:?}")),
-        };
-        Ok(Duration::from_secs(secs))
-    }
-
-    pub fn format(d: Duration) -> String {
-        let ms = d.as_millis();
-        if !ms.is_multiple_of(1000) {
-            return format!("{ms}ms");
-        }
-        let s = d.as_secs();
-        match s {
-            s if s != 0 && s % 86_400 == 0 => format!("{}d", s / 86_400),
-            s if s != 0 && s % 3600 == 0 => format!("{}h", s / 3600),
-            s if s != 0 && s % 60 == 0 => format!("{}m", s / 60),
-            s => format!("{s}s"),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        parse(&text).map_err(serde::de::Error::custom)
-    }
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format(*d))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_round_trip() {
-        for text in ["250ms", "30s", "15m", "36h", "7d"] {
-            assert_eq!(
-                duration_text::format(duration_text::parse(text).unwrap()),
-                text
-            );
-        }
-        assert_eq!(
-            duration_text::parse("48h").unwrap(),
-            Duration::from_secs(2 * 86_400)
-        );
-        assert!(duration_text::parse("10").is_err());
-        assert!(duration_text::parse("10y").is_err());
-        assert!(duration_text::parse("h").is_err());
     }
 }

@@ -12,6 +12,7 @@ pub mod compat;
 pub mod delivery_order;
 pub mod diagrams;
 pub mod domain;
+pub mod duration_text;
 pub mod graph;
 pub mod machine;
 pub mod projection;

@@ -12,7 +12,7 @@ use crate::domain::{
     EventType, FailureReason, RejectedEvent, State,
 };
 use crate::graph::{PayloadError, StateGraph};
-use crate::refusal::RejectionCode;
+use crate::refusal::{Refusal, RejectionCode};
 use crate::validation::check_ref_id;
 
 /// How many rejected events the state keeps (the total is counted separately).
@@ -84,6 +84,12 @@ impl Rejection {
             Self::PickupNotConfirmed => RejectionCode::PickupNotConfirmed,
             Self::PickupMismatch { .. } => RejectionCode::PickupMismatch,
         }
+    }
+}
+
+impl From<Rejection> for Refusal {
+    fn from(rejection: Rejection) -> Self {
+        Self::worded(rejection.code(), rejection.to_string())
     }
 }
 
@@ -488,4 +494,21 @@ impl DeliveryOrder {
 
 fn parse_enum<T: serde::de::DeserializeOwned>(text: &str) -> Option<T> {
     serde_json::from_value(Value::String(text.to_owned())).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::refusal::rejected_update;
+
+    #[test]
+    fn machine_rejections_keep_their_text_and_gain_their_code() {
+        let failure = rejected_update(Rejection::PickupNotConfirmed.into());
+        let received = Refusal::from_failure(&failure).expect("typed");
+        assert_eq!(received.code(), RejectionCode::PickupNotConfirmed);
+        assert_eq!(
+            received.message(),
+            Rejection::PickupNotConfirmed.to_string()
+        );
+    }
 }

@@ -16,7 +16,6 @@ use temporalio_common::protos::temporal::api::failure::v1::Failure;
 use temporalio_common::protos::temporal::api::failure::v1::failure::FailureInfo;
 
 use crate::domain::ApplyOutcome;
-use crate::machine::Rejection;
 
 /// Every reason a workflow of this crate refuses an update.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -231,12 +230,6 @@ impl fmt::Display for Refusal {
     }
 }
 
-impl From<Rejection> for Refusal {
-    fn from(rejection: Rejection) -> Self {
-        Self::worded(rejection.code(), rejection.to_string())
-    }
-}
-
 /// What a validator returns: the text as the failure's message, the typed failure as its
 /// source. The SDK wraps a validator's error in a failure of its own and encodes the error's
 /// source as that failure's cause, keeping an `ApplicationFailure`'s type and details there.
@@ -274,26 +267,28 @@ impl From<Refusal> for Box<dyn std::error::Error + Send + Sync> {
     }
 }
 
+/// Encodes a validator's error as the SDK does for a rejected update (for tests here and in
+/// [`crate::machine`]).
 #[cfg(test)]
-mod tests {
+pub(crate) fn rejected_update(refusal: Refusal) -> Failure {
     use temporalio_common::data_converters::{
         DataConverter, SerializationContextData, WorkflowSerializationContext,
     };
     use temporalio_common::error::{OutgoingError, OutgoingWorkflowError};
 
+    let error: Box<dyn std::error::Error + Send + Sync> = refusal.into();
+    DataConverter::default().to_failure(
+        &SerializationContextData::Workflow(WorkflowSerializationContext::new()),
+        OutgoingError::Workflow(OutgoingWorkflowError::Application(Box::new(
+            ApplicationFailure::new(error),
+        ))),
+    )
+}
+
+#[cfg(test)]
+mod tests {
     use super::*;
     use crate::domain::State;
-
-    /// Encodes a validator's error as the SDK does for a rejected update.
-    fn rejected_update(refusal: Refusal) -> Failure {
-        let error: Box<dyn std::error::Error + Send + Sync> = refusal.into();
-        DataConverter::default().to_failure(
-            &SerializationContextData::Workflow(WorkflowSerializationContext::new()),
-            OutgoingError::Workflow(OutgoingWorkflowError::Application(Box::new(
-                ApplicationFailure::new(error),
-            ))),
-        )
-    }
 
     fn outcome() -> ApplyOutcome {
         ApplyOutcome {
@@ -335,17 +330,6 @@ mod tests {
             })
         );
         assert_eq!(received.outcome(), None);
-    }
-
-    #[test]
-    fn machine_rejections_keep_their_text_and_gain_their_code() {
-        let failure = rejected_update(Rejection::PickupNotConfirmed.into());
-        let received = Refusal::from_failure(&failure).expect("typed");
-        assert_eq!(received.code(), RejectionCode::PickupNotConfirmed);
-        assert_eq!(
-            received.message(),
-            Rejection::PickupNotConfirmed.to_string()
-        );
     }
 
     #[test]

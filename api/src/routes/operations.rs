@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use delivery_read_model::ReadError;
 use delivery_read_model::views::Charts;
-use delivery_workflows::graph::duration_text;
+use delivery_workflows::duration_text;
 use poem::web::Data;
 use poem_openapi::OpenApi;
 use poem_openapi::param::Query;

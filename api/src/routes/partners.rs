@@ -102,9 +102,6 @@ impl<'a> ApiExtractor<'a> for SignedBody {
 /// How far ahead of the gateway's clock a callback's `occurred_at` may be.
 const MAX_CLOCK_SKEW_SECONDS: i64 = 60;
 
-/// The webhook's route label (see [`crate::route_table`]), which its handler charges itself.
-pub(crate) const WEBHOOK_ROUTE: &str = "/api/v1/partner-webhooks/{partner_id}";
-
 #[derive(Default)]
 pub struct PartnersApi;
 

@@ -95,8 +95,12 @@ impl StateCache {
     }
 }
 
+/// `GET /api/state`, with the gateway's cache of it (one per app: the APIs are built once
+/// where the app is assembled, see `app::openapi`).
 #[derive(Default)]
-pub struct StateApi;
+pub struct StateApi {
+    cache: StateCache,
+}
 
 #[OpenApi(tag = "Tag::System")]
 impl StateApi {
@@ -108,23 +112,23 @@ impl StateApi {
         state: Data<&Arc<AppState>>,
     ) -> Result<Json<Any<Value>>, ApiError> {
         auth.0.require(&[Role::Operator, Role::Admin])?;
-        Ok(Json(Any((*current(&state).await?).clone())))
+        Ok(Json(Any((*current(&self.cache, &state).await?).clone())))
     }
 }
 
-async fn current(state: &AppState) -> Result<Arc<Value>, ApiError> {
-    if let Some(value) = state.state_cache.fresh() {
+async fn current(cache: &StateCache, state: &AppState) -> Result<Arc<Value>, ApiError> {
+    if let Some(value) = cache.fresh() {
         return Ok(value);
     }
-    let _one_at_a_time = state.state_cache.refresh.lock().await;
+    let _one_at_a_time = cache.refresh.lock().await;
     // Whoever held the lock before may have just refreshed it.
-    if let Some(value) = state.state_cache.fresh() {
+    if let Some(value) = cache.fresh() {
         return Ok(value);
     }
     let shared = state.read_model.shared_state().await;
     if let Some(value) = shared.and_then(|text| serde_json::from_str::<Value>(&text).ok()) {
         let value = Arc::new(value);
-        state.state_cache.store(Arc::clone(&value));
+        cache.store(Arc::clone(&value));
         return Ok(value);
     }
     let value = Arc::new(
@@ -138,7 +142,7 @@ async fn current(state: &AppState) -> Result<Arc<Value>, ApiError> {
         .read_model
         .share_state(&value.to_string(), STATE_TTL)
         .await;
-    state.state_cache.store(Arc::clone(&value));
+    cache.store(Arc::clone(&value));
     Ok(value)
 }
 
