@@ -429,8 +429,11 @@ pub struct UiConfig {
 #[derive(Debug, Clone, Object)]
 #[oai(skip_serializing_if_is_none)]
 pub struct Readiness {
-    /// `ready`, or `degraded` while Redis is down (reads come from PostgreSQL).
+    /// `ready`, or `degraded` while Temporal, PostgreSQL or Redis is down (`impaired` says what
+    /// answers 503 meanwhile; the gateway stays in the load balancer).
     pub status: String,
+    /// What does not work while a dependency is down, one line each.
+    pub impaired: Vec<String>,
     pub checks: Any<serde_json::Map<String, Value>>,
 }
 

@@ -53,9 +53,13 @@ impl SystemApi {
         })
     }
 
-    /// Readiness: Temporal and PostgreSQL answer (503 names what is down). With Redis down the
-    /// gateway still serves, reads from PostgreSQL and commands unchanged, so it answers 200
-    /// `degraded` and a load balancer keeps it.
+    /// Readiness: whether this gateway should receive traffic. Temporal, PostgreSQL and Redis are
+    /// shared by every gateway, so one of them down is the same on each: pulling them all would
+    /// turn a partial outage (Temporal down: reads still served; PostgreSQL down: orders read
+    /// from the Redis cache, commands applied; Redis down: reads from PostgreSQL) into a total
+    /// one, with connection errors where callers would get a problem with `Retry-After`. So a
+    /// dependency down answers 200 `degraded`, naming it and what answers 503 meanwhile
+    /// (`impaired`); only a gateway that reaches none of the three is not ready (503).
     #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
     async fn readyz(&self, state: Data<&Arc<AppState>>) -> Result<Json<Readiness>, ApiError> {
         let (temporal, postgres, redis) = tokio::join!(
@@ -94,14 +98,22 @@ impl SystemApi {
                 .with_label_values(&[dependency.as_str()])
                 .set(i64::from(up));
         }
-        let up = |name: &str| checks[name]["ok"] == Value::Bool(true);
-        let status = match (up("temporal") && up("postgres"), up("redis")) {
-            (true, true) => "ready",
-            (true, false) => "degraded",
-            (false, _) => return Err(ApiError::not_ready(checks)),
-        };
+        let down: Vec<&str> = checks
+            .iter()
+            .filter(|(_, check)| check["ok"] != Value::Bool(true))
+            .map(|(dependency, _)| dependency.as_str())
+            .collect();
+        if down.len() == checks.len() {
+            return Err(ApiError::not_ready(checks));
+        }
+        let impaired: Vec<String> = down
+            .iter()
+            .filter_map(|d| impaired_by(d))
+            .map(String::from)
+            .collect();
         Ok(Json(Readiness {
-            status: status.into(),
+            status: if down.is_empty() { "ready" } else { "degraded" }.into(),
+            impaired,
             checks: Any(checks),
         }))
     }
@@ -126,6 +138,20 @@ impl SystemApi {
                 .await,
         ))
     }
+}
+
+/// What answers 503 (or serves less) while `dependency` is down.
+fn impaired_by(dependency: &str) -> Option<&'static str> {
+    Some(match dependency {
+        "temporal" => {
+            "commands, creation, batches and the compatible API's writes answer 503; reads are served"
+        }
+        "postgres" => {
+            "lists, search, trails, charts and reads the Redis cache misses answer 503; commands are applied and cached orders read"
+        }
+        "redis" => "reads come from PostgreSQL; live updates and the cache wait for Redis",
+        _ => return None,
+    })
 }
 
 /// One dependency's state. The cause is logged; the probe shows it only in short.

@@ -379,22 +379,31 @@ async fn webhook_floods_without_the_secret_never_spend_the_partners_allowance() 
     }
 }
 
+/// Readiness keeps a gateway in service while any one dependency is down (each is shared by
+/// every gateway, so pulling one would pull them all), names what is down and what answers 503
+/// meanwhile, and says not ready only when the gateway reaches none of them.
 #[tokio::test]
-async fn readiness_names_what_is_down_and_reads_survive_a_redis_outage() {
+async fn readiness_names_what_is_down_and_stays_ready_while_anything_can_be_served() {
+    let temporal = temporal_server().await;
+    let (temporal_proxy, temporal_url) = TcpProxy::in_front_of(&temporal.url(), 7233).await;
     let (redis_proxy, redis_url) = TcpProxy::in_front_of(&redis_url(), 6379).await;
     let (pg_proxy, pg_url) = TcpProxy::in_front_of(database_url().await, 5432).await;
     let stack = Stack::start_with(
         StackOptions::quiet()
+            .gateway("TEMPORAL_ADDRESS", temporal_url.trim_end_matches('/'))
+            .gateway("TEMPORAL_RPC_TIMEOUT_MS", "2000")
             .gateway("REDIS_URL", &redis_url)
             .gateway("DATABASE_URL", &pg_url),
     )
     .await;
     let api = stack.api();
-    let ready = api
-        .send(reqwest::Method::GET, "/readyz", None, None, &[])
-        .await;
+    let readiness = || api.send(reqwest::Method::GET, "/readyz", None, None, &[]);
+    let ready = readiness().await;
     assert_eq!(ready.status, 200, "{}", ready.text);
+    assert_eq!(ready.json["status"], "ready", "{}", ready.text);
+    assert_eq!(ready.json["impaired"], json!([]), "{}", ready.text);
     let id = api.paid_order("cust-edge").await;
+    let other = api.paid_order("cust-edge").await;
     let operator = api.token("olga", &[Role::Operator]);
     let path = format!("/api/v1/delivery-orders/{id}");
     assert_eq!(
@@ -403,15 +412,24 @@ async fn readiness_names_what_is_down_and_reads_survive_a_redis_outage() {
             .status,
         200
     );
+    let degraded_by = |ready: &Answer, dependency: &str| {
+        assert_eq!(ready.status, 200, "{}", ready.text);
+        assert_eq!(ready.json["status"], "degraded", "{}", ready.text);
+        assert_eq!(
+            ready.json["checks"][dependency]["ok"], false,
+            "{}",
+            ready.text
+        );
+        assert!(
+            !ready.json["impaired"].as_array().unwrap().is_empty(),
+            "{}",
+            ready.text
+        );
+    };
 
     redis_proxy.cut();
-    let ready = api
-        .send(reqwest::Method::GET, "/readyz", None, None, &[])
-        .await;
-    // Still ready, degraded: a load balancer must not pull every gateway because Redis is down.
-    assert_eq!(ready.status, 200, "{}", ready.text);
-    assert_eq!(ready.json["status"], "degraded", "{}", ready.text);
-    assert_eq!(ready.json["checks"]["redis"]["ok"], false, "{}", ready.text);
+    let ready = readiness().await;
+    degraded_by(&ready, "redis");
     assert_eq!(ready.json["checks"]["postgres"]["ok"], true);
     let read = api.get(&path, &operator).await;
     assert_eq!(
@@ -441,15 +459,7 @@ async fn readiness_names_what_is_down_and_reads_survive_a_redis_outage() {
     redis_proxy.restore();
 
     pg_proxy.cut();
-    let ready = api
-        .send(reqwest::Method::GET, "/readyz", None, None, &[])
-        .await;
-    assert_eq!(
-        ready.problem(503)["checks"]["postgres"]["ok"],
-        false,
-        "{}",
-        ready.text
-    );
+    degraded_by(&readiness().await, "postgres");
     let list = api.get("/api/v1/delivery-orders", &operator).await;
     let problem = list.problem(503);
     assert!(list.headers.contains_key("retry-after"));
@@ -459,6 +469,41 @@ async fn readiness_names_what_is_down_and_reads_survive_a_redis_outage() {
         list.text
     );
     assert!(problem["request_id"].is_string());
+    let cancel_other = api
+        .post(
+            &format!("/api/v1/delivery-orders/{other}/events"),
+            &operator,
+            &json!({"type": "CANCEL", "data": {"reason": "duplicate"}}),
+        )
+        .await;
+    assert_eq!(
+        cancel_other.status, 200,
+        "the gateway sends commands without PostgreSQL: {}",
+        cancel_other.text
+    );
+
+    // Temporal down as well: reads the cache holds are still served, so still in service.
+    temporal_proxy.cut();
+    let ready = readiness().await;
+    degraded_by(&ready, "temporal");
+    assert_eq!(
+        ready.json["checks"]["postgres"]["ok"], false,
+        "{}",
+        ready.text
+    );
+    // And nothing left to serve from: not ready, naming all three.
+    redis_proxy.cut();
+    let not_ready = readiness().await;
+    let problem = not_ready.problem(503);
+    for dependency in ["temporal", "postgres", "redis"] {
+        assert_eq!(
+            problem["checks"][dependency]["ok"], false,
+            "{}",
+            not_ready.text
+        );
+    }
+    temporal_proxy.restore();
+    redis_proxy.restore();
 
     // A database that accepts and never answers: the scrape (this gateway's first, so it
     // measures the gauges it reads from PostgreSQL) still answers within Prometheus' default
@@ -483,10 +528,8 @@ async fn readiness_names_what_is_down_and_reads_survive_a_redis_outage() {
     pg_proxy.cut(); // ends the hung connections
     pg_proxy.restore();
     eventually("ready again", || async {
-        let ready = api
-            .send(reqwest::Method::GET, "/readyz", None, None, &[])
-            .await;
-        (ready.status == 200).then_some(())
+        let ready = readiness().await;
+        (ready.status == 200 && ready.json["status"] == "ready").then_some(())
     })
     .await;
 }
