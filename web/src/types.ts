@@ -81,6 +81,11 @@ export interface BatchEvent {
   data?: unknown;
   delivery_order_id: string;
   event_id?: string;
+  /**
+   * The role the event is sent as, when the token holds several that may send it (default:
+   * the first of them), as on `POST /delivery-orders/{id}/events`.
+   */
+  sent_as?: Role & unknown;
   type: EventType;
 }
 
@@ -428,7 +433,12 @@ export interface QueueReason {
 
 export interface Readiness {
   checks: unknown;
-  /** `ready`, or `degraded` while Redis is down (reads come from PostgreSQL). */
+  /** What does not work while a dependency is down, one line each. */
+  impaired: string[];
+  /**
+   * `ready`, or `degraded` while Temporal, PostgreSQL or Redis is down (`impaired` says what
+   * answers 503 meanwhile; the gateway stays in the load balancer).
+   */
   status: string;
 }
 

@@ -36,6 +36,9 @@ pub struct BatchEvent {
     pub event_type: EventType,
     pub data: Option<Any<Value>>,
     pub event_id: Option<RefId>,
+    /// The role the event is sent as, when the token holds several that may send it (default:
+    /// the first of them), as on `POST /delivery-orders/{id}/events`.
+    pub sent_as: Option<Role>,
 }
 
 #[derive(Debug, Clone, Object)]
@@ -116,7 +119,8 @@ impl BatchesApi {
                 .map_err(|e| at(index, e))?
                 .to_string();
             let event_type = DomainEventType::from(event.event_type);
-            let role = sending_role(&caller, event_type, None).map_err(|e| at(index, e))?;
+            let role =
+                sending_role(&caller, event_type, event.sent_as).map_err(|e| at(index, e))?;
             let event_id = event
                 .event_id
                 .map(String::from)

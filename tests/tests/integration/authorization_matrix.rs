@@ -383,3 +383,269 @@ async fn every_role_reads_only_what_it_may() {
         }
     }
 }
+
+/// What a token holding `roles` gets for `event` sent as `sent_as` (or as the first of its roles
+/// the graph lets send it) by `sub`: 403 when no role it holds may send the event or it names
+/// one it does not hold, 404 when the role it acts as is a customer or a partner and the order is
+/// not `sub`'s, else 200. The other role never widens the one it acts as.
+fn expected_for(event: EventType, roles: &[Role], sent_as: Option<Role>, sub: &str) -> u16 {
+    let senders = DELIVERY_ORDER_V1.senders(event);
+    let allowed = |r: Role| senders.contains(&r.actor_kind());
+    let role = match sent_as {
+        Some(r) if !roles.contains(&r) || !allowed(r) => return 403,
+        Some(r) => r,
+        None => match roles.iter().copied().find(|r| allowed(*r)) {
+            Some(r) => r,
+            None => return 403,
+        },
+    };
+    let owns = match role {
+        Role::Customer => sub == CUSTOMER,
+        Role::Partner => sub == "sim",
+        _ => true,
+    };
+    if owns { 200 } else { 404 }
+}
+
+/// A token with two roles sending one event.
+#[derive(Debug, Clone)]
+struct MultiCell {
+    event: EventType,
+    from: State,
+    sub: &'static str,
+    roles: [Role; 2],
+    sent_as: Option<Role>,
+    expected: u16,
+}
+
+impl MultiCell {
+    /// What decides the answer: cells with the same key get the same answer whatever else
+    /// they hold, so one of each is enough where each costs an order of its own.
+    fn key(&self) -> (EventType, u16, Option<Role>, &'static str) {
+        let acts_as = self.sent_as.or_else(|| {
+            let senders = DELIVERY_ORDER_V1.senders(self.event);
+            self.roles
+                .into_iter()
+                .find(|r| senders.contains(&r.actor_kind()))
+        });
+        (self.event, self.expected, acts_as, self.sub)
+    }
+
+    fn body(&self) -> Value {
+        let mut body = json!({"type": self.event, "data": data(self.event)});
+        if let Some(role) = self.sent_as {
+            body["sent_as"] = json!(role.as_str());
+        }
+        body
+    }
+
+    /// Batches take operators, partners and admins.
+    fn may_batch(&self) -> bool {
+        self.roles
+            .iter()
+            .any(|r| matches!(r, Role::Operator | Role::Partner | Role::Admin))
+    }
+}
+
+/// Every event × every pair of roles one of which is a customer or a partner (whose orders
+/// are their own), in both orders and sent as either, or as a role the token lacks × the
+/// order's own customer, its partner, or a stranger.
+fn multi_role_cells() -> Vec<MultiCell> {
+    let mut events: Vec<(EventType, State)> = Vec::new();
+    for t in &DELIVERY_ORDER_V1.transitions {
+        let external = t.sent_by.iter().any(|k| *k != ActorKind::System);
+        if external && !events.iter().any(|(e, _)| *e == t.event) {
+            events.push((t.event, t.from));
+        }
+    }
+    let mut cells = Vec::new();
+    for (event, from) in events {
+        for (i, a) in Role::ALL.into_iter().enumerate() {
+            for b in Role::ALL.into_iter().skip(i + 1) {
+                if ![a, b]
+                    .iter()
+                    .any(|r| matches!(r, Role::Customer | Role::Partner))
+                {
+                    continue;
+                }
+                let lacking = Role::ALL.into_iter().find(|r| *r != a && *r != b).unwrap();
+                let shapes = [
+                    ([a, b], None),
+                    ([b, a], None),
+                    ([a, b], Some(a)),
+                    ([a, b], Some(b)),
+                    ([a, b], Some(lacking)),
+                ];
+                for (roles, sent_as) in shapes {
+                    for sub in [CUSTOMER, "sim", "mallory"] {
+                        cells.push(MultiCell {
+                            event,
+                            from,
+                            sub,
+                            roles,
+                            sent_as,
+                            expected: expected_for(event, &roles, sent_as, sub),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    cells
+}
+
+#[test]
+fn a_second_role_never_widens_the_one_a_token_acts_as() {
+    let cells = multi_role_cells();
+    let count = |status| cells.iter().filter(|c| c.expected == status).count();
+    assert!(
+        count(200) > 0 && count(403) > 0 && count(404) > 0,
+        "{cells:?}"
+    );
+    // mallory, a customer who also takes payments, confirms somebody else's delivery.
+    assert_eq!(
+        expected_for(
+            EventType::Confirmed,
+            &[Role::Customer, Role::PaymentService],
+            None,
+            "mallory"
+        ),
+        404
+    );
+    // The order's partner, also an operator, sent as operator: operators do not pick up.
+    assert_eq!(
+        expected_for(
+            EventType::PickedUp,
+            &[Role::Partner, Role::Operator],
+            Some(Role::Operator),
+            "sim"
+        ),
+        403
+    );
+    // A customer who is also an operator cancels anyone's order as the operator.
+    assert_eq!(
+        expected_for(
+            EventType::Cancel,
+            &[Role::Customer, Role::Operator],
+            None,
+            "mallory"
+        ),
+        200
+    );
+}
+
+/// Tokens with two roles, through `/events` and `/event-batches`: every refusal cell is sent
+/// (against one order per state, which none of them may change), and one cell of each kind
+/// that applies gets an order of its own, per route.
+#[tokio::test]
+async fn tokens_with_two_roles_act_only_as_the_role_they_send_under() {
+    let stack = Stack::start_with(StackOptions::quiet().with_gateway()).await;
+    let api = stack.api();
+    let cells = multi_role_cells();
+    let mut shared: Vec<(State, String, u64)> = Vec::new();
+    for cell in cells.iter().filter(|c| c.expected != 200) {
+        if !shared.iter().any(|(s, _, _)| *s == cell.from) {
+            let (id, version) = order_in(api, cell.from).await;
+            shared.push((cell.from, id, version));
+        }
+    }
+    // Refusals: every cell, one event at a time. Applications, and batches (each starts a
+    // batch workflow): one cell per key.
+    let mut sends: Vec<(&MultiCell, bool)> = Vec::new();
+    let mut keys_sent = BTreeSet::new();
+    for cell in &cells {
+        let first_of_kind = keys_sent.insert(format!("{:?}", cell.key()));
+        if cell.expected != 200 || first_of_kind {
+            sends.push((cell, false));
+        }
+        if first_of_kind && cell.may_batch() {
+            sends.push((cell, true));
+        }
+    }
+    let results: Vec<_> = futures::stream::iter(sends.into_iter().map(|(cell, batch)| {
+        let shared = &shared;
+        async move {
+            let (id, before) = if cell.expected == 200 {
+                order_in(api, cell.from).await
+            } else {
+                let (_, id, v) = shared.iter().find(|(s, _, _)| *s == cell.from).unwrap();
+                (id.clone(), *v)
+            };
+            let token = api.token(cell.sub, &cell.roles);
+            let answer = if batch {
+                let mut event = cell.body();
+                event["delivery_order_id"] = json!(id);
+                api.post("/api/v1/event-batches", &token, &json!({"events": [event]}))
+                    .await
+            } else {
+                api.post(
+                    &format!("/api/v1/delivery-orders/{id}/events"),
+                    &token,
+                    &cell.body(),
+                )
+                .await
+            };
+            (cell, batch, id, before, answer)
+        }
+    }))
+    .buffer_unordered(6)
+    .collect()
+    .await;
+
+    let mut wrong = Vec::new();
+    for (cell, batch, id, before, answer) in &results {
+        let route = if *batch { "batch" } else { "events" };
+        if answer.status != cell.expected {
+            wrong.push(format!(
+                "{route} {:?} by {} {:?} sent as {:?} ({}): expected {}, got {} {}",
+                cell.event,
+                cell.sub,
+                cell.roles,
+                cell.sent_as,
+                cell.from,
+                cell.expected,
+                answer.status,
+                answer.text
+            ));
+        } else if cell.expected != 200 {
+            answer.problem(cell.expected);
+        } else if !*batch {
+            assert!(
+                answer.json["version"].as_u64().unwrap() > *before,
+                "{}",
+                answer.text
+            );
+        } else {
+            assert_eq!(
+                answer.json["results"][0]["delivery_order_id"],
+                id.as_str(),
+                "{}",
+                answer.text
+            );
+            assert!(
+                answer.json["results"][0]["version"].as_u64().unwrap() > *before,
+                "{}",
+                answer.text
+            );
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {} cells wrong:\n{}",
+        wrong.len(),
+        results.len(),
+        wrong.join("\n")
+    );
+
+    let ops = api.token("staff", &[Role::Operator]);
+    for (state, id, version) in &shared {
+        let read = api
+            .get(
+                &format!("/api/v1/delivery-orders/{id}?min_version={version}"),
+                &ops,
+            )
+            .await;
+        assert_eq!(read.json["state"], state.as_str(), "{}", read.text);
+        assert_eq!(read.json["version"], *version, "{}", read.text);
+    }
+}
