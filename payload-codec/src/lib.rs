@@ -282,7 +282,7 @@ pub fn data_converter(keyring: Arc<Keyring>) -> DataConverter {
 
 /// Whether failure messages and stack traces go into the encrypted `encoded_attributes` instead
 /// of the clear `message` field (docs/security.md says why it is what it is).
-pub const ENCODE_FAILURE_ATTRIBUTES: bool = false;
+pub const ENCODE_FAILURE_ATTRIBUTES: bool = true;
 
 #[cfg(test)]
 mod tests {

@@ -5,11 +5,10 @@
 
 use std::sync::Arc;
 
+use delivery_payload_codec::Keyring;
 use delivery_payload_codec::config::{ACTIVE_VAR, KEYS_VAR, keyring_from_lookup};
-use delivery_payload_codec::{EncryptionCodec, Keyring};
+use delivery_workflows::client::readable_failure;
 use temporalio_client::errors::WorkflowUpdateError;
-use temporalio_common::data_converters::{SerializationContextData, WorkflowSerializationContext};
-use temporalio_common::payload_visitor::decode_payloads;
 
 /// `id:base64` of the first test key.
 pub const TEST_KEY_A: &str = "test-a:ZGVsaXZlcnktdGVzdC1wYXlsb2FkLWtleS0wMDAwMDE=";
@@ -35,17 +34,14 @@ pub fn test_keyring() -> Arc<Keyring> {
     Arc::new(ring)
 }
 
-/// An update's error with its failure's payloads decrypted with the test keys, as
+/// An update's error with its failure made readable with the test keys, as
 /// `delivery_workflows::client::decode_update_error` does for the service's clients: a
-/// refusal's details travel encrypted.
+/// refusal's details and message travel encrypted.
 pub async fn decoded_update_error(error: WorkflowUpdateError) -> WorkflowUpdateError {
     match error {
         WorkflowUpdateError::Failed(mut failure) => {
-            let codec = EncryptionCodec::new(test_keyring());
-            let context = SerializationContextData::Workflow(WorkflowSerializationContext::new());
-            decode_payloads(&mut *failure, &codec, &context)
-                .await
-                .expect("an update's failure decodes with the test keys");
+            let converter = delivery_payload_codec::data_converter(test_keyring());
+            readable_failure(&converter, &mut failure).await;
             WorkflowUpdateError::Failed(failure)
         }
         other => other,

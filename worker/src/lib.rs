@@ -24,7 +24,7 @@ use delivery_workflows::compat::CompatDeliveryWorkflow;
 use delivery_workflows::{DeliveryOrderClient, DeliveryOrderWorkflow, TemporalTarget};
 use prometheus::Registry;
 use sqlx::PgPool;
-use temporalio_client::Client;
+use temporalio_client::{Client, NamespacedClient};
 use temporalio_sdk::interceptors::{ActivityInboundInterceptor, WorkerInterceptor};
 use temporalio_sdk::{Runtime, SimplePlugin, Worker, WorkerOptions};
 
@@ -80,11 +80,12 @@ pub fn outbox_relay(
 /// counted, and history lengths. A plugin rather than interceptors of the options, because
 /// plugins apply after the client's (the OpenTelemetry one when traces are on): these then run
 /// inside the activity's span, and their log lines carry its trace id.
-fn failure_tracking(registry: &Registry) -> anyhow::Result<SimplePlugin> {
+fn failure_tracking(registry: &Registry, client: &Client) -> anyhow::Result<SimplePlugin> {
     let activities = failure_log::ActivityFailureLog::register(registry)
         .context("registering activity failure metrics")?;
-    let workflow_tasks = workflow_tasks::WorkflowTaskWatch::register(registry)
-        .context("registering workflow task metrics")?;
+    let workflow_tasks =
+        workflow_tasks::WorkflowTaskWatch::register(registry, client.data_converter().clone())
+            .context("registering workflow task metrics")?;
     Ok(SimplePlugin::builder("delivery-failure-tracking")
         .activity_inbound_interceptors(vec![
             Arc::new(activities) as Arc<dyn ActivityInboundInterceptor>
@@ -125,7 +126,7 @@ pub fn build_worker(
         .context("registering CompatDeliveryWorkflow")?
         .register_workflow::<EventBatchWorkflow>()
         .context("registering EventBatchWorkflow")?
-        .worker_plugin(failure_tracking(registry)?)
+        .worker_plugin(failure_tracking(registry, &client)?)
         .register_activities(PartnerActivities::new(partner))
         .register_activities(CompatActivities::new(writer.clone()))
         .register_activities(BatchActivities::new(

@@ -14,7 +14,9 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use delivery_workflows::client::readable_failure;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use temporalio_common::data_converters::DataConverter;
 use temporalio_common::protos::coresdk::workflow_activation::WorkflowActivation;
 use temporalio_common::protos::coresdk::workflow_activation::remove_from_cache::EvictionReason;
 use temporalio_common::protos::coresdk::workflow_activation::workflow_activation_job::Variant;
@@ -50,6 +52,8 @@ struct Run {
 }
 
 pub struct WorkflowTaskWatch {
+    /// The client's: failures reach the interceptor encoded (their messages encrypted).
+    converter: DataConverter,
     failures: IntCounterVec,
     history_length: HistogramVec,
     /// Runs this worker has in its cache: learnt from their first activation (which always
@@ -58,7 +62,7 @@ pub struct WorkflowTaskWatch {
 }
 
 impl WorkflowTaskWatch {
-    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+    pub fn register(registry: &Registry, converter: DataConverter) -> prometheus::Result<Self> {
         let failures = IntCounterVec::new(
             Opts::new(
                 "workflow_failures_total",
@@ -85,6 +89,7 @@ impl WorkflowTaskWatch {
         registry.register(Box::new(failures.clone()))?;
         registry.register(Box::new(history_length.clone()))?;
         Ok(Self {
+            converter,
             failures,
             history_length,
             runs: Mutex::new(HashMap::new()),
@@ -93,6 +98,16 @@ impl WorkflowTaskWatch {
 
     fn run(&self, run_id: &str) -> Option<Run> {
         self.runs.lock().ok()?.get(run_id).cloned()
+    }
+
+    /// The failure's chain as its author wrote it (decrypted for the log line).
+    async fn cause_chain(&self, failure: Option<&Failure>) -> String {
+        let Some(failure) = failure else {
+            return "no failure given".to_owned();
+        };
+        let mut failure = failure.clone();
+        readable_failure(&self.converter, &mut failure).await;
+        cause_chain(&failure)
     }
 
     fn record(&self, run_id: &str, kind: &'static str, cause: &str) {
@@ -179,11 +194,7 @@ impl WorkerInterceptor for WorkflowTaskWatch {
                 } else {
                     "task_failed"
                 };
-                let cause = failed
-                    .failure
-                    .as_ref()
-                    .map(cause_chain)
-                    .unwrap_or_else(|| "no failure given".to_owned());
+                let cause = self.cause_chain(failed.failure.as_ref()).await;
                 self.record(&completion.run_id, kind, &cause);
             }
             Some(workflow_activation_completion::Status::Successful(success)) => {
@@ -191,11 +202,7 @@ impl WorkerInterceptor for WorkflowTaskWatch {
                     if let Some(workflow_command::Variant::FailWorkflowExecution(fail)) =
                         &command.variant
                     {
-                        let cause = fail
-                            .failure
-                            .as_ref()
-                            .map(cause_chain)
-                            .unwrap_or_else(|| "no failure given".to_owned());
+                        let cause = self.cause_chain(fail.failure.as_ref()).await;
                         self.record(&completion.run_id, "workflow_failed", &cause);
                     }
                 }
@@ -239,7 +246,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_task_is_counted_for_its_workflow_type() {
-        let watch = WorkflowTaskWatch::register(&Registry::new()).unwrap();
+        let watch =
+            WorkflowTaskWatch::register(&Registry::new(), DataConverter::default()).unwrap();
         let activation = WorkflowActivation {
             run_id: "run-1".into(),
             history_length: 3,

@@ -6,8 +6,11 @@ use std::time::Duration;
 use temporalio_client::errors::WorkflowUpdateError;
 use temporalio_client::{Client, NamespacedClient, RpcOptions, WorkflowDescribeOptions};
 use temporalio_common::HasWorkflowDefinition;
-use temporalio_common::data_converters::{SerializationContextData, WorkflowSerializationContext};
+use temporalio_common::data_converters::{
+    DataConverter, SerializationContextData, WorkflowSerializationContext,
+};
 use temporalio_common::payload_visitor::decode_payloads;
+use temporalio_common::protos::temporal::api::failure::v1::Failure;
 
 use crate::refusal::{Refusal, RejectionCode};
 
@@ -117,26 +120,58 @@ pub(crate) fn json_digest(value: &serde_json::Value) -> String {
     hex::encode(Sha256::digest(value.to_string().as_bytes()))
 }
 
-/// An update's error with the payloads of its failure decoded by `client`'s codec. The SDK hands
-/// an update's failure over as Temporal carries it, so a refusal's details (the original outcome
-/// of a duplicate, the allowed events) are still encrypted there; [`Refusal::from_failure`]
-/// reads them after this.
+/// An update's error with its failure made readable ([`readable_failure`]) by `client`'s data
+/// converter. The SDK hands an update's failure over as Temporal carries it, so a refusal's
+/// details (the original outcome of a duplicate, the allowed events) and its message are still
+/// encrypted there; [`Refusal::from_failure`] reads them after this.
 pub async fn decode_update_error(
     client: &Client,
     error: WorkflowUpdateError,
 ) -> WorkflowUpdateError {
     match error {
         WorkflowUpdateError::Failed(mut failure) => {
-            let context = SerializationContextData::Workflow(WorkflowSerializationContext::new());
-            if let Err(error) =
-                decode_payloads(&mut *failure, client.data_converter().codec(), &context).await
-            {
-                // The refusal's code and text are in clear; only its details are lost.
-                tracing::warn!(%error, "the details of an update's failure could not be decoded");
-            }
+            readable_failure(client.data_converter(), &mut failure).await;
             WorkflowUpdateError::Failed(failure)
         }
         other => other,
+    }
+}
+
+/// `failure` as its author wrote it: its payloads decoded by `converter`'s codec, and the
+/// message and stack trace the failure converter moved into the encrypted `encoded_attributes`
+/// (leaving "Encoded failure" in their place) put back, for it and each of its causes, as the
+/// SDK does for workflow code. What does not decode stays as it is: the failure's type is in
+/// clear.
+pub async fn readable_failure(converter: &DataConverter, failure: &mut Failure) {
+    let context = SerializationContextData::Workflow(WorkflowSerializationContext::new());
+    if let Err(error) = decode_payloads(failure, converter.codec(), &context).await {
+        tracing::warn!(%error, "a failure's payloads could not be decoded");
+    }
+    restore_messages(failure);
+}
+
+/// What the failure converter moves out of a failure's clear fields into `encoded_attributes`.
+#[derive(serde::Deserialize)]
+struct EncodedAttributes {
+    message: String,
+    #[serde(default)]
+    stack_trace: String,
+}
+
+/// Puts back the message and stack trace of `failure` and of each of its causes from their
+/// (decoded) `encoded_attributes`, as the SDK's failure converter does for workflow code.
+fn restore_messages(failure: &mut Failure) {
+    let mut next = Some(failure);
+    while let Some(current) = next {
+        if let Some(attributes) = current
+            .encoded_attributes
+            .as_ref()
+            .and_then(|p| serde_json::from_slice::<EncodedAttributes>(&p.data).ok())
+        {
+            current.message = attributes.message;
+            current.stack_trace = attributes.stack_trace;
+        }
+        next = current.cause.as_deref_mut();
     }
 }
 
@@ -165,4 +200,37 @@ pub(crate) fn update_error(error: WorkflowUpdateError) -> ClientError {
 /// with no typed detail to read), so this is the one place that reads them.
 fn run_closed(message: &str) -> bool {
     message.contains("already completed")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use temporalio_common::data_converters::{
+        DefaultFailureConverter, DefaultPayloadCodec, PayloadConverter,
+    };
+    use temporalio_common::error::{ApplicationFailure, OutgoingError, OutgoingWorkflowError};
+
+    #[test]
+    fn messages_the_failure_converter_encoded_are_put_back() {
+        let converter = DataConverter::new(
+            PayloadConverter::default(),
+            DefaultFailureConverter::new(true),
+            DefaultPayloadCodec,
+        );
+        let error: Box<dyn std::error::Error + Send + Sync> =
+            Refusal::worded(RejectionCode::InvalidInput, "no such field: lodge").into();
+        let mut failure = converter.to_failure(
+            &SerializationContextData::Workflow(WorkflowSerializationContext::new()),
+            OutgoingError::Workflow(OutgoingWorkflowError::Application(Box::new(
+                ApplicationFailure::new(error),
+            ))),
+        );
+        assert_ne!(failure.message, "no such field: lodge", "{failure:?}");
+        assert!(failure.encoded_attributes.is_some(), "{failure:?}");
+        restore_messages(&mut failure);
+        assert_eq!(failure.message, "no such field: lodge");
+        let refusal = Refusal::from_failure(&failure).expect("a refusal");
+        assert_eq!(refusal.code(), RejectionCode::InvalidInput);
+        assert_eq!(refusal.message(), "no such field: lodge");
+    }
 }

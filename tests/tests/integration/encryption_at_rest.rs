@@ -634,3 +634,109 @@ async fn decode_refused(api: &GatewayProcess, token: &str, body: &Value, why: &s
         answer.text
     );
 }
+
+/// Every `failure` of an exported history: (where, its message, whether it carries
+/// `encoded_attributes`).
+fn failures_of(value: &Value, path: &str, found: &mut Vec<(String, String, bool)>) {
+    match value {
+        Value::Object(map) => {
+            if let Some(message) = map.get("message").and_then(Value::as_str)
+                && (map.contains_key("failureInfo")
+                    || map.contains_key("applicationFailureInfo")
+                    || map.contains_key("encodedAttributes"))
+            {
+                found.push((
+                    path.to_owned(),
+                    message.to_owned(),
+                    map.contains_key("encodedAttributes"),
+                ));
+            }
+            for (key, inner) in map {
+                failures_of(inner, &format!("{path}.{key}"), found);
+            }
+        }
+        Value::Array(items) => {
+            for (i, inner) in items.iter().enumerate() {
+                failures_of(inner, &format!("{path}[{i}]"), found);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A failure's message can quote what it failed on (a partner's answer, an input), so the
+/// failure converter moves messages and stack traces into the encrypted `encoded_attributes`:
+/// the stored history shows "Encoded failure" only, the codec endpoint reads the message back,
+/// and the workflow and the gateway still read refusals in full.
+#[tokio::test]
+async fn failure_messages_are_stored_encrypted_and_read_back_in_clear() {
+    let stack = Stack::start_with(StackOptions::default().with_gateway()).await;
+    let api = stack.api();
+    let ops = api.token("olga", &[Role::Operator]);
+    // The partner's first two answers fail: the booking activity retries, and its last
+    // failure is stored with the attempt that succeeded.
+    stack.sim.answer_next_with(2, 503).await;
+    let (id, _) = api.pay("cust-sealed-failure").await;
+    api.wait_state(&ops, &id, "DELIVERED").await;
+
+    let wf = workflow_id(&id);
+    let (ok, raw, err) = stack.temporal.cli(&[
+        "workflow",
+        "show",
+        "--workflow-id",
+        &wf,
+        "--output",
+        "json",
+        "--no-json-shorthand-payloads",
+    ]);
+    assert!(ok, "{err}");
+    let history: Value = serde_json::from_str(&raw).expect("history JSON");
+    let mut failures = Vec::new();
+    failures_of(&history, "", &mut failures);
+    assert!(
+        !failures.is_empty(),
+        "the retried booking left its failure in the history: {raw}"
+    );
+    for (path, message, encoded) in &failures {
+        assert!(
+            *encoded && message == "Encoded failure",
+            "a failure message in clear at {path}: {message:?}"
+        );
+    }
+    assert!(!raw.contains("partner answered"), "{raw}");
+    assert_nothing_in_clear(&raw, &IN_PAYMENT);
+
+    // Operators read it through the codec endpoint.
+    let endpoint = format!("{}/codec", api.url);
+    let auth = format!("Bearer {ops}");
+    let (ok, decoded, err) = stack.temporal.cli(&[
+        "workflow",
+        "show",
+        "--workflow-id",
+        &wf,
+        "--output",
+        "json",
+        "--codec-endpoint",
+        &endpoint,
+        "--codec-auth",
+        &auth,
+    ]);
+    assert!(ok, "{err}");
+    decoded_holds(&decoded, &["partner answered 503"]);
+
+    // A refusal's words still reach the caller: the gateway reads the encrypted message back.
+    let refused = api
+        .post(
+            &format!("/api/v1/delivery-orders/{id}/events"),
+            &ops,
+            &json!({"type": "CANCEL", "data": {"reason": "too late"}}),
+        )
+        .await;
+    let problem = refused.problem(409);
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("DELIVERED") && !detail.contains("Encoded failure"),
+        "{}",
+        refused.text
+    );
+}
