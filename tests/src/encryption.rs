@@ -9,6 +9,7 @@ use delivery_payload_codec::Keyring;
 use delivery_payload_codec::config::{ACTIVE_VAR, KEYS_VAR, keyring_from_lookup};
 use delivery_workflows::client::readable_failure;
 use temporalio_client::errors::WorkflowUpdateError;
+use temporalio_common::protos::temporal::api::failure::v1::Failure;
 
 /// `id:base64` of the first test key.
 pub const TEST_KEY_A: &str = "test-a:ZGVsaXZlcnktdGVzdC1wYXlsb2FkLWtleS0wMDAwMDE=";
@@ -39,11 +40,18 @@ pub fn test_keyring() -> Arc<Keyring> {
 /// refusal's details and message travel encrypted.
 pub async fn decoded_update_error(error: WorkflowUpdateError) -> WorkflowUpdateError {
     match error {
-        WorkflowUpdateError::Failed(mut failure) => {
-            let converter = delivery_payload_codec::data_converter(test_keyring());
-            readable_failure(&converter, &mut failure).await;
-            WorkflowUpdateError::Failed(failure)
+        WorkflowUpdateError::Failed(failure) => {
+            WorkflowUpdateError::Failed(Box::new(readable(&failure).await))
         }
         other => other,
     }
+}
+
+/// `failure` (an update's, or a pending activity's last) as its author wrote it: decrypted
+/// with the test keys, its message put back from the encrypted attributes.
+pub async fn readable(failure: &Failure) -> Failure {
+    let mut failure = failure.clone();
+    let converter = delivery_payload_codec::data_converter(test_keyring());
+    readable_failure(&converter, &mut failure).await;
+    failure
 }

@@ -16,7 +16,9 @@ pub mod workflows;
 pub use database::{
     database_url, drop_database, fresh_database, read_model, redis_prefix, redis_url,
 };
-pub use encryption::{TEST_KEY_A, TEST_KEY_B, decoded_update_error, payload_key_env, test_keyring};
+pub use encryption::{
+    TEST_KEY_A, TEST_KEY_B, decoded_update_error, payload_key_env, readable, test_keyring,
+};
 pub use fixtures::{confirm, delivered, pending_by_operator};
 pub use gateway::{
     Answer, GatewayProcess, Socket, TEST_JWT_SECRET, TEST_PARTNER_SECRET, new_payment_id,

@@ -55,6 +55,18 @@ fn path_to(target: State) -> Vec<(EventType, Role)> {
     panic!("{target} cannot be reached by callers");
 }
 
+/// Every event a caller can send, each with the first state the graph takes it in.
+fn callers_events() -> Vec<(EventType, State)> {
+    let mut events: Vec<(EventType, State)> = Vec::new();
+    for t in &DELIVERY_ORDER_V1.transitions {
+        let external = t.sent_by.iter().any(|k| *k != ActorKind::System);
+        if external && !events.iter().any(|(e, _)| *e == t.event) {
+            events.push((t.event, t.from));
+        }
+    }
+    events
+}
+
 #[derive(Debug, Clone)]
 struct Cell {
     event: EventType,
@@ -67,14 +79,7 @@ struct Cell {
 fn cells() -> Vec<Cell> {
     let graph = &*DELIVERY_ORDER_V1;
     let mut cells = Vec::new();
-    let mut events: Vec<(EventType, State)> = Vec::new();
-    for t in &graph.transitions {
-        let external = t.sent_by.iter().any(|k| *k != ActorKind::System);
-        if external && !events.iter().any(|(e, _)| *e == t.event) {
-            events.push((t.event, t.from));
-        }
-    }
-    for (event, from) in events {
+    for (event, from) in callers_events() {
         let senders: Vec<ActorKind> = graph
             .transitions
             .iter()
@@ -142,6 +147,21 @@ async fn order_in(api: &GatewayProcess, state: State) -> (String, u64) {
         version = answer.json["version"].as_u64().unwrap();
     }
     (id, version)
+}
+
+/// The refusals left every shared order as it was: its state, at its version.
+async fn unchanged(api: &GatewayProcess, shared: &[(State, String, u64)]) {
+    let ops = api.token("staff", &[Role::Operator]);
+    for (state, id, version) in shared {
+        let read = api
+            .get(
+                &format!("/api/v1/delivery-orders/{id}?min_version={version}"),
+                &ops,
+            )
+            .await;
+        assert_eq!(read.json["state"], state.as_str(), "{}", read.text);
+        assert_eq!(read.json["version"], *version, "{}", read.text);
+    }
 }
 
 #[tokio::test]
@@ -214,18 +234,7 @@ async fn every_role_event_and_owner_gets_the_status_the_graph_gives() {
         wrong.join("\n")
     );
 
-    // The refusals left every shared order as it was.
-    let ops = api.token("staff", &[Role::Operator]);
-    for (state, id, version) in &shared {
-        let read = api
-            .get(
-                &format!("/api/v1/delivery-orders/{id}?min_version={version}"),
-                &ops,
-            )
-            .await;
-        assert_eq!(read.json["state"], state.as_str(), "{}", read.text);
-        assert_eq!(read.json["version"], *version, "{}", read.text);
-    }
+    unchanged(api, &shared).await;
 }
 
 /// How long a socket may take to deliver a change.
@@ -451,15 +460,8 @@ impl MultiCell {
 /// are their own), in both orders and sent as either, or as a role the token lacks × the
 /// order's own customer, its partner, or a stranger.
 fn multi_role_cells() -> Vec<MultiCell> {
-    let mut events: Vec<(EventType, State)> = Vec::new();
-    for t in &DELIVERY_ORDER_V1.transitions {
-        let external = t.sent_by.iter().any(|k| *k != ActorKind::System);
-        if external && !events.iter().any(|(e, _)| *e == t.event) {
-            events.push((t.event, t.from));
-        }
-    }
     let mut cells = Vec::new();
-    for (event, from) in events {
+    for (event, from) in callers_events() {
         for (i, a) in Role::ALL.into_iter().enumerate() {
             for b in Role::ALL.into_iter().skip(i + 1) {
                 if ![a, b]
@@ -637,15 +639,5 @@ async fn tokens_with_two_roles_act_only_as_the_role_they_send_under() {
         wrong.join("\n")
     );
 
-    let ops = api.token("staff", &[Role::Operator]);
-    for (state, id, version) in &shared {
-        let read = api
-            .get(
-                &format!("/api/v1/delivery-orders/{id}?min_version={version}"),
-                &ops,
-            )
-            .await;
-        assert_eq!(read.json["state"], state.as_str(), "{}", read.text);
-        assert_eq!(read.json["version"], *version, "{}", read.text);
-    }
+    unchanged(api, &shared).await;
 }

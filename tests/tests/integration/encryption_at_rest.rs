@@ -154,6 +154,41 @@ fn assert_nothing_in_clear(text: &str, secrets: &[&str]) -> Vec<String> {
     key_ids
 }
 
+/// `temporal workflow show` of `wf` as the server stores it (payloads as they are, no codec):
+/// (succeeded, stdout, stderr).
+fn stored_history(stack: &Stack, wf: &str) -> (bool, String, String) {
+    stack.temporal.cli(&[
+        "workflow",
+        "show",
+        "--workflow-id",
+        wf,
+        "--output",
+        "json",
+        "--no-json-shorthand-payloads",
+    ])
+}
+
+/// The same through the codec endpoint, with `auth` as its `Authorization` header.
+fn history_through_codec(
+    stack: &Stack,
+    wf: &str,
+    endpoint: &str,
+    auth: &str,
+) -> (bool, String, String) {
+    stack.temporal.cli(&[
+        "workflow",
+        "show",
+        "--workflow-id",
+        wf,
+        "--output",
+        "json",
+        "--codec-endpoint",
+        endpoint,
+        "--codec-auth",
+        auth,
+    ])
+}
+
 /// The decoded form must hold what the raw form hides: proves the scan above can find it.
 fn decoded_holds(text: &str, secrets: &[&str]) {
     // However the CLI prints payloads: in the text, or as bytes of a payload.
@@ -209,15 +244,7 @@ async fn a_delivery_history_holds_no_customer_data_in_clear_and_decodes_through_
     let wf = workflow_id(&id);
 
     // As the server stores it, read by the CLI without a codec.
-    let (ok, raw, err) = stack.temporal.cli(&[
-        "workflow",
-        "show",
-        "--workflow-id",
-        &wf,
-        "--output",
-        "json",
-        "--no-json-shorthand-payloads",
-    ]);
+    let (ok, raw, err) = stored_history(&stack, &wf);
     assert!(ok, "{err}");
     let key_ids = assert_nothing_in_clear(&raw, &secrets);
     assert_eq!(key_ids, ["test-a"], "every payload under the active key");
@@ -236,34 +263,12 @@ async fn a_delivery_history_holds_no_customer_data_in_clear_and_decodes_through_
     // The CLI decodes through the gateway's codec endpoint with an operator's token.
     let endpoint = format!("{}/codec", api.url);
     let auth = format!("Bearer {ops}");
-    let (ok, decoded, err) = stack.temporal.cli(&[
-        "workflow",
-        "show",
-        "--workflow-id",
-        &wf,
-        "--output",
-        "json",
-        "--codec-endpoint",
-        &endpoint,
-        "--codec-auth",
-        &auth,
-    ]);
+    let (ok, decoded, err) = history_through_codec(&stack, &wf, &endpoint, &auth);
     assert!(ok, "{err}");
     decoded_holds(&decoded, &secrets);
     // ... and not with a customer's token: the endpoint refuses, nothing is decoded.
     let customer_auth = format!("Bearer {customer}");
-    let (_, refused, _) = stack.temporal.cli(&[
-        "workflow",
-        "show",
-        "--workflow-id",
-        &wf,
-        "--output",
-        "json",
-        "--codec-endpoint",
-        &endpoint,
-        "--codec-auth",
-        &customer_auth,
-    ]);
+    let (_, refused, _) = history_through_codec(&stack, &wf, &endpoint, &customer_auth);
     assert!(!refused.contains(IN_PAYMENT[0]), "{refused}");
 
     // The recorded history replays with the codec.
@@ -680,15 +685,7 @@ async fn failure_messages_are_stored_encrypted_and_read_back_in_clear() {
     api.wait_state(&ops, &id, "DELIVERED").await;
 
     let wf = workflow_id(&id);
-    let (ok, raw, err) = stack.temporal.cli(&[
-        "workflow",
-        "show",
-        "--workflow-id",
-        &wf,
-        "--output",
-        "json",
-        "--no-json-shorthand-payloads",
-    ]);
+    let (ok, raw, err) = stored_history(&stack, &wf);
     assert!(ok, "{err}");
     let history: Value = serde_json::from_str(&raw).expect("history JSON");
     let mut failures = Vec::new();
@@ -709,18 +706,7 @@ async fn failure_messages_are_stored_encrypted_and_read_back_in_clear() {
     // Operators read it through the codec endpoint.
     let endpoint = format!("{}/codec", api.url);
     let auth = format!("Bearer {ops}");
-    let (ok, decoded, err) = stack.temporal.cli(&[
-        "workflow",
-        "show",
-        "--workflow-id",
-        &wf,
-        "--output",
-        "json",
-        "--codec-endpoint",
-        &endpoint,
-        "--codec-auth",
-        &auth,
-    ]);
+    let (ok, decoded, err) = history_through_codec(&stack, &wf, &endpoint, &auth);
     assert!(ok, "{err}");
     decoded_holds(&decoded, &["partner answered 503"]);
 

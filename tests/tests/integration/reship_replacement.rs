@@ -65,9 +65,12 @@ async fn a_refused_start_of_the_replacement_is_retried_until_it_lands() {
                 a.activity_type.as_ref().map(|t| t.name.as_str()) == Some("start_replacement")
                     && a.attempt >= 2
             })
-            .and_then(|a| a.last_failure.as_ref().map(|f| f.message.clone()))
+            .and_then(|a| a.last_failure.clone())
     })
     .await;
+    // Stored encrypted: read as an operator's tools read it, through the codec.
+    assert_eq!(failure.message, "Encoded failure", "{failure:?}");
+    let failure = readable(&failure).await.message;
     assert!(failure.contains("Squatter"), "{failure}");
 
     let (terminated, out, err) = stack.temporal.cli(&[
