@@ -399,6 +399,251 @@ fn check_queries(exported: &BTreeMap<String, String>) {
     );
 }
 
+/// Labels every target has once Prometheus scrapes it (or Kubernetes' service discovery adds).
+const TARGET_LABELS: &[&str] = &[
+    "job",
+    "instance",
+    "__name__",
+    "namespace",
+    "pod",
+    "container",
+];
+
+/// The label names each family's samples carry in an exposition: family → names (the union
+/// over its samples; a histogram's `le` included).
+fn labels_of_families(exposition: &str) -> BTreeMap<String, BTreeSet<String>> {
+    let kinds = families(exposition);
+    let mut labels: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for line in exposition.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, _value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let (name, label_text) = match series.split_once('{') {
+            Some((name, rest)) => (name, rest.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        let family = family_of(name, &kinds).to_owned();
+        labels
+            .entry(family)
+            .or_default()
+            .extend(label_names_in(label_text));
+    }
+    labels
+}
+
+/// The names of a label list's `name="value"` pairs (values may hold commas and escaped
+/// quotes), or of a PromQL selector's matchers (`name=`, `!=`, `=~`, `!~`).
+fn label_names_in(text: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace() || *c == ',') {
+            chars.next();
+        }
+        let name: String =
+            std::iter::from_fn(|| chars.next_if(|c| c.is_ascii_alphanumeric() || *c == '_'))
+                .collect();
+        if name.is_empty() {
+            break;
+        }
+        names.push(name);
+        // The operator, then the quoted value.
+        while chars.next_if(|c| *c != '"').is_some() {}
+        chars.next();
+        let mut escaped = false;
+        for c in chars.by_ref() {
+            match c {
+                '\\' if !escaped => escaped = true,
+                '"' if !escaped => break,
+                _ => escaped = false,
+            }
+        }
+    }
+    names
+}
+
+/// Each `metric{matchers}` of a PromQL expression: (metric, label names its matchers use).
+fn selectors(expr: &str) -> Vec<(String, Vec<String>)> {
+    let mut found = Vec::new();
+    let bytes = expr.as_bytes();
+    let mut i = 0;
+    while let Some(open) = expr[i..].find('{').map(|at| i + at) {
+        let name_end = expr[..open].trim_end().len();
+        let name_start = expr[..name_end]
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+            .map_or(0, |at| at + 1);
+        // The matchers end at the first `}` outside a quoted value.
+        let (mut close, mut quoted, mut escaped) = (open + 1, false, false);
+        while close < bytes.len() {
+            match bytes[close] {
+                b'\\' if quoted && !escaped => escaped = true,
+                b'"' if !escaped => quoted = !quoted,
+                b'}' if !quoted => break,
+                _ => escaped = false,
+            }
+            close += 1;
+        }
+        let name = &expr[name_start..name_end];
+        if !name.is_empty() {
+            found.push((name.to_owned(), label_names_in(&expr[open + 1..close])));
+        }
+        i = close.min(expr.len() - 1) + 1;
+        if i >= expr.len() {
+            break;
+        }
+    }
+    found
+}
+
+/// The label names of an expression's `by (...)`, `without (...)`, `on (...)` and
+/// `ignoring (...)` clauses.
+fn grouping_labels(expr: &str) -> BTreeSet<String> {
+    let mut labels = BTreeSet::new();
+    for keyword in ["by", "without", "on", "ignoring"] {
+        let mut rest = expr;
+        while let Some(at) = find_keyword(rest, keyword) {
+            let after = rest[at + keyword.len()..].trim_start();
+            rest = &rest[at + keyword.len()..];
+            if let Some(list) = after
+                .strip_prefix('(')
+                .and_then(|a| a.split_once(')').map(|(list, _)| list))
+            {
+                labels.extend(
+                    list.split(',')
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty())
+                        .map(String::from),
+                );
+            }
+        }
+    }
+    labels
+}
+
+/// Labels a query asks of metrics that do not carry them: each matcher's label must be on its
+/// metric, and each grouping label on one of the metrics the query reads, unless the query
+/// reads a recording rule (whose labels are its own expression's) or makes labels itself
+/// (`label_replace`). Metrics with no samples yet are not judged.
+fn label_problems(
+    place: &str,
+    expr: &str,
+    labels: &BTreeMap<String, BTreeSet<String>>,
+    exported: &BTreeMap<String, String>,
+) -> Vec<String> {
+    let known = |metric: &str, label: &str| {
+        TARGET_LABELS.contains(&label)
+            || labels
+                .get(family_of(metric, exported))
+                .is_none_or(|names| names.contains(label))
+    };
+    let mut problems = Vec::new();
+    for (metric, used) in selectors(expr) {
+        if metric.contains(':') {
+            continue;
+        }
+        for label in used.iter().filter(|l| !known(&metric, l.as_str())) {
+            problems.push(format!("{place}: {metric} has no label {label:?}"));
+        }
+    }
+    let metrics = metric_names(expr);
+    if expr.contains("label_replace") || metrics.iter().any(|m| m.contains(':')) {
+        return problems;
+    }
+    for label in grouping_labels(expr) {
+        let on_some = metrics.iter().any(|m| {
+            labels
+                .get(family_of(m, exported))
+                .is_some_and(|names| names.contains(&label))
+        });
+        let unjudged = metrics
+            .iter()
+            .all(|m| !labels.contains_key(family_of(m, exported)));
+        if !(on_some || unjudged || TARGET_LABELS.contains(&label.as_str()) || label == "le") {
+            problems.push(format!(
+                "{place}: groups by {label:?}, which none of {metrics:?} has"
+            ));
+        }
+    }
+    problems
+}
+
+#[test]
+fn labels_a_query_asks_for_are_checked_against_the_samples() {
+    let exposition = "# TYPE a_total counter\n\
+        a_total{route=\"/x,y\",status=\"200\"} 1\n\
+        # TYPE lat histogram\n\
+        lat_bucket{route=\"/x\",le=\"0.1\"} 1\n\
+        lat_sum{route=\"/x\"} 1\n\
+        lat_count{route=\"/x\"} 1\n";
+    let exported = families(exposition);
+    let labels = labels_of_families(exposition);
+    assert_eq!(
+        labels["a_total"],
+        ["route", "status"].map(String::from).into()
+    );
+    assert_eq!(labels["lat"], ["le", "route"].map(String::from).into());
+    let fine = r#"histogram_quantile(0.95, sum by (le, route) (rate(lat_bucket{route!~"/a|/b"}[5m]))) / sum(rate(a_total{status=~"5..",instance="gw1"}[5m]))"#;
+    assert!(label_problems("ok", fine, &labels, &exported).is_empty());
+    let wrong = r#"sum by (method) (rate(a_total{code="500"}[5m]))"#;
+    assert_eq!(
+        label_problems("bad", wrong, &labels, &exported),
+        [
+            r#"bad: a_total has no label "code""#,
+            r#"bad: groups by "method", which none of {"a_total"} has"#
+        ]
+    );
+    // A value holding a brace or an escaped quote ends where the quote does.
+    assert_eq!(
+        selectors(r#"a_total{route="/{id}\"x",status="2"} + lat_count"#),
+        [(
+            "a_total".to_owned(),
+            vec!["route".to_owned(), "status".to_owned()]
+        )]
+    );
+}
+
+/// Every label a rule or a panel selects on or groups by is one its metrics carry.
+fn check_query_labels(
+    labels: &BTreeMap<String, BTreeSet<String>>,
+    exported: &BTreeMap<String, String>,
+) {
+    let (_, rule_exprs) = rules();
+    let problems: Vec<String> = rule_exprs
+        .into_iter()
+        .chain(dashboard_queries())
+        .flat_map(|(place, expr)| label_problems(&place, &expr, labels, exported))
+        .collect();
+    assert!(
+        problems.is_empty(),
+        "queried labels the metrics do not carry:\n{}",
+        problems.join("\n")
+    );
+}
+
+/// The label names of every family the gateway and the worker export samples of.
+async fn exported_labels(stack: &Stack) -> BTreeMap<String, BTreeSet<String>> {
+    let mut labels = BTreeMap::new();
+    for url in [
+        format!("{}/metrics", stack.api().url),
+        stack.worker.metrics_url.clone(),
+    ] {
+        let body = reqwest::get(&url)
+            .await
+            .and_then(|r| r.error_for_status())
+            .unwrap_or_else(|e| panic!("scraping {url}: {e}"))
+            .text()
+            .await
+            .expect("metrics body");
+        for (family, names) in labels_of_families(&body) {
+            labels
+                .entry(family)
+                .or_insert_with(BTreeSet::new)
+                .extend(names);
+        }
+    }
+    labels
+}
+
 #[tokio::test]
 async fn exported_metrics_match_the_table_the_dashboards_and_the_rules() {
     let stack = Stack::start_with(StackOptions::default().with_gateway()).await;
@@ -406,6 +651,7 @@ async fn exported_metrics_match_the_table_the_dashboards_and_the_rules() {
     let exported = exported(&stack).await;
     check_metrics_table(&exported);
     check_queries(&exported);
+    check_query_labels(&exported_labels(&stack).await, &exported);
     check_sdk_series_recorded(&stack).await;
 }
 
