@@ -1,5 +1,6 @@
 // What the browser tests need besides the browser: the stack's gateway, tokens for each role,
-// and the harness's control endpoint (restarting the gateway).
+// the harness's control endpoint (restarting the gateway), and the partner simulator (the
+// pickups it accepted).
 import { expect, type APIRequestContext, type Page } from "@playwright/test";
 import { createHmac, randomUUID } from "node:crypto";
 
@@ -19,6 +20,19 @@ function required(name: string): string {
 }
 
 export const tokens: Tokens = JSON.parse(required("E2E_TOKENS"));
+
+/** The pickup the simulated partner accepted for delivery order `id`, as it answered the booking. */
+async function pickupOf(request: APIRequestContext, id: string): Promise<string> {
+  let found: string | undefined;
+  await expect(async () => {
+    const answer = await request.get(`${required("E2E_PARTNER_URL")}/_sim/pickups`);
+    expect(answer.status()).toBe(200);
+    const { pickups } = (await answer.json()) as { pickups: { pickup_id: string; delivery_order_id: string }[] };
+    found = pickups.find((p) => p.delivery_order_id === id)?.pickup_id;
+    expect(found, `a pickup for ${id}`).toBeTruthy();
+  }).toPass({ timeout: 15_000 });
+  return found!;
+}
 
 /** A paid order with one physical book for the test customer; returns its delivery order id. */
 export async function paidOrder(request: APIRequestContext): Promise<string> {
@@ -129,6 +143,7 @@ export async function locationPing(
     event_id: `ping-${randomUUID()}`,
     type: "LOCATION",
     delivery_order_id: id,
+    pickup_id: await pickupOf(request, id),
     data: destination ? { ...at, destination } : at,
   });
   const t = Math.floor(Date.now() / 1000);

@@ -356,8 +356,8 @@ export interface PartnerCallback {
   occurred_at?: string;
   partner_order_number?: string;
   /**
-   * The pickup the partner accepted (`POST /v1/pickups` answered it): required on
-   * `PICKED_UP`, `DELIVERED` and `DELIVERY_FAILED`, checked against the order's pickup.
+   * The pickup the partner accepted (`POST /v1/pickups` answered it): required on every
+   * callback (422 `missing-pickup-id` without it), checked against the order's pickup.
    */
   pickup_id?: string;
   type: CallbackType;

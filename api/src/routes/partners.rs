@@ -3,9 +3,9 @@
 //! `delivery-webhook-signature` crate); the signature is checked before the body is parsed, must
 //! be fresh (`WEBHOOK_TOLERANCE_SECS`) and is accepted once: a replay is refused. Pickup, delivery and failure become workflow events sent as the partner; location
 //! pings are tracking data and only update the read model. A partner acts only on the orders
-//! whose pickup it accepted, and only on that pickup (`pickup_id` is required on every callback
-//! but `LOCATION`); during a batch hold or before its pickup is confirmed it is answered 503
-//! with `Retry-After`, which partners retry.
+//! whose pickup it accepted, and only on that pickup (`pickup_id` is required on every callback,
+//! location pings included); during a batch hold or before its pickup is confirmed it is answered
+//! 503 with `Retry-After`, which partners retry.
 
 use std::sync::Arc;
 
@@ -46,8 +46,8 @@ pub struct PartnerCallback {
     #[oai(rename = "type")]
     pub callback_type: CallbackType,
     pub delivery_order_id: String,
-    /// The pickup the partner accepted (`POST /v1/pickups` answered it): required on
-    /// `PICKED_UP`, `DELIVERED` and `DELIVERY_FAILED`, checked against the order's pickup.
+    /// The pickup the partner accepted (`POST /v1/pickups` answered it): required on every
+    /// callback (422 `missing-pickup-id` without it), checked against the order's pickup.
     pub pickup_id: Option<RefId>,
     pub partner_order_number: Option<RefId>,
     pub occurred_at: Option<DateTime<Utc>>,
@@ -243,14 +243,14 @@ async fn handle(state: &AppState, partner: &str, body: &[u8]) -> Result<WebhookA
         .map_err(|e| ApiError::bad_request("malformed-request", e.into_message()))?;
     let id = delivery_order_id(&callback.delivery_order_id)?;
     caller_event_id(&callback.event_id)?;
-    // A callback that changes the order names the pickup it is about, so it is always checked
-    // against the pickup the order's partner accepted.
-    if callback.callback_type != CallbackType::Location && callback.pickup_id.is_none() {
+    // Every callback names the pickup it is about, so it is always checked against the pickup
+    // the order's partner accepted.
+    let Some(pickup_id) = callback.pickup_id.map(String::from) else {
         return Err(ApiError::unprocessable(
             "missing-pickup-id",
-            "pickup_id is required on PICKED_UP, DELIVERED and DELIVERY_FAILED callbacks: the id of the pickup the partner accepted for this delivery order",
+            "pickup_id is required on every callback: the id of the pickup the partner accepted for this delivery order",
         ));
-    }
+    };
     if let Some(at) = callback.occurred_at {
         let ahead = at - Utc::now();
         if ahead > chrono::Duration::seconds(MAX_CLOCK_SKEW_SECONDS) {
@@ -267,13 +267,7 @@ async fn handle(state: &AppState, partner: &str, body: &[u8]) -> Result<WebhookA
     let event_type = match callback.callback_type {
         CallbackType::Location => {
             let (location, destination) = location(&data)?;
-            out_with(
-                state,
-                partner,
-                &callback.delivery_order_id,
-                callback.pickup_id.as_deref(),
-            )
-            .await?;
+            out_with(state, partner, &callback.delivery_order_id, &pickup_id).await?;
             // A ping dated ahead of the clock by more than the skew is refused below; within it,
             // it counts as now, so it cannot hide the pings that follow.
             let at = callback
@@ -311,7 +305,7 @@ async fn handle(state: &AppState, partner: &str, body: &[u8]) -> Result<WebhookA
         data,
         actor: Actor::new(ActorKind::Partner, partner),
         correlation_id: crate::request_id::current(),
-        pickup_id: callback.pickup_id.map(String::from),
+        pickup_id: Some(pickup_id),
     };
     let applied = apply(state, id, envelope).await.map_err(|error| {
         // Partners treat a 4xx as final; a hold is over in seconds, so ask for a retry.
@@ -344,7 +338,7 @@ async fn out_with(
     state: &AppState,
     partner: &str,
     order_id: &str,
-    pickup_id: Option<&str>,
+    pickup_id: &str,
 ) -> Result<(), ApiError> {
     let view = match state.orders.state(order_id).await {
         Ok(Some(view)) => view,
@@ -363,12 +357,10 @@ async fn out_with(
     if order.partner.partner_id.as_deref() != Some(partner) {
         return Err(ApiError::delivery_order_not_found(order_id));
     }
-    if let (Some(given), Some(pickup)) = (pickup_id, order.partner.pickup_id.as_deref())
-        && given != pickup
-    {
+    if order.partner.pickup_id.as_deref() != Some(pickup_id) {
         return Err(ApiError::conflict(
             "pickup-mismatch",
-            format!("pickup_id {given:?} is not this delivery order's pickup"),
+            format!("pickup_id {pickup_id:?} is not this delivery order's pickup"),
         ));
     }
     if order.state != State::PickedUp {

@@ -310,7 +310,7 @@ async fn webhook_floods_without_the_secret_never_spend_the_partners_allowance() 
     let api = stack.api();
     let ping = |event_id: &str| {
         json!({"event_id": event_id, "type": "LOCATION", "delivery_order_id": new_order_id(),
-               "data": {"lat": 48.85, "lon": 2.35}})
+               "pickup_id": "pk-none", "data": {"lat": 48.85, "lon": 2.35}})
     };
     let mut forged = Vec::new();
     for n in 0..8 {

@@ -523,7 +523,8 @@ async fn partner_webhooks_are_verified_and_pings_only_track() {
     assert_eq!(read.json["partner_order_number"], "PN-HOOK");
     let ping = |n: u32, at: &str| {
         json!({"event_id": format!("hook-loc-{n}"), "type": "LOCATION", "delivery_order_id": id,
-               "occurred_at": at, "data": {"lat": 51.5 + f64::from(n) / 100.0, "lon": -0.12}})
+               "pickup_id": pickup_id, "occurred_at": at,
+               "data": {"lat": 51.5 + f64::from(n) / 100.0, "lon": -0.12}})
     };
     let tracked = api
         .webhook("sim", TEST_PARTNER_SECRET, &ping(2, "2026-11-22T10:02:00Z"))
@@ -541,7 +542,7 @@ async fn partner_webhooks_are_verified_and_pings_only_track() {
         "an older ping never overwrites a newer one"
     );
     let bad_ping = api
-        .webhook("sim", TEST_PARTNER_SECRET, &json!({"event_id": "x", "type": "LOCATION", "delivery_order_id": id, "data": {"lat": 200, "lon": 0}}))
+        .webhook("sim", TEST_PARTNER_SECRET, &json!({"event_id": "x", "type": "LOCATION", "delivery_order_id": id, "pickup_id": pickup_id, "data": {"lat": 200, "lon": 0}}))
         .await;
     bad_ping.problem(422);
 

@@ -258,7 +258,7 @@ async fn a_partner_acts_only_on_the_orders_whose_pickup_it_took() {
         .await
         .problem(409);
     let rival_ping = json!({"event_id": "r-loc-1", "type": "LOCATION", "delivery_order_id": id,
-                            "data": {"lat": 1.0, "lon": 1.0}});
+                            "pickup_id": pickup_id, "data": {"lat": 1.0, "lon": 1.0}});
     api.webhook("rival", "rival-secret-0123456", &rival_ping)
         .await
         .problem(404);
@@ -280,6 +280,35 @@ async fn a_partner_acts_only_on_the_orders_whose_pickup_it_took() {
     assert_eq!(applied.json["state"], "PICKED_UP");
     let ping = api.webhook("sim", TEST_PARTNER_SECRET, &early_ping).await;
     assert_eq!(ping.status, 200, "{}", ping.text);
+    // A ping names the pickup too: none is 422, another is 409, and neither is tracked.
+    let unnamed_ping = json!({"event_id": "r-loc-2", "type": "LOCATION", "delivery_order_id": id,
+                              "data": {"lat": 2.0, "lon": 2.0}});
+    let refused = api.webhook("sim", TEST_PARTNER_SECRET, &unnamed_ping).await;
+    assert!(
+        refused.problem(422)["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("missing-pickup-id"),
+        "{}",
+        refused.text
+    );
+    let other_pickup = json!({"event_id": "r-loc-3", "type": "LOCATION", "delivery_order_id": id,
+                              "pickup_id": "pk-other", "data": {"lat": 3.0, "lon": 3.0}});
+    let mismatched = api.webhook("sim", TEST_PARTNER_SECRET, &other_pickup).await;
+    assert!(
+        mismatched.problem(409)["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("pickup-mismatch"),
+        "{}",
+        mismatched.text
+    );
+    let route = api.get(&format!("/api/v1/tracking/{id}/route"), &ops).await;
+    assert_eq!(
+        route.json["current"]["lat"], 1.0,
+        "only the ping on the order's pickup is tracked: {}",
+        route.text
+    );
     api.webhook("rival", "rival-secret-0123456", &rival_ping)
         .await
         .problem(404);
@@ -380,7 +409,8 @@ async fn no_partner_acts_on_an_order_whose_pickup_no_partner_took() {
             partner,
             secret,
             &json!({"event_id": format!("u-loc-{partner}"), "type": "LOCATION",
-                    "delivery_order_id": id, "data": {"lat": 1.0, "lon": 1.0}}),
+                    "delivery_order_id": id, "pickup_id": "pk-guessed",
+                    "data": {"lat": 1.0, "lon": 1.0}}),
         )
         .await
         .problem(404);

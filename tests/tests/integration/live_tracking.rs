@@ -371,13 +371,15 @@ async fn a_client_that_stops_reading_does_not_hold_up_the_others() {
         json!({"partner_order_number": "PN-S"}),
     )
     .await;
+    let (_, pickup_id) = api.pickup_confirmed(&id).await;
     for n in 0..200u32 {
         let at = format!("2026-11-22T10:{:02}:{:02}Z", n / 60, n % 60);
         api.webhook(
             "sim",
             TEST_PARTNER_SECRET,
             &json!({"event_id": format!("s-loc-{n}"), "type": "LOCATION", "delivery_order_id": id,
-                    "occurred_at": at, "data": {"lat": 10.0 + f64::from(n) / 1000.0, "lon": 0.0}}),
+                    "pickup_id": pickup_id, "occurred_at": at,
+                    "data": {"lat": 10.0 + f64::from(n) / 1000.0, "lon": 0.0}}),
         )
         .await;
     }

@@ -644,11 +644,13 @@ async fn the_route_keeps_pings_in_time_order_for_the_owner_and_is_gone_when_the_
     )
     .await;
     api.wait_state(&ops, &id, "PICKED_UP").await;
+    let (_, pickup_id) = api.pickup_confirmed(&id).await;
     let now = Utc::now();
     let destination = json!({"lat": 51.52, "lon": -0.1278});
     let ping = |n: i64, lat: f64| {
         json!({
             "event_id": format!("ping-{n}"), "type": "LOCATION", "delivery_order_id": id,
+            "pickup_id": pickup_id,
             "occurred_at": (now - Span::seconds(10 - n)).to_rfc3339(),
             "data": {"lat": lat, "lon": -0.1278, "accuracy_m": 5.0, "destination": destination},
         })
@@ -682,6 +684,7 @@ async fn the_route_keeps_pings_in_time_order_for_the_owner_and_is_gone_when_the_
             "sim",
             TEST_PARTNER_SECRET,
             &json!({"event_id": "ping-bad", "type": "LOCATION", "delivery_order_id": id,
+                    "pickup_id": pickup_id,
                     "data": {"lat": 51.5, "lon": -0.12, "destination": {"lat": 91, "lon": 0}}}),
         )
         .await;

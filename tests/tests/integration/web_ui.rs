@@ -72,6 +72,8 @@ async fn browser_flows() {
         .env("E2E_BASE_URL", &api.url)
         .env("E2E_TOKENS", tokens.to_string())
         .env("E2E_CONTROL_URL", &control_url)
+        // Where pings learn the pickup the simulated partner accepted for an order.
+        .env("E2E_PARTNER_URL", &stack.sim.url)
         .env("CHROMIUM", chromium())
         .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
         .stdin(Stdio::null())
