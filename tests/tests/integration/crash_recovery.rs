@@ -295,3 +295,103 @@ async fn a_compat_creation_that_times_out_names_its_delivery_and_its_retry_finds
     .await;
     assert_eq!(status.json["budget"], 40, "{}", status.text);
 }
+
+/// A Temporal frontend that accepts connections and never answers: an event and a batch are
+/// still answered (503 with `Retry-After`, naming the event id or the batch to retry under)
+/// instead of holding their callers, and once Temporal answers again each retry converges on
+/// one application.
+#[tokio::test]
+async fn events_and_batches_sent_while_temporal_hangs_are_answered_and_their_retries_converge() {
+    let temporal = temporal_server().await;
+    let (proxy, url) = TcpProxy::in_front_of(&temporal.url(), 7233).await;
+    let stack = Stack::start_with(
+        StackOptions::quiet()
+            .with_gateway()
+            .gateway("TEMPORAL_ADDRESS", url.trim_end_matches('/'))
+            .gateway("TEMPORAL_RPC_TIMEOUT_MS", "2000"),
+    )
+    .await;
+    let api = stack.api();
+    let ops = api.token("olga", &[Role::Operator]);
+    let (one, other) = (
+        api.paid_order("cust-hung").await,
+        api.paid_order("cust-hung").await,
+    );
+    let events = format!("/api/v1/delivery-orders/{one}/events");
+    let cancel = json!({"type": "CANCEL", "data": {"reason": "hung"}});
+    let batch = json!({"events": [{"delivery_order_id": other, "type": "CANCEL",
+                                   "data": {"reason": "hung"}}]});
+    let send_batch = || {
+        api.send(
+            reqwest::Method::POST,
+            "/api/v1/event-batches",
+            Some(&ops),
+            Some(&batch),
+            &[("Idempotency-Key", "hung-batch-1")],
+        )
+    };
+    // Far beyond the gateway's deadlines: only a request that hangs takes this long.
+    let patience = Duration::from_secs(90);
+
+    proxy.stall();
+    let event_answer = tokio::time::timeout(patience, api.post(&events, &ops, &cancel))
+        .await
+        .expect("an event is answered while Temporal hangs");
+    let problem = event_answer.problem(503);
+    assert!(
+        event_answer.headers.contains_key("retry-after"),
+        "{}",
+        event_answer.text
+    );
+    let event_id = problem["event_id"]
+        .as_str()
+        .expect("the 503 names the event id")
+        .to_owned();
+    let batch_answer = tokio::time::timeout(patience, send_batch())
+        .await
+        .expect("a batch is answered while Temporal hangs");
+    let problem = batch_answer.problem(503);
+    assert!(
+        batch_answer.headers.contains_key("retry-after"),
+        "{}",
+        batch_answer.text
+    );
+    assert!(
+        problem["batch_id"].is_string(),
+        "the 503 names the batch: {}",
+        batch_answer.text
+    );
+
+    proxy.cut();
+    proxy.restore();
+    let mut retry = cancel.clone();
+    retry["event_id"] = json!(event_id);
+    let converged = eventually("the event's retry to be answered", || async {
+        let answer = api.post(&events, &ops, &retry).await;
+        (answer.status != 503).then_some(answer)
+    })
+    .await;
+    assert_eq!(converged.status, 200, "{}", converged.text);
+    assert_eq!(converged.json["state"], "CANCELLED", "{}", converged.text);
+    assert_eq!(
+        converged.json["version"], 1,
+        "applied once: {}",
+        converged.text
+    );
+    let joined = eventually("the batch's retry to be answered", || async {
+        let answer = send_batch().await;
+        (answer.status != 503).then_some(answer)
+    })
+    .await;
+    assert_eq!(joined.status, 200, "{}", joined.text);
+    assert_eq!(
+        joined.json["results"][0]["state"], "CANCELLED",
+        "{}",
+        joined.text
+    );
+    assert_eq!(
+        joined.json["results"][0]["version"], 1,
+        "applied once: {}",
+        joined.text
+    );
+}
