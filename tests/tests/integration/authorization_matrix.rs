@@ -149,6 +149,36 @@ async fn order_in(api: &GatewayProcess, state: State) -> (String, u64) {
     (id, version)
 }
 
+/// One order in each of `states`, for the cells that change nothing to share.
+async fn shared_orders(
+    api: &GatewayProcess,
+    states: impl Iterator<Item = State>,
+) -> Vec<(State, String, u64)> {
+    let mut shared: Vec<(State, String, u64)> = Vec::new();
+    for state in states {
+        if !shared.iter().any(|(s, _, _)| *s == state) {
+            let (id, version) = order_in(api, state).await;
+            shared.push((state, id, version));
+        }
+    }
+    shared
+}
+
+/// The order a cell acts on: one of its own driven to `from` when it is to apply, else the
+/// shared one in `from`; with its version.
+async fn order_for(
+    api: &GatewayProcess,
+    shared: &[(State, String, u64)],
+    from: State,
+    applies: bool,
+) -> (String, u64) {
+    if applies {
+        return order_in(api, from).await;
+    }
+    let (_, id, version) = shared.iter().find(|(s, _, _)| *s == from).unwrap();
+    (id.clone(), *version)
+}
+
 /// The refusals left every shared order as it was: its state, at its version.
 async fn unchanged(api: &GatewayProcess, shared: &[(State, String, u64)]) {
     let ops = api.token("staff", &[Role::Operator]);
@@ -172,23 +202,16 @@ async fn every_role_event_and_owner_gets_the_status_the_graph_gives() {
     assert!(cells.len() >= 9 * 6 * 2, "{} cells", cells.len());
 
     // Cells that change nothing share one order per state; each cell that applies gets its own.
-    let mut shared: Vec<(State, String, u64)> = Vec::new();
-    for cell in cells.iter().filter(|c| c.expected != 200) {
-        if !shared.iter().any(|(s, _, _)| *s == cell.from) {
-            let (id, version) = order_in(api, cell.from).await;
-            shared.push((cell.from, id, version));
-        }
-    }
+    let shared = shared_orders(
+        api,
+        cells.iter().filter(|c| c.expected != 200).map(|c| c.from),
+    )
+    .await;
     // A few at a time: each applying cell pays for and drives an order of its own.
     let results: Vec<_> = futures::stream::iter(cells.iter().map(|cell| {
         let shared = &shared;
         async move {
-            let (id, before) = if cell.expected == 200 {
-                order_in(api, cell.from).await
-            } else {
-                let (_, id, v) = shared.iter().find(|(s, _, _)| *s == cell.from).unwrap();
-                (id.clone(), *v)
-            };
+            let (id, before) = order_for(api, shared, cell.from, cell.expected == 200).await;
             let answer = api
                 .post(
                     &format!("/api/v1/delivery-orders/{id}/events"),
@@ -544,13 +567,11 @@ async fn tokens_with_two_roles_act_only_as_the_role_they_send_under() {
     let stack = Stack::start_with(StackOptions::quiet().with_gateway()).await;
     let api = stack.api();
     let cells = multi_role_cells();
-    let mut shared: Vec<(State, String, u64)> = Vec::new();
-    for cell in cells.iter().filter(|c| c.expected != 200) {
-        if !shared.iter().any(|(s, _, _)| *s == cell.from) {
-            let (id, version) = order_in(api, cell.from).await;
-            shared.push((cell.from, id, version));
-        }
-    }
+    let shared = shared_orders(
+        api,
+        cells.iter().filter(|c| c.expected != 200).map(|c| c.from),
+    )
+    .await;
     // Refusals: every cell, one event at a time. Applications, and batches (each starts a
     // batch workflow): one cell per key.
     let mut sends: Vec<(&MultiCell, bool)> = Vec::new();
@@ -567,12 +588,7 @@ async fn tokens_with_two_roles_act_only_as_the_role_they_send_under() {
     let results: Vec<_> = futures::stream::iter(sends.into_iter().map(|(cell, batch)| {
         let shared = &shared;
         async move {
-            let (id, before) = if cell.expected == 200 {
-                order_in(api, cell.from).await
-            } else {
-                let (_, id, v) = shared.iter().find(|(s, _, _)| *s == cell.from).unwrap();
-                (id.clone(), *v)
-            };
+            let (id, before) = order_for(api, shared, cell.from, cell.expected == 200).await;
             let token = api.token(cell.sub, &cell.roles);
             let answer = if batch {
                 let mut event = cell.body();

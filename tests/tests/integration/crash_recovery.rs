@@ -238,10 +238,9 @@ async fn a_compat_event_that_times_out_names_its_event_id_and_its_retry_converge
     assert_eq!(status.json["budget"], 125, "{}", status.text);
 }
 
-/// A compatible-API creation while Temporal hangs: the 503 names the delivery it may have
-/// created, and the retry under the same `Idempotency-Key` finds that one delivery.
-#[tokio::test]
-async fn a_compat_creation_that_times_out_names_its_delivery_and_its_retry_finds_it() {
+/// A stack whose gateway reaches Temporal through a proxy the test can stall or cut (the
+/// worker directly), with a 2 s deadline on each of the gateway's Temporal calls.
+async fn gateway_behind_a_proxy_to_temporal() -> (TcpProxy, Stack) {
     let temporal = temporal_server().await;
     let (proxy, url) = TcpProxy::in_front_of(&temporal.url(), 7233).await;
     let stack = Stack::start_with(
@@ -251,6 +250,14 @@ async fn a_compat_creation_that_times_out_names_its_delivery_and_its_retry_finds
             .gateway("TEMPORAL_RPC_TIMEOUT_MS", "2000"),
     )
     .await;
+    (proxy, stack)
+}
+
+/// A compatible-API creation while Temporal hangs: the 503 names the delivery it may have
+/// created, and the retry under the same `Idempotency-Key` finds that one delivery.
+#[tokio::test]
+async fn a_compat_creation_that_times_out_names_its_delivery_and_its_retry_finds_it() {
+    let (proxy, stack) = gateway_behind_a_proxy_to_temporal().await;
     let api = stack.api();
     let oms = api.token("oms", &[Role::OrderManagement]);
     let create = json!({"type": "CREATE_DELIVERY", "data": {"budget": 40, "notes": "hung"}});
@@ -302,15 +309,7 @@ async fn a_compat_creation_that_times_out_names_its_delivery_and_its_retry_finds
 /// one application.
 #[tokio::test]
 async fn events_and_batches_sent_while_temporal_hangs_are_answered_and_their_retries_converge() {
-    let temporal = temporal_server().await;
-    let (proxy, url) = TcpProxy::in_front_of(&temporal.url(), 7233).await;
-    let stack = Stack::start_with(
-        StackOptions::quiet()
-            .with_gateway()
-            .gateway("TEMPORAL_ADDRESS", url.trim_end_matches('/'))
-            .gateway("TEMPORAL_RPC_TIMEOUT_MS", "2000"),
-    )
-    .await;
+    let (proxy, stack) = gateway_behind_a_proxy_to_temporal().await;
     let api = stack.api();
     let ops = api.token("olga", &[Role::Operator]);
     let (one, other) = (

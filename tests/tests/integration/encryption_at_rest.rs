@@ -13,7 +13,7 @@ use delivery_api::auth::Role;
 use delivery_payload_codec::config::{ACTIVE_VAR, KEYS_VAR};
 use delivery_tests::*;
 use delivery_workflows::{ActorKind, DeliveryOrderWorkflow, EventType, State, workflow_id};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use temporalio_client::{
     UntypedWorkflow, WorkflowFetchHistoryOptions, WorkflowGetResultOptions, WorkflowHistory,
 };
@@ -65,48 +65,60 @@ impl FoundPayload {
     }
 }
 
-/// Every `{metadata: {k: base64}, data: base64}` object in a history exported as JSON (the
-/// SDK's export or the CLI's `--output json --no-json-shorthand-payloads`).
-fn payloads_of(value: &Value, path: &str, found: &mut Vec<FoundPayload>) {
+/// Visits every object of `value` with its path, depth first; `visit` says whether to look
+/// inside the object too.
+fn walk_objects(
+    value: &Value,
+    path: &str,
+    visit: &mut dyn FnMut(&Map<String, Value>, &str) -> bool,
+) {
     match value {
-        Value::Object(map) => {
-            let metadata = map.get("metadata").and_then(Value::as_object);
-            let is_payload = metadata.is_some_and(|m| m.values().all(Value::is_string))
-                && map.keys().all(|k| {
-                    matches!(
-                        k.as_str(),
-                        "metadata" | "data" | "externalPayloads" | "external_payloads"
-                    )
-                })
-                && map.get("data").is_none_or(Value::is_string);
-            if is_payload {
-                let decode = |text: &str| STANDARD.decode(text).expect("payload bytes are base64");
-                found.push(FoundPayload {
-                    path: path.to_owned(),
-                    metadata: metadata
-                        .unwrap()
-                        .iter()
-                        .map(|(k, v)| (k.clone(), decode(v.as_str().unwrap())))
-                        .collect(),
-                    data: map
-                        .get("data")
-                        .and_then(Value::as_str)
-                        .map(decode)
-                        .unwrap_or_default(),
-                });
-                return;
-            }
+        Value::Object(map) if visit(map, path) => {
             for (key, inner) in map {
-                payloads_of(inner, &format!("{path}.{key}"), found);
+                walk_objects(inner, &format!("{path}.{key}"), visit);
             }
         }
         Value::Array(items) => {
             for (i, inner) in items.iter().enumerate() {
-                payloads_of(inner, &format!("{path}[{i}]"), found);
+                walk_objects(inner, &format!("{path}[{i}]"), visit);
             }
         }
         _ => {}
     }
+}
+
+/// Every `{metadata: {k: base64}, data: base64}` object in a history exported as JSON (the
+/// SDK's export or the CLI's `--output json --no-json-shorthand-payloads`).
+fn payloads_of(value: &Value, path: &str, found: &mut Vec<FoundPayload>) {
+    walk_objects(value, path, &mut |map, path| {
+        let metadata = map.get("metadata").and_then(Value::as_object);
+        let is_payload = metadata.is_some_and(|m| m.values().all(Value::is_string))
+            && map.keys().all(|k| {
+                matches!(
+                    k.as_str(),
+                    "metadata" | "data" | "externalPayloads" | "external_payloads"
+                )
+            })
+            && map.get("data").is_none_or(Value::is_string);
+        if !is_payload {
+            return true;
+        }
+        let decode = |text: &str| STANDARD.decode(text).expect("payload bytes are base64");
+        found.push(FoundPayload {
+            path: path.to_owned(),
+            metadata: metadata
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), decode(v.as_str().unwrap())))
+                .collect(),
+            data: map
+                .get("data")
+                .and_then(Value::as_str)
+                .map(decode)
+                .unwrap_or_default(),
+        });
+        false
+    });
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
@@ -642,31 +654,23 @@ async fn decode_refused(api: &GatewayProcess, token: &str, body: &Value, why: &s
 
 /// Every `failure` of an exported history: (where, its message, whether it carries
 /// `encoded_attributes`).
-fn failures_of(value: &Value, path: &str, found: &mut Vec<(String, String, bool)>) {
-    match value {
-        Value::Object(map) => {
-            if let Some(message) = map.get("message").and_then(Value::as_str)
-                && (map.contains_key("failureInfo")
-                    || map.contains_key("applicationFailureInfo")
-                    || map.contains_key("encodedAttributes"))
-            {
-                found.push((
-                    path.to_owned(),
-                    message.to_owned(),
-                    map.contains_key("encodedAttributes"),
-                ));
-            }
-            for (key, inner) in map {
-                failures_of(inner, &format!("{path}.{key}"), found);
-            }
+fn failures_of(value: &Value) -> Vec<(String, String, bool)> {
+    let mut found = Vec::new();
+    walk_objects(value, "", &mut |map, path| {
+        if let Some(message) = map.get("message").and_then(Value::as_str)
+            && (map.contains_key("failureInfo")
+                || map.contains_key("applicationFailureInfo")
+                || map.contains_key("encodedAttributes"))
+        {
+            found.push((
+                path.to_owned(),
+                message.to_owned(),
+                map.contains_key("encodedAttributes"),
+            ));
         }
-        Value::Array(items) => {
-            for (i, inner) in items.iter().enumerate() {
-                failures_of(inner, &format!("{path}[{i}]"), found);
-            }
-        }
-        _ => {}
-    }
+        true
+    });
+    found
 }
 
 /// A failure's message can quote what it failed on (a partner's answer, an input), so the
@@ -688,8 +692,7 @@ async fn failure_messages_are_stored_encrypted_and_read_back_in_clear() {
     let (ok, raw, err) = stored_history(&stack, &wf);
     assert!(ok, "{err}");
     let history: Value = serde_json::from_str(&raw).expect("history JSON");
-    let mut failures = Vec::new();
-    failures_of(&history, "", &mut failures);
+    let failures = failures_of(&history);
     assert!(
         !failures.is_empty(),
         "the retried booking left its failure in the history: {raw}"

@@ -26,14 +26,18 @@ fn families(exposition: &str) -> BTreeMap<String, String> {
 }
 
 async fn scrape(url: &str) -> BTreeMap<String, String> {
-    let body = reqwest::get(url)
+    families(&exposition(url).await)
+}
+
+/// The text a `/metrics` endpoint answers.
+async fn exposition(url: &str) -> String {
+    reqwest::get(url)
         .await
         .and_then(|r| r.error_for_status())
         .unwrap_or_else(|e| panic!("scraping {url}: {e}"))
         .text()
         .await
-        .expect("metrics body");
-    families(&body)
+        .expect("metrics body")
 }
 
 /// The rows of docs/metrics.md's metric table (the one headed `| metric | type |`): name → type.
@@ -627,14 +631,7 @@ async fn exported_labels(stack: &Stack) -> BTreeMap<String, BTreeSet<String>> {
         format!("{}/metrics", stack.api().url),
         stack.worker.metrics_url.clone(),
     ] {
-        let body = reqwest::get(&url)
-            .await
-            .and_then(|r| r.error_for_status())
-            .unwrap_or_else(|e| panic!("scraping {url}: {e}"))
-            .text()
-            .await
-            .expect("metrics body");
-        for (family, names) in labels_of_families(&body) {
+        for (family, names) in labels_of_families(&exposition(&url).await) {
             labels
                 .entry(family)
                 .or_insert_with(BTreeSet::new)
