@@ -40,7 +40,7 @@ use delivery_read_model::ReadModelWriter;
 use delivery_read_model::relay::{self, OutboxRelay, RelayError};
 use delivery_workflows::activities::{CompatProjection, Projection};
 use delivery_workflows::compat::{COMPAT_WORKFLOW_TYPE, CompatDeliveryWorkflow};
-use delivery_workflows::refusal::RejectionCode;
+use delivery_workflows::refusal::is_invalid_start;
 use delivery_workflows::{DeliveryOrderView, DeliveryOrderWorkflow, WORKFLOW_TYPE};
 use futures::{StreamExt, TryStreamExt};
 use sqlx::PgPool;
@@ -404,11 +404,10 @@ async fn read_with_retries(
             with_attempts("workflow result", options, || async {
                 match handle.get_result(WorkflowGetResultOptions::default()).await {
                     Ok(view) => Ok(Found::Order(Box::new(view))),
+                    // Runs that failed before the failure was typed fall through to the
+                    // query below, which finds no order in them either.
                     Err(WorkflowGetResultError::Failed(failure))
-                        if failure
-                            .failure()
-                            .message
-                            .starts_with(RejectionCode::InvalidInput.as_str()) =>
+                        if is_invalid_start(failure.failure()) =>
                     {
                         Ok(Found::NoOrder)
                     }

@@ -224,6 +224,21 @@ impl Refusal {
     }
 }
 
+/// How a run whose start input was refused fails: typed `INVALID_INPUT` (readers such as the
+/// read-model rebuild tell it from other failures by its type, never by its words), with
+/// `message` saying what was wrong.
+pub fn invalid_start(message: String) -> ApplicationFailure {
+    ApplicationFailure::builder(message)
+        .type_name(RejectionCode::InvalidInput.as_str().to_owned())
+        .non_retryable(true)
+        .build()
+}
+
+/// Whether `failure` is how a run with a refused start input ended ([`invalid_start`]).
+pub fn is_invalid_start(failure: &Failure) -> bool {
+    Refusal::from_failure(failure).is_some_and(|r| r.code() == RejectionCode::InvalidInput)
+}
+
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)

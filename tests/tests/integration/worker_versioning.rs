@@ -191,3 +191,57 @@ async fn blue_green_release_and_rollback_with_pinned_workflows() {
     // One pickup per order, none twice across the switches.
     assert_eq!(sim.stats().await["pickups_created"], 3);
 }
+
+/// The runbook's way to move an open order off its pinned version (docs/runbooks/reset-or-replay.md):
+/// `temporal workflow update-options` with a pinned override to the new build. The order's next
+/// tasks run on v2, its v1 workers can then go, and it finishes with nothing lost.
+#[tokio::test]
+async fn a_pinned_order_moves_to_the_new_version_by_an_override_and_its_old_workers_can_go() {
+    let temporal = temporal_server().await;
+    let client = temporal.client().await;
+    let task_queue = format!("test-{}", uuid::Uuid::new_v4());
+    let deployment = format!(
+        "delivery-worker-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let sim = SimProcess::start(temporal, &[("PARTNER_AUTO_PROGRESS", "false")]).await;
+
+    let v1 = versioned_worker(temporal, &task_queue, &sim.url, &deployment, "v1").await;
+    make_current(temporal, &deployment, "v1").await;
+    let order = open_order(&client, &task_queue).await;
+    let _v2 = versioned_worker(temporal, &task_queue, &sim.url, &deployment, "v2").await;
+    make_current(temporal, &deployment, "v2").await;
+    let before = task_build_ids(&order).await;
+    assert!(only(&before, "v1"), "{before:?}");
+
+    let workflow_id = order.info().workflow_id.clone();
+    let (ok, out, err) = temporal.cli(&[
+        "workflow",
+        "update-options",
+        "--workflow-id",
+        &workflow_id,
+        "--versioning-override-behavior",
+        "pinned",
+        "--versioning-override-deployment-name",
+        &deployment,
+        "--versioning-override-build-id",
+        "v2",
+    ]);
+    assert!(ok, "the override: {out}{err}");
+    // The v1 workers go: the order needs only v2 from now on.
+    drop(v1);
+
+    deliver(&order, "moved").await;
+    assert_eq!(finished(&order).await, (State::DeliveryConfirmed, 3));
+    let after = task_build_ids(&order).await;
+    assert_eq!(
+        after[..before.len()],
+        before[..],
+        "the tasks before the move ran on v1"
+    );
+    assert!(
+        only(&after[before.len()..], "v2"),
+        "every task after the override ran on v2: {after:?}"
+    );
+    assert_eq!(sim.stats().await["pickups_created"], 1);
+}

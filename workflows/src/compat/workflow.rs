@@ -6,7 +6,6 @@ use std::error::Error;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use temporalio_common::error::ApplicationFailure;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{SyncWorkflowContext, WorkflowContext, WorkflowContextView, WorkflowResult};
 
@@ -95,7 +94,7 @@ impl CompatDeliveryWorkflow {
     #[run]
     pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<CompatDelivery> {
         if let Some(error) = ctx.state(|s| s.start_error.clone()) {
-            return Err(ApplicationFailure::non_retryable(error).into());
+            return Err(crate::refusal::invalid_start(error).into());
         }
         // Runs started before projections ran locally replay with an activity task for each.
         let locally = ctx.patched(LOCAL_PROJECTION_PATCH);

@@ -17,7 +17,6 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 use temporalio_common::data_converters::RawValue;
-use temporalio_common::error::ApplicationFailure;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
     ContinueAsNewOptions, SyncWorkflowContext, WorkflowContext, WorkflowContextView, WorkflowResult,
@@ -282,7 +281,7 @@ impl DeliveryOrderWorkflow {
     #[run]
     pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<DeliveryOrderView> {
         if let Some(error) = ctx.state(|s| s.start_error.clone()) {
-            return Err(ApplicationFailure::non_retryable(error).into());
+            return Err(crate::refusal::invalid_start(error).into());
         }
         match lifecycle::run(ctx).await? {
             LifecycleEnd::Finished => Ok(ctx.state(|s| s.view())),
