@@ -131,16 +131,42 @@ async fn open_order(stack_client: &temporalio_client::Client, task_queue: &str) 
     order
 }
 
+/// What a release drill runs on: the dev server, a task queue and a worker deployment of its
+/// own, and a partner that calls back only when told (orders stay open until the test moves
+/// them).
+struct Release {
+    temporal: &'static TemporalServer,
+    client: temporalio_client::Client,
+    task_queue: String,
+    deployment: String,
+    sim: SimProcess,
+}
+
+impl Release {
+    async fn new() -> Self {
+        let temporal = temporal_server().await;
+        Self {
+            temporal,
+            client: temporal.client().await,
+            task_queue: format!("test-{}", uuid::Uuid::new_v4()),
+            deployment: format!(
+                "delivery-worker-{}",
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            ),
+            sim: SimProcess::start(temporal, &[("PARTNER_AUTO_PROGRESS", "false")]).await,
+        }
+    }
+}
+
 #[tokio::test]
 async fn blue_green_release_and_rollback_with_pinned_workflows() {
-    let temporal = temporal_server().await;
-    let client = temporal.client().await;
-    let task_queue = format!("test-{}", uuid::Uuid::new_v4());
-    let deployment = format!(
-        "delivery-worker-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
-    let sim = SimProcess::start(temporal, &[("PARTNER_AUTO_PROGRESS", "false")]).await;
+    let Release {
+        temporal,
+        client,
+        task_queue,
+        deployment,
+        sim,
+    } = Release::new().await;
 
     // Blue: v1 is current and takes an order that stays open.
     let _v1 = versioned_worker(temporal, &task_queue, &sim.url, &deployment, "v1").await;
@@ -197,14 +223,13 @@ async fn blue_green_release_and_rollback_with_pinned_workflows() {
 /// tasks run on v2, its v1 workers can then go, and it finishes with nothing lost.
 #[tokio::test]
 async fn a_pinned_order_moves_to_the_new_version_by_an_override_and_its_old_workers_can_go() {
-    let temporal = temporal_server().await;
-    let client = temporal.client().await;
-    let task_queue = format!("test-{}", uuid::Uuid::new_v4());
-    let deployment = format!(
-        "delivery-worker-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
-    let sim = SimProcess::start(temporal, &[("PARTNER_AUTO_PROGRESS", "false")]).await;
+    let Release {
+        temporal,
+        client,
+        task_queue,
+        deployment,
+        sim,
+    } = Release::new().await;
 
     let v1 = versioned_worker(temporal, &task_queue, &sim.url, &deployment, "v1").await;
     make_current(temporal, &deployment, "v1").await;
