@@ -7,7 +7,7 @@ use temporalio_client::errors::WorkflowUpdateError;
 use temporalio_client::{Client, NamespacedClient, RpcOptions, WorkflowDescribeOptions};
 use temporalio_common::HasWorkflowDefinition;
 use temporalio_common::data_converters::{
-    DataConverter, SerializationContextData, WorkflowSerializationContext,
+    CommonAttributes, DataConverter, SerializationContextData, WorkflowSerializationContext,
 };
 use temporalio_common::payload_visitor::decode_payloads;
 use temporalio_common::protos::temporal::api::failure::v1::Failure;
@@ -150,14 +150,6 @@ pub async fn readable_failure(converter: &DataConverter, failure: &mut Failure) 
     restore_messages(failure);
 }
 
-/// What the failure converter moves out of a failure's clear fields into `encoded_attributes`.
-#[derive(serde::Deserialize)]
-struct EncodedAttributes {
-    message: String,
-    #[serde(default)]
-    stack_trace: String,
-}
-
 /// Puts back the message and stack trace of `failure` and of each of its causes from their
 /// (decoded) `encoded_attributes`, as the SDK's failure converter does for workflow code.
 fn restore_messages(failure: &mut Failure) {
@@ -166,7 +158,7 @@ fn restore_messages(failure: &mut Failure) {
         if let Some(attributes) = current
             .encoded_attributes
             .as_ref()
-            .and_then(|p| serde_json::from_slice::<EncodedAttributes>(&p.data).ok())
+            .and_then(|p| serde_json::from_slice::<CommonAttributes>(&p.data).ok())
         {
             current.message = attributes.message;
             current.stack_trace = attributes.stack_trace;
