@@ -89,8 +89,8 @@ pub struct ApiConfig {
     /// `WS_MAX_PER_CALLER` (20), `WS_MAX_TOTAL` (10 000), `WS_IDLE_TIMEOUT_SECS` (90),
     /// `WS_BACKLOG` (1024), `WS_SEND_TIMEOUT_SECS` (5), `WS_SEND_BUFFER_BYTES` (65 536).
     pub sockets: SocketLimits,
-    /// `HTTP_MAX_CONNECTIONS` (10 000), `HTTP_IDLE_TIMEOUT_SECS` (60),
-    /// `HTTP_HEADER_TIMEOUT_SECS` (10), `HTTP_BODY_TIMEOUT_SECS` (30).
+    /// `HTTP_MAX_CONNECTIONS` (10 000), `HTTP_MAX_CONNECTIONS_PER_PEER` (0: no cap),
+    /// `HTTP_IDLE_TIMEOUT_SECS` (60), `HTTP_HEADER_TIMEOUT_SECS` (10), `HTTP_BODY_TIMEOUT_SECS` (30).
     pub http: HttpLimits,
     /// `PAYLOAD_ENCRYPTION_KEYS`, `PAYLOAD_ENCRYPTION_ACTIVE_KEY` (required unless `DEV_MODE=1`):
     /// the payload codec's keys, for the Temporal client and the codec endpoint.
@@ -203,6 +203,10 @@ impl ApiConfig {
             web_dist: PathBuf::from(env.get("WEB_DIST", "web/dist")),
             http: HttpLimits {
                 max_connections: positive(&env, "HTTP_MAX_CONNECTIONS", 10_000)? as usize,
+                max_per_peer: match env.number("HTTP_MAX_CONNECTIONS_PER_PEER", 0)? {
+                    0 => None,
+                    n => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+                },
                 idle_timeout: Duration::from_secs(u64::from(positive(
                     &env,
                     "HTTP_IDLE_TIMEOUT_SECS",
@@ -284,6 +288,10 @@ impl MapTiles {
 pub struct HttpLimits {
     /// Connections open at once; beyond, new ones wait in the backlog.
     pub max_connections: usize,
+    /// Connections one peer address may hold at once; beyond, its new ones are closed as soon
+    /// as accepted. Off by default: behind a load balancer or a proxy every connection comes
+    /// from its few addresses, and a cap would cut the clients behind it.
+    pub max_per_peer: Option<usize>,
     /// A connection with no traffic either way for this long is closed.
     pub idle_timeout: Duration,
     /// A request head must be read within `read.header` of its first byte, a body within

@@ -1,33 +1,83 @@
 //! At most `HTTP_MAX_CONNECTIONS` open connections per gateway: an acceptor that waits for a free
 //! place before it accepts, and a connection type that gives the place back when it closes. Past
 //! the limit new clients wait in the kernel's backlog instead of exhausting file descriptors and
-//! memory. Idle clients are cut by the server's idle timeout, and clients that trickle a request
+//! memory. With `HTTP_MAX_CONNECTIONS_PER_PEER` set, one address may hold at most that many of
+//! the places: its further connections are closed as soon as they are accepted, so a single
+//! client cannot take every place (off by default, as behind a load balancer all clients share
+//! its addresses). Idle clients are cut by the server's idle timeout, and clients that trickle a request
 //! by the read deadlines each connection keeps (`read_deadline`), which frees their places. A
 //! connection upgraded to a WebSocket gets a small kernel send buffer (`WS_SEND_BUFFER_BYTES`),
 //! so a client that stops reading blocks the gateway's sends after that much rather than after
 //! the megabytes the kernel would otherwise buffer for it: the socket then falls behind the live
 //! updates and is resynced or closed (`routes::ws`).
 
+use std::collections::HashMap;
 use std::io::Result as IoResult;
+use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use poem::http::uri::Scheme;
 use poem::listener::Acceptor;
 use poem::web::{LocalAddr, RemoteAddr};
-use prometheus::{IntCounterVec, IntGauge};
+use prometheus::{IntCounter, IntCounterVec, IntGauge};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
 use crate::read_deadline::{ReadDeadlines, RequestFraming};
 
-/// What the connections report: how many are open, and how many a read deadline cut.
+/// What the connections report: how many are open, how many a read deadline cut, and how many
+/// were closed on arrival because their peer held its share.
 #[derive(Clone)]
 pub struct ConnectionMetrics {
     pub open: IntGauge,
     pub deadline_cuts: IntCounterVec,
+    pub refused_per_peer: IntCounter,
+}
+
+/// The connections each peer address holds, when they are capped.
+#[derive(Debug)]
+struct PeerCounts {
+    cap: usize,
+    held: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl PeerCounts {
+    /// A place for one more connection of `peer`, unless it holds `cap` already.
+    fn take(self: &Arc<Self>, peer: IpAddr) -> Option<PeerPlace> {
+        let mut held = self.held.lock().expect("peer counts lock");
+        let count = held.entry(peer).or_insert(0);
+        if *count >= self.cap {
+            return None;
+        }
+        *count += 1;
+        Some(PeerPlace {
+            counts: Arc::clone(self),
+            peer,
+        })
+    }
+}
+
+/// One connection's share of its peer's places, given back when the connection closes (the
+/// address forgotten with its last connection, so the map holds only peers connected now).
+#[derive(Debug)]
+struct PeerPlace {
+    counts: Arc<PeerCounts>,
+    peer: IpAddr,
+}
+
+impl Drop for PeerPlace {
+    fn drop(&mut self) {
+        let mut held = self.counts.held.lock().expect("peer counts lock");
+        if let Some(count) = held.get_mut(&self.peer) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(&self.peer);
+            }
+        }
+    }
 }
 
 /// A connection whose kernel send buffer can be capped.
@@ -44,6 +94,7 @@ impl SendBuffer for tokio::net::TcpStream {
 pub struct LimitedAcceptor<A> {
     inner: A,
     places: Arc<Semaphore>,
+    per_peer: Option<Arc<PeerCounts>>,
     deadlines: ReadDeadlines,
     metrics: ConnectionMetrics,
     websocket_send_buffer: usize,
@@ -53,6 +104,7 @@ impl<A> LimitedAcceptor<A> {
     pub fn new(
         inner: A,
         max_connections: usize,
+        max_per_peer: Option<usize>,
         deadlines: ReadDeadlines,
         metrics: ConnectionMetrics,
         websocket_send_buffer: usize,
@@ -60,6 +112,12 @@ impl<A> LimitedAcceptor<A> {
         Self {
             inner,
             places: Arc::new(Semaphore::new(max_connections)),
+            per_peer: max_per_peer.map(|cap| {
+                Arc::new(PeerCounts {
+                    cap,
+                    held: Mutex::new(HashMap::new()),
+                })
+            }),
             deadlines,
             metrics,
             websocket_send_buffer,
@@ -82,13 +140,27 @@ where
             .acquire_owned()
             .await
             .expect("the semaphore is never closed");
-        let (io, local, remote, scheme) = self.inner.accept().await?;
+        let (io, local, remote, scheme, peer_place) = loop {
+            let (io, local, remote, scheme) = self.inner.accept().await?;
+            let (Some(counts), Some(peer)) = (&self.per_peer, remote.as_socket_addr()) else {
+                break (io, local, remote, scheme, None);
+            };
+            match counts.take(peer.ip().to_canonical()) {
+                Some(place) => break (io, local, remote, scheme, Some(place)),
+                // Closed unanswered: the peer already holds its share of the places.
+                None => {
+                    self.metrics.refused_per_peer.inc();
+                    drop(io);
+                }
+            }
+        };
         let now = Instant::now();
         self.metrics.open.inc();
         Ok((
             Counted {
                 io,
                 _place: place,
+                _peer_place: peer_place,
                 framing: RequestFraming::new(self.deadlines, now),
                 timer: Box::pin(tokio::time::sleep_until(now)),
                 metrics: self.metrics.clone(),
@@ -107,6 +179,7 @@ where
 pub struct Counted<T> {
     io: T,
     _place: OwnedSemaphorePermit,
+    _peer_place: Option<PeerPlace>,
     framing: RequestFraming,
     /// Wakes a read waiting past the deadline; reset whenever the deadline moves.
     timer: Pin<Box<Sleep>>,

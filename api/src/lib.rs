@@ -140,6 +140,7 @@ where
     let acceptor = connection_limit::LimitedAcceptor::new(
         acceptor,
         http.max_connections,
+        http.max_per_peer,
         http.read,
         state.metrics.connections.clone(),
         state.config.sockets.send_buffer_bytes,

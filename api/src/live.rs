@@ -7,45 +7,105 @@ use std::sync::Arc;
 
 use delivery_read_model::live::LiveFeed;
 use delivery_read_model::{LiveMessage, ReadModel, StoredOrder, TrackingUpdate};
-use poem_openapi::types::ToJSON;
-use serde::Serialize;
+use poem_openapi::registry::Registry;
+use poem_openapi::types::{Any, ToJSON, Type};
+use poem_openapi::{Object, Union};
 use serde_json::Value;
 use tokio::sync::{broadcast, watch};
 
 use crate::auth::Parties;
+use crate::model::DeliveryOrder;
 use crate::read::{Audience, delivery_order};
 
+// Not an HTTP operation, so not in the OpenAPI document's paths: `delivery-api typescript` adds
+// its schemas to `web/src/types.ts` (see `socket_message_schemas`).
 /// What the WebSocket endpoints send; `type` says which.
-#[derive(Debug, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[derive(Debug, Union)]
+#[oai(discriminator_name = "type", one_of)]
 pub enum SocketMessage {
-    /// The order as `GET` shows it, when the socket opens or after a resync.
-    Snapshot { delivery_order: Value },
-    /// A new version of the order, as `GET` shows it.
-    Update { delivery_order: Value },
-    /// A location ping.
-    Tracking(TrackingUpdate),
-    /// Changes may have been missed: reread what is shown.
-    Resync {
-        #[serde(skip_serializing_if = "Option::is_none")]
-        reason: Option<&'static str>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        missed: Option<u64>,
-    },
+    #[oai(mapping = "snapshot")]
+    Snapshot(SnapshotMessage),
+    #[oai(mapping = "update")]
+    Update(UpdateMessage),
+    #[oai(mapping = "tracking")]
+    Tracking(TrackingMessage),
+    #[oai(mapping = "resync")]
+    Resync(ResyncMessage),
+}
+
+/// The order as `GET` shows it, when the socket opens or after a resync.
+#[derive(Debug, Object)]
+pub struct SnapshotMessage {
+    pub delivery_order: DeliveryOrder,
+}
+
+/// A new version of the order, as `GET` shows it.
+#[derive(Debug, Object)]
+pub struct UpdateMessage {
+    pub delivery_order: DeliveryOrder,
+}
+
+/// A location ping of the partner carrying the order.
+#[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct TrackingMessage {
+    pub delivery_order_id: String,
+    pub customer_id: String,
+    pub partner_id: Option<String>,
+    /// The order's version when the ping arrived.
+    pub version: u64,
+    /// `lat`, `lon`, and `accuracy_m` or `destination` when the partner sent them.
+    pub location: Any<Value>,
+    /// RFC 3339.
+    pub location_at: String,
+}
+
+/// Changes may have been missed: reread what is shown.
+#[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct ResyncMessage {
+    pub reason: Option<String>,
+    /// How many changes this socket missed, when known.
+    pub missed: Option<u64>,
 }
 
 impl SocketMessage {
     pub fn snapshot(order: &StoredOrder) -> Self {
-        Self::Snapshot {
-            delivery_order: delivery_order(order, Audience::Others)
-                .to_json()
-                .unwrap_or(Value::Null),
-        }
+        Self::Snapshot(SnapshotMessage {
+            delivery_order: delivery_order(order, Audience::Others),
+        })
+    }
+
+    pub fn resync(reason: Option<&str>, missed: Option<u64>) -> Self {
+        Self::Resync(ResyncMessage {
+            reason: reason.map(str::to_owned),
+            missed,
+        })
     }
 
     pub fn text(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
+        self.to_json_string()
     }
+}
+
+impl From<TrackingUpdate> for TrackingMessage {
+    fn from(update: TrackingUpdate) -> Self {
+        Self {
+            delivery_order_id: update.delivery_order_id,
+            customer_id: update.customer_id,
+            partner_id: update.partner_id,
+            version: update.version,
+            location: Any(update.location),
+            location_at: update.location_at,
+        }
+    }
+}
+
+/// The schemas of [`SocketMessage`], by name, as the OpenAPI document would hold them.
+pub fn socket_message_schemas() -> Value {
+    let mut registry = Registry::new();
+    <SocketMessage as Type>::register(&mut registry);
+    serde_json::to_value(&registry.schemas).unwrap_or_default()
 }
 
 /// One change as published, with the text sockets are sent, rendered once here rather than once
@@ -77,14 +137,12 @@ impl Change {
                     location: None,
                     location_at: None,
                 };
-                let update = SocketMessage::Update {
-                    delivery_order: delivery_order(&stored, Audience::Others)
-                        .to_json()
-                        .unwrap_or(Value::Null),
-                };
+                let update = SocketMessage::Update(UpdateMessage {
+                    delivery_order: delivery_order(&stored, Audience::Others),
+                });
                 (true, update.text())
             }
-            LiveMessage::Tracking(update) => (false, SocketMessage::Tracking(update).text()),
+            LiveMessage::Tracking(update) => (false, SocketMessage::Tracking(update.into()).text()),
         };
         Self {
             delivery_order_id,

@@ -24,9 +24,10 @@ async fn main() {
             println!("{}", app::spec_json());
             Ok(())
         }
-        Some("typescript") => serde_json::from_str(&app::spec_json())
-            .map(|spec| print!("{}", delivery_api::typescript::render(&spec)))
-            .map_err(Into::into),
+        Some("typescript") => {
+            print!("{}", delivery_api::typescript::web_types());
+            Ok(())
+        }
         Some(other) => Err(anyhow::anyhow!(
             "unknown command {other:?}; use serve, token, openapi or typescript"
         )),

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant, SystemTime};
 use delivery_read_model::ReadModel;
 use futures::TryStreamExt;
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 use temporalio_client::{Client, WorkflowListOptions};
@@ -200,12 +200,17 @@ impl ApiMetrics {
                 ),
                 &["phase"],
             )?,
+            refused_per_peer: IntCounter::new(
+                "http_connections_refused_per_peer_total",
+                "Connections closed on arrival because their peer address held HTTP_MAX_CONNECTIONS_PER_PEER already",
+            )?,
         };
         for phase in ["header", "body"] {
             connections.deadline_cuts.with_label_values(&[phase]);
         }
         registry.register(Box::new(connections.open.clone()))?;
         registry.register(Box::new(connections.deadline_cuts.clone()))?;
+        registry.register(Box::new(connections.refused_per_peer.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(webhooks.clone()))?;

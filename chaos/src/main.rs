@@ -142,7 +142,13 @@ async fn run(database_url: &str) -> anyhow::Result<bool> {
         "[{:>6.1}s] finishing what clients left open…",
         ledger.now().as_secs_f64()
     );
-    sweep(&driver, &temporal, &pool, &ledger).await?;
+    let swept = sweep(&driver, &temporal, &pool, &ledger, config.settle_for).await?;
+    eprintln!(
+        "           cancelled {} created orders the partner held, confirmed {} delivered ones; {} never got a pickup booked (left for the checker)",
+        swept.cancelled.len(),
+        swept.confirmed.len(),
+        swept.unbooked
+    );
 
     let redis_client = redis::Client::open(redis_url)?;
     let mut redis = redis_client.get_multiplexed_async_connection().await?;
@@ -204,44 +210,83 @@ async fn open_orders(
         .collect())
 }
 
-/// Finishes what clients left open, as the service's users would: CREATED orders are cancelled
-/// by an operator (their partner is silent, forgot them or the journey ran out of time) and
-/// DELIVERED ones confirmed by their customer. A few rounds, as pickups in flight land.
+/// What the sweep did, for the report.
+#[derive(Debug, Default)]
+struct Swept {
+    /// CREATED orders whose pickup the partner holds but never acted on, cancelled.
+    cancelled: std::collections::BTreeSet<String>,
+    /// DELIVERED orders confirmed by their customer.
+    confirmed: std::collections::BTreeSet<String>,
+    /// CREATED orders whose pickup was still not booked when the sweep gave up: left as they
+    /// are, for the checker to report as stuck.
+    unbooked: usize,
+}
+
+/// Finishes what clients left open, as the service's users would: a CREATED order whose pickup
+/// the partner holds (silent, or forgotten when its process was killed) is cancelled by an
+/// operator, a DELIVERED one confirmed by its customer. A CREATED order with no pickup booked
+/// is not the partner's doing: the workflow owes the booking, so the sweep waits for it (up to
+/// `patience`) and never cancels it away; if it stays unbooked, the checker reports it stuck.
 async fn sweep(
     driver: &Driver,
     temporal: &temporalio_client::Client,
     pool: &sqlx::PgPool,
     ledger: &Ledger,
-) -> anyhow::Result<()> {
-    for _ in 0..3 {
+    patience: Duration,
+) -> anyhow::Result<Swept> {
+    enum Act {
+        Cancelled,
+        Confirmed,
+        Unbooked,
+        Nothing,
+    }
+    let give_up = Instant::now() + patience;
+    let mut swept = Swept::default();
+    loop {
         let ids = open_orders(pool, &ledger.snapshot()).await?;
-        let acted: usize = futures::stream::iter(ids)
+        let acts: Vec<(Act, String)> = futures::stream::iter(ids)
             .map(|id| async move {
                 let Ok(view) = checker::query_state(temporal, &id).await else {
-                    return 0;
+                    return (Act::Nothing, id);
                 };
-                match view.order.state.as_str() {
+                let act = match view.order.state.as_str() {
+                    "CREATED" if view.order.partner.pickup_id.is_none() => Act::Unbooked,
                     "CREATED" => {
                         let _ = driver.cancel(&id).await;
-                        1
+                        Act::Cancelled
                     }
                     "DELIVERED" => {
                         let token = driver.api.token(&view.order.customer_id, Role::Customer);
                         let _ = driver.send(&id, &token, "CONFIRMED", json!({})).await;
-                        1
+                        Act::Confirmed
                     }
-                    _ => 0,
-                }
+                    _ => Act::Nothing,
+                };
+                (act, id)
             })
             .buffer_unordered(16)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .sum();
-        if acted == 0 {
+            .collect()
+            .await;
+        let (mut acted, mut unbooked) = (0, 0);
+        for (act, id) in acts {
+            match act {
+                Act::Cancelled => {
+                    swept.cancelled.insert(id);
+                    acted += 1;
+                }
+                Act::Confirmed => {
+                    swept.confirmed.insert(id);
+                    acted += 1;
+                }
+                Act::Unbooked => unbooked += 1,
+                Act::Nothing => {}
+            }
+        }
+        swept.unbooked = unbooked;
+        if (acted == 0 && unbooked == 0) || Instant::now() >= give_up {
             break;
         }
         tokio::time::sleep(Duration::from_secs(4)).await;
     }
-    Ok(())
+    Ok(swept)
 }

@@ -7,6 +7,7 @@
 
 mod audit;
 pub mod compat;
+mod graph_facts;
 pub mod keys;
 pub mod live;
 pub mod metrics;

@@ -440,13 +440,14 @@ impl ReadModel {
              FROM delivery_orders d
              LEFT JOIN LATERAL (
                  SELECT type, data, occurred_at FROM delivery_order_events ev
-                 WHERE ev.delivery_order_id = d.id AND ev.to_state = 'PENDING_BY_OPERATOR'
+                 WHERE ev.delivery_order_id = d.id AND ev.to_state = d.state
                  ORDER BY seq DESC LIMIT 1
              ) e ON true
-             WHERE d.state = 'PENDING_BY_OPERATOR'
+             WHERE d.state = ANY($2)
              ORDER BY waiting_since, d.id LIMIT $1"
         )))
         .bind(i64::from(limit))
+        .bind(crate::graph_facts::awaiting_operator())
         .fetch_all(&self.pool)
         .await?;
         rows.iter()

@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use delivery_workflows::{EventType, State};
+use delivery_workflows::State;
 use sqlx::Row;
 
+use crate::graph_facts;
 use crate::reader::ReadModel;
 
 /// Longest a health check may take.
@@ -69,11 +70,11 @@ impl ReadModel {
             .map(|row| (row.get::<String, _>("state"), row.get::<i64, _>("n")))
             .collect();
         let (confirmed_today, failed_today): (i64, i64) = sqlx::query_as(
-            "SELECT count(*) FILTER (WHERE to_state = $1), count(*) FILTER (WHERE type = $2)
+            "SELECT count(*) FILTER (WHERE to_state = $1), count(*) FILTER (WHERE type = ANY($2))
              FROM delivery_order_events WHERE occurred_at >= date_trunc('day', now())",
         )
         .bind(State::DeliveryConfirmed.as_str())
-        .bind(EventType::DeliveryFailed.as_str())
+        .bind(graph_facts::failure_events())
         .fetch_one(pool)
         .await?;
         let drivers = sqlx::query(
@@ -175,18 +176,19 @@ impl ReadModel {
     }
 
     /// Size of the operator queue and how long its oldest order has waited (seconds); an order
-    /// waits since it entered PENDING_BY_OPERATOR (as [`ReadModel::operator_queue`] orders it).
+    /// waits since it entered its state (as [`ReadModel::operator_queue`] orders it).
     pub async fn operator_queue_size(&self) -> Result<(i64, Option<f64>), sqlx::Error> {
         sqlx::query_as(
             "SELECT count(*), EXTRACT(EPOCH FROM now() - min(COALESCE(e.occurred_at, d.updated_at)))::float8
              FROM delivery_orders d
              LEFT JOIN LATERAL (
                  SELECT occurred_at FROM delivery_order_events ev
-                 WHERE ev.delivery_order_id = d.id AND ev.to_state = 'PENDING_BY_OPERATOR'
+                 WHERE ev.delivery_order_id = d.id AND ev.to_state = d.state
                  ORDER BY seq DESC LIMIT 1
              ) e ON true
-             WHERE d.state = 'PENDING_BY_OPERATOR'",
+             WHERE d.state = ANY($1)",
         )
+        .bind(graph_facts::awaiting_operator())
         .fetch_one(&self.pool)
         .await
     }

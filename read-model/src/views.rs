@@ -161,10 +161,11 @@ impl ReadModel {
         let failures_by_reason = sqlx::query(
             "SELECT COALESCE(data->>'reason', 'UNKNOWN') AS reason, count(*) AS n
              FROM delivery_order_events
-             WHERE type = 'DELIVERY_FAILED' AND occurred_at >= $1 - interval '24 hours'
+             WHERE type = ANY($2) AND occurred_at >= $1 - interval '24 hours'
              GROUP BY 1 ORDER BY 2 DESC, 1",
         )
         .bind(now)
+        .bind(crate::graph_facts::failure_events())
         .fetch_all(&mut *tx)
         .await?
         .iter()

@@ -127,5 +127,6 @@ describe("route", () => {
     expect(next.current?.lat).toBe(51.501);
     expect(withPing(next, { lat: 1, lon: 1 }, "2026-12-01T10:00:00.500Z")).toBe(next);
     expect(withPing(next, { lat: "x", lon: 1 }, "2026-12-01T10:00:02.000Z")).toBe(next);
+    expect(withPing(next, null, "2026-12-01T10:00:02.000Z")).toBe(next);
   });
 });

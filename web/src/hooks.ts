@@ -1,10 +1,10 @@
 import { useEffect, useRef, useState } from "react";
 import { useApp } from "./context";
 import { LiveSocket, type Connection } from "./live";
-import type { LiveMessage } from "./shapes";
+import type { SocketMessage } from "./types";
 
 /** A live socket on `path`, authenticated as the signed-in user, while the component shows. */
-export function useLiveSocket(path: string, onMessage: (message: LiveMessage) => void): Connection {
+export function useLiveSocket(path: string, onMessage: (message: SocketMessage) => void): Connection {
   const { api } = useApp();
   const [connection, setConnection] = useState<Connection>({ status: "connecting", attempt: 1 });
   const handler = useRef(onMessage);

@@ -2,8 +2,7 @@
 // so a restarted gateway is not hit by every browser at once), reports whether it is live, and
 // decides for one delivery order whether a message applies, is old, or reveals a gap.
 
-import type { LiveMessage } from "./shapes";
-import type { DeliveryOrder } from "./types";
+import type { DeliveryOrder, SocketMessage } from "./types";
 
 export type Connection =
   | { status: "connecting"; attempt: number }
@@ -12,7 +11,7 @@ export type Connection =
 
 export interface LiveSocketOptions {
   url: () => string;
-  onMessage: (message: LiveMessage) => void;
+  onMessage: (message: SocketMessage) => void;
   onConnection: (connection: Connection) => void;
   /** First retry delay; doubled per failed attempt up to `maxDelayMs`. */
   minDelayMs?: number;
@@ -79,7 +78,7 @@ export class LiveSocket {
     socket.onmessage = (event: MessageEvent) => {
       if (this.socket !== socket) return;
       try {
-        this.options.onMessage(JSON.parse(String(event.data)) as LiveMessage);
+        this.options.onMessage(JSON.parse(String(event.data)) as SocketMessage);
       } catch {
         // A message that is not JSON is not ours to show.
       }
@@ -116,7 +115,7 @@ export type Decision =
  * version applies; an older or repeated one is ignored; a version further ahead means changes
  * were missed, and the page reads the order again.
  */
-export function decide(version: number | null, message: LiveMessage): Decision {
+export function decide(version: number | null, message: SocketMessage): Decision {
   switch (message.type) {
     case "snapshot":
       return version !== null && message.delivery_order.version < version

@@ -1,6 +1,6 @@
-// The gateway's REST shapes, generated from its OpenAPI document (`make web-types`, which runs
-// `delivery-api typescript`). Do not edit: change the API and regenerate; a test fails when this
-// file is stale.
+// The gateway's REST and WebSocket shapes, generated from its OpenAPI document and its socket
+// messages (`make web-types`, which runs `delivery-api typescript`). Do not edit: change the API
+// and regenerate; a test fails when this file is stale.
 
 /** An actor: who sent an event. */
 export interface Actor {
@@ -85,7 +85,7 @@ export interface BatchEvent {
    * The role the event is sent as, when the token holds several that may send it (default:
    * the first of them), as on `POST /delivery-orders/{id}/events`.
    */
-  sent_as?: Role & unknown;
+  sent_as?: Role;
   type: EventType;
 }
 
@@ -150,7 +150,7 @@ export interface DeliveryOrder {
    * The deadline the order's workflow has armed in its state (pickup, delivery or
    * auto-confirm); absent in the other states.
    */
-  next_deadline?: Deadline & unknown;
+  next_deadline?: Deadline;
   notes?: string;
   ordering_id: string;
   partner_order_number?: string;
@@ -174,7 +174,7 @@ export interface DeliveryOrderCreated {
   ordering_id: string;
   payment_id?: string;
   /** `CREATED`: every delivery order starts there. */
-  state: State & unknown;
+  state: State;
   /** 0 at creation; read with `?min_version=0` to wait until the read model holds it. */
   version: number;
   /** The Temporal workflow id (search it in Temporal Web UI). */
@@ -194,10 +194,10 @@ export interface DeliveryOrderPage {
  */
 export interface DeliveryRoute {
   /** The latest ping, if any. */
-  current?: RoutePoint & unknown;
+  current?: RoutePoint;
   delivery_order_id: string;
   /** Absent until the partner sends it with a ping. */
-  destination?: GeoPoint & unknown;
+  destination?: GeoPoint;
   /** Oldest first; at most the latest 900 pings, none once the order ended. */
   points: RoutePoint[];
   state: State;
@@ -221,6 +221,11 @@ export interface Driver {
   /** Only the last three digits are shown. */
   phone?: string;
   vehicle?: string;
+}
+
+export interface DriverAssignment {
+  delivery_order_ids: string[];
+  driver: string;
 }
 
 /** What an applied (or already applied) event answers. */
@@ -260,12 +265,21 @@ export interface EventCommand {
    * The role the event is sent as, when the token holds several that may send it (default:
    * the first of them). A customer event is only accepted on the customer's own orders.
    */
-  sent_as?: Role & unknown;
+  sent_as?: Role;
   type: EventType;
 }
 
 /** Events of the delivery-order graph. */
 export type EventType = "PICKED_UP" | "DELIVERED" | "DELIVERY_FAILED" | "CONFIRMED" | "DISPUTED" | "CANCEL" | "OPERATOR_RESHIP" | "OPERATOR_CANCEL" | "OPERATOR_CONFIRM_DELIVERED" | "ESCALATE_TO_OPERATOR";
+
+export interface FailingProjection {
+  attempts: number;
+  delivery_order_id: string;
+  error: string;
+  last_failed_at: string;
+  since: string;
+  version: number;
+}
 
 export type FailureReason = "WRONG_ADDRESS" | "RECIPIENT_UNAVAILABLE" | "REFUSED_BY_RECIPIENT" | "PACKAGE_DAMAGED" | "PACKAGE_LOST" | "PARTNER_REJECTED" | "PICKUP_TIMEOUT" | "DELIVERY_TIMEOUT" | "OTHER";
 
@@ -297,6 +311,15 @@ export interface Item {
 
 /** `PHYSICAL` items are delivered; `EBOOK` items are not. */
 export type ItemFormat = "PHYSICAL" | "EBOOK";
+
+export interface LatestEvent {
+  actor_kind: string;
+  delivery_order_id: string;
+  occurred_at: string;
+  seq: number;
+  to_state: string;
+  type: string;
+}
 
 /**
  * A delivery order created by hand (operators, order management): the payment fields less
@@ -415,11 +438,30 @@ export interface ProgressStep {
   state: State;
 }
 
+export interface ProjectionHealth {
+  /** Anomalies the projection applied in the last day (see `read_model_anomalies`). */
+  anomalies_last_day?: number;
+  error?: string;
+  /** The first orders whose projection fails with an error retrying cannot fix. */
+  failing?: FailingProjection[];
+  failing_orders?: number;
+  /** No order's projection is failing (false too when the read model did not answer). */
+  ok: boolean;
+}
+
 export interface QueueEntry {
   delivery_order: DeliveryOrder;
   reason: QueueReason;
   /** When the order entered the queue. */
   waiting_since: string;
+}
+
+export interface QueueHealth {
+  /** Tasks waiting for a worker (absent when Temporal did not report it). */
+  backlog?: number;
+  /** Why the rest is missing. */
+  error?: string;
+  pollers?: number;
 }
 
 /** Why an order waits for an operator. */
@@ -429,6 +471,11 @@ export interface QueueReason {
   detail?: string;
   /** `DELIVERY_FAILED` or `DISPUTED`. */
   kind: string;
+}
+
+export interface Reachable {
+  /** It answered within 2 s. */
+  ok: boolean;
 }
 
 export interface Readiness {
@@ -448,6 +495,13 @@ export interface ReasonCount {
   reason: string;
 }
 
+/** Changes may have been missed: reread what is shown. */
+export interface ResyncMessage {
+  /** How many changes this socket missed, when known. */
+  missed?: number;
+  reason?: string;
+}
+
 /** Roles a token may carry (the `roles` claim). */
 export type Role = "customer" | "partner" | "operator" | "payment_service" | "order_management" | "admin";
 
@@ -459,6 +513,26 @@ export interface RoutePoint {
   lon: number;
 }
 
+/** The order as `GET` shows it, when the socket opens or after a resync. */
+export interface SnapshotMessage {
+  delivery_order: DeliveryOrder;
+}
+
+/** What the WebSocket endpoints send; `type` says which. */
+export type SocketMessage = SocketMessage_SnapshotMessage | SocketMessage_UpdateMessage | SocketMessage_TrackingMessage | SocketMessage_ResyncMessage;
+
+/** What the WebSocket endpoints send; `type` says which. */
+export type SocketMessage_ResyncMessage = { type: "resync"; } & ResyncMessage;
+
+/** What the WebSocket endpoints send; `type` says which. */
+export type SocketMessage_SnapshotMessage = { type: "snapshot"; } & SnapshotMessage;
+
+/** What the WebSocket endpoints send; `type` says which. */
+export type SocketMessage_TrackingMessage = { type: "tracking"; } & TrackingMessage;
+
+/** What the WebSocket endpoints send; `type` says which. */
+export type SocketMessage_UpdateMessage = { type: "update"; } & UpdateMessage;
+
 /** How long orders stayed in one stage (over the stays that ended in the last 24 h). */
 export interface StageDuration {
   count: number;
@@ -469,6 +543,48 @@ export interface StageDuration {
 
 /** States of the delivery-order graph. */
 export type State = "CREATED" | "PICKED_UP" | "DELIVERED" | "DELIVERY_CONFIRMED" | "DELIVERY_FAILED" | "PENDING_BY_OPERATOR" | "RESHIPPED" | "CANCELLED";
+
+/** What the service runs on, each with `ok`. */
+export interface SystemHealth {
+  postgres: Reachable;
+  /** The read-model projection: orders it cannot apply. */
+  projection: ProjectionHealth;
+  redis: Reachable;
+  /** Temporal, with the workers polling the task queue and its backlog. */
+  temporal: TemporalHealth;
+}
+
+export interface SystemState {
+  /** Drivers with a parcel on board, and which. */
+  active_drivers: DriverAssignment[];
+  /** Delivery orders per state (every state of the graph, zeros included). */
+  by_state: Record<string, number>;
+  /** When this state was computed (it is served for up to 5 s). */
+  generated_at: string;
+  health: SystemHealth;
+  /** The 20 most recent events, newest first. */
+  latest_events: LatestEvent[];
+  totals: Totals;
+}
+
+export interface TemporalHealth {
+  /** Temporal answered for both task queues. */
+  ok: boolean;
+  /** `workflow_tasks` and `activity_tasks`. */
+  queues: Record<string, QueueHealth>;
+  task_queue: string;
+  /** At least one worker polls for workflow tasks. */
+  workers_polling: boolean;
+}
+
+export interface Totals {
+  /** Created, picked up or delivered and not yet confirmed. */
+  active: number;
+  confirmed_today: number;
+  delivery_orders: number;
+  failed_today: number;
+  waiting_for_operator: number;
+}
 
 export interface Tracking {
   city: string;
@@ -495,6 +611,19 @@ export interface Tracking {
   version: number;
 }
 
+/** A location ping of the partner carrying the order. */
+export interface TrackingMessage {
+  customer_id: string;
+  delivery_order_id: string;
+  /** `lat`, `lon`, and `accuracy_m` or `destination` when the partner sent them. */
+  location: unknown;
+  /** RFC 3339. */
+  location_at: string;
+  partner_id?: string;
+  /** The order's version when the ping arrived. */
+  version: number;
+}
+
 /** What the web UI needs to know about this deployment. */
 export interface UiConfig {
   /**
@@ -507,6 +636,11 @@ export interface UiConfig {
    * to fill in; absent when the gateway was not told where that UI is.
    */
   workflow_url_template?: string;
+}
+
+/** A new version of the order, as `GET` shows it. */
+export interface UpdateMessage {
+  delivery_order: DeliveryOrder;
 }
 
 /** What a partner webhook answers. */

@@ -197,6 +197,49 @@ impl StateGraph {
         self.states.get(&state).is_some_and(|s| s.terminal)
     }
 
+    /// The states an order moves on from under a deadline (a timer runs while it is in them):
+    /// the ones dashboards call active.
+    pub fn states_under_deadline(&self) -> Vec<State> {
+        let states: BTreeSet<State> = self.timers.values().map(|t| t.state).collect();
+        states.into_iter().collect()
+    }
+
+    /// The states only an operator can move an order out of: not terminal, with no automatic
+    /// step and no timer, and every way out sent by an operator or an admin.
+    pub fn states_awaiting_operator(&self) -> Vec<State> {
+        let staff = |kind: &ActorKind| matches!(kind, ActorKind::Operator | ActorKind::Admin);
+        self.states
+            .keys()
+            .copied()
+            .filter(|state| !self.is_terminal(*state) && self.timer_for(*state).is_none())
+            .filter(|state| {
+                let out: Vec<&Transition> = self
+                    .transitions
+                    .iter()
+                    .filter(|t| t.from == *state)
+                    .collect();
+                !out.is_empty()
+                    && out
+                        .iter()
+                        .all(|t| !t.automatic && t.sent_by.iter().all(staff))
+            })
+            .collect()
+    }
+
+    /// The events that report a failed delivery: the ones whose payload carries a failure
+    /// reason.
+    pub fn failure_events(&self) -> Vec<EventType> {
+        self.events
+            .iter()
+            .filter(|(_, spec)| {
+                spec.fields
+                    .values()
+                    .any(|field| field.kind == FieldKind::FailureReason)
+            })
+            .map(|(event, _)| *event)
+            .collect()
+    }
+
     /// The deadline timer that runs while an order is in `state`, if any.
     pub fn timer_for(&self, state: State) -> Option<(&str, &TimerSpec)> {
         self.timers

@@ -222,6 +222,33 @@ fn callers_and_their_events_follow_the_architecture() {
     assert_eq!(DELIVERY_ORDER_V1.senders(E::EscalateToOperator), vec![]);
 }
 
+/// What dashboards and the read model count and filter by, derived from the graph rather than
+/// named in their queries.
+#[test]
+fn the_graph_names_its_active_operator_and_failure_states() {
+    assert_eq!(
+        DELIVERY_ORDER_V1.states_under_deadline(),
+        vec![S::Created, S::PickedUp, S::Delivered]
+    );
+    assert_eq!(
+        DELIVERY_ORDER_V1.states_awaiting_operator(),
+        vec![S::PendingByOperator]
+    );
+    assert_eq!(DELIVERY_ORDER_V1.failure_events(), vec![E::DeliveryFailed]);
+    // A graph where the operator's state also gets a timer no longer waits for the operator only.
+    let timed = DELIVERY_ORDER_V1_YAML.replace(
+        "timers:\n",
+        "timers:\n  operator_sla: {state: PENDING_BY_OPERATOR, default: 1h, event: OPERATOR_CANCEL, data: {note: late}}\n",
+    );
+    let graph = StateGraph::from_yaml(&timed).expect("parses");
+    assert_eq!(graph.states_awaiting_operator(), vec![]);
+    assert!(
+        graph
+            .states_under_deadline()
+            .contains(&S::PendingByOperator)
+    );
+}
+
 #[test]
 fn every_pair_and_sender_is_enforced_by_the_state_machine() {
     let expected = expected();

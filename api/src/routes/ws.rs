@@ -166,10 +166,7 @@ impl Feed for OneOrder {
                     return Ok(Vec::new());
                 };
                 self.sent_version = order.order.version;
-                let resync = SocketMessage::Resync {
-                    reason: None,
-                    missed: None,
-                };
+                let resync = SocketMessage::resync(None, None);
                 vec![resync.text(), SocketMessage::snapshot(&order).text()]
             }
             Err(RecvError::Closed) => return Err(()),
@@ -192,19 +189,15 @@ impl Feed for AllOrders {
                 vec![change.message.clone()]
             }
             Ok(Live::Resubscribed) => vec![
-                SocketMessage::Resync {
-                    reason: Some("live updates were interrupted; reread what you show"),
-                    missed: None,
-                }
+                SocketMessage::resync(
+                    Some("live updates were interrupted; reread what you show"),
+                    None,
+                )
                 .text(),
             ],
-            Err(RecvError::Lagged(missed)) => vec![
-                SocketMessage::Resync {
-                    reason: None,
-                    missed: Some(missed),
-                }
-                .text(),
-            ],
+            Err(RecvError::Lagged(missed)) => {
+                vec![SocketMessage::resync(None, Some(missed)).text()]
+            }
             Err(RecvError::Closed) => return Err(()),
         })
     }

@@ -255,3 +255,74 @@ async fn a_request_trickled_within_its_deadlines_is_served() {
     socket.read_to_string(&mut answer).await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
+
+/// A keep-alive connection from `source` that has been answered once (so the gateway holds it),
+/// or `None` when the gateway closed it unanswered.
+async fn held_connection(port: u16, source: [u8; 4]) -> Option<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind((source, 0).into()).unwrap();
+    let mut stream = socket.connect(([127, 0, 0, 1], port).into()).await.ok()?;
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n")
+        .await
+        .ok()?;
+    let mut buf = [0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+        .await
+        .expect("the gateway neither answered nor closed in 5 s")
+        .ok()?;
+    String::from_utf8_lossy(&buf[..n])
+        .starts_with("HTTP/1.1 200")
+        .then_some(stream)
+}
+
+/// With `HTTP_MAX_CONNECTIONS_PER_PEER`, one address holds at most its share: its next
+/// connection is closed unanswered and counted, another address is served meanwhile, and the
+/// share comes back when one of its connections closes.
+#[tokio::test]
+async fn one_address_holds_at_most_its_share_of_connections() {
+    const SHARE: usize = 3;
+    // An address of its own: the harness's clients (from 127.0.0.1) may keep pooled connections.
+    const CLIENT: [u8; 4] = [127, 0, 0, 3];
+    let stack = Stack::start_with(
+        StackOptions::quiet().gateway("HTTP_MAX_CONNECTIONS_PER_PEER", &SHARE.to_string()),
+    )
+    .await;
+    let api = stack.api();
+    let mut held = Vec::new();
+    for _ in 0..SHARE {
+        held.push(
+            held_connection(api.port, CLIENT)
+                .await
+                .expect("within its share"),
+        );
+    }
+    assert!(
+        held_connection(api.port, CLIENT).await.is_none(),
+        "a connection beyond the share was answered"
+    );
+    // Another address is served meanwhile, and sees the refusal counted.
+    let other = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    let metrics = other
+        .get(format!("{}/metrics", api.url))
+        .send()
+        .await
+        .expect("another address is served")
+        .text()
+        .await
+        .unwrap();
+    let refused = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("delivery_api_http_connections_refused_per_peer_total "))
+        .and_then(|v| v.parse::<f64>().ok());
+    assert_eq!(refused, Some(1.0), "{metrics}");
+    // One connection closes: its share is usable again.
+    drop(held.pop());
+    eventually("the closed connection's share usable again", || async {
+        held_connection(api.port, CLIENT).await.map(drop)
+    })
+    .await;
+}

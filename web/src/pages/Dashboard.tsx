@@ -11,8 +11,7 @@ import { useApp, workflowUrl } from "../context";
 import { useDebounced, useInterval, useLiveSocket } from "../hooks";
 import { STATE_LABELS, eventLabel, formatTime, shortId, stateLabel } from "../labels";
 import { Link } from "../router";
-import type { LiveMessage, ServiceHealth, SystemState } from "../shapes";
-import type { State } from "../types";
+import type { QueueHealth, SocketMessage, State, SystemState, TemporalHealth } from "../types";
 
 interface FeedEntry {
   key: string;
@@ -57,7 +56,7 @@ export function Dashboard() {
   const refreshSoon = useDebounced(() => void refresh(), 1000);
 
   const onMessage = useCallback(
-    (message: LiveMessage) => {
+    (message: SocketMessage) => {
       if (message.type === "resync") {
         refreshSoon();
         setPulse((p) => p + 1);
@@ -201,14 +200,19 @@ function Figure({ label, value, id, children }: { label: string; value: number; 
   );
 }
 
-function workersHealth(temporal: ServiceHealth | undefined): ServiceHealth | undefined {
-  if (!temporal) return undefined;
-  return { ok: !!temporal.workers_polling, queues: temporal.queues };
+/** What one line of the health list shows: whether it is up, and for workers their queues. */
+interface Shown {
+  ok: boolean;
+  queues?: Record<string, QueueHealth>;
 }
 
-function Health({ name, health }: { name: string; health: ServiceHealth | undefined }) {
-  const ok = !!health?.ok;
-  const backlog = health?.queues
+function workersHealth(temporal: TemporalHealth): Shown {
+  return { ok: temporal.workers_polling, queues: temporal.queues };
+}
+
+function Health({ name, health }: { name: string; health: Shown }) {
+  const ok = health.ok;
+  const backlog = health.queues
     ? Object.entries(health.queues)
         .map(([queue, q]) => `${queue.replace("_", " ")}: ${q.pollers ?? 0} pollers, backlog ${q.backlog ?? "unknown"}`)
         .join("; ")

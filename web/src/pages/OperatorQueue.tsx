@@ -11,8 +11,7 @@ import { useApp, workflowUrl } from "../context";
 import { useDebounced, useInterval, useLiveSocket } from "../hooks";
 import { eventLabel, formatTime, reasonInWords, shortId } from "../labels";
 import { Link } from "../router";
-import type { LiveMessage } from "../shapes";
-import type { AuditTrail, DeliveryOrder, EventApplied, QueueEntry } from "../types";
+import type { AuditTrail, DeliveryOrder, EventApplied, QueueEntry, SocketMessage } from "../types";
 
 type Resolution = "OPERATOR_RESHIP" | "OPERATOR_CANCEL" | "OPERATOR_CONFIRM_DELIVERED";
 
@@ -49,7 +48,7 @@ export function OperatorQueue() {
   useInterval(() => void refresh(), 10_000);
   const refreshSoon = useDebounced(() => void refresh(), 500);
   const onMessage = useCallback(
-    (message: LiveMessage) => {
+    (message: SocketMessage) => {
       if (message.type === "update" || message.type === "resync") {
         refreshSoon();
         setPulse((p) => p + 1);

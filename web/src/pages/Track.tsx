@@ -19,8 +19,7 @@ import {
 import { decide } from "../live";
 import { Link } from "../router";
 import { isCustomer, isOperator } from "../session";
-import type { LiveMessage } from "../shapes";
-import type { AuditEvent, AuditTrail, DeliveryOrder, DeliveryRoute, EventApplied, ProgressStep, Tracking } from "../types";
+import type { AuditEvent, AuditTrail, DeliveryOrder, DeliveryRoute, EventApplied, ProgressStep, SocketMessage, Tracking } from "../types";
 
 /** Before pickup there is no tracking yet: the stages come from the order itself. */
 function stepsBeforePickup(order: DeliveryOrder): ProgressStep[] {
@@ -37,9 +36,11 @@ const OFF_PATH = new Set(["DELIVERY_FAILED", "PENDING_BY_OPERATOR", "RESHIPPED",
 const ON_THE_ROAD = new Set(["PICKED_UP", "DELIVERED"]);
 
 /** A pushed ping on the route (a repeated or older one changes nothing). */
-export function withPing(route: DeliveryRoute, location: Record<string, unknown>, at: string): DeliveryRoute {
-  const lat = Number(location.lat);
-  const lon = Number(location.lon);
+export function withPing(route: DeliveryRoute, location: unknown, at: string): DeliveryRoute {
+  if (typeof location !== "object" || location === null) return route;
+  const { lat: latText, lon: lonText } = location as { lat?: unknown; lon?: unknown };
+  const lat = Number(latText);
+  const lon = Number(lonText);
   if (!Number.isFinite(lat) || !Number.isFinite(lon)) return route;
   const last = route.points[route.points.length - 1];
   if (last && new Date(last.at).getTime() >= new Date(at).getTime()) return route;
@@ -126,7 +127,7 @@ export function Track({ id }: { id: string }) {
   }, [reload]);
 
   const onMessage = useCallback(
-    (message: LiveMessage) => {
+    (message: SocketMessage) => {
       if (message.type === "tracking") {
         setTracking((t) => (t ? { ...t, location: message.location, location_at: message.location_at } : t));
         setRoute((r) => (r ? withPing(r, message.location, message.location_at) : r));
