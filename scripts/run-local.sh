@@ -85,7 +85,11 @@ if [ "${WITH_PROMETHEUS:-0}" = 1 ]; then
   mkdir -p "$prom_dir/data"
   cat >"$prom_dir/prometheus.yml" <<YAML
 # Written by scripts/run-local.sh: resources/prometheus/prometheus.yml with the local ports.
-global: {scrape_interval: 15s, evaluation_interval: 30s}
+global:
+  scrape_interval: 15s
+  evaluation_interval: 30s
+  # Alerts link their runbooks in this checkout.
+  external_labels: {runbook_base_url: "file://$ROOT/docs/runbooks"}
 rule_files: ["$ROOT/resources/prometheus/delivery.rules.yml"]
 scrape_configs:
   - job_name: delivery-api

@@ -34,6 +34,27 @@ fn referencing_files(root: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// How an alert's `runbook_url` begins: the external label `runbook_base_url` when Prometheus has
+/// one, else the runbooks' path in this repository.
+const RUNBOOK_BASE: &str =
+    "{{ with $externalLabels.runbook_base_url }}{{ . }}{{ else }}docs/runbooks{{ end }}/";
+
+/// The runbook files the alerts of a rules file link, as repository paths; panics on a link that
+/// does not begin with [`RUNBOOK_BASE`].
+fn runbook_links(rules: &str) -> Vec<String> {
+    rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("runbook_url: "))
+        .map(|value| {
+            let value = value.trim_matches('\'');
+            let file = value
+                .strip_prefix(RUNBOOK_BASE)
+                .unwrap_or_else(|| panic!("a runbook link not under the base: {value}"));
+            format!("docs/runbooks/{file}")
+        })
+        .collect()
+}
+
 fn path_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || "_./-".contains(c)
 }
@@ -76,7 +97,11 @@ fn every_referenced_document_exists() {
     for file in referencing_files(&root) {
         let text = std::fs::read_to_string(&file).unwrap();
         let name = file.strip_prefix(&root).unwrap().display().to_string();
-        for path in docs_paths(&text) {
+        let mut paths = docs_paths(&text);
+        if name.ends_with("delivery.rules.yml") {
+            paths.extend(runbook_links(&text));
+        }
+        for path in paths {
             checked += 1;
             if !root.join(&path).exists() {
                 missing.push(format!("{name}: {path}"));
@@ -112,4 +137,6 @@ fn the_scan_finds_paths_and_links_and_skips_urls() {
         ["docs/runbooks/restore.md", "docs/runbooks/stuck-batch.md"]
     );
     assert_eq!(relative_links(text), ["runbooks/deploy.md"]);
+    let rules = format!("          runbook_url: '{RUNBOOK_BASE}stuck-batch.md'\n");
+    assert_eq!(runbook_links(&rules), ["docs/runbooks/stuck-batch.md"]);
 }

@@ -729,8 +729,13 @@ fn sample_totals_sum_the_matching_series() {
     assert_eq!(sample_total(text, "c", ""), None);
 }
 
+/// The base of runbook links the test Prometheus is given (`global.external_labels`).
+const RUNBOOK_BASE_URL: &str = "https://runbooks.test/delivery";
+
 /// A Prometheus server (Debian's, as `make test` installs it) scraping the stack every second
-/// with the project's rules, stopped when dropped.
+/// with the project's rules, stopped when dropped. Beside them, a rule that always fires with a
+/// runbook link written as the project's alerts write theirs, so the link's rendering under an
+/// external label is seen on a real server (promtool's unit tests cannot set one).
 struct PrometheusProcess {
     child: std::process::Child,
     url: String,
@@ -751,9 +756,24 @@ impl PrometheusProcess {
                 format!("  - job_name: {job}\n    static_configs: [{{targets: [\"{target}\"]}}]\n")
             })
             .collect();
+        let text = std::fs::read_to_string(&rules).expect("the rules");
+        let link = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("runbook_url: '"))
+            .expect("an alert with a runbook link");
+        let template = &link[..link.rfind('/').expect("a link to a file")];
+        let probe = dir.join("probe.rules.yml");
+        std::fs::write(
+            &probe,
+            format!(
+                "groups:\n  - name: probe\n    rules:\n      - alert: RunbookLinkProbe\n        expr: vector(1)\n        annotations:\n          runbook_url: '{template}/probe.md'\n"
+            ),
+        )
+        .expect("probe rule");
         let config = format!(
-            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nrule_files: [\"{}\"]\nscrape_configs:\n{scrape}",
-            rules.display()
+            "global: {{scrape_interval: 1s, evaluation_interval: 1s, external_labels: {{runbook_base_url: \"{RUNBOOK_BASE_URL}\"}}}}\nrule_files: [\"{}\", \"{}\"]\nscrape_configs:\n{scrape}",
+            rules.display(),
+            probe.display()
         );
         std::fs::write(dir.join("prometheus.yml"), config).expect("prometheus config");
         let port = free_port();
@@ -833,6 +853,18 @@ async fn prometheus_scrapes_the_stack_and_evaluates_every_rule() {
     .await;
     let unhealthy: Vec<&Value> = rules.iter().filter(|r| r["health"] != "ok").collect();
     assert!(unhealthy.is_empty(), "rules with errors: {unhealthy:?}");
+    // A runbook link goes under the external label's base (without one, promtool's unit tests
+    // show the repository path).
+    let link = eventually("the probe alert firing", || async {
+        let alerts = prometheus.api("/api/v1/alerts").await?;
+        alerts["data"]["alerts"]
+            .as_array()?
+            .iter()
+            .find(|a| a["labels"]["alertname"] == "RunbookLinkProbe")
+            .and_then(|a| a["annotations"]["runbook_url"].as_str().map(str::to_owned))
+    })
+    .await;
+    assert_eq!(link, format!("{RUNBOOK_BASE_URL}/probe.md"));
     // The SDK's metrics reach Prometheus through the worker's one endpoint.
     eventually("temporal_* series in Prometheus", || async {
         let answer = prometheus
