@@ -30,6 +30,41 @@ fn events_of(id: &str) -> String {
     format!("/api/v1/delivery-orders/{id}/events")
 }
 
+/// A partner's `PICKED_UP` on `id` is refused (409) because a batch holds the order.
+async fn assert_locked_by_batch(api: &GatewayProcess, partner: &str, id: &str) {
+    let locked = api
+        .post(
+            &events_of(id),
+            partner,
+            &json!({"type": "PICKED_UP", "data": {"partner_order_number": "PN-H"}}),
+        )
+        .await;
+    let problem = locked.problem(409);
+    assert!(
+        problem["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("locked-by-batch"),
+        "{problem}"
+    );
+}
+
+/// Starts the coordinator of `batch` on a task queue no worker polls: it runs and makes no
+/// progress, as during an outage.
+fn start_stalled_coordinator(temporal: &TemporalServer, batch: &str) {
+    let (started, out, err) = temporal.cli(&[
+        "workflow",
+        "start",
+        "--type",
+        "EventBatchWorkflow",
+        "--task-queue",
+        &format!("nobody-polls-{}", uuid::Uuid::new_v4()),
+        "--workflow-id",
+        &delivery_workflows::batch::batch_workflow_id(batch),
+    ]);
+    assert!(started, "{out}{err}");
+}
+
 /// Reads the order through the gateway once the read model holds `version`.
 async fn read_at(api: &GatewayProcess, id: &str, version: u64) -> Value {
     let ops = api.token("olga", &[Role::Operator]);
@@ -759,21 +794,9 @@ async fn a_hold_outlives_its_lease_while_its_coordinator_runs_and_ends_once_it_i
     let partner = api.token("sim", &[Role::Partner]);
     let delayed = api.paid_order("cust-i6").await;
     let abandoned = api.paid_order("cust-i7").await;
-    // Coordinators that run but make no progress, as during an outage: started on a task
-    // queue no worker polls, under the ids the orders' batches would have.
-    let nobody = format!("nobody-polls-{}", uuid::Uuid::new_v4());
+    // Coordinators that run but make no progress, under the ids the orders' batches would have.
     for batch in ["delayed-batch", "abandoned-batch"] {
-        let (started, out, err) = stack.temporal.cli(&[
-            "workflow",
-            "start",
-            "--type",
-            "EventBatchWorkflow",
-            "--task-queue",
-            &nobody,
-            "--workflow-id",
-            &delivery_workflows::batch::batch_workflow_id(batch),
-        ]);
-        assert!(started, "{out}{err}");
+        start_stalled_coordinator(stack.temporal, batch);
     }
     prepare(
         &handle(&stack.client, &delayed),
@@ -795,21 +818,7 @@ async fn a_hold_outlives_its_lease_while_its_coordinator_runs_and_ends_once_it_i
     // Well past both one-second leases, both orders still hold their batches.
     tokio::time::sleep(Duration::from_secs(4)).await;
     for id in [&delayed, &abandoned] {
-        let locked = api
-            .post(
-                &events_of(id),
-                &partner,
-                &json!({"type": "PICKED_UP", "data": {"partner_order_number": "PN-H"}}),
-            )
-            .await;
-        let problem = locked.problem(409);
-        assert!(
-            problem["type"]
-                .as_str()
-                .unwrap()
-                .ends_with("locked-by-batch"),
-            "{problem}"
-        );
+        assert_locked_by_batch(api, &partner, id).await;
     }
 
     // The delayed commit applies: the batch is all or nothing still.
@@ -876,18 +885,7 @@ async fn a_hold_kept_for_a_running_coordinator_is_carried_across_continue_as_new
     let partner = api.token("sim", &[Role::Partner]);
     let id = api.paid_order("cust-i8").await;
     let order = handle(&stack.client, &id);
-    // A coordinator that runs and makes no progress (no worker polls its task queue).
-    let (started, out, err) = stack.temporal.cli(&[
-        "workflow",
-        "start",
-        "--type",
-        "EventBatchWorkflow",
-        "--task-queue",
-        &format!("nobody-polls-{}", uuid::Uuid::new_v4()),
-        "--workflow-id",
-        &delivery_workflows::batch::batch_workflow_id("kept-batch"),
-    ]);
-    assert!(started, "{out}{err}");
+    start_stalled_coordinator(stack.temporal, "kept-batch");
     prepare(&order, "kept-batch", 1_000, "K-1").await.unwrap();
     let runs = query_state(&order).await.unwrap().runs;
     let held_run = order
@@ -922,21 +920,7 @@ async fn a_hold_kept_for_a_running_coordinator_is_carried_across_continue_as_new
         .find("CONTINUED_AS_NEW")
         .expect("the held run continued as new");
     assert!(asked < continued_at);
-    let locked = api
-        .post(
-            &events_of(&id),
-            &partner,
-            &json!({"type": "PICKED_UP", "data": {"partner_order_number": "PN-K"}}),
-        )
-        .await;
-    let problem = locked.problem(409);
-    assert!(
-        problem["type"]
-            .as_str()
-            .unwrap()
-            .ends_with("locked-by-batch"),
-        "{problem}"
-    );
+    assert_locked_by_batch(api, &partner, &id).await;
     // The coordinator commits late: the batch's event applies in the run that took over.
     let version = decide(&order, "kept-batch", true).await.unwrap();
     assert_eq!(version, 1);
