@@ -266,7 +266,11 @@ impl<T: AsyncWrite + SendBuffer + Unpin> AsyncWrite for Counted<T> {
         buf: &[u8],
     ) -> Poll<IoResult<usize>> {
         self.answering(buf);
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        let written = Pin::new(&mut self.io).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = written {
+            self.framing.sent(&buf[..n], Instant::now());
+        }
+        written
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<IoResult<()>> {
@@ -285,7 +289,19 @@ impl<T: AsyncWrite + SendBuffer + Unpin> AsyncWrite for Counted<T> {
         if let Some(first) = bufs.iter().find(|b| !b.is_empty()) {
             self.answering(first);
         }
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        let written = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(mut n)) = written {
+            let now = Instant::now();
+            for buf in bufs {
+                let taken = n.min(buf.len());
+                self.framing.sent(&buf[..taken], now);
+                n -= taken;
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+        written
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -7,8 +7,11 @@
 //! The connection's bytes are followed as HTTP/1.1 frames them: a head ends at an empty line, a
 //! body is `Content-Length` bytes (a chunked body lasts until the gateway starts answering).
 //! Between requests no deadline runs: the idle timeout closes a silent keep-alive connection. A
-//! connection upgraded to a WebSocket (a `101` answer) or speaking HTTP/2 is left to its own
-//! limits (socket pings and caps; the idle timeout) once its first head is in.
+//! connection upgraded to a WebSocket (a `101` answer) is left to its own limits (socket pings
+//! and caps; the idle timeout) once its first head is in. An HTTP/2 connection (its preface
+//! read as a first head) owes the same deadlines per stream ([`http2`]).
+
+mod http2;
 
 use std::time::Duration;
 
@@ -40,8 +43,10 @@ enum Phase {
     /// An upgrade was asked for: a `101` answer hands the connection over, anything else
     /// goes back to requests.
     UpgradeAsked,
-    /// A WebSocket or HTTP/2 connection.
+    /// A WebSocket.
     Passthrough,
+    /// An HTTP/2 connection.
+    Http2(Box<http2::Http2Framing>),
 }
 
 /// Which deadline cut a connection (the metric's `phase` label).
@@ -91,6 +96,7 @@ impl RequestFraming {
             Phase::Body { since, .. } | Phase::Chunked { since } => {
                 Some((*since + self.limits.body, Cut::Body))
             }
+            Phase::Http2(framing) => framing.deadline(self.limits),
             Phase::Idle | Phase::UpgradeAsked | Phase::Passthrough => None,
         }
     }
@@ -100,6 +106,7 @@ impl RequestFraming {
         while !bytes.is_empty() {
             match &mut self.phase {
                 Phase::Passthrough | Phase::UpgradeAsked | Phase::Chunked { .. } => return,
+                Phase::Http2(framing) => return framing.read(bytes, now),
                 Phase::Idle => {
                     self.phase = Phase::Head {
                         since: now,
@@ -158,6 +165,14 @@ impl RequestFraming {
             _ => false,
         }
     }
+
+    /// The server wrote `bytes` at `now` (exactly what went out, in order): on HTTP/2, the
+    /// streams it answers or resets owe nothing more.
+    pub fn sent(&mut self, bytes: &[u8], now: Instant) {
+        if let Phase::Http2(framing) = &mut self.phase {
+            framing.sent(bytes, now);
+        }
+    }
 }
 
 /// What follows a complete head.
@@ -167,7 +182,7 @@ fn after_head(head: &[u8], now: Instant) -> Phase {
     // Blank lines before a request line are allowed (RFC 9112, 2.2).
     let request_line = lines.by_ref().find(|l| !l.is_empty()).unwrap_or_default();
     if request_line.starts_with("PRI * HTTP/2.0") {
-        return Phase::Passthrough;
+        return Phase::Http2(Box::new(http2::Http2Framing::after_preface_line()));
     }
     let mut length = 0u64;
     let mut chunked = false;
@@ -278,11 +293,111 @@ mod tests {
         assert_eq!(framing.deadline(), Some((at(start, 15), Cut::Header)));
     }
 
-    #[test]
-    fn http2_is_left_to_its_own_limits() {
-        let start = Instant::now();
+    /// An HTTP/2 frame: its header and `length` payload bytes.
+    fn frame(kind: u8, flags: u8, stream: u32, length: usize) -> Vec<u8> {
+        let mut bytes = (length as u32).to_be_bytes()[1..].to_vec();
+        bytes.extend([kind, flags]);
+        bytes.extend(stream.to_be_bytes());
+        bytes.resize(9 + length, 0xaa);
+        bytes
+    }
+
+    /// A connection past its preface and its client's first `SETTINGS`.
+    fn http2(start: Instant) -> RequestFraming {
         let mut framing = RequestFraming::new(LIMITS, start);
         framing.read(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", start);
+        framing.read(&frame(0x4, 0, 0, 12), start);
+        assert_eq!(
+            framing.deadline(),
+            None,
+            "a connection between frames owes nothing"
+        );
+        framing
+    }
+
+    #[test]
+    fn an_http2_frame_trickled_is_due_from_its_first_byte() {
+        let start = Instant::now();
+        let mut framing = RequestFraming::new(LIMITS, start);
+        framing.read(b"PRI * HTTP/2.0\r\n\r\nS", start);
+        assert_eq!(framing.deadline(), Some((at(start, 10), Cut::Header)));
+        framing.read(b"M\r\n\r\n", at(start, 2));
         assert_eq!(framing.deadline(), None);
+        // A PING a byte at a time: due from its first byte, however the rest arrives.
+        let ping = frame(0x6, 0, 0, 8);
+        for (i, byte) in ping[..16].iter().enumerate() {
+            framing.read(&[*byte], at(start, 3 + i as u64));
+            assert_eq!(framing.deadline(), Some((at(start, 13), Cut::Header)));
+        }
+        framing.read(&ping[16..], at(start, 20));
+        assert_eq!(framing.deadline(), None);
+    }
+
+    #[test]
+    fn an_http2_request_owes_its_head_then_its_body() {
+        let start = Instant::now();
+        let mut framing = http2(start);
+        // A head in a HEADERS frame and a CONTINUATION, the body in two DATA frames.
+        framing.read(&frame(0x1, 0, 1, 20), at(start, 1));
+        assert_eq!(framing.deadline(), Some((at(start, 11), Cut::Header)));
+        framing.read(&frame(0x9, 0x4, 1, 5), at(start, 4));
+        assert_eq!(framing.deadline(), Some((at(start, 34), Cut::Body)));
+        framing.read(&frame(0x0, 0, 1, 100), at(start, 5));
+        assert_eq!(framing.deadline(), Some((at(start, 34), Cut::Body)));
+        // A DATA frame begun and not finished is due by the body limit too.
+        let last = frame(0x0, 0x1, 1, 100);
+        framing.read(&last[..50], at(start, 6));
+        assert_eq!(framing.deadline(), Some((at(start, 34), Cut::Body)));
+        framing.read(&last[50..], at(start, 7));
+        assert_eq!(framing.deadline(), None, "END_STREAM ends what it owes");
+
+        // A head that says it has no body owes nothing once complete.
+        framing.read(&frame(0x1, 0x1 | 0x4, 3, 20), at(start, 8));
+        assert_eq!(framing.deadline(), None);
+        // Nor does one whose END_STREAM came on the HEADERS before its CONTINUATION.
+        framing.read(&frame(0x1, 0x1, 5, 20), at(start, 9));
+        framing.read(&frame(0x9, 0x4, 5, 20), at(start, 10));
+        assert_eq!(framing.deadline(), None);
+    }
+
+    #[test]
+    fn http2_streams_owe_their_own_deadlines_and_the_soonest_cuts() {
+        let start = Instant::now();
+        let mut framing = http2(start);
+        framing.read(&frame(0x1, 0x4, 1, 10), at(start, 1));
+        framing.read(&frame(0x1, 0, 3, 10), at(start, 2));
+        assert_eq!(framing.deadline(), Some((at(start, 12), Cut::Header)));
+        // The client resets the stream whose head stalled: the other's body is what is due.
+        framing.read(&frame(0x3, 0, 3, 4), at(start, 3));
+        assert_eq!(framing.deadline(), Some((at(start, 31), Cut::Body)));
+    }
+
+    #[test]
+    fn an_http2_stream_the_gateway_answers_or_resets_owes_nothing_more() {
+        let start = Instant::now();
+        let mut framing = http2(start);
+        framing.read(&frame(0x1, 0x4, 1, 10), at(start, 1));
+        framing.read(&frame(0x1, 0x4, 3, 10), at(start, 2));
+        // The server's own SETTINGS, then its answer on stream 1 (head and body in one write)
+        // and, split across two writes, a reset of stream 3.
+        let mut written = frame(0x4, 0, 0, 6);
+        written.extend(frame(0x1, 0x4, 1, 30));
+        written.extend(frame(0x0, 0x1, 1, 200));
+        framing.sent(&written, at(start, 3));
+        assert_eq!(framing.deadline(), Some((at(start, 32), Cut::Body)));
+        let reset = frame(0x3, 0, 3, 4);
+        framing.sent(&reset[..5], at(start, 4));
+        framing.sent(&reset[5..], at(start, 4));
+        assert_eq!(framing.deadline(), None);
+    }
+
+    #[test]
+    fn an_http2_client_opening_streams_without_end_is_cut_at_once() {
+        let start = Instant::now();
+        let mut framing = http2(start);
+        for stream in 0..=1024u32 {
+            framing.read(&frame(0x1, 0, 2 * stream + 1, 1), at(start, 1));
+        }
+        assert_eq!(framing.deadline(), Some((at(start, 1), Cut::Header)));
     }
 }

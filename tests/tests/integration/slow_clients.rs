@@ -1,7 +1,7 @@
 //! Slow clients cannot hold the gateway: connections that trickle a request head a byte a
 //! second, bodies that never complete and idle keep-alive connections are cut (by the read
 //! deadlines and the idle timeout) while everybody else is served as usual, and every place they
-//! held comes back.
+//! held comes back — over HTTP/1.1 and HTTP/2 alike.
 
 use std::time::Duration;
 
@@ -325,4 +325,130 @@ async fn one_address_holds_at_most_its_share_of_connections() {
         held_connection(api.port, CLIENT).await.map(drop)
     })
     .await;
+}
+
+/// An HTTP/2 connection to the gateway (prior knowledge, as over TLS with ALPN `h2`): the
+/// request sender and the connection's task, which ends when the connection does.
+async fn http2_connection(
+    port: u16,
+) -> (
+    h2::client::SendRequest<bytes::Bytes>,
+    tokio::task::JoinHandle<Result<(), h2::Error>>,
+) {
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp)
+        .await
+        .expect("an HTTP/2 handshake");
+    (client, tokio::spawn(connection))
+}
+
+/// `GET /healthz` on its own HTTP/2 connection: its status.
+async fn http2_health(port: u16) -> u16 {
+    let (client, connection) = http2_connection(port).await;
+    let mut client = client.ready().await.unwrap();
+    let request = poem::http::Request::get(format!("http://127.0.0.1:{port}/healthz"))
+        .body(())
+        .unwrap();
+    let (response, _) = client.send_request(request, true).unwrap();
+    let status = response.await.expect("an HTTP/2 answer").status().as_u16();
+    connection.abort();
+    status
+}
+
+/// A payment event over HTTP/2 whose body comes a byte a second; returns how many bytes went
+/// out before the gateway closed the connection (`None`: it never did).
+async fn http2_trickled_body(port: u16, payer: String) -> Option<usize> {
+    let (client, connection) = http2_connection(port).await;
+    let mut client = client.ready().await.unwrap();
+    let request =
+        poem::http::Request::post(format!("http://127.0.0.1:{port}/api/v1/payment-events"))
+            .header("authorization", format!("Bearer {payer}"))
+            .header("content-type", "application/json")
+            .header("content-length", "1000")
+            .body(())
+            .unwrap();
+    let (_response, mut body) = client.send_request(request, false).unwrap();
+    body.send_data(bytes::Bytes::from_static(b"{\"payment_id\": \""), false)
+        .ok()?;
+    for sent in 0..MOST_TRICKLES {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if connection.is_finished() {
+            return Some(sent);
+        }
+        body.reserve_capacity(1);
+        if body
+            .send_data(bytes::Bytes::from_static(b"x"), false)
+            .is_err()
+        {
+            return Some(sent);
+        }
+    }
+    None
+}
+
+/// An HTTP/2 frame header: `length`, `kind`, `flags`, `stream`.
+fn http2_frame_header(length: u32, kind: u8, flags: u8, stream: u32) -> Vec<u8> {
+    let mut header = length.to_be_bytes()[1..].to_vec();
+    header.extend([kind, flags]);
+    header.extend(stream.to_be_bytes());
+    header
+}
+
+/// HTTP/2 multiplexes requests on one connection, so a stalled stream must not hold it: a head
+/// (a `HEADERS` frame) trickled a byte a second and a body that never completes are cut by the
+/// same deadlines as over HTTP/1.1, while other HTTP/2 connections are served.
+#[tokio::test]
+async fn http2_streams_trickling_a_head_or_a_body_are_cut_while_others_are_served() {
+    const HEADS: usize = 5;
+    const BODIES: usize = 5;
+    let stack = Stack::start_with(
+        StackOptions::quiet()
+            .gateway("HTTP_HEADER_TIMEOUT_SECS", "3")
+            .gateway("HTTP_BODY_TIMEOUT_SECS", "3"),
+    )
+    .await;
+    let api = stack.api();
+    let port = api.port;
+    assert_eq!(http2_health(port).await, 200, "the gateway speaks HTTP/2");
+    let payer = api.token("payments", &[Role::PaymentService]);
+
+    let mut slow = JoinSet::new();
+    for _ in 0..HEADS {
+        // The preface, the client's (empty) SETTINGS, and a HEADERS frame on stream 1 that
+        // announces 200 bytes of header block and sends them a byte a second.
+        let mut opening = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        opening.extend(http2_frame_header(0, 0x4, 0, 0));
+        opening.extend(http2_frame_header(200, 0x1, 0x4, 1));
+        slow.spawn(async move { ("head", trickle(port, opening, 0x82).await) });
+    }
+    for _ in 0..BODIES {
+        let payer = payer.clone();
+        slow.spawn(async move { ("body", http2_trickled_body(port, payer).await) });
+    }
+    let mut answers = 0;
+    while !slow.is_empty() {
+        assert_eq!(
+            http2_health(port).await,
+            200,
+            "served beside the slow streams"
+        );
+        answers += 1;
+        while let Some(done) = slow.try_join_next() {
+            let (kind, trickled) = done.unwrap();
+            let trickled = trickled
+                .unwrap_or_else(|| panic!("an HTTP/2 {kind} was never cut ({MOST_TRICKLES} s)"));
+            // Cut by its deadline (3 s), not by a protocol error at its first byte.
+            assert!((2..MOST_TRICKLES).contains(&trickled), "{kind}: {trickled}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(answers > 0);
+    let heads = api
+        .metric("delivery_api_http_read_deadline_closes_total{phase=\"header\"}")
+        .await;
+    let bodies = api
+        .metric("delivery_api_http_read_deadline_closes_total{phase=\"body\"}")
+        .await;
+    assert_eq!(heads, HEADS as f64);
+    assert_eq!(bodies, BODIES as f64);
 }
