@@ -41,8 +41,9 @@ enum Phase {
     /// A chunked body: read until the gateway answers.
     Chunked { since: Instant },
     /// An upgrade was asked for: a `101` answer hands the connection over, anything else
-    /// goes back to requests.
-    UpgradeAsked,
+    /// goes back to requests. A body the head announced (which the server reads as usual, and
+    /// a WebSocket's `GET` never has) is due from `body_since` until the answer.
+    UpgradeAsked { body_since: Option<Instant> },
     /// A WebSocket.
     Passthrough,
     /// An HTTP/2 connection.
@@ -93,11 +94,13 @@ impl RequestFraming {
     pub fn deadline(&self) -> Option<(Instant, Cut)> {
         match &self.phase {
             Phase::Head { since, .. } => Some((*since + self.limits.header, Cut::Header)),
-            Phase::Body { since, .. } | Phase::Chunked { since } => {
-                Some((*since + self.limits.body, Cut::Body))
-            }
+            Phase::Body { since, .. }
+            | Phase::Chunked { since }
+            | Phase::UpgradeAsked {
+                body_since: Some(since),
+            } => Some((*since + self.limits.body, Cut::Body)),
             Phase::Http2(framing) => framing.deadline(self.limits),
-            Phase::Idle | Phase::UpgradeAsked | Phase::Passthrough => None,
+            Phase::Idle | Phase::UpgradeAsked { body_since: None } | Phase::Passthrough => None,
         }
     }
 
@@ -105,7 +108,7 @@ impl RequestFraming {
     pub fn read(&mut self, mut bytes: &[u8], now: Instant) {
         while !bytes.is_empty() {
             match &mut self.phase {
-                Phase::Passthrough | Phase::UpgradeAsked | Phase::Chunked { .. } => return,
+                Phase::Passthrough | Phase::UpgradeAsked { .. } | Phase::Chunked { .. } => return,
                 Phase::Http2(framing) => return framing.read(bytes, now),
                 Phase::Idle => {
                     self.phase = Phase::Head {
@@ -149,7 +152,7 @@ impl RequestFraming {
     /// connection over to a WebSocket (a `101` to an upgrade).
     pub fn wrote(&mut self, bytes: &[u8]) -> bool {
         match self.phase {
-            Phase::UpgradeAsked => {
+            Phase::UpgradeAsked { .. } => {
                 let upgraded = bytes.starts_with(b"HTTP/1.1 101");
                 self.phase = if upgraded {
                     Phase::Passthrough
@@ -200,7 +203,9 @@ fn after_head(head: &[u8], now: Instant) -> Phase {
         }
     }
     if upgrade {
-        Phase::UpgradeAsked
+        Phase::UpgradeAsked {
+            body_since: (chunked || length > 0).then_some(now),
+        }
     } else if chunked {
         Phase::Chunked { since: now }
     } else if length > 0 {
@@ -291,6 +296,22 @@ mod tests {
         framing.wrote(b"HTTP/1.1 401 Unauthorized\r\n");
         framing.read(b"GET", at(start, 5));
         assert_eq!(framing.deadline(), Some((at(start, 15), Cut::Header)));
+    }
+
+    #[test]
+    fn an_upgrade_asked_with_a_body_still_owes_the_body() {
+        let start = Instant::now();
+        let mut framing = RequestFraming::new(LIMITS, start);
+        framing.read(
+            b"POST /api/v1/payment-events HTTP/1.1\r\nUpgrade: x\r\ncontent-length: 900\r\n\r\n{",
+            at(start, 1),
+        );
+        assert_eq!(framing.deadline(), Some((at(start, 31), Cut::Body)));
+        framing.read(b"x", at(start, 20));
+        assert_eq!(framing.deadline(), Some((at(start, 31), Cut::Body)));
+        // Refused (no `101`): back to requests.
+        assert!(!framing.wrote(b"HTTP/1.1 413 Payload Too Large\r\n"));
+        assert_eq!(framing.deadline(), None);
     }
 
     /// An HTTP/2 frame: its header and `length` payload bytes.

@@ -299,6 +299,39 @@ async fn a_delivery_history_holds_no_customer_data_in_clear_and_decodes_through_
         .expect("the encrypted history replays with the codec");
 }
 
+/// Without a gateway the simulator signals each order's workflow itself, through its own
+/// Temporal client: those signals carry the driver's name and phone, and are sealed by the
+/// simulator's codec before they reach the server.
+#[tokio::test]
+async fn the_simulators_own_signals_reach_the_history_sealed() {
+    let stack = Stack::start().await;
+    let id = new_order_id();
+    let order = start_order(
+        &stack.client,
+        &stack.task_queue,
+        order_input(&id, far_deadlines()),
+    )
+    .await;
+    let delivered = wait_for(
+        &order,
+        "the simulator's signals to deliver the order",
+        |v| v.order.state == State::Delivered,
+    )
+    .await;
+    let driver = delivered
+        .order
+        .partner
+        .driver
+        .expect("the driver, from the signal");
+    assert_eq!(driver["name"], FROM_PARTNER[0], "{driver}");
+
+    let (ok, raw, err) = stored_history(&stack, &workflow_id(&id));
+    assert!(ok, "{err}");
+    assert!(raw.contains("WORKFLOW_EXECUTION_SIGNALED"), "{raw}");
+    let key_ids = assert_nothing_in_clear(&raw, &FROM_PARTNER);
+    assert_eq!(key_ids, ["test-a"], "every payload under the active key");
+}
+
 #[tokio::test]
 async fn orders_started_under_one_key_finish_after_the_worker_rotates_to_another() {
     let only_a = [(KEYS_VAR, TEST_KEY_A), (ACTIVE_VAR, "test-a")];

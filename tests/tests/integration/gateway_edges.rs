@@ -382,6 +382,14 @@ async fn webhook_floods_without_the_secret_never_spend_the_partners_allowance() 
 /// Readiness keeps a gateway in service while any one dependency is down (each is shared by
 /// every gateway, so pulling one would pull them all), names what is down and what answers 503
 /// meanwhile, and says not ready only when the gateway reaches none of them.
+/// `answer`, which a dependency that hangs must not hold up (bounded, so a regression fails
+/// instead of hanging the suite).
+async fn answered_within_a_hang<T>(what: &str, answer: impl Future<Output = T>) -> T {
+    tokio::time::timeout(std::time::Duration::from_secs(30), answer)
+        .await
+        .unwrap_or_else(|_| panic!("{what} unanswered while a dependency hangs"))
+}
+
 #[tokio::test]
 async fn readiness_names_what_is_down_and_stays_ready_while_anything_can_be_served() {
     let temporal = temporal_server().await;
@@ -456,6 +464,22 @@ async fn readiness_names_what_is_down_and_stays_ready_while_anything_can_be_serv
         "read-your-writes from PostgreSQL: {}",
         read.text
     );
+    redis_proxy.restore();
+
+    // A Redis that accepts and never answers is no different: every cache command has a short
+    // deadline of its own, so readiness says degraded and reads come from PostgreSQL.
+    redis_proxy.stall();
+    degraded_by(
+        &answered_within_a_hang("/readyz", readiness()).await,
+        "redis",
+    );
+    let read = answered_within_a_hang("a read", api.get(&path, &operator)).await;
+    assert_eq!(
+        read.status, 200,
+        "reads fall back to PostgreSQL while Redis hangs: {}",
+        read.text
+    );
+    assert_eq!(read.json["state"], "CANCELLED", "{}", read.text);
     redis_proxy.restore();
 
     pg_proxy.cut();

@@ -246,13 +246,19 @@ async fn a_websocket_gets_a_snapshot_then_every_change_in_order() {
         &id,
         "w-pu",
         "PICKED_UP",
-        json!({"partner_order_number": "PN-W"}),
+        json!({"partner_order_number": "PN-W",
+               "driver": {"name": "Ann", "phone": "+44 7700 900456"}}),
     )
     .await;
     let picked = next(&mut socket).await;
     assert_eq!(picked["type"], "update", "{picked}");
     assert_eq!(picked["delivery_order"]["state"], "PICKED_UP");
     assert_eq!(picked["delivery_order"]["version"], 1);
+    // A socket message carries the driver's phone masked, as every read but an operator's.
+    assert_eq!(
+        picked["delivery_order"]["driver"]["phone"], "*** **** ***456",
+        "{picked}"
+    );
     partner(
         api,
         &id,
@@ -279,10 +285,20 @@ async fn a_websocket_gets_a_snapshot_then_every_change_in_order() {
         if message["delivery_order"]["delivery_order_id"] == id.as_str()
             || message["delivery_order_id"] == id.as_str()
         {
+            // A dashboard's socket is shared with whoever watches it: masked there too.
+            assert!(!message.to_string().contains("900456"), "{message}");
             seen.push(message["type"].as_str().unwrap().to_owned());
         }
     }
     assert_eq!(seen, ["update", "tracking", "update"]);
+    // A snapshot taken now carries the mask as well.
+    let mut late = connect(api, &format!("/api/v1/ws/delivery-orders/{id}"), &owner).await;
+    let snapshot = next(&mut late).await;
+    assert_eq!(snapshot["type"], "snapshot");
+    assert_eq!(
+        snapshot["delivery_order"]["driver"]["phone"], "*** **** ***456",
+        "{snapshot}"
+    );
     socket.close(None).await.unwrap();
 }
 

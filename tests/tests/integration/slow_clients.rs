@@ -132,11 +132,13 @@ async fn trickling_and_idle_clients_are_cut_while_others_are_served() {
             format!("GET /api/v1/delivery-orders/{id} HTTP/1.1\r\nHost: g\r\nX-Slow-{i}: ");
         slow.spawn(async move { ("head", trickle(port, opening.into_bytes(), b'a').await) });
     }
-    for _ in 0..TRICKLING_BODIES {
-        // A whole head promising a body that arrives a byte a second and would take 17 minutes.
+    for i in 0..TRICKLING_BODIES {
+        // A whole head promising a body that arrives a byte a second and would take 17 minutes;
+        // half of them also ask for an upgrade, which must not excuse the body.
+        let upgrade = if i % 2 == 1 { "Upgrade: slow\r\n" } else { "" };
         let opening = format!(
             "POST /api/v1/payment-events HTTP/1.1\r\nHost: g\r\nAuthorization: Bearer {payer}\r\n\
-             Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"payment_id\": \""
+             Content-Type: application/json\r\n{upgrade}Content-Length: 1000\r\n\r\n{{\"payment_id\": \""
         );
         slow.spawn(async move { ("body", trickle(port, opening.into_bytes(), b'x').await) });
     }

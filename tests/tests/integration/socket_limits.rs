@@ -95,9 +95,9 @@ async fn the_default_per_caller_cap_and_a_small_total_hold_at_the_gateway() {
     let api = stack.api();
     let olga = api.token("olga", &[Role::Operator]);
 
-    // One caller opens 25: the first 20 stay open, the other 5 are closed at once with 1013.
+    // One caller opens 300: the first 20 stay open, the other 280 are closed at once with 1013.
     let mut sockets = Vec::new();
-    for _ in 0..25 {
+    for _ in 0..300 {
         sockets.push(connect(api, &olga).await);
     }
     let mut refused = sockets.split_off(20);
