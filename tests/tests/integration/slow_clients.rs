@@ -18,6 +18,13 @@ const IDLE_KEEP_ALIVE: usize = 10;
 /// Longest any slow client is kept trickling before the test calls it a failure.
 const MOST_TRICKLES: usize = 30;
 
+/// A quiet stack whose gateway gives a request head and a body `secs` each.
+fn read_deadlines(secs: u32) -> StackOptions {
+    StackOptions::quiet()
+        .gateway("HTTP_HEADER_TIMEOUT_SECS", &secs.to_string())
+        .gateway("HTTP_BODY_TIMEOUT_SECS", &secs.to_string())
+}
+
 /// Sends `opening`, then one byte of `trickle` a second, reading meanwhile; returns how many
 /// trickled bytes went out before the gateway closed the connection (`None`: it never did).
 async fn trickle(port: u16, opening: Vec<u8>, trickle: u8) -> Option<usize> {
@@ -104,10 +111,8 @@ async fn still_answers_at_the_end(
 #[tokio::test]
 async fn trickling_and_idle_clients_are_cut_while_others_are_served() {
     let stack = Stack::start_with(
-        StackOptions::quiet()
+        read_deadlines(3)
             .gateway("HTTP_MAX_CONNECTIONS", "50")
-            .gateway("HTTP_HEADER_TIMEOUT_SECS", "3")
-            .gateway("HTTP_BODY_TIMEOUT_SECS", "3")
             .gateway("HTTP_IDLE_TIMEOUT_SECS", "4")
             .gateway("WS_IDLE_TIMEOUT_SECS", "6"),
     )
@@ -235,12 +240,7 @@ async fn trickling_and_idle_clients_are_cut_while_others_are_served() {
 
 #[tokio::test]
 async fn a_request_trickled_within_its_deadlines_is_served() {
-    let stack = Stack::start_with(
-        StackOptions::quiet()
-            .gateway("HTTP_HEADER_TIMEOUT_SECS", "5")
-            .gateway("HTTP_BODY_TIMEOUT_SECS", "5"),
-    )
-    .await;
+    let stack = Stack::start_with(read_deadlines(5)).await;
     let api = stack.api();
     let olga = api.token("olga", &[Role::Operator]);
     let mut socket = TcpStream::connect(("127.0.0.1", api.port)).await.unwrap();
@@ -403,12 +403,7 @@ fn http2_frame_header(length: u32, kind: u8, flags: u8, stream: u32) -> Vec<u8> 
 async fn http2_streams_trickling_a_head_or_a_body_are_cut_while_others_are_served() {
     const HEADS: usize = 5;
     const BODIES: usize = 5;
-    let stack = Stack::start_with(
-        StackOptions::quiet()
-            .gateway("HTTP_HEADER_TIMEOUT_SECS", "3")
-            .gateway("HTTP_BODY_TIMEOUT_SECS", "3"),
-    )
-    .await;
+    let stack = Stack::start_with(read_deadlines(3)).await;
     let api = stack.api();
     let port = api.port;
     assert_eq!(http2_health(port).await, 200, "the gateway speaks HTTP/2");
