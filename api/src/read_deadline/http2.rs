@@ -181,8 +181,8 @@ impl Http2Framing {
             |_| {},
             |frame, began| match frame.kind {
                 HEADERS | CONTINUATION => {
-                    let since = match streams.get(&frame.stream) {
-                        Some(Owed::Head { since, .. }) => *since,
+                    let (since, ends_stream) = match streams.get(&frame.stream) {
+                        Some(Owed::Head { since, ends_stream }) => (*since, *ends_stream),
                         // Trailers end a body; they owe nothing new.
                         Some(Owed::Body { .. }) if frame.kind == HEADERS => {
                             if frame.flags & END_STREAM != 0 {
@@ -192,11 +192,7 @@ impl Http2Framing {
                         }
                         // A CONTINUATION of nothing followed: the server refuses it.
                         _ if frame.kind == CONTINUATION => return,
-                        _ => began,
-                    };
-                    let ends_stream = match streams.get(&frame.stream) {
-                        Some(Owed::Head { ends_stream, .. }) => *ends_stream,
-                        _ => frame.flags & END_STREAM != 0,
+                        _ => (began, frame.flags & END_STREAM != 0),
                     };
                     if frame.flags & END_HEADERS == 0 {
                         streams.insert(frame.stream, Owed::Head { since, ends_stream });

@@ -305,20 +305,9 @@ async fn a_delivery_history_holds_no_customer_data_in_clear_and_decodes_through_
 #[tokio::test]
 async fn the_simulators_own_signals_reach_the_history_sealed() {
     let stack = Stack::start().await;
-    let id = new_order_id();
-    let order = start_order(
-        &stack.client,
-        &stack.task_queue,
-        order_input(&id, far_deadlines()),
-    )
-    .await;
-    let delivered = wait_for(
-        &order,
-        "the simulator's signals to deliver the order",
-        |v| v.order.state == State::Delivered,
-    )
-    .await;
-    let driver = delivered
+    let (id, order) = stack.new_order().await;
+    let driver = delivered(&order)
+        .await
         .order
         .partner
         .driver

@@ -25,6 +25,15 @@ fn read_deadlines(secs: u32) -> StackOptions {
         .gateway("HTTP_BODY_TIMEOUT_SECS", &secs.to_string())
 }
 
+/// Connections the gateway cut by the header deadline and by the body deadline, so far.
+async fn deadline_cuts(api: &GatewayProcess) -> (f64, f64) {
+    let cuts = |phase| format!("delivery_api_http_read_deadline_closes_total{{phase=\"{phase}\"}}");
+    (
+        api.metric(&cuts("header")).await,
+        api.metric(&cuts("body")).await,
+    )
+}
+
 /// Sends `opening`, then one byte of `trickle` a second, reading meanwhile; returns how many
 /// trickled bytes went out before the gateway closed the connection (`None`: it never did).
 async fn trickle(port: u16, opening: Vec<u8>, trickle: u8) -> Option<usize> {
@@ -212,12 +221,7 @@ async fn trickling_and_idle_clients_are_cut_while_others_are_served() {
     );
 
     // Each trickler was cut by the deadline of what it trickled...
-    let heads = api
-        .metric("delivery_api_http_read_deadline_closes_total{phase=\"header\"}")
-        .await;
-    let bodies = api
-        .metric("delivery_api_http_read_deadline_closes_total{phase=\"body\"}")
-        .await;
+    let (heads, bodies) = deadline_cuts(api).await;
     assert!(heads >= TRICKLING_HEADS as f64, "{heads}");
     assert!(bodies >= TRICKLING_BODIES as f64, "{bodies}");
     // ...and every place came back: only the socket and the scrape's own connection are open.
@@ -440,12 +444,7 @@ async fn http2_streams_trickling_a_head_or_a_body_are_cut_while_others_are_serve
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(answers > 0);
-    let heads = api
-        .metric("delivery_api_http_read_deadline_closes_total{phase=\"header\"}")
-        .await;
-    let bodies = api
-        .metric("delivery_api_http_read_deadline_closes_total{phase=\"body\"}")
-        .await;
+    let (heads, bodies) = deadline_cuts(api).await;
     assert_eq!(heads, HEADS as f64);
     assert_eq!(bodies, BODIES as f64);
 }
