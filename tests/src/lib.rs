@@ -28,7 +28,7 @@ pub use processes::{SimProcess, WorkerProcess, json_log_lines};
 pub use proxy::TcpProxy;
 pub use stack::{Stack, StackOptions};
 pub use temporal::{TemporalServer, dedicated_temporal_server, temporal_server};
-pub use tls::{TestCa, TlsProxy};
+pub use tls::{TestCa, TlsProxy, TlsRedis};
 pub use workflows::*;
 
 use std::path::PathBuf;

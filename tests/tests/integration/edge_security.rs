@@ -200,6 +200,74 @@ async fn tokens_must_match_the_configured_issuer_audience_and_lifetime() {
     );
 }
 
+/// A token signed with the test stack's key carrying exactly `claims`, as an identity provider
+/// with its own clock makes it.
+fn token_with(claims: serde_json::Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(TEST_JWT_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn tokens_are_honoured_only_between_not_before_and_expiry_give_or_take_the_leeway() {
+    let stack = Stack::start_with(StackOptions::quiet().with_gateway()).await;
+    let api = stack.api();
+    let id = api.paid_order("cust-nbf").await;
+    let path = format!("/api/v1/delivery-orders/{id}");
+    let now = unix_now();
+    let owner = |nbf: u64, exp: u64| {
+        token_with(
+            json!({"sub": "cust-nbf", "roles": ["customer"], "iat": now.min(nbf),
+                          "nbf": nbf, "exp": exp}),
+        )
+    };
+
+    // Valid from now: served, with every standard claim an issuer adds.
+    let valid = token_with(json!({"sub": "cust-nbf", "roles": ["customer"], "iat": now,
+        "nbf": now, "exp": now + 600, "iss": "https://id.example", "aud": "delivery",
+        "jti": "nbf-1"}));
+    assert_eq!(api.get(&path, &valid).await.status, 200);
+    // Not valid for another two minutes: refused, saying why, over HTTP and on a socket.
+    let early = owner(now + 120, now + 600);
+    let refused = api.get(&path, &early).await;
+    assert!(
+        refused.problem(401)["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not valid yet (nbf)"),
+        "{}",
+        refused.text
+    );
+    let socket = tokio_tungstenite::connect_async(format!(
+        "ws://127.0.0.1:{}/api/v1/ws/delivery-orders/{id}?access_token={early}",
+        api.port
+    ))
+    .await;
+    match socket {
+        Err(tokio_tungstenite::tungstenite::Error::Http(answer)) => {
+            assert_eq!(answer.status(), 401)
+        }
+        other => panic!("a socket opened with a token not valid yet: {other:?}"),
+    }
+    // A second early, or a second past expiry: within the few seconds of leeway for clocks
+    // that disagree, so served.
+    assert_eq!(api.get(&path, &owner(now + 1, now + 600)).await.status, 200);
+    assert_eq!(api.get(&path, &owner(now - 600, now - 1)).await.status, 200);
+    // Expired a minute ago: refused.
+    let expired = api.get(&path, &owner(now - 600, now - 60)).await;
+    assert!(
+        expired.problem(401)["detail"]
+            .as_str()
+            .unwrap()
+            .contains("expired"),
+        "{}",
+        expired.text
+    );
+}
+
 /// Runs the gateway with `env` (and nothing inherited that could configure it) and returns its
 /// exit status and output; it must refuse to start before it binds anything.
 fn gateway_refuses(env: &[(&str, &str)]) -> String {

@@ -1,7 +1,9 @@
 //! Encryption in transit, with a certificate authority each test makes for itself: the gateway
 //! serves HTTPS to clients that trust its CA and to no others, and the gateway and the worker
 //! reach Temporal through TLS (the dev server speaks plaintext, so a TLS-terminating proxy
-//! stands in front of it, as a load balancer would), with mutual TLS enforced when configured.
+//! stands in front of it, as a load balancer would), with mutual TLS enforced when configured;
+//! and the read side reaches PostgreSQL and Redis over verified TLS (a PostgreSQL that accepts
+//! TLS connections only, a Redis whose plaintext port is off).
 
 use std::time::Duration;
 
@@ -261,4 +263,170 @@ fn a_certificate_without_its_key_stops_the_gateway() {
         output.contains("TEMPORAL_TLS_KEY_FILE is required"),
         "{output}"
     );
+}
+
+/// `url` (a database of the machine's PostgreSQL) reached through `proxy` on loopback, with
+/// `sslmode` and `sslrootcert` as an operator writes them into `DATABASE_URL`.
+fn through_tls_proxy(url: &str, proxy: &TlsProxy, sslmode: &str, root: &TestCa) -> String {
+    let mut url = url::Url::parse(url).expect("a database URL");
+    url.set_host(Some("127.0.0.1")).unwrap();
+    url.set_port(Some(proxy.port)).unwrap();
+    url.set_query(Some(&format!(
+        "sslmode={sslmode}&sslrootcert={}",
+        root.ca_path()
+    )));
+    url.to_string()
+}
+
+#[tokio::test]
+async fn the_read_side_reaches_postgresql_and_redis_over_verified_tls_only() {
+    let ca = TestCa::new("datastores");
+    let server = ca.server("datastores");
+    let database = fresh_database().await;
+    let upstream = {
+        let url = url::Url::parse(&database).unwrap();
+        format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432))
+            .parse()
+            .expect("the database's address")
+    };
+    // PostgreSQL as a server with `ssl = on` and only `hostssl` rules; Redis with its plaintext
+    // port off.
+    let postgres = TlsProxy::postgres(upstream, &ca, &server).await;
+    let redis = TlsRedis::start(&ca, &server).await;
+    let database_url = through_tls_proxy(&database, &postgres, "verify-full", &ca);
+    let prefix = format!("tls-{}:", uuid::Uuid::new_v4().simple());
+    let mut options = StackOptions::quiet().with_gateway();
+    for (key, value) in [
+        ("DATABASE_URL", database_url.clone()),
+        ("REDIS_URL", redis.url()),
+        ("REDIS_TLS_CA_FILE", ca.ca_path()),
+        ("REDIS_KEY_PREFIX", prefix.clone()),
+    ] {
+        options = options.worker(key, &value).gateway(key, &value);
+    }
+    let stack = Stack::start_with(options).await;
+    let api = stack.api();
+    assert!(
+        postgres.sessions() >= 2,
+        "the worker and the gateway reached PostgreSQL through TLS"
+    );
+
+    // Both stores are ready to the gateway over TLS.
+    let ready = api
+        .send(reqwest::Method::GET, "/readyz", None, None, &[])
+        .await;
+    assert_eq!(ready.status, 200, "{}", ready.text);
+    assert_eq!(ready.json["status"], "ready", "{}", ready.text);
+
+    // A delivery's whole read side: the projection (PostgreSQL and the Redis cache), the
+    // outbox relay (the Redis stream) and a live socket (Redis pub/sub).
+    let id = api.paid_order("cust-tls-3").await;
+    let owner = api.token("cust-tls-3", &[Role::Customer]);
+    let url = format!(
+        "ws://127.0.0.1:{}/api/v1/ws/delivery-orders/{id}?access_token={owner}",
+        api.port
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("websocket handshake");
+    let snapshot = next_socket_message(&mut socket, Duration::from_secs(10)).await;
+    assert_eq!(snapshot["delivery_order"]["state"], "CREATED", "{snapshot}");
+    let operator = api.token("olga", &[Role::Operator]);
+    let cancelled = api
+        .post(
+            &format!("/api/v1/delivery-orders/{id}/events"),
+            &operator,
+            &json!({"type": "CANCEL", "data": {"reason": "duplicate"}}),
+        )
+        .await;
+    assert_eq!(cancelled.status, 200, "{}", cancelled.text);
+    let update = next_socket_message(&mut socket, Duration::from_secs(10)).await;
+    assert_eq!(update["delivery_order"]["state"], "CANCELLED", "{update}");
+
+    let keys = delivery_read_model::RedisKeys::new(prefix);
+    let mut conn = redis
+        .client(&ca)
+        .get_multiplexed_async_connection()
+        .await
+        .expect("the test's own TLS client");
+    let cached: Option<String> = redis::cmd("GET")
+        .arg(keys.status(&id))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        cached.as_deref().is_some_and(|c| c.contains("CANCELLED")),
+        "{cached:?}"
+    );
+    let published = eventually("both versions on the stream", || {
+        let (mut conn, stream) = (conn.clone(), keys.stream());
+        async move {
+            let entries: usize = redis::cmd("XLEN")
+                .arg(stream)
+                .query_async(&mut conn)
+                .await
+                .ok()?;
+            (entries >= 2).then_some(entries)
+        }
+    })
+    .await;
+    assert!(published >= 2);
+    let row: (String,) = sqlx::query_as("SELECT state FROM delivery_orders WHERE id = $1::uuid")
+        .bind(&id)
+        .fetch_one(
+            &delivery_platform::connect_postgres(&database_url, 1, Duration::ZERO)
+                .await
+                .unwrap(),
+        )
+        .await
+        .expect("the row, read over TLS");
+    assert_eq!(row.0, "CANCELLED");
+    drop(stack);
+
+    // What the stores refuse: PostgreSQL in clear, or over TLS from a client trusting another
+    // CA; Redis in clear, or from a client trusting another CA.
+    let stranger = TestCa::new("stranger-datastores");
+    let refused_before = postgres.refused();
+    for (sslmode, root) in [("disable", &ca), ("verify-full", &stranger)] {
+        let url = through_tls_proxy(&database, &postgres, sslmode, root);
+        assert!(
+            delivery_platform::connect_postgres(&url, 1, Duration::ZERO)
+                .await
+                .is_err(),
+            "{sslmode} trusting {}",
+            root.ca_path()
+        );
+    }
+    // The proxy counts a refused handshake once its side of it ends, which can be just after
+    // the client has given up.
+    eventually("both attempts counted as refused", || {
+        let refused = postgres.refused();
+        async move { (refused >= refused_before + 2).then_some(()) }
+    })
+    .await;
+    let answers_ping = |client: redis::Client| async move {
+        let attempt = async {
+            let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+            redis::cmd("PING")
+                .query_async::<String>(&mut conn)
+                .await
+                .ok()
+        };
+        tokio::time::timeout(Duration::from_secs(5), attempt)
+            .await
+            .ok()
+            .flatten()
+            .is_some()
+    };
+    let plain = redis::Client::open(format!("redis://127.0.0.1:{}", redis.port)).unwrap();
+    assert!(!answers_ping(plain).await, "Redis in clear is refused");
+    assert!(
+        !answers_ping(redis.client(&stranger)).await,
+        "a client trusting another CA refuses this Redis"
+    );
+    assert!(
+        answers_ping(redis.client(&ca)).await,
+        "and one trusting its CA is served"
+    );
+    drop_database(&database).await;
 }
