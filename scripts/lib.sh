@@ -137,8 +137,11 @@ temporal_healthy() { "$TEMPORAL_CLI" operator cluster health --address "$1" >/de
 # write-ahead-log mode, synced at checkpoints rather than at every commit, so a history write no
 # longer waits for its own fsync (docs/performance.md, "Levers"). A killed server loses nothing
 # it committed (the log is on disk); a machine that loses power may lose the last commits, which
-# a development server can afford.
-read -r -a TEMPORAL_DEV_FLAGS_ARRAY <<<"${TEMPORAL_DEV_FLAGS---sqlite-pragma journal_mode=wal --sqlite-pragma synchronous=normal}"
+# a development server can afford. And one partition per task queue instead of four: the dev
+# server is one matching host, so partitions only split each queue into four that a worker's one
+# poll on the shared queue visits in turn, and an order's first task (and the command behind it)
+# waits in a partition no poll is on (docs/performance.md, "2026-12-04").
+read -r -a TEMPORAL_DEV_FLAGS_ARRAY <<<"${TEMPORAL_DEV_FLAGS---sqlite-pragma journal_mode=wal --sqlite-pragma synchronous=normal --dynamic-config-value matching.numTaskqueueReadPartitions=1 --dynamic-config-value matching.numTaskqueueWritePartitions=1}"
 
 # start_temporal DB_FILE PORT UI_PORT LOG [headless]
 start_temporal() {

@@ -39,12 +39,17 @@ pub fn dev_server_flags() -> Vec<String> {
 }
 
 /// The default tuning: SQLite's write-ahead log, synced at checkpoints (a killed server loses
-/// nothing committed; docs/performance.md, "Levers").
-pub const DEV_SERVER_FLAGS: [&str; 4] = [
+/// nothing committed; docs/performance.md, "Levers"), and one partition per task queue, which
+/// a single matching host gains nothing from splitting (docs/performance.md, "2026-12-04").
+pub const DEV_SERVER_FLAGS: [&str; 8] = [
     "--sqlite-pragma",
     "journal_mode=wal",
     "--sqlite-pragma",
     "synchronous=normal",
+    "--dynamic-config-value",
+    "matching.numTaskqueueReadPartitions=1",
+    "--dynamic-config-value",
+    "matching.numTaskqueueWritePartitions=1",
 ];
 
 static SERVER: OnceCell<TemporalServer> = OnceCell::const_new();
