@@ -289,6 +289,7 @@ impl Facts {
     /// Orders whose read model, cache or stream is still behind the workflow (the catch-up
     /// after the last fault may still be running).
     pub(crate) fn behind(&self) -> usize {
+        let partner_carrying = self.pickups_carried();
         self.workflows
             .iter()
             .filter(|(id, wf)| {
@@ -303,9 +304,31 @@ impl Facts {
                 // Still waiting for a pickup request's answer, or withdrawing the job it booked.
                 let withdrawing =
                     (left_created(&wf.order) && wf.pickup_pending) || withdrawal_owed(&wf.order);
-                row_behind || cache_behind || stream_behind || withdrawing
+                // Out for delivery with a partner that still carries the parcel: it calls back
+                // (delivered or failed) within its delivery delay. An order booked late, after
+                // a killed worker's booking attempt timed out, is still on its way here when
+                // everything else has settled.
+                let carried = wf.order.state == delivery_workflows::State::PickedUp
+                    && wf
+                        .order
+                        .partner
+                        .pickup_id
+                        .as_deref()
+                        .is_some_and(|p| partner_carrying.contains(p));
+                row_behind || cache_behind || stream_behind || withdrawing || carried
             })
             .count()
+    }
+
+    /// The pickups the running simulator has picked up and not yet delivered or failed.
+    fn pickups_carried(&self) -> HashSet<&str> {
+        self.sim_lifetimes
+            .last()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["status"] == "PICKED_UP")
+            .filter_map(|p| p["pickup_id"].as_str())
+            .collect()
     }
 
     pub(crate) fn check(&self, ledger: &Snapshot) -> Verdict {
@@ -512,8 +535,10 @@ impl Facts {
                         Kind::Stuck,
                         id,
                         format!(
-                            "{state} at version {v} (pickup {:?}, pickup pending {})",
-                            o.partner.pickup_id, wf.pickup_pending
+                            "{state} at version {v} (pickup {:?}, pickup pending {}; the partner's jobs for it: {:?})",
+                            o.partner.pickup_id,
+                            wf.pickup_pending,
+                            sim_jobs.get(id.as_str()).cloned().unwrap_or_default()
                         ),
                     );
                 }
@@ -681,5 +706,64 @@ impl Facts {
             in_operator_queue: in_queue,
             terminal,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use delivery_workflows::{DELIVERY_ORDER_V1, DeliveryOrder, State};
+    use serde_json::json;
+
+    use super::*;
+
+    /// Facts about one order at `state`, version 1, its pickup `pk-1`, with the read model,
+    /// the cache and the stream all caught up, and the running simulator's record of the job.
+    fn caught_up(state: State, partner_status: &str) -> Facts {
+        let id = "10055d47-7dd9-506d-8438-024526c47b35";
+        let input = delivery_tests::workflows::order_input(
+            id,
+            delivery_tests::workflows::deadlines(
+                Duration::from_secs(60),
+                Duration::from_secs(60),
+                Duration::from_secs(60),
+            ),
+        );
+        let mut order =
+            DeliveryOrder::new(&DELIVERY_ORDER_V1, input, "2026-12-04T10:34:19Z".into());
+        order.state = state;
+        order.version = 1;
+        order.partner.partner_id = Some("sim".into());
+        order.partner.pickup_id = Some("pk-1".into());
+        let view = DeliveryOrderView {
+            order,
+            allowed_events: Vec::new(),
+            terminal: false,
+            pickup_pending: false,
+            runs: 0,
+        };
+        Facts {
+            workflows: HashMap::from([(id.to_owned(), Ok(view))]),
+            rows: HashMap::from([(id.to_owned(), (state.to_string(), 1))]),
+            audit: HashMap::new(),
+            cache: HashMap::from([(id.to_owned(), Some((state.to_string(), 1)))]),
+            stream: HashMap::from([(id.to_owned(), vec![0, 1])]),
+            stream_entries: 2,
+            sim_lifetimes: vec![vec![json!({
+                "pickup_id": "pk-1", "delivery_order_id": id, "status": partner_status
+            })]],
+            compat_rows: HashMap::new(),
+            compat_cache: HashMap::new(),
+        }
+    }
+
+    #[test]
+    fn an_order_whose_partner_still_carries_the_parcel_is_waited_for() {
+        assert_eq!(caught_up(State::PickedUp, "PICKED_UP").behind(), 1);
+        // Once the partner has delivered (and so called back), nothing more is coming: an order
+        // still PICKED_UP then is the checker's to judge, not to wait for.
+        assert_eq!(caught_up(State::PickedUp, "DELIVERED").behind(), 0);
+        assert_eq!(caught_up(State::PendingByOperator, "FAILED").behind(), 0);
     }
 }
