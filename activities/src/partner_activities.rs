@@ -1,6 +1,7 @@
 //! The partner activities the workflow calls (contracts in `delivery_workflows::activities`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use delivery_workflows::activities::{
     CancelPickup, CancelPickupOutcome, CancelPickupRequest, PickupOutcome, PickupRequest,
@@ -37,7 +38,7 @@ impl PartnerActivities {
             delivery_order_id = %request.delivery_order_id,
             attempt = ctx.info().attempt,
         );
-        logged(span, self.partner.request_pickup(&request)).await
+        logged(span, beating(&ctx, self.partner.request_pickup(&request))).await
     }
 
     /// Withdraws an accepted pickup. Unknown or already finished pickups are answers, not errors.
@@ -53,7 +54,29 @@ impl PartnerActivities {
             pickup_id = %request.pickup_id,
             attempt = ctx.info().attempt,
         );
-        logged(span, self.partner.cancel_pickup(&request)).await
+        logged(span, beating(&ctx, self.partner.cancel_pickup(&request))).await
+    }
+}
+
+/// How often a partner call tells Temporal its worker is alive (the SDK sends at most one
+/// heartbeat per 0.8 of the workflow's heartbeat timeout).
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+
+/// Runs a partner call while heartbeating, so a worker killed mid-call is noticed within the
+/// workflow's heartbeat timeout and the call is asked again elsewhere under the same key.
+async fn beating<T>(ctx: &ActivityContext, call: impl Future<Output = T>) -> T {
+    let heartbeats = async {
+        let mut every = tokio::time::interval(HEARTBEAT_EVERY);
+        loop {
+            every.tick().await;
+            if let Err(error) = ctx.record_heartbeat(()).await {
+                tracing::warn!(%error, "recording a heartbeat");
+            }
+        }
+    };
+    tokio::select! {
+        outcome = call => outcome,
+        never = heartbeats => never,
     }
 }
 

@@ -18,8 +18,10 @@ use temporalio_common::data_converters::RawValue;
 use temporalio_common::protos::constants::LOCAL_ACTIVITY_MARKER_NAME;
 use temporalio_common::protos::temporal::api::common::v1::Payload;
 use temporalio_common::protos::temporal::api::enums::v1::EventType as HistoryEventType;
-use temporalio_common::protos::temporal::api::history::v1::HistoryEvent;
 use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
+use temporalio_common::protos::temporal::api::history::v1::{
+    ActivityTaskStartedEventAttributes, HistoryEvent,
+};
 
 pub type OrderHandle = WorkflowHandle<Client, DeliveryOrderWorkflow>;
 
@@ -356,6 +358,38 @@ pub async fn scheduled_activity_types(handle: &OrderHandle) -> Vec<String> {
         .filter_map(|event| match event.attributes {
             Some(Attributes::ActivityTaskScheduledEventAttributes(scheduled)) => {
                 scheduled.activity_type.map(|t| t.name)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// How each completed attempt of the run's `activity_type` activity tasks started: its attempt
+/// number and, from the second on, why the one before it ended.
+pub async fn activity_starts(
+    handle: &OrderHandle,
+    activity_type: &str,
+) -> Vec<ActivityTaskStartedEventAttributes> {
+    let events = history_events(handle).await;
+    let scheduled: std::collections::HashSet<i64> = events
+        .iter()
+        .filter_map(|event| match &event.attributes {
+            Some(Attributes::ActivityTaskScheduledEventAttributes(scheduled))
+                if scheduled.activity_type.as_ref().map(|t| t.name.as_str())
+                    == Some(activity_type) =>
+            {
+                Some(event.event_id)
+            }
+            _ => None,
+        })
+        .collect();
+    events
+        .into_iter()
+        .filter_map(|event| match event.attributes {
+            Some(Attributes::ActivityTaskStartedEventAttributes(started))
+                if scheduled.contains(&started.scheduled_event_id) =>
+            {
+                Some(started)
             }
             _ => None,
         })

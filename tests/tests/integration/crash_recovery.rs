@@ -7,7 +7,9 @@ use delivery_api::auth::Role;
 use delivery_tests::*;
 use delivery_workflows::{ActorKind, EventType, State};
 use serde_json::json;
-use temporalio_client::WorkflowGetResultOptions;
+use temporalio_client::{WorkflowDescribeOptions, WorkflowGetResultOptions};
+use temporalio_common::protos::temporal::api::enums::v1::{PendingActivityState, TimeoutType};
+use temporalio_common::protos::temporal::api::failure::v1::failure::FailureInfo;
 
 #[tokio::test]
 async fn a_killed_worker_is_replaced_and_the_delivery_finishes_correctly() {
@@ -95,6 +97,59 @@ async fn a_worker_killed_before_the_pickup_request_books_it_exactly_once_after_r
         stats["pickups_created"].as_u64().unwrap_or(0) <= 1,
         "{stats}"
     );
+}
+
+/// A worker killed while the partner is still answering its pickup request: the request
+/// heartbeats, so the server gives the orphaned attempt up once the heartbeats stop (not at the
+/// end of its 30 s limit) and the restarted worker asks again under the same key — one booking.
+#[tokio::test]
+async fn a_worker_killed_during_the_pickup_request_is_given_up_by_its_missing_heartbeats() {
+    let mut stack = Stack::quiet().await;
+    // The partner takes its time: the request is still waiting when the worker dies.
+    stack.sim.configure(json!({"latency_ms": 8000})).await;
+    let (_, order) = stack.new_order().await;
+    let order_ref = &order;
+    eventually("the pickup request under way", || async move {
+        let description = order_ref
+            .describe(WorkflowDescribeOptions::default())
+            .await
+            .ok()?;
+        description
+            .raw_description
+            .pending_activities
+            .iter()
+            .any(|a| {
+                a.activity_type.as_ref().map(|t| t.name.as_str()) == Some("request_pickup")
+                    && a.state == PendingActivityState::Started as i32
+            })
+            .then_some(())
+    })
+    .await;
+    stack.worker.kill_hard();
+    stack.sim.configure(json!({"latency_ms": 0})).await;
+    stack.worker.restart().await;
+
+    wait_for(&order, "pickup accepted", |v| {
+        v.order.partner.pickup_id.is_some()
+    })
+    .await;
+    let starts = activity_starts(&order, "request_pickup").await;
+    let last = starts.last().expect("the request started");
+    assert!(last.attempt >= 2, "{starts:?}");
+    let timeout = last
+        .last_failure
+        .as_ref()
+        .and_then(|f| match &f.failure_info {
+            Some(FailureInfo::TimeoutFailureInfo(info)) => Some(info.timeout_type),
+            _ => None,
+        });
+    assert_eq!(
+        timeout,
+        Some(TimeoutType::Heartbeat as i32),
+        "the orphaned attempt ended by its missing heartbeats: {starts:?}"
+    );
+    let stats = stack.sim.stats().await;
+    assert_eq!(stats["pickups_created"], 1, "one booking: {stats}");
 }
 
 #[tokio::test]

@@ -18,9 +18,10 @@ use temporalio_sdk::{
 use super::options::{cancel_options, pickup_options, retried_until_done};
 use super::{
     BATCH_LEASE_PATCH, COORDINATOR_RECHECK, Deadline, DeliveryOrderWorkflow, HISTORY_LIMIT,
-    LEASE_ASKS_COORDINATOR_PATCH, PICKUP_SETTLE_PATIENCE, PICKUP_SETTLES_PATCH, READ_MODEL_PATCH,
-    RECHECK_BACKS_OFF_PATCH, REPLACEMENT_ACTIVITY_PATCH, SENDER_CHECKS_PATCH, StartInput,
-    UNBOUND_PARTNER_PATCH, coordinator_recheck, graph, workflow_id,
+    LEASE_ASKS_COORDINATOR_PATCH, PARTNER_HEARTBEAT_PATCH, PICKUP_SETTLE_PATIENCE,
+    PICKUP_SETTLES_PATCH, READ_MODEL_PATCH, RECHECK_BACKS_OFF_PATCH, REPLACEMENT_ACTIVITY_PATCH,
+    SENDER_CHECKS_PATCH, StartInput, UNBOUND_PARTNER_PATCH, coordinator_recheck, graph,
+    workflow_id,
 };
 use crate::activities::{
     BatchCoordinatorRunning, CancelPickup, CancelPickupRequest, PickupOutcome, PickupRequest,
@@ -77,6 +78,9 @@ pub(super) async fn run(ctx: &mut Ctx) -> WorkflowResult<LifecycleEnd> {
     let pickup_settles = ctx.patched(PICKUP_SETTLES_PATCH);
     // Runs started before projections ran locally replay with an activity task for each.
     let projects_locally = ctx.patched(LOCAL_PROJECTION_PATCH);
+    // Runs started before the partner calls heartbeat wait out a killed worker's attempt.
+    let heartbeats = ctx.patched(PARTNER_HEARTBEAT_PATCH);
+    ctx.state_mut(|s| s.partner_heartbeats = heartbeats);
     let mut lifecycle_ctx = ctx.clone();
     let mut projector_ctx = ctx.clone();
     let mut lease_ctx = ctx.clone();
@@ -314,7 +318,8 @@ async fn await_pickup(ctx: &mut Ctx, version: u64, pickup_settles: bool) -> Work
     });
     ctx.state_mut(|s| s.pickup_pending = true);
     let mut deadline_timer = pin!(ctx.timer(deadline));
-    let mut pickup = pin!(ctx.execute_activity(RequestPickup, request, pickup_options(deadline)));
+    let options = pickup_options(deadline, ctx.state(|s| s.partner_heartbeats));
+    let mut pickup = pin!(ctx.execute_activity(RequestPickup, request, options));
     loop {
         let mut changed =
             pin!(ctx.wait_condition(move |s| { s.order().version != version || s.continue_due }));
@@ -438,10 +443,8 @@ async fn await_pickup(ctx: &mut Ctx, version: u64, pickup_settles: bool) -> Work
             pickup_id,
             reason: format!("delivery order is {state}"),
         };
-        match ctx
-            .execute_activity(CancelPickup, request, cancel_options())
-            .await
-        {
+        let options = cancel_options(ctx.state(|s| s.partner_heartbeats));
+        match ctx.execute_activity(CancelPickup, request, options).await {
             Ok(_) => ctx.state_mut(|s| s.order_mut().partner.cancelled = true),
             Err(error) if !ctx.is_replaying() => {
                 tracing::warn!(%error, "could not withdraw the partner pickup")

@@ -91,6 +91,9 @@ pub const REPLACEMENT_ACTIVITY_PATCH: &str = "replacement-start-activity-v1";
 /// Patch id of letting a pickup request still out settle before the job is withdrawn (runs
 /// before it cancelled the request at once, and a job the partner booked meanwhile stayed booked).
 pub const PICKUP_SETTLES_PATCH: &str = "pickup-settles-before-withdrawal-v1";
+/// Patch id of the partner calls' heartbeat timeout (runs before it learned of a worker killed
+/// mid-call only when that attempt's 30 s start-to-close limit ran out).
+pub const PARTNER_HEARTBEAT_PATCH: &str = "partner-calls-heartbeat-v1";
 
 /// How long an order that left CREATED waits for a pickup request still out to answer, so a
 /// job the partner booked meanwhile can be withdrawn: past one attempt's start-to-close limit (a
@@ -222,6 +225,8 @@ pub struct DeliveryOrderWorkflow {
     /// first workflow task may run before; only update validators read this, and they do not
     /// run on replay.
     run_started: bool,
+    /// The partner calls carry a heartbeat timeout (runs since [`PARTNER_HEARTBEAT_PATCH`]).
+    partner_heartbeats: bool,
 }
 
 #[workflow_methods]
@@ -240,6 +245,7 @@ impl DeliveryOrderWorkflow {
             continuing: false,
             runs: 0,
             run_started: false,
+            partner_heartbeats: false,
         };
         let order_id = match &input {
             StartInput::Valid(input) => Some(input.delivery_order_id.clone()),
