@@ -73,6 +73,13 @@ pub(crate) struct Facts {
     compat_cache: HashMap<String, Option<u64>>,
 }
 
+/// One job as the simulator reports it.
+struct SimJob<'a> {
+    pickup: &'a str,
+    status: &'a str,
+    order: &'a str,
+}
+
 /// What the checks found, with the counts the report prints.
 #[derive(Default)]
 pub(crate) struct Verdict {
@@ -322,13 +329,25 @@ impl Facts {
 
     /// The pickups the running simulator has picked up and not yet delivered or failed.
     fn pickups_carried(&self) -> HashSet<&str> {
+        self.running_sim_jobs()
+            .filter(|job| job.status == "PICKED_UP")
+            .map(|job| job.pickup)
+            .collect()
+    }
+
+    /// The running simulator's jobs (its memory starts empty at each restart).
+    fn running_sim_jobs(&self) -> impl Iterator<Item = SimJob<'_>> {
         self.sim_lifetimes
             .last()
             .into_iter()
             .flatten()
-            .filter(|p| p["status"] == "PICKED_UP")
-            .filter_map(|p| p["pickup_id"].as_str())
-            .collect()
+            .filter_map(|p| {
+                Some(SimJob {
+                    pickup: p["pickup_id"].as_str()?,
+                    status: p["status"].as_str()?,
+                    order: p["delivery_order_id"].as_str()?,
+                })
+            })
     }
 
     pub(crate) fn check(&self, ledger: &Snapshot) -> Verdict {
@@ -344,16 +363,12 @@ impl Facts {
         // lifetime's bookings per order.
         let mut sim_now: HashSet<&str> = HashSet::new();
         let mut sim_jobs: HashMap<&str, Vec<(&str, &str)>> = HashMap::new();
-        for p in self.sim_lifetimes.last().into_iter().flatten() {
-            let (Some(pickup), Some(status), Some(order)) = (
-                p["pickup_id"].as_str(),
-                p["status"].as_str(),
-                p["delivery_order_id"].as_str(),
-            ) else {
-                continue;
-            };
-            sim_now.insert(pickup);
-            sim_jobs.entry(order).or_default().push((pickup, status));
+        for job in self.running_sim_jobs() {
+            sim_now.insert(job.pickup);
+            sim_jobs
+                .entry(job.order)
+                .or_default()
+                .push((job.pickup, job.status));
         }
         for (lifetime, pickups) in self.sim_lifetimes.iter().enumerate() {
             let mut per_order: BTreeMap<&str, usize> = BTreeMap::new();
