@@ -131,8 +131,12 @@ impl BatchActivities {
             .abort_batch(&request.delivery_order_id, &request.batch_id)
             .await
         {
-            // Nothing to release on an order that is gone or finished.
-            Ok(_) | Err(ClientError::NotFound | ClientError::Completed) => Ok(()),
+            // Nothing to release on an order that is gone or finished, or that refuses the
+            // abort (a run whose start input was invalid holds no batch).
+            Ok(_)
+            | Err(ClientError::NotFound | ClientError::Completed | ClientError::Refused(_)) => {
+                Ok(())
+            }
             Err(error) => Err(anyhow::anyhow!("abort_batch: {error}").into()),
         }
     }

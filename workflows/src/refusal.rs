@@ -45,6 +45,12 @@ pub enum RejectionCode {
     /// Every event of the batch was applied before: the order need not be held; the details
     /// are its current answer.
     BatchNoop,
+    /// This step of the batch was taken here before (a prepare of the batch that holds the
+    /// order, a commit of a committed batch, an abort of a batch over here): nothing changes,
+    /// and the details are the order's current answer. A coordinator's retry is answered by its
+    /// update id while Temporal remembers it; this answers it after that too (in a run continued
+    /// as new), so a repeated step never adds to the history.
+    BatchStepRepeated,
     /// The batch ended here already (committed, aborted or released by its lease).
     BatchFinished,
     /// The batch ended without being applied (aborted, or released because its lease ran out).
@@ -75,6 +81,7 @@ impl RejectionCode {
             Self::LockedByBatch => "LOCKED_BY_BATCH",
             Self::BatchRejected => "BATCH_REJECTED",
             Self::BatchNoop => "BATCH_NOOP",
+            Self::BatchStepRepeated => "BATCH_STEP_REPEATED",
             Self::BatchFinished => "BATCH_FINISHED",
             Self::BatchReleased => "BATCH_RELEASED",
             Self::NoSuchBatch => "NO_SUCH_BATCH",
@@ -142,6 +149,11 @@ impl Refusal {
         Self::with_outcome(RejectionCode::BatchNoop, current)
     }
 
+    /// A batch step taken before, answered with the order's current outcome.
+    pub fn batch_step_repeated(current: &ApplyOutcome) -> Self {
+        Self::with_outcome(RejectionCode::BatchStepRepeated, current)
+    }
+
     fn with_outcome(code: RejectionCode, outcome: &ApplyOutcome) -> Self {
         let json = serde_json::to_value(outcome).expect("an outcome serializes");
         Self {
@@ -178,10 +190,12 @@ impl Refusal {
         &self.message
     }
 
-    /// The answer a `DUPLICATE` or `BATCH_NOOP` carries.
+    /// The answer a `DUPLICATE`, `BATCH_NOOP` or `BATCH_STEP_REPEATED` carries.
     pub fn outcome(&self) -> Option<ApplyOutcome> {
         match self.code {
-            RejectionCode::Duplicate | RejectionCode::BatchNoop => self.details_as(),
+            RejectionCode::Duplicate
+            | RejectionCode::BatchNoop
+            | RejectionCode::BatchStepRepeated => self.details_as(),
             _ => None,
         }
     }

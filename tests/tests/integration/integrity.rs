@@ -11,6 +11,7 @@ use delivery_workflows::delivery_order::{BatchDecision, BatchPrepare, HISTORY_LI
 use delivery_workflows::{
     ActorKind, DeliveryOrderWorkflow, EventType, Refusal, RejectionCode, State,
 };
+use delivery_workflows::{DeliveryOrderClient, TemporalTarget};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use temporalio_client::errors::WorkflowUpdateError;
@@ -641,6 +642,88 @@ async fn repeats_and_refusals_add_nothing_to_the_history() {
         after, before,
         "400 repeats and refusals left no trace in the history"
     );
+}
+
+/// A coordinator retries its steps; Temporal answers a retry by its update id while it
+/// remembers it, and the order's validators answer the rest (a new update id, or a run continued
+/// as new), so a repeated prepare, commit or abort never reaches the history.
+#[tokio::test]
+async fn repeated_batch_steps_are_answered_and_add_nothing_to_the_history() {
+    let stack = quiet_stack().await;
+    let api = stack.api();
+    let id = api.paid_order("cust-i9").await;
+    let order = handle(&stack.client, &id);
+    let orders = DeliveryOrderClient::new(TemporalTarget::new(
+        stack.client.clone(),
+        stack.task_queue.clone(),
+    ));
+
+    prepare(&order, "again-batch", 60_000, "A-1").await.unwrap();
+    let held = settled_history_len(&order).await;
+    for _ in 0..10 {
+        let repeated = prepare(&order, "again-batch", 60_000, "A-1")
+            .await
+            .unwrap_err();
+        assert_eq!(
+            repeated.code(),
+            RejectionCode::BatchStepRepeated,
+            "{repeated}"
+        );
+        assert_eq!(repeated.outcome().map(|o| o.version), Some(0));
+    }
+    // Through the client the coordinator uses, a repeat is its answer.
+    let again = BatchPrepare {
+        batch_id: "again-batch".into(),
+        events: vec![envelope(
+            "A-1",
+            EventType::PickedUp,
+            json!({"partner_order_number": "PN-L"}),
+            ActorKind::Partner,
+        )],
+        lease_ms: Some(60_000),
+    };
+    assert_eq!(orders.prepare_batch(&id, again).await.unwrap().version, 0);
+    assert_eq!(
+        history_len(&order).await,
+        held,
+        "repeated prepares left no trace"
+    );
+
+    assert_eq!(decide(&order, "again-batch", true).await.unwrap(), 1);
+    read_at(api, &id, 1).await;
+    let committed = settled_history_len(&order).await;
+    for _ in 0..10 {
+        let commit = decide(&order, "again-batch", true).await.unwrap_err();
+        assert_eq!(commit.code(), RejectionCode::BatchStepRepeated, "{commit}");
+        assert!(
+            commit
+                .outcome()
+                .is_some_and(|o| o.applied && o.version == 1)
+        );
+        let abort = decide(&order, "again-batch", false).await.unwrap_err();
+        assert_eq!(abort.code(), RejectionCode::BatchStepRepeated, "{abort}");
+    }
+    let commit = orders.commit_batch(&id, "again-batch").await.unwrap();
+    assert_eq!((commit.state, commit.version), (State::PickedUp, 1));
+    assert_eq!(
+        orders
+            .abort_batch(&id, "again-batch")
+            .await
+            .unwrap()
+            .version,
+        1
+    );
+    assert_eq!(
+        history_len(&order).await,
+        committed,
+        "repeated commits and aborts left no trace"
+    );
+
+    // An abort of a batch not seen yet still runs (its late prepare must not hold the order),
+    // and only its repeat is answered.
+    decide(&order, "aborted-early", false).await.unwrap();
+    let repeated = decide(&order, "aborted-early", false).await.unwrap_err();
+    assert_eq!(repeated.code(), RejectionCode::BatchStepRepeated);
 }
 
 async fn prepare(

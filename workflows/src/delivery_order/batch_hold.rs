@@ -179,7 +179,9 @@ impl BatchHold {
         check_ref_id("batch_id", &prepare.batch_id)
             .map_err(|e| Refusal::worded(RejectionCode::InvalidInput, e))?;
         match &self.held {
-            Some(held) if held.prepare.batch_id == prepare.batch_id => return Ok(()),
+            Some(held) if held.prepare.batch_id == prepare.batch_id => {
+                return Err(Refusal::batch_step_repeated(&order.outcome(graph, false)));
+            }
             Some(held) => {
                 return Err(Refusal::new(
                     RejectionCode::LockedByBatch,
@@ -244,7 +246,8 @@ impl BatchHold {
     }
 
     /// Holds the order for a checked batch until `now_ms` plus its lease; a repeated prepare of
-    /// the holding batch changes nothing.
+    /// the holding batch (accepted by runs recorded before the validator answered it) changes
+    /// nothing.
     pub fn prepare(&mut self, prepare: BatchPrepare, now_ms: u64) {
         if self.held.is_some() {
             return;
@@ -259,11 +262,19 @@ impl BatchHold {
         });
     }
 
-    /// Whether a commit of `batch_id` is answered: the holding batch, or one committed before.
-    pub fn check_commit(&self, batch_id: &str) -> Result<(), Refusal> {
+    /// Whether a commit of `batch_id` may run: only for the holding batch. A commit of a batch
+    /// committed before is answered with `order`'s current outcome, as its first commit was.
+    pub fn check_commit(
+        &self,
+        graph: &StateGraph,
+        order: &DeliveryOrder,
+        batch_id: &str,
+    ) -> Result<(), Refusal> {
         match self.fate(batch_id) {
             _ if self.holds(batch_id) => Ok(()),
-            Some(BatchFate::Committed) => Ok(()),
+            Some(BatchFate::Committed) => {
+                Err(Refusal::batch_step_repeated(&order.outcome(graph, true)))
+            }
             Some(fate) => Err(Refusal::new(
                 RejectionCode::BatchReleased,
                 format!(
@@ -281,8 +292,24 @@ impl BatchHold {
         }
     }
 
+    /// Whether an abort of `batch_id` may run: for the holding batch, and for one not seen yet
+    /// (remembered, so its late prepare cannot hold the order). An abort of a batch over here
+    /// already changes nothing and is answered with `order`'s current outcome.
+    pub fn check_abort(
+        &self,
+        graph: &StateGraph,
+        order: &DeliveryOrder,
+        batch_id: &str,
+    ) -> Result<(), Refusal> {
+        if !self.holds(batch_id) && self.fate(batch_id).is_some() {
+            return Err(Refusal::batch_step_repeated(&order.outcome(graph, false)));
+        }
+        Ok(())
+    }
+
     /// Ends the holding batch as committed and hands over its events to apply, in order; `None`
-    /// when `batch_id` does not hold the order (a repeated commit).
+    /// when `batch_id` does not hold the order (a repeated commit, accepted by runs recorded
+    /// before the validator answered it).
     pub fn commit(&mut self, batch_id: &str) -> Option<Vec<EventEnvelope>> {
         let held = self.held.take_if(|b| b.prepare.batch_id == batch_id)?;
         self.remember(held.prepare.batch_id, BatchFate::Committed);
@@ -457,9 +484,11 @@ mod tests {
         hold.prepare(prepare.clone(), 1_000);
         assert_eq!(hold.lease(), Some(("b1", 6_000)));
         assert_eq!(code(hold.check_free()), RejectionCode::LockedByBatch);
-        // The same prepare again is answered; another batch is refused while this one holds.
-        hold.check_prepare(graph(), &order(), &prepare, never_waits)
-            .unwrap();
+        // The same prepare again is answered without running; another batch is refused while
+        // this one holds.
+        let again = refused(&hold, &prepare);
+        assert_eq!(again.code(), RejectionCode::BatchStepRepeated);
+        assert_eq!(again.outcome().map(|o| o.version), Some(0));
         hold.prepare(prepare, 9_000);
         assert_eq!(hold.lease(), Some(("b1", 6_000)));
         let other = batch("b2", vec![cancel("e2")], None);
@@ -482,24 +511,42 @@ mod tests {
     fn commit_hands_over_the_events_once_and_repeats_are_answered() {
         let mut hold = BatchHold::default();
         hold.prepare(batch("b1", vec![picked_up("e1")], None), 0);
-        hold.check_commit("b1").unwrap();
+        hold.check_commit(graph(), &order(), "b1").unwrap();
         let events = hold.commit("b1").expect("held");
         assert_eq!(events, vec![picked_up("e1")]);
         assert!(!hold.is_holding());
         assert_eq!(hold.fate("b1"), Some(BatchFate::Committed));
-        hold.check_commit("b1").unwrap();
+        let again = hold.check_commit(graph(), &order(), "b1").unwrap_err();
+        assert_eq!(again.code(), RejectionCode::BatchStepRepeated);
+        assert!(again.outcome().is_some_and(|o| o.applied), "{again}");
+        assert_eq!(
+            code(hold.check_abort(graph(), &order(), "b1")),
+            RejectionCode::BatchStepRepeated,
+            "an abort after the commit changes nothing"
+        );
         assert_eq!(hold.commit("b1"), None);
-        assert_eq!(code(hold.check_commit("b9")), RejectionCode::NoSuchBatch);
+        assert_eq!(
+            code(hold.check_commit(graph(), &order(), "b9")),
+            RejectionCode::NoSuchBatch
+        );
     }
 
     #[test]
     fn an_abort_releases_the_order_and_refuses_a_later_commit_or_prepare() {
         let mut hold = BatchHold::default();
         hold.prepare(batch("b1", vec![picked_up("e1")], None), 0);
+        hold.check_abort(graph(), &order(), "b1").unwrap();
         assert!(hold.abort("b1"));
         assert!(!hold.is_holding());
+        assert_eq!(
+            code(hold.check_abort(graph(), &order(), "b1")),
+            RejectionCode::BatchStepRepeated
+        );
         assert!(!hold.abort("b1"), "a repeated abort changes nothing");
-        assert_eq!(code(hold.check_commit("b1")), RejectionCode::BatchReleased);
+        assert_eq!(
+            code(hold.check_commit(graph(), &order(), "b1")),
+            RejectionCode::BatchReleased
+        );
         let again = batch("b1", vec![picked_up("e1")], None);
         assert_eq!(refused(&hold, &again).code(), RejectionCode::BatchFinished);
     }
@@ -507,6 +554,7 @@ mod tests {
     #[test]
     fn an_abort_before_its_prepare_is_remembered() {
         let mut hold = BatchHold::default();
+        hold.check_abort(graph(), &order(), "early").unwrap();
         assert!(hold.abort("early"));
         assert_eq!(hold.fate("early"), Some(BatchFate::Aborted));
         let late = batch("early", vec![picked_up("e1")], None);
@@ -523,7 +571,7 @@ mod tests {
         assert!(hold.extend("b1", 10_000));
         assert_eq!(hold.lease(), Some(("b1", 21_000)));
         assert!(!hold.extend("b2", 90_000));
-        assert!(hold.check_commit("b1").is_ok());
+        assert!(hold.check_commit(graph(), &order(), "b1").is_ok());
         assert!(hold.expire("b1"));
         assert!(
             !hold.extend("b1", 90_000),
@@ -539,7 +587,7 @@ mod tests {
         assert!(hold.expire("b1"));
         assert!(!hold.is_holding());
         assert_eq!(hold.fate("b1"), Some(BatchFate::Expired));
-        let late = hold.check_commit("b1").unwrap_err();
+        let late = hold.check_commit(graph(), &order(), "b1").unwrap_err();
         assert_eq!(late.code(), RejectionCode::BatchReleased);
         assert!(late.message().contains("lease ran out"), "{late}");
     }

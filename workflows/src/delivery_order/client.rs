@@ -203,13 +203,7 @@ impl DeliveryOrderClient {
                 options,
             )
             .await;
-        match answer {
-            Err(ClientError::Refused(refusal)) => match refusal.outcome() {
-                Some(original) if refusal.code() == RejectionCode::Duplicate => Ok(original),
-                _ => Err(ClientError::Refused(refusal)),
-            },
-            answer => answer,
-        }
+        answered_if(answer, RejectionCode::Duplicate)
     }
 
     /// The workflow's own view of the order; `None` while its start input was invalid.
@@ -232,20 +226,23 @@ impl DeliveryOrderClient {
             })
     }
 
-    /// Asks the order to check a batch's events and hold itself for it (`prepare_batch`).
+    /// Asks the order to check a batch's events and hold itself for it (`prepare_batch`;
+    /// repeating it is answered).
     pub async fn prepare_batch(
         &self,
         delivery_order_id: &str,
         prepare: BatchPrepare,
     ) -> Result<ApplyOutcome, ClientError> {
         let options = self.batch_step(&prepare.batch_id, "prepare");
-        self.update(
-            delivery_order_id,
-            DeliveryOrderWorkflow::prepare_batch,
-            prepare,
-            options,
-        )
-        .await
+        let answer = self
+            .update(
+                delivery_order_id,
+                DeliveryOrderWorkflow::prepare_batch,
+                prepare,
+                options,
+            )
+            .await;
+        answered_if(answer, RejectionCode::BatchStepRepeated)
     }
 
     /// Applies a prepared batch on the order (`commit_batch`; repeating it is answered).
@@ -255,29 +252,34 @@ impl DeliveryOrderClient {
         batch_id: &str,
     ) -> Result<ApplyOutcome, ClientError> {
         let options = self.batch_step(batch_id, "commit");
-        self.update(
-            delivery_order_id,
-            DeliveryOrderWorkflow::commit_batch,
-            decision(batch_id),
-            options,
-        )
-        .await
+        let answer = self
+            .update(
+                delivery_order_id,
+                DeliveryOrderWorkflow::commit_batch,
+                decision(batch_id),
+                options,
+            )
+            .await;
+        answered_if(answer, RejectionCode::BatchStepRepeated)
     }
 
-    /// Releases the order from a batch without applying anything (`abort_batch`).
+    /// Releases the order from a batch without applying anything (`abort_batch`; repeating it
+    /// is answered).
     pub async fn abort_batch(
         &self,
         delivery_order_id: &str,
         batch_id: &str,
     ) -> Result<ApplyOutcome, ClientError> {
         let options = self.batch_step(batch_id, "abort");
-        self.update(
-            delivery_order_id,
-            DeliveryOrderWorkflow::abort_batch,
-            decision(batch_id),
-            options,
-        )
-        .await
+        let answer = self
+            .update(
+                delivery_order_id,
+                DeliveryOrderWorkflow::abort_batch,
+                decision(batch_id),
+                options,
+            )
+            .await;
+        answered_if(answer, RejectionCode::BatchStepRepeated)
     }
 
     /// Runs one update on the order; refusals come back typed.
@@ -314,6 +316,21 @@ impl DeliveryOrderClient {
             .update_id(format!("batch:{batch_id}:{step}"))
             .rpc_options(self.target.rpc())
             .build()
+    }
+}
+
+/// An update's answer, with a refusal of kind `answered` (a repeat the validator answered with
+/// the outcome it carries) taken as that outcome.
+fn answered_if(
+    answer: Result<ApplyOutcome, ClientError>,
+    answered: RejectionCode,
+) -> Result<ApplyOutcome, ClientError> {
+    match answer {
+        Err(ClientError::Refused(refusal)) => match refusal.outcome() {
+            Some(outcome) if refusal.code() == answered => Ok(outcome),
+            _ => Err(ClientError::Refused(refusal)),
+        },
+        answer => answer,
     }
 }
 

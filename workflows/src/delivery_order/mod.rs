@@ -405,12 +405,13 @@ impl DeliveryOrderWorkflow {
         _ctx: &WorkflowContextView,
         decision: &BatchDecision,
     ) -> Result<(), Box<dyn Error + Send + Sync>> {
-        self.hold.check_commit(&decision.batch_id)?;
+        self.hold
+            .check_commit(graph(), self.valid_order()?, &decision.batch_id)?;
         Ok(())
     }
 
-    /// Applies the prepared events, in order, then releases the order. Committing again
-    /// answers the current state.
+    /// Applies the prepared events, in order, then releases the order. A repeated commit is
+    /// answered by the validator.
     #[update(name = "commit_batch")]
     pub fn commit_batch(
         &mut self,
@@ -438,8 +439,20 @@ impl DeliveryOrderWorkflow {
         self.order().outcome(graph(), true)
     }
 
-    /// Releases the order without applying anything (idempotent). An abort that arrives before
-    /// its prepare is remembered, so the late prepare cannot hold the order.
+    #[update_validator(abort_batch)]
+    fn validate_abort_batch(
+        &self,
+        _ctx: &WorkflowContextView,
+        decision: &BatchDecision,
+    ) -> Result<(), Box<dyn Error + Send + Sync>> {
+        self.hold
+            .check_abort(graph(), self.valid_order()?, &decision.batch_id)?;
+        Ok(())
+    }
+
+    /// Releases the order without applying anything. An abort that arrives before its prepare
+    /// is remembered, so the late prepare cannot hold the order; a repeated abort is answered by
+    /// the validator.
     #[update(name = "abort_batch")]
     pub fn abort_batch(
         &mut self,
