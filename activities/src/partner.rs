@@ -153,17 +153,9 @@ impl PartnerClient {
         &self,
         request: &CancelPickupRequest,
     ) -> Result<CancelPickupOutcome, PartnerError> {
-        // The pickup id comes from the partner: one escaped path segment, never a path of its own.
-        let url = format!(
-            "{}/v1/pickups/{}/cancel",
-            self.base_url,
-            url::form_urlencoded::byte_serialize(request.pickup_id.as_bytes())
-                .collect::<String>()
-                .replace('+', "%20")
-        );
         let call = self
             .http
-            .post(url)
+            .post(cancel_url(&self.base_url, &request.pickup_id))
             .json(&serde_json::json!({ "reason": request.reason }));
         let (status, body) = self.send("cancel_pickup", call).await?;
         let outcome = match status {
@@ -278,6 +270,17 @@ fn with_trace_context(
         .fold(call, |call, (name, value)| call.header(name, value))
 }
 
+/// `POST /v1/pickups/{id}/cancel` at `base_url`. The pickup id comes from the partner: one
+/// escaped path segment, never a path of its own.
+fn cancel_url(base_url: &str, pickup_id: &str) -> String {
+    format!(
+        "{base_url}/v1/pickups/{}/cancel",
+        url::form_urlencoded::byte_serialize(pickup_id.as_bytes())
+            .collect::<String>()
+            .replace('+', "%20")
+    )
+}
+
 /// Partner bodies end up in errors and history: keep them short.
 /// A pickup id the partner gave is kept and sent back as one URL path segment: the same
 /// characters as any reference, and not a dot segment (`.`/`..`), which a URL resolves away
@@ -327,7 +330,7 @@ fn clip(body: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{partner_said, usable_pickup_id};
+    use super::{cancel_url, partner_said, usable_pickup_id};
 
     #[test]
     fn only_the_contracts_words_of_an_error_body_are_kept() {
@@ -344,6 +347,29 @@ mod tests {
             let kept = partner_said(echoed);
             assert!(!kept.contains("Rivoli") && !kept.contains("+33"), "{kept}");
             assert_eq!(kept, format!("a body of {} bytes, not shown", echoed.len()));
+        }
+    }
+
+    #[test]
+    fn a_pickup_id_is_one_escaped_segment_of_the_cancel_url() {
+        for (pickup_id, path) in [
+            ("PK-1", "/v1/pickups/PK-1/cancel"),
+            (
+                "../../_sim/faults",
+                "/v1/pickups/..%2F..%2F_sim%2Ffaults/cancel",
+            ),
+            ("pk 1/../x", "/v1/pickups/pk%201%2F..%2Fx/cancel"),
+            (
+                "pk?status=500#f",
+                "/v1/pickups/pk%3Fstatus%3D500%23f/cancel",
+            ),
+        ] {
+            let url = cancel_url("http://partner.test:9", pickup_id);
+            // As the HTTP client will send it, after its own parsing and normalisation.
+            let parsed = url::Url::parse(&url).expect("a valid URL");
+            assert_eq!(parsed.path(), path, "{pickup_id}");
+            assert_eq!(parsed.query(), None, "{pickup_id}");
+            assert_eq!(parsed.fragment(), None, "{pickup_id}");
         }
     }
 

@@ -165,13 +165,10 @@ async fn a_pickup_id_is_one_escaped_path_segment_when_cancelling() {
             })
             .await
             .unwrap();
+        // The simulator's cancel route took the whole id as one pickup and knew none such
+        // (the exact path sent is checked by `partner::tests::a_pickup_id_is_one_escaped_…`).
         assert_eq!(outcome, CancelPickupOutcome::Unknown, "{pickup_id}");
     }
-    assert_eq!(
-        sim.stats().await["pickups_created"],
-        0,
-        "nothing but the cancel endpoint was reached"
-    );
 }
 
 #[tokio::test]
