@@ -8,8 +8,8 @@ use delivery_payload_codec::Keyring;
 use rand::Rng;
 use serde_json::{Value, json};
 use temporalio_client::{
-    Client, ClientOptions, Connection, ConnectionOptions, UntypedSignal, UntypedWorkflow,
-    WorkflowSignalOptions,
+    Client, ClientOptions, Connection, ConnectionOptions, RpcOptions, UntypedSignal,
+    UntypedWorkflow, WorkflowSignalOptions,
 };
 use temporalio_common::data_converters::RawValue;
 use temporalio_common::protos::temporal::api::common::v1::Payload;
@@ -27,6 +27,8 @@ const RANDOM_FAILURES: [&str; 4] = [
 ];
 /// The longest wait between two tries of one callback.
 const MAX_WAIT: Duration = Duration::from_secs(10);
+/// How long one signal to Temporal may take.
+const SIGNAL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A try that may land later: a network error, a 5xx, or a 429. `retry_after` is the service's
 /// own estimate (`Retry-After`: a batch holding the order, a rate limit), which beats guessing.
@@ -173,7 +175,11 @@ impl Sink {
                     .signal(
                         UntypedSignal::<UntypedWorkflow>::new(signal),
                         raw,
-                        WorkflowSignalOptions::default(),
+                        // A server that stops answering fails this attempt (the connection is
+                        // dropped and the callback retried) instead of holding it for good.
+                        WorkflowSignalOptions::builder()
+                            .rpc_options(RpcOptions::builder().timeout(SIGNAL_TIMEOUT).build())
+                            .build(),
                     )
                     .await;
                 if result.is_err() {

@@ -46,7 +46,7 @@ use futures::{StreamExt, TryStreamExt};
 use sqlx::PgPool;
 use temporalio_client::errors::WorkflowGetResultError;
 use temporalio_client::{
-    Client, WorkflowExecutionStatus, WorkflowGetResultOptions, WorkflowListOptions,
+    Client, RpcOptions, WorkflowExecutionStatus, WorkflowGetResultOptions, WorkflowListOptions,
     WorkflowQueryOptions,
 };
 use tracing::Instrument;
@@ -61,7 +61,7 @@ pub struct RebuildOptions {
     pub concurrency: usize,
     /// `REBUILD_QUERY_TIMEOUT_MS` (default 30000): how long reading one order (its result or its
     /// `state` query) may take before it counts as failed (and is tried again, up to
-    /// [`ATTEMPTS`] times).
+    /// [`ATTEMPTS`] times); also the bound on each page of the visibility listing.
     pub query_timeout: Duration,
     /// `--since <RFC 3339 time>`: only orders still open or closed at or after that time, e.g.
     /// the point a restored database was recovered to. Without it, every order.
@@ -188,7 +188,7 @@ pub async fn rebuild(
     // Each order once, even if visibility lists a workflow id twice (a run closing while the
     // pages are read): the status read last wins, and either status reads the order right.
     let ids: BTreeMap<String, WorkflowExecutionStatus> = client
-        .list_workflows(query.clone(), WorkflowListOptions::default())
+        .list_workflows(query.clone(), list_options(options))
         .map_ok(|run| (run.id().to_owned(), run.status()))
         .try_collect()
         .await
@@ -250,6 +250,14 @@ pub async fn rebuild(
     Ok(summary)
 }
 
+/// Each page of a visibility listing within the query timeout: a server that stops answering
+/// fails the rebuild with the query named rather than holding it for good.
+fn list_options(options: &RebuildOptions) -> WorkflowListOptions {
+    WorkflowListOptions::builder()
+        .rpc_options(RpcOptions::builder().timeout(options.query_timeout).build())
+        .build()
+}
+
 /// Rebuilds every compatible-API delivery of `task_queue` from its `projection` query.
 async fn rebuild_compat(
     client: &Client,
@@ -261,7 +269,7 @@ async fn rebuild_compat(
     let query = list_query_of(COMPAT_WORKFLOW_TYPE, task_queue, options.since)?;
     tracing::info!(%query, "listing compatible-API deliveries in Temporal visibility");
     let ids: std::collections::BTreeSet<String> = client
-        .list_workflows(query.clone(), WorkflowListOptions::default())
+        .list_workflows(query.clone(), list_options(options))
         .map_ok(|run| run.id().to_owned())
         .try_collect()
         .await
