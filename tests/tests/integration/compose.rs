@@ -187,6 +187,41 @@ fn compose_interpolations_are_well_formed_and_secrets_have_no_default() {
     }
 }
 
+/// A setting that is a credential (by its name, or one an image is known to default) takes its
+/// value from the environment, required: no service runs with a literal or published secret.
+#[test]
+fn compose_credentials_are_required_from_the_environment() {
+    let compose = compose();
+    let services = compose["services"].as_mapping().unwrap();
+    let mut checked = 0;
+    for (name, service) in services {
+        let name = name.as_str().unwrap();
+        for (key, value) in service["environment"].as_mapping().into_iter().flatten() {
+            let key = key.as_str().unwrap();
+            let credential = ["SECRET", "PASSWORD", "TOKEN", "KEYS", "_KEY"]
+                .iter()
+                .any(|word| key.contains(word));
+            if !credential {
+                continue;
+            }
+            let value = value.as_str().unwrap_or_default();
+            assert!(
+                value.contains("${") && interpolations(value).iter().all(|e| e.contains(":?")),
+                "service {name}: {key} must come from the environment, required (`${{NAME:?...}}`), not {value:?}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 8, "only {checked} credential settings found");
+    // Grafana's admin password defaults to a published one unless it is set.
+    assert!(
+        services["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"]
+            .as_str()
+            .is_some_and(|v| v.contains(":?")),
+        "Grafana's admin password comes from the environment"
+    );
+}
+
 #[test]
 fn compose_images_are_pinned_and_ports_stay_on_loopback() {
     let compose = compose();

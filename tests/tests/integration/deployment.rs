@@ -137,6 +137,97 @@ fn k8s_settings(name: &str) -> Vec<(String, String)> {
     all
 }
 
+/// Whether a setting's name says it holds a credential (or a URL that carries one).
+fn is_credential(name: &str) -> bool {
+    [
+        "SECRET",
+        "PASSWORD",
+        "TOKEN",
+        "_KEY",
+        "KEYS",
+        "DATABASE_URL",
+        "REDIS_URL",
+    ]
+    .iter()
+    .any(|word| name.contains(word))
+}
+
+/// Every credential-like setting in `value` given a literal: a container `env` entry with
+/// `value:` instead of `valueFrom:`, or a ConfigMap / kustomize literal of that name (also
+/// inside kustomize patches).
+fn literal_credentials(value: &Value, found: &mut Vec<String>) {
+    match value {
+        Value::Mapping(map) => {
+            if let Some(name) = map.get("name").and_then(Value::as_str)
+                && map.contains_key("value")
+                && is_credential(name)
+            {
+                found.push(format!("env {name} with a literal value"));
+            }
+            for (key, v) in map {
+                match key.as_str() {
+                    Some("patch") => {
+                        let patch: Value = serde_yaml::from_str(v.as_str().unwrap_or_default())
+                            .expect("a kustomize patch is YAML");
+                        literal_credentials(&patch, found);
+                    }
+                    Some("data" | "stringData") => {
+                        for key in v.as_mapping().into_iter().flatten().map(|(k, _)| k) {
+                            let key = key.as_str().unwrap_or_default();
+                            if is_credential(key) {
+                                found.push(format!("{key} as a literal in data"));
+                            }
+                        }
+                    }
+                    Some("literals") => {
+                        for literal in v.as_sequence().into_iter().flatten() {
+                            let literal = literal.as_str().unwrap_or_default();
+                            let key = literal.split('=').next().unwrap_or_default();
+                            if is_credential(key) {
+                                found.push(format!("{key} as a kustomize literal"));
+                            }
+                        }
+                    }
+                    _ => literal_credentials(v, found),
+                }
+            }
+        }
+        Value::Sequence(items) => items.iter().for_each(|v| literal_credentials(v, found)),
+        _ => {}
+    }
+}
+
+/// k8s/ refers to secrets and never holds one: no Secret manifest or secret generator, and every
+/// credential a container reads comes from a `secretKeyRef` (the Secrets are made outside the
+/// repository, docs/runbooks/rotate-secrets.md).
+#[test]
+fn k8s_refers_to_secrets_and_holds_no_secret_value() {
+    let root = workspace_root();
+    let mut findings = Vec::new();
+    let mut references = 0;
+    for path in yaml_files(&root.join("k8s")) {
+        let file = path.strip_prefix(&root).unwrap().display().to_string();
+        for document in yaml_documents(&path) {
+            if document.get("kind").and_then(Value::as_str) == Some("Secret") {
+                findings.push(format!("{file}: a Secret manifest"));
+            }
+            if document.get("secretGenerator").is_some() {
+                findings.push(format!("{file}: a kustomize secretGenerator"));
+            }
+            let mut found = Vec::new();
+            literal_credentials(&document, &mut found);
+            findings.extend(found.into_iter().map(|f| format!("{file}: {f}")));
+            let text = serde_yaml::to_string(&document).unwrap();
+            references += text.matches("secretKeyRef").count();
+        }
+    }
+    assert!(findings.is_empty(), "secret values in k8s/: {findings:#?}");
+    assert!(
+        references >= 6,
+        "the containers read their credentials from Secrets ({references} references)"
+    );
+}
+
 /// The graph version k8s/ deploys the workers with is the one compiled into them: a worker whose
 /// ConfigMap says otherwise refuses to start (the test above), so a stale ConfigMap would stop
 /// every worker of a release.
