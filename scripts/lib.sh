@@ -99,6 +99,26 @@ ensure_chromium() {
 # evaluates them locally with WITH_PROMETHEUS=1): installed with apt-get when missing and possible.
 PROMTOOL=${PROMTOOL:-$(command -v promtool || echo /usr/bin/promtool)}
 PROMETHEUS_BIN=${PROMETHEUS_BIN:-$(command -v prometheus || echo /usr/bin/prometheus)}
+# The Prometheus configuration of `make run WITH_PROMETHEUS=1`: resources/prometheus/prometheus.yml
+# with the local ports (gateway $1, worker metrics $2) and this checkout's rules and runbooks.
+# `make test` checks what it writes with promtool.
+local_prometheus_config() {
+  cat <<YAML
+# Written by scripts/run-local.sh: resources/prometheus/prometheus.yml with the local ports.
+global:
+  scrape_interval: 15s
+  evaluation_interval: 30s
+  # Alerts link their runbooks in this checkout.
+  external_labels: {runbook_base_url: "file://$ROOT/docs/runbooks"}
+rule_files: ["$ROOT/resources/prometheus/delivery.rules.yml"]
+scrape_configs:
+  - job_name: delivery-api
+    static_configs: [{targets: ["127.0.0.1:$1"]}]
+  - job_name: delivery-worker
+    static_configs: [{targets: ["127.0.0.1:$2"]}]
+YAML
+}
+
 ensure_prometheus() {
   [ -x "$PROMTOOL" ] && [ -x "$PROMETHEUS_BIN" ] && return 0
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

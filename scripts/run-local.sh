@@ -83,20 +83,7 @@ if [ "${WITH_PROMETHEUS:-0}" = 1 ]; then
   PROMETHEUS_PORT=${PROMETHEUS_PORT:-9090}
   prom_dir="$ROOT/.run/prometheus"
   mkdir -p "$prom_dir/data"
-  cat >"$prom_dir/prometheus.yml" <<YAML
-# Written by scripts/run-local.sh: resources/prometheus/prometheus.yml with the local ports.
-global:
-  scrape_interval: 15s
-  evaluation_interval: 30s
-  # Alerts link their runbooks in this checkout.
-  external_labels: {runbook_base_url: "file://$ROOT/docs/runbooks"}
-rule_files: ["$ROOT/resources/prometheus/delivery.rules.yml"]
-scrape_configs:
-  - job_name: delivery-api
-    static_configs: [{targets: ["127.0.0.1:$API_PORT"]}]
-  - job_name: delivery-worker
-    static_configs: [{targets: ["127.0.0.1:$WORKER_METRICS_PORT"]}]
-YAML
+  local_prometheus_config "$API_PORT" "$WORKER_METRICS_PORT" >"$prom_dir/prometheus.yml"
   say "starting Prometheus (rules of resources/prometheus)"
   "$PROMETHEUS_BIN" --config.file="$prom_dir/prometheus.yml" --storage.tsdb.path="$prom_dir/data" \
     --web.listen-address="127.0.0.1:$PROMETHEUS_PORT" >"$LOGS/prometheus.log" 2>&1 &

@@ -44,6 +44,9 @@ if [ -n "$ALL_CHECKS" ]; then
   say "alerting rules: promtool check rules, check config, test rules"
   "$PROMTOOL" check rules resources/prometheus/delivery.rules.yml
   "$PROMTOOL" check config --syntax-only resources/prometheus/prometheus.yml >/dev/null
+  # What `make run WITH_PROMETHEUS=1` writes, checked whole (its rule file included).
+  local_prometheus_config 8080 9464 >"$RUN_DIR/local-prometheus.yml"
+  "$PROMTOOL" check config "$RUN_DIR/local-prometheus.yml" >/dev/null
   (cd resources/prometheus && "$PROMTOOL" test rules delivery.rules.test.yml)
 
   say "web UI: type check and component tests (vitest)"

@@ -81,7 +81,7 @@ impl Telemetry {
 /// process) keeps the first setup.
 pub fn init(service: &'static str) -> Telemetry {
     let lookup = |key: &str| std::env::var(key).ok().filter(|v| !v.trim().is_empty());
-    let provider = if ENDPOINT_VARIABLES.iter().any(|key| lookup(key).is_some()) {
+    let provider = if exporter_configured(|key| std::env::var(key).ok()) {
         match tracer_provider(service, lookup("OTEL_SERVICE_NAME").is_none()) {
             Ok(provider) => Some(provider),
             Err(error) => {
@@ -137,6 +137,14 @@ pub fn init(service: &'static str) -> Telemetry {
     }
     let _ = TRACING_ON.set(provider.is_some());
     Telemetry { provider }
+}
+
+/// Whether the environment (read by `var`) names an OTLP endpoint; a blank value names none,
+/// so compose's `${OTEL_EXPORTER_OTLP_ENDPOINT:-}` keeps traces off.
+fn exporter_configured(var: impl Fn(&str) -> Option<String>) -> bool {
+    ENDPOINT_VARIABLES
+        .iter()
+        .any(|key| var(key).is_some_and(|v| !v.trim().is_empty()))
 }
 
 /// Whether this process exports traces (after `init`).
@@ -278,6 +286,32 @@ fn with_ids(line: &str, trace_id: &str, span_id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn traces_are_off_unless_an_endpoint_is_named() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |key: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert!(!exporter_configured(env(&[])));
+        assert!(!exporter_configured(env(&[(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            " "
+        )])));
+        assert!(!exporter_configured(env(&[("OTEL_SERVICE_NAME", "x")])));
+        assert!(exporter_configured(env(&[(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "http://127.0.0.1:4318"
+        )])));
+        assert!(exporter_configured(env(&[(
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "http://127.0.0.1:4318/v1/traces"
+        )])));
+    }
 
     #[test]
     fn ids_go_inside_the_json_object() {
