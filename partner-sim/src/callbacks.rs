@@ -27,8 +27,8 @@ const RANDOM_FAILURES: [&str; 4] = [
 ];
 /// The longest wait between two tries of one callback.
 const MAX_WAIT: Duration = Duration::from_secs(10);
-/// How long one signal to Temporal may take.
-const SIGNAL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one call to Temporal (connecting, or a signal) may take.
+const TEMPORAL_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A try that may land later: a network error, a 5xx, or a 429. `retry_after` is the service's
 /// own estimate (`Retry-After`: a batch holding the order, a rate limit), which beats guessing.
@@ -108,6 +108,15 @@ impl Sink {
         let mut backoff = Duration::from_millis(100);
         for attempt in 1.. {
             let Err(failed) = self.try_deliver(callback).await else {
+                if matches!(self.mode, CallbackMode::None) {
+                    return true;
+                }
+                tracing::info!(
+                    kind = callback.kind,
+                    delivery_order_id = %callback.delivery_order_id,
+                    attempt,
+                    "callback delivered"
+                );
                 return true;
             };
             let wait = failed.retry_after.unwrap_or(backoff).min(MAX_WAIT);
@@ -178,7 +187,9 @@ impl Sink {
                         // A server that stops answering fails this attempt (the connection is
                         // dropped and the callback retried) instead of holding it for good.
                         WorkflowSignalOptions::builder()
-                            .rpc_options(RpcOptions::builder().timeout(SIGNAL_TIMEOUT).build())
+                            .rpc_options(
+                                RpcOptions::builder().timeout(TEMPORAL_CALL_TIMEOUT).build(),
+                            )
                             .build(),
                     )
                     .await;
@@ -202,12 +213,18 @@ impl Sink {
         } else {
             format!("http://{address}")
         };
-        let connection = Connection::connect(
-            ConnectionOptions::new(url::Url::parse(&url)?)
-                .identity("partner-sim".to_owned())
-                .build(),
+        // Bounded like a signal: a server that accepts and never answers fails this attempt
+        // (the callback is retried) rather than holding every callback behind this lock.
+        let connection = tokio::time::timeout(
+            TEMPORAL_CALL_TIMEOUT,
+            Connection::connect(
+                ConnectionOptions::new(url::Url::parse(&url)?)
+                    .identity("partner-sim".to_owned())
+                    .build(),
+            ),
         )
-        .await?;
+        .await
+        .map_err(|_| anyhow::anyhow!("connecting to Temporal at {url} timed out"))??;
         let keys = self
             .keys
             .clone()
