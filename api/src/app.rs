@@ -87,11 +87,15 @@ pub fn app(state: Arc<AppState>) -> impl poem::Endpoint {
         )
         .at(
             route_table::CODEC_ENCODE,
-            codec::cors(origins.clone(), post(codec::encode)),
+            codec::cors(origins, post(codec::encode)),
         )
+        // Only the service's own pages set and drop the codec cookie, from their own origin,
+        // which the codec's CORS (the Temporal Web UI's origins) would refuse. A page of another
+        // origin cannot: its request with `Authorization` (or a `DELETE`) needs a preflight, and
+        // this route answers none.
         .at(
             route_table::CODEC_SESSION,
-            codec::cors(origins, post(codec::session).delete(codec::session)),
+            post(codec::session).delete(codec::session),
         )
         .nest("/", api)
         .around(middleware::around)

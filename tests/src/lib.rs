@@ -27,7 +27,9 @@ pub use gateway::{
 pub use processes::{SimProcess, WorkerProcess, json_log_lines};
 pub use proxy::TcpProxy;
 pub use stack::{Stack, StackOptions};
-pub use temporal::{TemporalServer, dedicated_temporal_server, temporal_server};
+pub use temporal::{
+    TemporalServer, dedicated_temporal_server, temporal_server, temporal_server_with_ui,
+};
 pub use tls::{TestCa, TlsProxy, TlsRedis};
 pub use workflows::*;
 

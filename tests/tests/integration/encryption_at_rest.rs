@@ -607,17 +607,43 @@ async fn the_codec_endpoint_round_trips_for_operators_only_and_refuses_malformed
             .is_none()
     );
 
-    // A browser session: the cookie POST /codec/session sets stands for the bearer token.
+    // A browser session: the cookie POST /codec/session sets stands for the bearer token. The
+    // service's own pages ask for it from their origin, which the codec's CORS list (the
+    // Temporal Web UI's) does not name; no other origin may (no preflight is answered).
+    let own_origin = api.url.trim_end_matches('/').to_owned();
     let session = api
         .send(
             reqwest::Method::POST,
             "/codec/session",
             Some(&ops),
             None,
-            &[],
+            &[("origin", &own_origin)],
         )
         .await;
     assert_eq!(session.status, 204, "{}", session.text);
+    for origin in ["http://localhost:8233", "http://evil.example"] {
+        let preflight = api
+            .send(
+                reqwest::Method::OPTIONS,
+                "/codec/session",
+                None,
+                None,
+                &[
+                    ("origin", origin),
+                    ("access-control-request-method", "POST"),
+                    ("access-control-request-headers", "authorization"),
+                ],
+            )
+            .await;
+        assert!(
+            preflight
+                .headers
+                .get("access-control-allow-origin")
+                .is_none(),
+            "{origin} may not set the codec cookie: {:?}",
+            preflight.headers
+        );
+    }
     let cookie = session.headers["set-cookie"].to_str().unwrap().to_owned();
     assert!(
         cookie.contains("HttpOnly")

@@ -2,6 +2,10 @@
 //! real stack — Temporal, the worker, a quiet partner and the gateway serving `web/dist` — that
 //! this test starts. The browser tests restart the gateway through a small control endpoint
 //! here, since this test owns the process. Screenshots land in `web/test-results/`.
+//!
+//! `temporal_web_ui_decodes_for_an_operator_with_the_codec_cookie` runs the spec tagged
+//! `@temporal-ui` alone, against a stack on a Temporal server of its own that serves Temporal
+//! Web UI with the gateway as its codec endpoint (what `make run` does).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -11,7 +15,7 @@ use delivery_api::auth::Role;
 use delivery_read_model::RedisKeys;
 use delivery_tests::{
     GatewayProcess, Stack, StackOptions, deadlines, free_port, new_order_id, order_input,
-    redis_prefix, redis_url, start_order, temporal_server, workspace_root,
+    redis_prefix, redis_url, start_order, temporal_server, temporal_server_with_ui, workspace_root,
 };
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -39,10 +43,19 @@ fn check_prerequisites(web: &Path) {
     );
 }
 
+/// One browser run at a time: the runs would share `web/test-results/` (Playwright empties it
+/// as it starts), and two Chromiums with their stacks crowd a small machine.
+static BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The spec of `temporal_web_ui_decodes_for_an_operator_with_the_codec_cookie`, which needs a
+/// Temporal Web UI that `browser_flows` does not start.
+const TEMPORAL_UI_TAG: &str = "@temporal-ui";
+
 #[tokio::test(flavor = "multi_thread")]
 async fn browser_flows() {
     let web = workspace_root().join("web");
     check_prerequisites(&web);
+    let _browser = BROWSER.lock().await;
     let dist = web.join("dist");
     let mut stack = Stack::start_with(
         StackOptions::quiet()
@@ -67,7 +80,7 @@ async fn browser_flows() {
     let control_url = format!("http://{}", control.local_addr().expect("bound"));
 
     let mut playwright = tokio::process::Command::new(web.join("node_modules/.bin/playwright"))
-        .arg("test")
+        .args(["test", "--grep-invert", TEMPORAL_UI_TAG])
         .current_dir(&web)
         .env("E2E_BASE_URL", &api.url)
         .env("E2E_TOKENS", tokens.to_string())
@@ -112,6 +125,74 @@ async fn browser_flows() {
         status.success(),
         "the browser tests failed ({status}); screenshots and traces are in web/test-results/"
     );
+}
+
+/// Temporal Web UI as an operator opens it (`web/e2e/temporal-ui.spec.ts`): its server started
+/// with `--ui-codec-endpoint` at this stack's gateway, and the gateway allowing the UI's origin
+/// (`TEMPORAL_WEB_UI_URL`, the default of `CODEC_CORS_ORIGINS`). Both on 127.0.0.1, as one
+/// site, so the `SameSite=Strict` codec cookie travels with the UI's decode requests.
+#[tokio::test(flavor = "multi_thread")]
+async fn temporal_web_ui_decodes_for_an_operator_with_the_codec_cookie() {
+    let web = workspace_root().join("web");
+    check_prerequisites(&web);
+    let _browser = BROWSER.lock().await;
+    let gateway_port = free_port();
+    let ui_port = free_port();
+    let ui_url = format!("http://127.0.0.1:{ui_port}");
+    let codec = format!("http://127.0.0.1:{gateway_port}/codec");
+    let temporal = temporal_server_with_ui(ui_port, &["--ui-codec-endpoint", &codec]).await;
+    wait_for_temporal_ui(&ui_url).await;
+    let stack = Stack::start_with(
+        StackOptions::quiet()
+            .on(temporal)
+            .gateway_port(gateway_port)
+            .gateway("WEB_DIST", web.join("dist").to_str().expect("a UTF-8 path"))
+            .gateway("TEMPORAL_WEB_UI_URL", &ui_url)
+            .gateway("RATE_LIMIT_PER_SECOND", "100000"),
+    )
+    .await;
+    let api = stack.api();
+    let customer = format!("cust-{}", uuid::Uuid::new_v4().simple());
+    let tokens = json!({
+        "customer": api.token(&customer, &[Role::Customer]),
+        "customer_sub": customer,
+        "operator": api.token("olivia", &[Role::Operator]),
+        "payment_service": api.token("payments", &[Role::PaymentService]),
+        "partner": api.token("sim", &[Role::Partner]),
+        "partner_webhook_secret": delivery_tests::TEST_PARTNER_SECRET,
+    });
+    let status = tokio::process::Command::new(web.join("node_modules/.bin/playwright"))
+        .args(["test", "--grep", TEMPORAL_UI_TAG])
+        .current_dir(&web)
+        .env("E2E_BASE_URL", &api.url)
+        .env("E2E_TOKENS", tokens.to_string())
+        .env("E2E_TEMPORAL_UI_URL", &ui_url)
+        .env("CHROMIUM", chromium())
+        .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .status()
+        .await
+        .expect("running Playwright");
+    assert!(
+        status.success(),
+        "the Temporal Web UI browser test failed ({status}); screenshots and traces are in web/test-results/"
+    );
+}
+
+/// Until the dev server's Web UI answers its settings (it may come up after the frontend).
+async fn wait_for_temporal_ui(ui_url: &str) {
+    let http = reqwest::Client::new();
+    let settings = format!("{ui_url}/api/v1/settings");
+    for _ in 0..300 {
+        if let Ok(answer) = http.get(&settings).send().await
+            && answer.status().is_success()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("Temporal Web UI at {ui_url} did not answer in 30 s");
 }
 
 /// Deletes the charts the stack's gateways share in Redis (for a minute), so the next read
