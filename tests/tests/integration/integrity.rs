@@ -7,7 +7,9 @@ use std::time::Duration;
 use delivery_api::auth::Role;
 use delivery_tests::*;
 use delivery_workflows::batch::EventBatchWorkflow;
-use delivery_workflows::delivery_order::{BatchDecision, BatchPrepare, HISTORY_LIMIT};
+use delivery_workflows::delivery_order::{
+    BatchDecision, BatchPrepare, DEFERRED_KEPT, HISTORY_LIMIT,
+};
 use delivery_workflows::{
     ActorKind, DeliveryOrderWorkflow, EventType, Refusal, RejectionCode, State,
 };
@@ -724,6 +726,83 @@ async fn repeated_batch_steps_are_answered_and_add_nothing_to_the_history() {
     decide(&order, "aborted-early", false).await.unwrap();
     let repeated = decide(&order, "aborted-early", false).await.unwrap_err();
     assert_eq!(repeated.code(), RejectionCode::BatchStepRepeated);
+}
+
+/// Signals to a held order wait for its batch, at most `DEFERRED_KEPT` of them: one more is
+/// refused and recorded (not queued), and when the batch ends the waiting ones apply in arrival
+/// order (the first moves the order, the repeats are refused), so a flood during a hold cannot
+/// grow the workflow's state without bound.
+#[tokio::test]
+async fn a_held_order_keeps_a_bounded_queue_of_waiting_signals() {
+    let stack = quiet_stack().await;
+    let api = stack.api();
+    let id = api.paid_order("cust-i10").await;
+    let order = handle(&stack.client, &id);
+    prepare(&order, "queue-batch", 60_000, "Q-batch")
+        .await
+        .unwrap();
+
+    let overflow = 5;
+    for n in 0..DEFERRED_KEPT + overflow {
+        signal(
+            &order,
+            "picked_up",
+            json!({"event_id": format!("Q-{n}"), "partner_order_number": format!("PN-Q{n}")}),
+        )
+        .await;
+    }
+    let held = wait_for(&order, "the signals beyond the queue refused", |v| {
+        v.order.rejected_total >= overflow as u64
+    })
+    .await;
+    assert_eq!(
+        held.order.version, 0,
+        "nothing applies while the batch holds"
+    );
+    assert_eq!(held.order.rejected_total, overflow as u64);
+    let refused: Vec<&str> = held
+        .order
+        .rejected
+        .iter()
+        .map(|r| r.event_id.as_deref().unwrap_or_default())
+        .collect();
+    let expected: Vec<String> = (DEFERRED_KEPT..DEFERRED_KEPT + overflow)
+        .map(|n| format!("Q-{n}"))
+        .collect();
+    assert_eq!(
+        refused, expected,
+        "the latest arrivals are the refused ones"
+    );
+    assert!(
+        held.order
+            .rejected
+            .iter()
+            .all(|r| r.reason.contains("already wait")),
+        "{:?}",
+        held.order.rejected
+    );
+
+    // The batch ends: the first waiting event applies, the other waiting ones are refused as
+    // what they are now (a second PICKED_UP), and nothing stays queued.
+    decide(&order, "queue-batch", false).await.unwrap();
+    let released = wait_for(&order, "the waiting signals handled", |v| {
+        v.order.rejected_total == (overflow + DEFERRED_KEPT - 1) as u64
+    })
+    .await;
+    assert_eq!(
+        (released.order.state, released.order.version),
+        (State::PickedUp, 1)
+    );
+    assert_eq!(
+        released.order.partner.partner_order_number.as_deref(),
+        Some("PN-Q0"),
+        "in arrival order"
+    );
+    assert_eq!(
+        released.order.rejected.len(),
+        delivery_workflows::machine::REJECTED_KEPT,
+        "the record of refusals is bounded too"
+    );
 }
 
 async fn prepare(

@@ -51,23 +51,18 @@ static BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// Temporal Web UI that `browser_flows` does not start.
 const TEMPORAL_UI_TAG: &str = "@temporal-ui";
 
-#[tokio::test(flavor = "multi_thread")]
-async fn browser_flows() {
-    let web = workspace_root().join("web");
-    check_prerequisites(&web);
-    let _browser = BROWSER.lock().await;
-    let dist = web.join("dist");
-    let mut stack = Stack::start_with(
-        StackOptions::quiet()
-            .gateway("WEB_DIST", dist.to_str().expect("a UTF-8 path"))
-            .gateway("TEMPORAL_WEB_UI_URL", "http://127.0.0.1:8233")
-            // Browsers open many requests per page; the per-caller limit is not under test.
-            .gateway("RATE_LIMIT_PER_SECOND", "100000"),
-    )
-    .await;
-    let api = stack.api();
+/// A quiet stack whose gateway serves the built web UI (`web/dist`).
+fn browser_stack(web: &Path) -> StackOptions {
+    StackOptions::quiet()
+        .gateway("WEB_DIST", web.join("dist").to_str().expect("a UTF-8 path"))
+        // Browsers open many requests per page; the per-caller limit is not under test.
+        .gateway("RATE_LIMIT_PER_SECOND", "100000")
+}
+
+/// The tokens the Playwright specs act with (`E2E_TOKENS`), one per role, for a new customer.
+fn e2e_tokens(api: &GatewayProcess) -> serde_json::Value {
     let customer = format!("cust-{}", uuid::Uuid::new_v4().simple());
-    let tokens = json!({
+    json!({
         "customer": api.token(&customer, &[Role::Customer]),
         "customer_sub": customer,
         "operator": api.token("olivia", &[Role::Operator]),
@@ -75,7 +70,24 @@ async fn browser_flows() {
         "partner": api.token("sim", &[Role::Partner]),
         // Location pings come only as signed partner webhooks.
         "partner_webhook_secret": delivery_tests::TEST_PARTNER_SECRET,
-    });
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn browser_flows() {
+    let web = workspace_root().join("web");
+    check_prerequisites(&web);
+    let _browser = BROWSER.lock().await;
+    let mut stack = Stack::start_with(
+        browser_stack(&web).gateway("TEMPORAL_WEB_UI_URL", "http://127.0.0.1:8233"),
+    )
+    .await;
+    let api = stack.api();
+    let tokens = e2e_tokens(api);
+    let customer = tokens["customer_sub"]
+        .as_str()
+        .expect("the customer")
+        .to_owned();
     let control = TcpListener::bind("127.0.0.1:0").await.expect("a port");
     let control_url = format!("http://{}", control.local_addr().expect("bound"));
 
@@ -143,24 +155,14 @@ async fn temporal_web_ui_decodes_for_an_operator_with_the_codec_cookie() {
     let temporal = temporal_server_with_ui(ui_port, &["--ui-codec-endpoint", &codec]).await;
     wait_for_temporal_ui(&ui_url).await;
     let stack = Stack::start_with(
-        StackOptions::quiet()
+        browser_stack(&web)
             .on(temporal)
             .gateway_port(gateway_port)
-            .gateway("WEB_DIST", web.join("dist").to_str().expect("a UTF-8 path"))
-            .gateway("TEMPORAL_WEB_UI_URL", &ui_url)
-            .gateway("RATE_LIMIT_PER_SECOND", "100000"),
+            .gateway("TEMPORAL_WEB_UI_URL", &ui_url),
     )
     .await;
     let api = stack.api();
-    let customer = format!("cust-{}", uuid::Uuid::new_v4().simple());
-    let tokens = json!({
-        "customer": api.token(&customer, &[Role::Customer]),
-        "customer_sub": customer,
-        "operator": api.token("olivia", &[Role::Operator]),
-        "payment_service": api.token("payments", &[Role::PaymentService]),
-        "partner": api.token("sim", &[Role::Partner]),
-        "partner_webhook_secret": delivery_tests::TEST_PARTNER_SECRET,
-    });
+    let tokens = e2e_tokens(api);
     let status = tokio::process::Command::new(web.join("node_modules/.bin/playwright"))
         .args(["test", "--grep", TEMPORAL_UI_TAG])
         .current_dir(&web)
