@@ -101,8 +101,9 @@ cat <<TABLE
   gateway (REST)      http://127.0.0.1:$API_PORT/api/v1   (log .run/logs/gateway.log)
   API docs            http://127.0.0.1:$API_PORT/docs   (spec: /openapi.json)
   Temporal Web UI     http://localhost:$TEMPORAL_UI_PORT   (payloads are encrypted; to see them decoded,
-                      sign in as an operator at http://localhost:$API_PORT/ and tick "Include
-                      cross-origin credentials" in the Web UI's codec settings: docs/security.md)
+                      sign in as an operator at http://localhost:$API_PORT/, then in the Web UI's
+                      Codec Server settings choose "Use my browser setting", enter the codec
+                      endpoint below and turn on "Include cross-origin credentials": docs/security.md)
   codec endpoint      $TEMPORAL_UI_CODEC_ENDPOINT   (temporal workflow show --codec-endpoint $TEMPORAL_UI_CODEC_ENDPOINT
                       --codec-auth "Bearer \$(make -s token ROLE=operator)")
   partner simulator   http://127.0.0.1:$PARTNER_SIM_PORT   (log .run/logs/partner-sim.log)
