@@ -12,6 +12,7 @@ use delivery_workflows::machine::DeliveryOrder;
 use delivery_workflows::{ActorKind, DELIVERY_ORDER_V1, EventType};
 use serde_json::{Value, json};
 use sqlx::{PgPool, Row};
+use tracing::instrument::WithSubscriber;
 
 /// An order that was picked up, then failed, then escalated by the workflow (versions 1-3),
 /// built by the state machine itself.
@@ -235,6 +236,33 @@ async fn content_at_a_seq_that_differs_from_the_workflows_is_replaced_by_it_and_
     );
 }
 
+/// A subscriber writing JSON log lines (flattened, as the processes write them) into the buffer
+/// it returns, for code run under it.
+fn captured_json_logs() -> (
+    std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    impl tracing::Subscriber + Send + Sync,
+) {
+    #[derive(Clone)]
+    struct Buffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let writer = Buffer(logs.clone());
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_writer(move || writer.clone())
+        .finish();
+    (logs, subscriber)
+}
+
 #[tokio::test]
 async fn a_permanent_failure_is_counted_once_shown_in_api_state_and_cleared_when_it_projects() {
     let pool = read_model().await;
@@ -246,13 +274,38 @@ async fn a_permanent_failure_is_counted_once_shown_in_api_state_and_cleared_when
     let mut broken = good.clone();
     broken.order.replaces_id = Some("not-a-uuid".into());
 
-    for _ in 0..3 {
-        let error = activities.project_or_surface(&broken).await.unwrap_err();
-        assert!(
-            matches!(error, ProjectionError::BadId { .. }) && error.is_permanent(),
-            "{error}"
-        );
+    let (logs, subscriber) = captured_json_logs();
+    async {
+        for _ in 0..3 {
+            let error = activities.project_or_surface(&broken).await.unwrap_err();
+            assert!(
+                matches!(error, ProjectionError::BadId { .. }) && error.is_permanent(),
+                "{error}"
+            );
+        }
     }
+    .with_subscriber(subscriber)
+    .await;
+    // One error line, with the order and the version, however often it is retried.
+    let lines: Vec<Value> = String::from_utf8(logs.lock().unwrap().clone())
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON log line"))
+        .filter(|line: &Value| line["level"] == "ERROR")
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert_eq!(lines[0]["delivery_order_id"], id.as_str());
+    assert_eq!(lines[0]["version"], 3);
+    assert!(
+        lines[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("fails permanently"))
+            && lines[0]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("replaces_id")),
+        "{}",
+        lines[0]
+    );
     assert_eq!(metrics.failures.get(), 3, "every failed attempt");
     assert_eq!(
         metrics.permanent_failures.get(),
