@@ -196,3 +196,59 @@ async fn a_slow_partner_times_out_and_counts_against_the_circuit() {
     let error = partner.request_pickup(&request(&id)).await.unwrap_err();
     assert!(matches!(error, PartnerError::CircuitOpen(_)), "{error}");
 }
+
+/// The half-open trial is lost (its caller gave up, a worker's activity was cancelled): the
+/// circuit opens again instead of staying half-open for good, so after the open period the next
+/// call is the new trial and reaches the partner.
+#[tokio::test]
+async fn a_lost_trial_call_does_not_leave_the_circuit_half_open() {
+    let sim = SimProcess::start(
+        temporal_server().await,
+        &[
+            ("PARTNER_AUTO_PROGRESS", "false"),
+            ("PARTNER_LATENCY_MS", "1500"),
+        ],
+    )
+    .await;
+    let mut config = PartnerConfig::new("sim", &sim.url);
+    config.request_timeout = Duration::from_millis(200);
+    let open_for = Duration::from_millis(300);
+    config.breaker = BreakerConfig {
+        failure_threshold: 2,
+        open_for,
+    };
+    let partner = PartnerClient::new(config, PartnerMetrics::unregistered()).unwrap();
+    let id = new_order_id();
+    for _ in 0..2 {
+        let error = partner.request_pickup(&request(&id)).await.unwrap_err();
+        assert!(matches!(error, PartnerError::Transport(_)), "{error}");
+    }
+    let error = partner.request_pickup(&request(&id)).await.unwrap_err();
+    assert!(matches!(error, PartnerError::CircuitOpen(_)), "{error}");
+
+    // Half-open: the trial starts, and its caller drops it before the partner answers.
+    tokio::time::sleep(open_for + Duration::from_millis(50)).await;
+    let dropped = tokio::time::timeout(
+        Duration::from_millis(50),
+        partner.request_pickup(&request(&id)),
+    )
+    .await;
+    assert!(
+        dropped.is_err(),
+        "the trial was still waiting for the partner"
+    );
+    let error = partner.request_pickup(&request(&id)).await.unwrap_err();
+    assert!(
+        matches!(error, PartnerError::CircuitOpen(_)),
+        "open again at once: {error}"
+    );
+
+    // After the open period a new trial goes to the partner (here it times out again).
+    tokio::time::sleep(open_for + Duration::from_millis(50)).await;
+    // (A transport error is the partner's silence: the call was made.)
+    let error = partner.request_pickup(&request(&id)).await.unwrap_err();
+    assert!(
+        matches!(error, PartnerError::Transport(_)),
+        "a new trial, not a circuit stuck half-open: {error}"
+    );
+}
