@@ -740,6 +740,71 @@ async fn the_route_keeps_pings_in_time_order_for_the_owner_and_is_gone_when_the_
     assert_eq!(kept, 0);
 }
 
+/// A failed delivery keeps its route while it waits for an operator (who reads where the parcel
+/// was last seen), and the route goes when the operator ends the order by reshipping it.
+#[tokio::test]
+async fn a_failed_delivery_keeps_its_route_until_the_operator_ends_it() {
+    let stack = Stack::start_with(StackOptions::quiet().with_gateway()).await;
+    let api = stack.api();
+    let id = api.paid_order("cust-route-failed").await;
+    let ops = api.token("olga", &[Role::Operator]);
+    let path = format!("/api/v1/tracking/{id}/route");
+    partner(
+        api,
+        &id,
+        "PICKED_UP",
+        json!({"partner_order_number": "PN-LOST"}),
+    )
+    .await;
+    api.wait_state(&ops, &id, "PICKED_UP").await;
+    let (_, pickup_id) = api.pickup_confirmed(&id).await;
+    for (n, lat) in [(1, 51.5074), (2, 51.5084)] {
+        let ping = json!({
+            "event_id": format!("lost-ping-{n}"), "type": "LOCATION", "delivery_order_id": id,
+            "pickup_id": pickup_id, "data": {"lat": lat, "lon": -0.1278},
+        });
+        let answer = api.webhook("sim", TEST_PARTNER_SECRET, &ping).await;
+        assert_eq!(answer.status, 200, "{}", answer.text);
+    }
+    partner(
+        api,
+        &id,
+        "DELIVERY_FAILED",
+        json!({"reason": "PACKAGE_LOST", "detail": "fell off the bike"}),
+    )
+    .await;
+    api.wait_state(&ops, &id, "PENDING_BY_OPERATOR").await;
+    let kept = api.get(&path, &ops).await;
+    assert_eq!(kept.status, 200, "{}", kept.text);
+    assert_eq!(
+        kept.json["points"].as_array().unwrap().len(),
+        2,
+        "{}",
+        kept.text
+    );
+    assert_eq!(kept.json["current"]["lat"], 51.5084);
+
+    let reship = api
+        .post(
+            &format!("/api/v1/delivery-orders/{id}/events"),
+            &ops,
+            &json!({"type": "OPERATOR_RESHIP", "data": {"note": "send another copy"}}),
+        )
+        .await;
+    assert_eq!(reship.status, 200, "{}", reship.text);
+    api.wait_state(&ops, &id, "RESHIPPED").await;
+    let ended = api.get(&path, &ops).await;
+    assert_eq!(ended.json["points"], json!([]), "{}", ended.text);
+    let stored: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM delivery_order_locations WHERE delivery_order_id = $1",
+    )
+    .bind(uuid::Uuid::parse_str(&id).unwrap())
+    .fetch_one(&read_model().await)
+    .await
+    .unwrap();
+    assert_eq!(stored, 0);
+}
+
 #[tokio::test]
 async fn a_route_keeps_only_its_latest_pings() {
     let stack = Stack::start_with(StackOptions::quiet().with_gateway()).await;
