@@ -171,8 +171,9 @@ async fn a_pickup_id_is_one_escaped_path_segment_when_cancelling() {
     }
 }
 
-#[tokio::test]
-async fn a_slow_partner_times_out_and_counts_against_the_circuit() {
+/// A simulator that answers after 1.5 s, and a client that gives up after 200 ms, with a
+/// breaker opening after two failures for `open_for`.
+async fn slow_partner(open_for: Duration) -> (SimProcess, PartnerClient) {
     let sim = SimProcess::start(
         temporal_server().await,
         &[
@@ -185,16 +186,26 @@ async fn a_slow_partner_times_out_and_counts_against_the_circuit() {
     config.request_timeout = Duration::from_millis(200);
     config.breaker = BreakerConfig {
         failure_threshold: 2,
-        open_for: Duration::from_secs(60),
+        open_for,
     };
     let partner = PartnerClient::new(config, PartnerMetrics::unregistered()).unwrap();
-    let id = new_order_id();
+    (sim, partner)
+}
+
+/// Two calls time out, and the circuit opens.
+async fn open_the_circuit(partner: &PartnerClient, id: &str) {
     for _ in 0..2 {
-        let error = partner.request_pickup(&request(&id)).await.unwrap_err();
+        let error = partner.request_pickup(&request(id)).await.unwrap_err();
         assert!(matches!(error, PartnerError::Transport(_)), "{error}");
     }
-    let error = partner.request_pickup(&request(&id)).await.unwrap_err();
+    let error = partner.request_pickup(&request(id)).await.unwrap_err();
     assert!(matches!(error, PartnerError::CircuitOpen(_)), "{error}");
+}
+
+#[tokio::test]
+async fn a_slow_partner_times_out_and_counts_against_the_circuit() {
+    let (_sim, partner) = slow_partner(Duration::from_secs(60)).await;
+    open_the_circuit(&partner, &new_order_id()).await;
 }
 
 /// The half-open trial is lost (its caller gave up, a worker's activity was cancelled): the
@@ -202,29 +213,10 @@ async fn a_slow_partner_times_out_and_counts_against_the_circuit() {
 /// call is the new trial and reaches the partner.
 #[tokio::test]
 async fn a_lost_trial_call_does_not_leave_the_circuit_half_open() {
-    let sim = SimProcess::start(
-        temporal_server().await,
-        &[
-            ("PARTNER_AUTO_PROGRESS", "false"),
-            ("PARTNER_LATENCY_MS", "1500"),
-        ],
-    )
-    .await;
-    let mut config = PartnerConfig::new("sim", &sim.url);
-    config.request_timeout = Duration::from_millis(200);
-    let open_for = Duration::from_millis(300);
-    config.breaker = BreakerConfig {
-        failure_threshold: 2,
-        open_for,
-    };
-    let partner = PartnerClient::new(config, PartnerMetrics::unregistered()).unwrap();
+    let open_for = Duration::from_secs(1);
+    let (_sim, partner) = slow_partner(open_for).await;
     let id = new_order_id();
-    for _ in 0..2 {
-        let error = partner.request_pickup(&request(&id)).await.unwrap_err();
-        assert!(matches!(error, PartnerError::Transport(_)), "{error}");
-    }
-    let error = partner.request_pickup(&request(&id)).await.unwrap_err();
-    assert!(matches!(error, PartnerError::CircuitOpen(_)), "{error}");
+    open_the_circuit(&partner, &id).await;
 
     // Half-open: the trial starts, and its caller drops it before the partner answers.
     tokio::time::sleep(open_for + Duration::from_millis(50)).await;
