@@ -1,6 +1,8 @@
 //! docker-compose.yml describes the same stack as `make run` and the README: the same services,
 //! and as host ports exactly those the README's table marks published, which are only the
-//! gateway's and the web UIs'.
+//! gateway's and the web UIs'. Without a Docker engine here, what `docker compose config` and
+//! `up` would refuse is checked from the files: references between services, volumes, build
+//! stages and the configuration the containers read; credentials come only from the environment.
 
 use std::collections::BTreeSet;
 
@@ -248,4 +250,194 @@ fn compose_images_are_pinned_and_ports_stay_on_loopback() {
             );
         }
     }
+}
+
+/// The volume entries of a service, as (source, target): `./path:/target[:ro]` or `name:/target`.
+fn mounts(service: &Value) -> Vec<(String, String)> {
+    service["volumes"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str())
+        .map(|entry| {
+            let mut parts = entry.split(':');
+            let source = parts.next().unwrap_or_default().to_owned();
+            let target = parts
+                .next()
+                .unwrap_or_else(|| panic!("volume {entry:?} names no target"))
+                .to_owned();
+            (source, target)
+        })
+        .collect()
+}
+
+/// What `docker compose config` would refuse or what would fail at `up`, checked without Docker:
+/// every `depends_on` names a service (with a healthcheck when it waits for `service_healthy`),
+/// every named volume is declared and every bind mount exists in the repository, every build
+/// target is a stage of the Dockerfile, and the files the containers read at the paths they are
+/// given are the ones mounted there (Prometheus's rules, Grafana's dashboards).
+#[test]
+fn compose_references_resolve() {
+    let root = workspace_root();
+    let compose = compose();
+    let services = compose["services"].as_mapping().unwrap();
+    let names: BTreeSet<&str> = services.keys().filter_map(|k| k.as_str()).collect();
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).unwrap();
+    let stages: BTreeSet<&str> = dockerfile
+        .lines()
+        .filter(|line| line.starts_with("FROM "))
+        .filter_map(|line| line.split_once(" AS ").map(|(_, stage)| stage.trim()))
+        .collect();
+    let declared_volumes: BTreeSet<&str> = compose["volumes"]
+        .as_mapping()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, _)| k.as_str())
+        .collect();
+    let mut problems = Vec::new();
+    for (name, service) in services {
+        let name = name.as_str().unwrap();
+        let depends = &service["depends_on"];
+        let dependencies: Vec<(&str, Option<&str>)> = match depends {
+            Value::Sequence(list) => list
+                .iter()
+                .filter_map(|d| d.as_str())
+                .map(|d| (d, None))
+                .collect(),
+            Value::Mapping(map) => map
+                .iter()
+                .filter_map(|(k, v)| Some((k.as_str()?, v["condition"].as_str())))
+                .collect(),
+            _ => Vec::new(),
+        };
+        for (dependency, condition) in dependencies {
+            if !names.contains(dependency) {
+                problems.push(format!("{name} depends on {dependency}, no such service"));
+            } else if condition == Some("service_healthy")
+                && services[dependency]["healthcheck"].is_null()
+            {
+                problems.push(format!(
+                    "{name} waits for {dependency} to be healthy, which has no healthcheck"
+                ));
+            }
+        }
+        if let Some(target) = service["build"]["target"].as_str()
+            && !stages.contains(target)
+        {
+            problems.push(format!(
+                "{name} builds Dockerfile stage {target}, which it lacks"
+            ));
+        }
+        for (source, _) in mounts(service) {
+            if let Some(path) = source.strip_prefix("./") {
+                if !root.join(path).exists() {
+                    problems.push(format!("{name} mounts {source}, which does not exist"));
+                }
+            } else if !declared_volumes.contains(source.as_str()) {
+                problems.push(format!("{name} mounts volume {source}, not declared"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+
+    // Prometheus reads its rules where the compose file mounts them.
+    let prometheus: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(root.join("resources/prometheus/prometheus.yml")).unwrap(),
+    )
+    .unwrap();
+    let prometheus_mounts = mounts(&services["prometheus"]);
+    for rules in prometheus["rule_files"].as_sequence().unwrap() {
+        let rules = rules.as_str().unwrap();
+        assert!(
+            prometheus_mounts.iter().any(|(_, target)| target == rules),
+            "prometheus.yml reads {rules}, which compose does not mount"
+        );
+    }
+    // Grafana's dashboard provider reads the folder compose mounts the dashboards at.
+    let grafana_mounts = mounts(&services["grafana"]);
+    let providers_dir = root.join("resources/grafana/provisioning/dashboards");
+    for entry in std::fs::read_dir(&providers_dir).unwrap() {
+        let provider: Value =
+            serde_yaml::from_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap()).unwrap();
+        for p in provider["providers"].as_sequence().into_iter().flatten() {
+            let path = p["options"]["path"].as_str().unwrap();
+            assert!(
+                grafana_mounts.iter().any(|(_, target)| target == path),
+                "Grafana's dashboard provider reads {path}, which compose does not mount"
+            );
+        }
+    }
+    // Grafana's home dashboard is one of the mounted dashboards.
+    let home = services["grafana"]["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+        .as_str()
+        .unwrap();
+    let served = grafana_mounts
+        .into_iter()
+        .find_map(|(source, target)| {
+            home.strip_prefix(&format!("{target}/"))
+                .map(|file| root.join(source.trim_start_matches("./")).join(file))
+        })
+        .unwrap_or_else(|| panic!("Grafana's home dashboard {home} is not under a mount"));
+    assert!(served.is_file(), "{} does not exist", served.display());
+}
+
+/// Every `datasource` a dashboard names anywhere (panels, targets, variables).
+fn datasources(value: &serde_json::Value, found: &mut Vec<serde_json::Value>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if let Some(ds) = map.get("datasource") {
+                found.push(ds.clone());
+            }
+            map.values().for_each(|v| datasources(v, found));
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| datasources(v, found)),
+        _ => {}
+    }
+}
+
+/// Each dashboard's panels query a data source Grafana is provisioned with (by uid and type), so
+/// none opens on "data source not found".
+#[test]
+fn dashboards_name_the_provisioned_data_source() {
+    let root = workspace_root();
+    let provisioned: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(
+            root.join("resources/grafana/provisioning/datasources/prometheus.yml"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let known: BTreeSet<(String, String)> = provisioned["datasources"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["uid"].as_str().unwrap().to_owned(),
+                d["type"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let mut dashboards = 0;
+    for entry in std::fs::read_dir(root.join("resources/grafana/dashboards")).unwrap() {
+        let path = entry.unwrap().path();
+        let dashboard: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let mut found = Vec::new();
+        datasources(&dashboard, &mut found);
+        assert!(!found.is_empty(), "{} names no data source", path.display());
+        for ds in found {
+            let key = (
+                ds["uid"].as_str().unwrap_or_default().to_owned(),
+                ds["type"].as_str().unwrap_or_default().to_owned(),
+            );
+            assert!(
+                known.contains(&key),
+                "{} queries data source {ds}, which Grafana is not provisioned with ({known:?})",
+                path.display()
+            );
+        }
+        dashboards += 1;
+    }
+    assert!(dashboards >= 4, "{dashboards} dashboards");
 }
