@@ -674,16 +674,7 @@ async fn repeated_batch_steps_are_answered_and_add_nothing_to_the_history() {
         assert_eq!(repeated.outcome().map(|o| o.version), Some(0));
     }
     // Through the client the coordinator uses, a repeat is its answer.
-    let again = BatchPrepare {
-        batch_id: "again-batch".into(),
-        events: vec![envelope(
-            "A-1",
-            EventType::PickedUp,
-            json!({"partner_order_number": "PN-L"}),
-            ActorKind::Partner,
-        )],
-        lease_ms: Some(60_000),
-    };
+    let again = picked_up_batch("again-batch", 60_000, "A-1");
     assert_eq!(orders.prepare_batch(&id, again).await.unwrap().version, 0);
     assert_eq!(
         history_len(&order).await,
@@ -805,13 +796,9 @@ async fn a_held_order_keeps_a_bounded_queue_of_waiting_signals() {
     );
 }
 
-async fn prepare(
-    order: &OrderHandle,
-    batch_id: &str,
-    lease_ms: u64,
-    event_id: &str,
-) -> Result<(), Refusal> {
-    let prepare = BatchPrepare {
+/// A batch of one partner `PICKED_UP` with id `event_id`, held for `lease_ms`.
+fn picked_up_batch(batch_id: &str, lease_ms: u64, event_id: &str) -> BatchPrepare {
+    BatchPrepare {
         batch_id: batch_id.into(),
         events: vec![envelope(
             event_id,
@@ -820,7 +807,16 @@ async fn prepare(
             ActorKind::Partner,
         )],
         lease_ms: Some(lease_ms),
-    };
+    }
+}
+
+async fn prepare(
+    order: &OrderHandle,
+    batch_id: &str,
+    lease_ms: u64,
+    event_id: &str,
+) -> Result<(), Refusal> {
+    let prepare = picked_up_batch(batch_id, lease_ms, event_id);
     match order
         .execute_update(
             DeliveryOrderWorkflow::prepare_batch,
